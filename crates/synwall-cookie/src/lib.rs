@@ -1,0 +1,165 @@
+//! SYN cookie codecs for synwall.
+//!
+//! This crate owns the cookie: what goes into the ISN (and, with timestamps, into TSval) of a SYN+ACK,
+//! and how the returning ACK is validated and decoded. It has no allocation and no I/O, so the packet
+//! engine calls it per packet and the BPF C (`bpf/lib/cookie.h`) mirrors it line for line.
+//!
+//! Three schemes share one small API, [`CookieCodec`]:
+//! - [`synwall_v1`]: the synwall wire format (`shared/SPEC.md` sections 2-6): `S|WWWW|MMM|H24` ISN,
+//!   SipHash-2-4 under a rolling salt derived from one master secret, 7 more MAC bits and ECN in TSval.
+//! - [`linux`]: the Linux ISN cookie (`net/ipv{4,6}/syncookies.c`) plus the Linux timestamp cookie.
+//! - [`freebsd`]: FreeBSD's `tcp_syncache.c` SipHash cookie.
+//!
+//! Each scheme also exposes the lower-level functions the upstream code has, so the test vectors
+//! (which fix secrets, counters and clocks) are checked against exactly those functions.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod freebsd;
+pub mod linux;
+mod mss;
+mod siphash;
+pub mod synwall_v1;
+
+pub use mss::{MssTable, MssTableError};
+pub use siphash::SipKey;
+
+/// The two addresses of a flow, in network byte order as on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Addrs {
+    /// IPv4: client (the SYN's source) and service (its destination).
+    V4 {
+        /// The SYN's source address.
+        client: [u8; 4],
+        /// The SYN's destination address.
+        service: [u8; 4],
+    },
+    /// IPv6: client and service.
+    V6 {
+        /// The SYN's source address.
+        client: [u8; 16],
+        /// The SYN's destination address.
+        service: [u8; 16],
+    },
+}
+
+impl Addrs {
+    /// True for IPv6.
+    pub fn is_v6(&self) -> bool {
+        matches!(self, Addrs::V6 { .. })
+    }
+}
+
+/// A TCP flow as seen from the protected service: the SYN's source is the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Flow {
+    /// Client and service addresses.
+    pub addrs: Addrs,
+    /// The SYN's source port (host order).
+    pub client_port: u16,
+    /// The SYN's destination port (host order).
+    pub service_port: u16,
+}
+
+/// The TCP options of a SYN that a cookie can carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SynOptions {
+    /// MSS option value; `None` if the SYN had no MSS option.
+    pub mss: Option<u16>,
+    /// Window-scale shift as sent (may exceed 14); `None` if the SYN had no window-scale option.
+    pub wscale: Option<u8>,
+    /// SACK-Permitted present.
+    pub sack_permitted: bool,
+    /// Timestamps option present.
+    pub timestamps: bool,
+    /// ECE and CWR both set in the SYN (an ECN setup SYN, RFC 3168).
+    pub ece_cwr: bool,
+}
+
+/// A SYN: its flow, sequence number and options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Syn {
+    /// The flow, client = the SYN's source.
+    pub flow: Flow,
+    /// The SYN's sequence number (the client ISN).
+    pub isn: u32,
+    /// The SYN's options.
+    pub options: SynOptions,
+}
+
+/// The Timestamps option of a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Timestamps {
+    /// TSval.
+    pub tsval: u32,
+    /// TSecr.
+    pub tsecr: u32,
+}
+
+/// A handshake-completing ACK, as the validator sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ack {
+    /// The flow, client = the ACK's source.
+    pub flow: Flow,
+    /// The ACK's sequence number (client ISN + 1).
+    pub seq: u32,
+    /// The ACK's acknowledgment number (cookie + 1).
+    pub ack: u32,
+    /// The ACK's Timestamps option, if it carries one.
+    pub timestamps: Option<Timestamps>,
+}
+
+/// What a codec puts into the SYN+ACK.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Issued {
+    /// The SYN+ACK's sequence number (the cookie).
+    pub isn: u32,
+    /// The SYN+ACK's TSval when timestamps are negotiated; `None` when the SYN+ACK carries none.
+    pub tsval: Option<u32>,
+    /// ECN negotiated (the SYN+ACK sets ECE).
+    pub ecn: bool,
+}
+
+/// Connection parameters restored from a valid cookie (what the backend hands the kernel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Decoded {
+    /// The client's MSS after table rounding.
+    pub mss: u16,
+    /// The client's window-scale shift; `None` = no window scaling.
+    pub wscale: Option<u8>,
+    /// SACK permitted.
+    pub sack_ok: bool,
+    /// Timestamps negotiated.
+    pub tstamp_ok: bool,
+    /// ECN negotiated.
+    pub ecn_ok: bool,
+}
+
+/// The clocks a codec may read: wall-clock seconds (epochs, Linux's minute counter) and a node-local
+/// millisecond clock (TSval).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Clock {
+    /// Seconds since the Unix epoch.
+    pub unix_secs: u64,
+    /// A millisecond clock; only its low 32 bits reach the wire.
+    pub ms: u64,
+}
+
+/// The common API of every cookie scheme: generate a cookie for a SYN, validate and decode an ACK.
+pub trait CookieCodec: Send + Sync {
+    /// The scheme's stable name (`synwall-v1`, `linux`, `freebsd`).
+    fn name(&self) -> &'static str;
+    /// The cookie (and TSval) for the SYN+ACK that answers `syn` at time `now`.
+    fn generate(&self, syn: &Syn, now: Clock) -> Issued;
+    /// Validate `ack` at time `now`; `Some` with the restored options iff the cookie is valid.
+    fn validate(&self, ack: &Ack, now: Clock) -> Option<Decoded>;
+    /// How many independent keys a validation may try (for the forgery bound): 2 for synwall-v1
+    /// and Linux (two epochs or counters), 1 for FreeBSD (the cookie names its key).
+    fn keys_tried(&self) -> u32;
+    /// MAC bits checked per key, without and with timestamps.
+    fn mac_bits(&self, timestamps: bool) -> u32;
+}

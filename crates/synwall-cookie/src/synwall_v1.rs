@@ -1,0 +1,360 @@
+//! synwall-v1: the cookie of `shared/SPEC.md` sections 2-6.
+//!
+//! ```text
+//!  ISN:   S | WWWW | MMM | H (24 low bits of the MAC)
+//!  TSval: clock & 0xFFFFFF00 | E << 7 | 7 more MAC bits      (only when the SYN had timestamps)
+//!  MAC  = SipHash-2-4(K_e, client addr · service addr · client port · service port · client ISN · opt · ext)
+//!  K_e  = HMAC-SHA256(master, "synwall/v1 salt" || BE64(e))[0..16],  e = floor(unix_time / P)
+//! ```
+//! The BPF twin of this file is `bpf/lib/cookie.h`: same names, same steps.
+
+use crate::{
+    Ack, Addrs, Clock, CookieCodec, Decoded, Flow, Issued, MssTable, SipKey, Syn, SynOptions,
+};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// The ASCII label hashed before the epoch number in the key schedule.
+pub const SALT_LABEL: &[u8] = b"synwall/v1 salt";
+/// Default epoch length in seconds.
+pub const DEFAULT_EPOCH_SECONDS: u64 = 60;
+/// Default IPv4 MSS table.
+pub const DEFAULT_MSS_V4: [u16; 8] = [536, 1200, 1360, 1400, 1440, 1452, 1460, 8960];
+/// Default IPv6 MSS table.
+pub const DEFAULT_MSS_V6: [u16; 8] = [1220, 1280, 1360, 1420, 1432, 1440, 8940, 65476];
+/// `W` value meaning "the SYN had no window-scale option".
+pub const WSCALE_NONE: u8 = 15;
+/// Largest window-scale shift (RFC 7323); larger requests are encoded as this.
+pub const WSCALE_MAX: u8 = 14;
+/// Length of the IPv4 MAC message.
+pub const MSG_LEN_V4: usize = 18;
+/// Length of the IPv6 MAC message.
+pub const MSG_LEN_V6: usize = 42;
+
+/// The 32-byte master secret shared by every node.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MasterSecret(pub [u8; 32]);
+
+impl core::fmt::Debug for MasterSecret {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("MasterSecret(..)")
+    }
+}
+
+/// The epoch that `unix_secs` falls in, for epochs of `period` seconds (`period` > 0).
+#[inline]
+pub fn epoch_of(unix_secs: u64, period: u64) -> u64 {
+    unix_secs / period
+}
+
+/// `K_e`: the 16-byte salt of epoch `epoch` (SPEC section 2).
+pub fn derive_salt(master: &MasterSecret, epoch: u64) -> [u8; 16] {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(&master.0).expect("HMAC takes any key length");
+    mac.update(SALT_LABEL);
+    mac.update(&epoch.to_be_bytes());
+    let full = mac.finalize().into_bytes();
+    let mut salt = [0u8; 16];
+    salt.copy_from_slice(&full[..16]);
+    salt
+}
+
+/// The salts a node holds at one time: it generates with `current` (`K_e`) and also accepts
+/// `previous` (`K_{e-1}`). This is what userspace writes into the BPF salt map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochKeys {
+    /// The epoch `e` these keys belong to.
+    pub epoch: u64,
+    /// `K_e`.
+    pub current: SipKey,
+    /// `K_{e-1}` (for epoch 0, the salt of `u64::MAX`: no real cookie was ever issued there).
+    pub previous: SipKey,
+}
+
+impl EpochKeys {
+    /// Derive both salts for `epoch` from the master secret.
+    pub fn derive(master: &MasterSecret, epoch: u64) -> Self {
+        EpochKeys {
+            epoch,
+            current: SipKey::from_bytes(&derive_salt(master, epoch)),
+            previous: SipKey::from_bytes(&derive_salt(master, epoch.wrapping_sub(1))),
+        }
+    }
+}
+
+/// Which options the cookie carries, and the MSS tables. All nodes of a deployment must agree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// IPv4 MSS table.
+    pub mss_v4: MssTable<8>,
+    /// IPv6 MSS table.
+    pub mss_v6: MssTable<8>,
+    /// Carry SACK-Permitted.
+    pub sack: bool,
+    /// Carry the window-scale shift.
+    pub wscale: bool,
+    /// Negotiate timestamps (and use TSval for 7 more MAC bits).
+    pub timestamps: bool,
+    /// Negotiate ECN (only possible with timestamps).
+    pub ecn: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mss_v4: MssTable::new_unchecked(DEFAULT_MSS_V4),
+            mss_v6: MssTable::new_unchecked(DEFAULT_MSS_V6),
+            sack: true,
+            wscale: true,
+            timestamps: true,
+            ecn: true,
+        }
+    }
+}
+
+impl Config {
+    /// The MSS table of the flow's family.
+    #[inline]
+    pub fn mss_table(&self, addrs: &Addrs) -> &MssTable<8> {
+        match addrs {
+            Addrs::V4 { .. } => &self.mss_v4,
+            Addrs::V6 { .. } => &self.mss_v6,
+        }
+    }
+}
+
+/// The two option bytes that enter the MAC: `opt` (the cookie's top byte) and `ext`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OptionBits {
+    /// `S<<7 | W<<3 | M`.
+    pub opt: u8,
+    /// `E<<1 | T`.
+    pub ext: u8,
+}
+
+impl OptionBits {
+    /// SACK bit.
+    #[inline]
+    pub fn sack(self) -> bool {
+        self.opt & 0x80 != 0
+    }
+    /// The 4-bit `W` field (15 = no window scaling).
+    #[inline]
+    pub fn wscale_field(self) -> u8 {
+        (self.opt >> 3) & 0x0f
+    }
+    /// The 3-bit MSS index.
+    #[inline]
+    pub fn mss_index(self) -> usize {
+        (self.opt & 0x07) as usize
+    }
+    /// Timestamps bit.
+    #[inline]
+    pub fn timestamps(self) -> bool {
+        self.ext & 1 != 0
+    }
+    /// ECN bit.
+    #[inline]
+    pub fn ecn(self) -> bool {
+        self.ext & 2 != 0
+    }
+}
+
+/// Encode a SYN's options into `opt` and `ext` (SPEC sections 3 and 4).
+#[inline]
+pub fn encode_options(cfg: &Config, addrs: &Addrs, syn: &SynOptions) -> OptionBits {
+    let s = (syn.sack_permitted && cfg.sack) as u8;
+    let w = match syn.wscale {
+        Some(shift) if cfg.wscale => shift.min(WSCALE_MAX),
+        _ => WSCALE_NONE,
+    };
+    let m = cfg.mss_table(addrs).index_at_or_below(syn.mss) as u8;
+    let t = (syn.timestamps && cfg.timestamps) as u8;
+    let e = (t == 1 && syn.ece_cwr && cfg.ecn) as u8;
+    OptionBits {
+        opt: s << 7 | w << 3 | m,
+        ext: e << 1 | t,
+    }
+}
+
+/// The MAC message of SPEC section 5, written into `buf`; returns its length (18 or 42).
+#[inline]
+pub fn mac_message(
+    flow: &Flow,
+    client_isn: u32,
+    bits: OptionBits,
+    buf: &mut [u8; MSG_LEN_V6],
+) -> usize {
+    let at = match &flow.addrs {
+        Addrs::V4 { client, service } => {
+            buf[0..4].copy_from_slice(client);
+            buf[4..8].copy_from_slice(service);
+            8
+        }
+        Addrs::V6 { client, service } => {
+            buf[0..16].copy_from_slice(client);
+            buf[16..32].copy_from_slice(service);
+            32
+        }
+    };
+    buf[at..at + 2].copy_from_slice(&flow.client_port.to_be_bytes());
+    buf[at + 2..at + 4].copy_from_slice(&flow.service_port.to_be_bytes());
+    buf[at + 4..at + 8].copy_from_slice(&client_isn.to_be_bytes());
+    buf[at + 8] = bits.opt;
+    buf[at + 9] = bits.ext;
+    at + 10
+}
+
+/// `MAC = SipHash-2-4(K, msg)`.
+#[inline]
+pub fn mac(key: &SipKey, flow: &Flow, client_isn: u32, bits: OptionBits) -> u64 {
+    let mut buf = [0u8; MSG_LEN_V6];
+    let len = mac_message(flow, client_isn, bits, &mut buf);
+    key.hash(&buf[..len])
+}
+
+/// `cookie = opt<<24 | (MAC & 0xFFFFFF)`.
+#[inline]
+pub fn cookie_of(bits: OptionBits, mac: u64) -> u32 {
+    (bits.opt as u32) << 24 | (mac as u32 & 0x00ff_ffff)
+}
+
+/// `TSval = (clock & 0xFFFFFF00) | E<<7 | ((MAC >> 24) & 0x7F)`.
+#[inline]
+pub fn tsval_of(clock_ms: u64, bits: OptionBits, mac: u64) -> u32 {
+    (clock_ms as u32 & 0xffff_ff00) | (bits.ecn() as u32) << 7 | ((mac >> 24) as u32 & 0x7f)
+}
+
+/// Generate the SYN+ACK's ISN (and TSval) for `syn` under salt `key`.
+#[inline]
+pub fn generate(cfg: &Config, key: &SipKey, syn: &Syn, clock_ms: u64) -> Issued {
+    let bits = encode_options(cfg, &syn.flow.addrs, &syn.options);
+    let m = mac(key, &syn.flow, syn.isn, bits);
+    Issued {
+        isn: cookie_of(bits, m),
+        tsval: bits.timestamps().then(|| tsval_of(clock_ms, bits, m)),
+        ecn: bits.ecn(),
+    }
+}
+
+/// The option bits an ACK claims: `opt` from its cookie, `ext` from its Timestamps option.
+#[inline]
+pub fn ack_option_bits(ack: &Ack) -> OptionBits {
+    let cookie = ack.ack.wrapping_sub(1);
+    let (t, e) = match ack.timestamps {
+        Some(ts) => (1u8, ((ts.tsecr >> 7) & 1) as u8),
+        None => (0, 0),
+    };
+    OptionBits {
+        opt: (cookie >> 24) as u8,
+        ext: e << 1 | t,
+    }
+}
+
+/// Does `ack` carry a valid cookie under the one salt `key`? (SPEC section 6, one key.)
+#[inline]
+pub fn check_with_key(key: &SipKey, ack: &Ack, bits: OptionBits) -> bool {
+    let cookie = ack.ack.wrapping_sub(1);
+    let m = mac(key, &ack.flow, ack.seq.wrapping_sub(1), bits);
+    if (m as u32 ^ cookie) & 0x00ff_ffff != 0 {
+        return false;
+    }
+    match ack.timestamps {
+        Some(ts) => ((m >> 24) as u32 & 0x7f) == (ts.tsecr & 0x7f),
+        None => true,
+    }
+}
+
+/// The options a valid cookie restores (SPEC section 6).
+#[inline]
+pub fn decode(cfg: &Config, addrs: &Addrs, bits: OptionBits) -> Decoded {
+    let w = bits.wscale_field();
+    Decoded {
+        mss: cfg.mss_table(addrs).value(bits.mss_index()),
+        wscale: (w != WSCALE_NONE).then_some(w),
+        sack_ok: bits.sack(),
+        tstamp_ok: bits.timestamps(),
+        ecn_ok: bits.ecn(),
+    }
+}
+
+/// Validate `ack` against the current and the previous salt.
+#[inline]
+pub fn validate(cfg: &Config, keys: &EpochKeys, ack: &Ack) -> Option<Decoded> {
+    let bits = ack_option_bits(ack);
+    if check_with_key(&keys.current, ack, bits) || check_with_key(&keys.previous, ack, bits) {
+        Some(decode(cfg, &ack.flow.addrs, bits))
+    } else {
+        None
+    }
+}
+
+/// synwall-v1 behind [`CookieCodec`]: holds the master secret and the salts of one epoch, and
+/// derives other epochs' salts when asked about another time (slow path, for tools).
+#[derive(Clone, Debug)]
+pub struct SynwallV1 {
+    master: MasterSecret,
+    period: u64,
+    cfg: Config,
+    keys: EpochKeys,
+}
+
+impl SynwallV1 {
+    /// A codec with epochs of `period` seconds (> 0), keys cached for the epoch of `unix_secs`.
+    pub fn new(master: MasterSecret, period: u64, cfg: Config, unix_secs: u64) -> Self {
+        assert!(period > 0, "epoch length must be positive");
+        let keys = EpochKeys::derive(&master, epoch_of(unix_secs, period));
+        SynwallV1 {
+            master,
+            period,
+            cfg,
+            keys,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The epoch length in seconds.
+    pub fn period(&self) -> u64 {
+        self.period
+    }
+
+    /// The salts for time `unix_secs` (cached when it is the cached epoch).
+    pub fn keys_at(&self, unix_secs: u64) -> EpochKeys {
+        let e = epoch_of(unix_secs, self.period);
+        if e == self.keys.epoch {
+            self.keys
+        } else {
+            EpochKeys::derive(&self.master, e)
+        }
+    }
+}
+
+impl CookieCodec for SynwallV1 {
+    fn name(&self) -> &'static str {
+        "synwall-v1"
+    }
+
+    fn generate(&self, syn: &Syn, now: Clock) -> Issued {
+        generate(&self.cfg, &self.keys_at(now.unix_secs).current, syn, now.ms)
+    }
+
+    fn validate(&self, ack: &Ack, now: Clock) -> Option<Decoded> {
+        validate(&self.cfg, &self.keys_at(now.unix_secs), ack)
+    }
+
+    fn keys_tried(&self) -> u32 {
+        2
+    }
+
+    fn mac_bits(&self, timestamps: bool) -> u32 {
+        if timestamps {
+            31
+        } else {
+            24
+        }
+    }
+}
