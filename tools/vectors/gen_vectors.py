@@ -37,10 +37,7 @@ STREAM_OFFSET = {"linux-isn": 0, "linux-ts": 1, "freebsd": 2, "synwall-v1": 0}
 
 # ----------------------------------------------------------------------------- SipHash-2-4
 
-
-def _rotl(x, b):
-    return ((x << b) | (x >> (64 - b))) & M64
-
+def _rotl(x, b): return ((x << b) | (x >> (64 - b))) & M64
 
 def _sipround(v0, v1, v2, v3):
     v0 = (v0 + v1) & M64; v1 = _rotl(v1, 13) ^ v0; v0 = _rotl(v0, 32)
@@ -49,19 +46,16 @@ def _sipround(v0, v1, v2, v3):
     v2 = (v2 + v1) & M64; v1 = _rotl(v1, 17) ^ v2; v2 = _rotl(v2, 32)
     return v0, v1, v2, v3
 
-
 def siphash24(key: bytes, msg: bytes) -> int:
     """SipHash-2-4 as a u64; k0 = LE64(key[0:8]), k1 = LE64(key[8:16])."""
     assert len(key) == 16
     k0, k1 = int.from_bytes(key[:8], "little"), int.from_bytes(key[8:], "little")
     v = (k0 ^ 0x736F6D6570736575, k1 ^ 0x646F72616E646F6D, k0 ^ 0x6C7967656E657261, k1 ^ 0x7465646279746573)
-    tail = len(msg) % 8
-    last = bytes(msg[len(msg) - tail:]) + bytes(7 - tail) + bytes([len(msg) & 0xFF])
-    for off in range(0, len(msg) - tail + 8, 8):
-        blk = msg[off:off + 8] if off < len(msg) - tail else last
-        m = int.from_bytes(blk, "little")
-        v0, v1, v2, v3 = v
-        v = _sipround(*_sipround(v0, v1, v2, v3 ^ m))
+    tail = len(msg) % 8  # the last block: remaining bytes, zero padding, then len mod 256 in the top byte
+    data = bytes(msg) + bytes(7 - tail) + bytes([len(msg) & 0xFF])
+    for off in range(0, len(data), 8):
+        m = int.from_bytes(data[off:off + 8], "little")
+        v = _sipround(*_sipround(v[0], v[1], v[2], v[3] ^ m))
         v = (v[0] ^ m, v[1], v[2], v[3])
     v = (v[0], v[1], v[2] ^ 0xFF, v[3])
     for _ in range(4):
@@ -86,7 +80,6 @@ e1915f5cb1eca46c f325965ca16d629f 575ff28e60381be5 724506eb4c328a95
 
 # ----------------------------------------------------------------------------- PRNG and small helpers
 
-
 class SplitMix64:
     def __init__(self, seed):
         self.state = seed & M64
@@ -98,46 +91,23 @@ class SplitMix64:
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
         return z ^ (z >> 31)
 
-    def below(self, n):
-        return self.next() % n
-
-    def u32(self):
-        return self.next() & M32
-
-    def u16(self):
-        return self.next() & 0xFFFF
-
-    def coin(self):
-        return bool(self.next() & 1)
-
-    def choice(self, seq):
-        return seq[self.below(len(seq))]
+    def below(self, n): return self.next() % n
+    def u32(self): return self.next() & M32
+    def u16(self): return self.next() & 0xFFFF
+    def coin(self): return bool(self.next() & 1)
+    def choice(self, seq): return seq[self.below(len(seq))]
 
     def raw(self, n):
-        out = b"".join(self.next().to_bytes(8, "little") for _ in range((n + 7) // 8))
-        return out[:n]
-
+        return b"".join(self.next().to_bytes(8, "little") for _ in range((n + 7) // 8))[:n]
 
 def pick(rng, i, options):
     """options[i] for the first len(options) cases (guaranteed coverage), then a random one."""
     return options[i] if i < len(options) else rng.choice(options)
 
-
-def le32(x):
-    return (x & M32).to_bytes(4, "little")
-
-
-def be16(x):
-    return x.to_bytes(2, "big")
-
-
-def be32(x):
-    return (x & M32).to_bytes(4, "big")
-
-
-def addr_bytes(text):
-    return ipaddress.ip_address(text).packed
-
+def le32(x): return (x & M32).to_bytes(4, "little")
+def be16(x): return x.to_bytes(2, "big")
+def be32(x): return (x & M32).to_bytes(4, "big")
+def addr_bytes(text): return ipaddress.ip_address(text).packed
 
 def rand_addr(rng, family):
     """Random address text: plain random plus a few realistic/odd shapes."""
@@ -158,7 +128,6 @@ def rand_addr(rng, family):
         raw = rng.raw(16)
     return str(ipaddress.IPv6Address(raw))
 
-
 def same(a, b):
     """Strict JSON equality: bool != int, dicts compared key by key."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -166,7 +135,6 @@ def same(a, b):
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     return type(a) is type(b) and a == b
-
 
 class Tally:
     def __init__(self):
@@ -183,23 +151,19 @@ class Tally:
         else:
             self.passed += 1
 
-
 # ----------------------------------------------------------------------------- synwall-v1 (SPEC.md 2-6)
 
 SW_TABLES = {4: [536, 1200, 1360, 1400, 1440, 1452, 1460, 8960],
              6: [1220, 1280, 1360, 1420, 1432, 1440, 8940, 65476]}
 
-
 def sw_salt(master, epoch):
     """K_e = HMAC-SHA256(master, "synwall/v1 salt" || BE64(e))[0..16]."""
     return hmac.new(master, b"synwall/v1 salt" + epoch.to_bytes(8, "big"), hashlib.sha256).digest()[:16]
-
 
 def sw_mac(salt, c, isn, opt, ext):
     msg = addr_bytes(c["client"]) + addr_bytes(c["service"]) + be16(c["client_port"]) + \
         be16(c["service_port"]) + be32(isn) + bytes([opt, ext])
     return siphash24(salt, msg)
-
 
 def sw_expect(c, tables):
     syn, table = c["syn"], tables[c["family"]]
@@ -215,7 +179,6 @@ def sw_expect(c, tables):
     return {"salt_hex": salt.hex(), "opt": opt, "ext": ext, "mac_hex": f"{mac:016x}",
             "cookie": opt << 24 | (mac & 0xFFFFFF), "tsval": tsval}
 
-
 def sw_validate(c, tables, unix_time, ack, seq, tsecr):
     """SPEC 6: decoded bpf_tcp_req_attrs fields, or None when the ACK is rejected."""
     cookie, isn = (ack - 1) & M32, (seq - 1) & M32
@@ -230,12 +193,10 @@ def sw_validate(c, tables, unix_time, ack, seq, tsecr):
                     "sack_ok": bool(opt >> 7), "tstamp_ok": bool(t), "ecn_ok": bool(e)}
     return None
 
-
 def gen_synwall(seed, n):
     rng, cases = SplitMix64(seed), []
     for i in range(n):
-        fam = pick(rng, i, [4, 6])
-        table = SW_TABLES[fam]
+        fam = pick(rng, i, [4, 6]); table = SW_TABLES[fam]
         period = pick(rng, i, [30, 60, 3600, 60])
         unix_time = 1_600_000_000 + rng.below(500_000_000)
         unix_time += pick(rng, i, [0, 0, 0, -(unix_time % period), period - 1 - unix_time % period])
@@ -266,23 +227,20 @@ def gen_synwall(seed, n):
     return {"scheme": "synwall-v1", "spec": "shared/SPEC.md", "seed": seed,
             "mss_table_v4": SW_TABLES[4], "mss_table_v6": SW_TABLES[6], "cases": cases}
 
-
 def check_synwall(doc, tally):
-    tables = {4: doc["mss_table_v4"], 6: doc["mss_table_v6"]}
-    tally.unit("tables", [("mss_table_v4", tables[4], SW_TABLES[4]), ("mss_table_v6", tables[6], SW_TABLES[6])])
+    tables = {4: doc["mss_table_v4"], 6: doc["mss_table_v6"]}  # configurable (SPEC 3): use the file's
     for i, c in enumerate(doc["cases"]):
         x = sw_expect(c, tables)
         pairs = [(f"expect.{k}", v, x[k]) for k, v in c["expect"].items()]
+        pairs.append(("expect keys", sorted(c["expect"]), sorted(x)))
         pairs += [(f"checks[{j}].decoded", k["decoded"], sw_validate(c, tables, k["unix_time"], k["ack"], k["seq"], k["tsecr"]))
                   for j, k in enumerate(c["checks"])]
         tally.unit(f"case {i}", pairs)
-
 
 # ----------------------------------------------------------------------------- linux-isn (README)
 
 LINUX_MSS = {4: [536, 1300, 1440, 1460], 6: [1220, 1420, 1440, 8940]}
 COUNT_EDGES = [0, 1, 2, 0xFF, 0x100, 0xFFFFFFFE, 0xFFFFFFFF]
-
 
 def linux_h(c, which, count):
     """Low 32 bits of cookie_hash(saddr, daddr, sport, dport, count, which)."""
@@ -293,14 +251,12 @@ def linux_h(c, which, count):
         msg = sa + da + le32(count) + be16(c["sport"]) + be16(c["dport"])
     return siphash24(bytes.fromhex(c[f"secret{which}_hex"]), msg) & M32
 
-
 def linux_generate(c):
     table = LINUX_MSS[c["family"]]
     idx = max([i for i in range(1, 4) if c["mss_in"] >= table[i]], default=0)
     h0, h1 = linux_h(c, 0, 0), linux_h(c, 1, c["count"])
     cookie = (h0 + c["client_isn"] + (c["count"] << 24) + ((h1 + idx) & 0xFFFFFF)) & M32
     return {"cookie": cookie, "mss_encoded": table[idx], "mss_index": idx, "h0": h0, "h1": h1}
-
 
 def linux_check(c, count_now, cookie, client_isn):
     """__cookie_vX_check with tcp_cookie_time() = count_now; cookie/client_isn already minus 1."""
@@ -311,19 +267,17 @@ def linux_check(c, count_now, cookie, client_isn):
     data = (v - linux_h(c, 1, (count_now - diff) & M32)) & 0xFFFFFF
     return LINUX_MSS[c["family"]][data] if data < 4 else 0
 
-
-def linux_check_inputs(c, kind, rng_bit=None):
+def linux_check_inputs(c, kind, flip_bit=None):
+    """(count_now, cookie, client_isn) that a check of this kind feeds to __cookie_vX_check."""
     cnt, ck, isn = c["count"], c["cookie"], c["client_isn"]
     return {"same": (cnt, ck, isn), "plus1": ((cnt + 1) & M32, ck, isn), "plus2": ((cnt + 2) & M32, ck, isn),
-            "minus1": ((cnt - 1) & M32, ck, isn), "bitflip": (cnt, ck ^ (1 << (rng_bit or 0)), isn),
+            "minus1": ((cnt - 1) & M32, ck, isn), "bitflip": (cnt, ck ^ (1 << (flip_bit or 0)), isn),
             "isn_mismatch": (cnt, ck, (isn + 1) & M32)}[kind]
-
 
 def meta(scheme, seed, out):
     return {"scheme": scheme, "prng": PRNG_TEXT, "seed": seed,
             "platform": "independent Python model (tools/vectors/gen_vectors.py), not the upstream C",
             "stream_seed": seed + STREAM_OFFSET[scheme], "file": os.path.basename(out), "see": "shared/vectors/README.md"}
-
 
 def gen_linux_isn(seed, n, out):
     rng, cases = SplitMix64(seed + STREAM_OFFSET["linux-isn"]), []
@@ -337,7 +291,7 @@ def gen_linux_isn(seed, n, out):
             s0 = s1 = bytes(16)
         sa, da = rand_addr(rng, fam), rand_addr(rng, fam)
         cls = pick(rng, i, ["below_min", "above_max", "table_edge", "random", "table_edge", "random"])
-        mss = {"below_min": rng.choice([0, 1, 88, table[0] - 1, table[1] - 1]),
+        mss = {"below_min": rng.choice([0, 1, 88, table[0] // 2, table[0] - 1]),
                "above_max": rng.choice([table[3] + 1, 9000, 16384, 65535]),
                "table_edge": rng.choice(table) + rng.choice([-1, 0, 1]), "random": rng.u16()}[cls]
         count = pick(rng, i, COUNT_EDGES + ["r"] * 14)
@@ -358,7 +312,6 @@ def gen_linux_isn(seed, n, out):
         cases.append(c)
     return {"meta": meta("linux-isn", seed, out), "cases": cases}
 
-
 def check_linux_isn(doc, tally):
     for c in doc["cases"]:
         g = linux_generate(c)
@@ -370,9 +323,7 @@ def check_linux_isn(doc, tally):
                       (f"{k['kind']}.mss", k["mss"], linux_check(c, cn, ck, isn))]
         tally.unit(f"case {c['id']}", pairs)
 
-
 # ----------------------------------------------------------------------------- linux-ts (README)
-
 
 def ts_encode(ts_now, wscale_ok, snd_wscale, sack_ok, ecn_ok):
     options = (snd_wscale if wscale_ok else 0xF) | (0x10 if sack_ok else 0) | (0x20 if ecn_ok else 0)
@@ -382,7 +333,6 @@ def ts_encode(ts_now, wscale_ok, snd_wscale, sack_ok, ecn_ok):
     ts_ns = (ts * 1_000_000) & M64
     tsval = (ts_ns // 1_000_000) & M32
     return {"tsval": tsval, "ts_ns": ts_ns, "options": tsval & 63}
-
 
 def ts_decode(tsecr, saw_tstamp, sys_ts=1, sys_sack=1, sys_ws=1):
     r = {"ok": True, "wscale_ok": False, "snd_wscale": 0, "sack_ok": 0, "ecn_ok": bool(saw_tstamp and tsecr & 0x20)}
@@ -398,13 +348,12 @@ def ts_decode(tsecr, saw_tstamp, sys_ts=1, sys_sack=1, sys_ws=1):
     r.update(wscale_ok=True, snd_wscale=tsecr & 0xF, ok=sys_ws != 0)
     return r
 
-
 def gen_linux_ts(seed, n, out):
-    rng = SplitMix64(seed + STREAM_OFFSET["linux-ts"])
-    encode, decode = [], []
+    rng, encode, decode = SplitMix64(seed + STREAM_OFFSET["linux-ts"]), [], []
     for i in range(n):
         ts_now = pick(rng, i, [64, 65, 127, 128, M32, 1 << 32, (1 << 32) + 63, (1 << 40) + 5] + ["r"] * 12)
-        e = {"id": i, "ts_now": 64 + rng.below((1 << 36) - 64) if ts_now == "r" else ts_now,
+        big = rng.below(4) == 0  # some clocks past 2^32 ms (uptime over 49.7 days)
+        e = {"id": i, "ts_now": 64 + rng.below((1 << (36 if big else 32)) - 64) if ts_now == "r" else ts_now,
              "wscale_ok": rng.coin(), "snd_wscale": pick(rng, i, [0, 14, 7] + list(range(15))),
              "sack_ok": rng.coin(), "ecn_ok": rng.coin()}
         e.update(ts_encode(e["ts_now"], e["wscale_ok"], e["snd_wscale"], e["sack_ok"], e["ecn_ok"]))
@@ -422,7 +371,6 @@ def gen_linux_ts(seed, n, out):
         decode.append(d)
     return {"meta": meta("linux-ts", seed, out), "encode": encode, "decode": decode}
 
-
 def check_linux_ts(doc, tally):
     for e in doc["encode"]:
         g = ts_encode(e["ts_now"], e["wscale_ok"], e["snd_wscale"], e["sack_ok"], e["ecn_ok"])
@@ -436,13 +384,11 @@ def check_linux_ts(doc, tally):
                       d["sysctl_tcp_window_scaling"])
         tally.unit(f"decode {d['id']}", [(k, d[k], v) for k, v in g.items()])
 
-
 # ----------------------------------------------------------------------------- freebsd (README)
 
 FB_MSS = [216, 536, 1200, 1360, 1400, 1440, 1452, 1460]
 FB_WS = [0, 0, 1, 2, 4, 6, 7, 8]
 FB_NEG_KINDS = ["iss_bitflip", "other_secret", "irs_mismatch", "secmod_mismatch", "iss_bitflip", "other_secret"]
-
 
 def fb_flags(c):
     mss_idx = max([i for i, t in enumerate(FB_MSS) if t <= c["peer_mss"]], default=0)
@@ -450,13 +396,11 @@ def fb_flags(c):
     ws_idx = 0 if ws is None else max(i for i in range(1, 8) if FB_WS[i] <= ws)
     return (c["oddeven"] & 1) | (1 if c["sack_ok"] else 0) << 1 | ws_idx << 2 | mss_idx << 5
 
-
 def fb_mac(c, key_hex, irs, flags, secmod):
     msg = bytes.fromhex(c["faddr_hex"]) + bytes.fromhex(c["laddr_hex"]) + be16(c["fport"]) + be16(c["lport"]) + \
         le32(irs) + bytes([flags]) + (secmod & M64).to_bytes(8, "little")
     r = siphash24(bytes.fromhex(key_hex), msg)
     return msg, r, (r & M32) ^ (r >> 32)
-
 
 def fb_generate(c):
     flags = fb_flags(c)
@@ -465,7 +409,6 @@ def fb_generate(c):
                                            "wscale_idx": flags >> 2 & 7, "mss_idx": flags >> 5},
             "mac_input_hex": msg.hex(), "mac_hex": f"{r:016x}", "mac_le_bytes_hex": r.to_bytes(8, "little").hex(),
             "mac32": mac32, "iss": (mac32 & 0xFFFFFF00) | (flags ^ (mac32 >> 24))}
-
 
 def fb_lookup(c):
     ack = c["lookup_iss"]
@@ -476,12 +419,10 @@ def fb_lookup(c):
     decoded = {"mss": FB_MSS[flags >> 5], "wscale": FB_WS[ws_idx] if ws_idx else None, "sack_ok": bool(flags & 2)}
     return {"decoded": decoded if valid else None, "valid": valid}
 
-
 def fb_set_lookup(c, iss, irs, k0, k1, secmod):
     c.update({"lookup_iss": iss, "lookup_irs": irs, "lookup_key0_hex": k0, "lookup_key1_hex": k1,
               "lookup_secmod": secmod, "lookup_secmod_hex": f"{secmod:016x}"})
     c.update(fb_lookup(c))
-
 
 def gen_freebsd(seed, n, out):
     rng, cases = SplitMix64(seed + STREAM_OFFSET["freebsd"]), []
@@ -498,7 +439,7 @@ def gen_freebsd(seed, n, out):
         c = {"family": fam, "key0_hex": k0.hex(), "key1_hex": k1.hex(), "oddeven": pick(rng, i, [1, 0]),
              "faddr": fa, "laddr": la, "faddr_hex": addr_bytes(fa).hex(), "laddr_hex": addr_bytes(la).hex(),
              "fport": rng.choice([80, 443, 255, rng.u16()]), "lport": rng.u16(), "irs": pick(rng, i, [rng.u32(), M32, 0, rng.u32()]),
-             "peer_mss": mss, "wscale_requested": pick(rng, i, [None, 0, 14, None] + list(range(15))),
+             "peer_mss": mss, "wscale_requested": pick(rng, i, [None, 0, 14] + [None] * 5 + list(range(15))),
              "sack_ok": rng.coin(), "secmod": secmod, "secmod_hex": f"{secmod:016x}",
              "id": i, "kind": "positive", "peer_mss_class": cls}
         c.update(fb_generate(c))
@@ -508,7 +449,9 @@ def gen_freebsd(seed, n, out):
                 "lport", "irs", "peer_mss", "wscale_requested", "sack_ok", "secmod", "secmod_hex", "flags_byte",
                 "mac_hex", "mac32", "iss"]
     for j in range(max(4, n * 3 // 10)):
-        base, kind = cases[rng.below(n)], FB_NEG_KINDS[j % len(FB_NEG_KINDS)]
+        # alternate rounds of the six kinds between bases without and with a window-scale option
+        pool = [b for b in cases if (b["wscale_requested"] is None) == (j // 6 % 2 == 0)] or cases
+        base, kind = rng.choice(pool), FB_NEG_KINDS[j % len(FB_NEG_KINDS)]
         c = {k: base[k] for k in gen_keys}
         c.update({"id": n + j, "kind": kind, "negative_of": base["id"]})
         iss, irs, k0, k1, sm = base["iss"], base["irs"], base["key0_hex"], base["key1_hex"], base["secmod"]
@@ -525,7 +468,6 @@ def gen_freebsd(seed, n, out):
         fb_set_lookup(c, iss, irs, k0, k1, sm)
         cases.append(c)
     return {"meta": meta("freebsd", seed, out), "cases": cases}
-
 
 def check_freebsd(doc, tally):
     by_id = {c["id"]: c for c in doc["cases"]}
@@ -556,9 +498,7 @@ def check_freebsd(doc, tally):
         pairs.append(("lookup_inputs", got, exp))
         tally.unit(f"case {c['id']} ({c['kind']})", pairs)
 
-
 # ----------------------------------------------------------------------------- structure comparison, CLI
-
 
 def shape(node, path, out):
     """Collect, per record group (path, plus the value of 'kind'), the keys always present and the JSON types seen."""
@@ -575,7 +515,6 @@ def shape(node, path, out):
             shape(v, f"{grp}.{k}", out)
     return out
 
-
 def compare_shape(ref, got):
     a, b, errs = shape(ref, "$", {}), shape(got, "$", {}), []
     for grp in sorted(set(a) | set(b)):
@@ -591,19 +530,15 @@ def compare_shape(ref, got):
                     errs.append(f"{grp}.{k}: types {sorted(tb)} vs reference {sorted(ta)}")
     return errs
 
-
 GENERATORS = {"synwall-v1": lambda s, n, o: gen_synwall(s, n), "linux-isn": gen_linux_isn,
               "linux-ts": gen_linux_ts, "freebsd": gen_freebsd}
 CHECKERS = {"synwall-v1": check_synwall, "linux-isn": check_linux_isn, "linux-ts": check_linux_ts,
             "freebsd": check_freebsd}
 
-
 def check_doc(doc):
-    scheme = doc.get("scheme") or doc["meta"]["scheme"]
-    tally = Tally()
+    scheme, tally = doc.get("scheme") or doc["meta"]["scheme"], Tally()
     CHECKERS[scheme](doc, tally)
     return scheme, tally
-
 
 def self_test():
     ok = True
@@ -623,7 +558,6 @@ def self_test():
             ok &= t.failed == 0 and t.passed > 0
     print("self-test", "PASSED" if ok else "FAILED")
     return 0 if ok else 1
-
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -661,7 +595,6 @@ def main():
         f.write("\n")
     print(f"wrote {args.out}: scheme {args.scheme}, seed {args.seed}, {args.cases} cases")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,10 +13,10 @@
 //! Each scheme also exposes the lower-level functions the upstream code has, so the test vectors
 //! (which fix secrets, counters and clocks) are checked against exactly those functions.
 #![no_std]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-#[cfg(test)]
+#[cfg(any(test, feature = "std"))]
 extern crate std;
 
 pub mod freebsd;
@@ -26,7 +26,7 @@ mod siphash;
 pub mod synwall_v1;
 
 pub use mss::{MssTable, MssTableError};
-pub use siphash::SipKey;
+pub use siphash::{SipKey, LANES};
 
 /// The two addresses of a flow, in network byte order as on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -67,7 +67,7 @@ impl<const N: usize> MssTable<N> {
     }
 
     /// The largest `i` with `table[i] <= mss`; 0 when there is no MSS or it is below `table[0]`.
-    #[inline]
+    #[inline(always)]
     pub fn index_at_or_below(&self, mss: Option<u16>) -> usize {
         let Some(mss) = mss else { return 0 };
         let mut i = N - 1;

@@ -9,7 +9,7 @@
 //! The BPF twin of this file is `bpf/lib/cookie.h`: same names, same steps.
 
 use crate::{
-    Ack, Addrs, Clock, CookieCodec, Decoded, Flow, Issued, MssTable, SipKey, Syn, SynOptions,
+    Ack, Addrs, Clock, CookieCodec, Decoded, Flow, Issued, MssTable, SipKey, Syn, SynOptions, LANES,
 };
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -161,7 +161,7 @@ impl OptionBits {
 }
 
 /// Encode a SYN's options into `opt` and `ext` (SPEC sections 3 and 4).
-#[inline]
+#[inline(always)]
 pub fn encode_options(cfg: &Config, addrs: &Addrs, syn: &SynOptions) -> OptionBits {
     let s = (syn.sack_permitted && cfg.sack) as u8;
     let w = match syn.wscale {
@@ -205,12 +205,104 @@ pub fn mac_message(
     at + 10
 }
 
+/// The MAC message of [`mac_message`] as SipHash words: full blocks and the final word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MacWords {
+    /// 18 bytes: two blocks and a 2-byte tail.
+    V4([u64; 2], u64),
+    /// 42 bytes: five blocks and a 2-byte tail.
+    V6([u64; 5], u64),
+}
+
+/// Load the MAC message as little-endian words straight from the fields (no byte buffer): the
+/// ports and the ISN are big-endian on the wire, so their bytes are swapped in. The BPF C builds
+/// the same words from the packet.
+#[inline(always)]
+pub fn mac_words(flow: &Flow, client_isn: u32, bits: OptionBits) -> MacWords {
+    let le32 = |b: &[u8; 4]| u32::from_le_bytes(*b) as u64;
+    let le64 = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    let ports_isn = u16::from_le_bytes(flow.client_port.to_be_bytes()) as u64
+        | (u16::from_le_bytes(flow.service_port.to_be_bytes()) as u64) << 16
+        | (u32::from_le_bytes(client_isn.to_be_bytes()) as u64) << 32;
+    let tail = bits.opt as u64 | (bits.ext as u64) << 8;
+    match &flow.addrs {
+        Addrs::V4 { client, service } => MacWords::V4(
+            [le32(client) | le32(service) << 32, ports_isn],
+            tail | (MSG_LEN_V4 as u64) << 56,
+        ),
+        Addrs::V6 { client, service } => MacWords::V6(
+            [
+                le64(&client[..8]),
+                le64(&client[8..]),
+                le64(&service[..8]),
+                le64(&service[8..]),
+                ports_isn,
+            ],
+            tail | (MSG_LEN_V6 as u64) << 56,
+        ),
+    }
+}
+
 /// `MAC = SipHash-2-4(K, msg)`.
 #[inline]
 pub fn mac(key: &SipKey, flow: &Flow, client_isn: u32, bits: OptionBits) -> u64 {
-    let mut buf = [0u8; MSG_LEN_V6];
-    let len = mac_message(flow, client_isn, bits, &mut buf);
-    key.hash(&buf[..len])
+    match mac_words(flow, client_isn, bits) {
+        MacWords::V4(b, last) => key.hash_words(b, last),
+        MacWords::V6(b, last) => key.hash_words(b, last),
+    }
+}
+
+/// Split a message into its blocks (`N` = 2 for IPv4, 5 for IPv6) and final word.
+#[inline(always)]
+fn words_into<const N: usize>(
+    w: MacWords,
+    blocks: &mut [[u64; LANES]; N],
+    last: &mut [u64; LANES],
+    l: usize,
+) {
+    let (b, t): (&[u64], u64) = match &w {
+        MacWords::V4(b, t) => (b, *t),
+        MacWords::V6(b, t) => (b, *t),
+    };
+    for (n, block) in blocks.iter_mut().enumerate() {
+        block[l] = b[n];
+    }
+    last[l] = t;
+}
+
+/// MACs of up to [`LANES`] messages under one key: `word(l)` gives message `l`. A full group of
+/// one family goes through the batched (SIMD) hash; a mixed or short group one at a time.
+#[inline(always)]
+fn mac_lanes(
+    key: &SipKey,
+    n: usize,
+    v6: &dyn Fn(usize) -> bool,
+    word: impl Fn(usize) -> MacWords,
+) -> [u64; LANES] {
+    let mut macs = [0u64; LANES];
+    let first_v6 = v6(0);
+    if n == LANES && (1..LANES).all(|l| v6(l) == first_v6) {
+        let mut last = [0u64; LANES];
+        if first_v6 {
+            let mut blocks = [[0u64; LANES]; 5];
+            for l in 0..LANES {
+                words_into(word(l), &mut blocks, &mut last, l);
+            }
+            return key.hash_words_x8(&blocks, &last);
+        }
+        let mut blocks = [[0u64; LANES]; 2];
+        for l in 0..LANES {
+            words_into(word(l), &mut blocks, &mut last, l);
+        }
+        return key.hash_words_x8(&blocks, &last);
+    }
+    for (l, m) in macs.iter_mut().enumerate().take(n) {
+        *m = match word(l) {
+            MacWords::V4(b, last) => key.hash_words(b, last),
+            MacWords::V6(b, last) => key.hash_words(b, last),
+        };
+    }
+    macs
 }
 
 /// `cookie = opt<<24 | (MAC & 0xFFFFFF)`.
@@ -254,15 +346,7 @@ pub fn ack_option_bits(ack: &Ack) -> OptionBits {
 /// Does `ack` carry a valid cookie under the one salt `key`? (SPEC section 6, one key.)
 #[inline]
 pub fn check_with_key(key: &SipKey, ack: &Ack, bits: OptionBits) -> bool {
-    let cookie = ack.ack.wrapping_sub(1);
-    let m = mac(key, &ack.flow, ack.seq.wrapping_sub(1), bits);
-    if (m as u32 ^ cookie) & 0x00ff_ffff != 0 {
-        return false;
-    }
-    match ack.timestamps {
-        Some(ts) => ((m >> 24) as u32 & 0x7f) == (ts.tsecr & 0x7f),
-        None => true,
-    }
+    mac_matches(mac(key, &ack.flow, ack.seq.wrapping_sub(1), bits), ack)
 }
 
 /// The options a valid cookie restores (SPEC section 6).
@@ -286,6 +370,71 @@ pub fn validate(cfg: &Config, keys: &EpochKeys, ack: &Ack) -> Option<Decoded> {
         Some(decode(cfg, &ack.flow.addrs, bits))
     } else {
         None
+    }
+}
+
+/// [`generate`] for many SYNs under one salt: `out[i]` answers `syns[i]` (`out` must be as long
+/// as `syns`). Groups of [`LANES`] SYNs of one family are MAC'd together, with SIMD where the CPU
+/// has it; the results are exactly those of [`generate`].
+pub fn generate_batch(cfg: &Config, key: &SipKey, syns: &[Syn], clock_ms: u64, out: &mut [Issued]) {
+    assert_eq!(syns.len(), out.len(), "one output per SYN");
+    let mut bits = [OptionBits { opt: 0, ext: 0 }; LANES];
+    for (syns, out) in syns.chunks(LANES).zip(out.chunks_mut(LANES)) {
+        for (b, syn) in bits.iter_mut().zip(syns) {
+            *b = encode_options(cfg, &syn.flow.addrs, &syn.options);
+        }
+        let macs = mac_lanes(key, syns.len(), &|l| syns[l].flow.addrs.is_v6(), |l| {
+            mac_words(&syns[l].flow, syns[l].isn, bits[l])
+        });
+        for (l, o) in out.iter_mut().enumerate() {
+            *o = Issued {
+                isn: cookie_of(bits[l], macs[l]),
+                tsval: bits[l]
+                    .timestamps()
+                    .then(|| tsval_of(clock_ms, bits[l], macs[l])),
+                ecn: bits[l].ecn(),
+            };
+        }
+    }
+}
+
+/// Does a MAC computed for `ack` match its cookie (and TSecr)?
+#[inline]
+fn mac_matches(mac: u64, ack: &Ack) -> bool {
+    let cookie = ack.ack.wrapping_sub(1);
+    (mac as u32 ^ cookie) & 0x00ff_ffff == 0
+        && ack
+            .timestamps
+            .is_none_or(|ts| ((mac >> 24) as u32 & 0x7f) == (ts.tsecr & 0x7f))
+}
+
+/// [`validate`] for many ACKs: `out[i]` for `acks[i]`, exactly as [`validate`] decides, MAC'd in
+/// groups of [`LANES`] like [`generate_batch`].
+pub fn validate_batch(cfg: &Config, keys: &EpochKeys, acks: &[Ack], out: &mut [Option<Decoded>]) {
+    assert_eq!(acks.len(), out.len(), "one output per ACK");
+    let mut bits = [OptionBits { opt: 0, ext: 0 }; LANES];
+    for (acks, out) in acks.chunks(LANES).zip(out.chunks_mut(LANES)) {
+        for (b, ack) in bits.iter_mut().zip(acks) {
+            *b = ack_option_bits(ack);
+        }
+        let v6 = |l: usize| acks[l].flow.addrs.is_v6();
+        let word = |l: usize| mac_words(&acks[l].flow, acks[l].seq.wrapping_sub(1), bits[l]);
+        let macs = mac_lanes(&keys.current, acks.len(), &v6, word);
+        let mut all_ok = true;
+        for (l, o) in out.iter_mut().enumerate() {
+            let ok = mac_matches(macs[l], &acks[l]);
+            all_ok &= ok;
+            *o = ok.then(|| decode(cfg, &acks[l].flow.addrs, bits[l]));
+        }
+        if all_ok {
+            continue;
+        }
+        let macs = mac_lanes(&keys.previous, acks.len(), &v6, word);
+        for (l, o) in out.iter_mut().enumerate() {
+            if o.is_none() && mac_matches(macs[l], &acks[l]) {
+                *o = Some(decode(cfg, &acks[l].flow.addrs, bits[l]));
+            }
+        }
     }
 }
 

@@ -433,6 +433,39 @@ fn random_flow(rng: &mut SmallRng, family: u8) -> Flow {
 }
 
 fn forge_test(a: ForgeArgs) -> Result<ExitCode> {
+    forge(
+        a.tries,
+        a.scheme,
+        a.timestamps,
+        a.family,
+        a.seed,
+        a.threads,
+        a.json,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fire `tries` random forged ACKs at the validator of `scheme` and print the acceptance rate
+/// next to the bound.
+#[allow(clippy::too_many_arguments)]
+pub fn forge(
+    tries: u64,
+    scheme: SchemeArg,
+    timestamps: bool,
+    family: u8,
+    seed: u64,
+    threads: Option<usize>,
+    as_json: bool,
+) -> Result<()> {
+    let a = ForgeArgs {
+        tries,
+        scheme,
+        timestamps,
+        family,
+        seed,
+        threads,
+        json: as_json,
+    };
     if a.tries == 0 {
         bail!("--tries must be at least 1");
     }
@@ -522,7 +555,7 @@ fn forge_test(a: ForgeArgs) -> Result<ExitCode> {
             secs
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn parse_family(s: &str) -> Result<u8, String> {

@@ -3,6 +3,7 @@
 
 mod args;
 mod cookie_cmd;
+mod demo;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,12 +21,15 @@ enum Command {
     /// Compute, check and test SYN cookies (synwall-v1, linux, freebsd).
     #[command(subcommand)]
     Cookie(cookie_cmd::CookieCommand),
+    /// Run the built-in demonstration (what `scripts/demo.sh` runs).
+    Demo,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Cookie(c) => cookie_cmd::run(c),
+        Command::Demo => demo::run(),
     };
     match result {
         Ok(code) => code,
