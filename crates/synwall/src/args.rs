@@ -62,3 +62,34 @@ mod tests {
         assert!(err.contains("62 hex characters"), "{err}");
     }
 }
+
+/// Parse `PREFIX:PORTS` for clap (the one parser, in `synwall_engine::services`).
+pub fn parse_service(s: &str) -> std::result::Result<synwall_engine::Service, String> {
+    s.parse()
+        .map_err(|e: synwall_engine::services::ServiceError| e.to_string())
+}
+
+/// The flags every data-path command shares (replay, edge, backend, single): services, the master
+/// secret and the epoch length. Parsed here once.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DataPathArgs {
+    /// A protected service, PREFIX:PORTS (e.g. 10.0.0.0/24:80,443 or [2001:db8::/64]:8000-8100).
+    #[arg(long = "service", value_name = "PREFIX:PORTS", required = true, value_parser = parse_service)]
+    pub services: Vec<synwall_engine::Service>,
+    /// The master secret: 32 raw bytes or 64 hex characters.
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: std::path::PathBuf,
+    /// Epoch length in seconds (salts rotate every epoch; a cookie lives 1-2 epochs).
+    #[arg(long, default_value_t = synwall_cookie::synwall_v1::DEFAULT_EPOCH_SECONDS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub epoch_seconds: u64,
+}
+
+impl DataPathArgs {
+    /// Read the master secret.
+    pub fn master(&self) -> Result<synwall_cookie::synwall_v1::MasterSecret> {
+        Ok(synwall_cookie::synwall_v1::MasterSecret(read_secret_file(
+            &self.secret_file,
+        )?))
+    }
+}

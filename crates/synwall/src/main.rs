@@ -1,9 +1,12 @@
 //! The `synwall` command: one binary for every role and tool. Each subcommand lives in its own
 //! module; shared argument parsing (secrets, services, clocks) lives in `args`.
 
+mod analyze_cmd;
 mod args;
 mod cookie_cmd;
 mod demo;
+mod pcap_io;
+mod replay_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -21,6 +24,10 @@ enum Command {
     /// Compute, check and test SYN cookies (synwall-v1, linux, freebsd).
     #[command(subcommand)]
     Cookie(cookie_cmd::CookieCommand),
+    /// Run the edge engine over a capture; write the SYN+ACKs and forwarded frames to a pcap.
+    Replay(replay_cmd::ReplayArgs),
+    /// For every SYN of a capture: what each cookie scheme keeps and loses.
+    Analyze(analyze_cmd::AnalyzeArgs),
     /// Run the built-in demonstration (what `scripts/demo.sh` runs).
     Demo,
 }
@@ -30,6 +37,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Cookie(c) => cookie_cmd::run(c),
         Command::Demo => demo::run(),
+        Command::Replay(a) => replay_cmd::run(a),
+        Command::Analyze(a) => analyze_cmd::run(a),
     };
     match result {
         Ok(code) => code,

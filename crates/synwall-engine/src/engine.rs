@@ -1,0 +1,317 @@
+//! Step 2 and 3: decide what to do with a parsed frame and, for a SYN, build the reply.
+//!
+//! Two hooks, as in the kernel: [`Engine::xdp`] is the edge (and the single node's XDP program),
+//! [`Engine::tc`] the backend's tc ingress program. Each returns one verdict and the one counter
+//! it incremented.
+
+use crate::config::EngineConfig;
+use crate::counters::{Counter, Counters};
+use crate::parse::{parse, Parsed, TcpFrame};
+use crate::synack;
+use lru::LruCache;
+use std::num::NonZeroUsize;
+use synwall_cookie::synwall_v1::{self as v1, EpochKeys};
+use synwall_cookie::{Ack, Flow, SynOptions, Timestamps};
+use synwall_wire::tcp::{self, TcpOptions, TcpSegment};
+
+/// What the XDP hook does with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send the rewritten frame (the SYN+ACK, `len` bytes) back out of the interface (`XDP_TX`).
+    Tx {
+        /// Length of the reply frame.
+        len: usize,
+    },
+    /// Let the frame continue (`XDP_PASS` / `TC_ACT_OK`): forwarded, or untouched.
+    Pass,
+    /// Drop it (`XDP_DROP` / `TC_ACT_SHOT`).
+    Drop,
+}
+
+/// A verdict and the counter it incremented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// What to do.
+    pub verdict: Verdict,
+    /// The counter incremented.
+    pub counter: Counter,
+}
+
+/// `struct bpf_tcp_req_attrs` (include/linux/bpf.h): what the backend hands the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReqAttrs {
+    /// The ACK's TSval.
+    pub rcv_tsval: u32,
+    /// The ACK's TSecr.
+    pub rcv_tsecr: u32,
+    /// The client's MSS (table value).
+    pub mss: u16,
+    /// Our window-scale shift (0 without window scaling).
+    pub rcv_wscale: u8,
+    /// The client's window-scale shift.
+    pub snd_wscale: u8,
+    /// ECN negotiated.
+    pub ecn_ok: bool,
+    /// Window scaling negotiated.
+    pub wscale_ok: bool,
+    /// SACK permitted.
+    pub sack_ok: bool,
+    /// Timestamps negotiated.
+    pub tstamp_ok: bool,
+    /// Microsecond timestamps (never: our TSval clock is in milliseconds).
+    pub usec_ts_ok: bool,
+}
+
+/// What the backend's socket lookup (`bpf_skc_lookup_tcp`) finds for an ACK.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketState {
+    /// A socket for this 4-tuple exists (established, time-wait or a request socket).
+    Connection,
+    /// Only a listening socket matches.
+    ListenerOnly,
+    /// Nothing matches.
+    None,
+}
+
+/// What the tc hook does with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendVerdict {
+    /// `TC_ACT_OK` untouched.
+    Pass,
+    /// `TC_ACT_SHOT`.
+    Drop,
+    /// Call `bpf_sk_assign_tcp_reqsk` with these attributes, then `TC_ACT_OK`; the counter is
+    /// then [`kfunc_counter`] of its return value.
+    AssignReqsk(ReqAttrs),
+}
+
+/// A backend verdict and its counter ([`Counter::BackendReqskCreated`] for `AssignReqsk`, to be
+/// replaced by [`kfunc_counter`] of the kfunc's result).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackendDecision {
+    /// What to do.
+    pub verdict: BackendVerdict,
+    /// The counter incremented.
+    pub counter: Counter,
+}
+
+/// The counter for a `bpf_sk_assign_tcp_reqsk` return value.
+pub fn kfunc_counter(ret: i32) -> Counter {
+    const EINVAL: i32 = 22;
+    const ENOMEM: i32 = 12;
+    const ENETUNREACH: i32 = 101;
+    match -ret {
+        0 => Counter::BackendReqskCreated,
+        EINVAL => Counter::BackendKfuncEinval,
+        ENOMEM => Counter::BackendKfuncEnomem,
+        ENETUNREACH => Counter::BackendKfuncEnetunreach,
+        _ => Counter::BackendKfuncEother,
+    }
+}
+
+/// The strict-mode flow cache key: (family, addresses, ports) of the client-to-service direction.
+pub type FlowKey = Flow;
+
+/// The reference data path. Holds configuration, the current salts, the strict-mode flow cache and
+/// the counters.
+pub struct Engine {
+    cfg: EngineConfig,
+    keys: EpochKeys,
+    cache: LruCache<FlowKey, ()>,
+    counters: Counters,
+}
+
+/// The SYN options a cookie carries, from parsed TCP options and flags.
+pub fn syn_options(opts: &TcpOptions, flags: u8) -> SynOptions {
+    SynOptions {
+        mss: opts.mss,
+        wscale: opts.wscale,
+        sack_permitted: opts.sack_permitted,
+        timestamps: opts.timestamps.is_some(),
+        ece_cwr: flags & (tcp::ECE | tcp::CWR) == tcp::ECE | tcp::CWR,
+    }
+}
+
+impl Engine {
+    /// An engine with salts `keys`.
+    pub fn new(cfg: EngineConfig, keys: EpochKeys) -> Self {
+        let cap = NonZeroUsize::new(cfg.flow_cache.max(1)).expect("non-zero");
+        Engine {
+            cfg,
+            keys,
+            cache: LruCache::new(cap),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Install the salts of another epoch (a rotation).
+    pub fn set_keys(&mut self, keys: EpochKeys) {
+        self.keys = keys;
+    }
+
+    /// The salts in use.
+    pub fn keys(&self) -> &EpochKeys {
+        &self.keys
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn count(&mut self, verdict: Verdict, counter: Counter) -> Decision {
+        self.counters.inc(counter);
+        Decision { verdict, counter }
+    }
+
+    /// The ACK as the cookie validator sees it; `None` if its options are malformed.
+    fn ack_of(frame: &[u8], f: &TcpFrame) -> Option<Ack> {
+        let opts = TcpSegment::new_unchecked(f.segment(frame)).options().ok()?;
+        Some(Ack {
+            flow: f.flow(),
+            seq: f.seq,
+            ack: f.ack,
+            timestamps: opts
+                .timestamps
+                .map(|(tsval, tsecr)| Timestamps { tsval, tsecr }),
+        })
+    }
+
+    /// The edge's XDP program on one frame: `buf[..len]` is the frame; a SYN+ACK is written into
+    /// `buf` in place (it needs up to [`synack::MAX_SYNACK_LEN`] bytes). `clock_ms` is the node's
+    /// millisecond clock for TSval.
+    pub fn xdp(&mut self, buf: &mut [u8], len: usize, clock_ms: u64) -> Decision {
+        let f = match parse(&buf[..len], &self.cfg.services) {
+            Parsed::Tcp(f) => f,
+            Parsed::Pass(c) => return self.count(Verdict::Pass, c),
+            Parsed::Drop(c) => return self.count(Verdict::Drop, c),
+        };
+        if f.flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
+            return self.answer_syn(buf, len, &f, clock_ms);
+        }
+        if !self.cfg.strict {
+            // Cost rule: established traffic is forwarded without a MAC; the backend validates.
+            return self.count(Verdict::Pass, Counter::FwdNonSyn);
+        }
+        let flow = f.flow();
+        if self.cache.get(&flow).is_some() {
+            return self.count(Verdict::Pass, Counter::StrictFwdCached);
+        }
+        if f.flags & (tcp::ACK | tcp::SYN | tcp::RST) != tcp::ACK {
+            return self.count(Verdict::Drop, Counter::StrictDrop);
+        }
+        let Some(ack) = Self::ack_of(&buf[..len], &f) else {
+            return self.count(Verdict::Drop, Counter::DropAckOptions);
+        };
+        if v1::validate(&self.cfg.cookie, &self.keys, &ack).is_some() {
+            self.cache.put(flow, ());
+            self.count(Verdict::Pass, Counter::StrictAckValid)
+        } else {
+            self.count(Verdict::Drop, Counter::StrictDrop)
+        }
+    }
+
+    fn answer_syn(&mut self, buf: &mut [u8], len: usize, f: &TcpFrame, clock_ms: u64) -> Decision {
+        if f.flags & (tcp::RST | tcp::FIN) != 0 {
+            return self.count(Verdict::Drop, Counter::DropSynFlags);
+        }
+        let opts = match TcpSegment::new_unchecked(f.segment(&buf[..len])).options() {
+            Ok(o) => o,
+            Err(_) => return self.count(Verdict::Drop, Counter::DropSynOptions),
+        };
+        if !f.checksums_ok(&buf[..len]) {
+            return self.count(Verdict::Drop, Counter::DropSynChecksum);
+        }
+        let syn = synwall_cookie::Syn {
+            flow: f.flow(),
+            isn: f.seq,
+            options: syn_options(&opts, f.flags),
+        };
+        let bits = v1::encode_options(&self.cfg.cookie, &syn.flow.addrs, &syn.options);
+        let issued = v1::generate(&self.cfg.cookie, &self.keys.current, &syn, clock_ms);
+        let syn_tsval = opts.timestamps.map_or(0, |t| t.0);
+        let out = synack::build(buf, f, bits, &issued, syn_tsval, &self.cfg.server);
+        self.count(Verdict::Tx { len: out }, Counter::SynAnswered)
+    }
+
+    /// The backend's tc ingress program on one frame. `lookup` plays `bpf_skc_lookup_tcp` for the
+    /// segment's 4-tuple. For [`BackendVerdict::AssignReqsk`] the caller calls the kfunc and counts
+    /// [`kfunc_counter`] of its result with [`Engine::count_kfunc`].
+    pub fn tc(
+        &mut self,
+        frame: &[u8],
+        lookup: impl FnOnce(&Flow) -> SocketState,
+    ) -> BackendDecision {
+        let d = |verdict, counter| BackendDecision { verdict, counter };
+        let decision = match parse(frame, &self.cfg.services) {
+            Parsed::Pass(c) => d(BackendVerdict::Pass, c),
+            Parsed::Drop(c) => d(BackendVerdict::Drop, c),
+            Parsed::Tcp(f) => self.backend_tcp(frame, &f, lookup),
+        };
+        if decision.counter != Counter::BackendReqskCreated {
+            self.counters.inc(decision.counter);
+        }
+        decision
+    }
+
+    fn backend_tcp(
+        &self,
+        frame: &[u8],
+        f: &TcpFrame,
+        lookup: impl FnOnce(&Flow) -> SocketState,
+    ) -> BackendDecision {
+        let d = |verdict, counter| BackendDecision { verdict, counter };
+        if f.flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
+            return d(BackendVerdict::Pass, Counter::BackendSynPass);
+        }
+        if f.flags & (tcp::ACK | tcp::SYN | tcp::RST) != tcp::ACK {
+            return d(BackendVerdict::Pass, Counter::BackendPassOther);
+        }
+        match lookup(&f.flow()) {
+            SocketState::Connection => return d(BackendVerdict::Pass, Counter::BackendEstablished),
+            SocketState::None => return d(BackendVerdict::Pass, Counter::BackendNoListener),
+            SocketState::ListenerOnly => {}
+        }
+        let Some(ack) = Self::ack_of(frame, f) else {
+            return d(BackendVerdict::Drop, Counter::DropAckOptions);
+        };
+        match v1::validate(&self.cfg.cookie, &self.keys, &ack) {
+            None => d(BackendVerdict::Drop, Counter::BackendAckInvalid),
+            Some(dec) => {
+                let ts = ack.timestamps.unwrap_or(Timestamps { tsval: 0, tsecr: 0 });
+                let attrs = ReqAttrs {
+                    rcv_tsval: ts.tsval,
+                    rcv_tsecr: ts.tsecr,
+                    mss: dec.mss,
+                    rcv_wscale: if dec.wscale.is_some() {
+                        self.cfg.server.wscale
+                    } else {
+                        0
+                    },
+                    snd_wscale: dec.wscale.unwrap_or(0),
+                    ecn_ok: dec.ecn_ok,
+                    wscale_ok: dec.wscale.is_some(),
+                    sack_ok: dec.sack_ok,
+                    tstamp_ok: dec.tstamp_ok,
+                    usec_ts_ok: false,
+                };
+                d(
+                    BackendVerdict::AssignReqsk(attrs),
+                    Counter::BackendReqskCreated,
+                )
+            }
+        }
+    }
+
+    /// Count the result of a `bpf_sk_assign_tcp_reqsk` call; returns the counter.
+    pub fn count_kfunc(&mut self, ret: i32) -> Counter {
+        let c = kfunc_counter(ret);
+        self.counters.inc(c);
+        c
+    }
+}

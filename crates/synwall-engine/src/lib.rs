@@ -1,0 +1,21 @@
+//! synwall's reference data path: given one frame, the configuration and the salts, return exactly
+//! what the XDP (edge) and tc (backend) programs must do, with the counter they increment. It is the
+//! oracle the BPF programs are tested against and the engine of `synwall replay` / `analyze`.
+//!
+//! One path per packet, the same names as the C: [`parse`] -> [`engine`] (decide) -> [`synack`]
+//! (build the reply). Counters come from `bpf/lib/counters.def` ([`counters`]).
+
+pub mod analyze;
+pub mod config;
+pub mod counters;
+pub mod engine;
+pub mod parse;
+pub mod services;
+pub mod synack;
+
+pub use config::{EngineConfig, ServerParams};
+pub use counters::{Counter, Counters};
+pub use engine::{
+    BackendDecision, BackendVerdict, Decision, Engine, ReqAttrs, SocketState, Verdict,
+};
+pub use services::{Service, ServiceSet};

@@ -1,0 +1,123 @@
+//! The SYN+ACK builder (SPEC section 7): rewrite a SYN frame in place into its answer.
+//! The BPF twin is `bpf/lib/synack.h`.
+
+use crate::config::ServerParams;
+use crate::parse::{Ip, TcpFrame};
+use synwall_cookie::synwall_v1::OptionBits;
+use synwall_cookie::Issued;
+use synwall_wire::checksum;
+use synwall_wire::ethernet::EthernetFrame;
+use synwall_wire::ipv4::{self, Ipv4Packet};
+use synwall_wire::ipv6::{self, Ipv6Packet};
+use synwall_wire::tcp::{self, kind, TcpSegment};
+
+/// Largest SYN+ACK: Ethernet + 2 VLAN tags + IPv6 + TCP with 20 option bytes.
+pub const MAX_SYNACK_LEN: usize = 14 + 8 + 40 + 20 + 20;
+
+/// The option bytes of the SYN+ACK, in SPEC order; returns them and their length (a multiple of 4,
+/// at most 20).
+pub fn synack_options(
+    bits: OptionBits,
+    mss: u16,
+    wscale: u8,
+    tsval: u32,
+    tsecr: u32,
+) -> ([u8; 20], usize) {
+    let mut o = [0u8; 20];
+    o[0] = kind::MSS;
+    o[1] = 4;
+    o[2..4].copy_from_slice(&mss.to_be_bytes());
+    let mut n = 4;
+    let ts = |o: &mut [u8]| {
+        o[0] = kind::TIMESTAMPS;
+        o[1] = 10;
+        o[2..6].copy_from_slice(&tsval.to_be_bytes());
+        o[6..10].copy_from_slice(&tsecr.to_be_bytes());
+    };
+    match (bits.sack(), bits.timestamps()) {
+        (true, true) => {
+            o[n] = kind::SACK_PERMITTED;
+            o[n + 1] = 2;
+            ts(&mut o[n + 2..n + 12]);
+            n += 12;
+        }
+        (false, true) => {
+            o[n] = kind::NOP;
+            o[n + 1] = kind::NOP;
+            ts(&mut o[n + 2..n + 12]);
+            n += 12;
+        }
+        (true, false) => {
+            o[n..n + 4].copy_from_slice(&[kind::NOP, kind::NOP, kind::SACK_PERMITTED, 2]);
+            n += 4;
+        }
+        (false, false) => {}
+    }
+    // W = 15 means the SYN had no window-scale option (or it is disabled): then none is offered.
+    if bits.wscale_field() != synwall_cookie::synwall_v1::WSCALE_NONE {
+        o[n..n + 4].copy_from_slice(&[kind::NOP, kind::WSCALE, 3, wscale]);
+        n += 4;
+    }
+    (o, n)
+}
+
+/// Rewrite the SYN in `buf` (parsed as `f`) into the SYN+ACK carrying `issued`; returns the new
+/// frame length. `syn_tsval` is the SYN's TSval (echoed as TSecr). `buf` must hold at least
+/// `f.l3 + 80` bytes (any buffer of [`MAX_SYNACK_LEN`] does).
+pub fn build(
+    buf: &mut [u8],
+    f: &TcpFrame,
+    bits: OptionBits,
+    issued: &Issued,
+    syn_tsval: u32,
+    server: &ServerParams,
+) -> usize {
+    EthernetFrame::new_checked(&mut buf[..])
+        .expect("parsed frame")
+        .swap_macs();
+    let (ip_len, mss) = match f.ip {
+        Ip::V4 { .. } => (ipv4::MIN_HEADER_LEN, server.mss_v4),
+        Ip::V6 { .. } => (ipv6::HEADER_LEN, server.mss_v6),
+    };
+    let (opts, opt_len) = synack_options(
+        bits,
+        mss,
+        server.wscale,
+        issued.tsval.unwrap_or(0),
+        syn_tsval,
+    );
+    let tcp_len = tcp::MIN_HEADER_LEN + opt_len;
+    let l4 = f.l3 + ip_len;
+    let total = l4 + tcp_len;
+    let pseudo = match f.ip {
+        Ip::V4 { src, dst, .. } => {
+            Ipv4Packet::new_unchecked(&mut buf[f.l3..l4]).emit_basic(
+                (ip_len + tcp_len) as u16,
+                server.ttl,
+                ipv4::PROTO_TCP,
+                dst,
+                src,
+            );
+            checksum::pseudo_v4(&dst, &src, ipv4::PROTO_TCP, tcp_len as u16)
+        }
+        Ip::V6 { src, dst } => {
+            Ipv6Packet::new_unchecked(&mut buf[f.l3..l4]).emit_basic(
+                tcp_len as u16,
+                ipv4::PROTO_TCP,
+                server.ttl,
+                dst,
+                src,
+            );
+            checksum::pseudo_v6(&dst, &src, ipv4::PROTO_TCP, tcp_len as u32)
+        }
+    };
+    let mut t = TcpSegment::new_unchecked(&mut buf[l4..total]);
+    t.set_ports(f.dport, f.sport);
+    t.set_seq_ack(issued.isn, f.seq.wrapping_add(1));
+    let ece = if issued.ecn { tcp::ECE } else { 0 };
+    t.set_header_len_flags(tcp_len, tcp::SYN | tcp::ACK | ece);
+    t.set_window_urgent(server.window, 0);
+    t.options_mut().copy_from_slice(&opts[..opt_len]);
+    t.fill_checksum(pseudo);
+    total
+}

@@ -1,0 +1,273 @@
+//! The decision of SPEC section 8 beyond SYNs: default-mode forwarding without a MAC, the strict
+//! mode's bounded flow cache, the backend's kfunc attributes, and expiry across epochs.
+
+mod common;
+
+use common::*;
+use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
+use synwall_engine::engine::kfunc_counter;
+use synwall_engine::synack::MAX_SYNACK_LEN;
+use synwall_engine::{
+    BackendVerdict, Counter, Engine, EngineConfig, ReqAttrs, SocketState, Verdict,
+};
+
+/// Answer `s` with `e`, and return the ACK frame a real client would send back.
+fn handshake_ack(e: &mut Engine, s: &SynSpec) -> Vec<u8> {
+    let syn = frame(s, None);
+    let mut buf = syn.clone();
+    buf.resize(MAX_SYNACK_LEN.max(syn.len()), 0);
+    let d = e.xdp(&mut buf, syn.len(), 77_777);
+    let Verdict::Tx { len } = d.verdict else {
+        panic!("{d:?}")
+    };
+    let h = etherparse::PacketHeaders::from_ethernet_slice(&buf[..len]).unwrap();
+    let Some(etherparse::TransportHeader::Tcp(t)) = h.transport else {
+        panic!()
+    };
+    let tsval = t.options_iterator().find_map(|o| match o {
+        Ok(etherparse::TcpOptionElement::Timestamp(v, _)) => Some(v),
+        _ => None,
+    });
+    // The client's ACK: seq = ISN+1, ack = cookie+1, TSecr echoing our TSval.
+    let ack_spec = SynSpec {
+        isn: s.isn.wrapping_add(1),
+        mss: None,
+        wscale: None,
+        sack: false,
+        ts: None,
+        ..s.clone()
+    };
+    let mut f = frame(&ack_spec, Some(t.sequence_number.wrapping_add(1)));
+    if let Some(v) = tsval {
+        f = frame_with_ts(&ack_spec, t.sequence_number.wrapping_add(1), 0x5555_0000, v);
+    }
+    f
+}
+
+fn frame_with_ts(s: &SynSpec, ack: u32, tsval: u32, tsecr: u32) -> Vec<u8> {
+    use etherparse::{PacketBuilder, TcpOptionElement};
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, ROUTER_MAC);
+    let opts = [
+        TcpOptionElement::Noop,
+        TcpOptionElement::Noop,
+        TcpOptionElement::Timestamp(tsval, tsecr),
+    ];
+    let mut out = Vec::new();
+    if s.v6 {
+        b.ipv6(s.src6, s.dst6, 64)
+            .tcp(s.sport, s.dport, s.isn, 500)
+            .ack(ack)
+            .options(&opts)
+            .unwrap()
+            .write(&mut out, &[])
+            .unwrap();
+    } else {
+        b.ipv4(s.src4, s.dst4, 64)
+            .tcp(s.sport, s.dport, s.isn, 500)
+            .ack(ack)
+            .options(&opts)
+            .unwrap()
+            .write(&mut out, &[])
+            .unwrap();
+    }
+    out
+}
+
+fn xdp(e: &mut Engine, f: &[u8]) -> (Verdict, Counter) {
+    let mut buf = f.to_vec();
+    buf.resize(MAX_SYNACK_LEN.max(f.len()), 0);
+    let d = e.xdp(&mut buf, f.len(), 1);
+    (d.verdict, d.counter)
+}
+
+#[test]
+fn default_mode_forwards_non_syn_without_a_mac() {
+    let mut e = engine();
+    let s = SynSpec::default();
+    let ack = handshake_ack(&mut e, &s);
+    assert_eq!(xdp(&mut e, &ack), (Verdict::Pass, Counter::FwdNonSyn));
+    // A forged ACK is forwarded too: in default mode the backend is the one that validates.
+    let forged = frame(
+        &SynSpec {
+            isn: 9,
+            ..s.clone()
+        },
+        Some(12345),
+    );
+    assert_eq!(xdp(&mut e, &forged), (Verdict::Pass, Counter::FwdNonSyn));
+}
+
+#[test]
+fn strict_mode_forwards_only_validated_flows() {
+    let mut cfg = EngineConfig::new(all_services());
+    cfg.strict = true;
+    cfg.flow_cache = 2;
+    let mut e = Engine::new(cfg, keys());
+    for v6 in [false, true] {
+        let s = SynSpec {
+            v6,
+            ..SynSpec::default()
+        };
+        let ack = handshake_ack(&mut e, &s);
+        let data = frame(
+            &SynSpec {
+                isn: s.isn.wrapping_add(1),
+                payload: b"GET /".to_vec(),
+                mss: None,
+                wscale: None,
+                sack: false,
+                ts: None,
+                ..s.clone()
+            },
+            Some(7),
+        );
+        assert_eq!(
+            xdp(&mut e, &data),
+            (Verdict::Drop, Counter::StrictDrop),
+            "before the handshake ACK"
+        );
+        assert_eq!(xdp(&mut e, &ack), (Verdict::Pass, Counter::StrictAckValid));
+        assert_eq!(
+            xdp(&mut e, &data),
+            (Verdict::Pass, Counter::StrictFwdCached)
+        );
+        let forged = frame(
+            &SynSpec {
+                sport: 555,
+                isn: 1,
+                mss: None,
+                wscale: None,
+                sack: false,
+                ts: None,
+                ..s.clone()
+            },
+            Some(999),
+        );
+        assert_eq!(xdp(&mut e, &forged), (Verdict::Drop, Counter::StrictDrop));
+    }
+    // The cache holds 2 flows: a third validated flow evicts the least recently used (the first).
+    let first = SynSpec::default();
+    let data_first = frame(
+        &SynSpec {
+            isn: first.isn.wrapping_add(1),
+            mss: None,
+            wscale: None,
+            sack: false,
+            ts: None,
+            ..first.clone()
+        },
+        Some(7),
+    );
+    let third = SynSpec {
+        sport: 41000,
+        ..SynSpec::default()
+    };
+    let ack3 = handshake_ack(&mut e, &third);
+    assert_eq!(xdp(&mut e, &ack3), (Verdict::Pass, Counter::StrictAckValid));
+    assert_eq!(
+        xdp(&mut e, &data_first),
+        (Verdict::Drop, Counter::StrictDrop)
+    );
+}
+
+#[test]
+fn backend_assigns_a_request_socket_with_the_decoded_options() {
+    let mut e = engine();
+    for (v6, ts, ecn) in [
+        (false, true, true),
+        (true, false, false),
+        (false, false, true),
+    ] {
+        let s = SynSpec {
+            v6,
+            mss: Some(1400),
+            wscale: Some(9),
+            sack: true,
+            ts: ts.then_some(0x4444_0000),
+            ece_cwr: ecn,
+            ..SynSpec::default()
+        };
+        let ack = handshake_ack(&mut e, &s);
+        let d = e.tc(&ack, |_| SocketState::ListenerOnly);
+        let BackendVerdict::AssignReqsk(a) = d.verdict else {
+            panic!("{d:?}")
+        };
+        let want_mss = if v6 { 1360 } else { 1400 };
+        assert_eq!(
+            a,
+            ReqAttrs {
+                rcv_tsval: if ts { 0x5555_0000 } else { 0 },
+                rcv_tsecr: a.rcv_tsecr,
+                mss: want_mss,
+                rcv_wscale: 7,
+                snd_wscale: 9,
+                ecn_ok: ts && ecn,
+                wscale_ok: true,
+                sack_ok: true,
+                tstamp_ok: ts,
+                usec_ts_ok: false,
+            }
+        );
+        assert_eq!(e.count_kfunc(0), Counter::BackendReqskCreated);
+        assert_eq!(
+            e.tc(&ack, |_| SocketState::Connection).counter,
+            Counter::BackendEstablished
+        );
+        assert_eq!(
+            e.tc(&ack, |_| SocketState::None).counter,
+            Counter::BackendNoListener
+        );
+        let mut bad = ack.clone();
+        let n = bad.len();
+        // Flip a bit of the ack number (offset 8 of the TCP header) and re-check.
+        let l4 = if v6 { 14 + 40 } else { 14 + 20 };
+        bad[l4 + 9] ^= 0x10;
+        assert_eq!(n, bad.len());
+        let d = e.tc(&bad, |_| SocketState::ListenerOnly);
+        assert_eq!(
+            (d.verdict, d.counter),
+            (BackendVerdict::Drop, Counter::BackendAckInvalid)
+        );
+    }
+    assert_eq!(
+        e.tc(&frame(&SynSpec::default(), None), |_| {
+            SocketState::ListenerOnly
+        })
+        .counter,
+        Counter::BackendSynPass
+    );
+    assert_eq!(kfunc_counter(-22), Counter::BackendKfuncEinval);
+    assert_eq!(kfunc_counter(-12), Counter::BackendKfuncEnomem);
+    assert_eq!(kfunc_counter(-101), Counter::BackendKfuncEnetunreach);
+    assert_eq!(kfunc_counter(-1), Counter::BackendKfuncEother);
+}
+
+#[test]
+fn ack_expires_after_two_epochs_and_other_secret_fails() {
+    let mut edge = engine();
+    let s = SynSpec {
+        ts: None,
+        ..SynSpec::default()
+    };
+    let ack = handshake_ack(&mut edge, &s);
+    let mut backend = engine();
+    let at = |e: u64| EpochKeys::derive(&MasterSecret(MASTER), e);
+    backend.set_keys(at(EPOCH + 1));
+    assert!(matches!(
+        backend.tc(&ack, |_| SocketState::ListenerOnly).verdict,
+        BackendVerdict::AssignReqsk(_)
+    ));
+    backend.set_keys(at(EPOCH + 2));
+    assert_eq!(
+        backend.tc(&ack, |_| SocketState::ListenerOnly).counter,
+        Counter::BackendAckInvalid
+    );
+    let mut other = Engine::new(
+        EngineConfig::new(all_services()),
+        EpochKeys::derive(&MasterSecret([7; 32]), EPOCH),
+    );
+    assert_eq!(
+        other.tc(&ack, |_| SocketState::ListenerOnly).counter,
+        Counter::BackendAckInvalid
+    );
+}

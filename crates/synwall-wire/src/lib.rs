@@ -1,0 +1,68 @@
+//! Wire formats for synwall's packet path, in the style of smoltcp's `wire`: typed views over byte
+//! buffers (`new_checked` validates lengths once, accessors read fields in place, setters write
+//! them), and no allocation. The BPF C (`bpf/lib/parse.h`, `bpf/lib/csum.h`) mirrors these steps.
+//!
+//! Modules: [`ethernet`] (with 802.1Q / 802.1ad tags), [`ipv4`], [`ipv6`] (bounded extension-header
+//! walk), [`tcp`] (header and options), [`checksum`].
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod checksum;
+pub mod ethernet;
+pub mod ipv4;
+pub mod ipv6;
+pub mod tcp;
+
+/// Why a buffer is not a valid header of its kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WireError {
+    /// The buffer ends before the header (or the length it declares) does.
+    Truncated,
+    /// A field holds a value the format does not allow (IP version, IHL, data offset, lengths).
+    Malformed,
+    /// A TCP option with length 0 or 1, or one running past the options area.
+    BadOption,
+    /// More VLAN tags than [`ethernet::MAX_VLAN_TAGS`].
+    TooManyVlanTags,
+    /// More IPv6 extension headers than [`ipv6::MAX_EXT_HEADERS`], or one that cannot be walked.
+    ExtHeaderLimit,
+}
+
+impl core::fmt::Display for WireError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            WireError::Truncated => "truncated",
+            WireError::Malformed => "malformed header",
+            WireError::BadOption => "bad TCP option length",
+            WireError::TooManyVlanTags => "too many VLAN tags",
+            WireError::ExtHeaderLimit => "IPv6 extension headers beyond the walk limit",
+        })
+    }
+}
+
+/// Result of a wire operation.
+pub type Result<T> = core::result::Result<T, WireError>;
+
+#[inline]
+pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+#[inline]
+pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+#[inline]
+pub(crate) fn put16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+#[inline]
+pub(crate) fn put32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}

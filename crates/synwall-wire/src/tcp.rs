@@ -1,0 +1,237 @@
+//! TCP headers (RFC 9293) and the options a SYN proxy reads and writes.
+
+use crate::checksum;
+use crate::{be16, be32, put16, put32, Result, WireError};
+
+/// Length of a header without options.
+pub const MIN_HEADER_LEN: usize = 20;
+/// Most option bytes a header can carry.
+pub const MAX_OPTIONS_LEN: usize = 40;
+
+/// FIN flag.
+pub const FIN: u8 = 0x01;
+/// SYN flag.
+pub const SYN: u8 = 0x02;
+/// RST flag.
+pub const RST: u8 = 0x04;
+/// PSH flag.
+pub const PSH: u8 = 0x08;
+/// ACK flag.
+pub const ACK: u8 = 0x10;
+/// URG flag.
+pub const URG: u8 = 0x20;
+/// ECE flag.
+pub const ECE: u8 = 0x40;
+/// CWR flag.
+pub const CWR: u8 = 0x80;
+
+/// Option kinds.
+pub mod kind {
+    /// End of option list.
+    pub const EOL: u8 = 0;
+    /// No-operation.
+    pub const NOP: u8 = 1;
+    /// Maximum segment size.
+    pub const MSS: u8 = 2;
+    /// Window scale.
+    pub const WSCALE: u8 = 3;
+    /// SACK permitted.
+    pub const SACK_PERMITTED: u8 = 4;
+    /// Timestamps.
+    pub const TIMESTAMPS: u8 = 8;
+}
+
+/// A view of a TCP segment. `new_checked` guarantees the header (with its options) fits.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpSegment<T> {
+    buffer: T,
+}
+
+/// The options a SYN proxy cares about; others are skipped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpOptions {
+    /// MSS.
+    pub mss: Option<u16>,
+    /// Window-scale shift as sent.
+    pub wscale: Option<u8>,
+    /// SACK-Permitted present.
+    pub sack_permitted: bool,
+    /// Timestamps: (TSval, TSecr).
+    pub timestamps: Option<(u32, u32)>,
+}
+
+/// Parse an options area. Lengths 0 or 1, or an option running past the area, are errors (the
+/// segment is malformed). A known option with a length other than its own is ignored, as Linux
+/// does; for duplicates the last one wins.
+pub fn parse_options(opts: &[u8]) -> Result<TcpOptions> {
+    let mut out = TcpOptions::default();
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            kind::EOL => break,
+            kind::NOP => i += 1,
+            k => {
+                if i + 1 >= opts.len() {
+                    return Err(WireError::BadOption);
+                }
+                let len = opts[i + 1] as usize;
+                if len < 2 || i + len > opts.len() {
+                    return Err(WireError::BadOption);
+                }
+                let o = &opts[i..i + len];
+                match (k, len) {
+                    (kind::MSS, 4) => out.mss = Some(be16(o, 2)),
+                    (kind::WSCALE, 3) => out.wscale = Some(o[2]),
+                    (kind::SACK_PERMITTED, 2) => out.sack_permitted = true,
+                    (kind::TIMESTAMPS, 10) => out.timestamps = Some((be32(o, 2), be32(o, 6))),
+                    _ => {}
+                }
+                i += len;
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl<T: AsRef<[u8]>> TcpSegment<T> {
+    /// Check the buffer holds the header and its options (`buffer` should end where the IP
+    /// payload ends).
+    pub fn new_checked(buffer: T) -> Result<Self> {
+        if buffer.as_ref().len() < MIN_HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        let s = TcpSegment { buffer };
+        if s.header_len() < MIN_HEADER_LEN {
+            return Err(WireError::Malformed);
+        }
+        if s.buffer.as_ref().len() < s.header_len() {
+            return Err(WireError::Truncated);
+        }
+        Ok(s)
+    }
+
+    /// A view without checks.
+    pub fn new_unchecked(buffer: T) -> Self {
+        TcpSegment { buffer }
+    }
+
+    fn b(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+    /// Source port.
+    pub fn src_port(&self) -> u16 {
+        be16(self.b(), 0)
+    }
+    /// Destination port.
+    pub fn dst_port(&self) -> u16 {
+        be16(self.b(), 2)
+    }
+    /// Sequence number.
+    pub fn seq(&self) -> u32 {
+        be32(self.b(), 4)
+    }
+    /// Acknowledgment number.
+    pub fn ack(&self) -> u32 {
+        be32(self.b(), 8)
+    }
+    /// Header length in bytes (data offset * 4).
+    pub fn header_len(&self) -> usize {
+        ((self.b()[12] >> 4) as usize) * 4
+    }
+    /// The flags byte (CWR ECE URG ACK PSH RST SYN FIN).
+    pub fn flags(&self) -> u8 {
+        self.b()[13]
+    }
+    /// Window.
+    pub fn window(&self) -> u16 {
+        be16(self.b(), 14)
+    }
+    /// Checksum field.
+    pub fn checksum(&self) -> u16 {
+        be16(self.b(), 16)
+    }
+    /// Urgent pointer.
+    pub fn urgent(&self) -> u16 {
+        be16(self.b(), 18)
+    }
+    /// The options area.
+    pub fn options_raw(&self) -> &[u8] {
+        &self.b()[MIN_HEADER_LEN..self.header_len()]
+    }
+    /// Parsed options.
+    pub fn options(&self) -> Result<TcpOptions> {
+        parse_options(self.options_raw())
+    }
+    /// The payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.b()[self.header_len()..]
+    }
+    /// Verify the checksum given the pseudo-header sum (see [`checksum::pseudo_v4`] / `pseudo_v6`).
+    pub fn verify_checksum(&self, pseudo: u32) -> bool {
+        checksum::finish(checksum::sum(pseudo, self.b())) == 0
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpSegment<T> {
+    fn bm(&mut self) -> &mut [u8] {
+        self.buffer.as_mut()
+    }
+    /// Set the ports.
+    pub fn set_ports(&mut self, src: u16, dst: u16) {
+        put16(self.bm(), 0, src);
+        put16(self.bm(), 2, dst);
+    }
+    /// Set sequence and acknowledgment numbers.
+    pub fn set_seq_ack(&mut self, seq: u32, ack: u32) {
+        put32(self.bm(), 4, seq);
+        put32(self.bm(), 8, ack);
+    }
+    /// Set the header length (a multiple of 4, 20..=60) and the flags; clears the reserved bits.
+    pub fn set_header_len_flags(&mut self, header_len: usize, flags: u8) {
+        debug_assert!(header_len % 4 == 0 && (MIN_HEADER_LEN..=60).contains(&header_len));
+        let b = self.bm();
+        b[12] = ((header_len / 4) as u8) << 4;
+        b[13] = flags;
+    }
+    /// Set window and urgent pointer.
+    pub fn set_window_urgent(&mut self, window: u16, urgent: u16) {
+        put16(self.bm(), 14, window);
+        put16(self.bm(), 18, urgent);
+    }
+    /// Compute and store the checksum over the whole buffer given the pseudo-header sum.
+    pub fn fill_checksum(&mut self, pseudo: u32) {
+        put16(self.bm(), 16, 0);
+        let c = checksum::finish(checksum::sum(pseudo, self.b()));
+        put16(self.bm(), 16, c);
+    }
+    /// The options area, writable.
+    pub fn options_mut(&mut self) -> &mut [u8] {
+        let end = self.header_len();
+        &mut self.bm()[MIN_HEADER_LEN..end]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options() {
+        let o = [
+            2, 4, 5, 0xb4, 1, 3, 3, 7, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0,
+        ];
+        let p = parse_options(&o).unwrap();
+        assert_eq!(p.mss, Some(1460));
+        assert_eq!(p.wscale, Some(7));
+        assert!(p.sack_permitted);
+        assert_eq!(p.timestamps, Some((1, 2)));
+        assert_eq!(parse_options(&[2, 0]), Err(WireError::BadOption));
+        assert_eq!(parse_options(&[2, 1, 0, 0]), Err(WireError::BadOption));
+        assert_eq!(parse_options(&[2, 6, 0, 0]), Err(WireError::BadOption));
+        assert_eq!(parse_options(&[1, 1, 2]), Err(WireError::BadOption));
+        // Wrong size for a known kind: ignored, like Linux.
+        assert_eq!(parse_options(&[2, 3, 1, 1]).unwrap().mss, None);
+        // After EOL nothing is read.
+        assert_eq!(parse_options(&[0, 2, 0]).unwrap(), TcpOptions::default());
+    }
+}
