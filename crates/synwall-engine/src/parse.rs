@@ -20,8 +20,6 @@ pub enum Ip {
         src: [u8; 4],
         /// Destination.
         dst: [u8; 4],
-        /// The header checksum is correct.
-        header_ok: bool,
     },
     /// IPv6.
     V6 {
@@ -86,12 +84,9 @@ impl TcpFrame {
     pub fn checksums_ok(&self, frame: &[u8]) -> bool {
         let seg = self.segment(frame);
         let pseudo = match &self.ip {
-            Ip::V4 {
-                src,
-                dst,
-                header_ok,
-            } => {
-                if !header_ok {
+            Ip::V4 { src, dst } => {
+                // Only SYNs get here: the IPv4 header checksum is checked only when it matters.
+                if !Ipv4Packet::new_unchecked(&frame[self.l3..self.l4]).verify_checksum() {
                     return false;
                 }
                 checksum::pseudo_v4(src, dst, ipv4::PROTO_TCP, seg.len() as u16)
@@ -148,7 +143,6 @@ pub fn parse(frame: &[u8], services: &ServiceSet) -> Parsed {
             let ip = Ip::V4 {
                 src: p.src(),
                 dst: p.dst(),
-                header_ok: p.verify_checksum(),
             };
             (
                 ip,

@@ -1,20 +1,24 @@
 //! The Internet checksum (RFC 1071) and the TCP pseudo-headers of IPv4 and IPv6.
 
-/// Add `data` to a running one's-complement sum (big-endian 16-bit words, odd tail padded).
+/// Add `data` to a running one's-complement sum (big-endian 16-bit words, odd tail padded). The
+/// result is folded to at most 17 bits, so it can be fed back in or to [`finish`].
 #[inline]
-pub fn sum(mut acc: u32, data: &[u8]) -> u32 {
-    let mut words = data.chunks_exact(2);
+pub fn sum(acc: u32, data: &[u8]) -> u32 {
+    // Sum 32-bit big-endian words into 64 bits (no overflow below 2^32 words), then fold: one's
+    // complement addition is associative, so wider words give the same 16-bit result.
+    let mut wide = acc as u64;
+    let mut words = data.chunks_exact(4);
     for w in &mut words {
-        acc = acc.wrapping_add(u16::from_be_bytes([w[0], w[1]]) as u32);
-        // Fold early so long buffers cannot overflow the accumulator.
-        if acc >= 0x8000_0000 {
-            acc = (acc & 0xffff) + (acc >> 16);
-        }
+        wide += u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as u64;
     }
-    if let [b] = words.remainder() {
-        acc = acc.wrapping_add((*b as u32) << 8);
-    }
-    acc
+    let mut tail = [0u8; 4];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    wide += u32::from_be_bytes(tail) as u64;
+    wide = (wide & 0xffff_ffff) + (wide >> 32);
+    wide = (wide & 0xffff_ffff) + (wide >> 32);
+    let mut folded = (wide & 0xffff) + (wide >> 16);
+    folded = (folded & 0xffff) + (folded >> 16);
+    folded as u32
 }
 
 /// Fold a running sum to 16 bits and complement it.
@@ -57,5 +61,28 @@ mod tests {
         assert_eq!(checksum(&data), !0xddf2);
         // Odd length pads with a zero byte.
         assert_eq!(checksum(&[0x01]), !0x0100);
+    }
+
+    /// The word-wide sum equals the textbook 16-bit one on any data and any starting sum.
+    #[test]
+    fn wide_sum_matches_16_bit_sum() {
+        let mut x = 0x1234_5678u32;
+        for len in 0..300 {
+            let data: std::vec::Vec<u8> = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (x >> 16) as u8
+                })
+                .collect();
+            let start = x % 0x1_ffff;
+            let mut slow = start as u64;
+            for w in data.chunks(2) {
+                slow += (w[0] as u64) << 8 | *w.get(1).unwrap_or(&0) as u64;
+            }
+            while slow > 0xffff {
+                slow = (slow & 0xffff) + (slow >> 16);
+            }
+            assert_eq!(finish(sum(start, &data)), !(slow as u16), "len {len}");
+        }
     }
 }
