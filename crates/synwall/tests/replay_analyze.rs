@@ -1,0 +1,388 @@
+//! `synwall replay` on captures of real Linux clients answers every SYN with a SYN+ACK that
+//! validates and restores the client's options after table rounding; `synwall analyze` reports
+//! what each scheme loses, checked against the fixtures' index (tshark's reading of the SYNs).
+
+use etherparse::{NetHeaders, PacketHeaders, TcpOptionElement, TransportHeader};
+use pcap_file::pcap::PcapReader;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use synwall_cookie::synwall_v1::{self as v1, Config, EpochKeys, MasterSecret};
+use synwall_cookie::{Ack, Addrs, Flow, Timestamps};
+
+const NOW: u64 = 1_800_000_000;
+const SECRET_HEX: &str = "7f3c1e2a9b8d4f6e0a1b2c3d4e5f60718293a4b5c6d7e8f90112233445566778";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn synwall(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_synwall"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn frames(path: &Path) -> Vec<Vec<u8>> {
+    let mut r = PcapReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut out = Vec::new();
+    while let Some(p) = r.next_packet() {
+        out.push(p.unwrap().data.into_owned());
+    }
+    out
+}
+
+struct Seg {
+    flow: Flow,
+    seq: u32,
+    ack: u32,
+    syn: bool,
+    has_ack: bool,
+    tsval: Option<u32>,
+    mss: Option<u16>,
+    ws: Option<u8>,
+    sack: bool,
+    ece: bool,
+}
+
+fn seg(f: &[u8]) -> Seg {
+    let h = PacketHeaders::from_ethernet_slice(f).unwrap();
+    let Some(TransportHeader::Tcp(t)) = h.transport else {
+        panic!("not tcp")
+    };
+    let addrs = match h.net.unwrap() {
+        NetHeaders::Ipv4(ip, _) => Addrs::V4 {
+            client: ip.source,
+            service: ip.destination,
+        },
+        NetHeaders::Ipv6(ip, _) => Addrs::V6 {
+            client: ip.source,
+            service: ip.destination,
+        },
+        _ => panic!(),
+    };
+    let mut s = Seg {
+        flow: Flow {
+            addrs,
+            client_port: t.source_port,
+            service_port: t.destination_port,
+        },
+        seq: t.sequence_number,
+        ack: t.acknowledgment_number,
+        syn: t.syn,
+        has_ack: t.ack,
+        tsval: None,
+        mss: None,
+        ws: None,
+        sack: false,
+        ece: t.ece,
+    };
+    for o in t.options_iterator() {
+        match o.unwrap() {
+            TcpOptionElement::Timestamp(v, _) => s.tsval = Some(v),
+            TcpOptionElement::MaximumSegmentSize(m) => s.mss = Some(m),
+            TcpOptionElement::WindowScale(w) => s.ws = Some(w),
+            TcpOptionElement::SelectiveAcknowledgementPermitted => s.sack = true,
+            _ => {}
+        }
+    }
+    s
+}
+
+#[test]
+fn replay_answers_every_real_syn_with_a_cookie_that_restores_its_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("master.key");
+    std::fs::write(&secret, format!("{SECRET_HEX}\n")).unwrap();
+    let mut master = [0u8; 32];
+    hex::decode_to_slice(SECRET_HEX, &mut master).unwrap();
+    let keys = EpochKeys::derive(&MasterSecret(master), v1::epoch_of(NOW, 60));
+    let cfg = Config::default();
+    let index: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("fixtures/pcap/real/index.json")).unwrap(),
+    )
+    .unwrap();
+    let entries = index.as_array().unwrap();
+    assert!(entries.len() >= 18);
+    for e in entries {
+        let file = root()
+            .join("fixtures/pcap/real")
+            .join(e["file"].as_str().unwrap());
+        let out = dir.path().join("out.pcap");
+        let (code, stdout, stderr) = synwall(&[
+            "replay",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--secret-file",
+            secret.to_str().unwrap(),
+            "--service",
+            "10.77.0.2/32:80",
+            "--service",
+            "[fd77::2/128]:80",
+            "--now",
+            &NOW.to_string(),
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        let report: Value = serde_json::from_str(&stdout).unwrap();
+        let input: Vec<Seg> = frames(&file).iter().map(|f| seg(f)).collect();
+        let syns: Vec<&Seg> = input.iter().filter(|s| s.syn && !s.has_ack).collect();
+        let to_server = input.iter().filter(|s| s.flow.service_port == 80).count() as u64;
+        assert_eq!(syns.len(), e["connections"].as_u64().unwrap() as usize);
+        assert_eq!(
+            report["counters"]["syn_answered"],
+            syns.len() as u64,
+            "{}",
+            e["file"]
+        );
+        assert_eq!(
+            report["counters"]["fwd_non_syn"].as_u64().unwrap() + syns.len() as u64,
+            to_server
+        );
+        assert_eq!(report["dropped"], 0);
+
+        let answers: Vec<Seg> = frames(&out)
+            .iter()
+            .map(|f| seg(f))
+            .filter(|s| s.syn && s.has_ack && s.flow.client_port == 80)
+            .collect();
+        // The capture also holds the real server's SYN+ACKs (forwarded untouched): ours carry cookies.
+        let ours: Vec<&Seg> = answers
+            .iter()
+            .filter(|a| {
+                syns.iter()
+                    .any(|s| a.ack == s.seq.wrapping_add(1) && a.seq != 0)
+            })
+            .collect();
+        let want = &e["syn"];
+        let mut validated = 0;
+        for syn in &syns {
+            let a = ours
+                .iter()
+                .find(|a| {
+                    a.ack == syn.seq.wrapping_add(1)
+                        && v1::validate(&cfg, &keys, &ack(syn, a)).is_some()
+                })
+                .unwrap_or_else(|| {
+                    panic!("{}: no validating SYN+ACK for ISN {}", e["file"], syn.seq)
+                });
+            let d = v1::validate(&cfg, &keys, &ack(syn, a)).unwrap();
+            // What the client offered (tshark's reading), after table rounding.
+            let table = cfg.mss_table(&syn.flow.addrs);
+            let mss = want["mss"].as_u64().map(|m| m as u16);
+            assert_eq!(
+                d.mss,
+                table.value(table.index_at_or_below(mss)),
+                "{}",
+                e["file"]
+            );
+            assert_eq!(d.wscale, want["wscale"].as_u64().map(|w| (w as u8).min(14)));
+            assert_eq!(d.sack_ok, want["sack"].as_bool().unwrap());
+            assert_eq!(d.tstamp_ok, want["ts"].as_bool().unwrap());
+            let ecn = want["ts"].as_bool().unwrap() && want["ece_cwr"].as_bool().unwrap();
+            assert_eq!(d.ecn_ok, ecn);
+            assert_eq!(a.ece, ecn);
+            assert_eq!(
+                a.mss,
+                Some(if syn.flow.addrs.is_v6() { 1440 } else { 1460 })
+            );
+            assert_eq!(a.ws, want["wscale"].as_u64().map(|_| 7));
+            assert_eq!(a.sack, want["sack"].as_bool().unwrap());
+            validated += 1;
+        }
+        assert_eq!(validated, syns.len());
+    }
+}
+
+/// The ACK the real client would send for our SYN+ACK `a` to its SYN `syn`.
+fn ack(syn: &Seg, a: &Seg) -> Ack {
+    Ack {
+        flow: syn.flow,
+        seq: syn.seq.wrapping_add(1),
+        ack: a.seq.wrapping_add(1),
+        timestamps: a.tsval.map(|tsecr| Timestamps { tsval: 1, tsecr }),
+    }
+}
+
+#[test]
+fn analyze_reports_what_each_scheme_loses() {
+    let index: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("fixtures/pcap/p0f/index.json")).unwrap(),
+    )
+    .unwrap();
+    let syns = index.as_array().unwrap();
+    let (code, stdout, stderr) = synwall(&[
+        "analyze",
+        "--json",
+        root()
+            .join("fixtures/pcap/p0f/p0f-syns.pcap")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(r["syns"].as_u64().unwrap() as usize, syns.len());
+    let scheme = |n: &str| {
+        r["schemes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["scheme"] == n)
+            .unwrap()
+            .clone()
+    };
+    let count = |f: &dyn Fn(&Value) -> bool| syns.iter().filter(|s| f(&s["syn"])).count() as u64;
+    let with_ws = count(&|s| s["wscale"].is_u64());
+    let with_sack = count(&|s| s["sack"] == true);
+    let ws_no_ts = count(&|s| s["wscale"].is_u64() && s["ts"] == false);
+    let sack_no_ts = count(&|s| s["sack"] == true && s["ts"] == false);
+    // FreeBSD's window-scale table is 0,0,1,2,4,6,7,8: any other shift comes back changed.
+    let fbsd_ws_changed = count(&|s| {
+        s["wscale"]
+            .as_u64()
+            .is_some_and(|w| ![0, 1, 2, 4, 6, 7, 8].contains(&w.min(14)))
+    });
+
+    let v1 = scheme("synwall-v1");
+    assert_eq!(v1["wscale_lost"], 0);
+    assert_eq!(v1["wscale_changed"], 0);
+    assert_eq!(v1["sack_lost"], 0);
+    assert_eq!(v1["ts_lost"], 0);
+    assert_eq!(v1["rejected"], 0);
+    let linux = scheme("linux");
+    assert_eq!(
+        linux["wscale_lost"], ws_no_ts,
+        "Linux keeps window scaling only through timestamps"
+    );
+    assert_eq!(linux["sack_lost"], sack_no_ts);
+    let no_ts = scheme("linux-no-ts");
+    assert_eq!(no_ts["wscale_lost"], with_ws);
+    assert_eq!(no_ts["sack_lost"], with_sack);
+    let fbsd = scheme("freebsd");
+    assert_eq!(fbsd["wscale_lost"], 0);
+    assert_eq!(fbsd["wscale_changed"], fbsd_ws_changed);
+    assert!(
+        with_ws > 50 && ws_no_ts > 10,
+        "the p0f set covers Windows-style SYNs without timestamps"
+    );
+
+    // The text table has one row per scheme.
+    let (code, text, _) = synwall(&[
+        "analyze",
+        root()
+            .join("fixtures/pcap/real/linux-v4-nots-sack-ws-mtu1500.pcap")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    assert!(text.starts_with("2 SYNs analysed"), "{text}");
+    for n in ["synwall-v1", "linux ", "linux-no-ts", "freebsd"] {
+        assert!(text.lines().any(|l| l.starts_with(n)), "{n}: {text}");
+    }
+}
+
+#[test]
+fn replay_refuses_bad_input_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("k");
+    std::fs::write(&secret, SECRET_HEX).unwrap();
+    let real = root().join("fixtures/pcap/real/linux-v4-ts-sack-ws-mtu1500.pcap");
+    let out = dir.path().join("o.pcap");
+    let base = |svc: &str, input: &Path, sec: &Path| {
+        synwall(&[
+            "replay",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--secret-file",
+            sec.to_str().unwrap(),
+            "--service",
+            svc,
+        ])
+    };
+    let (c, _, e) = base("10.77.0.2/24:80", &real, &secret);
+    assert_eq!(c, 2);
+    assert!(
+        e.contains("host bits set; did you mean 10.77.0.0/24?"),
+        "{e}"
+    );
+    let (c, _, e) = base("10.77.0.2:80", &dir.path().join("missing.pcap"), &secret);
+    assert_eq!(c, 2);
+    assert!(e.contains("cannot open capture"), "{e}");
+    let junk = dir.path().join("junk.pcap");
+    std::fs::write(&junk, b"this is not a capture at all").unwrap();
+    let (c, _, e) = base("10.77.0.2:80", &junk, &secret);
+    assert_eq!(c, 2);
+    assert!(e.contains("not a pcap or pcapng file"), "{e}");
+    std::fs::write(&secret, "abc").unwrap();
+    let (c, _, e) = base("10.77.0.2:80", &real, &secret);
+    assert_eq!(c, 2);
+    assert!(
+        e.contains("must be 32 raw bytes or 64 hex characters"),
+        "{e}"
+    );
+}
+
+#[test]
+fn pcapng_input_replays_like_pcap() {
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+    use pcap_file::pcapng::PcapNgWriter;
+    use pcap_file::DataLink;
+    use std::borrow::Cow;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("k");
+    std::fs::write(&secret, SECRET_HEX).unwrap();
+    let real = root().join("fixtures/pcap/real/linux-v6-ts-sack-ws-mtu1500.pcap");
+    let ng = dir.path().join("in.pcapng");
+    let mut w = PcapNgWriter::new(std::fs::File::create(&ng).unwrap()).unwrap();
+    w.write_pcapng_block(InterfaceDescriptionBlock {
+        linktype: DataLink::ETHERNET,
+        snaplen: 65535,
+        options: vec![],
+    })
+    .unwrap();
+    for (i, f) in frames(&real).iter().enumerate() {
+        w.write_pcapng_block(EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: Duration::from_millis(i as u64),
+            original_len: f.len() as u32,
+            data: Cow::Borrowed(f),
+            options: vec![],
+        })
+        .unwrap();
+    }
+    drop(w);
+    let run = |input: &Path, out: &Path| {
+        let (c, _, e) = synwall(&[
+            "replay",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--secret-file",
+            secret.to_str().unwrap(),
+            "--service",
+            "[fd77::/64]:80",
+            "--now",
+            "1800000000",
+        ]);
+        assert_eq!(c, 0, "{e}");
+        frames(out)
+    };
+    let a = run(&real, &dir.path().join("a.pcap"));
+    let b = run(&ng, &dir.path().join("b.pcap"));
+    assert_eq!(a, b);
+    assert_eq!(
+        a.len(),
+        frames(&real).len(),
+        "v6 capture: every frame answered or forwarded"
+    );
+}
