@@ -11,6 +11,9 @@ want python3 python3
 want pkg-config pkg-config
 want make make
 want cc gcc
+want ip iproute2
+want nsenter util-linux
+want ethtool ethtool
 
 if ((${#need_pkgs[@]})); then
   echo "setup: installing ${need_pkgs[*]}"

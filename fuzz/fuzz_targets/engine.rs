@@ -7,6 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
 use synwall_engine::parse::{parse, Parsed};
 use synwall_engine::synack::MAX_SYNACK_LEN;
+use synwall_engine::services::PortRange;
 use synwall_engine::{Engine, EngineConfig, Service, ServiceSet, SocketState, Verdict};
 
 fn services() -> ServiceSet {
@@ -14,6 +15,16 @@ fn services() -> ServiceSet {
         "0.0.0.0/0:1-65535".parse::<Service>().unwrap(),
         "[::/0]:1-65535".parse::<Service>().unwrap(),
     ])
+}
+
+/// Every address and every port, 0 included: a SYN from source port 0 is answered (SPEC does not
+/// exclude it), so its reply goes to port 0.
+fn everything() -> ServiceSet {
+    let mut all = services().services().to_vec();
+    for s in &mut all {
+        s.ports = vec![PortRange { first: 0, last: 65535 }];
+    }
+    ServiceSet::new(all)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -28,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
         let d = e.xdp(&mut buf, data.len(), 123_456);
         assert_eq!(e.counters().total(), 1);
         if let Verdict::Tx { len } = d.verdict {
-            match parse(&buf[..len], &services()) {
+            match parse(&buf[..len], &everything()) {
                 Parsed::Tcp(t) => assert!(t.checksums_ok(&buf[..len])),
                 other => panic!("reply does not parse: {other:?}"),
             }

@@ -1,0 +1,256 @@
+//! Network-namespace labs: create namespaces and veth links, run commands and closures inside a
+//! namespace, and tear everything down on drop. The end-to-end tests, `synwall demo` and the lab
+//! benchmarks build their topologies with this; traffic only ever goes to addresses inside them.
+//!
+//! Privileged tests call [`require_privileges`]: outside CI they skip with a printed reason when
+//! the machine cannot make namespaces; with `CI=true` they fail instead, never skip.
+
+use anyhow::{bail, Context, Result};
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A unique short prefix for this process's namespaces and links (names are limited to 15 chars
+/// for interfaces).
+pub fn unique_prefix() -> String {
+    format!(
+        "sw{}{}",
+        std::process::id() % 100_000,
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Can this process make network namespaces? With `CI=true` a `false` answer panics: privileged
+/// tests never skip in CI.
+pub fn require_privileges(test: &str) -> bool {
+    let why = if !nix::unistd::Uid::effective().is_root() {
+        Some("not root".to_string())
+    } else {
+        match Command::new("ip").args(["netns", "list"]).output() {
+            Ok(o) if o.status.success() => None,
+            Ok(o) => Some(format!(
+                "`ip netns` failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => Some(format!("cannot run `ip`: {e}")),
+        }
+    };
+    match why {
+        None => true,
+        Some(why) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{test}: privileged test cannot run in CI: {why}")
+        }
+        Some(why) => {
+            eprintln!("SKIPPED {test}: {why} (privileged test; it runs in CI as root)");
+            false
+        }
+    }
+}
+
+fn check(what: &str, out: Output) -> Result<Output> {
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+    }
+    Ok(out)
+}
+
+/// Run a host command, failing with its stderr.
+pub fn sh(args: &[&str]) -> Result<Output> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .with_context(|| format!("cannot run {}", args[0]))?;
+    check(&args.join(" "), out)
+}
+
+/// A named network namespace, deleted (with everything in it) when dropped.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Create namespace `name` (a stale one of the same name is removed first) with loopback up.
+    pub fn create(name: &str) -> Result<Self> {
+        let _ = Command::new("ip")
+            .args(["netns", "del", name])
+            .stderr(Stdio::null())
+            .status();
+        sh(&["ip", "netns", "add", name])?;
+        let ns = Netns {
+            name: name.to_string(),
+        };
+        ns.run(&["ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its bind-mount path (`nsenter --net=PATH`).
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// A command that will run inside the namespace (via `nsenter`, which keeps bpffs pins
+    /// visible, unlike `ip netns exec`).
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.path().display()))
+            .arg("--")
+            .arg(program);
+        c
+    }
+
+    /// Run a command inside the namespace and wait for it; fails with its stderr.
+    pub fn run(&self, args: &[&str]) -> Result<Output> {
+        let out = self
+            .command(args[0])
+            .args(&args[1..])
+            .output()
+            .with_context(|| format!("cannot run {} in {}", args[0], self.name))?;
+        check(&format!("[{}] {}", self.name, args.join(" ")), out)
+    }
+
+    /// Start a command inside the namespace.
+    pub fn spawn(&self, args: &[&str]) -> Result<Child> {
+        self.command(args[0])
+            .args(&args[1..])
+            .spawn()
+            .with_context(|| format!("cannot start {} in {}", args[0], self.name))
+    }
+
+    /// Set a sysctl inside the namespace (`net.*` sysctls are per namespace).
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
+        self.run(&["sysctl", "-q", "-w", &format!("{key}={value}")])
+            .map(|_| ())
+    }
+
+    /// Run `f` on a new thread that has joined this namespace (sockets it opens live there).
+    pub fn enter<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R> {
+        let file =
+            File::open(self.path()).with_context(|| format!("open {}", self.path().display()))?;
+        std::thread::spawn(move || -> Result<R> {
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("thread in namespace panicked"))?
+    }
+
+    /// Like [`Netns::enter`] but returns the join handle, for long-running work (servers).
+    pub fn spawn_thread<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<std::thread::JoinHandle<Result<R>>> {
+        let file =
+            File::open(self.path()).with_context(|| format!("open {}", self.path().display()))?;
+        Ok(std::thread::spawn(move || -> Result<R> {
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
+            Ok(f())
+        }))
+    }
+
+    /// Add an address to an interface and bring it up.
+    pub fn addr(&self, dev: &str, cidr: &str) -> Result<()> {
+        if cidr.contains(':') {
+            // nodad: the address is usable at once instead of after duplicate detection.
+            self.run(&["ip", "-6", "addr", "add", cidr, "dev", dev, "nodad"])?;
+        } else {
+            self.run(&["ip", "-4", "addr", "add", cidr, "dev", dev])?;
+        }
+        self.run(&["ip", "link", "set", dev, "up"]).map(|_| ())
+    }
+
+    /// Add a route.
+    pub fn route(&self, args: &[&str]) -> Result<()> {
+        let mut a = vec!["ip", "route", "add"];
+        if args.first().is_some_and(|d| d.contains(':')) {
+            a = vec!["ip", "-6", "route", "add"];
+        }
+        a.extend_from_slice(args);
+        self.run(&a).map(|_| ())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Join `a:a_if` and `b:b_if` with a veth pair (both ends up, TX checksum offload off so locally
+/// made segments carry full checksums, which XDP verifies).
+pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        a_if,
+        "netns",
+        a.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
+        b.name(),
+    ])?;
+    for (ns, dev) in [(a, a_if), (b, b_if)] {
+        ns.run(&["ip", "link", "set", dev, "up"])?;
+        ns.run(&["ethtool", "-K", dev, "tx", "off"])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_namespaces_talk_over_veth() {
+        if !require_privileges("two_namespaces_talk_over_veth") {
+            return;
+        }
+        let p = unique_prefix();
+        let a = Netns::create(&format!("{p}a")).unwrap();
+        let b = Netns::create(&format!("{p}b")).unwrap();
+        veth(&a, "va", &b, "vb").unwrap();
+        a.addr("va", "10.99.0.1/24").unwrap();
+        b.addr("vb", "10.99.0.2/24").unwrap();
+        let listener = b
+            .enter(|| std::net::TcpListener::bind("10.99.0.2:7000").unwrap())
+            .unwrap();
+        let server = std::thread::spawn(move || {
+            use std::io::Read;
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = String::new();
+            s.read_to_string(&mut buf).unwrap();
+            buf
+        });
+        a.enter(|| {
+            use std::io::Write;
+            let mut c = std::net::TcpStream::connect("10.99.0.2:7000").unwrap();
+            c.write_all(b"hello").unwrap();
+        })
+        .unwrap();
+        assert_eq!(server.join().unwrap(), "hello");
+        let path = a.path();
+        drop(a);
+        assert!(!path.exists(), "namespace removed on drop");
+    }
+}
