@@ -271,3 +271,20 @@ fn ack_expires_after_two_epochs_and_other_secret_fails() {
         Counter::BackendAckInvalid
     );
 }
+
+/// Found by the fuzzer (its oracle assumed replies never go to port 0): SPEC section 8 answers any
+/// well-formed SYN to a protected service, source port 0 included, and the reply goes back to it.
+#[test]
+fn syn_from_source_port_zero_is_answered() {
+    let mut e = engine();
+    let f = frame(
+        &SynSpec {
+            sport: 0,
+            ..SynSpec::default()
+        },
+        None,
+    );
+    let (v, c) = xdp(&mut e, &f);
+    assert_eq!(c, Counter::SynAnswered);
+    assert!(matches!(v, Verdict::Tx { .. }));
+}
