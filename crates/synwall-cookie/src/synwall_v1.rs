@@ -472,12 +472,15 @@ impl SynwallV1 {
     }
 
     /// The salts for time `unix_secs` (cached when it is the cached epoch).
+    #[inline]
     pub fn keys_at(&self, unix_secs: u64) -> EpochKeys {
-        let e = epoch_of(unix_secs, self.period);
-        if e == self.keys.epoch {
+        // A range check, not a division, on the hot path: the cached epoch covers
+        // [epoch * period, (epoch + 1) * period).
+        let start = self.keys.epoch.wrapping_mul(self.period);
+        if unix_secs.wrapping_sub(start) < self.period {
             self.keys
         } else {
-            EpochKeys::derive(&self.master, e)
+            EpochKeys::derive(&self.master, epoch_of(unix_secs, self.period))
         }
     }
 }
