@@ -11,6 +11,14 @@ want python3 python3
 want pkg-config pkg-config
 want make make
 want cc gcc
+# BPF programs (bpf/, built by crates/synwall-bpf): clang 19 targets BPF; bpftool for debugging.
+want clang-19 clang-19
+want bpftool bpftool
+# Headers and libraries without a command: the uapi headers the BPF C includes, and what
+# libbpf-sys's vendored libbpf build links against.
+for pkg in linux-libc-dev libelf-dev zlib1g-dev; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need_pkgs+=("$pkg")
+done
 want ip iproute2
 want nsenter util-linux
 want ethtool ethtool
@@ -21,6 +29,9 @@ if ((${#need_pkgs[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
+
+# bpffs, for pinning and bpftool (the tests themselves pin nothing).
+mountpoint -q /sys/fs/bpf 2>/dev/null || mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
 
 command -v cargo >/dev/null || { echo "setup: cargo not found (install Rust with rustup)" >&2; exit 1; }
 rustup component add clippy rustfmt >/dev/null 2>&1 || true

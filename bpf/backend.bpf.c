@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The backend: synwall's tc ingress program (attached with tcx), exactly Engine::tc
+ * (crates/synwall-engine/src/engine.rs).
+ *
+ *   parse -> SYN: pass to the kernel                                  (backend_syn_pass)
+ *         -> not a pure ACK: pass                                     (backend_pass_other)
+ *         -> ACK: bpf_skc_lookup_tcp on its 4-tuple
+ *              a connection (established, time-wait, request): pass (backend_established)
+ *              nothing: pass, the kernel answers with RST            (backend_no_listener)
+ *              only a listener: validate the cookie
+ *                  invalid: drop                                      (backend_ack_invalid)
+ *                  valid: bpf_sk_assign_tcp_reqsk with the decoded options, pass
+ *                         (backend_reqsk_created / backend_kfunc_<errno>)
+ */
+#define SW_TC 1
+
+#include "lib/common.h"
+#include "lib/counters.h"
+#include "lib/maps.h"
+#include "lib/parse.h"
+#include "lib/siphash.h"
+#include "lib/cookie.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/*
+ * The kfunc's attributes (include/net/tcp.h since Linux 6.9). Checked against the kernel's BTF:
+ * 20 bytes, reserved[] must be zero.
+ */
+struct bpf_tcp_req_attrs {
+	__u32 rcv_tsval;
+	__u32 rcv_tsecr;
+	__u16 mss;
+	__u8 rcv_wscale;
+	__u8 snd_wscale;
+	__u8 ecn_ok;
+	__u8 wscale_ok;
+	__u8 sack_ok;
+	__u8 tstamp_ok;
+	__u8 usec_ts_ok;
+	__u8 reserved[3];
+};
+
+_Static_assert(sizeof(struct bpf_tcp_req_attrs) == 20, "struct bpf_tcp_req_attrs is 20 bytes");
+
+/*
+ * The kernel's socket, opaque here. libbpf matches the kfunc's prototype against the kernel's
+ * BTF kind by kind, and a forward declaration (BTF FWD) does not match a struct: so a body.
+ */
+struct sock {
+	__u8 opaque;
+};
+
+extern int bpf_sk_assign_tcp_reqsk(struct __sk_buff *skb, struct sock *sk,
+				   struct bpf_tcp_req_attrs *attrs, int attrs__sz) __ksym;
+
+#define SW_BPF_TCP_LISTEN 10
+
+SW_INLINE int sw_verdict(int action, enum sw_counter c)
+{
+	sw_count(c);
+	return action;
+}
+
+/* engine::kfunc_counter */
+SW_INLINE enum sw_counter sw_kfunc_counter(int ret)
+{
+	switch (-ret) {
+	case 0:
+		return SW_BACKEND_REQSK_CREATED;
+	case SW_EINVAL:
+		return SW_BACKEND_KFUNC_EINVAL;
+	case SW_ENOMEM:
+		return SW_BACKEND_KFUNC_ENOMEM;
+	case SW_ENETUNREACH:
+		return SW_BACKEND_KFUNC_ENETUNREACH;
+	default:
+		return SW_BACKEND_KFUNC_EOTHER;
+	}
+}
+
+/* The decoded cookie as the kernel wants it (decode + Engine::backend_tcp's ReqAttrs). */
+SW_INLINE void sw_req_attrs(struct bpf_tcp_req_attrs *a, const struct sw_config *cfg,
+			    const struct sw_frame *f, const struct sw_tcp_opts *o,
+			    struct sw_opt_bits bits)
+{
+	__u8 w = sw_bits_wscale_field(bits);
+	int wscale_ok = w != SW_WSCALE_NONE;
+
+	__builtin_memset(a, 0, sizeof(*a));
+	a->rcv_tsval = o->has_timestamps ? o->tsval : 0;
+	a->rcv_tsecr = o->has_timestamps ? o->tsecr : 0;
+	a->mss = sw_mss_table(cfg, f->family)[sw_bits_mss_index(bits)];
+	a->rcv_wscale = wscale_ok ? cfg->wscale : 0;
+	a->snd_wscale = wscale_ok ? w : 0;
+	a->ecn_ok = sw_bits_ecn(bits);
+	a->wscale_ok = wscale_ok;
+	a->sack_ok = sw_bits_sack(bits);
+	a->tstamp_ok = sw_bits_timestamps(bits);
+	a->usec_ts_ok = 0;
+}
+
+/* Engine::backend_tcp from the socket lookup on: `sk` is a listener (a reference we release). */
+SW_INLINE int sw_listener_ack(struct __sk_buff *skb, struct bpf_sock *sk,
+			      const struct sw_frame *f)
+{
+	struct bpf_tcp_req_attrs attrs;
+	struct sw_salt_slot *salts;
+	struct sw_config *cfg;
+	struct sw_tcp_opts o;
+	struct sw_opt_bits bits;
+	struct tcp_sock *tsk;
+	int ret;
+
+	if (sw_tcp_options(skb, f, &o)) {
+		bpf_sk_release(sk);
+		return sw_verdict(SW_TC_ACT_SHOT, SW_DROP_ACK_OPTIONS);
+	}
+	cfg = sw_get_config();
+	salts = sw_get_salts();
+	if (!cfg || !salts || !sw_validate(salts, f, &o, &bits)) {
+		bpf_sk_release(sk);
+		return sw_verdict(SW_TC_ACT_SHOT, SW_BACKEND_ACK_INVALID);
+	}
+	sw_req_attrs(&attrs, cfg, f, &o, bits);
+	tsk = bpf_skc_to_tcp_sock(sk);
+	if (!tsk) {
+		/* A listener is always a full TCP socket; count the impossible as a kfunc error. */
+		bpf_sk_release(sk);
+		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_KFUNC_EOTHER);
+	}
+	ret = bpf_sk_assign_tcp_reqsk(skb, (struct sock *)tsk, &attrs, sizeof(attrs));
+	bpf_sk_release(sk);
+	return sw_verdict(SW_TC_ACT_OK, sw_kfunc_counter(ret));
+}
+
+SEC("tc")
+int sw_backend(struct __sk_buff *skb)
+{
+	struct bpf_sock_tuple tuple;
+	struct bpf_sock *sk;
+	struct sw_frame f;
+	__u32 tuple_size;
+	int r;
+
+	__builtin_memset(&f, 0, sizeof(f));
+	r = sw_parse(skb, &f);
+	if ((r >> 8) == SW_PARSED_PASS)
+		return sw_verdict(SW_TC_ACT_OK, r & 0xff);
+	if ((r >> 8) != SW_PARSED_TCP)
+		return sw_verdict(SW_TC_ACT_SHOT, r & 0xff);
+	if ((f.flags & (SW_TCP_SYN | SW_TCP_ACK)) == SW_TCP_SYN)
+		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_SYN_PASS);
+	if ((f.flags & (SW_TCP_ACK | SW_TCP_SYN | SW_TCP_RST)) != SW_TCP_ACK)
+		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_PASS_OTHER);
+
+	__builtin_memset(&tuple, 0, sizeof(tuple));
+	if (f.family == SW_FAMILY_V4) {
+		tuple.ipv4.saddr = f.src[0];
+		tuple.ipv4.daddr = f.dst[0];
+		tuple.ipv4.sport = bpf_htons(f.sport);
+		tuple.ipv4.dport = bpf_htons(f.dport);
+		tuple_size = sizeof(tuple.ipv4);
+	} else {
+		__builtin_memcpy(tuple.ipv6.saddr, f.src, 16);
+		__builtin_memcpy(tuple.ipv6.daddr, f.dst, 16);
+		tuple.ipv6.sport = bpf_htons(f.sport);
+		tuple.ipv6.dport = bpf_htons(f.dport);
+		tuple_size = sizeof(tuple.ipv6);
+	}
+	sk = bpf_skc_lookup_tcp(skb, &tuple, tuple_size, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_NO_LISTENER);
+	if (sk->state != SW_BPF_TCP_LISTEN) {
+		bpf_sk_release(sk);
+		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_ESTABLISHED);
+	}
+	return sw_listener_ack(skb, sk, &f);
+}

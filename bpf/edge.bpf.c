@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The edge: synwall's XDP program, exactly Engine::xdp (crates/synwall-engine/src/engine.rs).
+ *
+ *   parse -> SYN to a protected service: cookie SYN+ACK, XDP_TX      (syn_answered)
+ *         -> default mode: any other segment passes without a MAC   (fwd_non_syn)
+ *         -> strict mode: cached flows pass; an ACK whose cookie validates is cached and passes;
+ *            the rest is dropped
+ * Every outcome increments exactly one per-CPU counter (lib/counters.def).
+ */
+#define SW_XDP 1
+#define SW_WANT_FLOW_CACHE 1
+
+#include "lib/common.h"
+#include "lib/counters.h"
+#include "lib/maps.h"
+#include "lib/parse.h"
+#include "lib/csum.h"
+#include "lib/siphash.h"
+#include "lib/cookie.h"
+#include "lib/synack.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+SW_INLINE int sw_verdict(int action, enum sw_counter c)
+{
+	sw_count(c);
+	return action;
+}
+
+/* TcpFrame::checksums_ok: the IPv4 header checksum (if IPv4), then the TCP checksum. */
+SW_INLINE int sw_checksums_ok(struct xdp_md *ctx, const struct sw_frame *f)
+{
+	__u32 seglen = f->end - f->l4;
+	__u64 sum;
+	int s;
+
+	if (f->family == SW_FAMILY_V4) {
+		s = sw_csum_pkt(ctx, f->l3, f->l4 - f->l3);
+		if (s != 0xffff)
+			return 0;
+	}
+	s = sw_csum_pkt(ctx, f->l4, seglen);
+	if (s < 0)
+		return 0;
+	sum = (__u64)s;
+	if (f->family == SW_FAMILY_V4)
+		sum += (__u64)f->src[0] + f->dst[0];
+	else
+		sum = sw_csum_words(sw_csum_words(sum, f->src, 4), f->dst, 4);
+	/* Pseudo-header length and protocol (seglen < 65536: it came from a 16-bit field). */
+	sum += bpf_htons(SW_PROTO_TCP) + bpf_htons((__u16)seglen);
+	return sw_csum_fold(sum) == 0xffff;
+}
+
+/* Engine::answer_syn */
+SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
+			    const struct sw_config *cfg, const struct sw_salt_slot *salts)
+{
+	struct sw_tcp_opts o;
+	struct sw_opt_bits bits;
+	__u32 isn, tsval = 0;
+	__u64 mac;
+
+	if (f->flags & (SW_TCP_RST | SW_TCP_FIN))
+		return sw_verdict(XDP_DROP, SW_DROP_SYN_FLAGS);
+	if (sw_tcp_options(ctx, f, &o))
+		return sw_verdict(XDP_DROP, SW_DROP_SYN_OPTIONS);
+	if (!sw_checksums_ok(ctx, f))
+		return sw_verdict(XDP_DROP, SW_DROP_SYN_CHECKSUM);
+	bits = sw_encode_options(cfg, f->family, &o, f->flags);
+	mac = sw_mac(&salts->current, f, f->seq, bits);
+	isn = sw_cookie_of(bits, mac);
+	if (sw_bits_timestamps(bits))
+		tsval = sw_tsval_of(bpf_ktime_get_ns() / 1000000, bits, mac);
+	if (sw_build_synack(ctx, f, cfg, bits, isn, tsval, o.has_timestamps ? o.tsval : 0) < 0)
+		/* No tailroom to grow the frame into its answer: it cannot be answered. */
+		return sw_verdict(XDP_DROP, SW_DROP_TRUNCATED);
+	return sw_verdict(XDP_TX, SW_SYN_ANSWERED);
+}
+
+/* Strict mode (the rest of Engine::xdp). */
+SW_INLINE int sw_strict(struct xdp_md *ctx, const struct sw_frame *f,
+			const struct sw_salt_slot *salts)
+{
+	struct sw_flow_key key;
+	struct sw_tcp_opts o;
+	struct sw_opt_bits bits;
+	__u32 one = 1;
+
+	__builtin_memset(&key, 0, sizeof(key));
+	__builtin_memcpy(key.client, f->src, 16);
+	__builtin_memcpy(key.service, f->dst, 16);
+	key.client_port = f->sport;
+	key.service_port = f->dport;
+	key.family = f->family;
+	if (bpf_map_lookup_elem(&sw_flows, &key))
+		return sw_verdict(XDP_PASS, SW_STRICT_FWD_CACHED);
+	if ((f->flags & (SW_TCP_ACK | SW_TCP_SYN | SW_TCP_RST)) != SW_TCP_ACK)
+		return sw_verdict(XDP_DROP, SW_STRICT_DROP);
+	if (sw_tcp_options(ctx, f, &o))
+		return sw_verdict(XDP_DROP, SW_DROP_ACK_OPTIONS);
+	if (!sw_validate(salts, f, &o, &bits))
+		return sw_verdict(XDP_DROP, SW_STRICT_DROP);
+	bpf_map_update_elem(&sw_flows, &key, &one, BPF_ANY);
+	return sw_verdict(XDP_PASS, SW_STRICT_ACK_VALID);
+}
+
+SEC("xdp")
+int sw_edge(struct xdp_md *ctx)
+{
+	struct sw_salt_slot *salts;
+	struct sw_config *cfg;
+	struct sw_frame f;
+	int r;
+
+	__builtin_memset(&f, 0, sizeof(f));
+	r = sw_parse(ctx, &f);
+	if ((r >> 8) == SW_PARSED_PASS)
+		return sw_verdict(XDP_PASS, r & 0xff);
+	if ((r >> 8) != SW_PARSED_TCP)
+		return sw_verdict(XDP_DROP, r & 0xff);
+	cfg = sw_get_config();
+	salts = sw_get_salts();
+	if (!cfg || !salts)
+		return XDP_PASS; /* unreachable: array maps always have their slots */
+	if ((f.flags & (SW_TCP_SYN | SW_TCP_ACK)) == SW_TCP_SYN)
+		return sw_answer_syn(ctx, &f, cfg, salts);
+	if (!cfg->strict)
+		/* Cost rule: established traffic is forwarded without a MAC; the backend validates. */
+		return sw_verdict(XDP_PASS, SW_FWD_NON_SYN);
+	return sw_strict(ctx, &f, salts);
+}

@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The SYN+ACK builder, SPEC 7 (crates/synwall-engine/src/synack.rs): rewrite a SYN frame in place
+ * into its answer. MACs swapped, VLAN tags kept; a fresh IPv4 header (IHL 5, TOS 0, ID 0, DF,
+ * TTL from config) or IPv6 header (traffic class 0, flow label 0, hop limit from config); TCP
+ * with seq = cookie, ack = client ISN + 1, SYN|ACK (+ECE), options in SPEC order. The headers are
+ * built on the stack, checksummed there, and stored after the frame is resized.
+ */
+#ifndef SW_SYNACK_H
+#define SW_SYNACK_H
+
+#include "common.h"
+#include "csum.h"
+#include "cookie.h"
+#include "maps.h"
+#include "parse.h"
+
+struct sw_synack_ip4 {
+	__u8 ver_ihl;
+	__u8 tos;
+	__u16 tot_len;
+	__u16 id;
+	__u16 frag_off;
+	__u8 ttl;
+	__u8 protocol;
+	__u16 check;
+	__u32 saddr;
+	__u32 daddr;
+};
+
+struct sw_synack_ip6 {
+	__u32 ver_tc_flow;
+	__u16 payload_len;
+	__u8 nexthdr;
+	__u8 hop_limit;
+	__u32 saddr[4];
+	__u32 daddr[4];
+};
+
+/* TCP header with room for the longest option block (20 bytes). */
+struct sw_synack_tcp {
+	__u16 source;
+	__u16 dest;
+	__u32 seq;
+	__u32 ack_seq;
+	__u8 doff;
+	__u8 flags;
+	__u16 window;
+	__u16 check;
+	__u16 urg_ptr;
+	__u32 opts[5];
+};
+
+union sw_synack_hdrs {
+	struct {
+		struct sw_synack_ip4 ip;
+		struct sw_synack_tcp tcp;
+	} v4;
+	struct {
+		struct sw_synack_ip6 ip;
+		struct sw_synack_tcp tcp;
+	} v6;
+	__u32 words[20];
+};
+
+/*
+ * synack_options + the TCP header; returns the TCP header length (20 + options). The checksum is
+ * left 0 for the caller.
+ */
+SW_INLINE __u32 sw_synack_tcp_fill(struct sw_synack_tcp *t, const struct sw_frame *f,
+				   const struct sw_config *cfg, struct sw_opt_bits bits, __u32 isn,
+				   __u32 tsval, __u32 tsecr, __u16 mss)
+{
+	__u32 k = 1, ws;
+	int sack = sw_bits_sack(bits), ts = sw_bits_timestamps(bits);
+
+	t->source = bpf_htons(f->dport);
+	t->dest = bpf_htons(f->sport);
+	t->seq = bpf_htonl(isn);
+	t->ack_seq = bpf_htonl(f->seq + 1);
+	/* 1. MSS = the configured server MSS of the family */
+	t->opts[0] = bpf_htonl(SW_TCPOPT_MSS << 24 | 4 << 16 | mss);
+	/* 2. SACK-Permitted and/or Timestamps */
+	if (ts) {
+		t->opts[1] = sack ? bpf_htonl(SW_TCPOPT_SACK_PERMITTED << 24 | 2 << 16 |
+					      SW_TCPOPT_TIMESTAMPS << 8 | 10)
+				  : bpf_htonl(SW_TCPOPT_NOP << 24 | SW_TCPOPT_NOP << 16 |
+					      SW_TCPOPT_TIMESTAMPS << 8 | 10);
+		t->opts[2] = bpf_htonl(tsval);
+		t->opts[3] = bpf_htonl(tsecr);
+		k = 4;
+	} else if (sack) {
+		t->opts[1] = bpf_htonl(SW_TCPOPT_NOP << 24 | SW_TCPOPT_NOP << 16 |
+				       SW_TCPOPT_SACK_PERMITTED << 8 | 2);
+		k = 2;
+	}
+	/* 3. Window Scale = our shift, iff the SYN had one (W != 15) */
+	if (sw_bits_wscale_field(bits) != SW_WSCALE_NONE) {
+		ws = bpf_htonl(SW_TCPOPT_NOP << 24 | SW_TCPOPT_WSCALE << 16 | 3 << 8 | cfg->wscale);
+		if (k == 4)
+			t->opts[4] = ws;
+		else if (k == 2)
+			t->opts[2] = ws;
+		else
+			t->opts[1] = ws;
+		k += 1;
+	}
+	t->doff = (__u8)((5 + k) << 4);
+	t->flags = SW_TCP_SYN | SW_TCP_ACK | (sw_bits_ecn(bits) ? SW_TCP_ECE : 0);
+	t->window = bpf_htons(cfg->window);
+	t->urg_ptr = 0;
+	t->check = 0;
+	return SW_TCP_MIN_HLEN + 4 * k;
+}
+
+/*
+ * synack::build. Returns the new frame length, or -1 if the frame could not be resized (no
+ * tailroom) or written.
+ */
+SW_INLINE int sw_build_synack(struct xdp_md *ctx, const struct sw_frame *f,
+			      const struct sw_config *cfg, struct sw_opt_bits bits, __u32 isn,
+			      __u32 tsval, __u32 tsecr)
+{
+	union sw_synack_hdrs h;
+	__u32 iplen, tcplen, total, old_len, hdrs_len;
+	__u8 mac[6], *eth;
+	void *data, *end;
+	__u64 sum;
+	int delta;
+
+	__builtin_memset(&h, 0, sizeof(h));
+	if (f->family == SW_FAMILY_V4) {
+		iplen = sizeof(struct sw_synack_ip4);
+		tcplen = sw_synack_tcp_fill(&h.v4.tcp, f, cfg, bits, isn, tsval, tsecr, cfg->mss_v4);
+		sum = sw_csum_words(0, (__u32 *)&h.v4.tcp, sizeof(h.v4.tcp) / 4);
+		sum += (__u64)f->src[0] + f->dst[0] + bpf_htons(SW_PROTO_TCP) + bpf_htons(tcplen);
+		h.v4.tcp.check = ~sw_csum_fold(sum);
+		h.v4.ip.ver_ihl = 0x45;
+		h.v4.ip.tot_len = bpf_htons(iplen + tcplen);
+		h.v4.ip.frag_off = bpf_htons(SW_IPV4_DF);
+		h.v4.ip.ttl = cfg->ttl;
+		h.v4.ip.protocol = SW_PROTO_TCP;
+		h.v4.ip.saddr = f->dst[0];
+		h.v4.ip.daddr = f->src[0];
+		h.v4.ip.check = ~sw_csum_fold(sw_csum_words(0, (__u32 *)&h.v4.ip, iplen / 4));
+	} else {
+		iplen = sizeof(struct sw_synack_ip6);
+		tcplen = sw_synack_tcp_fill(&h.v6.tcp, f, cfg, bits, isn, tsval, tsecr, cfg->mss_v6);
+		sum = sw_csum_words(0, (__u32 *)&h.v6.tcp, sizeof(h.v6.tcp) / 4);
+		sum = sw_csum_words(sum, f->src, 4);
+		sum = sw_csum_words(sum, f->dst, 4);
+		sum += bpf_htons(SW_PROTO_TCP) + bpf_htons(tcplen);
+		h.v6.tcp.check = ~sw_csum_fold(sum);
+		h.v6.ip.ver_tc_flow = bpf_htonl(6U << 28);
+		h.v6.ip.payload_len = bpf_htons(tcplen);
+		h.v6.ip.nexthdr = SW_PROTO_TCP;
+		h.v6.ip.hop_limit = cfg->ttl;
+		__builtin_memcpy(h.v6.ip.saddr, f->dst, 16);
+		__builtin_memcpy(h.v6.ip.daddr, f->src, 16);
+	}
+
+	/* Ethernet: swap the MACs; the tags between them and l3 stay as they came. */
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	eth = data;
+	if ((void *)(eth + 12) > end)
+		return -1;
+	__builtin_memcpy(mac, eth, 6);
+	__builtin_memcpy(eth, eth + 6, 6);
+	__builtin_memcpy(eth + 6, mac, 6);
+	old_len = end - data;
+
+	total = f->l3 + iplen + tcplen;
+	delta = (int)total - (int)old_len;
+	if (delta && bpf_xdp_adjust_tail(ctx, delta))
+		return -1;
+	hdrs_len = iplen + tcplen;
+	if (hdrs_len > sizeof(h))
+		return -1;
+	if (bpf_xdp_store_bytes(ctx, f->l3 & SW_OFF_MASK, &h, hdrs_len))
+		return -1;
+	return total;
+}
+
+#endif /* SW_SYNACK_H */

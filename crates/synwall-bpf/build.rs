@@ -1,0 +1,49 @@
+//! Compile the BPF programs of `bpf/` with clang (`-O2 -g -target bpf`, added by libbpf-cargo) and
+//! generate their libbpf-rs skeletons into `OUT_DIR`. The compiler is `clang-19` unless the
+//! environment variable `SYNWALL_BPF_CLANG` names another.
+
+use libbpf_cargo::SkeletonBuilder;
+use std::env;
+use std::path::PathBuf;
+
+const PROGRAMS: [&str; 2] = ["edge", "backend"];
+
+fn main() {
+    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let bpf = manifest.join("../../bpf");
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets it"));
+    let clang = env::var("SYNWALL_BPF_CLANG").unwrap_or_else(|_| "clang-19".to_string());
+    println!("cargo:rerun-if-env-changed=SYNWALL_BPF_CLANG");
+    // The uapi headers (linux/bpf.h) include <asm/types.h>, which Debian keeps under the
+    // multiarch directory that `-target bpf` does not search.
+    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".to_string());
+    let multiarch = format!("/usr/include/{arch}-linux-gnu");
+
+    for dir in [bpf.clone(), bpf.join("lib")] {
+        println!("cargo:rerun-if-changed={}", dir.display());
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.expect("readable directory").path();
+            if path.is_file() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+    }
+
+    for name in PROGRAMS {
+        let src = bpf.join(format!("{name}.bpf.c"));
+        let skel = out.join(format!("{name}.skel.rs"));
+        SkeletonBuilder::new()
+            .source(&src)
+            .obj(out.join(format!("{name}.bpf.o")))
+            .clang(&clang)
+            .clang_args(["-Wall", "-Werror", "-I", multiarch.as_str()])
+            .build_and_generate(&skel)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "building {} with {clang} failed (install clang-19, libelf-dev, zlib1g-dev, \
+                     linux-libc-dev: scripts/setup.sh): {e:#}",
+                    src.display()
+                )
+            });
+    }
+}

@@ -1,0 +1,627 @@
+//! synwall's BPF data path from userspace: the XDP edge (`bpf/edge.bpf.c`) and the tc backend
+//! (`bpf/backend.bpf.c`), compiled by `build.rs` into libbpf-rs skeletons.
+//!
+//! This crate owns loading the two objects, writing their maps from the reference engine's types
+//! (configuration from [`EngineConfig`], salts from [`EpochKeys`] with tear-free rotation, services
+//! from [`ServiceSet`]), reading the per-CPU counters into [`Counters`], running a program once on
+//! a frame with `BPF_PROG_TEST_RUN`, and attaching: XDP (native or generic) for the edge, tcx
+//! ingress for the backend. The map value layouts are the C types of `bpf/lib/maps.h`, used here
+//! through the skeleton's generated `types`, never copied by hand.
+//!
+//! Everything here needs root (or CAP_BPF + CAP_NET_ADMIN) and a kernel with BTF; the backend's
+//! kfunc `bpf_sk_assign_tcp_reqsk` needs Linux >= 6.9.
+
+#![warn(missing_docs)]
+
+pub mod services;
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{libbpf_sys, MapCore, MapFlags, MapMut, OpenObject, ProgramInput, ProgramMut};
+use services::ServiceTables;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::time::Duration;
+use synwall_cookie::synwall_v1::EpochKeys;
+use synwall_engine::{Counter, Counters, EngineConfig, ServiceSet};
+
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    missing_docs,
+    non_camel_case_types,
+    non_snake_case,
+    non_upper_case_globals,
+    dead_code,
+    unused_imports
+)]
+mod edge_skel {
+    include!(concat!(env!("OUT_DIR"), "/edge.skel.rs"));
+}
+
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    missing_docs,
+    non_camel_case_types,
+    non_snake_case,
+    non_upper_case_globals,
+    dead_code,
+    unused_imports
+)]
+mod backend_skel {
+    include!(concat!(env!("OUT_DIR"), "/backend.skel.rs"));
+}
+
+use backend_skel::{BackendSkel, BackendSkelBuilder};
+use edge_skel::{EdgeSkel, EdgeSkelBuilder};
+
+/// The map value types of `bpf/lib/maps.h`, as the skeleton generator derived them from BTF.
+pub mod types {
+    pub use crate::edge_skel::types::{
+        sw_config, sw_flow_key, sw_port_bitmap, sw_salt_slot, sw_sipkey, sw_svc_key, sw_svc_value,
+    };
+}
+
+// Both objects include maps.h: their generated types must be the same layout. And none of them
+// may have implicit padding, since `bytes_of` reads them whole.
+const _: () = {
+    use std::mem::size_of;
+    assert!(size_of::<types::sw_config>() == size_of::<backend_skel::types::sw_config>());
+    assert!(size_of::<types::sw_salt_slot>() == size_of::<backend_skel::types::sw_salt_slot>());
+    assert!(size_of::<types::sw_svc_key>() == size_of::<backend_skel::types::sw_svc_key>());
+    assert!(size_of::<types::sw_svc_value>() == size_of::<backend_skel::types::sw_svc_value>());
+    assert!(size_of::<types::sw_config>() == 3 * 2 + 7 + 3 + 2 * 16);
+    assert!(size_of::<types::sw_salt_slot>() == 8 + 2 * 16);
+    assert!(size_of::<types::sw_svc_key>() == 4 + 1 + 16 + 3);
+    assert!(size_of::<types::sw_svc_value>() == 4);
+    assert!(size_of::<types::sw_flow_key>() == 16 + 16 + 2 + 2 + 1 + 3);
+    assert!(size_of::<types::sw_port_bitmap>() == services::BITMAP_WORDS * 8);
+};
+
+/// Marker for the generated map types: `#[repr(C)]`, `Copy`, no implicit padding (checked above).
+trait Pod: Copy {}
+impl Pod for types::sw_config {}
+impl Pod for types::sw_salt_slot {}
+impl Pod for types::sw_svc_key {}
+impl Pod for types::sw_svc_value {}
+impl Pod for types::sw_flow_key {}
+impl Pod for u32 {}
+
+fn bytes_of<T: Pod>(v: &T) -> &[u8] {
+    // SAFETY: `T` is a plain-old-data C struct without padding bytes (see `Pod`), so all of its
+    // `size_of::<T>()` bytes are initialized.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+}
+
+/// What can go wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A libbpf call failed (open, load, map access, test run, attach).
+    #[error("{what}: {source}")]
+    Bpf {
+        /// What was being done.
+        what: &'static str,
+        /// libbpf's error.
+        source: libbpf_rs::Error,
+    },
+    /// A system call failed.
+    #[error("{what}: {source}")]
+    Os {
+        /// What was being done.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The configuration does not fit the maps.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Result of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn bpf(what: &'static str) -> impl FnOnce(libbpf_rs::Error) -> Error {
+    move |source| Error::Bpf { what, source }
+}
+
+/// Sizes fixed when an object is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Capacity of the strict-mode flow cache (edge only; `EngineConfig::flow_cache`).
+    pub flow_cache: u32,
+    /// Most distinct service prefixes.
+    pub max_prefixes: u32,
+    /// Most distinct (merged) port sets; each takes 8 KiB.
+    pub max_port_sets: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            flow_cache: synwall_engine::config::DEFAULT_FLOW_CACHE as u32,
+            max_prefixes: 1024,
+            max_port_sets: 64,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Defaults, with the flow cache sized as `cfg` says.
+    pub fn for_config(cfg: &EngineConfig) -> Self {
+        LoadOptions {
+            flow_cache: cfg.flow_cache.clamp(1, u32::MAX as usize) as u32,
+            ..Self::default()
+        }
+    }
+}
+
+/// The `sw_config` value for an engine configuration.
+pub fn config_value(cfg: &EngineConfig) -> types::sw_config {
+    types::sw_config {
+        mss_v4: cfg.server.mss_v4,
+        mss_v6: cfg.server.mss_v6,
+        window: cfg.server.window,
+        wscale: cfg.server.wscale,
+        ttl: cfg.server.ttl,
+        sack: cfg.cookie.sack as u8,
+        wscale_on: cfg.cookie.wscale as u8,
+        timestamps: cfg.cookie.timestamps as u8,
+        ecn: cfg.cookie.ecn as u8,
+        strict: cfg.strict as u8,
+        pad: [0; 3],
+        mss_table_v4: *cfg.cookie.mss_v4.entries(),
+        mss_table_v6: *cfg.cookie.mss_v6.entries(),
+    }
+}
+
+/// The `sw_salt_slot` value for a set of epoch keys.
+pub fn salt_slot(keys: &EpochKeys) -> types::sw_salt_slot {
+    types::sw_salt_slot {
+        epoch: keys.epoch,
+        current: types::sw_sipkey {
+            k0: keys.current.k0,
+            k1: keys.current.k1,
+        },
+        previous: types::sw_sipkey {
+            k0: keys.previous.k0,
+            k1: keys.previous.k1,
+        },
+    }
+}
+
+/// The maps both programs share (`bpf/lib/maps.h`, `bpf/lib/counters.h`).
+struct Maps<'a> {
+    counters: &'a MapMut<'static>,
+    config: &'a MapMut<'static>,
+    salts: &'a MapMut<'static>,
+    salt_active: &'a MapMut<'static>,
+    services: &'a MapMut<'static>,
+    ports: &'a MapMut<'static>,
+}
+
+const KEY0: [u8; 4] = 0u32.to_ne_bytes();
+
+impl Maps<'_> {
+    fn set_config(&self, cfg: &EngineConfig) -> Result<()> {
+        self.config
+            .update(&KEY0, bytes_of(&config_value(cfg)), MapFlags::ANY)
+            .map_err(bpf("write sw_config_map"))
+    }
+
+    /// Rotation: write the slot that is not live, then make it live. A reader holds the index
+    /// for the few nanoseconds of one packet; the slot it reads is rewritten only an epoch later.
+    fn set_keys(&self, keys: &EpochKeys) -> Result<()> {
+        let active = self
+            .salt_active
+            .lookup(&KEY0, MapFlags::ANY)
+            .map_err(bpf("read sw_salt_active"))?
+            .map_or(0, |v| {
+                u32::from_ne_bytes(v[..4].try_into().expect("u32 value"))
+            });
+        let next = (active & 1) ^ 1;
+        self.salts
+            .update(
+                &next.to_ne_bytes(),
+                bytes_of(&salt_slot(keys)),
+                MapFlags::ANY,
+            )
+            .map_err(bpf("write sw_salts"))?;
+        self.salt_active
+            .update(&KEY0, &next.to_ne_bytes(), MapFlags::ANY)
+            .map_err(bpf("write sw_salt_active"))
+    }
+
+    /// Replace the services: bitmaps first, then the trie entries pointing at them, then the
+    /// removal of entries no longer configured.
+    fn set_services(&self, set: &ServiceSet) -> Result<()> {
+        let t = ServiceTables::build(set);
+        if t.bitmaps.len() > self.ports.max_entries() as usize {
+            return Err(Error::Config(format!(
+                "{} distinct port sets, the map holds {} (LoadOptions::max_port_sets)",
+                t.bitmaps.len(),
+                self.ports.max_entries()
+            )));
+        }
+        if t.entries.len() > self.services.max_entries() as usize {
+            return Err(Error::Config(format!(
+                "{} distinct prefixes, the map holds {} (LoadOptions::max_prefixes)",
+                t.entries.len(),
+                self.services.max_entries()
+            )));
+        }
+        for (i, bm) in t.bitmaps.iter().enumerate() {
+            self.ports
+                .update(&(i as u32).to_ne_bytes(), &bm.to_bytes(), MapFlags::ANY)
+                .map_err(bpf("write sw_ports"))?;
+        }
+        let mut wanted = Vec::new();
+        for e in &t.entries {
+            let key = types::sw_svc_key {
+                prefixlen: e.prefixlen,
+                family: e.family,
+                addr: e.addr,
+                pad: [0; 3],
+            };
+            let value = types::sw_svc_value { ports: e.ports };
+            self.services
+                .update(bytes_of(&key), bytes_of(&value), MapFlags::ANY)
+                .map_err(bpf("write sw_services"))?;
+            wanted.push(bytes_of(&key).to_vec());
+        }
+        let stale: Vec<Vec<u8>> = self
+            .services
+            .keys()
+            .filter(|k| !wanted.contains(k))
+            .collect();
+        for k in stale {
+            self.services
+                .delete(&k)
+                .map_err(bpf("delete from sw_services"))?;
+        }
+        Ok(())
+    }
+
+    /// Every counter summed over CPUs.
+    fn counters(&self) -> Result<Counters> {
+        let mut out = Counters::default();
+        for c in Counter::ALL {
+            let per_cpu = self
+                .counters
+                .lookup_percpu(&(c as u32).to_ne_bytes(), MapFlags::ANY)
+                .map_err(bpf("read sw_counters"))?
+                .unwrap_or_default();
+            let sum = per_cpu
+                .iter()
+                .map(|v| u64::from_ne_bytes(v[..8].try_into().expect("u64 value")))
+                .fold(0u64, u64::wrapping_add);
+            out.set(c, sum);
+        }
+        Ok(out)
+    }
+}
+
+/// One `BPF_PROG_TEST_RUN`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestRun {
+    /// The program's return value (`XDP_*` / `TC_ACT_*`).
+    pub retval: u32,
+    /// The frame after the program (the SYN+ACK for `XDP_TX`).
+    pub data: Vec<u8>,
+    /// Mean run time per repetition, as the kernel measured it.
+    pub duration: Duration,
+}
+
+/// Largest frame a test run returns (XDP test runs take at most a page minus head- and tailroom).
+pub const TEST_RUN_MAX_FRAME: usize = 4096;
+
+fn test_run(prog: &ProgramMut<'static>, frame: &[u8], repeat: u32) -> Result<TestRun> {
+    let mut out = vec![0u8; TEST_RUN_MAX_FRAME + 256];
+    let input = ProgramInput {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        repeat,
+        ..ProgramInput::default()
+    };
+    let o = prog.test_run(input).map_err(bpf("BPF_PROG_TEST_RUN"))?;
+    let len = o.data.as_ref().map_or(0, |d| d.len());
+    let retval = o.return_value;
+    let duration = o.duration;
+    out.truncate(len);
+    Ok(TestRun {
+        retval,
+        data: out,
+        duration,
+    })
+}
+
+/// XDP return codes.
+pub mod xdp_action {
+    /// `XDP_ABORTED`.
+    pub const ABORTED: u32 = 0;
+    /// `XDP_DROP`.
+    pub const DROP: u32 = 1;
+    /// `XDP_PASS`.
+    pub const PASS: u32 = 2;
+    /// `XDP_TX`.
+    pub const TX: u32 = 3;
+}
+
+/// tc return codes.
+pub mod tc_action {
+    /// `TC_ACT_OK`.
+    pub const OK: u32 = 0;
+    /// `TC_ACT_SHOT`.
+    pub const SHOT: u32 = 2;
+}
+
+/// How an XDP program is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpMode {
+    /// In the driver (`XDP_FLAGS_DRV_MODE`).
+    Native,
+    /// In the generic (skb) path (`XDP_FLAGS_SKB_MODE`); works on any device.
+    Generic,
+}
+
+/// An XDP attachment (a BPF link). Dropping it detaches the program.
+#[derive(Debug)]
+pub struct XdpLink {
+    fd: OwnedFd,
+}
+
+impl XdpLink {
+    /// Detach now (same as dropping).
+    pub fn detach(self) {}
+
+    /// The link's file descriptor.
+    pub fn fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// A tcx attachment. Dropping it detaches the program.
+#[derive(Debug)]
+pub struct TcxLink {
+    _link: libbpf_rs::Link,
+}
+
+impl TcxLink {
+    /// Detach now (same as dropping).
+    pub fn detach(self) {}
+}
+
+fn leak_object() -> &'static mut MaybeUninit<OpenObject> {
+    // The skeleton borrows this slot for as long as it lives and closes the object itself when
+    // dropped; only the 8-byte slot is leaked.
+    Box::leak(Box::new(MaybeUninit::uninit()))
+}
+
+fn set_sizes(
+    services: &mut libbpf_rs::OpenMapMut<'_>,
+    ports: &mut libbpf_rs::OpenMapMut<'_>,
+    opts: &LoadOptions,
+) -> Result<()> {
+    services
+        .set_max_entries(opts.max_prefixes)
+        .map_err(bpf("size sw_services"))?;
+    ports
+        .set_max_entries(opts.max_port_sets)
+        .map_err(bpf("size sw_ports"))
+}
+
+/// The edge: the XDP program and its maps.
+pub struct Edge {
+    skel: EdgeSkel<'static>,
+}
+
+impl Edge {
+    /// Open and load the edge object (verifying the program).
+    pub fn load(opts: &LoadOptions) -> Result<Self> {
+        let mut open = EdgeSkelBuilder::default()
+            .open(leak_object())
+            .map_err(bpf("open edge.bpf.o"))?;
+        let m = &mut open.maps;
+        set_sizes(&mut m.sw_services, &mut m.sw_ports, opts)?;
+        m.sw_flows
+            .set_max_entries(opts.flow_cache)
+            .map_err(bpf("size sw_flows"))?;
+        let skel = open.load().map_err(bpf("load edge.bpf.o"))?;
+        Ok(Edge { skel })
+    }
+
+    /// Load and configure in one go: configuration and services from `cfg`, salts `keys`.
+    pub fn load_with(cfg: &EngineConfig, keys: &EpochKeys) -> Result<Self> {
+        let e = Self::load(&LoadOptions::for_config(cfg))?;
+        e.configure(cfg)?;
+        e.set_keys(keys)?;
+        Ok(e)
+    }
+
+    fn maps(&self) -> Maps<'_> {
+        let m = &self.skel.maps;
+        Maps {
+            counters: &m.sw_counters,
+            config: &m.sw_config_map,
+            salts: &m.sw_salts,
+            salt_active: &m.sw_salt_active,
+            services: &m.sw_services,
+            ports: &m.sw_ports,
+        }
+    }
+
+    /// Write the configuration and the services of `cfg` (its `flow_cache` was fixed at load).
+    pub fn configure(&self, cfg: &EngineConfig) -> Result<()> {
+        self.maps().set_config(cfg)?;
+        self.maps().set_services(&cfg.services)
+    }
+
+    /// Write the configuration only.
+    pub fn set_config(&self, cfg: &EngineConfig) -> Result<()> {
+        self.maps().set_config(cfg)
+    }
+
+    /// Replace the protected services.
+    pub fn set_services(&self, set: &ServiceSet) -> Result<()> {
+        self.maps().set_services(set)
+    }
+
+    /// Install the salts of an epoch (a rotation; readers never see a half-written key).
+    pub fn set_keys(&self, keys: &EpochKeys) -> Result<()> {
+        self.maps().set_keys(keys)
+    }
+
+    /// The counters summed over CPUs.
+    pub fn counters(&self) -> Result<Counters> {
+        self.maps().counters()
+    }
+
+    /// Forget every flow of the strict-mode cache.
+    pub fn clear_flow_cache(&self) -> Result<()> {
+        let map = &self.skel.maps.sw_flows;
+        let keys: Vec<Vec<u8>> = map.keys().collect();
+        for k in keys {
+            // A flow evicted meanwhile is fine.
+            let _ = map.delete(&k);
+        }
+        Ok(())
+    }
+
+    /// Run the program once on `frame` (at least 14 bytes, at most about 3.5 KiB).
+    pub fn test_run(&self, frame: &[u8]) -> Result<TestRun> {
+        test_run(&self.skel.progs.sw_edge, frame, 1)
+    }
+
+    /// Run the program `repeat` times on `frame` (the frame is not reset between runs: only
+    /// paths that leave it unchanged measure what they seem to).
+    pub fn test_run_repeat(&self, frame: &[u8], repeat: u32) -> Result<TestRun> {
+        test_run(&self.skel.progs.sw_edge, frame, repeat)
+    }
+
+    /// Attach to interface `ifindex`.
+    pub fn attach_xdp(&self, ifindex: u32, mode: XdpMode) -> Result<XdpLink> {
+        let flags = match mode {
+            XdpMode::Native => libbpf_sys::XDP_FLAGS_DRV_MODE,
+            XdpMode::Generic => libbpf_sys::XDP_FLAGS_SKB_MODE,
+        };
+        // SAFETY: the options struct is zeroed then sized as libbpf requires.
+        let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
+        opts.sz = std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _;
+        opts.flags = flags;
+        let prog_fd = self.skel.progs.sw_edge.as_fd().as_raw_fd();
+        // SAFETY: plain syscall wrapper; `opts` outlives the call.
+        let fd = unsafe {
+            libbpf_sys::bpf_link_create(prog_fd, ifindex as i32, libbpf_sys::BPF_XDP, &opts)
+        };
+        if fd < 0 {
+            return Err(Error::Os {
+                what: "attach XDP (bpf_link_create)",
+                source: std::io::Error::from_raw_os_error(-fd),
+            });
+        }
+        // SAFETY: `fd` is a new link descriptor that nothing else owns.
+        Ok(XdpLink {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+}
+
+/// The backend: the tc program and its maps.
+pub struct Backend {
+    skel: BackendSkel<'static>,
+}
+
+impl Backend {
+    /// Open and load the backend object (verifying the program, resolving the kfunc).
+    pub fn load(opts: &LoadOptions) -> Result<Self> {
+        let mut open = BackendSkelBuilder::default()
+            .open(leak_object())
+            .map_err(bpf("open backend.bpf.o"))?;
+        let m = &mut open.maps;
+        set_sizes(&mut m.sw_services, &mut m.sw_ports, opts)?;
+        // SEC("tc") leaves the attach type open; tcx needs it named before load.
+        open.progs
+            .sw_backend
+            .set_attach_type(libbpf_rs::ProgramAttachType::TcxIngress);
+        let skel = open.load().map_err(bpf("load backend.bpf.o"))?;
+        Ok(Backend { skel })
+    }
+
+    /// Load and configure in one go.
+    pub fn load_with(cfg: &EngineConfig, keys: &EpochKeys) -> Result<Self> {
+        let b = Self::load(&LoadOptions::for_config(cfg))?;
+        b.configure(cfg)?;
+        b.set_keys(keys)?;
+        Ok(b)
+    }
+
+    fn maps(&self) -> Maps<'_> {
+        let m = &self.skel.maps;
+        Maps {
+            counters: &m.sw_counters,
+            config: &m.sw_config_map,
+            salts: &m.sw_salts,
+            salt_active: &m.sw_salt_active,
+            services: &m.sw_services,
+            ports: &m.sw_ports,
+        }
+    }
+
+    /// Write the configuration and the services of `cfg`.
+    pub fn configure(&self, cfg: &EngineConfig) -> Result<()> {
+        self.maps().set_config(cfg)?;
+        self.maps().set_services(&cfg.services)
+    }
+
+    /// Write the configuration only.
+    pub fn set_config(&self, cfg: &EngineConfig) -> Result<()> {
+        self.maps().set_config(cfg)
+    }
+
+    /// Replace the protected services.
+    pub fn set_services(&self, set: &ServiceSet) -> Result<()> {
+        self.maps().set_services(set)
+    }
+
+    /// Install the salts of an epoch.
+    pub fn set_keys(&self, keys: &EpochKeys) -> Result<()> {
+        self.maps().set_keys(keys)
+    }
+
+    /// The counters summed over CPUs.
+    pub fn counters(&self) -> Result<Counters> {
+        self.maps().counters()
+    }
+
+    /// Run the program once on `frame` (in the caller's network namespace: socket lookups see
+    /// its sockets).
+    pub fn test_run(&self, frame: &[u8]) -> Result<TestRun> {
+        test_run(&self.skel.progs.sw_backend, frame, 1)
+    }
+
+    /// Run the program `repeat` times on `frame`.
+    pub fn test_run_repeat(&self, frame: &[u8], repeat: u32) -> Result<TestRun> {
+        test_run(&self.skel.progs.sw_backend, frame, repeat)
+    }
+
+    /// Attach at tcx ingress of interface `ifindex`.
+    pub fn attach_tcx(&self, ifindex: u32) -> Result<TcxLink> {
+        // SAFETY: the options struct is zeroed then sized as libbpf requires.
+        let mut opts: libbpf_sys::bpf_tcx_opts = unsafe { std::mem::zeroed() };
+        opts.sz = std::mem::size_of::<libbpf_sys::bpf_tcx_opts>() as _;
+        let prog = libbpf_rs::AsRawLibbpf::as_libbpf_object(&self.skel.progs.sw_backend);
+        // SAFETY: `prog` is a loaded program of this skeleton; libbpf returns a new link or NULL.
+        let link =
+            unsafe { libbpf_sys::bpf_program__attach_tcx(prog.as_ptr(), ifindex as i32, &opts) };
+        let Some(link) = NonNull::new(link) else {
+            return Err(Error::Os {
+                what: "attach tcx ingress",
+                source: std::io::Error::last_os_error(),
+            });
+        };
+        // SAFETY: libbpf handed us ownership of a valid link.
+        Ok(TcxLink {
+            _link: unsafe { libbpf_rs::Link::from_ptr(link) },
+        })
+    }
+}

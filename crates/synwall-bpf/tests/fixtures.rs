@@ -1,0 +1,678 @@
+//! Katran-style fixtures: a table of named input frames, each with the verdict and the counter
+//! the edge must give it, and for XDP_TX the expected SYN+ACK, built here from SPEC section 7 with
+//! etherparse (independently of the engine's builder; only the cookie value comes from
+//! synwall-cookie, itself checked against independent test vectors). Every fixture is also run
+//! through the reference engine, which must agree.
+//!
+//! Needs root and BPF (CI=true: fail, else skip with a message).
+
+mod common;
+
+use common::*;
+use etherparse::{
+    DoubleVlanHeader, EtherType, PacketBuilder, SingleVlanHeader, TcpHeader, TcpOptionElement,
+    VlanHeader, VlanId,
+};
+use std::net::IpAddr;
+use synwall_bpf::{xdp_action, Edge, LoadOptions};
+use synwall_cookie::synwall_v1 as v1;
+use synwall_cookie::{Syn, SynOptions};
+use synwall_engine::{synack::MAX_SYNACK_LEN, Counter, Engine, EngineConfig, Verdict};
+
+/// What the edge must do with a fixture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Want {
+    /// XDP_TX with the SYN+ACK that answers the fixture's SYN (whose options are given).
+    Tx(SynOptions),
+    Pass(Counter),
+    Drop(Counter),
+}
+
+struct Fixture {
+    name: &'static str,
+    frame: Vec<u8>,
+    want: Want,
+}
+
+fn v4(a: [u8; 4]) -> IpAddr {
+    IpAddr::from(a)
+}
+
+fn v6(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+const CLIENT4: [u8; 4] = [192, 0, 2, 10];
+const SVC4: [u8; 4] = [198, 51, 100, 7];
+const CLIENT6: &str = "2001:db8:ffff::10";
+const SVC6: &str = "2001:db8:1::80";
+
+fn syn4() -> Seg {
+    let mut s = Seg::new(v4(CLIENT4), v4(SVC4), 40000, 443, SYN);
+    s.opts = opts_bytes(&[opt_mss(1460), opt_sack(), opt_ts(0x1111_2222, 0), opt_ws(7)]);
+    s
+}
+
+fn syn6() -> Seg {
+    let mut s = Seg::new(v6(CLIENT6), v6(SVC6), 40000, 443, SYN);
+    s.opts = opts_bytes(&[opt_mss(1440), opt_sack(), opt_ts(0x3333_4444, 0), opt_ws(9)]);
+    s
+}
+
+fn all_opts(mss: u16, ws: u8) -> SynOptions {
+    SynOptions {
+        mss: Some(mss),
+        wscale: Some(ws),
+        sack_permitted: true,
+        timestamps: true,
+        ece_cwr: false,
+    }
+}
+
+fn edit(s: &Seg, f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut b = build(s);
+    f(&mut b);
+    b
+}
+
+fn fixtures() -> Vec<Fixture> {
+    use Counter as C;
+    let fx = |name, frame, want| Fixture { name, frame, want };
+    let o4 = all_opts(1460, 7);
+    let o6 = all_opts(1440, 9);
+    let mut v = vec![
+        fx("v4 SYN, MSS SACK TS WS", build(&syn4()), Want::Tx(o4)),
+        fx("v6 SYN, MSS SACK TS WS", build(&syn6()), Want::Tx(o6)),
+    ];
+    let mut s = syn4();
+    s.vlans = vec![0x88a8, 0x8100];
+    v.push(fx(
+        "v4 SYN behind 802.1ad + 802.1Q (tags kept)",
+        build(&s),
+        Want::Tx(o4),
+    ));
+    let mut s = syn6();
+    s.vlans = vec![0x8100];
+    v.push(fx("v6 SYN behind 802.1Q", build(&s), Want::Tx(o6)));
+    let mut s = syn4();
+    s.flags |= ECE | CWR;
+    v.push(fx(
+        "v4 ECN-setup SYN with timestamps (ECE in reply)",
+        build(&s),
+        Want::Tx(SynOptions {
+            ece_cwr: true,
+            ..o4
+        }),
+    ));
+    let mut s = syn4();
+    s.opts.clear();
+    v.push(fx(
+        "v4 SYN without options",
+        build(&s),
+        Want::Tx(SynOptions::default()),
+    ));
+    let mut s = syn4();
+    s.opts = opts_bytes(&[opt_mss(1200), opt_sack()]);
+    v.push(fx(
+        "v4 SYN, SACK only",
+        build(&s),
+        Want::Tx(SynOptions {
+            mss: Some(1200),
+            sack_permitted: true,
+            ..SynOptions::default()
+        }),
+    ));
+    let mut s = syn6();
+    s.opts = opts_bytes(&[vec![1, 1], opt_ts(7, 0), opt_ws(15)]);
+    v.push(fx(
+        "v6 SYN, timestamps and window scale 15 (encoded as 14)",
+        build(&s),
+        Want::Tx(SynOptions {
+            wscale: Some(15),
+            timestamps: true,
+            ..SynOptions::default()
+        }),
+    ));
+    let mut s = syn4();
+    s.ipv4_opts = vec![1, 1, 1, 0];
+    v.push(fx(
+        "v4 SYN with IP options (reply has IHL 5)",
+        build(&s),
+        Want::Tx(o4),
+    ));
+    let mut s = syn4();
+    s.padding = 12;
+    v.push(fx("v4 SYN with link padding", build(&s), Want::Tx(o4)));
+    let mut s = syn4();
+    s.payload = b"TFO-less data on a SYN".to_vec();
+    v.push(fx(
+        "v4 SYN with payload (not echoed)",
+        build(&s),
+        Want::Tx(o4),
+    ));
+    let mut s = syn6();
+    let mut rng: rand::rngs::SmallRng = rand::SeedableRng::seed_from_u64(1);
+    s.ext = vec![ext_header(0, 0, &mut rng), ext_header(60, 1, &mut rng)];
+    v.push(fx(
+        "v6 SYN after hop-by-hop + dest-opts (dropped in reply)",
+        build(&s),
+        Want::Tx(o6),
+    ));
+    let mut s = Seg::new(
+        v6("2001:db8:ffff::10"),
+        v6("::ffff:192.0.2.1"),
+        40000,
+        443,
+        SYN,
+    );
+    s.opts = syn4().opts;
+    v.push(fx(
+        "v6 SYN to the v4-mapped IPv6 prefix",
+        build(&s),
+        Want::Tx(o4_mss(1460)),
+    ));
+
+    // Dropped.
+    v.push(fx(
+        "v4 SYN, bad TCP checksum",
+        edit(&syn4(), |b| b[50] ^= 0xff),
+        Want::Drop(C::DropSynChecksum),
+    ));
+    v.push(fx(
+        "v4 SYN, bad IPv4 header checksum",
+        edit(&syn4(), |b| b[24] ^= 0x01),
+        Want::Drop(C::DropSynChecksum),
+    ));
+    v.push(fx(
+        "v6 SYN, bad TCP checksum",
+        edit(&syn6(), |b| b[70] ^= 0x40),
+        Want::Drop(C::DropSynChecksum),
+    ));
+    let mut s = syn4();
+    s.flags |= FIN;
+    v.push(fx("v4 SYN|FIN", build(&s), Want::Drop(C::DropSynFlags)));
+    let mut s = syn6();
+    s.flags |= RST;
+    v.push(fx("v6 SYN|RST", build(&s), Want::Drop(C::DropSynFlags)));
+    let mut s = syn4();
+    s.opts = vec![2, 4, 5, 0xb4, 8, 12, 0, 0];
+    v.push(fx(
+        "v4 SYN, option past the end",
+        build(&s),
+        Want::Drop(C::DropSynOptions),
+    ));
+    let mut s = syn4();
+    s.opts = vec![1, 3, 1, 0];
+    v.push(fx(
+        "v4 SYN, option length 1",
+        build(&s),
+        Want::Drop(C::DropSynOptions),
+    ));
+    let mut s = syn4();
+    s.vlans = vec![0x88a8, 0x8100, 0x8100];
+    v.push(fx(
+        "three VLAN tags",
+        build(&s),
+        Want::Drop(C::DropVlanDepth),
+    ));
+    let mut s = syn4();
+    s.frag = (true, 0);
+    v.push(fx(
+        "v4 first fragment to a protected prefix",
+        build(&s),
+        Want::Drop(C::DropFragment),
+    ));
+    let mut s = syn4();
+    s.frag = (false, 100);
+    v.push(fx(
+        "v4 last fragment to a protected prefix",
+        build(&s),
+        Want::Drop(C::DropFragment),
+    ));
+    let mut s = syn6();
+    s.ext = vec![ext_header(44, 0, &mut rng)];
+    v.push(fx(
+        "v6 fragment header",
+        build(&s),
+        Want::Drop(C::DropFragment),
+    ));
+    let mut s = syn6();
+    s.ext = (0..5).map(|_| ext_header(60, 0, &mut rng)).collect();
+    v.push(fx(
+        "v6 five extension headers",
+        build(&s),
+        Want::Drop(C::DropIpv6ExtDepth),
+    ));
+    let mut s = syn6();
+    s.ext = (0..4).map(|_| ext_header(60, 0, &mut rng)).collect();
+    v.push(fx(
+        "v6 four extension headers (still walked)",
+        build(&s),
+        Want::Tx(o6),
+    ));
+    v.push(fx(
+        "v6 extension header past the payload",
+        edit(&syn6(), |b| {
+            b[20] = 60; // next header: dest-opts...
+            b[54] = 6;
+            b[55] = 200; // ...claiming 1608 bytes
+        }),
+        Want::Drop(C::DropIpMalformed),
+    ));
+    v.push(fx(
+        "v4 IHL 4",
+        edit(&syn4(), |b| b[14] = 0x44),
+        Want::Drop(C::DropIpMalformed),
+    ));
+    v.push(fx(
+        "v4 version 6 in an IPv4 frame",
+        edit(&syn4(), |b| b[14] = 0x65),
+        Want::Drop(C::DropIpMalformed),
+    ));
+    v.push(fx(
+        "v6 payload length 0",
+        edit(&syn6(), |b| {
+            b[18] = 0;
+            b[19] = 0;
+        }),
+        Want::Drop(C::DropIpMalformed),
+    ));
+    v.push(fx(
+        "v4 total length beyond the frame",
+        edit(&syn4(), |b| b[17] = b[17].wrapping_add(10)),
+        Want::Drop(C::DropTruncated),
+    ));
+    v.push(fx(
+        "v4 header cut short",
+        edit(&syn4(), |b| b.truncate(14 + 12)),
+        Want::Drop(C::DropTruncated),
+    ));
+    v.push(fx(
+        "VLAN tag cut short",
+        {
+            let mut b = build(&syn4());
+            b[12..14].copy_from_slice(&[0x81, 0x00]);
+            b.truncate(16);
+            b
+        },
+        Want::Drop(C::DropTruncated),
+    ));
+    v.push(fx(
+        "v4 TCP data offset 4",
+        edit(&syn4(), |b| b[46] = 0x40),
+        Want::Drop(C::DropTcpMalformed),
+    ));
+    v.push(fx(
+        "v4 TCP data offset beyond the segment",
+        edit(&syn4(), |b| b[46] = 0xf0),
+        Want::Drop(C::DropTcpMalformed),
+    ));
+
+    // Passed.
+    v.push(fx(
+        "ARP",
+        edit(&syn4(), |b| b[12..14].copy_from_slice(&[0x08, 0x06])),
+        Want::Pass(C::PassNotIp),
+    ));
+    let mut s = syn4();
+    s.proto = 17;
+    v.push(fx(
+        "v4 UDP to a protected prefix",
+        build(&s),
+        Want::Pass(C::PassNotTcp),
+    ));
+    let mut s = syn6();
+    s.proto = 58;
+    v.push(fx(
+        "v6 ICMPv6 to a protected prefix",
+        build(&s),
+        Want::Pass(C::PassNotTcp),
+    ));
+    let mut s = syn4();
+    s.dst = v4([192, 0, 2, 99]);
+    v.push(fx(
+        "v4 SYN to an unprotected address",
+        build(&s),
+        Want::Pass(C::PassUnprotected),
+    ));
+    let mut s = syn4();
+    s.dport = 444;
+    v.push(fx(
+        "v4 SYN to an unprotected port",
+        build(&s),
+        Want::Pass(C::PassUnprotected),
+    ));
+    let mut s = syn4();
+    s.dst = v4([198, 51, 100, 70]);
+    s.dport = 22;
+    v.push(fx(
+        "v4 SYN to a port of the longer prefix",
+        build(&s),
+        Want::Tx(o4),
+    ));
+    let mut s = syn4();
+    s.dport = 22;
+    v.push(fx(
+        "v4 SYN to that port outside it",
+        build(&s),
+        Want::Pass(C::PassUnprotected),
+    ));
+    let mut s = syn4();
+    s.dst = v4([192, 0, 2, 1]);
+    v.push(fx(
+        "v4 SYN to 192.0.2.1:443 (only the v4-mapped IPv6 prefix covers it)",
+        build(&s),
+        Want::Pass(C::PassUnprotected),
+    ));
+    let mut s = syn4();
+    s.dst = v4([192, 0, 2, 99]);
+    s.frag = (true, 0);
+    v.push(fx(
+        "v4 fragment to an unprotected address",
+        build(&s),
+        Want::Pass(C::PassUnprotected),
+    ));
+    let mut s = syn4();
+    s.dst = v4([192, 0, 2, 99]);
+    s.flags |= FIN;
+    v.push(fx(
+        "v4 SYN|FIN to an unprotected address",
+        build(&s),
+        Want::Pass(C::PassUnprotected),
+    ));
+    let mut s = syn4();
+    s.flags = ACK | PSH;
+    s.ack = 77;
+    s.payload = b"data".to_vec();
+    v.push(fx("v4 data segment", build(&s), Want::Pass(C::FwdNonSyn)));
+    let mut s = syn6();
+    s.flags = SYN | ACK;
+    v.push(fx("v6 SYN|ACK", build(&s), Want::Pass(C::FwdNonSyn)));
+    let mut s = syn4();
+    s.flags = RST;
+    v.push(fx("v4 RST", build(&s), Want::Pass(C::FwdNonSyn)));
+    v
+}
+
+fn o4_mss(mss: u16) -> SynOptions {
+    all_opts(mss, 7)
+}
+
+/// The SYN+ACK of SPEC 7 for `syn`, whose options are `o`, at `clock_ms`, under `cfg`.
+fn expected_synack(cfg: &EngineConfig, syn_frame: &[u8], o: SynOptions, clock_ms: u64) -> Vec<u8> {
+    // The SYN's fields, read back from the frame.
+    let (l3, is_v6, l4, _, _) = locate(syn_frame).unwrap();
+    let (src, dst): (IpAddr, IpAddr) = if is_v6 {
+        let a: [u8; 16] = syn_frame[l3 + 8..l3 + 24].try_into().unwrap();
+        let b: [u8; 16] = syn_frame[l3 + 24..l3 + 40].try_into().unwrap();
+        (a.into(), b.into())
+    } else {
+        let a: [u8; 4] = syn_frame[l3 + 12..l3 + 16].try_into().unwrap();
+        let b: [u8; 4] = syn_frame[l3 + 16..l3 + 20].try_into().unwrap();
+        (a.into(), b.into())
+    };
+    let be16 = |i: usize| u16::from_be_bytes([syn_frame[i], syn_frame[i + 1]]);
+    let be32 = |i: usize| u32::from_be_bytes(syn_frame[i..i + 4].try_into().unwrap());
+    let (sport, dport, isn) = (be16(l4), be16(l4 + 2), be32(l4 + 4));
+    let syn_tsval = tsval_of(syn_frame).unwrap_or(0);
+    let seg = Seg::new(src, dst, sport, dport, SYN);
+
+    // SPEC 3/4: which options the cookie carries.
+    let c = &cfg.cookie;
+    let s_bit = o.sack_permitted && c.sack;
+    let t_bit = o.timestamps && c.timestamps;
+    let w_bit = o.wscale.is_some() && c.wscale;
+    let e_bit = t_bit && o.ece_cwr && c.ecn;
+    let issued = v1::generate(
+        c,
+        &keys().current,
+        &Syn {
+            flow: flow_of(&seg),
+            isn,
+            options: o,
+        },
+        clock_ms,
+    );
+    assert_eq!(issued.tsval.is_some(), t_bit);
+    assert_eq!(issued.ecn, e_bit);
+
+    // SPEC 7: options in order, padded.
+    use TcpOptionElement::*;
+    let mss = if is_v6 {
+        cfg.server.mss_v6
+    } else {
+        cfg.server.mss_v4
+    };
+    let mut opts = vec![MaximumSegmentSize(mss)];
+    let ts = Timestamp(issued.tsval.unwrap_or(0), syn_tsval);
+    match (s_bit, t_bit) {
+        (true, true) => opts.extend([SelectiveAcknowledgementPermitted, ts]),
+        (false, true) => opts.extend([Noop, Noop, ts]),
+        (true, false) => opts.extend([Noop, Noop, SelectiveAcknowledgementPermitted]),
+        (false, false) => {}
+    }
+    if w_bit {
+        opts.extend([Noop, WindowScale(cfg.server.wscale)]);
+    }
+    let mut tcp = TcpHeader::new(dport, sport, issued.isn, cfg.server.window);
+    tcp.syn = true;
+    tcp.ack = true;
+    tcp.ece = e_bit;
+    tcp.acknowledgment_number = isn.wrapping_add(1);
+    tcp.set_options(&opts).unwrap();
+
+    // Ethernet: MACs swapped, tags as they came.
+    let dst_mac: [u8; 6] = syn_frame[6..12].try_into().unwrap();
+    let src_mac: [u8; 6] = syn_frame[0..6].try_into().unwrap();
+    let tags: Vec<(u16, u16)> = (14..l3)
+        .step_by(4)
+        .map(|i| (be16(i - 2), be16(i) & 0x0fff))
+        .collect();
+    let ip_type = if is_v6 {
+        EtherType::IPV6
+    } else {
+        EtherType::IPV4
+    };
+    let tag = |vid: u16, next: EtherType| SingleVlanHeader {
+        pcp: Default::default(),
+        drop_eligible_indicator: false,
+        vlan_id: VlanId::try_new(vid).unwrap(),
+        ether_type: next,
+    };
+    let eth = PacketBuilder::ethernet2(src_mac, dst_mac);
+    let mut out = Vec::new();
+    macro_rules! finish {
+        ($b:expr) => {{
+            let b = $b;
+            match (src, dst) {
+                (IpAddr::V4(c), IpAddr::V4(sv)) => b
+                    .ipv4(sv.octets(), c.octets(), cfg.server.ttl)
+                    .tcp_header(tcp)
+                    .write(&mut out, &[])
+                    .unwrap(),
+                (IpAddr::V6(c), IpAddr::V6(sv)) => b
+                    .ipv6(sv.octets(), c.octets(), cfg.server.ttl)
+                    .tcp_header(tcp)
+                    .write(&mut out, &[])
+                    .unwrap(),
+                _ => unreachable!(),
+            }
+        }};
+    }
+    match tags.as_slice() {
+        [] => finish!(eth),
+        [(_, vid)] => finish!(eth.vlan(VlanHeader::Single(tag(*vid, ip_type)))),
+        [(_, outer), (inner_tpid, inner)] => {
+            finish!(eth.vlan(VlanHeader::Double(DoubleVlanHeader {
+                outer: tag(*outer, EtherType(*inner_tpid)),
+                inner: tag(*inner, ip_type),
+            })))
+        }
+        _ => panic!("too many tags for a SYN+ACK"),
+    }
+    // The SYN's own tag protocol identifiers (etherparse picks its own for the outer one).
+    for (i, (tpid, _)) in tags.iter().enumerate() {
+        out[12 + 4 * i..14 + 4 * i].copy_from_slice(&tpid.to_be_bytes());
+    }
+    out
+}
+
+fn run(edge: &Edge, cfg: &EngineConfig, table: Vec<Fixture>) -> usize {
+    let mut engine = Engine::new(cfg.clone(), keys());
+    let mut before = edge.counters().unwrap();
+    let mut failures = Vec::new();
+    let n = table.len();
+    for fx in table {
+        let out = edge.test_run(&fx.frame).unwrap();
+        let after = edge.counters().unwrap();
+        let counter = single_increment(&before, &after).unwrap();
+        before = after;
+        let clock = tsval_of(&out.data).map_or(0, |t| t & 0xffff_ff00) as u64;
+        let (want_ret, want_counter) = match fx.want {
+            Want::Tx(_) => (xdp_action::TX, Counter::SynAnswered),
+            Want::Pass(c) => (xdp_action::PASS, c),
+            Want::Drop(c) => (xdp_action::DROP, c),
+        };
+        let mut problems = Vec::new();
+        if out.retval != want_ret || counter != want_counter {
+            problems.push(format!(
+                "got retval {} counter {}, want {want_ret} {}",
+                out.retval,
+                counter.name(),
+                want_counter.name()
+            ));
+        }
+        if let Want::Tx(o) = fx.want {
+            let want = expected_synack(cfg, &fx.frame, o, clock);
+            if out.data != want {
+                problems.push(format!(
+                    "SYN+ACK\n   got  {}\n   want {}",
+                    hex(&out.data),
+                    hex(&want)
+                ));
+            }
+        }
+        let mut buf = fx.frame.clone();
+        buf.resize(fx.frame.len() + MAX_SYNACK_LEN, 0);
+        let d = engine.xdp(&mut buf, fx.frame.len(), clock);
+        let engine_ret = match d.verdict {
+            Verdict::Tx { .. } => xdp_action::TX,
+            Verdict::Pass => xdp_action::PASS,
+            Verdict::Drop => xdp_action::DROP,
+        };
+        if engine_ret != want_ret || d.counter != want_counter {
+            problems.push(format!("engine disagrees: {d:?}"));
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{}: {}", fx.name, problems.join("; ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "fixtures failed:\n{}",
+        failures.join("\n")
+    );
+    n
+}
+
+#[test]
+fn edge_fixtures() {
+    let Some(edge) = or_skip("edge fixtures", Edge::load(&LoadOptions::default())) else {
+        return;
+    };
+    let cfg = config();
+    edge.configure(&cfg).unwrap();
+    edge.set_keys(&keys()).unwrap();
+    let n = run(&edge, &cfg, fixtures());
+    eprintln!("{n} edge fixtures passed");
+}
+
+#[test]
+fn strict_fixtures() {
+    let Some(edge) = or_skip("strict fixtures", Edge::load(&LoadOptions::default())) else {
+        return;
+    };
+    let mut cfg = config();
+    cfg.strict = true;
+    edge.configure(&cfg).unwrap();
+    edge.set_keys(&keys()).unwrap();
+    let syn = syn4();
+    let ack = handshake_ack(&cfg.cookie, &keys().current, &syn, o4_mss(1460), 0x5500);
+    let mut data = ack.clone();
+    data.flags = ACK | PSH;
+    data.payload = b"GET /".to_vec();
+    // Data carrying a valid cookie is a handshake ACK too; this one carries a wrong one.
+    let mut early = data.clone();
+    early.ack = early.ack.wrapping_add(5);
+    let mut forged = ack.clone();
+    forged.sport = 50000;
+    forged.ack ^= 0x0100_0000; // another MSS index: the MAC covers the option bits
+    let mut other = syn6();
+    other.sport = 50001;
+    other.flags = ACK;
+    other.ack = 12345;
+    let mut rst = syn6();
+    rst.sport = 50002;
+    rst.flags = RST;
+    let mut bad_opts = ack.clone();
+    bad_opts.sport += 1;
+    bad_opts.opts = vec![1, 1, 8, 0];
+    let prev = handshake_ack(&cfg.cookie, &keys().previous, &syn6(), o4_mss(1440), 0);
+    let mut syn = syn4();
+    syn.sport = 40001;
+    use Counter as C;
+    let table = vec![
+        Fixture {
+            name: "strict: data with a wrong cookie before the handshake",
+            frame: build(&early),
+            want: Want::Drop(C::StrictDrop),
+        },
+        Fixture {
+            name: "strict: forged cookie",
+            frame: build(&forged),
+            want: Want::Drop(C::StrictDrop),
+        },
+        Fixture {
+            name: "strict: valid handshake ACK",
+            frame: build(&ack),
+            want: Want::Pass(C::StrictAckValid),
+        },
+        Fixture {
+            name: "strict: data of the validated flow",
+            frame: build(&data),
+            want: Want::Pass(C::StrictFwdCached),
+        },
+        Fixture {
+            name: "strict: handshake ACK again (cached)",
+            frame: build(&ack),
+            want: Want::Pass(C::StrictFwdCached),
+        },
+        Fixture {
+            name: "strict: ACK validated by the previous salt",
+            frame: build(&prev),
+            want: Want::Pass(C::StrictAckValid),
+        },
+        Fixture {
+            name: "strict: ACK of an unknown flow",
+            frame: build(&other),
+            want: Want::Drop(C::StrictDrop),
+        },
+        Fixture {
+            name: "strict: RST of an unknown flow",
+            frame: build(&rst),
+            want: Want::Drop(C::StrictDrop),
+        },
+        Fixture {
+            name: "strict: ACK with malformed options",
+            frame: build(&bad_opts),
+            want: Want::Drop(C::DropAckOptions),
+        },
+        Fixture {
+            name: "strict: SYNs are still answered",
+            frame: build(&syn),
+            want: Want::Tx(o4_mss(1460)),
+        },
+    ];
+    let n = run(&edge, &cfg, table);
+    eprintln!("{n} strict fixtures passed");
+}
