@@ -4,9 +4,11 @@
 mod analyze_cmd;
 mod args;
 mod cookie_cmd;
+mod dataplane_cmd;
 mod demo;
 mod pcap_io;
 mod replay_cmd;
+mod sysctl;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -24,6 +26,12 @@ enum Command {
     /// Compute, check and test SYN cookies (synwall-v1, linux, freebsd).
     #[command(subcommand)]
     Cookie(cookie_cmd::CookieCommand),
+    /// Edge: answer SYNs with cookie SYN+ACKs (XDP) and forward the rest.
+    Edge(dataplane_cmd::EdgeArgs),
+    /// Backend: create sockets from validated handshake ACKs (tc + bpf_sk_assign_tcp_reqsk).
+    Backend(dataplane_cmd::BackendArgs),
+    /// Single node: edge and backend on one host.
+    Single(dataplane_cmd::SingleArgs),
     /// Run the edge engine over a capture; write the SYN+ACKs and forwarded frames to a pcap.
     Replay(replay_cmd::ReplayArgs),
     /// For every SYN of a capture: what each cookie scheme keeps and loses.
@@ -38,6 +46,9 @@ fn main() -> ExitCode {
         Command::Cookie(c) => cookie_cmd::run(c),
         Command::Demo => demo::run(),
         Command::Replay(a) => replay_cmd::run(a),
+        Command::Edge(a) => dataplane_cmd::edge(a),
+        Command::Backend(a) => dataplane_cmd::backend(a),
+        Command::Single(a) => dataplane_cmd::single(a),
         Command::Analyze(a) => analyze_cmd::run(a),
     };
     match result {

@@ -1,0 +1,236 @@
+//! `synwall edge`, `synwall backend`, `synwall single`: load the BPF programs, attach them, print
+//! one `ready` line, rotate salts on epoch boundaries, and on SIGINT/SIGTERM detach and print the
+//! final counters. Everything is validated before anything is attached, and a failure part-way
+//! drops what was attached (links detach on drop): a bad start leaves nothing behind.
+
+use crate::args::{now_unix, DataPathArgs};
+use crate::sysctl;
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use synwall_bpf::{Backend, Edge, XdpMode};
+use synwall_cookie::synwall_v1::{epoch_of, EpochKeys, MasterSecret};
+use synwall_engine::{Counters, EngineConfig, ServiceSet};
+
+/// XDP attach mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum XdpModeArg {
+    /// In the driver (fastest; veth, mlx5, ice, ... support it).
+    Native,
+    /// In the generic skb path (any device, slower).
+    Generic,
+}
+
+impl From<XdpModeArg> for XdpMode {
+    fn from(m: XdpModeArg) -> Self {
+        match m {
+            XdpModeArg::Native => XdpMode::Native,
+            XdpModeArg::Generic => XdpMode::Generic,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct EdgeArgs {
+    /// Interface the SYNs arrive on (SYN+ACKs leave through it).
+    #[arg(long)]
+    iface: String,
+    #[command(flatten)]
+    dp: DataPathArgs,
+    /// Strict mode: forward only flows whose handshake ACK validated (bounded cache).
+    #[arg(long)]
+    strict: bool,
+    /// XDP attach mode.
+    #[arg(long, value_enum, default_value = "native")]
+    xdp_mode: XdpModeArg,
+}
+
+#[derive(Args)]
+pub struct BackendArgs {
+    /// Interface the handshake ACKs arrive on (tc ingress).
+    #[arg(long)]
+    iface: String,
+    #[command(flatten)]
+    dp: DataPathArgs,
+    /// Set the sysctls the kfunc needs instead of refusing to start.
+    #[arg(long)]
+    set_sysctls: bool,
+}
+
+#[derive(Args)]
+pub struct SingleArgs {
+    /// Interface of the protected host.
+    #[arg(long)]
+    iface: String,
+    #[command(flatten)]
+    dp: DataPathArgs,
+    /// Set the sysctls the kfunc needs instead of refusing to start.
+    #[arg(long)]
+    set_sysctls: bool,
+    /// XDP attach mode.
+    #[arg(long, value_enum, default_value = "native")]
+    xdp_mode: XdpModeArg,
+}
+
+/// Everything checked before loading: interface, secret, configuration, salts.
+struct Prepared {
+    ifindex: u32,
+    iface: String,
+    master: MasterSecret,
+    period: u64,
+    cfg: EngineConfig,
+    keys: EpochKeys,
+}
+
+fn prepare(iface: &str, dp: &DataPathArgs, strict: bool) -> Result<Prepared> {
+    let ifindex = nix::net::if_::if_nametoindex(iface)
+        .with_context(|| format!("no such interface {iface:?}"))?;
+    let master = dp.master()?;
+    let mut cfg = EngineConfig::new(ServiceSet::new(dp.services.clone()));
+    cfg.strict = strict;
+    let keys = EpochKeys::derive(&master, epoch_of(now_unix().0, dp.epoch_seconds));
+    Ok(Prepared {
+        ifindex,
+        iface: iface.to_string(),
+        master,
+        period: dp.epoch_seconds,
+        cfg,
+        keys,
+    })
+}
+
+fn check_sysctls(cfg: &EngineConfig, set: bool) -> Result<()> {
+    for change in sysctl::ensure(&sysctl::requirements(&cfg.cookie), set)? {
+        eprintln!("synwall: set {change}");
+    }
+    Ok(())
+}
+
+fn kfunc_hint(e: synwall_bpf::Error) -> anyhow::Error {
+    anyhow::Error::new(e).context(
+        "cannot load the backend program (it needs the kfunc bpf_sk_assign_tcp_reqsk, Linux >= 6.9 with BTF)",
+    )
+}
+
+/// A loaded role whose salts can be rotated and counters read.
+trait Rotating {
+    fn set_keys(&self, keys: &EpochKeys) -> Result<()>;
+    fn counters(&self) -> Result<Counters>;
+}
+
+impl Rotating for Edge {
+    fn set_keys(&self, keys: &EpochKeys) -> Result<()> {
+        Ok(Edge::set_keys(self, keys)?)
+    }
+    fn counters(&self) -> Result<Counters> {
+        Ok(Edge::counters(self)?)
+    }
+}
+
+impl Rotating for Backend {
+    fn set_keys(&self, keys: &EpochKeys) -> Result<()> {
+        Ok(Backend::set_keys(self, keys)?)
+    }
+    fn counters(&self) -> Result<Counters> {
+        Ok(Backend::counters(self)?)
+    }
+}
+
+/// Wait for SIGINT/SIGTERM, rotating salts at every epoch boundary; then print the counters.
+fn serve(p: &Prepared, roles: &[(&str, &dyn Rotating)]) -> Result<ExitCode> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("install signal handler")?;
+    }
+    let mut epoch = p.keys.epoch;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = epoch_of(now_unix().0, p.period);
+        if now != epoch {
+            let keys = EpochKeys::derive(&p.master, now);
+            for (_, r) in roles {
+                r.set_keys(&keys)?;
+            }
+            epoch = now;
+        }
+    }
+    for (name, r) in roles {
+        print_counters(name, &r.counters()?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The final counters of a role: non-zero ones, one per line.
+pub fn print_counters(role: &str, c: &Counters) {
+    println!("{role} counters ({} packets):", c.total());
+    for (k, v) in c.iter().filter(|(_, v)| *v > 0) {
+        println!("  {:<28} {v}", k.name());
+    }
+}
+
+fn ready(role: &str, p: &Prepared, extra: &str) {
+    let services: Vec<String> = p
+        .cfg
+        .services
+        .services()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    println!(
+        "ready {role} iface={} services={} epoch_seconds={}{extra}",
+        p.iface,
+        services.join(","),
+        p.period
+    );
+}
+
+pub fn edge(a: EdgeArgs) -> Result<ExitCode> {
+    let p = prepare(&a.iface, &a.dp, a.strict)?;
+    let edge = Edge::load_with(&p.cfg, &p.keys)?;
+    let _link = edge
+        .attach_xdp(p.ifindex, a.xdp_mode.into())
+        .with_context(|| format!("cannot attach XDP ({:?} mode) to {}", a.xdp_mode, p.iface))?;
+    ready("edge", &p, if a.strict { " strict" } else { "" });
+    serve(&p, &[("edge", &edge)])
+}
+
+pub fn backend(a: BackendArgs) -> Result<ExitCode> {
+    let p = prepare(&a.iface, &a.dp, false)?;
+    check_sysctls(&p.cfg, a.set_sysctls)?;
+    let backend = Backend::load_with(&p.cfg, &p.keys).map_err(kfunc_hint)?;
+    let _link = backend
+        .attach_tcx(p.ifindex)
+        .with_context(|| format!("cannot attach tcx ingress to {}", p.iface))?;
+    ready("backend", &p, "");
+    serve(&p, &[("backend", &backend)])
+}
+
+pub fn single(a: SingleArgs) -> Result<ExitCode> {
+    let p = prepare(&a.iface, &a.dp, false)?;
+    check_sysctls(&p.cfg, a.set_sysctls)?;
+    let backend = Backend::load_with(&p.cfg, &p.keys).map_err(kfunc_hint)?;
+    let edge = Edge::load_with(&p.cfg, &p.keys)?;
+    // tc first: if XDP then fails, dropping the tcx link detaches it again.
+    let tc_link = backend
+        .attach_tcx(p.ifindex)
+        .with_context(|| format!("cannot attach tcx ingress to {}", p.iface))?;
+    let xdp_link = match edge.attach_xdp(p.ifindex, a.xdp_mode.into()) {
+        Ok(l) => l,
+        Err(e) => {
+            drop(tc_link);
+            bail!(
+                "cannot attach XDP ({:?} mode) to {}: {e}",
+                a.xdp_mode,
+                p.iface
+            );
+        }
+    };
+    ready("single", &p, "");
+    let r = serve(&p, &[("edge", &edge), ("backend", &backend)]);
+    drop(xdp_link);
+    drop(tc_link);
+    r
+}
