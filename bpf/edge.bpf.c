@@ -75,7 +75,7 @@ SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
 		tsval = sw_tsval_of(bpf_ktime_get_ns() / 1000000, bits, mac);
 	if (sw_build_synack(ctx, f, cfg, bits, isn, tsval, o.has_timestamps ? o.tsval : 0) < 0)
 		/* No tailroom to grow the frame into its answer: it cannot be answered. */
-		return sw_verdict(XDP_DROP, SW_DROP_TRUNCATED);
+		return sw_verdict(XDP_DROP, SW_DROP_SYNACK_ROOM);
 	return sw_verdict(XDP_TX, SW_SYN_ANSWERED);
 }
 

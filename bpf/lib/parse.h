@@ -187,10 +187,11 @@ SW_GLOBAL int sw_parse(SW_CTX *ctx, struct sw_frame *f)
 		svc = sw_service_lookup(SW_FAMILY_V4, f->dst);
 		if (!svc)
 			return SW_PARSED(SW_PARSED_PASS, SW_PASS_UNPROTECTED);
-		if (frag & (SW_IPV4_MF | SW_IPV4_FRAG_OFFSET))
-			return SW_PARSED(SW_PARSED_DROP, SW_DROP_FRAGMENT);
+		/* Not TCP (fragmented or not) is not a protected service's: untouched. */
 		if (proto != SW_PROTO_TCP)
 			return SW_PARSED(SW_PARSED_PASS, SW_PASS_NOT_TCP);
+		if (frag & (SW_IPV4_MF | SW_IPV4_FRAG_OFFSET))
+			return SW_PARSED(SW_PARSED_DROP, SW_DROP_FRAGMENT);
 		l4 = off + hl;
 		end = off + total;
 	} else if (ethertype == SW_ETHERTYPE_IPV6) {
@@ -237,6 +238,10 @@ SW_GLOBAL int sw_parse(SW_CTX *ctx, struct sw_frame *f)
 					hlen = ((__u32)p[1] + 1) * 8;
 				nh = p[0];
 			} else if (nh == SW_NH_FRAGMENT) {
+				/*
+				 * What follows a Fragment header is fragment data, not headers: stop
+				 * here; its next header names the fragmented protocol.
+				 */
 				fragment = 1;
 				hlen = 8;
 				if (o + hlen > iend)
@@ -245,6 +250,9 @@ SW_GLOBAL int sw_parse(SW_CTX *ctx, struct sw_frame *f)
 				if (!p)
 					return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
 				nh = p[0];
+				o += hlen;
+				found = 1;
+				break;
 			} else {
 				found = 1;
 				break;
@@ -255,10 +263,10 @@ SW_GLOBAL int sw_parse(SW_CTX *ctx, struct sw_frame *f)
 		}
 		if (!found)
 			return SW_PARSED(SW_PARSED_DROP, SW_DROP_IPV6_EXT_DEPTH);
-		if (fragment)
-			return SW_PARSED(SW_PARSED_DROP, SW_DROP_FRAGMENT);
 		if (nh != SW_PROTO_TCP)
 			return SW_PARSED(SW_PARSED_PASS, SW_PASS_NOT_TCP);
+		if (fragment)
+			return SW_PARSED(SW_PARSED_DROP, SW_DROP_FRAGMENT);
 		l4 = off + o;
 		end = off + iend;
 	} else {

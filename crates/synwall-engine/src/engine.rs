@@ -235,8 +235,10 @@ impl Engine {
         let bits = v1::encode_options(&self.cfg.cookie, &syn.flow.addrs, &syn.options);
         let issued = v1::generate(&self.cfg.cookie, &self.keys.current, &syn, clock_ms);
         let syn_tsval = opts.timestamps.map_or(0, |t| t.0);
-        let out = synack::build(buf, f, bits, &issued, syn_tsval, &self.cfg.server);
-        self.count(Verdict::Tx { len: out }, Counter::SynAnswered)
+        match synack::build(buf, f, bits, &issued, syn_tsval, &self.cfg.server) {
+            Some(len) => self.count(Verdict::Tx { len }, Counter::SynAnswered),
+            None => self.count(Verdict::Drop, Counter::DropSynackRoom),
+        }
     }
 
     /// The backend's tc ingress program on one frame. `lookup` plays `bpf_skc_lookup_tcp` for the

@@ -134,11 +134,12 @@ pub fn parse(frame: &[u8], services: &ServiceSet) -> Parsed {
             if !services.covers_addr(&IpAddr::from(p.dst())) {
                 return Pass(Counter::PassUnprotected);
             }
-            if p.is_fragment() {
-                return Drop(Counter::DropFragment);
-            }
+            // Not TCP (fragmented or not) is not a protected service's: untouched.
             if p.protocol() != ipv4::PROTO_TCP {
                 return Pass(Counter::PassNotTcp);
+            }
+            if p.is_fragment() {
+                return Drop(Counter::DropFragment);
             }
             let ip = Ip::V4 {
                 src: p.src(),
@@ -163,11 +164,11 @@ pub fn parse(frame: &[u8], services: &ServiceSet) -> Parsed {
                 Err(WireError::ExtHeaderLimit) => return Drop(Counter::DropIpv6ExtDepth),
                 Err(_) => return Drop(Counter::DropIpMalformed),
             };
-            if up.fragment {
-                return Drop(Counter::DropFragment);
-            }
             if up.protocol != ipv4::PROTO_TCP {
                 return Pass(Counter::PassNotTcp);
+            }
+            if up.fragment {
+                return Drop(Counter::DropFragment);
             }
             let ip = Ip::V6 {
                 src: p.src(),

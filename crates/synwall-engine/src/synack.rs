@@ -62,8 +62,9 @@ pub fn synack_options(
 }
 
 /// Rewrite the SYN in `buf` (parsed as `f`) into the SYN+ACK carrying `issued`; returns the new
-/// frame length. `syn_tsval` is the SYN's TSval (echoed as TSecr). `buf` must hold at least
-/// `f.l3 + 80` bytes (any buffer of [`MAX_SYNACK_LEN`] does).
+/// frame length, or `None` (and `buf` untouched) when `buf` has no room for the answer (the XDP
+/// program's `bpf_xdp_adjust_tail` failing). `syn_tsval` is the SYN's TSval (echoed as TSecr).
+/// Any buffer of [`MAX_SYNACK_LEN`] bytes has room.
 pub fn build(
     buf: &mut [u8],
     f: &TcpFrame,
@@ -71,10 +72,7 @@ pub fn build(
     issued: &Issued,
     syn_tsval: u32,
     server: &ServerParams,
-) -> usize {
-    EthernetFrame::new_checked(&mut buf[..])
-        .expect("parsed frame")
-        .swap_macs();
+) -> Option<usize> {
     let (ip_len, mss) = match f.ip {
         Ip::V4 { .. } => (ipv4::MIN_HEADER_LEN, server.mss_v4),
         Ip::V6 { .. } => (ipv6::HEADER_LEN, server.mss_v6),
@@ -86,6 +84,12 @@ pub fn build(
         issued.tsval.unwrap_or(0),
         syn_tsval,
     );
+    if buf.len() < f.l3 + ip_len + tcp::MIN_HEADER_LEN + opt_len {
+        return None;
+    }
+    EthernetFrame::new_checked(&mut buf[..])
+        .expect("parsed frame")
+        .swap_macs();
     let tcp_len = tcp::MIN_HEADER_LEN + opt_len;
     let l4 = f.l3 + ip_len;
     let total = l4 + tcp_len;
@@ -119,5 +123,5 @@ pub fn build(
     t.set_window_urgent(server.window, 0);
     t.options_mut().copy_from_slice(&opts[..opt_len]);
     t.fill_checksum(pseudo);
-    total
+    Some(total)
 }

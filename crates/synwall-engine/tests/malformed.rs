@@ -256,3 +256,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn non_tcp_fragments_are_not_ours() {
+    // A UDP fragment to a protected address (DNS over a backend's address) passes untouched; a TCP
+    // fragment is dropped.
+    let mut f = frame(&SynSpec::default(), None);
+    f[20] = 0x20;
+    f[23] = 17;
+    fix_v4_checksums(&mut f);
+    expect(&f, Counter::PassNotTcp);
+    let mut f = v6_with_ext(&[44]);
+    // The Fragment header's next header is the fragmented protocol: make it UDP.
+    f[14 + 40] = 17;
+    expect(&f, Counter::PassNotTcp);
+}
+
+#[test]
+fn no_room_for_the_answer_is_counted() {
+    let f = frame(
+        &SynSpec {
+            mss: None,
+            wscale: None,
+            sack: false,
+            ts: None,
+            ..SynSpec::default()
+        },
+        None,
+    );
+    let mut e = engine();
+    // Exactly the SYN's own length: the SYN+ACK needs 4 more bytes for its MSS option.
+    let mut buf = f.clone();
+    let d = e.xdp(&mut buf, f.len(), 1);
+    assert_eq!(
+        (d.verdict, d.counter),
+        (Verdict::Drop, Counter::DropSynackRoom)
+    );
+    assert_eq!(buf, f, "nothing written");
+}

@@ -96,15 +96,14 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         HEADER_LEN + self.payload_len() as usize
     }
 
-    /// Walk at most [`MAX_EXT_HEADERS`] extension headers to the upper layer. A Fragment header is
-    /// reported (never skipped silently); more headers than the bound, or one that runs past the
-    /// payload, is an error.
+    /// Walk at most [`MAX_EXT_HEADERS`] extension headers to the upper layer. A Fragment header
+    /// ends the walk and is reported (never skipped silently), with the protocol it carries; more
+    /// headers than the bound, or one that runs past the payload, is an error.
     pub fn upper_layer(&self) -> Result<Upper> {
         let b = self.b();
         let end = self.end();
         let mut nh = self.next_header();
         let mut off = HEADER_LEN;
-        let mut fragment = false;
         for _ in 0..=MAX_EXT_HEADERS {
             let len = match nh {
                 NH_HOP_BY_HOP | NH_ROUTING | NH_DEST_OPTS => {
@@ -114,8 +113,16 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
                     (b[off + 1] as usize + 1) * 8
                 }
                 NH_FRAGMENT => {
-                    fragment = true;
-                    8
+                    // What follows is fragment data, not headers: stop; the Fragment header's
+                    // next header names the fragmented protocol.
+                    if off + 8 > end {
+                        return Err(WireError::Truncated);
+                    }
+                    return Ok(Upper {
+                        protocol: b[off],
+                        offset: off + 8,
+                        fragment: true,
+                    });
                 }
                 NH_AUTH => {
                     if off + 2 > end {
@@ -127,7 +134,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
                     return Ok(Upper {
                         protocol,
                         offset: off,
-                        fragment,
+                        fragment: false,
                     })
                 }
             };
