@@ -22,6 +22,8 @@ done
 want ip iproute2
 want nsenter util-linux
 want ethtool ethtool
+# The end-to-end tests' policy routing (fwmark on SYNs) and SYN counters in a namespace.
+want nft nftables
 
 if ((${#need_pkgs[@]})); then
   echo "setup: installing ${need_pkgs[*]}"

@@ -5,6 +5,14 @@
 //! Privileged tests call [`require_privileges`]: outside CI they skip with a printed reason when
 //! the machine cannot make namespaces; with `CI=true` they fail instead, never skip.
 
+pub mod daemon;
+pub mod nft;
+pub mod packet;
+pub mod tcp;
+pub mod topo;
+
+pub use daemon::{Counts, Daemon};
+
 use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::path::PathBuf;

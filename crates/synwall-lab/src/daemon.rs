@@ -1,0 +1,243 @@
+//! A `synwall edge|backend|single` child process inside a namespace: started with `nsenter`, ready
+//! once it prints its `ready` line, stopped with SIGTERM, its final counters parsed from stdout.
+//! Dropping a [`Daemon`] that was not stopped kills it (its XDP/tc links go with it).
+
+use crate::Netns;
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The counters one role printed on exit (`edge counters (N packets):` + `  name value` lines).
+/// Counters the daemon left out (zero) read as 0.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// The `N packets` of the header line.
+    pub packets: u64,
+    /// Non-zero counters by name.
+    pub values: BTreeMap<String, u64>,
+}
+
+impl Counts {
+    /// A counter's value (0 when the daemon did not print it).
+    pub fn get(&self, name: &str) -> u64 {
+        self.values.get(name).copied().unwrap_or(0)
+    }
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v: Vec<String> = self
+            .values
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        write!(f, "{} packets: {}", self.packets, v.join(" "))
+    }
+}
+
+/// Parse every `ROLE counters (N packets):` block of a daemon's stdout.
+pub fn parse_counters(stdout: &[String]) -> Result<BTreeMap<String, Counts>> {
+    let mut out = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in stdout {
+        if let Some((role, rest)) = line.split_once(" counters (") {
+            let n = rest
+                .strip_suffix(" packets):")
+                .with_context(|| format!("bad counters header {line:?}"))?;
+            let counts = Counts {
+                packets: n
+                    .parse()
+                    .with_context(|| format!("bad count in {line:?}"))?,
+                values: BTreeMap::new(),
+            };
+            out.insert(role.to_string(), counts);
+            current = Some(role.to_string());
+        } else if let (Some(role), Some(body)) = (&current, line.strip_prefix("  ")) {
+            let mut it = body.split_whitespace();
+            let (Some(name), Some(v), None) = (it.next(), it.next(), it.next()) else {
+                bail!("bad counter line {line:?}");
+            };
+            let v: u64 = v
+                .parse()
+                .with_context(|| format!("bad value in {line:?}"))?;
+            out.get_mut(role)
+                .expect("inserted")
+                .values
+                .insert(name.to_string(), v);
+        } else {
+            current = None;
+        }
+    }
+    Ok(out)
+}
+
+/// A running `synwall` data-path command.
+pub struct Daemon {
+    label: String,
+    child: Option<Child>,
+    lines: Receiver<String>,
+    stdout: Vec<String>,
+    stdout_thread: Option<JoinHandle<()>>,
+    stderr_thread: Option<JoinHandle<String>>,
+}
+
+impl Daemon {
+    /// Start `exe args...` inside `ns` and wait (at most `limit`) for its `ready` line.
+    pub fn start(ns: &Netns, exe: &Path, args: &[&str], limit: Duration) -> Result<Daemon> {
+        let label = format!("[{}] synwall {}", ns.name(), args.join(" "));
+        let mut child = ns
+            .command(&exe.to_string_lossy())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {label}"))?;
+        let out = child.stdout.take().expect("piped");
+        let mut err = child.stderr.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        let stdout_thread = std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr_thread = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let mut d = Daemon {
+            label,
+            child: Some(child),
+            lines,
+            stdout: Vec::new(),
+            stdout_thread: Some(stdout_thread),
+            stderr_thread: Some(stderr_thread),
+        };
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match d.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let ready = line.starts_with("ready");
+                    d.stdout.push(line);
+                    if ready {
+                        return Ok(d);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let err = d.kill_and_collect();
+                    bail!(
+                        "{}: no `ready` line within {limit:?}; stderr: {err}",
+                        d.label
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let err = d.kill_and_collect();
+                    bail!("{}: exited before `ready`; stderr: {err}", d.label)
+                }
+            }
+        }
+    }
+
+    /// The `ready` line.
+    pub fn ready_line(&self) -> &str {
+        self.stdout.last().map(String::as_str).unwrap_or("")
+    }
+
+    fn kill_and_collect(&mut self) -> String {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(t) = self.stdout_thread.take() {
+            let _ = t.join();
+        }
+        self.stderr_thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    /// SIGTERM, wait (5 s, then SIGKILL), and parse the counters it printed, by role.
+    pub fn stop(mut self) -> Result<BTreeMap<String, Counts>> {
+        let mut child = self.child.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            if let Some(s) = child.try_wait()? {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("{}: did not exit within 5 s of SIGTERM", self.label);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(t) = self.stdout_thread.take() {
+            let _ = t.join();
+        }
+        self.stdout.extend(self.lines.try_iter());
+        let err = self
+            .stderr_thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        if !status.success() {
+            bail!(
+                "{}: exited with {status}; stderr: {}",
+                self.label,
+                err.trim()
+            );
+        }
+        let counts = parse_counters(&self.stdout)?;
+        if counts.is_empty() {
+            bail!("{}: printed no counters: {:?}", self.label, self.stdout);
+        }
+        Ok(counts)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill_and_collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_counter_blocks() {
+        let out: Vec<String> = [
+            "ready single iface=x services=10.0.0.1/32:80 epoch_seconds=60",
+            "edge counters (5 packets):",
+            "  syn_answered                 3",
+            "  pass_not_ip                  2",
+            "backend counters (0 packets):",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let c = parse_counters(&out).unwrap();
+        assert_eq!(c["edge"].packets, 5);
+        assert_eq!(c["edge"].get("syn_answered"), 3);
+        assert_eq!(c["edge"].get("strict_drop"), 0);
+        assert_eq!(c["backend"].packets, 0);
+        assert!(c["backend"].values.is_empty());
+        assert!(parse_counters(&["edge counters (x packets):".into()]).is_err());
+        assert!(parse_counters(&["edge counters (1 packets):".into(), "  a b".into()]).is_err());
+    }
+}
