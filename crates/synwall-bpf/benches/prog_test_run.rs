@@ -12,7 +12,7 @@ mod common;
 use common::*;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
-use synwall_bpf::{Backend, Edge, TestRun};
+use synwall_bpf::{Backend, DataPath, Edge, TestRun};
 use synwall_cookie::SynOptions;
 
 const REPEAT: u32 = 2_000_000;

@@ -190,8 +190,10 @@ pub fn salt_slot(keys: &EpochKeys) -> types::sw_salt_slot {
     }
 }
 
-/// The maps both programs share (`bpf/lib/maps.h`, `bpf/lib/counters.h`).
-struct Maps<'a> {
+/// The maps both programs share (`bpf/lib/maps.h`, `bpf/lib/counters.h`). Public only because the
+/// sealed trait behind [`DataPath`] names it; its fields are private.
+#[doc(hidden)]
+pub struct Maps<'a> {
     counters: &'a MapMut<'static>,
     config: &'a MapMut<'static>,
     salts: &'a MapMut<'static>,
@@ -410,14 +412,85 @@ fn set_sizes(
         .map_err(bpf("size sw_ports"))
 }
 
+mod sealed {
+    /// The maps every object has; implemented only by [`super::Edge`] and [`super::Backend`].
+    pub trait HasMaps {
+        fn maps(&self) -> super::Maps<'_>;
+    }
+}
+
+/// What the edge and the backend objects share: loading with a configuration, and the maps every
+/// data path has (configuration, services, salts, counters). Bring it into scope to call them.
+pub trait DataPath: sealed::HasMaps + Sized {
+    /// Open and load the object (verifying its program).
+    fn load(opts: &LoadOptions) -> Result<Self>;
+
+    /// Load and configure in one go: configuration and services from `cfg`, salts `keys`.
+    fn load_with(cfg: &EngineConfig, keys: &EpochKeys) -> Result<Self> {
+        let d = Self::load(&LoadOptions::for_config(cfg))?;
+        d.configure(cfg)?;
+        d.set_keys(keys)?;
+        Ok(d)
+    }
+
+    /// Write the configuration and the services of `cfg` (its `flow_cache` was fixed at load).
+    fn configure(&self, cfg: &EngineConfig) -> Result<()> {
+        self.maps().set_config(cfg)?;
+        self.maps().set_services(&cfg.services)
+    }
+
+    /// Write the configuration only.
+    fn set_config(&self, cfg: &EngineConfig) -> Result<()> {
+        self.maps().set_config(cfg)
+    }
+
+    /// Replace the protected services.
+    fn set_services(&self, set: &ServiceSet) -> Result<()> {
+        self.maps().set_services(set)
+    }
+
+    /// Install the salts of an epoch (a rotation; readers never see a half-written key).
+    fn set_keys(&self, keys: &EpochKeys) -> Result<()> {
+        self.maps().set_keys(keys)
+    }
+
+    /// The counters summed over CPUs.
+    fn counters(&self) -> Result<Counters> {
+        self.maps().counters()
+    }
+}
+
+impl sealed::HasMaps for Edge {
+    fn maps(&self) -> Maps<'_> {
+        self.maps_of()
+    }
+}
+
+impl sealed::HasMaps for Backend {
+    fn maps(&self) -> Maps<'_> {
+        self.maps_of()
+    }
+}
+
+impl DataPath for Edge {
+    fn load(opts: &LoadOptions) -> Result<Self> {
+        Edge::load_object(opts)
+    }
+}
+
+impl DataPath for Backend {
+    fn load(opts: &LoadOptions) -> Result<Self> {
+        Backend::load_object(opts)
+    }
+}
+
 /// The edge: the XDP program and its maps.
 pub struct Edge {
     skel: EdgeSkel<'static>,
 }
 
 impl Edge {
-    /// Open and load the edge object (verifying the program).
-    pub fn load(opts: &LoadOptions) -> Result<Self> {
+    fn load_object(opts: &LoadOptions) -> Result<Self> {
         let mut open = EdgeSkelBuilder::default()
             .open(leak_object())
             .map_err(bpf("open edge.bpf.o"))?;
@@ -430,15 +503,7 @@ impl Edge {
         Ok(Edge { skel })
     }
 
-    /// Load and configure in one go: configuration and services from `cfg`, salts `keys`.
-    pub fn load_with(cfg: &EngineConfig, keys: &EpochKeys) -> Result<Self> {
-        let e = Self::load(&LoadOptions::for_config(cfg))?;
-        e.configure(cfg)?;
-        e.set_keys(keys)?;
-        Ok(e)
-    }
-
-    fn maps(&self) -> Maps<'_> {
+    fn maps_of(&self) -> Maps<'_> {
         let m = &self.skel.maps;
         Maps {
             counters: &m.sw_counters,
@@ -448,32 +513,6 @@ impl Edge {
             services: &m.sw_services,
             ports: &m.sw_ports,
         }
-    }
-
-    /// Write the configuration and the services of `cfg` (its `flow_cache` was fixed at load).
-    pub fn configure(&self, cfg: &EngineConfig) -> Result<()> {
-        self.maps().set_config(cfg)?;
-        self.maps().set_services(&cfg.services)
-    }
-
-    /// Write the configuration only.
-    pub fn set_config(&self, cfg: &EngineConfig) -> Result<()> {
-        self.maps().set_config(cfg)
-    }
-
-    /// Replace the protected services.
-    pub fn set_services(&self, set: &ServiceSet) -> Result<()> {
-        self.maps().set_services(set)
-    }
-
-    /// Install the salts of an epoch (a rotation; readers never see a half-written key).
-    pub fn set_keys(&self, keys: &EpochKeys) -> Result<()> {
-        self.maps().set_keys(keys)
-    }
-
-    /// The counters summed over CPUs.
-    pub fn counters(&self) -> Result<Counters> {
-        self.maps().counters()
     }
 
     /// Forget every flow of the strict-mode cache.
@@ -532,8 +571,8 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Open and load the backend object (verifying the program, resolving the kfunc).
-    pub fn load(opts: &LoadOptions) -> Result<Self> {
+    /// Resolves the kfunc: fails on a kernel without `bpf_sk_assign_tcp_reqsk`.
+    fn load_object(opts: &LoadOptions) -> Result<Self> {
         let mut open = BackendSkelBuilder::default()
             .open(leak_object())
             .map_err(bpf("open backend.bpf.o"))?;
@@ -547,15 +586,7 @@ impl Backend {
         Ok(Backend { skel })
     }
 
-    /// Load and configure in one go.
-    pub fn load_with(cfg: &EngineConfig, keys: &EpochKeys) -> Result<Self> {
-        let b = Self::load(&LoadOptions::for_config(cfg))?;
-        b.configure(cfg)?;
-        b.set_keys(keys)?;
-        Ok(b)
-    }
-
-    fn maps(&self) -> Maps<'_> {
+    fn maps_of(&self) -> Maps<'_> {
         let m = &self.skel.maps;
         Maps {
             counters: &m.sw_counters,
@@ -565,32 +596,6 @@ impl Backend {
             services: &m.sw_services,
             ports: &m.sw_ports,
         }
-    }
-
-    /// Write the configuration and the services of `cfg`.
-    pub fn configure(&self, cfg: &EngineConfig) -> Result<()> {
-        self.maps().set_config(cfg)?;
-        self.maps().set_services(&cfg.services)
-    }
-
-    /// Write the configuration only.
-    pub fn set_config(&self, cfg: &EngineConfig) -> Result<()> {
-        self.maps().set_config(cfg)
-    }
-
-    /// Replace the protected services.
-    pub fn set_services(&self, set: &ServiceSet) -> Result<()> {
-        self.maps().set_services(set)
-    }
-
-    /// Install the salts of an epoch.
-    pub fn set_keys(&self, keys: &EpochKeys) -> Result<()> {
-        self.maps().set_keys(keys)
-    }
-
-    /// The counters summed over CPUs.
-    pub fn counters(&self) -> Result<Counters> {
-        self.maps().counters()
     }
 
     /// Run the program once on `frame` (in the caller's network namespace: socket lookups see

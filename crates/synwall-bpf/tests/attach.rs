@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use synwall_bpf::{Edge, XdpMode};
+use synwall_bpf::{DataPath, Edge, XdpMode};
 use synwall_engine::{synack::MAX_SYNACK_LEN, Engine, Verdict};
 
 fn ip(args: &[&str]) -> Result<String, String> {

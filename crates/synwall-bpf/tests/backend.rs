@@ -15,7 +15,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use synwall_bpf::{tc_action, Backend, LoadOptions};
+use synwall_bpf::{tc_action, Backend, DataPath, LoadOptions};
 use synwall_cookie::SynOptions;
 use synwall_engine::{
     engine::kfunc_counter, BackendVerdict, Counter, Engine, ReqAttrs, SocketState,

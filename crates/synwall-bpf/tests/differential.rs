@@ -10,7 +10,7 @@ mod common;
 
 use common::*;
 use std::time::Instant;
-use synwall_bpf::{tc_action, xdp_action, Backend, Edge, LoadOptions};
+use synwall_bpf::{tc_action, xdp_action, Backend, DataPath, Edge, LoadOptions};
 use synwall_cookie::synwall_v1::EpochKeys;
 use synwall_cookie::MssTable;
 use synwall_engine::{

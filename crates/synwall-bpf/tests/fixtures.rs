@@ -14,7 +14,7 @@ use etherparse::{
     VlanHeader, VlanId,
 };
 use std::net::IpAddr;
-use synwall_bpf::{xdp_action, Edge, LoadOptions};
+use synwall_bpf::{xdp_action, DataPath, Edge, LoadOptions};
 use synwall_cookie::synwall_v1 as v1;
 use synwall_cookie::{Syn, SynOptions};
 use synwall_engine::{synack::MAX_SYNACK_LEN, Counter, Engine, EngineConfig, Verdict};

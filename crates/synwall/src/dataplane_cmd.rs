@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use synwall_bpf::{Backend, Edge, XdpMode};
+use synwall_bpf::{Backend, DataPath, Edge, XdpMode};
 use synwall_cookie::synwall_v1::{epoch_of, EpochKeys, MasterSecret};
 use synwall_engine::{Counters, EngineConfig, ServiceSet};
 
@@ -115,32 +115,8 @@ fn kfunc_hint(e: synwall_bpf::Error) -> anyhow::Error {
     )
 }
 
-/// A loaded role whose salts can be rotated and counters read.
-trait Rotating {
-    fn set_keys(&self, keys: &EpochKeys) -> Result<()>;
-    fn counters(&self) -> Result<Counters>;
-}
-
-impl Rotating for Edge {
-    fn set_keys(&self, keys: &EpochKeys) -> Result<()> {
-        Ok(Edge::set_keys(self, keys)?)
-    }
-    fn counters(&self) -> Result<Counters> {
-        Ok(Edge::counters(self)?)
-    }
-}
-
-impl Rotating for Backend {
-    fn set_keys(&self, keys: &EpochKeys) -> Result<()> {
-        Ok(Backend::set_keys(self, keys)?)
-    }
-    fn counters(&self) -> Result<Counters> {
-        Ok(Backend::counters(self)?)
-    }
-}
-
 /// Wait for SIGINT/SIGTERM, rotating salts at every epoch boundary; then print the counters.
-fn serve(p: &Prepared, roles: &[(&str, &dyn Rotating)]) -> Result<ExitCode> {
+fn serve(p: &Prepared, edge: Option<&Edge>, backend: Option<&Backend>) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("install signal handler")?;
@@ -151,14 +127,20 @@ fn serve(p: &Prepared, roles: &[(&str, &dyn Rotating)]) -> Result<ExitCode> {
         let now = epoch_of(now_unix().0, p.period);
         if now != epoch {
             let keys = EpochKeys::derive(&p.master, now);
-            for (_, r) in roles {
-                r.set_keys(&keys)?;
+            if let Some(e) = edge {
+                e.set_keys(&keys)?;
+            }
+            if let Some(b) = backend {
+                b.set_keys(&keys)?;
             }
             epoch = now;
         }
     }
-    for (name, r) in roles {
-        print_counters(name, &r.counters()?);
+    if let Some(e) = edge {
+        print_counters("edge", &e.counters()?);
+    }
+    if let Some(b) = backend {
+        print_counters("backend", &b.counters()?);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -194,7 +176,7 @@ pub fn edge(a: EdgeArgs) -> Result<ExitCode> {
         .attach_xdp(p.ifindex, a.xdp_mode.into())
         .with_context(|| format!("cannot attach XDP ({:?} mode) to {}", a.xdp_mode, p.iface))?;
     ready("edge", &p, if a.strict { " strict" } else { "" });
-    serve(&p, &[("edge", &edge)])
+    serve(&p, Some(&edge), None)
 }
 
 pub fn backend(a: BackendArgs) -> Result<ExitCode> {
@@ -205,7 +187,7 @@ pub fn backend(a: BackendArgs) -> Result<ExitCode> {
         .attach_tcx(p.ifindex)
         .with_context(|| format!("cannot attach tcx ingress to {}", p.iface))?;
     ready("backend", &p, "");
-    serve(&p, &[("backend", &backend)])
+    serve(&p, None, Some(&backend))
 }
 
 pub fn single(a: SingleArgs) -> Result<ExitCode> {
@@ -229,7 +211,7 @@ pub fn single(a: SingleArgs) -> Result<ExitCode> {
         }
     };
     ready("single", &p, "");
-    let r = serve(&p, &[("edge", &edge), ("backend", &backend)]);
+    let r = serve(&p, Some(&edge), Some(&backend));
     drop(xdp_link);
     drop(tc_link);
     r
