@@ -460,17 +460,26 @@ pub trait DataPath: sealed::HasMaps + Sized {
     }
 }
 
-impl sealed::HasMaps for Edge {
-    fn maps(&self) -> Maps<'_> {
-        self.maps_of()
-    }
+/// The shared maps of a skeleton (both objects name them alike, with different skeleton types).
+macro_rules! has_maps {
+    ($t:ty) => {
+        impl sealed::HasMaps for $t {
+            fn maps(&self) -> Maps<'_> {
+                let m = &self.skel.maps;
+                Maps {
+                    counters: &m.sw_counters,
+                    config: &m.sw_config_map,
+                    salts: &m.sw_salts,
+                    salt_active: &m.sw_salt_active,
+                    services: &m.sw_services,
+                    ports: &m.sw_ports,
+                }
+            }
+        }
+    };
 }
-
-impl sealed::HasMaps for Backend {
-    fn maps(&self) -> Maps<'_> {
-        self.maps_of()
-    }
-}
+has_maps!(Edge);
+has_maps!(Backend);
 
 impl DataPath for Edge {
     fn load(opts: &LoadOptions) -> Result<Self> {
@@ -501,18 +510,6 @@ impl Edge {
             .map_err(bpf("size sw_flows"))?;
         let skel = open.load().map_err(bpf("load edge.bpf.o"))?;
         Ok(Edge { skel })
-    }
-
-    fn maps_of(&self) -> Maps<'_> {
-        let m = &self.skel.maps;
-        Maps {
-            counters: &m.sw_counters,
-            config: &m.sw_config_map,
-            salts: &m.sw_salts,
-            salt_active: &m.sw_salt_active,
-            services: &m.sw_services,
-            ports: &m.sw_ports,
-        }
     }
 
     /// Forget every flow of the strict-mode cache.
@@ -584,18 +581,6 @@ impl Backend {
             .set_attach_type(libbpf_rs::ProgramAttachType::TcxIngress);
         let skel = open.load().map_err(bpf("load backend.bpf.o"))?;
         Ok(Backend { skel })
-    }
-
-    fn maps_of(&self) -> Maps<'_> {
-        let m = &self.skel.maps;
-        Maps {
-            counters: &m.sw_counters,
-            config: &m.sw_config_map,
-            salts: &m.sw_salts,
-            salt_active: &m.sw_salt_active,
-            services: &m.sw_services,
-            ports: &m.sw_ports,
-        }
     }
 
     /// Run the program once on `frame` (in the caller's network namespace: socket lookups see

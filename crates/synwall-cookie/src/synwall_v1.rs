@@ -321,10 +321,27 @@ pub fn tsval_of(clock_ms: u64, bits: OptionBits, mac: u64) -> u32 {
 #[inline]
 pub fn generate(cfg: &Config, key: &SipKey, syn: &Syn, clock_ms: u64) -> Issued {
     let bits = encode_options(cfg, &syn.flow.addrs, &syn.options);
-    let m = mac(key, &syn.flow, syn.isn, bits);
+    issue(key, &syn.flow, syn.isn, bits, clock_ms)
+}
+
+/// [`generate`] for option bits already encoded (the engine needs them for the SYN+ACK too).
+#[inline]
+pub fn issue(
+    key: &SipKey,
+    flow: &Flow,
+    client_isn: u32,
+    bits: OptionBits,
+    clock_ms: u64,
+) -> Issued {
+    issued_of(bits, mac(key, flow, client_isn, bits), clock_ms)
+}
+
+/// What goes into the SYN+ACK for option bits and their MAC.
+#[inline]
+fn issued_of(bits: OptionBits, mac: u64, clock_ms: u64) -> Issued {
     Issued {
-        isn: cookie_of(bits, m),
-        tsval: bits.timestamps().then(|| tsval_of(clock_ms, bits, m)),
+        isn: cookie_of(bits, mac),
+        tsval: bits.timestamps().then(|| tsval_of(clock_ms, bits, mac)),
         ecn: bits.ecn(),
     }
 }
@@ -387,13 +404,7 @@ pub fn generate_batch(cfg: &Config, key: &SipKey, syns: &[Syn], clock_ms: u64, o
             mac_words(&syns[l].flow, syns[l].isn, bits[l])
         });
         for (l, o) in out.iter_mut().enumerate() {
-            *o = Issued {
-                isn: cookie_of(bits[l], macs[l]),
-                tsval: bits[l]
-                    .timestamps()
-                    .then(|| tsval_of(clock_ms, bits[l], macs[l])),
-                ecn: bits[l].ecn(),
-            };
+            *o = issued_of(bits[l], macs[l], clock_ms);
         }
     }
 }

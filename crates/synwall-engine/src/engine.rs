@@ -233,7 +233,7 @@ impl Engine {
             options: syn_options(&opts, f.flags),
         };
         let bits = v1::encode_options(&self.cfg.cookie, &syn.flow.addrs, &syn.options);
-        let issued = v1::generate(&self.cfg.cookie, &self.keys.current, &syn, clock_ms);
+        let issued = v1::issue(&self.keys.current, &syn.flow, syn.isn, bits, clock_ms);
         let syn_tsval = opts.timestamps.map_or(0, |t| t.0);
         match synack::build(buf, f, bits, &issued, syn_tsval, &self.cfg.server) {
             Some(len) => self.count(Verdict::Tx { len }, Counter::SynAnswered),

@@ -142,14 +142,7 @@ impl Seg {
     }
 }
 
-pub const FIN: u8 = 0x01;
-pub const SYN: u8 = 0x02;
-pub const RST: u8 = 0x04;
-pub const PSH: u8 = 0x08;
-pub const ACK: u8 = 0x10;
-pub const URG: u8 = 0x20;
-pub const ECE: u8 = 0x40;
-pub const CWR: u8 = 0x80;
+pub use synwall_wire::tcp::{ACK, CWR, ECE, FIN, PSH, RST, SYN, URG};
 
 fn tcp_header(s: &Seg) -> TcpHeader {
     let mut t = TcpHeader::new(s.sport, s.dport, s.seq, s.window);
