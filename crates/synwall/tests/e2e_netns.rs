@@ -385,10 +385,11 @@ fn client_profiles(v6: bool) -> Result<()> {
         "backend_reqsk_created: {b}"
     );
     ensure!(b.get("backend_syn_pass") == 0, "backend_syn_pass: {b}");
-    ensure!(
-        b.get("backend_ack_invalid") == 0,
-        "backend_ack_invalid: {b}"
-    );
+    // backend_ack_invalid is not asserted: veth hands forwarded frames to per-CPU backlogs, so a
+    // connection's last ACKs can arrive reordered after its socket closed. Such a late ACK finds
+    // only the listener, fails the cookie (its ack is past cookie+1) and is dropped, as a stock
+    // kernel would RST it. reqsk_created == n and PassiveOpens == n already prove that every
+    // handshake ACK validated.
     // The backend kernel never received a SYN and never answered one, yet saw the traffic and
     // created exactly one passive socket per connection.
     ensure!(
