@@ -8,6 +8,7 @@ mod dataplane_cmd;
 mod demo;
 mod pcap_io;
 mod replay_cmd;
+mod snapshot;
 mod sysctl;
 
 use clap::{Parser, Subcommand};

@@ -1,0 +1,76 @@
+//! One reading of a running node: what `synwall status` shows and `/metrics` exports. The daemon
+#![allow(dead_code)] // used by the daemon, metrics and status (landing next)
+//! (and `synwall status`, from the pinned maps) fills it; the renderers in `metrics.rs` and
+//! `status_view.rs` only read it.
+
+use serde::Serialize;
+use synwall_engine::Counters;
+
+/// The program a counter set belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The XDP SYN answerer (`bpf/edge.bpf.c`).
+    Edge,
+    /// The tc validator that calls the kfunc (`bpf/backend.bpf.c`).
+    Backend,
+}
+
+impl Role {
+    /// `edge` or `backend`, as in labels and pin names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Edge => "edge",
+            Role::Backend => "backend",
+        }
+    }
+}
+
+/// Auto mode as the edge program sees it (absent when auto mode is off in the config).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct AutoState {
+    /// Cookies are being issued (the SYN rate went above `syn_rate_on` and has not yet stayed
+    /// below `syn_rate_off` for `hold_seconds`).
+    pub cookies_on: bool,
+    /// The SYN rate the program measured last, per second.
+    pub syn_rate: u64,
+    /// Thresholds from the config.
+    pub syn_rate_on: u64,
+    pub syn_rate_off: u64,
+}
+
+/// One loaded program: its role, the interfaces it is attached to and its summed counters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProgramSnapshot {
+    pub role: Role,
+    pub interfaces: Vec<String>,
+    /// Summed over CPUs.
+    #[serde(serialize_with = "counters_as_map")]
+    pub counters: Counters,
+    /// Only for edge programs with auto mode configured.
+    pub auto: Option<AutoState>,
+}
+
+/// Everything one reading holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Snapshot {
+    /// Node name from the config (the pin directory's name).
+    pub node: String,
+    /// When it was taken, milliseconds since the Unix epoch.
+    pub taken_ms: u64,
+    /// Current salt epoch and its length.
+    pub epoch: u64,
+    pub epoch_seconds: u64,
+    /// Strict mode on the edge programs.
+    pub strict: bool,
+    pub programs: Vec<ProgramSnapshot>,
+}
+
+fn counters_as_map<S: serde::Serializer>(c: &Counters, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(synwall_engine::Counter::COUNT))?;
+    for (k, v) in c.iter() {
+        m.serialize_entry(k.name(), &v)?;
+    }
+    m.end()
+}
