@@ -102,7 +102,7 @@ fn prepare(iface: &str, dp: &DataPathArgs, strict: bool) -> Result<Prepared> {
     })
 }
 
-fn check_sysctls(cfg: &EngineConfig, set: bool) -> Result<()> {
+pub(crate) fn check_sysctls(cfg: &EngineConfig, set: bool) -> Result<()> {
     for change in sysctl::ensure(&sysctl::requirements(&cfg.cookie), set)? {
         eprintln!("synwall: set {change}");
     }

@@ -74,3 +74,57 @@ fn counters_as_map<S: serde::Serializer>(c: &Counters, s: S) -> Result<S::Ok, S:
     }
     m.end()
 }
+
+/// Read a node's pinned maps (what `synwall status` and `/metrics` show): no program is loaded,
+/// nothing is written.
+pub fn from_pins(
+    pins: &synwall_bpf::pin::NodePins,
+    node: &str,
+    epoch_seconds: u64,
+) -> anyhow::Result<Snapshot> {
+    use anyhow::Context;
+    use synwall_bpf::pin::{Hook, PinnedMaps};
+    let links = pins.links();
+    let mut programs = Vec::new();
+    let mut epoch = 0;
+    let mut strict = false;
+    for (role, dir, hook) in [
+        (Role::Edge, pins.edge(), Hook::Xdp),
+        (Role::Backend, pins.backend(), Hook::Tcx),
+    ] {
+        if !dir.join("sw_counters").exists() {
+            continue;
+        }
+        let maps = PinnedMaps::open(&dir)
+            .with_context(|| format!("open the maps pinned in {}", dir.display()))?;
+        let counters = maps.counters()?;
+        epoch = epoch.max(maps.live_keys()?.epoch);
+        if role == Role::Edge {
+            strict = maps.config()?.strict != 0;
+        }
+        programs.push(ProgramSnapshot {
+            role,
+            interfaces: links
+                .iter()
+                .filter(|(h, _, _)| *h == hook)
+                .map(|(_, i, _)| i.clone())
+                .collect(),
+            counters,
+            auto: None,
+        });
+    }
+    if programs.is_empty() {
+        anyhow::bail!(
+            "nothing of node {node:?} is pinned in {} (is `synwall run` running?)",
+            pins.dir.display()
+        );
+    }
+    Ok(Snapshot {
+        node: node.to_string(),
+        taken_ms: crate::args::now_unix().1,
+        epoch,
+        epoch_seconds,
+        strict,
+        programs,
+    })
+}
