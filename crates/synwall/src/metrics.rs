@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -174,9 +175,13 @@ pub fn render(s: &Snapshot) -> String {
 /// Where the server gets its numbers from: called once per scrape.
 pub type Source = Arc<dyn Fn() -> anyhow::Result<Snapshot> + Send + Sync>;
 
-/// The `/metrics` HTTP server. It runs on its own thread until dropped.
+/// The `/metrics` HTTP server. It runs on its own thread until dropped; when `drop` returns the
+/// port is closed (a new server can bind it at once, e.g. after a reload).
 pub struct MetricsServer {
     server: Arc<tiny_http::Server>,
+    // A second handle on tiny_http's listening socket, to close it synchronously on drop: tiny_http
+    // closes its own only later, from its accept thread.
+    listener: std::net::TcpListener,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     addr: SocketAddr,
@@ -192,6 +197,12 @@ impl MetricsServer {
 impl Drop for MetricsServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        // shutdown() on a listening socket stops it listening (Linux): new connections are
+        // refused from here on and tiny_http's blocked accept() returns an error, ending its thread.
+        let _ = nix::sys::socket::shutdown(
+            self.listener.as_raw_fd(),
+            nix::sys::socket::Shutdown::Both,
+        );
         self.server.unblock();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -201,12 +212,16 @@ impl Drop for MetricsServer {
 
 /// Bind `addr` and answer `GET /metrics` from `source` on a background thread.
 pub fn serve(addr: SocketAddr, source: Source) -> anyhow::Result<MetricsServer> {
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| anyhow!("metrics: cannot listen on {addr}: {e}"))?;
-    let bound = server
-        .server_addr()
-        .to_ip()
-        .with_context(|| format!("metrics: {addr} is not an IP listener"))?;
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("metrics: cannot listen on {addr}"))?;
+    let bound = listener
+        .local_addr()
+        .with_context(|| format!("metrics: address of the listener on {addr}"))?;
+    let handle = listener
+        .try_clone()
+        .with_context(|| format!("metrics: listener on {addr}"))?;
+    let server = tiny_http::Server::from_listener(listener, None)
+        .map_err(|e| anyhow!("metrics: cannot serve on {addr}: {e}"))?;
     let server = Arc::new(server);
     let stop = Arc::new(AtomicBool::new(false));
     let thread = {
@@ -217,9 +232,10 @@ pub fn serve(addr: SocketAddr, source: Source) -> anyhow::Result<MetricsServer> 
             .spawn(move || serve_loop(&server, &stop, &*source))
             .context("metrics: spawning the server thread")?
     };
-    tracing::info!(addr = %bound, "metrics: serving /metrics");
+    tracing::debug!(addr = %bound, "metrics: serving /metrics");
     Ok(MetricsServer {
         server,
+        listener: handle,
         stop,
         thread: Some(thread),
         addr: bound,
@@ -240,12 +256,12 @@ fn serve_loop(
                 }
             }
             Err(e) => {
-                if stop.load(Ordering::SeqCst) {
-                    return;
+                if !stop.load(Ordering::SeqCst) {
+                    // tiny_http reports an accept() failure once and stops accepting: say so
+                    // rather than serve nothing silently.
+                    tracing::error!("metrics: the listener failed, /metrics is down: {e}");
                 }
-                // An accept error (e.g. out of file descriptors): keep serving, but do not spin.
-                tracing::warn!("metrics: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(100));
+                return;
             }
         }
     }

@@ -1,5 +1,4 @@
 //! One reading of a running node: what `synwall status` shows and `/metrics` exports. The daemon
-#![allow(dead_code)] // used by the daemon, metrics and status (landing next)
 //! (and `synwall status`, from the pinned maps) fills it; the renderers in `metrics.rs` and
 //! `status_view.rs` only read it.
 

@@ -21,7 +21,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
-use synwall_lab::tcp::EchoServer;
+use synwall_lab::tcp::{transform, EchoServer};
 use synwall_lab::topo::pass_all_args;
 use synwall_lab::{require_privileges, unique_prefix, veth, Daemon, Netns};
 
@@ -491,17 +491,22 @@ fn unit_capabilities_are_enough_and_each_is_needed() -> Result<()> {
         .node
         .enter(|| TcpListener::bind("10.77.0.1:80"))?
         .context("bind 10.77.0.1:80")?;
-    let _server = EchoServer::start(listener)?;
-    let echoed = lab.peer.enter(|| -> Result<Vec<u8>> {
+    let server = EchoServer::start(listener)?;
+    let answer = lab.peer.enter(|| -> Result<Vec<u8>> {
         let addr: SocketAddr = "10.77.0.1:80".parse()?;
         let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         c.set_read_timeout(Some(Duration::from_secs(5)))?;
         c.write_all(b"through synwall")?;
-        let mut buf = [0u8; 15];
-        c.read_exact(&mut buf)?;
-        Ok(buf.to_vec())
+        c.shutdown(std::net::Shutdown::Write)?;
+        let mut buf = Vec::new();
+        c.read_to_end(&mut buf)?;
+        Ok(buf)
     })??;
-    ensure!(echoed == b"through synwall");
+    ensure!(
+        answer == transform(b"through synwall"),
+        "wrong answer {answer:?}"
+    );
+    server.next(Duration::from_secs(5))?;
 
     let m = scrape(&lab.node)?;
     ensure!(
