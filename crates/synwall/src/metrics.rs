@@ -199,10 +199,8 @@ impl Drop for MetricsServer {
         self.stop.store(true, Ordering::SeqCst);
         // shutdown() on a listening socket stops it listening (Linux): new connections are
         // refused from here on and tiny_http's blocked accept() returns an error, ending its thread.
-        let _ = nix::sys::socket::shutdown(
-            self.listener.as_raw_fd(),
-            nix::sys::socket::Shutdown::Both,
-        );
+        let _ =
+            nix::sys::socket::shutdown(self.listener.as_raw_fd(), nix::sys::socket::Shutdown::Both);
         self.server.unblock();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -474,12 +472,15 @@ mod tests {
         assert_eq!(code, 500);
         assert!(body.contains("pinned maps are gone"), "{body}");
 
-        // Dropping stops the server: the port no longer accepts.
+        // Dropping stops the server: the port no longer accepts, and can be bound again at
+        // once (a reload that keeps the address).
         drop(srv);
         assert!(
             TcpStream::connect(addr).is_err(),
             "still listening after drop"
         );
+        let again = serve(addr, Arc::new(|| Ok(snapshot()))).expect("rebind after drop");
+        assert_eq!(get(again.local_addr(), "/metrics").0, 200);
     }
 
     #[test]
