@@ -24,6 +24,11 @@ want nsenter util-linux
 want ethtool ethtool
 # The end-to-end tests' policy routing (fwmark on SYNs) and SYN counters in a namespace.
 want nft nftables
+# The man-page and unit-file checks (groff renders the pages, systemd-analyze verifies the unit),
+# setpriv (util-linux) runs the daemon with exactly the unit's capabilities.
+want groff groff-base
+want systemd-analyze systemd
+want setpriv util-linux
 
 if ((${#need_pkgs[@]})); then
   echo "setup: installing ${need_pkgs[*]}"

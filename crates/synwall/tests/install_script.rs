@@ -44,7 +44,9 @@ fn install_stages_everything_and_keeps_what_exists() {
         assert!(dest.join(f).is_file(), "{f} not installed");
     }
     let unit = std::fs::read_to_string(dest.join("etc/systemd/system/synwall.service")).unwrap();
-    assert!(unit.contains("ExecStart=/usr/local/bin/synwall run --config /etc/synwall/synwall.toml"));
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/synwall run --config /etc/synwall/synwall.toml")
+    );
     let secret = dest.join("etc/synwall/secret");
     let s = std::fs::read_to_string(&secret).unwrap();
     assert!(
