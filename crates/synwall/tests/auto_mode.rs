@@ -7,6 +7,9 @@
 //! 2. A ~1500/s spoofed flood for 2 s: cookies switch on; a real client connecting during the
 //!    flood gets a cookie SYN+ACK and its socket comes from the backend's kfunc.
 //! 3. After the flood and the hold: a real client's SYN passes to the kernel again.
+//! 4. A listener whose SYN queue is full (backlog 1, two spoofed half-open requests): the kernel
+//!    answers a real client with its own syncookie, and the backend program passes that ACK to
+//!    the kernel (`backend_ack_pass_auto`) instead of dropping it as a bad synwall cookie.
 //!
 //! The counters and the auto state are read while the daemon runs, straight from the maps of the
 //! programs attached to the host's interface (found by interface, so other tests' programs are
@@ -27,6 +30,8 @@ use synwall_lab::tcp::{self, EchoServer};
 use synwall_lab::{require_privileges, topo, unique_prefix, veth, Daemon, Netns};
 
 const PORT: u16 = 8080;
+/// The port of the listener with a one-slot queue (phase 4).
+const SMALL_PORT: u16 = 8081;
 const HOST_V4: Ipv4Addr = Ipv4Addr::new(10, 66, 2, 2);
 
 fn exe() -> &'static Path {
@@ -172,7 +177,7 @@ fn snmp(ns: &Netns, key: &str) -> Result<u64> {
 /// One real client connection: connect, exchange `len` bytes, check the echo; the server must
 /// report the same peer. Returns how long the connect took.
 fn client(ns: &Netns, server: &EchoServer, seed: u32) -> Result<Duration> {
-    let to = SocketAddr::new(HOST_V4.into(), PORT);
+    let to = server.addr();
     let (local, took) = ns.enter(move || -> Result<(SocketAddr, Duration)> {
         let t = Instant::now();
         let mut s = tcp::connect(to, None, Duration::from_secs(5))?;
@@ -203,11 +208,31 @@ impl Timeline {
     }
 }
 
+/// A spoofed SYN from 10.66.2.(100 + n % 100), inside the lab prefix.
+fn spoofed_syn(macs: ([u8; 6], [u8; 6]), n: u64, port: u16) -> Vec<u8> {
+    Segment {
+        dst_mac: macs.0,
+        src_mac: macs.1,
+        src: IpAddr::V4(Ipv4Addr::new(10, 66, 2, 100 + (n % 100) as u8)),
+        dst: HOST_V4.into(),
+        sport: 10_000 + (n % 50_000) as u16,
+        dport: port,
+        seq: 0x5eed_0000 ^ n as u32,
+        ack: 0,
+        flags: SYN,
+        window: 64240,
+        options: packet::opt_mss(1460),
+        payload: Vec::new(),
+    }
+    .frame()
+}
+
 fn state(p: &Probe) -> Result<String> {
     let (e, b, a) = (p.edge()?, p.backend()?, p.auto()?);
     Ok(format!(
         "cookies {} rate={}/s switches={}/{} | auto_syn_pass={} syn_answered={} \
-         backend_syn_pass={} backend_reqsk_created={} backend_ack_invalid={}",
+         backend_syn_pass={} backend_reqsk_created={} backend_ack_invalid={} \
+         backend_ack_pass_auto={}",
         if a.cookies_on { "on" } else { "off" },
         a.rate,
         a.switches_on,
@@ -217,6 +242,7 @@ fn state(p: &Probe) -> Result<String> {
         b.get(Counter::BackendSynPass),
         b.get(Counter::BackendReqskCreated),
         b.get(Counter::BackendAckInvalid),
+        b.get(Counter::BackendAckPassAuto),
     ))
 }
 
@@ -240,7 +266,7 @@ fn auto_mode_switches_cookies_with_the_syn_rate() -> Result<()> {
     let pass: Vec<String> = topo::pass_all_args("c0", &key);
     let pass: Vec<&str> = pass.iter().map(String::as_str).collect();
     let _pass = Daemon::start(&client_ns, exe(), &pass, Duration::from_secs(20))?;
-    let service = format!("{HOST_V4}/32:{PORT}");
+    let service = format!("{HOST_V4}/32:{PORT},{SMALL_PORT}");
     let single = Daemon::start(
         &host,
         exe(),
@@ -275,6 +301,13 @@ fn auto_mode_switches_cookies_with_the_syn_rate() -> Result<()> {
     let r = unsafe { libc::listen(listener.as_raw_fd(), 4096) };
     ensure!(r == 0, "listen: {}", std::io::Error::last_os_error());
     let server = EchoServer::start(listener)?;
+    let small = host
+        .enter(|| TcpListener::bind(SocketAddr::new(HOST_V4.into(), SMALL_PORT)))?
+        .context("bind")?;
+    // SAFETY: as above; a queue of one request.
+    let r = unsafe { libc::listen(small.as_raw_fd(), 1) };
+    ensure!(r == 0, "listen: {}", std::io::Error::last_os_error());
+    let small_server = EchoServer::start(small)?;
     let probe = Probe::find(&host, "s0")?;
     let mut tl = Timeline {
         start: Instant::now(),
@@ -313,22 +346,7 @@ fn auto_mode_switches_cookies_with_the_syn_rate() -> Result<()> {
         // 15 SYNs every 10 ms, paced against the clock (no catch-up bursts).
         while start.elapsed() < flood_for {
             for _ in 0..15 {
-                let src = IpAddr::V4(Ipv4Addr::new(10, 66, 2, 100 + (sent % 100) as u8));
-                let f = Segment {
-                    dst_mac: macs.0,
-                    src_mac: macs.1,
-                    src,
-                    dst: HOST_V4.into(),
-                    sport: 10_000 + (sent % 50_000) as u16,
-                    dport: PORT,
-                    seq: 0x5eed_0000 ^ sent as u32,
-                    ack: 0,
-                    flags: SYN,
-                    window: 64240,
-                    options: packet::opt_mss(1460),
-                    payload: Vec::new(),
-                }
-                .frame();
+                let f = spoofed_syn(macs, sent, PORT);
                 sender.send(&f)?;
                 sent += 1;
             }
@@ -395,12 +413,42 @@ fn auto_mode_switches_cookies_with_the_syn_rate() -> Result<()> {
     let cookies3 = snmp(&host, "TcpExt:SyncookiesSent")?;
     ensure!(cookies3 == 0, "the kernel sent {cookies3} syncookies");
 
+    // 4. Two spoofed half-open requests fill the small listener's SYN queue (their SYN+ACKs go
+    // nowhere); the kernel answers the next SYN with its own syncookie.
+    let spoofer = client_ns.enter(|| RawSender::open("c0"))??;
+    for n in 0..3 {
+        spoofer.send(&spoofed_syn(macs, 50 + n, SMALL_PORT))?;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let recv_before = snmp(&host, "TcpExt:SyncookiesRecv")?;
+    let took = client(&client_ns, &small_server, 300)?;
+    let (e4, b4) = (probe.edge()?, probe.backend()?);
+    let (sent4, recv4) = (
+        snmp(&host, "TcpExt:SyncookiesSent")?,
+        snmp(&host, "TcpExt:SyncookiesRecv")? - recv_before,
+    );
+    tl.note(format!(
+        "phase 4 client (full SYN queue) connected in {took:.1?}: kernel syncookies sent \
+         {sent4}, validated {recv4}: {}",
+        state(&probe)?
+    ));
+    ensure!(recv4 >= 1, "the kernel validated none of its syncookies");
+    ensure!(
+        b4.get(Counter::BackendAckPassAuto) >= 1,
+        "phase 4: the kernel's cookie ACK was not passed: {b4:?}"
+    );
+    ensure!(b4.get(Counter::BackendAckInvalid) == 0, "phase 4: {b4:?}");
+    ensure!(
+        e4.get(Counter::SynAnswered) == e2.get(Counter::SynAnswered),
+        "phase 4: answered by XDP"
+    );
+
     let out = single.stop()?;
     let e = &out["edge"];
     tl.note(format!("daemon stopped: edge {e}"));
     ensure!(
-        e.get("auto_syn_pass") == e3.get(Counter::AutoSynPass),
-        "{e}"
+        e.get("auto_syn_pass") == e4.get(Counter::AutoSynPass),
+        "printed {e}, read {e4:?}"
     );
     eprintln!("timeline:\n{}", tl.lines.join("\n"));
     Ok(())
