@@ -209,9 +209,19 @@ fn paths(listen: &str, client: &str) {
     });
     b.set_config(&auto_cfg).unwrap();
     let mut auto_engine = Engine::new(auto_cfg, keys());
-    let (c, v) = check(&b, &mut auto_engine, &build(&bad), SocketState::ListenerOnly);
+    let (c, v) = check(
+        &b,
+        &mut auto_engine,
+        &build(&bad),
+        SocketState::ListenerOnly,
+    );
     assert_eq!((c, v), (Counter::BackendAckPassAuto, BackendVerdict::Pass));
-    let (c, _) = check(&b, &mut auto_engine, &build(&ack), SocketState::ListenerOnly);
+    let (c, _) = check(
+        &b,
+        &mut auto_engine,
+        &build(&ack),
+        SocketState::ListenerOnly,
+    );
     assert_eq!(c, Counter::BackendKfuncEinval);
     b.set_config(&config()).unwrap();
 

@@ -316,9 +316,7 @@ impl Engine {
         match v1::validate(&self.cfg.cookie, &self.keys, &ack) {
             // Auto mode: the kernel answers SYNs too, and when its SYN queue overflows it sends
             // its own syncookies, whose ACKs find only the listener. It checks them.
-            None if self.cfg.auto.is_some() => {
-                d(BackendVerdict::Pass, Counter::BackendAckPassAuto)
-            }
+            None if self.cfg.auto.is_some() => d(BackendVerdict::Pass, Counter::BackendAckPassAuto),
             None => d(BackendVerdict::Drop, Counter::BackendAckInvalid),
             Some(dec) => {
                 let ts = ack.timestamps.unwrap_or(Timestamps { tsval: 0, tsecr: 0 });
