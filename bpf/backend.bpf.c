@@ -10,6 +10,7 @@
  *              nothing: pass, the kernel answers with RST            (backend_no_listener)
  *              only a listener: validate the cookie
  *                  invalid: drop                                      (backend_ack_invalid)
+ *                           auto mode: pass, the kernel judges it      (backend_ack_pass_auto)
  *                  valid: bpf_sk_assign_tcp_reqsk with the decoded options, pass
  *                         (backend_reqsk_created / backend_kfunc_<errno>)
  */
@@ -121,6 +122,12 @@ SW_INLINE int sw_listener_ack(struct __sk_buff *skb, struct bpf_sock *sk,
 	salts = sw_get_salts();
 	if (!cfg || !salts || !sw_validate(salts, f, &o, &bits)) {
 		bpf_sk_release(sk);
+		if (cfg && cfg->auto_enabled)
+			/*
+			 * Auto mode: the kernel answers SYNs too, and when its SYN queue overflows it
+			 * sends its own syncookies, whose ACKs find only the listener. It checks them.
+			 */
+			return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_ACK_PASS_AUTO);
 		return sw_verdict(SW_TC_ACT_SHOT, SW_BACKEND_ACK_INVALID);
 	}
 	sw_req_attrs(&attrs, cfg, f, &o, bits);

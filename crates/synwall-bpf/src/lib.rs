@@ -60,7 +60,8 @@ use edge_skel::{EdgeSkel, EdgeSkelBuilder};
 /// The map value types of `bpf/lib/maps.h`, as the skeleton generator derived them from BTF.
 pub mod types {
     pub use crate::edge_skel::types::{
-        sw_config, sw_flow_key, sw_port_bitmap, sw_salt_slot, sw_sipkey, sw_svc_key, sw_svc_value,
+        sw_auto_state, sw_config, sw_flow_key, sw_port_bitmap, sw_salt_slot, sw_sipkey, sw_svc_key,
+        sw_svc_value,
     };
 }
 
@@ -72,7 +73,8 @@ const _: () = {
     assert!(size_of::<types::sw_salt_slot>() == size_of::<backend_skel::types::sw_salt_slot>());
     assert!(size_of::<types::sw_svc_key>() == size_of::<backend_skel::types::sw_svc_key>());
     assert!(size_of::<types::sw_svc_value>() == size_of::<backend_skel::types::sw_svc_value>());
-    assert!(size_of::<types::sw_config>() == 3 * 2 + 7 + 3 + 2 * 16);
+    assert!(size_of::<types::sw_config>() == 3 * 2 + 8 + 2 + 2 * 16 + 3 * 4);
+    assert!(size_of::<types::sw_auto_state>() == 6 * 8 + 2 * 4);
     assert!(size_of::<types::sw_salt_slot>() == 8 + 2 * 16);
     assert!(size_of::<types::sw_svc_key>() == 4 + 1 + 16 + 3);
     assert!(size_of::<types::sw_svc_value>() == 4);
@@ -205,9 +207,53 @@ pub fn config_value(cfg: &EngineConfig) -> types::sw_config {
         timestamps: cfg.cookie.timestamps as u8,
         ecn: cfg.cookie.ecn as u8,
         strict: cfg.strict as u8,
-        pad: [0; 3],
+        auto_enabled: cfg.auto.is_some() as u8,
+        pad: [0; 2],
         mss_table_v4: *cfg.cookie.mss_v4.entries(),
         mss_table_v6: *cfg.cookie.mss_v6.entries(),
+        auto_rate_on: cfg.auto.map_or(0, |a| a.rate_on),
+        auto_rate_off: cfg.auto.map_or(0, |a| a.rate_off),
+        auto_hold_ms: cfg.auto.map_or(0, |a| a.hold_ms),
+    }
+}
+
+/// The edge's auto-mode state (`struct sw_auto_state`, `bpf/lib/maps.h`), read for status and
+/// metrics. Mirrors [`synwall_engine::AutoState`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AutoStateValue {
+    /// `bpf_ktime_get_ns()` when the current measurement window opened.
+    pub window_start_ns: u64,
+    /// SYNs counted in the current window.
+    pub window_syns: u64,
+    /// SYNs per second of the last closed window.
+    pub rate: u64,
+    /// When a closed window last had a rate of at least the off threshold.
+    pub last_high_ns: u64,
+    /// Transitions from cookies off to on.
+    pub switches_on: u64,
+    /// Transitions from cookies on to off.
+    pub switches_off: u64,
+    /// SYNs are answered with cookies now.
+    pub cookies_on: bool,
+}
+
+impl AutoStateValue {
+    /// Decode a `sw_auto_state` map value (native byte order), e.g. read from the map of a
+    /// program found by id; `None` if `bytes` is not one.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != std::mem::size_of::<types::sw_auto_state>() {
+            return None;
+        }
+        let u64_at = |i: usize| u64::from_ne_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap());
+        Some(AutoStateValue {
+            window_start_ns: u64_at(0),
+            window_syns: u64_at(1),
+            rate: u64_at(2),
+            last_high_ns: u64_at(3),
+            switches_on: u64_at(4),
+            switches_off: u64_at(5),
+            cookies_on: u32::from_ne_bytes(bytes[48..52].try_into().unwrap()) != 0,
+        })
     }
 }
 
@@ -677,6 +723,19 @@ impl Edge {
             .map_err(bpf("size sw_flows"))?;
         let skel = open.load().map_err(bpf("load edge.bpf.o"))?;
         Ok(Edge { skel })
+    }
+
+    /// The auto-mode state (all zero until auto mode has seen a SYN).
+    pub fn auto_state(&self) -> Result<AutoStateValue> {
+        let v = self
+            .skel
+            .maps
+            .sw_auto_map
+            .lookup(&KEY0, MapFlags::ANY)
+            .map_err(bpf("read sw_auto_map"))?
+            .unwrap_or_default();
+        AutoStateValue::from_bytes(&v)
+            .ok_or_else(|| Error::Config(format!("sw_auto_map value of {} bytes", v.len())))
     }
 
     /// Forget every flow of the strict-mode cache.

@@ -199,6 +199,32 @@ fn paths(listen: &str, client: &str) {
     let (c, _) = check(&b, &mut engine, &build(&none), SocketState::None);
     assert_eq!(c, Counter::BackendNoListener);
 
+    // Auto mode: the kernel answers SYNs too and may have sent its own syncookie, so an ACK that
+    // carries no cookie of ours is passed for the kernel to judge; ours still reach the kfunc.
+    let mut auto_cfg = config();
+    auto_cfg.auto = Some(synwall_engine::AutoConfig {
+        rate_on: 100,
+        rate_off: 10,
+        hold_ms: 1000,
+    });
+    b.set_config(&auto_cfg).unwrap();
+    let mut auto_engine = Engine::new(auto_cfg, keys());
+    let (c, v) = check(
+        &b,
+        &mut auto_engine,
+        &build(&bad),
+        SocketState::ListenerOnly,
+    );
+    assert_eq!((c, v), (Counter::BackendAckPassAuto, BackendVerdict::Pass));
+    let (c, _) = check(
+        &b,
+        &mut auto_engine,
+        &build(&ack),
+        SocketState::ListenerOnly,
+    );
+    assert_eq!(c, Counter::BackendKfuncEinval);
+    b.set_config(&config()).unwrap();
+
     // An established connection: its segments are untouched.
     let stream = TcpStream::connect(server).unwrap();
     let (_accepted, _) = listener.accept().unwrap();
