@@ -275,6 +275,15 @@ impl PinnedMaps {
         self.maps().live_keys()
     }
 
+    /// The edge's auto-mode state (`sw_auto_map`), if this object has one.
+    pub fn auto_state(&self) -> Option<crate::AutoStateValue> {
+        let m = self.extra("sw_auto_map")?;
+        let v = m
+            .lookup(&0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
+            .ok()??;
+        crate::AutoStateValue::from_bytes(&v)
+    }
+
     /// A pinned map other than the common ones (e.g. `sw_auto_map`), by name.
     pub fn extra(&self, name: &str) -> Option<&MapHandle> {
         self.extra.iter().find(|(n, _)| n == name).map(|(_, h)| h)

@@ -376,6 +376,13 @@ impl NodeConfig {
         };
         cfg.strict = self.edge.strict;
         cfg.flow_cache = self.edge.flow_cache;
+        // On an edge, auto mode passes SYNs below the rate; on a backend it passes ACKs that carry
+        // the kernel's own cookies (made while the SYNs went to the kernel) to the kernel.
+        cfg.auto = self.auto.enabled.then(|| synwall_engine::AutoConfig {
+            rate_on: self.auto.syn_rate_on as u32,
+            rate_off: self.auto.syn_rate_off as u32,
+            hold_ms: (self.auto.hold_seconds * 1000) as u32,
+        });
         cfg
     }
 

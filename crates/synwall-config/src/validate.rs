@@ -155,13 +155,20 @@ pub(crate) fn check(c: &NodeConfig) -> Vec<Finding> {
                 .into(),
         });
     }
-    if c.auto.enabled && c.edge.interfaces.is_empty() {
-        out.push(Finding {
-            key: "auto.enabled".into(),
-            at: vec!["auto.enabled".into(), "edge.interfaces".into()],
-            message: "auto mode switches the XDP answerer: it needs at least one edge.interfaces"
-                .into(),
-        });
+    // The data path holds rates and the hold time as 32-bit values (SYNs/s, milliseconds).
+    for (key, v) in [
+        ("auto.syn_rate_on", c.auto.syn_rate_on),
+        ("auto.syn_rate_off", c.auto.syn_rate_off),
+    ] {
+        if v > u64::from(u32::MAX) {
+            out.push(finding(key, &format!("must be at most {} SYN/s", u32::MAX)));
+        }
+    }
+    if c.auto.hold_seconds > u64::from(u32::MAX / 1000) {
+        out.push(finding(
+            "auto.hold_seconds",
+            &format!("must be at most {} seconds", u32::MAX / 1000),
+        ));
     }
 
     // [cookie]

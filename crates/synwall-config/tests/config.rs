@@ -199,8 +199,8 @@ const BAD: &[(&str, &str, Option<&str>, &str)] = &[
      "auto.hold_seconds", Some("hold_seconds"), "at least 1"),
     ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\nstrict = true\n[auto]\nenabled = true\n",
      "edge.strict", Some("strict"), "cannot be combined with auto.enabled"),
-    ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[backend]\ninterfaces = [\"eth0\"]\n[auto]\nenabled = true\n",
-     "auto.enabled", Some("enabled"), "needs at least one edge.interfaces"),
+    ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[backend]\ninterfaces = [\"eth0\"]\n[auto]\nhold_seconds = 5000000\n",
+     "auto.hold_seconds", Some("hold_seconds"), "at most 4294967 seconds"),
 ];
 
 /// The 1-based line of the first line of `text` that contains `marker` (which may span lines: the

@@ -26,6 +26,7 @@ pub fn init(level: &str) {
     let (layer, handle) = reload::Layer::new(filter(level));
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     if tracing_subscriber::registry()
         .with(layer)

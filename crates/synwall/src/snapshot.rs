@@ -98,8 +98,19 @@ pub fn from_pins(
             .with_context(|| format!("open the maps pinned in {}", dir.display()))?;
         let counters = maps.counters()?;
         epoch = epoch.max(maps.live_keys()?.epoch);
+        let config = maps.config()?;
+        let mut auto = None;
         if role == Role::Edge {
-            strict = maps.config()?.strict != 0;
+            strict = config.strict != 0;
+            if config.auto_enabled != 0 {
+                let state = maps.auto_state();
+                auto = Some(AutoState {
+                    cookies_on: state.is_some_and(|s| s.cookies_on),
+                    syn_rate: state.map_or(0, |s| s.rate),
+                    syn_rate_on: config.auto_rate_on.into(),
+                    syn_rate_off: config.auto_rate_off.into(),
+                });
+            }
         }
         programs.push(ProgramSnapshot {
             role,
@@ -109,7 +120,7 @@ pub fn from_pins(
                 .map(|(_, i, _)| i.clone())
                 .collect(),
             counters,
-            auto: None,
+            auto,
         });
     }
     if programs.is_empty() {
