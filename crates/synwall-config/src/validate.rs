@@ -161,13 +161,13 @@ pub(crate) fn check(c: &NodeConfig) -> Vec<Finding> {
         ("auto.syn_rate_off", c.auto.syn_rate_off),
     ] {
         if v > u64::from(u32::MAX) {
-            out.push(finding(key, &format!("must be at most {} SYN/s", u32::MAX)));
+            out.push(finding(key, format!("must be at most {} SYN/s", u32::MAX)));
         }
     }
     if c.auto.hold_seconds > u64::from(u32::MAX / 1000) {
         out.push(finding(
             "auto.hold_seconds",
-            &format!("must be at most {} seconds", u32::MAX / 1000),
+            format!("must be at most {} seconds", u32::MAX / 1000),
         ));
     }
 
