@@ -193,6 +193,18 @@ pub struct Row {
     pub net_ratio_vs_bare: f64,
 }
 
+/// Where synwall's edge spends a SYN, from paths that leave their frame unchanged (so they can be
+/// timed in one repeated run, with no clock reads per packet) and the full SYN's `net_ns`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Stage {
+    /// The family.
+    pub family: Family,
+    /// What was timed.
+    pub path: String,
+    /// Median ns per packet over rounds (repeated runs; the last stage is derived).
+    pub ns: f64,
+}
+
 /// The goals, judged on IPv4 with Linux's default SYN.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Goals {
@@ -229,6 +241,8 @@ pub struct Report {
     pub bare_repeated_ns: f64,
     /// Programs x families x profiles.
     pub rows: Vec<Row>,
+    /// The edge's SYN path in stages (Linux default SYN).
+    pub edge_stages: Vec<Stage>,
     /// The goals.
     pub goals: Goals,
 }
@@ -250,6 +264,29 @@ fn median(v: &mut [f64]) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
+}
+
+/// Stages of the edge's SYN path timed in [`Report::edge_stages`].
+const STAGES: usize = 3;
+
+/// Frames the edge leaves unchanged that stop at successive points of its SYN path.
+fn stage_frames(f: Family) -> [(&'static str, Vec<u8>); STAGES] {
+    let syn = syn_frame(f, Profile::LinuxDefault);
+    let mut arp = syn.clone();
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    let l4 = 14 + if f == Family::IPv4 { 20 } else { 40 };
+    let mut other_port = syn.clone();
+    other_port[l4 + 3] ^= 1; // 443 -> 442 (checksum stale, but the port decides first)
+    let mut bad_sum = syn.clone();
+    bad_sum[l4 + 16] ^= 0xff;
+    [
+        ("non-IP frame (parse, pass)", arp),
+        ("SYN to another port (parse, service lookup)", other_port),
+        (
+            "SYN with a bad TCP checksum (+ options, checksum checks)",
+            bad_sum,
+        ),
+    ]
 }
 
 /// Test runs are interleaved between the programs in chunks of this many.
@@ -318,6 +355,7 @@ pub fn run(opts: &Opts) -> Result<Report> {
     // samples[case][program] = ns per round
     let mut samples = vec![[Vec::new(), Vec::new(), Vec::new()]; cases.len()];
     let mut bare_repeated = Vec::new();
+    let mut stage_samples = vec![vec![Vec::new(); STAGES]; cases.len()];
     for _ in 0..opts.rounds {
         for (ci, &(f, p)) in cases.iter().enumerate() {
             let frame = syn_frame(f, p);
@@ -339,6 +377,10 @@ pub fn run(opts: &Opts) -> Result<Report> {
             if p == Profile::LinuxDefault {
                 let r = progs.bare.test_run_repeat(&frame, opts.repeat)?;
                 bare_repeated.push(r.duration.as_nanos() as f64);
+                for (si, (_, f)) in stage_frames(f).iter().enumerate() {
+                    let r = progs.edge.test_run_repeat(f, opts.repeat)?;
+                    stage_samples[ci][si].push(r.duration.as_nanos() as f64);
+                }
             }
         }
     }
@@ -394,6 +436,35 @@ pub fn run(opts: &Opts) -> Result<Report> {
             });
         }
     }
+    let mut edge_stages = Vec::new();
+    for (ci, &(f, p)) in cases.iter().enumerate() {
+        if p != Profile::LinuxDefault {
+            continue;
+        }
+        let mut last = 0.0;
+        for (si, (path, _)) in stage_frames(f).iter().enumerate() {
+            last = median(&mut stage_samples[ci][si]);
+            edge_stages.push(Stage {
+                family: f,
+                path: path.to_string(),
+                ns: last,
+            });
+        }
+        let full = rows
+            .iter()
+            .find(|r| r.program == Program::SynwallEdge && r.family == f && r.profile == p)
+            .map_or(f64::NAN, |r| r.net_ns);
+        edge_stages.push(Stage {
+            family: f,
+            path: "full SYN (net ns); the cookie and the SYN+ACK are the difference".into(),
+            ns: full,
+        });
+        edge_stages.push(Stage {
+            family: f,
+            path: "= cookie (SipHash-2-4, TSval) + SYN+ACK build and its checksums".into(),
+            ns: full - last,
+        });
+    }
     let edge = rows
         .iter()
         .find(|r| {
@@ -421,6 +492,7 @@ pub fn run(opts: &Opts) -> Result<Report> {
         timer_overhead_ns,
         bare_repeated_ns,
         rows,
+        edge_stages,
         goals,
     })
 }
@@ -484,6 +556,10 @@ impl Report {
                 out.push_str(&"-".repeat(total));
                 out.push('\n');
             }
+        }
+        out.push_str("\nsynwall edge, Linux default SYN, by stage (ns per packet, repeated runs):\n");
+        for st in &self.edge_stages {
+            out.push_str(&format!("  {:?}  {:>7.1}  {}\n", st.family, st.ns, st.path));
         }
         let ok = |b: bool| if b { "met" } else { "MISSED" };
         out.push_str(&format!(
