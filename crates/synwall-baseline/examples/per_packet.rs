@@ -8,7 +8,9 @@ use clap::Parser;
 use synwall_baseline::per_packet::{run, Opts};
 
 #[derive(Parser)]
-#[command(about = "BPF_PROG_TEST_RUN per packet: synwall edge vs kernel cookie helpers vs bare XDP_TX")]
+#[command(
+    about = "BPF_PROG_TEST_RUN per packet: synwall edge vs kernel cookie helpers vs bare XDP_TX"
+)]
 struct Args {
     /// Test runs (packets) per program, family and SYN profile in each round.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1..))]
@@ -30,7 +32,8 @@ fn main() -> anyhow::Result<()> {
     print!("{}", report.table());
     if let Some(path) = args.json {
         let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, text + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

@@ -240,6 +240,40 @@ impl HelperCookie {
     }
 }
 
+/// An XDP attachment (a BPF link) of a baseline program. Dropping it detaches the program.
+#[derive(Debug)]
+pub struct XdpLink {
+    _fd: std::os::fd::OwnedFd,
+}
+
+/// Attach the loaded XDP program `prog_fd` (e.g. [`HelperCookie::prog_fd`]) to interface
+/// `ifindex` of the calling thread's network namespace.
+pub fn attach_xdp(prog_fd: i32, ifindex: u32, mode: synwall_bpf::XdpMode) -> Result<XdpLink> {
+    use libbpf_rs::libbpf_sys;
+    use std::os::fd::FromRawFd;
+    let flags = match mode {
+        synwall_bpf::XdpMode::Native => libbpf_sys::XDP_FLAGS_DRV_MODE,
+        synwall_bpf::XdpMode::Generic => libbpf_sys::XDP_FLAGS_SKB_MODE,
+    };
+    // SAFETY: the options struct is zeroed then sized as libbpf requires.
+    let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _;
+    opts.flags = flags;
+    // SAFETY: plain syscall wrapper; `opts` outlives the call.
+    let fd =
+        unsafe { libbpf_sys::bpf_link_create(prog_fd, ifindex as i32, libbpf_sys::BPF_XDP, &opts) };
+    if fd < 0 {
+        return Err(Error::Os {
+            what: "attach XDP (bpf_link_create)",
+            source: std::io::Error::from_raw_os_error(-fd),
+        });
+    }
+    // SAFETY: `fd` is a new link descriptor that nothing else owns.
+    Ok(XdpLink {
+        _fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+    })
+}
+
 /// The floor: swap the Ethernet addresses, `XDP_TX`.
 pub struct BareTx {
     skel: BareTxSkel<'static>,

@@ -557,7 +557,9 @@ impl Report {
                 out.push('\n');
             }
         }
-        out.push_str("\nsynwall edge, Linux default SYN, by stage (ns per packet, repeated runs):\n");
+        out.push_str(
+            "\nsynwall edge, Linux default SYN, by stage (ns per packet, repeated runs):\n",
+        );
         for st in &self.edge_stages {
             out.push_str(&format!("  {:?}  {:>7.1}  {}\n", st.family, st.ns, st.path));
         }

@@ -34,7 +34,11 @@ fn every_row_is_measured() {
                     assert!(v.is_finite() && v > 0.0, "{p:?} {f:?} {s:?}: {what} = {v}");
                 }
                 assert!(r.ns_min <= r.ns && r.ns <= r.ns_max);
-                assert!(r.synack_len >= 58, "{p:?} {f:?} {s:?}: reply {}", r.synack_len);
+                assert!(
+                    r.synack_len >= 58,
+                    "{p:?} {f:?} {s:?}: reply {}",
+                    r.synack_len
+                );
             }
         }
     }

@@ -80,10 +80,7 @@ fn decode(syn: &[u8], out: &[u8]) -> Reply {
             )
         }
         NetHeaders::Ipv6(ip, _) => {
-            assert_eq!(
-                ip.payload_length as usize,
-                tcp.header_len() + payload.len()
-            );
+            assert_eq!(ip.payload_length as usize, tcp.header_len() + payload.len());
             assert_eq!(
                 tcp.checksum,
                 tcp.calc_checksum_ipv6(&ip, payload).unwrap(),
