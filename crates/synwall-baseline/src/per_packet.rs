@@ -229,7 +229,7 @@ pub struct Report {
     pub repeat: u32,
     /// Rounds.
     pub rounds: u32,
-    /// CPUs online.
+    /// CPUs the benchmark may run on (its affinity: 1 under `taskset -c 1`).
     pub cpus: usize,
     /// `uname -r`.
     pub kernel: String,
