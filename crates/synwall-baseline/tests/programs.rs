@@ -265,6 +265,21 @@ fn helper_ecn_vlan_payload_and_other_layouts() {
     check_synack(&r, Family::IPv4);
     assert_eq!(out.data[12..16], [0x81, 0x00, 0x00, 0x64]);
 
+    // A SYN with only a timestamp (12 bytes) gets MSS + NOP NOP TS (16): the frame grows.
+    let t = CLIENT_TSVAL.to_be_bytes();
+    let syn = segment(
+        SYN,
+        vec![8, 10, t[0], t[1], t[2], t[3], 0, 0, 0, 0, 1, 1],
+        40000,
+    )
+    .frame();
+    let out = h.test_run(&syn).unwrap();
+    assert_eq!(out.retval, xdp_action::TX);
+    assert_eq!(out.data.len(), syn.len() + 4);
+    let r = decode(&syn, &out.data);
+    check_synack(&r, Family::IPv4);
+    assert_eq!(options(&r.tcp).len(), 4, "{:?}", options(&r.tcp));
+
     // The ISN is the kernel's cookie of the flow and its MSS: the same SYN gets the same ISN, a
     // different port or MSS class another.
     let isn = |sport: u16, mss: u16| {
@@ -294,6 +309,16 @@ fn helper_passes_what_is_not_its_syn() {
     v6_other[14 + 40 + 3] ^= 1; // destination port 443 -> 442
     let mut udp = syn.clone();
     udp[14 + 9] = 17;
+    // IHL 6 (a NOP-padded option word) and a non-first fragment: the stack's business.
+    let mut ip_options = syn[..14].to_vec();
+    ip_options.extend_from_slice(&syn[14..34]);
+    ip_options.extend_from_slice(&[1, 1, 1, 0]);
+    ip_options.extend_from_slice(&syn[34..]);
+    ip_options[14] = 0x46;
+    let mut fragment = syn.clone();
+    fragment[14 + 6] = 0x20; // MF
+    let mut v6_ext = syn_frame(Family::IPv6, Profile::LinuxDefault);
+    v6_ext[14 + 6] = 0; // next header: hop-by-hop options
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "ACK",
@@ -310,6 +335,14 @@ fn helper_passes_what_is_not_its_syn() {
         ("ARP", arp, "pass_not_ip"),
         ("UDP", udp, "pass_not_tcp"),
         ("truncated", syn[..14 + 20 + 10].to_vec(), "pass_truncated"),
+        (
+            "options cut short",
+            syn[..syn.len() - 4].to_vec(),
+            "pass_truncated",
+        ),
+        ("IPv4 options", ip_options, "pass_ip_options"),
+        ("IPv4 fragment", fragment, "pass_ip_options"),
+        ("IPv6 extension header", v6_ext, "pass_not_tcp"),
     ];
     for (what, frame, counter) in cases {
         let before = h.counters().unwrap();
