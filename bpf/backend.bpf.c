@@ -114,6 +114,9 @@ SW_INLINE int sw_listener_ack(struct __sk_buff *skb, struct bpf_sock *sk,
 	struct tcp_sock *tsk;
 	int ret;
 
+	/* Initialised: a global function may not be handed uninitialised stack without
+	 * CAP_PERFMON, and the daemon should not need it. */
+	__builtin_memset(&o, 0, sizeof(o));
 	if (sw_tcp_options(skb, f, &o)) {
 		bpf_sk_release(sk);
 		return sw_verdict(SW_TC_ACT_SHOT, SW_DROP_ACK_OPTIONS);
