@@ -646,9 +646,10 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Which node a command acts on: from its config file, or by name and pin root.
 #[derive(Args)]
-pub struct StopArgs {
-    /// The node's configuration file (for its name and pin root).
+pub struct NodeArgs {
+    /// The node's configuration file (for its name, pin root and epoch length).
     #[arg(long, short, value_name = "FILE", conflicts_with_all = ["node", "pin_root"])]
     pub config: Option<PathBuf>,
     /// Node name (instead of --config).
@@ -657,12 +658,25 @@ pub struct StopArgs {
     /// Pin root (instead of --config).
     #[arg(long, default_value = synwall_config::DEFAULT_PIN_ROOT)]
     pub pin_root: PathBuf,
+    /// Directory of the daemon's lock and state files.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_RUN_DIR)]
+    pub run_dir: PathBuf,
+}
+
+impl NodeArgs {
+    /// Node name and pin root.
+    pub fn resolve(&self) -> Result<(String, PathBuf)> {
+        node_of(self.config.as_deref(), &self.node, &self.pin_root)
+    }
+}
+
+#[derive(Args)]
+pub struct StopArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// Also detach the programs and remove every pin of the node.
     #[arg(long)]
     pub detach: bool,
-    /// Directory of the lock and state files.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_RUN_DIR)]
-    pub run_dir: PathBuf,
 }
 
 /// Node name and pin root from `--config` or the flags.
@@ -678,8 +692,8 @@ pub fn node_of(config: Option<&Path>, node: &str, pin_root: &Path) -> Result<(St
 
 /// `synwall stop [--detach]`.
 pub fn stop(a: StopArgs) -> Result<ExitCode> {
-    let (name, root) = node_of(a.config.as_deref(), &a.node, &a.pin_root)?;
-    let files = RunFiles::new(&a.run_dir, &name);
+    let (name, root) = a.node.resolve()?;
+    let files = RunFiles::new(&a.node.run_dir, &name);
     let pins = NodePins::new(&root, &name);
     match files.running_pid() {
         Some(pid) => {

@@ -1,27 +1,19 @@
 //! `synwall status [--json] [--watch]`: read a node's pinned maps (no daemon needed: it works as
 //! long as the programs are attached) and show counters and rates.
 
-use crate::daemon::{node_of, RunFiles, DEFAULT_RUN_DIR};
+use crate::daemon::{NodeArgs, RunFiles};
 use crate::{snapshot, status_view};
 use anyhow::Result;
 use clap::Args;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use synwall_bpf::pin::NodePins;
 
 #[derive(Args)]
 pub struct StatusArgs {
-    /// The node's configuration file (for its name, pin root and epoch length).
-    #[arg(long, short, value_name = "FILE", conflicts_with_all = ["node", "pin_root"])]
-    pub config: Option<PathBuf>,
-    /// Node name (instead of --config).
-    #[arg(long, default_value = synwall_config::DEFAULT_NAME)]
-    pub node: String,
-    /// Pin root (instead of --config).
-    #[arg(long, default_value = synwall_config::DEFAULT_PIN_ROOT)]
-    pub pin_root: PathBuf,
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// Print JSON (one object; with --watch, one per line).
     #[arg(long)]
     pub json: bool,
@@ -34,19 +26,16 @@ pub struct StatusArgs {
     /// Show counters that are zero too.
     #[arg(long)]
     pub all: bool,
-    /// Directory of the daemon's state file (for the epoch length without --config).
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_RUN_DIR)]
-    pub run_dir: PathBuf,
 }
 
 pub fn run(a: StatusArgs) -> Result<ExitCode> {
-    let (name, root) = node_of(a.config.as_deref(), &a.node, &a.pin_root)?;
+    let (name, root) = a.node.resolve()?;
     let pins = NodePins::new(&root, &name);
-    let period = match &a.config {
+    let period = match &a.node.config {
         Some(p) => synwall_config::NodeConfig::load(p)
             .map(|l| l.config.node.epoch_seconds)
             .unwrap_or(0),
-        None => RunFiles::new(&a.run_dir, &name)
+        None => RunFiles::new(&a.node.run_dir, &name)
             .read_state()
             .and_then(|s| s.get("epoch_seconds")?.as_u64())
             .unwrap_or(0),

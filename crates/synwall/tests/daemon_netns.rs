@@ -122,42 +122,30 @@ impl Lab {
         Ok(addrs)
     }
 
-    fn status_json(&self, role: &str) -> Result<serde_json::Value> {
+    /// `synwall CMD [FLAGS] --node <role's node> --run-dir ...`, which must succeed: its stdout.
+    fn node_cmd(&self, cmd: &str, flag: &str, role: &str) -> Result<Vec<u8>> {
         let out = std::process::Command::new(exe())
-            .args([
-                "status",
-                "--json",
-                "--node",
-                &format!("{}{role}", self.name),
-                "--run-dir",
-                &self.run_dir().display().to_string(),
-            ])
+            .args([cmd, flag, "--node", &format!("{}{role}", self.name)])
+            .arg("--run-dir")
+            .arg(self.run_dir())
             .output()?;
         ensure!(
             out.status.success(),
-            "status: {}",
+            "{cmd} {flag}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Ok(serde_json::from_slice(&out.stdout)?)
+        Ok(out.stdout)
+    }
+
+    fn status_json(&self, role: &str) -> Result<serde_json::Value> {
+        Ok(serde_json::from_slice(
+            &self.node_cmd("status", "--json", role)?,
+        )?)
     }
 
     fn detach(&self, role: &str) -> Result<String> {
-        let out = std::process::Command::new(exe())
-            .args([
-                "stop",
-                "--detach",
-                "--node",
-                &format!("{}{role}", self.name),
-                "--run-dir",
-                &self.run_dir().display().to_string(),
-            ])
-            .output()?;
-        ensure!(
-            out.status.success(),
-            "stop --detach: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        let out = self.node_cmd("stop", "--detach", role)?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
     }
 }
 
