@@ -57,6 +57,7 @@ extern int bpf_sk_assign_tcp_reqsk(struct __sk_buff *skb, struct sock *sk,
 				   struct bpf_tcp_req_attrs *attrs, int attrs__sz) __ksym;
 
 #define SW_BPF_TCP_LISTEN 10
+#define SW_BPF_TCP_TIME_WAIT 6
 
 SW_INLINE int sw_verdict(int action, enum sw_counter c)
 {
@@ -145,6 +146,24 @@ SW_INLINE int sw_listener_ack(struct __sk_buff *skb, struct bpf_sock *sk,
 	return sw_verdict(SW_TC_ACT_OK, sw_kfunc_counter(ret));
 }
 
+/*
+ * An ACK whose 4-tuple is in TIME_WAIT: the kernel would have recycled the TIME_WAIT socket on a
+ * SYN, but the SYN went to the edge. If this is a cookie ACK, count it (the client stalls until
+ * the TIME_WAIT ends); either way the kernel gets it, as it would without synwall.
+ */
+SW_INLINE int sw_timewait_ack(struct __sk_buff *skb, const struct sw_frame *f)
+{
+	struct sw_salt_slot *salts;
+	struct sw_tcp_opts o;
+	struct sw_opt_bits bits;
+
+	__builtin_memset(&o, 0, sizeof(o));
+	salts = sw_get_salts();
+	if (salts && !sw_tcp_options(skb, f, &o) && sw_validate(salts, f, &o, &bits))
+		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_ACK_TIMEWAIT);
+	return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_ESTABLISHED);
+}
+
 SEC("tc")
 int sw_backend(struct __sk_buff *skb)
 {
@@ -182,6 +201,10 @@ int sw_backend(struct __sk_buff *skb)
 	sk = bpf_skc_lookup_tcp(skb, &tuple, tuple_size, BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
 		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_NO_LISTENER);
+	if (sk->state == SW_BPF_TCP_TIME_WAIT) {
+		bpf_sk_release(sk);
+		return sw_timewait_ack(skb, &f);
+	}
 	if (sk->state != SW_BPF_TCP_LISTEN) {
 		bpf_sk_release(sk);
 		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_ESTABLISHED);

@@ -241,6 +241,25 @@ fn paths(listen: &str, client: &str) {
     est.payload = b"data".to_vec();
     let (c, _) = check(&b, &mut engine, &build(&est), SocketState::Connection);
     assert_eq!(c, Counter::BackendEstablished);
+
+    // TIME_WAIT: the server closes first, so its end of this 4-tuple lingers in TIME_WAIT. A new
+    // cookie handshake on the same 4-tuple (a client reusing its port) is counted apart; other
+    // segments are the kernel's as before.
+    let reuse = TcpStream::connect(server).unwrap();
+    let (accepted, _) = listener.accept().unwrap();
+    let tw_client = reuse.local_addr().unwrap();
+    drop(accepted);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    drop(reuse);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let syn2 = syn_seg(tw_client, server);
+    let tw_ack = handshake_ack(&cookie, &keys().current, &syn2, full_syn_options(), 7);
+    let (c, v) = check(&b, &mut engine, &build(&tw_ack), SocketState::TimeWait);
+    assert_eq!((c, v), (Counter::BackendAckTimewait, BackendVerdict::Pass));
+    let mut tw_other = tw_ack.clone();
+    tw_other.ack ^= 0x10;
+    let (c, _) = check(&b, &mut engine, &build(&tw_other), SocketState::TimeWait);
+    assert_eq!(c, Counter::BackendEstablished);
 }
 
 #[test]

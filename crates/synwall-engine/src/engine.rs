@@ -66,8 +66,10 @@ pub struct ReqAttrs {
 /// What the backend's socket lookup (`bpf_skc_lookup_tcp`) finds for an ACK.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SocketState {
-    /// A socket for this 4-tuple exists (established, time-wait or a request socket).
+    /// A socket for this 4-tuple exists (established or a request socket).
     Connection,
+    /// The 4-tuple is in TIME_WAIT.
+    TimeWait,
     /// Only a listening socket matches.
     ListenerOnly,
     /// Nothing matches.
@@ -307,6 +309,18 @@ impl Engine {
         }
         match lookup(&f.flow()) {
             SocketState::Connection => return d(BackendVerdict::Pass, Counter::BackendEstablished),
+            // The kernel would have recycled the TIME_WAIT socket on the SYN the edge answered:
+            // a cookie ACK here is counted (the client stalls until TIME_WAIT ends), and passed.
+            SocketState::TimeWait => {
+                let valid = Self::ack_of(frame, f)
+                    .is_some_and(|ack| v1::validate(&self.cfg.cookie, &self.keys, &ack).is_some());
+                let c = if valid {
+                    Counter::BackendAckTimewait
+                } else {
+                    Counter::BackendEstablished
+                };
+                return d(BackendVerdict::Pass, c);
+            }
             SocketState::None => return d(BackendVerdict::Pass, Counter::BackendNoListener),
             SocketState::ListenerOnly => {}
         }

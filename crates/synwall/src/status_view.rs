@@ -63,7 +63,10 @@ impl Group {
             Group::KfuncErrors
         } else if name.contains("drop") || name.contains("invalid") {
             Group::Dropped
-        } else if name.contains("pass") || name.contains("no_listener") || name.starts_with("auto_")
+        } else if name.contains("pass")
+            || name.contains("no_listener")
+            || name.contains("timewait")
+            || name.starts_with("auto_")
         {
             Group::Passed
         } else if name.contains("fwd")
