@@ -6,6 +6,7 @@ mod args;
 mod cookie_cmd;
 mod dataplane_cmd;
 mod demo;
+mod lab_cmd;
 mod pcap_io;
 mod replay_cmd;
 mod snapshot;
@@ -39,6 +40,9 @@ enum Command {
     Analyze(analyze_cmd::AnalyzeArgs),
     /// Run the built-in demonstration (what `scripts/demo.sh` runs).
     Demo,
+    /// Benchmark lab: netns topology with nginx, floods, clients; benchmarks vs kernel defences.
+    #[command(subcommand)]
+    Lab(lab_cmd::LabCommand),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         Command::Backend(a) => dataplane_cmd::backend(a),
         Command::Single(a) => dataplane_cmd::single(a),
         Command::Analyze(a) => analyze_cmd::run(a),
+        Command::Lab(c) => lab_cmd::run(c),
     };
     match result {
         Ok(code) => code,
