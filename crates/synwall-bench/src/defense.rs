@@ -1,7 +1,7 @@
 //! What stands between the clients and nginx in a run: synwall (edge XDP + backend tc), the
 //! kernel's own listener with `tcp_syncookies = 2`, iptables SYNPROXY on the edges, or nothing.
 
-use crate::lab::{Lab, PORT, SVC_V4, SVC_V6};
+use crate::lab::{Lab, INFO_PORT, PORT, SVC_V4, SVC_V6};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::Path;
@@ -52,9 +52,9 @@ fn start(lab: &Lab, ns: &synwall_lab::Netns, exe: &Path, args: &[String]) -> Res
 fn services() -> Vec<String> {
     vec![
         "--service".into(),
-        format!("{SVC_V4}/32:{PORT}"),
+        format!("{SVC_V4}/32:{PORT},{INFO_PORT}"),
         "--service".into(),
-        format!("[{SVC_V6}/128]:{PORT}"),
+        format!("[{SVC_V6}/128]:{PORT},{INFO_PORT}"),
     ]
 }
 

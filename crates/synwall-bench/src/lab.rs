@@ -25,6 +25,8 @@ pub const SVC_V4: &str = "10.88.100.1";
 pub const SVC_V6: &str = "fd88:100::1";
 /// Service port.
 pub const PORT: u16 = 80;
+/// Port of the TCP_INFO server of the quality matrix (next to nginx, protected too).
+pub const INFO_PORT: u16 = 8080;
 /// Spoofed flood sources (routed back to the attacker namespace).
 pub const SPOOF_V4: &str = "10.88.128.0/17";
 /// The namespace roles, in creation order.

@@ -16,8 +16,9 @@ pub mod defense;
 pub mod lab;
 pub mod load;
 pub mod report;
+pub mod wan;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use defense::{apply, total, Defense};
 use lab::{Lab, Paths};
 use load::{Flood, DEF_CPU, GEN_CPU};
@@ -365,22 +366,8 @@ pub struct MatrixRow {
     pub defense: Defense,
     /// Client profile.
     pub profile: &'static str,
-    /// The server socket (`ss -tni` in the backend).
-    pub server: load::SsInfo,
-}
-
-fn netem(lab: &Lab, on: bool) -> Result<()> {
-    for (ns, dev) in [(&lab.cli, "c0"), (&lab.rtr, "rc")] {
-        if on {
-            ns.run(&[
-                "tc", "qdisc", "replace", "dev", dev, "root", "netem", "delay", "25ms", "loss",
-                "0.1%", "limit", "100000",
-            ])?;
-        } else {
-            let _ = ns.run(&["tc", "qdisc", "del", "dev", dev, "root"]);
-        }
-    }
-    Ok(())
+    /// The server socket's options (TCP_INFO).
+    pub server: load::ServerOpts,
 }
 
 /// Connection quality: bulk download over 50 ms RTT and 0.1% loss from a client without
@@ -389,38 +376,60 @@ fn netem(lab: &Lab, on: bool) -> Result<()> {
 pub fn quality(lab: &Lab, o: &Opts) -> Result<Report> {
     lab.set_paths(Paths::One)?;
     let three = [Defense::Synwall, Defense::KernelCookies, Defense::NoCookies];
-    netem(lab, true)?;
-    client_profile(lab, &PROFILES[1])?;
+    let wan = wan::Wan::build(lab, Duration::from_millis(25), 0.001)?;
+    wan.client.sysctl("net.ipv4.tcp_timestamps", "0")?;
     let mut bulk = Vec::new();
-    let r = (|| -> Result<()> {
-        for d in three {
-            let act = apply(lab, &o.exe, d, &[0], false)?;
-            let bps = load::bulk(lab, false, o.seconds)?;
-            act.stop()?;
-            eprintln!("bulk {}: {:.0} B/s", d.label(), bps);
-            bulk.push(BulkRow {
-                defense: d,
-                bytes_per_s: bps,
-            });
-        }
-        Ok(())
-    })();
-    netem(lab, false)?;
-    r?;
+    for d in three {
+        let act = apply(lab, &o.exe, d, &[0], false)?;
+        let bps = load::bulk(&wan.client, false, o.seconds)?;
+        act.stop()?;
+        eprintln!("bulk {}: {:.0} B/s", d.label(), bps);
+        bulk.push(BulkRow {
+            defense: d,
+            bytes_per_s: bps,
+        });
+    }
+    let relayed = [
+        wan.counts[0].load(std::sync::atomic::Ordering::Relaxed),
+        wan.counts[1].load(std::sync::atomic::Ordering::Relaxed),
+    ];
+    drop(wan);
+    // The matrix: a TCP server of our own next to nginx (port INFO_PORT), which reads each
+    // accepted socket's TCP_INFO; kernel TCP clients from `cli`.
+    let mut servers = Vec::new();
+    for v6 in [false, true] {
+        let ip: std::net::IpAddr = if v6 { lab::SVC_V6 } else { lab::SVC_V4 }.parse()?;
+        let addr = std::net::SocketAddr::new(ip, lab::INFO_PORT);
+        let l = lab.be.enter(move || std::net::TcpListener::bind(addr))??;
+        servers.push((addr, synwall_lab::tcp::EchoServer::start(l)?));
+    }
     let mut matrix = Vec::new();
     for d in three {
         let act = apply(lab, &o.exe, d, &[0], false)?;
-        for p in &PROFILES {
+        for (i, p) in PROFILES.iter().enumerate() {
             client_profile(lab, p)?;
-            let server = load::server_info(lab, p.v6)?;
+            let (to, server) = &servers[p.v6 as usize];
+            let to = *to;
+            lab.cli
+                .enter(move || -> Result<()> {
+                    let data = synwall_lab::tcp::pattern(10_000, i as u32);
+                    let mut s = synwall_lab::tcp::connect(to, None, Duration::from_secs(5))?;
+                    let (answer, _) =
+                        synwall_lab::tcp::exchange(&mut s, &data, Duration::from_secs(5))?;
+                    anyhow::ensure!(answer == synwall_lab::tcp::transform(&data), "wrong answer");
+                    Ok(())
+                })?
+                .with_context(|| format!("{} client {}", d.label(), p.name))?;
+            let acc = server.next(Duration::from_secs(5))?;
             matrix.push(MatrixRow {
                 defense: d,
                 profile: p.name,
-                server,
+                server: acc.info.into(),
             });
         }
         act.stop()?;
     }
+    drop(servers);
     client_profile(lab, &PROFILES[0])?;
     let (sw, k, n) = (
         bulk[0].bytes_per_s,
@@ -480,11 +489,12 @@ pub fn quality(lab: &Lab, o: &Opts) -> Result<Report> {
             "ts".into(),
         ],
         rows,
-        data: serde_json::json!({ "bulk": bulk, "matrix": matrix }),
+        data: serde_json::json!({ "bulk": bulk, "matrix": matrix, "wan_frames_relayed_dropped": relayed }),
         goals,
         notes: vec![
-            format!("Bulk: curl downloads nginx's sparse file for {} s through edge1 with `tc netem delay 25ms loss 0.1%` on both directions of the client link (50 ms RTT), client `net.ipv4.tcp_timestamps = 0`; the rate counts bytes after the handshake. synwall: edge + backend; kernel: backend `tcp_syncookies = 2` (every connection from a cookie); no cookies: `tcp_syncookies = 0`.", o.seconds),
-            "Matrix: the server socket of a live download (`ss -tni` in the backend namespace), no netem. Profiles: Linux defaults; no timestamps; client route `advmss 1360` (mobile); `advmss 8960` (jumbo: the client announces 8960, but the lab's path MTU stays 1500 because XDP on veth without multi-buffer support caps the MTU near 3.5 KB); IPv6.".into(),
+            format!("Bulk: curl downloads nginx's sparse file for {} s through edge1 from a client behind a WAN namespace (25 ms each way, 0.1% random loss each way: 50 ms RTT), client `net.ipv4.tcp_timestamps = 0`; the rate counts bytes after the handshake. synwall: edge + backend; kernel: backend `tcp_syncookies = 2` (every connection from a cookie); no cookies: `tcp_syncookies = 0`.", o.seconds),
+            format!("The WAN is a userspace relay (AF_PACKET, `synwall_bench::wan`), not `tc netem`: this machine's kernel has neither `sch_netem` nor `sch_fq` (`CONFIG_NET_SCH_NETEM is not set`). It relayed {} frames and dropped {} in this run.", relayed[0], relayed[1]),
+            "Matrix: TCP_INFO of the server socket right after `accept` (a TCP server of ours on port 8080 next to nginx in the backend namespace, protected like port 80), a kernel TCP client in the client namespace, no WAN delay. Profiles: Linux defaults; no timestamps; client route `advmss 1360` (mobile); `advmss 8960` (jumbo: the client announces 8960, but the lab's path MTU stays 1500 because XDP on veth without multi-buffer support caps the MTU near 3.5 KB); IPv6.".into(),
         ],
         y_label: "bulk download, MB/s".into(),
         bars: bulk

@@ -72,25 +72,20 @@ impl Flood {
         Ok(Flood { child: Some(child) })
     }
 
-    /// Stop it now (SIGINT, as `timeout` would) and check it ran.
+    /// Stop it now (SIGINT, as `timeout` would). Whether it sent is checked by the counters
+    /// (trafgen can end with "Flushing TX_RING failed" when the ring is full at SIGINT).
     pub fn stop(mut self) -> Result<()> {
         let mut c = self.child.take().expect("running");
-        if let Ok(Some(st)) = c.try_wait() {
-            let mut err = String::new();
-            if let Some(mut e) = c.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut err);
-            }
-            // `timeout` exits 124 when it had to stop trafgen: the normal end.
-            if st.code() != Some(124) && !st.success() {
-                bail!("trafgen failed ({st}): {}", err.trim());
-            }
-            return Ok(());
+        if c.try_wait()?.is_none() {
+            // `timeout` passes SIGINT on to trafgen.
+            let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
         }
-        // `timeout` passes SIGINT on to trafgen.
-        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
-        let _ = c.wait();
+        let out = c.wait_with_output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("invalid option") || err.contains("syntax error") {
+            bail!("trafgen refused its arguments: {}", err.trim());
+        }
         Ok(())
     }
 }
@@ -132,6 +127,9 @@ pub fn measure(lab: &Lab, warmup: f64, seconds: f64) -> Result<Rates> {
     std::thread::sleep(Duration::from_secs_f64(seconds));
     let (s1, a1) = flood_counters(lab)?;
     let dt = t.elapsed().as_secs_f64();
+    if s1 == s0 {
+        bail!("the flood did not run: no SYN reached the router (is trafgen installed?)");
+    }
     Ok(Rates {
         syn_offered_pps: (s1 - s0) as f64 / dt,
         synack_pps: (a1 - a0) as f64 / dt,
@@ -276,10 +274,9 @@ pub fn parse_wrk(text: &str) -> Result<WrkStats> {
     Ok(s)
 }
 
-/// Download the big file for `seconds` from `cli`; bytes per second.
-pub fn bulk(lab: &Lab, v6: bool, seconds: f64) -> Result<f64> {
-    let out = lab
-        .cli
+/// Download the big file for `seconds` from namespace `from`; bytes per second.
+pub fn bulk(from: &synwall_lab::Netns, v6: bool, seconds: f64) -> Result<f64> {
+    let out = from
         .command("curl")
         .args(["-s", "-g", "-o", "/dev/null", "--connect-timeout", "5"])
         .args(["-m", &format!("{seconds:.1}")])
@@ -299,77 +296,26 @@ pub fn bulk(lab: &Lab, v6: bool, seconds: f64) -> Result<f64> {
     Ok(v[0] / (v[1] - v[2]).max(1e-3))
 }
 
-/// What `ss -tni` shows of the server's socket.
+/// The options the server's socket got (its `TCP_INFO` right after `accept`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct SsInfo {
+pub struct ServerOpts {
     /// Timestamps negotiated.
     pub ts: bool,
     /// SACK negotiated.
     pub sack: bool,
     /// (snd_wscale, rcv_wscale), None when window scaling is off.
     pub wscale: Option<(u8, u8)>,
-    /// The socket's MSS.
+    /// The socket's sending MSS.
     pub mss: u32,
 }
 
-/// Parse the info line(s) of one socket in `ss -tni` output.
-pub fn parse_ss(text: &str) -> Option<SsInfo> {
-    let mut info = SsInfo::default();
-    let mut seen = false;
-    for w in text.split_whitespace() {
-        match w {
-            "ts" => info.ts = true,
-            "sack" => info.sack = true,
-            _ => {
-                if let Some(v) = w.strip_prefix("wscale:") {
-                    let (a, b) = v.split_once(',')?;
-                    info.wscale = Some((a.parse().ok()?, b.parse().ok()?));
-                } else if let Some(v) = w.strip_prefix("mss:") {
-                    info.mss = v.parse().ok()?;
-                    seen = true;
-                }
-            }
+impl From<synwall_lab::tcp::TcpInfo> for ServerOpts {
+    fn from(i: synwall_lab::tcp::TcpInfo) -> Self {
+        ServerOpts {
+            ts: i.ts(),
+            sack: i.sack(),
+            wscale: i.wscale().then_some((i.snd_wscale, i.rcv_wscale)),
+            mss: i.snd_mss,
         }
     }
-    seen.then_some(info)
-}
-
-/// Open a slow download from `cli` and read the server socket's options in `be`.
-pub fn server_info(lab: &Lab, v6: bool) -> Result<SsInfo> {
-    let established = || -> Result<String> {
-        let out = lab.be.run(&[
-            "ss",
-            "-tniH",
-            "state",
-            "established",
-            &format!("( sport = :{PORT} )"),
-        ])?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    // Wait for the previous profile's connection to go.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while parse_ss(&established()?).is_some() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut c = lab
-        .cli
-        .command("curl")
-        .args(["-s", "-g", "-o", "/dev/null", "--limit-rate", "50k", "-m", "3"])
-        .arg(lab::url(v6, "/big"))
-        .spawn()
-        .context("cannot run curl")?;
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let r = loop {
-        std::thread::sleep(Duration::from_millis(200));
-        let text = established()?;
-        if let Some(i) = parse_ss(&text) {
-            break Ok(i);
-        }
-        if Instant::now() > deadline {
-            break Err(anyhow::anyhow!("no established server socket: {text:?}"));
-        }
-    };
-    let _ = c.kill();
-    let _ = c.wait();
-    r
 }
