@@ -156,6 +156,12 @@ impl Lab {
         be.run(&["ip", "-6", "addr", "add", &format!("{SVC_V6}/128"), "dev", "lo"])?;
         be.sysctl("net.ipv4.tcp_syncookies", "1")?;
         be.sysctl("net.core.somaxconn", "4096")?;
+        // No TIME_WAIT on the server (nginx closes first with `Connection: close`): the client
+        // reuses ports after ~14k connections, and a handshake ACK that synwall's backend hands
+        // to a 4-tuple still in TIME_WAIT stalls for seconds (the kernel would have reused it on
+        // the SYN, which synwall's backend never sees). Same setting for every defense; see
+        // docs/BENCHMARKS.md.
+        be.sysctl("net.ipv4.tcp_max_tw_buckets", "0")?;
         // Routing rules for `Paths::Crossing` (table 100 holds the SYN path; nft marks SYNs).
         rtr.run(&["ip", "rule", "add", "fwmark", "1", "table", "100"])?;
         rtr.run(&["ip", "-6", "rule", "add", "fwmark", "1", "table", "100"])?;
@@ -345,14 +351,37 @@ http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_timeou
         )?;
         // The NAPI kthread exists only while the veth runs NAPI (an XDP program is attached);
         // pin every `napi/x{n}-*` thread there is now.
+        // SCHED_FIFO: a NAPI kthread is otherwise an ordinary task that competes with whatever
+        // else runs on the core, while softirq work (the baselines' path via RPS) preempts it.
         for pid in napi_threads(&format!("napi/x{n}-"))? {
-            let _ = Command::new("taskset")
-                .args(["-p", "-c", &cpu.to_string(), &pid.to_string()])
-                .stdout(Stdio::null())
-                .status();
+            for args in [
+                vec!["taskset", "-p", "-c", &cpu.to_string(), &pid.to_string()],
+                vec!["chrt", "-f", "-p", "50", &pid.to_string()],
+            ] {
+                let _ = Command::new(args[0])
+                    .args(&args[1..])
+                    .stdout(Stdio::null())
+                    .status();
+            }
         }
         Ok(())
     }
+}
+
+/// CPU time (user + system, clock ticks) of the NAPI kthreads of edge `edge`'s veth: where
+/// synwall's XDP program runs, and nothing else.
+pub fn napi_ticks(edge: usize) -> Result<u64> {
+    let mut t = 0;
+    for pid in napi_threads(&format!("napi/x{}-", edge + 1))? {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ut: u64 = f.get(11).context("stat utime")?.parse()?;
+        let st: u64 = f.get(12).context("stat stime")?.parse()?;
+        t += ut + st;
+    }
+    Ok(t)
 }
 
 fn napi_threads(prefix: &str) -> Result<Vec<u32>> {
