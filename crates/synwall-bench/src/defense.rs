@@ -87,10 +87,11 @@ pub fn apply<'a>(
                 let pass = synwall_lab::topo::pass_all_args(&format!("r{n}"), &sf);
                 let d = start(lab, &lab.rtr, exe, &pass)?;
                 act.daemons.push((format!("pass r{n}"), d));
-                let mut a: Vec<String> = ["edge", "--iface", &format!("x{n}"), "--secret-file", &sf]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
+                let mut a: Vec<String> =
+                    ["edge", "--iface", &format!("x{n}"), "--secret-file", &sf]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect();
                 if strict {
                     a.push("--strict".into());
                 }
@@ -100,10 +101,11 @@ pub fn apply<'a>(
             }
             // Both backend links get the tc program: return routes may use either edge.
             for n in [1, 2] {
-                let mut a: Vec<String> = ["backend", "--iface", &format!("b{n}"), "--secret-file", &sf]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
+                let mut a: Vec<String> =
+                    ["backend", "--iface", &format!("b{n}"), "--secret-file", &sf]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect();
                 a.extend(services());
                 let d = start(lab, &lab.be, exe, &a)?;
                 act.daemons.push((format!("backend{n}"), d));
@@ -115,26 +117,58 @@ pub fn apply<'a>(
                 let ipt = |args: &[&str]| -> Result<()> {
                     let mut a = vec!["netns", "exec", ns, "iptables"];
                     a.extend_from_slice(args);
-                    synwall_lab::sh(&["ip"]
-                        .iter()
-                        .chain(a.iter())
-                        .copied()
-                        .collect::<Vec<_>>())
-                    .map(|_| ())
-                    .context("iptables SYNPROXY rules")
+                    synwall_lab::sh(&["ip"].iter().chain(a.iter()).copied().collect::<Vec<_>>())
+                        .map(|_| ())
+                        .context("iptables SYNPROXY rules")
                 };
                 let port = PORT.to_string();
                 ipt(&[
-                    "-t", "raw", "-A", "PREROUTING", "-p", "tcp", "-d", SVC_V4, "--dport", &port,
-                    "--syn", "-j", "CT", "--notrack",
+                    "-t",
+                    "raw",
+                    "-A",
+                    "PREROUTING",
+                    "-p",
+                    "tcp",
+                    "-d",
+                    SVC_V4,
+                    "--dport",
+                    &port,
+                    "--syn",
+                    "-j",
+                    "CT",
+                    "--notrack",
                 ])?;
                 ipt(&[
-                    "-A", "FORWARD", "-p", "tcp", "-d", SVC_V4, "--dport", &port, "-m",
-                    "conntrack", "--ctstate", "INVALID,UNTRACKED", "-j", "SYNPROXY",
-                    "--sack-perm", "--timestamp", "--wscale", "7", "--mss", "1460",
+                    "-A",
+                    "FORWARD",
+                    "-p",
+                    "tcp",
+                    "-d",
+                    SVC_V4,
+                    "--dport",
+                    &port,
+                    "-m",
+                    "conntrack",
+                    "--ctstate",
+                    "INVALID,UNTRACKED",
+                    "-j",
+                    "SYNPROXY",
+                    "--sack-perm",
+                    "--timestamp",
+                    "--wscale",
+                    "7",
+                    "--mss",
+                    "1460",
                 ])?;
                 ipt(&[
-                    "-A", "FORWARD", "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP",
+                    "-A",
+                    "FORWARD",
+                    "-m",
+                    "conntrack",
+                    "--ctstate",
+                    "INVALID",
+                    "-j",
+                    "DROP",
                 ])?;
                 // The SYNPROXY recipe: ACKs that match no connection are INVALID, not new flows.
                 lab.edges[e].sysctl("net.netfilter.nf_conntrack_tcp_loose", "0")?;
@@ -169,7 +203,8 @@ impl Active<'_> {
             for &e in &self.edges {
                 let ns = self.lab.edges[e].name();
                 for t in ["raw", "filter"] {
-                    let _ = synwall_lab::sh(&["ip", "netns", "exec", ns, "iptables", "-t", t, "-F"]);
+                    let _ =
+                        synwall_lab::sh(&["ip", "netns", "exec", ns, "iptables", "-t", t, "-F"]);
                 }
             }
         }

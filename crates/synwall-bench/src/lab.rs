@@ -153,7 +153,15 @@ impl Lab {
         }
         topo::router(be)?;
         be.run(&["ip", "addr", "add", &format!("{SVC_V4}/32"), "dev", "lo"])?;
-        be.run(&["ip", "-6", "addr", "add", &format!("{SVC_V6}/128"), "dev", "lo"])?;
+        be.run(&[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            &format!("{SVC_V6}/128"),
+            "dev",
+            "lo",
+        ])?;
         be.sysctl("net.ipv4.tcp_syncookies", "1")?;
         be.sysctl("net.core.somaxconn", "4096")?;
         // No TIME_WAIT on the server (nginx closes first with `Connection: close`): the client
@@ -166,7 +174,13 @@ impl Lab {
         rtr.run(&["ip", "rule", "add", "fwmark", "1", "table", "100"])?;
         rtr.run(&["ip", "-6", "rule", "add", "fwmark", "1", "table", "100"])?;
         rtr.route(&[&format!("{SVC_V4}/32"), "via", "10.88.11.2", "table", "100"])?;
-        rtr.route(&[&format!("{SVC_V6}/128"), "via", "fd88:11::2", "table", "100"])?;
+        rtr.route(&[
+            &format!("{SVC_V6}/128"),
+            "via",
+            "fd88:11::2",
+            "table",
+            "100",
+        ])?;
         // Counters: SYNs offered (rtr, from the attacker) and SYN+ACKs that come back (att).
         nft::load(
             rtr,
@@ -194,10 +208,20 @@ impl Lab {
     pub fn set_paths(&self, paths: Paths) -> Result<()> {
         let (rtr, be) = (&self.rtr, &self.be);
         let both4 = [
-            "nexthop", "via", "10.88.11.2", "nexthop", "via", "10.88.12.2",
+            "nexthop",
+            "via",
+            "10.88.11.2",
+            "nexthop",
+            "via",
+            "10.88.12.2",
         ];
         let both6 = [
-            "nexthop", "via", "fd88:11::2", "nexthop", "via", "fd88:12::2",
+            "nexthop",
+            "via",
+            "fd88:11::2",
+            "nexthop",
+            "via",
+            "fd88:12::2",
         ];
         let svc4 = format!("{SVC_V4}/32");
         let svc6 = format!("{SVC_V6}/128");
@@ -216,8 +240,22 @@ impl Lab {
             Paths::Ecmp => (
                 &both4,
                 &both6,
-                &["nexthop", "via", "10.88.21.1", "nexthop", "via", "10.88.22.1"],
-                &["nexthop", "via", "fd88:21::1", "nexthop", "via", "fd88:22::1"],
+                &[
+                    "nexthop",
+                    "via",
+                    "10.88.21.1",
+                    "nexthop",
+                    "via",
+                    "10.88.22.1",
+                ],
+                &[
+                    "nexthop",
+                    "via",
+                    "fd88:21::1",
+                    "nexthop",
+                    "via",
+                    "fd88:22::1",
+                ],
             ),
             Paths::Crossing => (
                 &["via", "10.88.12.2"],
@@ -233,8 +271,24 @@ impl Lab {
         rtr.run(&["nft", "flush", "chain", "inet", "swlab", "marks"])?;
         if paths == Paths::Crossing {
             rtr.run(&[
-                "nft", "add", "rule", "inet", "swlab", "marks", "iifname", "rc", "tcp", "flags",
-                "&", "(syn|ack)", "==", "syn", "meta", "mark", "set", "1",
+                "nft",
+                "add",
+                "rule",
+                "inet",
+                "swlab",
+                "marks",
+                "iifname",
+                "rc",
+                "tcp",
+                "flags",
+                "&",
+                "(syn|ack)",
+                "==",
+                "syn",
+                "meta",
+                "mark",
+                "set",
+                "1",
             ])?;
         }
         // Drop cached routes of the previous setting.

@@ -381,7 +381,15 @@ fn client_profile(lab: &Lab, p: &Profile) -> Result<()> {
         .advmss
         .map(|m| vec!["advmss".to_string(), m.to_string()])
         .unwrap_or_default();
-    let mut a4 = vec!["ip", "-4", "route", "replace", "default", "via", "10.88.2.1"];
+    let mut a4 = vec![
+        "ip",
+        "-4",
+        "route",
+        "replace",
+        "default",
+        "via",
+        "10.88.2.1",
+    ];
     let mut a6 = vec!["ip", "-6", "route", "replace", "::/0", "via", "fd88:2::1"];
     for s in &adv {
         a4.push(s);
@@ -587,9 +595,7 @@ pub fn scale(lab: &Lab, o: &Opts) -> Result<Report> {
     lab.set_paths(Paths::One)?;
     // The core's capacity: the rate per second of edge CPU time (the generator may not saturate
     // the edge), or the measured rate when no CPU time was seen.
-    let per_core = one_edge
-        .per_cpu_second
-        .unwrap_or(one_edge.rates.synack_pps);
+    let per_core = one_edge.per_cpu_second.unwrap_or(one_edge.rates.synack_pps);
     let data = ScaleData {
         per_core_pps: per_core,
         cores_per_100g: LINE_RATE_100G_64B / per_core.max(1.0),

@@ -231,7 +231,10 @@ pub fn curl_batch(lab: &Lab, seconds: f64) -> Result<ConnStats> {
     // More URLs than can complete in time; `timeout` ends the batch.
     let n = ((seconds * 5000.0) as usize).max(100);
     let list = lab.dir.join("curl-urls.txt");
-    std::fs::write(&list, format!("url = \"{u}\"\noutput = \"/dev/null\"\n").repeat(n))?;
+    std::fs::write(
+        &list,
+        format!("url = \"{u}\"\noutput = \"/dev/null\"\n").repeat(n),
+    )?;
     let out = lab
         .cli
         .command("timeout")
@@ -239,7 +242,14 @@ pub fn curl_batch(lab: &Lab, seconds: f64) -> Result<ConnStats> {
         // Line-buffered, so the lines of finished requests survive the SIGINT.
         .args(["stdbuf", "-oL", "curl", "-s", "-K"])
         .arg(&list)
-        .args(["--connect-timeout", "3", "-m", "3", "-H", "Connection: close"])
+        .args([
+            "--connect-timeout",
+            "3",
+            "-m",
+            "3",
+            "-H",
+            "Connection: close",
+        ])
         .args(["-w", "%{http_code} %{time_connect}\\n"])
         .output()
         .context("cannot run curl")?;
@@ -275,7 +285,10 @@ pub fn wrk(lab: &Lab, seconds: u32, conns: u32) -> Result<WrkStats> {
         .context("cannot run wrk (install wrk: scripts/setup.sh)")?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        bail!("wrk failed: {text} {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "wrk failed: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     parse_wrk(&text)
 }

@@ -43,7 +43,11 @@ fn packet_socket(dev: &str) -> Result<OwnedFd> {
             (libc::ETH_P_ALL as u16).to_be() as i32,
         )
     };
-    anyhow::ensure!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+    anyhow::ensure!(
+        fd >= 0,
+        "AF_PACKET socket: {}",
+        std::io::Error::last_os_error()
+    );
     // SAFETY: fd is a fresh descriptor we own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let name = std::ffi::CString::new(dev)?;
@@ -125,7 +129,7 @@ fn direction(
                 continue;
             }
             // Our own transmissions on this device show up as outgoing: not ours to relay.
-            if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+            if from.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
             x ^= x << 13;
@@ -178,7 +182,9 @@ impl Wan {
         lab.rtr.addr("rw", "10.88.3.1/24")?;
         client.route(&["default", "via", "10.88.3.1"])?;
         let (a, b) = wan
-            .enter(|| -> Result<(OwnedFd, OwnedFd)> { Ok((packet_socket("wa")?, packet_socket("wb")?)) })?
+            .enter(|| -> Result<(OwnedFd, OwnedFd)> {
+                Ok((packet_socket("wa")?, packet_socket("wb")?))
+            })?
             .context("relay sockets")?;
         let (a, b) = (Arc::new(a), Arc::new(b));
         let stop = Arc::new(AtomicBool::new(false));

@@ -31,7 +31,10 @@ fn synwall_bin() -> PathBuf {
 fn read(dir: &Path, name: &str) -> Value {
     let json = dir.join(format!("{name}.json"));
     let svg = std::fs::read_to_string(dir.join(format!("{name}.svg"))).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{name}.svg");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("</svg>"),
+        "{name}.svg"
+    );
     serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
 }
 

@@ -140,7 +140,10 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
         );
     };
     if a.name == "all" && !a.doc.exists() {
-        bail!("{} does not exist (run from the repository root or pass --doc)", a.doc.display());
+        bail!(
+            "{} does not exist (run from the repository root or pass --doc)",
+            a.doc.display()
+        );
     }
     root()?;
     let o = Opts {
