@@ -41,6 +41,7 @@ pub struct Active<'a> {
     defense: Defense,
     edges: Vec<usize>,
     daemons: Vec<(String, Daemon)>,
+    cleared: bool,
 }
 
 fn start(lab: &Lab, ns: &synwall_lab::Netns, exe: &Path, args: &[String]) -> Result<Daemon> {
@@ -71,6 +72,7 @@ pub fn apply<'a>(
         defense,
         edges: edges.to_vec(),
         daemons: Vec::new(),
+        cleared: false,
     };
     let cookies = match defense {
         Defense::KernelCookies => "2",
@@ -199,6 +201,9 @@ impl Active<'_> {
     }
 
     fn clear(&mut self) {
+        if std::mem::replace(&mut self.cleared, true) {
+            return;
+        }
         if self.defense == Defense::Synproxy {
             for &e in &self.edges {
                 let ns = self.lab.edges[e].name();

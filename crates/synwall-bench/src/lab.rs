@@ -312,11 +312,14 @@ http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_timeou
         );
         let conf_path = self.dir.join("nginx.conf");
         std::fs::write(&conf_path, conf)?;
-        // nginx works on the defender's core, like the edge (see `pin`).
+        // nginx is not pinned, and runs SCHED_FIFO 10 (below the edge's NAPI thread): on two
+        // vCPUs both cores are saturated during a flood (generator, defender), and a server that
+        // only gets the leftovers would measure the scheduler, not the network path. On real
+        // machines the server has its own cores.
         let child = self
             .be
-            .command("taskset")
-            .args(["-c", "1", "nginx", "-c"])
+            .command("chrt")
+            .args(["-f", "10", "nginx", "-c"])
             .arg(&conf_path)
             .args(["-g", "daemon off;"])
             .stdin(Stdio::null())

@@ -121,16 +121,22 @@ pub fn flood(lab: &Lab, o: &Opts) -> Result<Report> {
     let cap = rows[0].per_cpu_second.unwrap_or(f64::NAN);
     let (k, sp) = (rows[1].rates.synack_pps, rows[2].rates.synack_pps);
     let share = ratio(sw, rows[0].rates.syn_offered_pps);
-    let why = if share > 0.95 {
+    let busy = rows[0].edge_cpu_busy.unwrap_or(f64::NAN);
+    let why = if share > 0.95 && busy < 0.9 {
         format!(
-            "; synwall answered {:.0}% of what the one generator offered, so this is the generator's ceiling; by edge CPU time ({} SYN+ACKs per CPU-second) the core's capacity is {:.1}x / {:.1}x",
+            "; synwall answered {:.0}% of what the one generator offered with its core {:.0}% busy, so this is the generator's ceiling; by edge CPU time ({} SYN+ACKs per CPU-second) the core's capacity is {:.1}x / {:.1}x",
             100.0 * share,
+            100.0 * busy,
             fmt_num(cap),
             ratio(cap, k),
             ratio(cap, sp)
         )
     } else {
-        String::new()
+        format!(
+            "; the edge core was {:.0}% busy ({} SYN+ACKs per CPU-second)",
+            100.0 * busy,
+            fmt_num(cap)
+        )
     };
     let goals = vec![
         Goal {
@@ -306,7 +312,7 @@ pub fn legit(lab: &Lab, o: &Opts) -> Result<Report> {
         data: serde_json::to_value(&rows)?,
         goals,
         notes: vec![format!(
-            "One curl process in the client namespace requests {} repeatedly for {} s, each request on a new connection (`Connection: close`, `--connect-timeout 3 -m 3`); latency is curl's `time_connect` (SYN to SYN+ACK), completed means HTTP 200. The flood is the flood benchmark's trafgen at full speed; the same pinning.",
+            "One curl process in the client namespace requests {} repeatedly for {} s, each request on a new connection (`Connection: close`, `--connect-timeout 3 -m 3`); latency is curl's `time_connect` (SYN to SYN+ACK), completed means HTTP 200; p99 is n/a when nothing completed. The flood is the flood benchmark's trafgen at full speed, with the same pinning. curl and nginx run SCHED_FIFO 10 (below the edge's NAPI thread) and unpinned: on two vCPUs the generator and the defender saturate both cores, and the client and server stand for machines of their own.",
             lab::url(false, "/index.html"),
             o.seconds
         )],

@@ -239,8 +239,9 @@ pub fn curl_batch(lab: &Lab, seconds: f64) -> Result<ConnStats> {
         .cli
         .command("timeout")
         .args(["-s", "INT", "-k", "2", &format!("{seconds:.1}")])
+        // SCHED_FIFO 10, like nginx (see `Lab::up`): the client stands for a machine of its own.
         // Line-buffered, so the lines of finished requests survive the SIGINT.
-        .args(["stdbuf", "-oL", "curl", "-s", "-K"])
+        .args(["chrt", "-f", "10", "stdbuf", "-oL", "curl", "-s", "-K"])
         .arg(&list)
         .args([
             "--connect-timeout",

@@ -158,8 +158,9 @@ pub fn bar_chart(path: &Path, title: &str, y_label: &str, bars: &[(String, f64)]
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     chart
         .draw_series(vals.iter().enumerate().map(|(i, v)| {
+            // The label shows the real value: "n/a" where nothing was measured (drawn as 0).
             Text::new(
-                fmt_num(*v),
+                fmt_num(bars[i].1),
                 (SegmentValue::CenterOf(i as u32), *v + top * 0.02),
                 ("sans-serif", 13),
             )
