@@ -10,6 +10,7 @@
  *              nothing: pass, the kernel answers with RST            (backend_no_listener)
  *              only a listener: validate the cookie
  *                  invalid: drop                                      (backend_ack_invalid)
+ *                           auto mode: pass, the kernel judges it      (backend_ack_pass_auto)
  *                  valid: bpf_sk_assign_tcp_reqsk with the decoded options, pass
  *                         (backend_reqsk_created / backend_kfunc_<errno>)
  */
@@ -56,6 +57,7 @@ extern int bpf_sk_assign_tcp_reqsk(struct __sk_buff *skb, struct sock *sk,
 				   struct bpf_tcp_req_attrs *attrs, int attrs__sz) __ksym;
 
 #define SW_BPF_TCP_LISTEN 10
+#define SW_BPF_TCP_TIME_WAIT 6
 
 SW_INLINE int sw_verdict(int action, enum sw_counter c)
 {
@@ -113,6 +115,9 @@ SW_INLINE int sw_listener_ack(struct __sk_buff *skb, struct bpf_sock *sk,
 	struct tcp_sock *tsk;
 	int ret;
 
+	/* Initialised: a global function may not be handed uninitialised stack without
+	 * CAP_PERFMON, and the daemon should not need it. */
+	__builtin_memset(&o, 0, sizeof(o));
 	if (sw_tcp_options(skb, f, &o)) {
 		bpf_sk_release(sk);
 		return sw_verdict(SW_TC_ACT_SHOT, SW_DROP_ACK_OPTIONS);
@@ -121,6 +126,12 @@ SW_INLINE int sw_listener_ack(struct __sk_buff *skb, struct bpf_sock *sk,
 	salts = sw_get_salts();
 	if (!cfg || !salts || !sw_validate(salts, f, &o, &bits)) {
 		bpf_sk_release(sk);
+		if (cfg && cfg->auto_enabled)
+			/*
+			 * Auto mode: the kernel answers SYNs too, and when its SYN queue overflows it
+			 * sends its own syncookies, whose ACKs find only the listener. It checks them.
+			 */
+			return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_ACK_PASS_AUTO);
 		return sw_verdict(SW_TC_ACT_SHOT, SW_BACKEND_ACK_INVALID);
 	}
 	sw_req_attrs(&attrs, cfg, f, &o, bits);
@@ -133,6 +144,24 @@ SW_INLINE int sw_listener_ack(struct __sk_buff *skb, struct bpf_sock *sk,
 	ret = bpf_sk_assign_tcp_reqsk(skb, (struct sock *)tsk, &attrs, sizeof(attrs));
 	bpf_sk_release(sk);
 	return sw_verdict(SW_TC_ACT_OK, sw_kfunc_counter(ret));
+}
+
+/*
+ * An ACK whose 4-tuple is in TIME_WAIT: the kernel would have recycled the TIME_WAIT socket on a
+ * SYN, but the SYN went to the edge. If this is a cookie ACK, count it (the client stalls until
+ * the TIME_WAIT ends); either way the kernel gets it, as it would without synwall.
+ */
+SW_INLINE int sw_timewait_ack(struct __sk_buff *skb, const struct sw_frame *f)
+{
+	struct sw_salt_slot *salts;
+	struct sw_tcp_opts o;
+	struct sw_opt_bits bits;
+
+	__builtin_memset(&o, 0, sizeof(o));
+	salts = sw_get_salts();
+	if (salts && !sw_tcp_options(skb, f, &o) && sw_validate(salts, f, &o, &bits))
+		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_ACK_TIMEWAIT);
+	return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_ESTABLISHED);
 }
 
 SEC("tc")
@@ -172,6 +201,10 @@ int sw_backend(struct __sk_buff *skb)
 	sk = bpf_skc_lookup_tcp(skb, &tuple, tuple_size, BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
 		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_NO_LISTENER);
+	if (sk->state == SW_BPF_TCP_TIME_WAIT) {
+		bpf_sk_release(sk);
+		return sw_timewait_ack(skb, &f);
+	}
 	if (sk->state != SW_BPF_TCP_LISTEN) {
 		bpf_sk_release(sk);
 		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_ESTABLISHED);

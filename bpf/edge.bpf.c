@@ -3,6 +3,7 @@
  * The edge: synwall's XDP program, exactly Engine::xdp (crates/synwall-engine/src/engine.rs).
  *
  *   parse -> SYN to a protected service: cookie SYN+ACK, XDP_TX      (syn_answered)
+ *            auto mode, SYN rate below the threshold: XDP_PASS        (auto_syn_pass)
  *         -> default mode: any other segment passes without a MAC   (fwd_non_syn)
  *         -> strict mode: cached flows pass; an ACK whose cookie validates is cached and passes;
  *            the rest is dropped
@@ -10,6 +11,7 @@
  */
 #define SW_XDP 1
 #define SW_WANT_FLOW_CACHE 1
+#define SW_WANT_AUTO 1
 
 #include "lib/common.h"
 #include "lib/counters.h"
@@ -53,6 +55,50 @@ SW_INLINE int sw_checksums_ok(struct xdp_md *ctx, const struct sw_frame *f)
 	return sw_csum_fold(sum) == 0xffff;
 }
 
+/* AutoState::WINDOW_NS: the SYN rate is measured over windows of at least 100 ms. */
+#define SW_AUTO_WINDOW_NS 100000000ULL
+
+/*
+ * AutoState::on_syn: count this SYN in the shared window; the CPU that closes a window (wins the
+ * compare-and-swap of its start) computes the window's rate and applies the hysteresis. Returns
+ * whether SYNs are answered with cookies. Differences of clocks are compared signed: a CPU whose
+ * `now` is older than a window another CPU just opened must not see a huge elapsed time.
+ */
+SW_INLINE int sw_auto_cookies(const struct sw_config *cfg, __u64 now)
+{
+	struct sw_auto_state *st;
+	__u64 start, syns, elapsed, rate;
+	__u32 zero = 0;
+
+	st = bpf_map_lookup_elem(&sw_auto_map, &zero);
+	if (!st)
+		return 1; /* unreachable: array maps always have their slot */
+	__sync_fetch_and_add(&st->window_syns, 1);
+	start = *(volatile __u64 *)&st->window_start_ns;
+	elapsed = now - start;
+	if ((__s64)elapsed >= (__s64)SW_AUTO_WINDOW_NS &&
+	    __sync_val_compare_and_swap(&st->window_start_ns, start, now) == start) {
+		/* Take the window's count and restart it at 0 in one step (BPF_XCHG). */
+		syns = __sync_lock_test_and_set(&st->window_syns, 0);
+		/* The mean over the whole window, however long: rare SYNs average correctly. */
+		rate = syns * 1000000000ULL / elapsed;
+		st->rate = rate;
+		if (rate >= cfg->auto_rate_off)
+			st->last_high_ns = now;
+		if (rate >= cfg->auto_rate_on) {
+			if (!st->cookies_on) {
+				st->cookies_on = 1;
+				st->switches_on += 1;
+			}
+		} else if (st->cookies_on && rate < cfg->auto_rate_off &&
+			   (__s64)(now - st->last_high_ns) >= (__s64)((__u64)cfg->auto_hold_ms * 1000000)) {
+			st->cookies_on = 0;
+			st->switches_off += 1;
+		}
+	}
+	return *(volatile __u32 *)&st->cookies_on != 0;
+}
+
 /* Engine::answer_syn */
 SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
 			    const struct sw_config *cfg, const struct sw_salt_slot *salts)
@@ -60,19 +106,27 @@ SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
 	struct sw_tcp_opts o;
 	struct sw_opt_bits bits;
 	__u32 isn, tsval = 0;
-	__u64 mac;
+	__u64 mac, now;
 
 	if (f->flags & (SW_TCP_RST | SW_TCP_FIN))
 		return sw_verdict(XDP_DROP, SW_DROP_SYN_FLAGS);
+	/* Initialised: a global function may not be handed uninitialised stack without
+	 * CAP_PERFMON, and the daemon should not need it. */
+	__builtin_memset(&o, 0, sizeof(o));
 	if (sw_tcp_options(ctx, f, &o))
 		return sw_verdict(XDP_DROP, SW_DROP_SYN_OPTIONS);
 	if (!sw_checksums_ok(ctx, f))
 		return sw_verdict(XDP_DROP, SW_DROP_SYN_CHECKSUM);
+	/* One clock for the SYN rate and TSval, as Engine::xdp_at takes one `now_ns`. */
+	now = bpf_ktime_get_ns();
+	if (cfg->auto_enabled && !sw_auto_cookies(cfg, now))
+		/* No attack: the kernel answers, and the handshake needs no cookie. */
+		return sw_verdict(XDP_PASS, SW_AUTO_SYN_PASS);
 	bits = sw_encode_options(cfg, f->family, &o, f->flags);
 	mac = sw_mac(&salts->current, f, f->seq, bits);
 	isn = sw_cookie_of(bits, mac);
 	if (sw_bits_timestamps(bits))
-		tsval = sw_tsval_of(bpf_ktime_get_ns() / 1000000, bits, mac);
+		tsval = sw_tsval_of(now / 1000000, bits, mac);
 	if (sw_build_synack(ctx, f, cfg, bits, isn, tsval, o.has_timestamps ? o.tsval : 0) < 0)
 		/* No tailroom to grow the frame into its answer: it cannot be answered. */
 		return sw_verdict(XDP_DROP, SW_DROP_SYNACK_ROOM);
@@ -98,6 +152,9 @@ SW_INLINE int sw_strict(struct xdp_md *ctx, const struct sw_frame *f,
 		return sw_verdict(XDP_PASS, SW_STRICT_FWD_CACHED);
 	if ((f->flags & (SW_TCP_ACK | SW_TCP_SYN | SW_TCP_RST)) != SW_TCP_ACK)
 		return sw_verdict(XDP_DROP, SW_STRICT_DROP);
+	/* Initialised: a global function may not be handed uninitialised stack without
+	 * CAP_PERFMON, and the daemon should not need it. */
+	__builtin_memset(&o, 0, sizeof(o));
 	if (sw_tcp_options(ctx, f, &o))
 		return sw_verdict(XDP_DROP, SW_DROP_ACK_OPTIONS);
 	if (!sw_validate(salts, f, &o, &bits))

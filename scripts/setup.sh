@@ -35,6 +35,11 @@ want wrk wrk
 want curl curl
 want iptables iptables
 want chrt util-linux
+# The man-page and unit-file checks (groff renders the pages, systemd-analyze verifies the unit),
+# setpriv (util-linux) runs the daemon with exactly the unit's capabilities.
+want groff groff-base
+want systemd-analyze systemd
+want setpriv util-linux
 
 if ((${#need_pkgs[@]})); then
   echo "setup: installing ${need_pkgs[*]}"

@@ -8,6 +8,7 @@
  *   sw_services     LPM trie: destination prefix -> index of a port bitmap in sw_ports
  *   sw_ports        65536-bit port bitmaps
  *   sw_flows        strict mode: the flows whose handshake ACK validated (edge only)
+ *   sw_auto_map     auto mode: the shared SYN-rate window and the cookies on/off state (edge only)
  */
 #ifndef SW_MAPS_H
 #define SW_MAPS_H
@@ -26,9 +27,14 @@ struct sw_config {
 	__u8 timestamps;       /* cookie Config::timestamps */
 	__u8 ecn;              /* cookie Config::ecn */
 	__u8 strict;           /* EngineConfig::strict (edge) */
-	__u8 pad[3];
+	__u8 auto_enabled;     /* EngineConfig::auto is Some (edge) */
+	__u8 pad[2];
 	__u16 mss_table_v4[8]; /* cookie Config::mss_v4, ascending */
 	__u16 mss_table_v6[8]; /* cookie Config::mss_v6, ascending */
+	/* AutoConfig (edge). Appended so the older fields keep their offsets. */
+	__u32 auto_rate_on;    /* SYNs/s at or above which cookies switch on */
+	__u32 auto_rate_off;   /* SYNs/s below which cookies may switch off again */
+	__u32 auto_hold_ms;    /* ... once the rate stayed below auto_rate_off this long */
 };
 
 struct {
@@ -127,6 +133,32 @@ struct {
 	__type(key, struct sw_flow_key);
 	__type(value, __u32);
 } sw_flows SEC(".maps");
+#endif
+
+#ifdef SW_WANT_AUTO
+/*
+ * Auto mode (engine::AutoState). One entry shared by all CPUs (not per-CPU): the rate is the
+ * node's SYN rate. window_syns is added to atomically by every CPU; the CPU that wins the
+ * compare-and-swap of window_start_ns closes the window and alone writes the other fields (windows
+ * are >= 100 ms apart, so writers never overlap).
+ */
+struct sw_auto_state {
+	__u64 window_start_ns; /* bpf_ktime_get_ns() when the current window opened */
+	__u64 window_syns;     /* SYNs counted in the current window */
+	__u64 rate;            /* SYNs/s of the last closed window */
+	__u64 last_high_ns;    /* when a closed window last had rate >= auto_rate_off */
+	__u64 switches_on;     /* cookies off -> on transitions */
+	__u64 switches_off;    /* cookies on -> off transitions */
+	__u32 cookies_on;      /* 1: answer SYNs with cookies; 0: pass them to the kernel */
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sw_auto_state);
+} sw_auto_map SEC(".maps");
 #endif
 
 SW_INLINE struct sw_config *sw_get_config(void)

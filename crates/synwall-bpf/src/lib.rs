@@ -13,16 +13,17 @@
 
 #![warn(missing_docs)]
 
+pub mod pin;
 pub mod services;
 
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{libbpf_sys, MapCore, MapFlags, MapMut, OpenObject, ProgramInput, ProgramMut};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{libbpf_sys, MapCore, MapFlags, OpenObject, ProgramInput, ProgramMut};
 use services::ServiceTables;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::ptr::NonNull;
 use std::time::Duration;
 use synwall_cookie::synwall_v1::EpochKeys;
+use synwall_cookie::SipKey;
 use synwall_engine::{Counter, Counters, EngineConfig, ServiceSet};
 
 #[allow(
@@ -59,7 +60,8 @@ use edge_skel::{EdgeSkel, EdgeSkelBuilder};
 /// The map value types of `bpf/lib/maps.h`, as the skeleton generator derived them from BTF.
 pub mod types {
     pub use crate::edge_skel::types::{
-        sw_config, sw_flow_key, sw_port_bitmap, sw_salt_slot, sw_sipkey, sw_svc_key, sw_svc_value,
+        sw_auto_state, sw_config, sw_flow_key, sw_port_bitmap, sw_salt_slot, sw_sipkey, sw_svc_key,
+        sw_svc_value,
     };
 }
 
@@ -71,7 +73,8 @@ const _: () = {
     assert!(size_of::<types::sw_salt_slot>() == size_of::<backend_skel::types::sw_salt_slot>());
     assert!(size_of::<types::sw_svc_key>() == size_of::<backend_skel::types::sw_svc_key>());
     assert!(size_of::<types::sw_svc_value>() == size_of::<backend_skel::types::sw_svc_value>());
-    assert!(size_of::<types::sw_config>() == 3 * 2 + 7 + 3 + 2 * 16);
+    assert!(size_of::<types::sw_config>() == 3 * 2 + 8 + 2 + 2 * 16 + 3 * 4);
+    assert!(size_of::<types::sw_auto_state>() == 6 * 8 + 2 * 4);
     assert!(size_of::<types::sw_salt_slot>() == 8 + 2 * 16);
     assert!(size_of::<types::sw_svc_key>() == 4 + 1 + 16 + 3);
     assert!(size_of::<types::sw_svc_value>() == 4);
@@ -87,6 +90,13 @@ impl Pod for types::sw_svc_key {}
 impl Pod for types::sw_svc_value {}
 impl Pod for types::sw_flow_key {}
 impl Pod for u32 {}
+
+fn from_bytes<T: Pod>(b: &[u8]) -> T {
+    assert!(b.len() >= std::mem::size_of::<T>(), "map value too short");
+    // SAFETY: `T` is plain old data (any bit pattern is valid: integers only) and `b` holds at
+    // least `size_of::<T>()` bytes; the read is unaligned-safe.
+    unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<T>()) }
+}
 
 fn bytes_of<T: Pod>(v: &T) -> &[u8] {
     // SAFETY: `T` is a plain-old-data C struct without padding bytes (see `Pod`), so all of its
@@ -156,6 +166,34 @@ impl LoadOptions {
     }
 }
 
+impl LoadOptions {
+    /// Would `set` fit maps sized by these options? (Checked before anything is attached.)
+    pub fn check_services(&self, set: &ServiceSet) -> Result<()> {
+        let t = ServiceTables::build(set);
+        fits(
+            t.bitmaps.len(),
+            self.max_port_sets,
+            "distinct port sets",
+            "max_port_sets",
+        )?;
+        fits(
+            t.entries.len(),
+            self.max_prefixes,
+            "distinct prefixes",
+            "max_prefixes",
+        )
+    }
+}
+
+fn fits(n: usize, max: u32, what: &str, option: &str) -> Result<()> {
+    if n > max as usize {
+        return Err(Error::Config(format!(
+            "{n} {what}, the map holds {max} (LoadOptions::{option})"
+        )));
+    }
+    Ok(())
+}
+
 /// The `sw_config` value for an engine configuration.
 pub fn config_value(cfg: &EngineConfig) -> types::sw_config {
     types::sw_config {
@@ -169,9 +207,53 @@ pub fn config_value(cfg: &EngineConfig) -> types::sw_config {
         timestamps: cfg.cookie.timestamps as u8,
         ecn: cfg.cookie.ecn as u8,
         strict: cfg.strict as u8,
-        pad: [0; 3],
+        auto_enabled: cfg.auto.is_some() as u8,
+        pad: [0; 2],
         mss_table_v4: *cfg.cookie.mss_v4.entries(),
         mss_table_v6: *cfg.cookie.mss_v6.entries(),
+        auto_rate_on: cfg.auto.map_or(0, |a| a.rate_on),
+        auto_rate_off: cfg.auto.map_or(0, |a| a.rate_off),
+        auto_hold_ms: cfg.auto.map_or(0, |a| a.hold_ms),
+    }
+}
+
+/// The edge's auto-mode state (`struct sw_auto_state`, `bpf/lib/maps.h`), read for status and
+/// metrics. Mirrors [`synwall_engine::AutoState`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AutoStateValue {
+    /// `bpf_ktime_get_ns()` when the current measurement window opened.
+    pub window_start_ns: u64,
+    /// SYNs counted in the current window.
+    pub window_syns: u64,
+    /// SYNs per second of the last closed window.
+    pub rate: u64,
+    /// When a closed window last had a rate of at least the off threshold.
+    pub last_high_ns: u64,
+    /// Transitions from cookies off to on.
+    pub switches_on: u64,
+    /// Transitions from cookies on to off.
+    pub switches_off: u64,
+    /// SYNs are answered with cookies now.
+    pub cookies_on: bool,
+}
+
+impl AutoStateValue {
+    /// Decode a `sw_auto_state` map value (native byte order), e.g. read from the map of a
+    /// program found by id; `None` if `bytes` is not one.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != std::mem::size_of::<types::sw_auto_state>() {
+            return None;
+        }
+        let u64_at = |i: usize| u64::from_ne_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap());
+        Some(AutoStateValue {
+            window_start_ns: u64_at(0),
+            window_syns: u64_at(1),
+            rate: u64_at(2),
+            last_high_ns: u64_at(3),
+            switches_on: u64_at(4),
+            switches_off: u64_at(5),
+            cookies_on: u32::from_ne_bytes(bytes[48..52].try_into().unwrap()) != 0,
+        })
     }
 }
 
@@ -194,12 +276,12 @@ pub fn salt_slot(keys: &EpochKeys) -> types::sw_salt_slot {
 /// sealed trait behind [`DataPath`] names it; its fields are private.
 #[doc(hidden)]
 pub struct Maps<'a> {
-    counters: &'a MapMut<'static>,
-    config: &'a MapMut<'static>,
-    salts: &'a MapMut<'static>,
-    salt_active: &'a MapMut<'static>,
-    services: &'a MapMut<'static>,
-    ports: &'a MapMut<'static>,
+    counters: &'a dyn MapCore,
+    config: &'a dyn MapCore,
+    salts: &'a dyn MapCore,
+    salt_active: &'a dyn MapCore,
+    services: &'a dyn MapCore,
+    ports: &'a dyn MapCore,
 }
 
 const KEY0: [u8; 4] = 0u32.to_ne_bytes();
@@ -211,17 +293,53 @@ impl Maps<'_> {
             .map_err(bpf("write sw_config_map"))
     }
 
-    /// Rotation: write the slot that is not live, then make it live. A reader holds the index
-    /// for the few nanoseconds of one packet; the slot it reads is rewritten only an epoch later.
-    fn set_keys(&self, keys: &EpochKeys) -> Result<()> {
-        let active = self
+    /// The configuration the programs run with.
+    fn config(&self) -> Result<types::sw_config> {
+        let v = self
+            .config
+            .lookup(&KEY0, MapFlags::ANY)
+            .map_err(bpf("read sw_config_map"))?
+            .ok_or_else(|| Error::Config("sw_config_map has no entry".into()))?;
+        Ok(from_bytes(&v))
+    }
+
+    /// The live salt slot (what the programs generate and validate with now).
+    fn live_keys(&self) -> Result<EpochKeys> {
+        let active = self.active_slot()?;
+        let v = self
+            .salts
+            .lookup(&active.to_ne_bytes(), MapFlags::ANY)
+            .map_err(bpf("read sw_salts"))?
+            .ok_or_else(|| Error::Config("sw_salts has no live slot".into()))?;
+        let slot: types::sw_salt_slot = from_bytes(&v);
+        Ok(EpochKeys {
+            epoch: slot.epoch,
+            current: SipKey {
+                k0: slot.current.k0,
+                k1: slot.current.k1,
+            },
+            previous: SipKey {
+                k0: slot.previous.k0,
+                k1: slot.previous.k1,
+            },
+        })
+    }
+
+    fn active_slot(&self) -> Result<u32> {
+        Ok(self
             .salt_active
             .lookup(&KEY0, MapFlags::ANY)
             .map_err(bpf("read sw_salt_active"))?
             .map_or(0, |v| {
                 u32::from_ne_bytes(v[..4].try_into().expect("u32 value"))
-            });
-        let next = (active & 1) ^ 1;
+            })
+            & 1)
+    }
+
+    /// Rotation: write the slot that is not live, then make it live. A reader holds the index
+    /// for the few nanoseconds of one packet; the slot it reads is rewritten only an epoch later.
+    fn set_keys(&self, keys: &EpochKeys) -> Result<()> {
+        let next = self.active_slot()? ^ 1;
         self.salts
             .update(
                 &next.to_ne_bytes(),
@@ -238,20 +356,18 @@ impl Maps<'_> {
     /// removal of entries no longer configured.
     fn set_services(&self, set: &ServiceSet) -> Result<()> {
         let t = ServiceTables::build(set);
-        if t.bitmaps.len() > self.ports.max_entries() as usize {
-            return Err(Error::Config(format!(
-                "{} distinct port sets, the map holds {} (LoadOptions::max_port_sets)",
-                t.bitmaps.len(),
-                self.ports.max_entries()
-            )));
-        }
-        if t.entries.len() > self.services.max_entries() as usize {
-            return Err(Error::Config(format!(
-                "{} distinct prefixes, the map holds {} (LoadOptions::max_prefixes)",
-                t.entries.len(),
-                self.services.max_entries()
-            )));
-        }
+        fits(
+            t.bitmaps.len(),
+            self.ports.max_entries(),
+            "distinct port sets",
+            "max_port_sets",
+        )?;
+        fits(
+            t.entries.len(),
+            self.services.max_entries(),
+            "distinct prefixes",
+            "max_prefixes",
+        )?;
         for (i, bm) in t.bitmaps.iter().enumerate() {
             self.ports
                 .update(&(i as u32).to_ne_bytes(), &bm.to_bytes(), MapFlags::ANY)
@@ -366,31 +482,98 @@ pub enum XdpMode {
     Generic,
 }
 
-/// An XDP attachment (a BPF link). Dropping it detaches the program.
+/// A BPF link (XDP or tcx ingress). Dropping it closes this process's descriptor: the program
+/// detaches unless the link is also pinned (see [`pin`]), which is how a restart keeps it running.
 #[derive(Debug)]
-pub struct XdpLink {
+pub struct Link {
     fd: OwnedFd,
 }
 
-impl XdpLink {
-    /// Detach now (same as dropping).
+/// An XDP attachment.
+pub type XdpLink = Link;
+/// A tcx ingress attachment.
+pub type TcxLink = Link;
+
+impl Link {
+    /// Drop this descriptor (the program detaches if the link is not pinned).
     pub fn detach(self) {}
 
     /// The link's file descriptor.
     pub fn fd(&self) -> i32 {
         self.fd.as_raw_fd()
     }
-}
 
-/// A tcx attachment. Dropping it detaches the program.
-#[derive(Debug)]
-pub struct TcxLink {
-    _link: libbpf_rs::Link,
-}
+    fn create(
+        prog_fd: i32,
+        ifindex: u32,
+        attach: u32,
+        flags: u32,
+        what: &'static str,
+    ) -> Result<Link> {
+        // SAFETY: the options struct is zeroed then sized as libbpf requires.
+        let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
+        opts.sz = std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _;
+        opts.flags = flags;
+        // SAFETY: plain syscall wrapper; `opts` outlives the call.
+        let fd = unsafe { libbpf_sys::bpf_link_create(prog_fd, ifindex as i32, attach, &opts) };
+        if fd < 0 {
+            return Err(Error::Os {
+                what,
+                source: std::io::Error::from_raw_os_error(-fd),
+            });
+        }
+        // SAFETY: `fd` is a new link descriptor that nothing else owns.
+        Ok(Link {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
 
-impl TcxLink {
-    /// Detach now (same as dropping).
-    pub fn detach(self) {}
+    /// Make the link outlive this process: pin it at `path` (on a bpffs).
+    pub fn pin(&self, path: &std::path::Path) -> Result<()> {
+        let c = pin::cpath(path)?;
+        // SAFETY: plain syscall wrapper; `c` is NUL-terminated and outlives the call.
+        let r = unsafe { libbpf_sys::bpf_obj_pin(self.fd(), c.as_ptr()) };
+        pin::os(r, "pin link")
+    }
+
+    /// Open a link pinned at `path` (by an earlier process).
+    pub fn open_pinned(path: &std::path::Path) -> Result<Link> {
+        Ok(Link {
+            fd: pin::obj_get(path, "open pinned link")?,
+        })
+    }
+
+    /// Detach the program from its hook now, whoever else holds or pins the link.
+    pub fn force_detach(&self) -> Result<()> {
+        // SAFETY: plain syscall wrapper on our descriptor.
+        let r = unsafe { libbpf_sys::bpf_link_detach(self.fd()) };
+        pin::os(r, "detach link")
+    }
+
+    /// The interface the link is attached to (0 once detached).
+    pub fn ifindex(&self) -> Result<u32> {
+        // SAFETY: zeroed info struct of the size we pass.
+        let mut info: libbpf_sys::bpf_link_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libbpf_sys::bpf_link_info>() as u32;
+        // SAFETY: `info` is `len` bytes and outlives the call.
+        let r = unsafe { libbpf_sys::bpf_link_get_info_by_fd(self.fd(), &mut info, &mut len) };
+        pin::os(r, "read link info")?;
+        // SAFETY: the kernel filled the union member of this link's type.
+        Ok(unsafe {
+            match info.type_ {
+                libbpf_sys::BPF_LINK_TYPE_XDP => info.__bindgen_anon_1.xdp.ifindex,
+                libbpf_sys::BPF_LINK_TYPE_TCX => info.__bindgen_anon_1.tcx.ifindex,
+                _ => 0,
+            }
+        })
+    }
+
+    /// Swap the program behind the link atomically (no packet sees no program).
+    fn update(&self, prog_fd: i32) -> Result<()> {
+        // SAFETY: plain syscall wrapper; no options.
+        let r = unsafe { libbpf_sys::bpf_link_update(self.fd(), prog_fd, std::ptr::null()) };
+        pin::os(r, "replace the program of a link (bpf_link_update)")
+    }
 }
 
 fn leak_object() -> &'static mut MaybeUninit<OpenObject> {
@@ -422,8 +605,29 @@ mod sealed {
 /// What the edge and the backend objects share: loading with a configuration, and the maps every
 /// data path has (configuration, services, salts, counters). Bring it into scope to call them.
 pub trait DataPath: sealed::HasMaps + Sized {
-    /// Open and load the object (verifying its program).
-    fn load(opts: &LoadOptions) -> Result<Self>;
+    /// Open and load the object (verifying its program), with maps of its own.
+    fn load(opts: &LoadOptions) -> Result<Self> {
+        Self::load_at(opts, None)
+    }
+
+    /// Open and load the object; with `pins`, its maps live in that bpffs directory: maps pinned
+    /// there by an earlier process are reused (state survives a restart), missing ones are created
+    /// and pinned. Fails if a pinned map no longer fits this object (then load without pins and
+    /// [`DataPath::repin_maps`]).
+    fn load_at(opts: &LoadOptions, pins: Option<&std::path::Path>) -> Result<Self>;
+
+    /// Pin this object's maps in `dir`, replacing whatever was pinned under their names.
+    fn repin_maps(&mut self, dir: &std::path::Path) -> Result<()>;
+
+    /// The configuration in the map.
+    fn config(&self) -> Result<types::sw_config> {
+        self.maps().config()
+    }
+
+    /// The live salts.
+    fn live_keys(&self) -> Result<EpochKeys> {
+        self.maps().live_keys()
+    }
 
     /// Load and configure in one go: configuration and services from `cfg`, salts `keys`.
     fn load_with(cfg: &EngineConfig, keys: &EpochKeys) -> Result<Self> {
@@ -482,14 +686,20 @@ has_maps!(Edge);
 has_maps!(Backend);
 
 impl DataPath for Edge {
-    fn load(opts: &LoadOptions) -> Result<Self> {
-        Edge::load_object(opts)
+    fn load_at(opts: &LoadOptions, pins: Option<&std::path::Path>) -> Result<Self> {
+        Edge::load_object(opts, pins)
+    }
+    fn repin_maps(&mut self, dir: &std::path::Path) -> Result<()> {
+        pin::repin(self.skel.object_mut(), dir)
     }
 }
 
 impl DataPath for Backend {
-    fn load(opts: &LoadOptions) -> Result<Self> {
-        Backend::load_object(opts)
+    fn load_at(opts: &LoadOptions, pins: Option<&std::path::Path>) -> Result<Self> {
+        Backend::load_object(opts, pins)
+    }
+    fn repin_maps(&mut self, dir: &std::path::Path) -> Result<()> {
+        pin::repin(self.skel.object_mut(), dir)
     }
 }
 
@@ -499,10 +709,13 @@ pub struct Edge {
 }
 
 impl Edge {
-    fn load_object(opts: &LoadOptions) -> Result<Self> {
+    fn load_object(opts: &LoadOptions, pins: Option<&std::path::Path>) -> Result<Self> {
         let mut open = EdgeSkelBuilder::default()
             .open(leak_object())
             .map_err(bpf("open edge.bpf.o"))?;
+        if let Some(dir) = pins {
+            pin::set_pin_paths(open.open_object_mut(), dir)?;
+        }
         let m = &mut open.maps;
         set_sizes(&mut m.sw_services, &mut m.sw_ports, opts)?;
         m.sw_flows
@@ -510,6 +723,19 @@ impl Edge {
             .map_err(bpf("size sw_flows"))?;
         let skel = open.load().map_err(bpf("load edge.bpf.o"))?;
         Ok(Edge { skel })
+    }
+
+    /// The auto-mode state (all zero until auto mode has seen a SYN).
+    pub fn auto_state(&self) -> Result<AutoStateValue> {
+        let v = self
+            .skel
+            .maps
+            .sw_auto_map
+            .lookup(&KEY0, MapFlags::ANY)
+            .map_err(bpf("read sw_auto_map"))?
+            .unwrap_or_default();
+        AutoStateValue::from_bytes(&v)
+            .ok_or_else(|| Error::Config(format!("sw_auto_map value of {} bytes", v.len())))
     }
 
     /// Forget every flow of the strict-mode cache.
@@ -540,25 +766,18 @@ impl Edge {
             XdpMode::Native => libbpf_sys::XDP_FLAGS_DRV_MODE,
             XdpMode::Generic => libbpf_sys::XDP_FLAGS_SKB_MODE,
         };
-        // SAFETY: the options struct is zeroed then sized as libbpf requires.
-        let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
-        opts.sz = std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _;
-        opts.flags = flags;
-        let prog_fd = self.skel.progs.sw_edge.as_fd().as_raw_fd();
-        // SAFETY: plain syscall wrapper; `opts` outlives the call.
-        let fd = unsafe {
-            libbpf_sys::bpf_link_create(prog_fd, ifindex as i32, libbpf_sys::BPF_XDP, &opts)
-        };
-        if fd < 0 {
-            return Err(Error::Os {
-                what: "attach XDP (bpf_link_create)",
-                source: std::io::Error::from_raw_os_error(-fd),
-            });
-        }
-        // SAFETY: `fd` is a new link descriptor that nothing else owns.
-        Ok(XdpLink {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        Link::create(
+            self.skel.progs.sw_edge.as_fd().as_raw_fd(),
+            ifindex,
+            libbpf_sys::BPF_XDP,
+            flags,
+            "attach XDP (bpf_link_create)",
+        )
+    }
+
+    /// Run this object's program behind `link` (an XDP link, e.g. adopted from a pin).
+    pub fn update_link(&self, link: &Link) -> Result<()> {
+        link.update(self.skel.progs.sw_edge.as_fd().as_raw_fd())
     }
 }
 
@@ -569,10 +788,13 @@ pub struct Backend {
 
 impl Backend {
     /// Resolves the kfunc: fails on a kernel without `bpf_sk_assign_tcp_reqsk`.
-    fn load_object(opts: &LoadOptions) -> Result<Self> {
+    fn load_object(opts: &LoadOptions, pins: Option<&std::path::Path>) -> Result<Self> {
         let mut open = BackendSkelBuilder::default()
             .open(leak_object())
             .map_err(bpf("open backend.bpf.o"))?;
+        if let Some(dir) = pins {
+            pin::set_pin_paths(open.open_object_mut(), dir)?;
+        }
         let m = &mut open.maps;
         set_sizes(&mut m.sw_services, &mut m.sw_ports, opts)?;
         // SEC("tc") leaves the attach type open; tcx needs it named before load.
@@ -596,22 +818,17 @@ impl Backend {
 
     /// Attach at tcx ingress of interface `ifindex`.
     pub fn attach_tcx(&self, ifindex: u32) -> Result<TcxLink> {
-        // SAFETY: the options struct is zeroed then sized as libbpf requires.
-        let mut opts: libbpf_sys::bpf_tcx_opts = unsafe { std::mem::zeroed() };
-        opts.sz = std::mem::size_of::<libbpf_sys::bpf_tcx_opts>() as _;
-        let prog = libbpf_rs::AsRawLibbpf::as_libbpf_object(&self.skel.progs.sw_backend);
-        // SAFETY: `prog` is a loaded program of this skeleton; libbpf returns a new link or NULL.
-        let link =
-            unsafe { libbpf_sys::bpf_program__attach_tcx(prog.as_ptr(), ifindex as i32, &opts) };
-        let Some(link) = NonNull::new(link) else {
-            return Err(Error::Os {
-                what: "attach tcx ingress",
-                source: std::io::Error::last_os_error(),
-            });
-        };
-        // SAFETY: libbpf handed us ownership of a valid link.
-        Ok(TcxLink {
-            _link: unsafe { libbpf_rs::Link::from_ptr(link) },
-        })
+        Link::create(
+            self.skel.progs.sw_backend.as_fd().as_raw_fd(),
+            ifindex,
+            libbpf_sys::BPF_TCX_INGRESS,
+            0,
+            "attach tcx ingress (bpf_link_create)",
+        )
+    }
+
+    /// Run this object's program behind `link` (a tcx link, e.g. adopted from a pin).
+    pub fn update_link(&self, link: &Link) -> Result<()> {
+        link.update(self.skel.progs.sw_backend.as_fd().as_raw_fd())
     }
 }

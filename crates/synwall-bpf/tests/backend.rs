@@ -199,6 +199,32 @@ fn paths(listen: &str, client: &str) {
     let (c, _) = check(&b, &mut engine, &build(&none), SocketState::None);
     assert_eq!(c, Counter::BackendNoListener);
 
+    // Auto mode: the kernel answers SYNs too and may have sent its own syncookie, so an ACK that
+    // carries no cookie of ours is passed for the kernel to judge; ours still reach the kfunc.
+    let mut auto_cfg = config();
+    auto_cfg.auto = Some(synwall_engine::AutoConfig {
+        rate_on: 100,
+        rate_off: 10,
+        hold_ms: 1000,
+    });
+    b.set_config(&auto_cfg).unwrap();
+    let mut auto_engine = Engine::new(auto_cfg, keys());
+    let (c, v) = check(
+        &b,
+        &mut auto_engine,
+        &build(&bad),
+        SocketState::ListenerOnly,
+    );
+    assert_eq!((c, v), (Counter::BackendAckPassAuto, BackendVerdict::Pass));
+    let (c, _) = check(
+        &b,
+        &mut auto_engine,
+        &build(&ack),
+        SocketState::ListenerOnly,
+    );
+    assert_eq!(c, Counter::BackendKfuncEinval);
+    b.set_config(&config()).unwrap();
+
     // An established connection: its segments are untouched.
     let stream = TcpStream::connect(server).unwrap();
     let (_accepted, _) = listener.accept().unwrap();
@@ -214,6 +240,25 @@ fn paths(listen: &str, client: &str) {
     est.ack = 2;
     est.payload = b"data".to_vec();
     let (c, _) = check(&b, &mut engine, &build(&est), SocketState::Connection);
+    assert_eq!(c, Counter::BackendEstablished);
+
+    // TIME_WAIT: the server closes first, so its end of this 4-tuple lingers in TIME_WAIT. A new
+    // cookie handshake on the same 4-tuple (a client reusing its port) is counted apart; other
+    // segments are the kernel's as before.
+    let reuse = TcpStream::connect(server).unwrap();
+    let (accepted, _) = listener.accept().unwrap();
+    let tw_client = reuse.local_addr().unwrap();
+    drop(accepted);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    drop(reuse);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let syn2 = syn_seg(tw_client, server);
+    let tw_ack = handshake_ack(&cookie, &keys().current, &syn2, full_syn_options(), 7);
+    let (c, v) = check(&b, &mut engine, &build(&tw_ack), SocketState::TimeWait);
+    assert_eq!((c, v), (Counter::BackendAckTimewait, BackendVerdict::Pass));
+    let mut tw_other = tw_ack.clone();
+    tw_other.ack ^= 0x10;
+    let (c, _) = check(&b, &mut engine, &build(&tw_other), SocketState::TimeWait);
     assert_eq!(c, Counter::BackendEstablished);
 }
 

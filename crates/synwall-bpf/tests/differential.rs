@@ -55,12 +55,26 @@ fn phases(strict: bool, n: usize) -> Vec<Phase> {
     let mut no_ecn = base.clone();
     no_ecn.cookie.ecn = false;
     no_ecn.cookie.wscale = true;
+    // Auto mode with a threshold no rate reaches: every valid SYN passes, the rest is unchanged
+    // (the clock does not matter, so the engine's fake clock mirrors the kernel's).
+    let mut auto_low = base.clone();
+    auto_low.auto = Some(synwall_engine::AutoConfig {
+        rate_on: u32::MAX,
+        rate_off: u32::MAX - 1,
+        hold_ms: 1000,
+    });
     vec![
         Phase {
             name: "defaults",
             cfg: base.clone(),
             keys: keys(),
-            n: n / 2,
+            n: n / 2 - n / 6,
+        },
+        Phase {
+            name: "auto mode below its threshold",
+            cfg: auto_low,
+            keys: keys(),
+            n: n / 6,
         },
         Phase {
             name: "no SACK, no timestamps",
@@ -147,6 +161,7 @@ fn run_edge(strict: bool, total: usize, seed: u64) {
     let must: &[C] = if strict {
         &[
             C::SynAnswered,
+            C::AutoSynPass,
             C::StrictAckValid,
             C::StrictFwdCached,
             C::StrictDrop,
@@ -154,6 +169,7 @@ fn run_edge(strict: bool, total: usize, seed: u64) {
     } else {
         &[
             C::SynAnswered,
+            C::AutoSynPass,
             C::FwdNonSyn,
             C::PassUnprotected,
             C::PassNotTcp,

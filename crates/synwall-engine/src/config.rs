@@ -1,5 +1,5 @@
 //! What the engine needs to know: the protected services, the cookie configuration, the server
-//! parameters of the SYN+ACK, and the strict mode.
+//! parameters of the SYN+ACK, the strict mode and the auto mode.
 
 use crate::services::ServiceSet;
 use synwall_cookie::synwall_v1;
@@ -35,6 +35,32 @@ impl Default for ServerParams {
 /// Default capacity of the strict-mode flow cache.
 pub const DEFAULT_FLOW_CACHE: usize = 65_536;
 
+/// Auto mode (edge and single node): SYNs pass to the kernel while the SYN rate is low and are
+/// answered with cookies while it is high, with hysteresis. Rates are SYNs per second to protected
+/// services, measured over windows of at least 100 ms ([`crate::auto::AutoState`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AutoConfig {
+    /// Cookies switch on when a window's rate is at least this.
+    pub rate_on: u32,
+    /// Cookies switch off when a window's rate is below this (must be below `rate_on`) ...
+    pub rate_off: u32,
+    /// ... and no window reached `rate_off` for this many milliseconds.
+    pub hold_ms: u32,
+}
+
+impl AutoConfig {
+    /// Check the thresholds: `rate_off < rate_on`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.rate_off >= self.rate_on {
+            return Err(format!(
+                "auto mode: the off rate ({}/s) must be below the on rate ({}/s)",
+                self.rate_off, self.rate_on
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The engine's configuration.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -48,6 +74,8 @@ pub struct EngineConfig {
     pub strict: bool,
     /// Capacity of the strict-mode flow cache.
     pub flow_cache: usize,
+    /// Auto mode (edge): `None` answers every SYN with a cookie.
+    pub auto: Option<AutoConfig>,
 }
 
 impl EngineConfig {
@@ -59,6 +87,7 @@ impl EngineConfig {
             server: ServerParams::default(),
             strict: false,
             flow_cache: DEFAULT_FLOW_CACHE,
+            auto: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! [`Engine::tc`] the backend's tc ingress program. Each returns one verdict and the one counter
 //! it incremented.
 
+use crate::auto::AutoState;
 use crate::config::EngineConfig;
 use crate::counters::{Counter, Counters};
 use crate::parse::{parse, Parsed, TcpFrame};
@@ -65,8 +66,10 @@ pub struct ReqAttrs {
 /// What the backend's socket lookup (`bpf_skc_lookup_tcp`) finds for an ACK.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SocketState {
-    /// A socket for this 4-tuple exists (established, time-wait or a request socket).
+    /// A socket for this 4-tuple exists (established or a request socket).
     Connection,
+    /// The 4-tuple is in TIME_WAIT.
+    TimeWait,
     /// Only a listening socket matches.
     ListenerOnly,
     /// Nothing matches.
@@ -112,13 +115,14 @@ pub fn kfunc_counter(ret: i32) -> Counter {
 /// The strict-mode flow cache key: (family, addresses, ports) of the client-to-service direction.
 pub type FlowKey = Flow;
 
-/// The reference data path. Holds configuration, the current salts, the strict-mode flow cache and
-/// the counters.
+/// The reference data path. Holds configuration, the current salts, the strict-mode flow cache,
+/// the auto-mode state and the counters.
 pub struct Engine {
     cfg: EngineConfig,
     keys: EpochKeys,
     cache: LruCache<FlowKey, ()>,
     counters: Counters,
+    auto: AutoState,
 }
 
 /// The SYN options a cookie carries, from parsed TCP options and flags.
@@ -141,6 +145,7 @@ impl Engine {
             keys,
             cache: LruCache::new(cap),
             counters: Counters::default(),
+            auto: AutoState::default(),
         }
     }
 
@@ -164,6 +169,11 @@ impl Engine {
         &self.counters
     }
 
+    /// The auto-mode state (all zero while auto mode is off).
+    pub fn auto_state(&self) -> &AutoState {
+        &self.auto
+    }
+
     fn count(&mut self, verdict: Verdict, counter: Counter) -> Decision {
         self.counters.inc(counter);
         Decision { verdict, counter }
@@ -184,15 +194,25 @@ impl Engine {
 
     /// The edge's XDP program on one frame: `buf[..len]` is the frame; a SYN+ACK is written into
     /// `buf` in place (it needs up to [`synack::MAX_SYNACK_LEN`] bytes). `clock_ms` is the node's
-    /// millisecond clock for TSval.
+    /// millisecond clock for TSval; this is [`Engine::xdp_at`] at `clock_ms` whole milliseconds.
     pub fn xdp(&mut self, buf: &mut [u8], len: usize, clock_ms: u64) -> Decision {
+        self.decide(buf, len, clock_ms.wrapping_mul(1_000_000), clock_ms)
+    }
+
+    /// [`Engine::xdp`] with the node's nanosecond clock (`bpf_ktime_get_ns`), the one clock of the
+    /// XDP program: the auto mode's SYN rate uses it, TSval its milliseconds (`now_ns / 1e6`).
+    pub fn xdp_at(&mut self, buf: &mut [u8], len: usize, now_ns: u64) -> Decision {
+        self.decide(buf, len, now_ns, now_ns / 1_000_000)
+    }
+
+    fn decide(&mut self, buf: &mut [u8], len: usize, now_ns: u64, clock_ms: u64) -> Decision {
         let f = match parse(&buf[..len], &self.cfg.services) {
             Parsed::Tcp(f) => f,
             Parsed::Pass(c) => return self.count(Verdict::Pass, c),
             Parsed::Drop(c) => return self.count(Verdict::Drop, c),
         };
         if f.flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
-            return self.answer_syn(buf, len, &f, clock_ms);
+            return self.answer_syn(buf, len, &f, now_ns, clock_ms);
         }
         if !self.cfg.strict {
             // Cost rule: established traffic is forwarded without a MAC; the backend validates.
@@ -216,7 +236,14 @@ impl Engine {
         }
     }
 
-    fn answer_syn(&mut self, buf: &mut [u8], len: usize, f: &TcpFrame, clock_ms: u64) -> Decision {
+    fn answer_syn(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        f: &TcpFrame,
+        now_ns: u64,
+        clock_ms: u64,
+    ) -> Decision {
         if f.flags & (tcp::RST | tcp::FIN) != 0 {
             return self.count(Verdict::Drop, Counter::DropSynFlags);
         }
@@ -226,6 +253,12 @@ impl Engine {
         };
         if !f.checksums_ok(&buf[..len]) {
             return self.count(Verdict::Drop, Counter::DropSynChecksum);
+        }
+        if let Some(auto) = &self.cfg.auto {
+            if !self.auto.on_syn(auto, now_ns) {
+                // No attack: the kernel answers, and the handshake needs no cookie.
+                return self.count(Verdict::Pass, Counter::AutoSynPass);
+            }
         }
         let syn = synwall_cookie::Syn {
             flow: f.flow(),
@@ -276,6 +309,18 @@ impl Engine {
         }
         match lookup(&f.flow()) {
             SocketState::Connection => return d(BackendVerdict::Pass, Counter::BackendEstablished),
+            // The kernel would have recycled the TIME_WAIT socket on the SYN the edge answered:
+            // a cookie ACK here is counted (the client stalls until TIME_WAIT ends), and passed.
+            SocketState::TimeWait => {
+                let valid = Self::ack_of(frame, f)
+                    .is_some_and(|ack| v1::validate(&self.cfg.cookie, &self.keys, &ack).is_some());
+                let c = if valid {
+                    Counter::BackendAckTimewait
+                } else {
+                    Counter::BackendEstablished
+                };
+                return d(BackendVerdict::Pass, c);
+            }
             SocketState::None => return d(BackendVerdict::Pass, Counter::BackendNoListener),
             SocketState::ListenerOnly => {}
         }
@@ -283,6 +328,9 @@ impl Engine {
             return d(BackendVerdict::Drop, Counter::DropAckOptions);
         };
         match v1::validate(&self.cfg.cookie, &self.keys, &ack) {
+            // Auto mode: the kernel answers SYNs too, and when its SYN queue overflows it sends
+            // its own syncookies, whose ACKs find only the listener. It checks them.
+            None if self.cfg.auto.is_some() => d(BackendVerdict::Pass, Counter::BackendAckPassAuto),
             None => d(BackendVerdict::Drop, Counter::BackendAckInvalid),
             Some(dec) => {
                 let ts = ack.timestamps.unwrap_or(Timestamps { tsval: 0, tsecr: 0 });

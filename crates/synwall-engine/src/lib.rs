@@ -6,6 +6,7 @@
 //! (build the reply). Counters come from `bpf/lib/counters.def` ([`counters`]).
 
 pub mod analyze;
+pub mod auto;
 pub mod config;
 pub mod counters;
 pub mod engine;
@@ -13,7 +14,8 @@ pub mod parse;
 pub mod services;
 pub mod synack;
 
-pub use config::{EngineConfig, ServerParams};
+pub use auto::AutoState;
+pub use config::{AutoConfig, EngineConfig, ServerParams};
 pub use counters::{Counter, Counters};
 pub use engine::{
     BackendDecision, BackendVerdict, Decision, Engine, ReqAttrs, SocketState, Verdict,

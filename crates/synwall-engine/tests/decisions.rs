@@ -288,3 +288,66 @@ fn syn_from_source_port_zero_is_answered() {
     assert_eq!(c, Counter::SynAnswered);
     assert!(matches!(v, Verdict::Tx { .. }));
 }
+
+/// Auto mode in `Engine::xdp_at`: below the threshold a valid SYN passes untouched
+/// (`auto_syn_pass`), above it the same SYN gets its cookie SYN+ACK; a bad SYN is still dropped
+/// before the rate sees it; non-SYN segments are unaffected.
+#[test]
+fn auto_mode_passes_syns_until_the_rate_is_high() {
+    const MS: u64 = 1_000_000;
+    let t0 = 7_200_000 * MS;
+    let mut cfg = EngineConfig::new(all_services());
+    cfg.auto = Some(synwall_engine::AutoConfig {
+        rate_on: 1000,
+        rate_off: 100,
+        hold_ms: 500,
+    });
+    let mut e = Engine::new(cfg, keys());
+    let syn = frame(&SynSpec::default(), None);
+    let run = |e: &mut Engine, f: &[u8], now: u64| {
+        let mut buf = f.to_vec();
+        buf.resize(MAX_SYNACK_LEN.max(f.len()), 0);
+        let d = e.xdp_at(&mut buf, f.len(), now);
+        (d, buf[..f.len()].to_vec())
+    };
+    // A first SYN closes the boot-time window: 0/s, passed unchanged.
+    let (d, out) = run(&mut e, &syn, t0);
+    assert_eq!(
+        (d.verdict, d.counter),
+        (Verdict::Pass, Counter::AutoSynPass)
+    );
+    assert_eq!(out, syn, "a passed SYN is not modified");
+    // A SYN with a bad checksum is dropped and not counted in the rate.
+    let mut bad = syn.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    let (d, _) = run(&mut e, &bad, t0 + MS);
+    assert_eq!(d.counter, Counter::DropSynChecksum);
+    assert_eq!(e.auto_state().window_syns, 0);
+    // 200 SYNs in the next 100 ms (2000/s): the one at t0 + 100 ms closes the window, on.
+    for i in 1..200u64 {
+        let (d, _) = run(&mut e, &syn, t0 + i * MS / 2);
+        assert_eq!(d.counter, Counter::AutoSynPass, "SYN {i}");
+    }
+    let (d, _) = run(&mut e, &syn, t0 + 100 * MS);
+    assert!(matches!(d.verdict, Verdict::Tx { .. }), "{d:?}");
+    assert_eq!(d.counter, Counter::SynAnswered);
+    assert_eq!(e.auto_state().rate, 2000);
+    // Non-SYN traffic is forwarded as in default mode.
+    let ack = frame(&SynSpec::default(), Some(1));
+    let (d, _) = run(&mut e, &ack, t0 + 101 * MS);
+    assert_eq!(d.counter, Counter::FwdNonSyn);
+    // Quiet: a SYN 300 ms later measures 1/0.3 s (< off) but the hold (500 ms) has not passed;
+    // one 700 ms after the last high window passes again.
+    let (d, _) = run(&mut e, &syn, t0 + 400 * MS);
+    assert_eq!(d.counter, Counter::SynAnswered);
+    let (d, _) = run(&mut e, &syn, t0 + 800 * MS);
+    assert_eq!(d.counter, Counter::AutoSynPass);
+    let st = e.auto_state();
+    assert_eq!(
+        (st.switches_on, st.switches_off, st.cookies_on),
+        (1, 1, false)
+    );
+    assert_eq!(e.counters().get(Counter::AutoSynPass), 201);
+    assert_eq!(e.counters().get(Counter::SynAnswered), 2);
+}

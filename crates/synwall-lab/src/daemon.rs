@@ -152,6 +152,39 @@ impl Daemon {
         self.stdout.last().map(String::as_str).unwrap_or("")
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// Send `sig` (e.g. SIGHUP to reload).
+    pub fn signal(&self, sig: nix::sys::signal::Signal) -> Result<()> {
+        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
+        nix::sys::signal::kill(pid, sig).with_context(|| format!("{}: kill {sig}", self.label))
+    }
+
+    /// Wait (at most `limit`) for a stdout line starting with `prefix`, printed after the ones
+    /// already seen; returns it.
+    pub fn wait_line(&mut self, prefix: &str, limit: Duration) -> Result<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stdout.push(line.clone());
+                    if line.starts_with(prefix) {
+                        return Ok(line);
+                    }
+                }
+                Err(_) => bail!(
+                    "{}: no line starting with {prefix:?} within {limit:?}; stdout so far: {:?}",
+                    self.label,
+                    self.stdout
+                ),
+            }
+        }
+    }
+
     fn kill_and_collect(&mut self) -> String {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

@@ -6,6 +6,7 @@
 //! the machine cannot make namespaces; with `CI=true` they fail instead, never skip.
 
 pub mod daemon;
+pub mod load;
 pub mod nft;
 pub mod packet;
 pub mod tcp;

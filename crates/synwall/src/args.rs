@@ -1,40 +1,10 @@
 //! Argument types shared by subcommands: the master-secret file and clocks.
 
-use anyhow::{bail, Context, Result};
-use std::path::Path;
+use anyhow::Result;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Parse a 32-byte secret: 32 raw bytes, or 64 hex characters with optional surrounding whitespace
-/// (a trailing newline from `echo` or an editor is fine).
-pub fn parse_secret(bytes: &[u8]) -> Result<[u8; 32]> {
-    let trimmed = bytes.trim_ascii();
-    if trimmed.len() == 64 && trimmed.iter().all(u8::is_ascii_hexdigit) {
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(trimmed, &mut out).expect("checked hex digits");
-        return Ok(out);
-    }
-    if bytes.len() == 32 {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(bytes);
-        return Ok(out);
-    }
-    bail!(
-        "a secret must be 32 raw bytes or 64 hex characters; found {} bytes{}",
-        bytes.len(),
-        if trimmed.iter().all(u8::is_ascii_hexdigit) {
-            format!(" ({} hex characters)", trimmed.len())
-        } else {
-            String::new()
-        }
-    )
-}
-
-/// Read and parse a secret file.
-pub fn read_secret_file(path: &Path) -> Result<[u8; 32]> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read secret file {}", path.display()))?;
-    parse_secret(&bytes).with_context(|| format!("secret file {}", path.display()))
-}
+/// The master-secret file format lives with the node config (one parser for flags and files).
+pub use synwall_config::{parse_secret, read_secret_file};
 
 /// Seconds and milliseconds since the Unix epoch, now.
 pub fn now_unix() -> (u64, u64) {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use synwall_bpf::{Backend, DataPath, Edge, XdpMode};
 use synwall_cookie::synwall_v1::{epoch_of, EpochKeys, MasterSecret};
-use synwall_engine::{Counters, EngineConfig, ServiceSet};
+use synwall_engine::{AutoConfig, Counters, EngineConfig, ServiceSet};
 
 /// XDP attach mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -33,6 +33,67 @@ impl From<XdpModeArg> for XdpMode {
     }
 }
 
+/// Auto mode: all three flags or none.
+#[derive(Args, Clone, Copy, Debug, Default)]
+pub struct AutoArgs {
+    /// Auto mode: answer SYNs with cookies once the SYN rate to the protected services reaches N
+    /// per second (below it they pass to the kernel; needs --auto-rate-off and
+    /// --auto-hold-seconds).
+    #[arg(long, value_name = "N")]
+    auto_rate_on: Option<u32>,
+    /// Auto mode: stop answering with cookies when the SYN rate is below N per second (N <
+    /// --auto-rate-on) ...
+    #[arg(long, value_name = "N")]
+    auto_rate_off: Option<u32>,
+    /// ... and has stayed below it for N seconds.
+    #[arg(long, value_name = "N")]
+    auto_hold_seconds: Option<u32>,
+}
+
+impl AutoArgs {
+    /// The auto-mode configuration, `None` without the flags; an error if only some are given
+    /// or the thresholds are inconsistent.
+    fn config(&self) -> Result<Option<AutoConfig>> {
+        match (
+            self.auto_rate_on,
+            self.auto_rate_off,
+            self.auto_hold_seconds,
+        ) {
+            (None, None, None) => Ok(None),
+            (Some(rate_on), Some(rate_off), Some(hold)) => {
+                let hold_ms = hold.checked_mul(1000).with_context(|| {
+                    format!(
+                        "--auto-hold-seconds {hold} is too long (at most {})",
+                        u32::MAX / 1000
+                    )
+                })?;
+                let a = AutoConfig {
+                    rate_on,
+                    rate_off,
+                    hold_ms,
+                };
+                a.validate()
+                    .map_err(|e| anyhow::anyhow!("{e} (--auto-rate-off < --auto-rate-on)"))?;
+                Ok(Some(a))
+            }
+            _ => {
+                let missing: Vec<&str> = [
+                    (self.auto_rate_on.is_none(), "--auto-rate-on"),
+                    (self.auto_rate_off.is_none(), "--auto-rate-off"),
+                    (self.auto_hold_seconds.is_none(), "--auto-hold-seconds"),
+                ]
+                .iter()
+                .filter_map(|&(m, f)| m.then_some(f))
+                .collect();
+                bail!(
+                    "auto mode needs --auto-rate-on, --auto-rate-off and --auto-hold-seconds                      together; missing {}",
+                    missing.join(", ")
+                )
+            }
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct EdgeArgs {
     /// Interface the SYNs arrive on (SYN+ACKs leave through it).
@@ -43,6 +104,8 @@ pub struct EdgeArgs {
     /// Strict mode: forward only flows whose handshake ACK validated (bounded cache).
     #[arg(long)]
     strict: bool,
+    #[command(flatten)]
+    auto: AutoArgs,
     /// XDP attach mode.
     #[arg(long, value_enum, default_value = "native")]
     xdp_mode: XdpModeArg,
@@ -70,6 +133,8 @@ pub struct SingleArgs {
     /// Set the sysctls the kfunc needs instead of refusing to start.
     #[arg(long)]
     set_sysctls: bool,
+    #[command(flatten)]
+    auto: AutoArgs,
     /// XDP attach mode.
     #[arg(long, value_enum, default_value = "native")]
     xdp_mode: XdpModeArg,
@@ -85,12 +150,19 @@ struct Prepared {
     keys: EpochKeys,
 }
 
-fn prepare(iface: &str, dp: &DataPathArgs, strict: bool) -> Result<Prepared> {
+fn prepare(iface: &str, dp: &DataPathArgs, strict: bool, auto: &AutoArgs) -> Result<Prepared> {
+    let auto = auto.config()?;
+    if strict && auto.is_some() {
+        // Strict mode drops every ACK that carries no valid cookie, and the handshakes the
+        // kernel answers in auto mode carry none.
+        bail!("--strict and auto mode (--auto-rate-on ...) cannot be combined");
+    }
     let ifindex = nix::net::if_::if_nametoindex(iface)
         .with_context(|| format!("no such interface {iface:?}"))?;
     let master = dp.master()?;
     let mut cfg = EngineConfig::new(ServiceSet::new(dp.services.clone()));
     cfg.strict = strict;
+    cfg.auto = auto;
     let keys = EpochKeys::derive(&master, epoch_of(now_unix().0, dp.epoch_seconds));
     Ok(Prepared {
         ifindex,
@@ -102,7 +174,7 @@ fn prepare(iface: &str, dp: &DataPathArgs, strict: bool) -> Result<Prepared> {
     })
 }
 
-fn check_sysctls(cfg: &EngineConfig, set: bool) -> Result<()> {
+pub(crate) fn check_sysctls(cfg: &EngineConfig, set: bool) -> Result<()> {
     for change in sysctl::ensure(&sysctl::requirements(&cfg.cookie), set)? {
         eprintln!("synwall: set {change}");
     }
@@ -138,6 +210,9 @@ fn serve(p: &Prepared, edge: Option<&Edge>, backend: Option<&Backend>) -> Result
     }
     if let Some(e) = edge {
         print_counters("edge", &e.counters()?);
+        if p.cfg.auto.is_some() {
+            print_auto(&e.auto_state()?);
+        }
     }
     if let Some(b) = backend {
         print_counters("backend", &b.counters()?);
@@ -151,6 +226,24 @@ pub fn print_counters(role: &str, c: &Counters) {
     for (k, v) in c.iter().filter(|(_, v)| *v > 0) {
         println!("  {:<28} {v}", k.name());
     }
+}
+
+/// The auto-mode line of the final printout.
+pub fn print_auto(st: &synwall_bpf::AutoStateValue) {
+    println!(
+        "auto cookies {} rate={} switches={}/{}",
+        if st.cookies_on { "on" } else { "off" },
+        st.rate,
+        st.switches_on,
+        st.switches_off
+    );
+}
+
+/// ` auto=ON/OFF/HOLDs` for the ready line.
+fn auto_ready(cfg: &EngineConfig) -> String {
+    cfg.auto.map_or(String::new(), |a| {
+        format!(" auto={}/{}/{}s", a.rate_on, a.rate_off, a.hold_ms / 1000)
+    })
 }
 
 fn ready(role: &str, p: &Prepared, extra: &str) {
@@ -170,17 +263,22 @@ fn ready(role: &str, p: &Prepared, extra: &str) {
 }
 
 pub fn edge(a: EdgeArgs) -> Result<ExitCode> {
-    let p = prepare(&a.iface, &a.dp, a.strict)?;
+    let p = prepare(&a.iface, &a.dp, a.strict, &a.auto)?;
     let edge = Edge::load_with(&p.cfg, &p.keys)?;
     let _link = edge
         .attach_xdp(p.ifindex, a.xdp_mode.into())
         .with_context(|| format!("cannot attach XDP ({:?} mode) to {}", a.xdp_mode, p.iface))?;
-    ready("edge", &p, if a.strict { " strict" } else { "" });
+    let extra = format!(
+        "{}{}",
+        if a.strict { " strict" } else { "" },
+        auto_ready(&p.cfg)
+    );
+    ready("edge", &p, &extra);
     serve(&p, Some(&edge), None)
 }
 
 pub fn backend(a: BackendArgs) -> Result<ExitCode> {
-    let p = prepare(&a.iface, &a.dp, false)?;
+    let p = prepare(&a.iface, &a.dp, false, &AutoArgs::default())?;
     check_sysctls(&p.cfg, a.set_sysctls)?;
     let backend = Backend::load_with(&p.cfg, &p.keys).map_err(kfunc_hint)?;
     let _link = backend
@@ -191,7 +289,7 @@ pub fn backend(a: BackendArgs) -> Result<ExitCode> {
 }
 
 pub fn single(a: SingleArgs) -> Result<ExitCode> {
-    let p = prepare(&a.iface, &a.dp, false)?;
+    let p = prepare(&a.iface, &a.dp, false, &a.auto)?;
     check_sysctls(&p.cfg, a.set_sysctls)?;
     let backend = Backend::load_with(&p.cfg, &p.keys).map_err(kfunc_hint)?;
     let edge = Edge::load_with(&p.cfg, &p.keys)?;
@@ -210,7 +308,7 @@ pub fn single(a: SingleArgs) -> Result<ExitCode> {
             );
         }
     };
-    ready("single", &p, "");
+    ready("single", &p, &auto_ready(&p.cfg));
     let r = serve(&p, Some(&edge), Some(&backend));
     drop(xdp_link);
     drop(tc_link);

@@ -1,15 +1,16 @@
 //! `synwall demo`: synwall at work in a throw-away network-namespace lab, for a new user.
 //!
 //! ```text
-//!  client netns  ──veth──  edge netns (router, `synwall edge --strict`)  ──veth──  backend netns
-//!                                                                       (`synwall backend`, server)
+//!  client netns  ──veth──  edge netns (router, `synwall run`: edge, strict)  ──veth──  backend netns
+//!                                                                (`synwall run`: backend, server)
 //! ```
 //!
-//! It starts this same binary as the edge and backend daemons (with an embedded demo secret in a
-//! temporary file), a real TCP server in the backend namespace, real kernel TCP clients with a few
-//! option profiles, and a small spoofed SYN flood; then it prints the connections, the options
-//! each server socket got (TCP_INFO), and the daemons' counters. Everything is torn down at the
-//! end, on error and on Ctrl-C. Needs root and Linux >= 6.9.
+//! It runs this same binary as two `synwall run --config` daemons (embedded configs below, an
+//! embedded demo secret, all in a temporary directory), a real TCP server in the backend
+//! namespace, real kernel TCP clients with a few option profiles, and a small spoofed SYN flood;
+//! then it prints the connections, the options each server socket got (TCP_INFO), `synwall
+//! status`, a scrape of `/metrics` and the daemons' counters. Everything is torn down at the end
+//! (`synwall stop --detach`), on error and on Ctrl-C. Needs root and Linux >= 6.9.
 
 use anyhow::{bail, Context, Result};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
@@ -28,13 +29,72 @@ const DEMO_SECRET: &str = "73796e77616c6c2064656d6f20736563726574206e6f7420666f7
 const PORT: u16 = 8080;
 const FLOOD: u32 = 2000;
 
-/// The secret file, removed on drop.
-struct TempFile(PathBuf);
+/// The edge node's configuration (the `{..}` are filled in at run time).
+const DEMO_EDGE_TOML: &str = r#"[node]
+name = "{node}"
+secret_file = "{secret}"
+epoch_seconds = 60
+metrics = ""
 
-impl Drop for TempFile {
+[services]
+protect = ["{v4}/32:{port}", "[{v6}/128]:{port}"]
+
+[edge]
+interfaces = ["{iface}"]
+strict = true
+"#;
+
+/// The backend node's configuration.
+const DEMO_BACKEND_TOML: &str = r#"[node]
+name = "{node}"
+secret_file = "{secret}"
+epoch_seconds = 60
+metrics = "127.0.0.1:9733"
+
+[services]
+protect = ["{v4}/32:{port}", "[{v6}/128]:{port}"]
+
+[backend]
+interfaces = ["{iface}"]
+"#;
+
+/// The demo's directory (secret, configs, run dir); on drop the nodes' pins go, then the files.
+struct DemoDir {
+    dir: PathBuf,
+    nodes: Vec<String>,
+}
+
+impl Drop for DemoDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        for n in &self.nodes {
+            let _ = synwall_bpf::pin::NodePins::new(Path::new(synwall_config::DEFAULT_PIN_ROOT), n)
+                .remove();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn fill(template: &str, node: &str, secret: &str, iface: &str) -> String {
+    template
+        .replace("{node}", node)
+        .replace("{secret}", secret)
+        .replace("{iface}", iface)
+        .replace("{v4}", &topo::BACKEND_V4.to_string())
+        .replace("{v6}", &topo::BACKEND_V6.to_string())
+        .replace("{port}", &PORT.to_string())
+}
+
+/// `GET /metrics` inside `ns`.
+fn scrape(ns: &Netns, addr: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let addr: SocketAddr = addr.parse()?;
+    ns.enter(move || -> Result<String> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: demo\r\n\r\n")?;
+        let mut body = String::new();
+        s.read_to_string(&mut body)?;
+        Ok(body)
+    })?
 }
 
 struct Profile {
@@ -115,16 +175,33 @@ pub fn run() -> Result<ExitCode> {
     }
     let started = Instant::now();
     let exe = std::env::current_exe().context("cannot find this binary")?;
-    let secret =
-        TempFile(std::env::temp_dir().join(format!("synwall-demo-{}.key", std::process::id())));
-    std::fs::write(&secret.0, format!("{DEMO_SECRET}\n")).context("write the demo secret")?;
-    let sf = secret.0.display().to_string();
+    let prefix = synwall_lab::unique_prefix();
+    let demo = DemoDir {
+        dir: std::env::temp_dir().join(format!("synwall-demo-{prefix}")),
+        nodes: vec![format!("{prefix}-edge"), format!("{prefix}-backend")],
+    };
+    std::fs::create_dir_all(demo.dir.join("run")).context("create the demo directory")?;
+    let secret = demo.dir.join("master.key");
+    std::fs::write(&secret, format!("{DEMO_SECRET}\n")).context("write the demo secret")?;
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let sf = secret.display().to_string();
+    let run_dir = demo.dir.join("run").display().to_string();
+    let edge_cfg = demo.dir.join("edge.toml");
+    let backend_cfg = demo.dir.join("backend.toml");
+    std::fs::write(
+        &edge_cfg,
+        fill(DEMO_EDGE_TOML, &demo.nodes[0], &sf, EDGE_CLIENT_IF),
+    )?;
+    std::fs::write(
+        &backend_cfg,
+        fill(DEMO_BACKEND_TOML, &demo.nodes[1], &sf, BACKEND_IF),
+    )?;
 
     step(
         &stop,
         "1. lab: client | edge (router) | backend, in network namespaces",
     )?;
-    let lab = EdgeLab::build(&synwall_lab::unique_prefix())?;
+    let lab = EdgeLab::build(&prefix)?;
     println!(
         "   client {} / {}  ->  edge  ->  backend {} / {} (service port {PORT})",
         topo::CLIENT_V4,
@@ -132,13 +209,6 @@ pub fn run() -> Result<ExitCode> {
         topo::BACKEND_V4,
         topo::BACKEND_V6
     );
-    let services = topo::service_args(PORT);
-    let with = |head: &[&str]| -> Vec<String> {
-        head.iter()
-            .map(|s| s.to_string())
-            .chain(services.iter().cloned())
-            .collect()
-    };
     let _pass = Daemon::start(
         &lab.client,
         &exe,
@@ -148,23 +218,27 @@ pub fn run() -> Result<ExitCode> {
             .collect::<Vec<_>>(),
         Duration::from_secs(20),
     )?;
-    let edge = daemon(
-        &lab.edge,
-        &exe,
-        &with(&[
-            "edge",
-            "--iface",
-            EDGE_CLIENT_IF,
-            "--strict",
-            "--secret-file",
-            &sf,
-        ]),
-    )?;
-    let backend = daemon(
-        &lab.backend,
-        &exe,
-        &with(&["backend", "--iface", BACKEND_IF, "--secret-file", &sf]),
-    )?;
+    println!("   edge node config ({}):", edge_cfg.display());
+    for l in std::fs::read_to_string(&edge_cfg)?
+        .lines()
+        .filter(|l| !l.is_empty())
+    {
+        println!("     | {l}");
+    }
+    let run = |cfg: &Path| -> Vec<String> {
+        [
+            "run",
+            "--config",
+            &cfg.display().to_string(),
+            "--run-dir",
+            &run_dir,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let backend = daemon(&lab.backend, &exe, &run(&backend_cfg))?;
+    let edge = daemon(&lab.edge, &exe, &run(&edge_cfg))?;
     // The backend kernel's own view: does any SYN reach its IP stack? (nftables, if installed)
     let nft_ok = nft::load(
         &lab.backend,
@@ -272,7 +346,36 @@ pub fn run() -> Result<ExitCode> {
     );
     std::thread::sleep(Duration::from_millis(200));
 
-    step(&stop, "4. counters (printed by the daemons when stopped)")?;
+    step(
+        &stop,
+        &format!(
+            "4. `synwall status --node {}` (reads the pinned maps)",
+            demo.nodes[0]
+        ),
+    )?;
+    let status = std::process::Command::new(&exe)
+        .args(["status", "--node", &demo.nodes[0], "--run-dir", &run_dir])
+        .output()?;
+    for l in String::from_utf8_lossy(&status.stdout).lines() {
+        println!("   {l}");
+    }
+    let body = scrape(&lab.backend, "127.0.0.1:9733")?;
+    let samples: Vec<&str> = body
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.starts_with("synwall_"))
+        .collect();
+    println!(
+        "   backend /metrics (Prometheus, 127.0.0.1:9733 in its namespace): {} samples, e.g.",
+        samples.len()
+    );
+    for l in samples
+        .iter()
+        .filter(|l| l.contains("reqsk_created") || l.contains("syn_pass") || l.contains("epoch "))
+    {
+        println!("     {l}");
+    }
+
+    step(&stop, "5. counters (printed by the daemons when stopped)")?;
     let syn_in = if nft_ok {
         nft::counter(&lab.backend, "swdemo", "syn_in").ok()
     } else {
@@ -323,6 +426,12 @@ pub fn run() -> Result<ExitCode> {
         },
         started.elapsed().as_secs_f64()
     );
+    for n in &demo.nodes {
+        let out = std::process::Command::new(&exe)
+            .args(["stop", "--detach", "--node", n, "--run-dir", &run_dir])
+            .output()?;
+        print!("   {}", String::from_utf8_lossy(&out.stdout));
+    }
     drop(servers);
     drop(lab);
     Ok(if ok {

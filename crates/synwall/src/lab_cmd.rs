@@ -44,7 +44,8 @@ pub struct UpArgs {
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// flood, legit, quality, scale, or all (all also rewrites the generated part of --doc).
+    /// per-packet, flood, legit, quality, scale, or all (all also rewrites the generated part of
+    /// --doc).
     name: String,
     /// Seconds per measurement.
     #[arg(long, default_value_t = 8.0)]
@@ -74,12 +75,73 @@ fn root() -> Result<()> {
     Ok(())
 }
 
-/// The per-packet PROG_TEST_RUN comparison (issue 6, part 1) belongs to the `synwall-baseline`
-/// crate, which is not on this branch yet. HOOK for the lead: when it lands, return
-/// `Some(report)` built from `synwall_baseline::per_packet::run(&Opts { repeat, rounds })`
-/// (its `table()` and JSON), and `all` puts it first in the generated section.
-fn per_packet_hook() -> Option<Report> {
-    None
+/// The per-packet BPF_PROG_TEST_RUN comparison (issue 6, part 1: `synwall-baseline`) as a lab
+/// report, so `all` puts it beside the others: synwall's edge vs the kernel-helper cookie
+/// program vs a bare XDP_TX, per family and SYN profile.
+fn per_packet(command: &str) -> Result<Report> {
+    use synwall_baseline::per_packet::{self, Opts};
+    let r = per_packet::run(&Opts {
+        repeat: 200_000,
+        rounds: 3,
+    })?;
+    println!("{}", r.table());
+    let g = &r.goals;
+    Ok(Report {
+        name: "per_packet".into(),
+        title: "Per packet (BPF_PROG_TEST_RUN): synwall vs kernel cookie helpers vs bare XDP_TX"
+            .into(),
+        command: format!("{command} per-packet"),
+        headers: [
+            "program", "family", "SYN", "ns/pkt", "Mpps", "net ns", "x helper", "x bare",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        rows: r
+            .rows
+            .iter()
+            .map(|x| {
+                vec![
+                    x.program.name().to_string(),
+                    format!("{:?}", x.family),
+                    x.profile.name().to_string(),
+                    format!("{:.1}", x.ns),
+                    format!("{:.2}", x.mpps),
+                    format!("{:.1}", x.net_ns),
+                    format!("{:.2}", x.ratio_vs_helper),
+                    format!("{:.2}", x.ratio_vs_bare),
+                ]
+            })
+            .collect(),
+        data: serde_json::to_value(&r)?,
+        goals: vec![
+            report::Goal {
+                goal: "synwall <= 1.0x the helper program (IPv4, Linux SYN)".into(),
+                measured: format!("{:.2}x", g.vs_helper),
+                met: g.vs_helper_ok,
+            },
+            report::Goal {
+                goal: "synwall <= 2x the bare XDP_TX program".into(),
+                measured: format!("{:.2}x", g.vs_bare),
+                met: g.vs_bare_ok,
+            },
+        ],
+        notes: vec![format!(
+            "200,000 single test runs per program, family and profile per round, 3 rounds interleaved (median); timer overhead per run {:.1} ns (`net ns` removes it). The full method and a longer run: the per-packet section above (`synwall-baseline`).",
+            r.timer_overhead_ns
+        )],
+        y_label: "ns per packet".into(),
+        bars: r
+            .rows
+            .iter()
+            .map(|x| {
+                (
+                    format!("{} {:?} {}", x.program.name(), x.family, x.profile.name()),
+                    x.ns,
+                )
+            })
+            .collect(),
+    })
 }
 
 pub fn run(cmd: LabCommand) -> Result<ExitCode> {
@@ -129,12 +191,14 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
         bail!("--seconds must be between 2 and 120, got {}", a.seconds);
     }
     let names: Vec<&str> = if a.name == "all" {
-        synwall_bench::BENCHES.to_vec()
-    } else if synwall_bench::BENCHES.contains(&a.name.as_str()) {
+        std::iter::once("per-packet")
+            .chain(synwall_bench::BENCHES)
+            .collect()
+    } else if a.name == "per-packet" || synwall_bench::BENCHES.contains(&a.name.as_str()) {
         vec![a.name.as_str()]
     } else {
         bail!(
-            "unknown benchmark {:?} (one of: {}, all)",
+            "unknown benchmark {:?} (one of: per-packet, {}, all)",
             a.name,
             synwall_bench::BENCHES.join(", ")
         );
@@ -151,11 +215,19 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
         seconds: a.seconds,
         command: format!("sudo synwall lab bench --seconds {}", a.seconds),
     };
-    let lab = Lab::up(&a.p.prefix)?;
     let started = std::time::Instant::now();
     let mut reports = Vec::new();
+    let mut lab = None;
     for n in names {
-        let r = synwall_bench::run(n, &lab, &o).with_context(|| format!("benchmark {n}"))?;
+        let r = if n == "per-packet" {
+            per_packet(&o.command).context("benchmark per-packet")?
+        } else {
+            if lab.is_none() {
+                lab = Some(Lab::up(&a.p.prefix)?);
+            }
+            let l = lab.as_ref().expect("just built");
+            synwall_bench::run(n, l, &o).with_context(|| format!("benchmark {n}"))?
+        };
         println!("{}", r.table());
         r.write(&a.out)?;
         reports.push(r);
@@ -169,9 +241,6 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
             started.elapsed().as_secs_f64(),
             machine()
         );
-        if let Some(pp) = per_packet_hook() {
-            md.push_str(&pp.markdown());
-        }
         for r in &reports {
             md.push_str(&r.markdown());
         }

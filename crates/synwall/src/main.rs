@@ -4,15 +4,21 @@
 mod analyze_cmd;
 mod args;
 mod cookie_cmd;
+mod daemon;
 mod dataplane_cmd;
 mod demo;
+mod gen_cmd;
 mod lab_cmd;
+mod logging;
+mod metrics;
 mod pcap_io;
 mod replay_cmd;
 mod snapshot;
+mod status_cmd;
+mod status_view;
 mod sysctl;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// synwall: a stateless TCP SYN proxy with eBPF data paths.
@@ -28,6 +34,14 @@ enum Command {
     /// Compute, check and test SYN cookies (synwall-v1, linux, freebsd).
     #[command(subcommand)]
     Cookie(cookie_cmd::CookieCommand),
+    /// Run a node as a service from its configuration file (pinned, reloadable, with metrics).
+    Run(daemon::RunArgs),
+    /// Check a configuration file (and the machine: interfaces, secret) without attaching anything.
+    CheckConfig(daemon::CheckArgs),
+    /// Show a running node's counters and rates (from its pinned maps).
+    Status(status_cmd::StatusArgs),
+    /// Stop a node's daemon; with --detach also remove its programs and pins.
+    Stop(daemon::StopArgs),
     /// Edge: answer SYNs with cookie SYN+ACKs (XDP) and forward the rest.
     Edge(dataplane_cmd::EdgeArgs),
     /// Backend: create sockets from validated handshake ACKs (tc + bpf_sk_assign_tcp_reqsk).
@@ -43,6 +57,10 @@ enum Command {
     /// Benchmark lab: netns topology with nginx, floods, clients; benchmarks vs kernel defences.
     #[command(subcommand)]
     Lab(lab_cmd::LabCommand),
+    /// Write the manual pages (synwall.1 and one per subcommand).
+    Man(gen_cmd::ManArgs),
+    /// Write a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions(gen_cmd::CompletionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,12 +68,18 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Cookie(c) => cookie_cmd::run(c),
         Command::Demo => demo::run(),
+        Command::Run(a) => daemon::run(a),
+        Command::CheckConfig(a) => daemon::check_config(a),
+        Command::Status(a) => status_cmd::run(a),
+        Command::Stop(a) => daemon::stop(a),
         Command::Replay(a) => replay_cmd::run(a),
         Command::Edge(a) => dataplane_cmd::edge(a),
         Command::Backend(a) => dataplane_cmd::backend(a),
         Command::Single(a) => dataplane_cmd::single(a),
         Command::Analyze(a) => analyze_cmd::run(a),
         Command::Lab(c) => lab_cmd::run(c),
+        Command::Man(a) => gen_cmd::man(Cli::command(), a),
+        Command::Completions(a) => gen_cmd::completions(Cli::command(), a),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,4 @@
 //! One reading of a running node: what `synwall status` shows and `/metrics` exports. The daemon
-#![allow(dead_code)] // used by the daemon, metrics and status (landing next)
 //! (and `synwall status`, from the pinned maps) fills it; the renderers in `metrics.rs` and
 //! `status_view.rs` only read it.
 
@@ -73,4 +72,69 @@ fn counters_as_map<S: serde::Serializer>(c: &Counters, s: S) -> Result<S::Ok, S:
         m.serialize_entry(k.name(), &v)?;
     }
     m.end()
+}
+
+/// Read a node's pinned maps (what `synwall status` and `/metrics` show): no program is loaded,
+/// nothing is written.
+pub fn from_pins(
+    pins: &synwall_bpf::pin::NodePins,
+    node: &str,
+    epoch_seconds: u64,
+) -> anyhow::Result<Snapshot> {
+    use anyhow::Context;
+    use synwall_bpf::pin::{Hook, PinnedMaps};
+    let links = pins.links();
+    let mut programs = Vec::new();
+    let mut epoch = 0;
+    let mut strict = false;
+    for (role, dir, hook) in [
+        (Role::Edge, pins.edge(), Hook::Xdp),
+        (Role::Backend, pins.backend(), Hook::Tcx),
+    ] {
+        if !dir.join("sw_counters").exists() {
+            continue;
+        }
+        let maps = PinnedMaps::open(&dir)
+            .with_context(|| format!("open the maps pinned in {}", dir.display()))?;
+        let counters = maps.counters()?;
+        epoch = epoch.max(maps.live_keys()?.epoch);
+        let config = maps.config()?;
+        let mut auto = None;
+        if role == Role::Edge {
+            strict = config.strict != 0;
+            if config.auto_enabled != 0 {
+                let state = maps.auto_state();
+                auto = Some(AutoState {
+                    cookies_on: state.is_some_and(|s| s.cookies_on),
+                    syn_rate: state.map_or(0, |s| s.rate),
+                    syn_rate_on: config.auto_rate_on.into(),
+                    syn_rate_off: config.auto_rate_off.into(),
+                });
+            }
+        }
+        programs.push(ProgramSnapshot {
+            role,
+            interfaces: links
+                .iter()
+                .filter(|(h, _, _)| *h == hook)
+                .map(|(_, i, _)| i.clone())
+                .collect(),
+            counters,
+            auto,
+        });
+    }
+    if programs.is_empty() {
+        anyhow::bail!(
+            "nothing of node {node:?} is pinned in {} (is `synwall run` running?)",
+            pins.dir.display()
+        );
+    }
+    Ok(Snapshot {
+        node: node.to_string(),
+        taken_ms: crate::args::now_unix().1,
+        epoch,
+        epoch_seconds,
+        strict,
+        programs,
+    })
 }

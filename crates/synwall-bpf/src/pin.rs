@@ -1,0 +1,291 @@
+//! Pinning in bpffs: how a node's programs outlive the process that loaded them.
+//!
+//! A node's objects live under one directory (`<pin_root>/<node>`):
+//! ```text
+//! edge/<map>        maps of the XDP object (sw_counters, sw_config_map, sw_salts, ...)
+//! backend/<map>     maps of the tc object
+//! links/xdp_<iface> XDP links       links/tcx_<iface> tcx ingress links
+//! ```
+//! A pinned link keeps its program attached after the process exits; a new process loads its
+//! objects on the pinned maps (counters, salts, the strict flow cache carry over) and swaps its
+//! program into the pinned links with `bpf_link_update`, so no packet ever meets a detached
+//! interface. [`PinnedMaps`] reads the maps without loading anything (`synwall status`).
+
+use crate::{bpf, Error, Maps, Result};
+use libbpf_rs::{MapCore, MapHandle};
+use std::ffi::CString;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// `statfs` magic of bpffs.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Only our maps are pinned (not libbpf's internal `.rodata`/`.bss`).
+const PREFIX: &str = "sw_";
+
+pub(crate) fn cpath(p: &Path) -> Result<CString> {
+    CString::new(p.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::Config(format!("path {} has a NUL byte", p.display())))
+}
+
+pub(crate) fn os(r: i32, what: &'static str) -> Result<()> {
+    if r < 0 {
+        Err(Error::Os {
+            what,
+            source: std::io::Error::from_raw_os_error(-r),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn obj_get(path: &Path, what: &'static str) -> Result<OwnedFd> {
+    let c = cpath(path)?;
+    // SAFETY: plain syscall wrapper; `c` is NUL-terminated.
+    let fd = unsafe { libbpf_rs::libbpf_sys::bpf_obj_get(c.as_ptr()) };
+    os(fd, what)?;
+    // SAFETY: a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Is `path` on a bpffs?
+pub fn is_bpffs(path: &Path) -> bool {
+    let Ok(c) = cpath(path) else { return false };
+    // SAFETY: zeroed out-struct, NUL-terminated path.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let r = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    r == 0 && st.f_type as i64 == BPF_FS_MAGIC
+}
+
+/// The pin layout of one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodePins {
+    /// `<pin_root>/<node>`.
+    pub dir: PathBuf,
+}
+
+/// Which hook a pinned link is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hook {
+    /// The edge's XDP program.
+    Xdp,
+    /// The backend's tcx ingress program.
+    Tcx,
+}
+
+impl Hook {
+    fn prefix(self) -> &'static str {
+        match self {
+            Hook::Xdp => "xdp_",
+            Hook::Tcx => "tcx_",
+        }
+    }
+}
+
+impl NodePins {
+    /// The directory of node `name` under `root` (which must be on a bpffs).
+    pub fn new(root: &Path, name: &str) -> NodePins {
+        NodePins {
+            dir: root.join(name),
+        }
+    }
+
+    /// Where the edge object's maps are pinned.
+    pub fn edge(&self) -> PathBuf {
+        self.dir.join("edge")
+    }
+
+    /// Where the backend object's maps are pinned.
+    pub fn backend(&self) -> PathBuf {
+        self.dir.join("backend")
+    }
+
+    /// The pin of the link of `hook` on `iface`.
+    pub fn link(&self, hook: Hook, iface: &str) -> PathBuf {
+        self.dir
+            .join("links")
+            .join(format!("{}{iface}", hook.prefix()))
+    }
+
+    /// Does anything of this node exist?
+    pub fn exists(&self) -> bool {
+        self.dir.exists()
+    }
+
+    /// Create the directories (the root must be on a bpffs: pins elsewhere are impossible).
+    pub fn create(&self) -> Result<()> {
+        let root = self.dir.parent().unwrap_or(Path::new("/"));
+        let fs_root = root
+            .ancestors()
+            .find(|p| p.exists())
+            .unwrap_or(Path::new("/"));
+        if !is_bpffs(fs_root) {
+            return Err(Error::Config(format!(
+                "{} is not on a bpffs (mount one: mount -t bpf bpf /sys/fs/bpf)",
+                root.display()
+            )));
+        }
+        for d in [self.edge(), self.backend(), self.dir.join("links")] {
+            std::fs::create_dir_all(&d).map_err(|source| Error::Os {
+                what: "create the pin directory",
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Every pinned link: (hook, interface name, pin path).
+    pub fn links(&self) -> Vec<(Hook, String, PathBuf)> {
+        let mut out = Vec::new();
+        let Ok(rd) = std::fs::read_dir(self.dir.join("links")) else {
+            return out;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            for hook in [Hook::Xdp, Hook::Tcx] {
+                if let Some(iface) = name.strip_prefix(hook.prefix()) {
+                    out.push((hook, iface.to_string(), e.path()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Detach every pinned link and remove the whole directory. Idempotent.
+    pub fn remove(&self) -> Result<()> {
+        for (_, _, path) in self.links() {
+            if let Ok(l) = crate::Link::open_pinned(&path) {
+                // Detach even if a running process still holds the link.
+                let _ = l.force_detach();
+            }
+        }
+        match std::fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(Error::Os {
+                what: "remove the pin directory",
+                source,
+            }),
+        }
+    }
+}
+
+/// Before load: pin (or reuse) every map of ours under `dir`.
+pub(crate) fn set_pin_paths(obj: &mut libbpf_rs::OpenObject, dir: &Path) -> Result<()> {
+    for mut m in obj.maps_mut() {
+        let name = m.name().to_string_lossy().into_owned();
+        if name.starts_with(PREFIX) {
+            m.set_pin_path(dir.join(&name))
+                .map_err(bpf("set a map's pin path"))?;
+        }
+    }
+    Ok(())
+}
+
+/// After a load without pins: pin every map of ours under `dir`, replacing older pins.
+pub(crate) fn repin(obj: &mut libbpf_rs::Object, dir: &Path) -> Result<()> {
+    for mut m in obj.maps_mut() {
+        let name = m.name().to_string_lossy().into_owned();
+        if !name.starts_with(PREFIX) {
+            continue;
+        }
+        let path = dir.join(&name);
+        let _ = std::fs::remove_file(&path);
+        m.pin(&path).map_err(bpf("pin a map"))?;
+    }
+    Ok(())
+}
+
+/// The maps of a pinned object, opened without loading anything.
+pub struct PinnedMaps {
+    counters: MapHandle,
+    config: MapHandle,
+    salts: MapHandle,
+    salt_active: MapHandle,
+    services: MapHandle,
+    ports: MapHandle,
+    extra: Vec<(String, MapHandle)>,
+}
+
+impl PinnedMaps {
+    /// Open the maps pinned in `dir` (e.g. [`NodePins::edge`]).
+    pub fn open(dir: &Path) -> Result<PinnedMaps> {
+        let open = |name: &str| {
+            MapHandle::from_pinned_path(dir.join(name)).map_err(|source| Error::Bpf {
+                what: "open a pinned map",
+                source,
+            })
+        };
+        let mut extra = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if ![
+                    "sw_counters",
+                    "sw_config_map",
+                    "sw_salts",
+                    "sw_salt_active",
+                    "sw_services",
+                    "sw_ports",
+                ]
+                .contains(&n.as_str())
+                {
+                    if let Ok(h) = open(&n) {
+                        extra.push((n, h));
+                    }
+                }
+            }
+        }
+        Ok(PinnedMaps {
+            counters: open("sw_counters")?,
+            config: open("sw_config_map")?,
+            salts: open("sw_salts")?,
+            salt_active: open("sw_salt_active")?,
+            services: open("sw_services")?,
+            ports: open("sw_ports")?,
+            extra,
+        })
+    }
+
+    fn maps(&self) -> Maps<'_> {
+        Maps {
+            counters: &self.counters,
+            config: &self.config,
+            salts: &self.salts,
+            salt_active: &self.salt_active,
+            services: &self.services,
+            ports: &self.ports,
+        }
+    }
+
+    /// The counters summed over CPUs.
+    pub fn counters(&self) -> Result<synwall_engine::Counters> {
+        self.maps().counters()
+    }
+
+    /// The configuration the programs run with.
+    pub fn config(&self) -> Result<crate::types::sw_config> {
+        self.maps().config()
+    }
+
+    /// The live salts.
+    pub fn live_keys(&self) -> Result<synwall_cookie::synwall_v1::EpochKeys> {
+        self.maps().live_keys()
+    }
+
+    /// The edge's auto-mode state (`sw_auto_map`), if this object has one.
+    pub fn auto_state(&self) -> Option<crate::AutoStateValue> {
+        let m = self.extra("sw_auto_map")?;
+        let v = m
+            .lookup(&0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
+            .ok()??;
+        crate::AutoStateValue::from_bytes(&v)
+    }
+
+    /// A pinned map other than the common ones (e.g. `sw_auto_map`), by name.
+    pub fn extra(&self, name: &str) -> Option<&MapHandle> {
+        self.extra.iter().find(|(n, _)| n == name).map(|(_, h)| h)
+    }
+}

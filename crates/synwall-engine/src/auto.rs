@@ -1,0 +1,210 @@
+//! Auto mode: measure the SYN rate and decide whether SYNs are answered with cookies, exactly as
+//! `sw_auto_cookies` in `bpf/edge.bpf.c` does over the shared map `sw_auto_map`.
+//!
+//! Every SYN to a protected service that passed the SYN checks counts in the current window. The
+//! first SYN at least [`AutoState::WINDOW_NS`] after the window opened closes it: the window's
+//! rate is `syns * 1e9 / elapsed` (integer arithmetic, so a long quiet window averages its rare
+//! SYNs correctly), then the hysteresis:
+//!
+//! - rate >= `rate_on`: cookies on;
+//! - rate >= `rate_off`: the rate is still high (`last_high_ns` = now);
+//! - cookies on, rate < `rate_off` and no high window for `hold_ms`: cookies off.
+//!
+//! The SYN that closes a window is decided with the state it leaves.
+
+use crate::config::AutoConfig;
+
+/// The auto-mode state (`struct sw_auto_state`): one per node, shared by all CPUs in BPF.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AutoState {
+    /// When the current window opened (the clock of [`crate::Engine::xdp_at`]).
+    pub window_start_ns: u64,
+    /// SYNs counted in the current window.
+    pub window_syns: u64,
+    /// SYNs per second of the last closed window.
+    pub rate: u64,
+    /// When a closed window last had a rate of at least `rate_off`.
+    pub last_high_ns: u64,
+    /// Transitions from cookies off to on.
+    pub switches_on: u64,
+    /// Transitions from cookies on to off.
+    pub switches_off: u64,
+    /// SYNs are answered with cookies.
+    pub cookies_on: bool,
+}
+
+impl AutoState {
+    /// Shortest measurement window.
+    pub const WINDOW_NS: u64 = 100_000_000;
+
+    /// Count one SYN at `now_ns`; returns whether it is answered with a cookie. Clock differences
+    /// are compared as signed numbers, as the C does (a clock older than the window start is no
+    /// huge elapsed time).
+    pub fn on_syn(&mut self, cfg: &AutoConfig, now_ns: u64) -> bool {
+        self.window_syns = self.window_syns.wrapping_add(1);
+        let elapsed = now_ns.wrapping_sub(self.window_start_ns);
+        if elapsed as i64 >= Self::WINDOW_NS as i64 {
+            self.window_start_ns = now_ns;
+            let syns = std::mem::take(&mut self.window_syns);
+            let rate = syns.wrapping_mul(1_000_000_000) / elapsed;
+            self.rate = rate;
+            if rate >= u64::from(cfg.rate_off) {
+                self.last_high_ns = now_ns;
+            }
+            let hold_ns = u64::from(cfg.hold_ms) * 1_000_000;
+            if rate >= u64::from(cfg.rate_on) {
+                if !self.cookies_on {
+                    self.cookies_on = true;
+                    self.switches_on += 1;
+                }
+            } else if self.cookies_on
+                && rate < u64::from(cfg.rate_off)
+                && now_ns.wrapping_sub(self.last_high_ns) as i64 >= hold_ns as i64
+            {
+                self.cookies_on = false;
+                self.switches_off += 1;
+            }
+        }
+        self.cookies_on
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+    const S: u64 = 1_000 * MS;
+    /// A boot time far from 0, like `bpf_ktime_get_ns` on a running machine.
+    const T0: u64 = 3_600 * S;
+
+    fn cfg() -> AutoConfig {
+        AutoConfig {
+            rate_on: 1000,
+            rate_off: 200,
+            hold_ms: 1000,
+        }
+    }
+
+    /// `rate` SYNs/s, evenly spaced, from `from` for `dur` ns; returns the decisions and the time
+    /// after the last SYN.
+    fn drive(st: &mut AutoState, c: &AutoConfig, from: u64, dur: u64, rate: u64) -> Vec<bool> {
+        let n = dur * rate / S;
+        (0..n).map(|i| st.on_syn(c, from + i * S / rate)).collect()
+    }
+
+    #[test]
+    fn quiet_traffic_passes() {
+        let (c, mut st) = (cfg(), AutoState::default());
+        // 50 SYNs/s for 5 s: every window measures ~50/s, far below 1000.
+        let d = drive(&mut st, &c, T0, 5 * S, 50);
+        assert_eq!(d.len(), 250);
+        assert!(d.iter().all(|&on| !on));
+        assert_eq!((st.switches_on, st.switches_off), (0, 0));
+        // Windows close every 100 ms (5 SYNs at 20 ms spacing, closed by the 6th): 5 / 0.1 s.
+        assert_eq!(st.rate, 50);
+    }
+
+    #[test]
+    fn switches_on_above_the_threshold() {
+        let (c, mut st) = (cfg(), AutoState::default());
+        // 100/s for 1 s (SYN i at T0 + 10 ms * i): the first SYN closes the boot-time window
+        // (rate 0), then windows close at i = 10, 20, ..., 90; SYNs 91..99 stay in the open one.
+        drive(&mut st, &c, T0, S, 100);
+        assert!(!st.cookies_on);
+        assert_eq!(st.rate, 100);
+        // 5000/s (SYN j at T0 + 1 s + 0.2 ms * j): j = 0 closes the window of 9 + 1 SYNs over
+        // 100 ms (100/s); j = 500 closes one of 500 SYNs over 100 ms = 5000/s >= 1000: on.
+        let d = drive(&mut st, &c, T0 + S, S, 5000);
+        let first_on = d.iter().position(|&on| on).expect("cookies switched on");
+        assert_eq!(first_on, 500);
+        assert!(
+            d[first_on..].iter().all(|&on| on),
+            "stays on during the burst"
+        );
+        assert_eq!((st.switches_on, st.switches_off), (1, 0));
+        assert_eq!(st.rate, 5000);
+    }
+
+    #[test]
+    fn stays_on_between_the_thresholds_and_off_only_after_hold() {
+        let (c, mut st) = (cfg(), AutoState::default());
+        drive(&mut st, &c, T0, S, 5000);
+        assert!(st.cookies_on);
+        // 500/s (between off 200 and on 1000) for 3 s: stays on (hysteresis).
+        let t1 = T0 + S;
+        let d = drive(&mut st, &c, t1, 3 * S, 500);
+        assert!(d.iter().all(|&on| on), "dropped out between the thresholds");
+        assert_eq!(st.rate, 500);
+        // 100/s (< off) from t2, SYN m at t2 + 10 ms * m. m = 0 closes the last 500/s window
+        // (last high = t2); windows of 100/s close every 100 ms after it; the one closed at
+        // m = 100 (t2 + 1 s) is the first a whole hold after the last high one: off there.
+        let t2 = t1 + 3 * S;
+        let d = drive(&mut st, &c, t2, 3 * S, 100);
+        let first_off = d.iter().position(|&on| !on).expect("switched off");
+        assert_eq!(first_off, 100);
+        assert!(d[first_off..].iter().all(|&on| !on));
+        assert_eq!((st.switches_on, st.switches_off), (1, 1));
+        assert_eq!(st.rate, 100);
+    }
+
+    #[test]
+    fn a_short_dip_below_off_does_not_switch_off() {
+        let (c, mut st) = (cfg(), AutoState::default());
+        drive(&mut st, &c, T0, S, 5000);
+        // 500 ms at 50/s, then high again: the dip is shorter than the hold.
+        let d = drive(&mut st, &c, T0 + S, S / 2, 50);
+        assert!(d.iter().all(|&on| on));
+        drive(&mut st, &c, T0 + S + S / 2, S, 5000);
+        assert!(st.cookies_on);
+        assert_eq!((st.switches_on, st.switches_off), (1, 0));
+        // A 2 s quiet phase: off after the hold; the next burst: on again; quiet: off again.
+        drive(&mut st, &c, T0 + 3 * S, 2 * S, 50);
+        assert!(!st.cookies_on);
+        drive(&mut st, &c, T0 + 5 * S, S, 5000);
+        assert!(st.cookies_on);
+        drive(&mut st, &c, T0 + 6 * S, 2 * S, 50);
+        assert!(!st.cookies_on);
+        assert_eq!((st.switches_on, st.switches_off), (2, 2));
+    }
+
+    #[test]
+    fn rare_syns_average_over_the_whole_window() {
+        let c = AutoConfig {
+            rate_on: 4,
+            rate_off: 2,
+            hold_ms: 0,
+        };
+        // A fresh state: the first SYN closes the window opened "at boot" (start 0): 1 SYN in an
+        // hour is 0/s.
+        let mut st = AutoState::default();
+        assert!(!st.on_syn(&c, T0));
+        assert_eq!((st.rate, st.window_start_ns, st.window_syns), (0, T0, 0));
+        // 7 SYNs within 60 ms (the window stays open), then one 2 s after the window opened:
+        // 8 SYNs over 2 s = 4/s, exactly rate_on.
+        for i in 1..=7 {
+            assert!(!st.on_syn(&c, T0 + i * 10 * MS));
+        }
+        assert_eq!(st.window_syns, 7);
+        assert!(st.on_syn(&c, T0 + 2 * S));
+        assert_eq!((st.rate, st.switches_on), (4, 1));
+        // 3 SYNs over 10 s (the first two leave the window open, cookies still on): 0.3/s
+        // rounds down to 0 < off, hold 0: off.
+        assert!(st.on_syn(&c, T0 + 2 * S + 10 * MS));
+        assert!(st.on_syn(&c, T0 + 2 * S + 20 * MS));
+        assert!(!st.on_syn(&c, T0 + 12 * S));
+        assert_eq!((st.rate, st.switches_off), (0, 1));
+    }
+
+    #[test]
+    fn an_older_clock_does_not_close_the_window() {
+        let c = cfg();
+        let mut st = AutoState {
+            window_start_ns: T0,
+            ..AutoState::default()
+        };
+        // Another CPU opened the window at T0; this one read its clock 1 us earlier.
+        st.on_syn(&c, T0 - 1_000);
+        assert_eq!((st.window_start_ns, st.window_syns, st.rate), (T0, 1, 0));
+    }
+}

@@ -1,0 +1,524 @@
+//! What `synwall status` prints: a `top`-like page for someone who has never seen synwall, and the
+//! same reading as JSON for scripts. Both take the current [`Snapshot`] and, for rates, the one
+//! before it.
+
+use crate::snapshot::{ProgramSnapshot, Snapshot};
+use serde_json::{json, Map, Value};
+use std::fmt::Write as _;
+use synwall_engine::Counter;
+
+/// The page never gets wider than this.
+pub const WIDTH: usize = 100;
+
+/// What happened to the packets a counter counts. Derived from the counter's name so that a
+/// counter appended to `counters.def` later still lands under a heading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Group {
+    Answered,
+    Forwarded,
+    Passed,
+    Dropped,
+    KfuncErrors,
+    Other,
+}
+
+impl Group {
+    const ALL: [Group; 6] = [
+        Group::Answered,
+        Group::Forwarded,
+        Group::Passed,
+        Group::Dropped,
+        Group::KfuncErrors,
+        Group::Other,
+    ];
+
+    fn title(self) -> &'static str {
+        match self {
+            Group::Answered => "Answered",
+            Group::Forwarded => "Forwarded",
+            Group::Passed => "Passed",
+            Group::Dropped => "Dropped",
+            Group::KfuncErrors => "kfunc errors",
+            Group::Other => "Other",
+        }
+    }
+
+    /// What the heading means, for the MEANING column.
+    fn meaning(self) -> &'static str {
+        match self {
+            Group::Answered => "cookie SYN+ACKs sent back from the edge",
+            Group::Forwarded => "sent on to the service, or made connections",
+            Group::Passed => "left alone: not ours, or left to the kernel",
+            Group::Dropped => "malformed, invalid or not validated",
+            Group::KfuncErrors => "kfunc refused; the ACK went to the kernel",
+            Group::Other => "counters this version has no heading for",
+        }
+    }
+
+    /// The heading a counter belongs under, from its metric name.
+    pub fn of(name: &str) -> Group {
+        // Order matters: "kfunc" before anything else on the backend, "invalid" before "valid",
+        // "drop" before "pass" (no name has both today, a drop is the stronger statement).
+        if name.contains("kfunc") {
+            Group::KfuncErrors
+        } else if name.contains("drop") || name.contains("invalid") {
+            Group::Dropped
+        } else if name.contains("pass")
+            || name.contains("no_listener")
+            || name.contains("timewait")
+            || name.starts_with("auto_")
+        {
+            Group::Passed
+        } else if name.contains("fwd")
+            || name.contains("established")
+            || name.contains("valid")
+            || name.contains("created")
+        {
+            Group::Forwarded
+        } else if name.contains("answered") {
+            Group::Answered
+        } else {
+            Group::Other
+        }
+    }
+}
+
+/// Seconds between two readings, when `prev` is usable for rates.
+fn interval(cur: &Snapshot, prev: Option<&Snapshot>) -> Option<f64> {
+    let prev = prev?;
+    (cur.taken_ms > prev.taken_ms).then(|| (cur.taken_ms - prev.taken_ms) as f64 / 1000.0)
+}
+
+/// The program of `prev` that corresponds to `cur.programs[i]`: same role, same position among
+/// the programs of that role.
+fn matching<'a>(cur: &Snapshot, i: usize, prev: &'a Snapshot) -> Option<&'a ProgramSnapshot> {
+    let role = cur.programs[i].role;
+    let nth = cur.programs[..i].iter().filter(|p| p.role == role).count();
+    prev.programs.iter().filter(|p| p.role == role).nth(nth)
+}
+
+/// Per-counter rates per second for program `i`; `None` for a counter that went down (the program
+/// was reloaded, the count restarted) and for all of them without a usable previous reading.
+fn rates(cur: &Snapshot, i: usize, prev: Option<&Snapshot>) -> Option<Vec<Option<f64>>> {
+    let dt = interval(cur, prev)?;
+    let before = matching(cur, i, prev?)?;
+    Some(
+        cur.programs[i]
+            .counters
+            .iter()
+            .map(|(c, v)| {
+                let was = before.counters.get(c);
+                (v >= was).then(|| (v - was) as f64 / dt)
+            })
+            .collect(),
+    )
+}
+
+fn fmt_count(v: u64) -> String {
+    let digits = v.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn fmt_rate(r: Option<f64>) -> String {
+    match r {
+        None => "-".into(),
+        Some(r) if r < 1000.0 => format!("{r:.1}"),
+        Some(r) => fmt_count(r.round() as u64),
+    }
+}
+
+/// A help text short enough for the last column: the role prefix and words every row shares go
+/// (the program heading and the group say them), then it is cut at a clause boundary or, failing
+/// that, with "...".
+fn shorten(help: &str, room: usize) -> String {
+    let mut h = help;
+    for p in ["Backend: ", "Strict mode: "] {
+        h = h.strip_prefix(p).unwrap_or(h);
+    }
+    let mut h = h
+        .replace(" to a protected service", "")
+        .replace(" to a protected prefix", "");
+    if h.chars().count() > room {
+        if let Some(i) = [" (", ", "]
+            .iter()
+            .filter_map(|sep| h.find(sep))
+            .filter(|&i| i > 0 && i <= room)
+            .min()
+        {
+            h.truncate(i);
+        }
+    }
+    if h.chars().count() > room {
+        h = h.chars().take(room.saturating_sub(3)).collect::<String>() + "...";
+    }
+    // Sentence case, but not for a function name such as bpf_sk_assign_tcp_reqsk.
+    if !h.starts_with("bpf_") {
+        if let Some(first) = h.chars().next() {
+            h = first.to_uppercase().collect::<String>() + &h[first.len_utf8()..];
+        }
+    }
+    h
+}
+
+fn fmt_utc(ms: u64) -> String {
+    let s = ms / 1000;
+    let (h, m, sec) = ((s / 3600) % 24, (s / 60) % 60, s % 60);
+    format!("{h:02}:{m:02}:{sec:02} UTC")
+}
+
+// The longest counter name today is 25 characters; a total up to 999,999,999,999 fits.
+const NAME_W: usize = 25;
+const TOTAL_W: usize = 15;
+const RATE_W: usize = 9;
+// Indent (4) + columns + the three single spaces between them.
+const HELP_W: usize = WIDTH - 4 - NAME_W - TOTAL_W - RATE_W - 3;
+
+/// The page `synwall status` prints. Rates come from `prev` (shown as `-` without it); zero rows
+/// are hidden unless `all`.
+pub fn render_text(cur: &Snapshot, prev: Option<&Snapshot>, all: bool) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "synwall on node {:?}, read at {}",
+        cur.node,
+        fmt_utc(cur.taken_ms)
+    );
+    if let Some(dt) = interval(cur, prev) {
+        let _ = writeln!(o, "rates are per second over the last {dt:.1} s");
+    } else {
+        let _ = writeln!(o, "rates need two readings (use --watch)");
+    }
+    if cur.epoch_seconds > 0 {
+        let epoch_ms = cur.epoch_seconds.saturating_mul(1000);
+        let next = (epoch_ms - cur.taken_ms % epoch_ms).div_ceil(1000);
+        let _ = writeln!(
+            o,
+            "cookie salt: epoch {} of {} s, next rotation in {} s",
+            cur.epoch, cur.epoch_seconds, next
+        );
+    }
+    let _ = writeln!(
+        o,
+        "strict mode: {}",
+        if cur.strict {
+            "on (only flows whose handshake ACK validated are forwarded)"
+        } else {
+            "off (non-SYN segments are forwarded, the backend validates)"
+        }
+    );
+    let mut any_auto = false;
+    for p in &cur.programs {
+        if let Some(a) = &p.auto {
+            any_auto = true;
+            let _ = writeln!(
+                o,
+                "auto mode ({}): cookies {}; SYN rate {}/s (on above {}/s, off below {}/s)",
+                p.role.as_str(),
+                if a.cookies_on { "ON" } else { "off" },
+                fmt_count(a.syn_rate),
+                fmt_count(a.syn_rate_on),
+                fmt_count(a.syn_rate_off)
+            );
+        }
+    }
+    if !any_auto {
+        let _ = writeln!(o, "auto mode: not configured");
+    }
+    if cur.programs.is_empty() {
+        let _ = writeln!(o, "\nno programs loaded");
+    }
+
+    for (i, p) in cur.programs.iter().enumerate() {
+        let r = rates(cur, i, prev);
+        let rate_of = |c: Counter| r.as_ref().and_then(|v| v[c as usize]);
+        let ifaces = if p.interfaces.is_empty() {
+            "no interface".to_string()
+        } else {
+            p.interfaces.join(", ")
+        };
+        let _ = writeln!(o, "\n{} program on {}", p.role.as_str(), ifaces);
+        let _ = writeln!(
+            o,
+            "  {:<w1$} {:>TOTAL_W$} {:>RATE_W$} MEANING",
+            "COUNTER",
+            "TOTAL",
+            "PER SEC",
+            w1 = NAME_W + 2
+        );
+        let mut shown = 0;
+        for g in Group::ALL {
+            let rows: Vec<(Counter, u64)> = p
+                .counters
+                .iter()
+                .filter(|&(c, v)| Group::of(c.name()) == g && (all || v > 0))
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let sum: u64 = rows.iter().map(|&(_, v)| v).sum();
+            let sum_rate = r.as_ref().map(|_| {
+                rows.iter()
+                    .map(|&(c, _)| rate_of(c).unwrap_or(0.0))
+                    .sum::<f64>()
+            });
+            let _ = writeln!(
+                o,
+                "  {:<w1$} {:>TOTAL_W$} {:>RATE_W$} {}",
+                g.title(),
+                fmt_count(sum),
+                fmt_rate(sum_rate),
+                g.meaning(),
+                w1 = NAME_W + 2
+            );
+            for (c, v) in rows {
+                shown += 1;
+                let _ = writeln!(
+                    o,
+                    "    {:<NAME_W$} {:>TOTAL_W$} {:>RATE_W$} {}",
+                    c.name(),
+                    fmt_count(v),
+                    fmt_rate(rate_of(c)),
+                    shorten(c.help(), HELP_W)
+                );
+            }
+        }
+        if shown == 0 {
+            let _ = writeln!(o, "    (no packets counted yet)");
+        }
+        let total_rate = r.as_ref().map(|v| v.iter().map(|x| x.unwrap_or(0.0)).sum());
+        let _ = writeln!(
+            o,
+            "  {:<w1$} {:>TOTAL_W$} {:>RATE_W$}",
+            "All packets seen",
+            fmt_count(p.counters.total()),
+            fmt_rate(total_rate),
+            w1 = NAME_W + 2
+        );
+    }
+    o
+}
+
+/// The reading as JSON: the snapshot as it serialises, plus per program `rates` (counter name ->
+/// per second, `null` for a counter that restarted) or `null` without a previous reading, and
+/// `interval_seconds` at the top level.
+pub fn render_json(cur: &Snapshot, prev: Option<&Snapshot>) -> Value {
+    // Snapshot is plain data with string keys: serialising it cannot fail.
+    let mut v = serde_json::to_value(cur).expect("snapshot serialises");
+    if let Some(progs) = v.get_mut("programs").and_then(Value::as_array_mut) {
+        for (i, p) in progs.iter_mut().enumerate() {
+            let r = rates(cur, i, prev).map(|r| {
+                let m: Map<String, Value> = Counter::ALL
+                    .iter()
+                    .map(|&c| (c.name().to_string(), json!(r[c as usize])))
+                    .collect();
+                Value::Object(m)
+            });
+            p["rates"] = r.unwrap_or(Value::Null);
+        }
+    }
+    v["interval_seconds"] = json!(interval(cur, prev));
+    v
+}
+
+/// One `--watch` frame: clear the screen, cursor home, then the page.
+pub fn watch_frame(text: &str) -> String {
+    format!("\x1b[2J\x1b[H{text}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{AutoState, Role};
+    use synwall_engine::Counters;
+
+    fn snap(taken_ms: u64, answered: u64, not_ip: u64, reqsk: u64) -> Snapshot {
+        let mut edge = Counters::default();
+        edge.set(Counter::SynAnswered, answered);
+        edge.set(Counter::PassNotIp, not_ip);
+        let mut backend = Counters::default();
+        backend.set(Counter::BackendReqskCreated, reqsk);
+        Snapshot {
+            node: "edge-1".into(),
+            taken_ms,
+            epoch: taken_ms / 60_000,
+            epoch_seconds: 60,
+            strict: false,
+            programs: vec![
+                ProgramSnapshot {
+                    role: Role::Edge,
+                    interfaces: vec!["eth0".into(), "eth1".into()],
+                    counters: edge,
+                    auto: Some(AutoState {
+                        cookies_on: true,
+                        syn_rate: 15_000,
+                        syn_rate_on: 10_000,
+                        syn_rate_off: 2_000,
+                    }),
+                },
+                ProgramSnapshot {
+                    role: Role::Backend,
+                    interfaces: vec!["eth2".into()],
+                    counters: backend,
+                    auto: None,
+                },
+            ],
+        }
+    }
+
+    /// The row of `name` in the section of `role`: its whitespace-separated fields.
+    fn row(text: &str, role: &str, name: &str) -> Option<Vec<String>> {
+        let sec = text.split(&format!("\n{role} program on ")).nth(1)?;
+        let sec = sec.split("\n\n").next()?;
+        sec.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+    }
+
+    #[test]
+    fn text_shows_rates_and_hides_zero_rows() {
+        // 2.000 s apart: 1000 -> 3000 answered = 1000/s; 7 -> 8 not-IP = 0.5/s.
+        let prev = snap(1_700_000_000_250, 1000, 7, 10);
+        let cur = snap(1_700_000_002_250, 3000, 8, 30);
+        let t = render_text(&cur, Some(&prev), false);
+        for l in t.lines() {
+            assert!(l.chars().count() <= WIDTH, "too wide: {l}");
+        }
+        assert!(t.contains("node \"edge-1\""), "{t}");
+        // 1700000002.25 s: 22.25 s into a 60 s epoch, so the next one starts in 38 s (rounded up).
+        assert!(
+            t.contains("epoch 28333333 of 60 s, next rotation in 38 s"),
+            "{t}"
+        );
+        assert!(t.contains("strict mode: off"));
+        assert!(t.contains("cookies ON; SYN rate 15,000/s (on above 10,000/s, off below 2,000/s)"));
+        assert!(t.contains("over the last 2.0 s"));
+
+        let r = row(&t, "edge", "syn_answered").expect("syn_answered row");
+        assert_eq!(r[1..3], ["3,000", "1,000"]);
+        let r = row(&t, "edge", "pass_not_ip").expect("pass_not_ip row");
+        assert_eq!(r[1..3], ["8", "0.5"]);
+        let r = row(&t, "backend", "backend_reqsk_created").expect("reqsk row");
+        assert_eq!(r[1..3], ["30", "10.0"]);
+        // Zero rows and empty groups are hidden.
+        assert!(row(&t, "edge", "drop_fragment").is_none(), "{t}");
+        assert!(row(&t, "edge", "backend_reqsk_created").is_none(), "{t}");
+        assert!(!t.contains("Dropped"), "{t}");
+        // Group lines sum their rows, the total line sums everything.
+        let g = row(&t, "edge", "Answered").expect("group line");
+        assert_eq!(g[1..3], ["3,000", "1,000"]);
+        let total = row(&t, "edge", "All packets seen").unwrap();
+        // 1000.5/s, shown rounded above 1000/s.
+        assert_eq!(total[3..5], ["3,008", "1,001"], "{total:?}");
+
+        // --all shows zero rows, rate 0.0.
+        let a = render_text(&cur, Some(&prev), true);
+        assert_eq!(
+            row(&a, "edge", "drop_fragment").unwrap()[1..3],
+            ["0", "0.0"]
+        );
+        for c in Counter::ALL {
+            assert!(
+                row(&a, "backend", c.name()).is_some(),
+                "{} missing with --all",
+                c.name()
+            );
+        }
+        for l in a.lines() {
+            assert!(l.chars().count() <= WIDTH, "too wide: {l}");
+        }
+
+        // No previous reading: totals, "-" for rates.
+        let n = render_text(&cur, None, false);
+        assert_eq!(
+            row(&n, "edge", "syn_answered").unwrap()[1..3],
+            ["3,000", "-"]
+        );
+        assert!(n.contains("rates need two readings"));
+
+        // A counter that went down (program reloaded) has no rate rather than a huge one.
+        let reloaded = snap(1_700_000_004_250, 5, 8, 30);
+        let r = render_text(&reloaded, Some(&cur), false);
+        assert_eq!(row(&r, "edge", "syn_answered").unwrap()[1..3], ["5", "-"]);
+    }
+
+    #[test]
+    fn json_has_the_snapshot_and_rates() {
+        let prev = snap(1_700_000_000_000, 1000, 7, 10);
+        let cur = snap(1_700_000_004_000, 3000, 7, 30);
+        let j = render_json(&cur, Some(&prev));
+        assert_eq!(j["node"], "edge-1");
+        assert_eq!(j["interval_seconds"], 4.0);
+        assert_eq!(j["programs"][0]["role"], "edge");
+        assert_eq!(j["programs"][0]["counters"]["syn_answered"], 3000);
+        assert_eq!(j["programs"][0]["rates"]["syn_answered"], 500.0);
+        assert_eq!(j["programs"][0]["rates"]["pass_not_ip"], 0.0);
+        assert_eq!(j["programs"][1]["rates"]["backend_reqsk_created"], 5.0);
+        assert_eq!(j["programs"][0]["auto"]["syn_rate_on"], 10_000);
+        let rates = j["programs"][1]["rates"].as_object().unwrap();
+        assert_eq!(rates.len(), Counter::COUNT);
+
+        let j = render_json(&cur, None);
+        assert!(j["programs"][0]["rates"].is_null());
+        assert!(j["interval_seconds"].is_null());
+    }
+
+    #[test]
+    fn watch_frame_clears_then_draws() {
+        assert_eq!(watch_frame("hi\n"), "\x1b[2J\x1b[Hhi\n");
+    }
+
+    #[test]
+    fn every_counter_today_has_a_real_group() {
+        // "Other" is for counters appended later; today's list must all be classified.
+        for c in Counter::ALL {
+            assert_ne!(Group::of(c.name()), Group::Other, "{}", c.name());
+        }
+        assert_eq!(Group::of("syn_answered"), Group::Answered);
+        assert_eq!(Group::of("strict_ack_valid"), Group::Forwarded);
+        assert_eq!(Group::of("backend_ack_invalid"), Group::Dropped);
+        assert_eq!(Group::of("backend_established"), Group::Forwarded);
+        assert_eq!(Group::of("backend_reqsk_created"), Group::Forwarded);
+        assert_eq!(Group::of("backend_no_listener"), Group::Passed);
+        assert_eq!(Group::of("backend_kfunc_enomem"), Group::KfuncErrors);
+        assert_eq!(Group::of("strict_drop"), Group::Dropped);
+        assert_eq!(Group::of("auto_cookies_off"), Group::Passed);
+        assert_eq!(Group::of("something_new"), Group::Other);
+    }
+
+    #[test]
+    fn descriptions_fit_their_column() {
+        for c in Counter::ALL {
+            let d = shorten(c.help(), HELP_W);
+            assert!(d.chars().count() <= HELP_W, "{d}");
+            assert!(!d.is_empty());
+        }
+        assert_eq!(
+            shorten(Counter::SynAnswered.help(), HELP_W),
+            "SYNs answered with a cookie SYN+ACK"
+        );
+        assert_eq!(
+            shorten(Counter::BackendKfuncEnomem.help(), HELP_W),
+            "bpf_sk_assign_tcp_reqsk returned -ENOMEM"
+        );
+        assert_eq!(shorten("abcdefghij", 8), "Abcde...");
+        assert_eq!(shorten("abc (def), ghi", 8), "Abc");
+    }
+
+    #[test]
+    fn counts_and_rates_format() {
+        assert_eq!(fmt_count(0), "0");
+        assert_eq!(fmt_count(999), "999");
+        assert_eq!(fmt_count(1000), "1,000");
+        assert_eq!(fmt_count(1234567), "1,234,567");
+        assert_eq!(fmt_rate(None), "-");
+        assert_eq!(fmt_rate(Some(2.26)), "2.3");
+        assert_eq!(fmt_rate(Some(12345.6)), "12,346");
+    }
+}

@@ -1,0 +1,162 @@
+//! Bad configurations through the real binary: `synwall check-config` and `synwall run` exit with
+//! status 2, the message names the file, the line and the key, and `run` leaves nothing behind
+//! (no pins, no state file). The parser's own table of 50+ cases is in crates/synwall-config;
+//! this one proves the CLI surfaces it, including the checks that need the machine (interface,
+//! secret file, metrics address).
+
+use std::path::Path;
+use std::process::Command;
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_synwall"))
+}
+
+struct Case {
+    what: &'static str,
+    /// The config; `SECRET` is replaced by a valid secret file's path.
+    text: &'static str,
+    /// What stderr must contain, `FILE` replaced by the config's path.
+    want: &'static str,
+}
+
+const GOOD_TAIL: &str =
+    "[services]\nprotect = [\"10.1.2.3/32:80\"]\n[backend]\ninterfaces = [\"lo\"]\n";
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            what: "typo in a key",
+            text: "[node]\nname = \"swbad\"\nepoch_secnds = 5\nsecret_file = \"SECRET\"\n",
+            want: "FILE:3: node.epoch_secnds: unknown key",
+        },
+        Case {
+            what: "typo in a section",
+            text: "[node]\nname = \"swbad\"\nsecret_file = \"SECRET\"\n\n[servcies]\nprotect = []\n",
+            want: "FILE:5: servcies",
+        },
+        Case {
+            what: "string for a number",
+            text: "[node]\nname = \"swbad\"\nsecret_file = \"SECRET\"\nepoch_seconds = \"60\"\n",
+            want: "FILE:4: node.epoch_seconds",
+        },
+        Case {
+            what: "number for a bool",
+            text: "[node]\nname = \"swbad\"\nsecret_file = \"SECRET\"\n[edge]\nstrict = 1\n",
+            want: "FILE:5: edge.strict",
+        },
+        Case {
+            what: "bad enum value",
+            text: "[node]\nname = \"swbad\"\nsecret_file = \"SECRET\"\n[edge]\nxdp_mode = \"nativ\"\n",
+            want: "FILE:5: edge.xdp_mode",
+        },
+        Case {
+            what: "unparsable service",
+            text: "[node]\nname = \"swbad\"\nsecret_file = \"SECRET\"\n[services]\nprotect = [\"10.1.2.3:http\"]\n[backend]\ninterfaces = [\"lo\"]\n",
+            want: "FILE:5: services.protect",
+        },
+        Case {
+            what: "MSS table below the kfunc minimum",
+            text: "[node]\nname = \"swbad\"\nsecret_file = \"SECRET\"\n[cookie]\nmss_v4 = [500, 1200, 1360, 1400, 1440, 1452, 1460, 8960]\n[services]\nprotect = [\"10.1.2.3/32:80\"]\n[backend]\ninterfaces = [\"lo\"]\n",
+            want: "FILE:5: cookie.mss_v4",
+        },
+        Case {
+            what: "interface that does not exist",
+            text: "[node]\nname = \"swbad\"\nsecret_file = \"SECRET\"\n[services]\nprotect = [\"10.1.2.3/32:80\"]\n[edge]\ninterfaces = [\"nosuchif0\"]\n",
+            want: "FILE:7: edge.interfaces: no such interface \"nosuchif0\"",
+        },
+        Case {
+            what: "secret file missing",
+            text: "[node]\nname = \"swbad\"\nsecret_file = \"/nonexistent/secret\"\n[services]\nprotect = [\"10.1.2.3/32:80\"]\n[backend]\ninterfaces = [\"lo\"]\n",
+            want: "FILE:3: node.secret_file",
+        },
+    ]
+}
+
+fn write_secret(dir: &Path) -> String {
+    let p = dir.join("secret");
+    std::fs::write(&p, format!("{}\n", "ab".repeat(32))).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn bad_configs_are_rejected_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = write_secret(dir.path());
+    let run_dir = dir.path().join("run");
+    for c in cases() {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, c.text.replace("SECRET", &secret)).unwrap();
+        let want = c.want.replace("FILE", &path.display().to_string());
+        for args in [
+            vec!["check-config", path.to_str().unwrap()],
+            vec![
+                "run",
+                "--config",
+                path.to_str().unwrap(),
+                "--run-dir",
+                run_dir.to_str().unwrap(),
+            ],
+        ] {
+            let out = Command::new(exe()).args(&args).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{}: {args:?}: {err}", c.what);
+            assert!(
+                err.contains(&want),
+                "{}: {args:?}: want {want:?} in:\n{err}",
+                c.what
+            );
+        }
+        // `run` failed before attaching: no pins, no state file.
+        assert!(
+            !Path::new(synwall_config::DEFAULT_PIN_ROOT)
+                .join("swbad")
+                .exists(),
+            "{}: pins left behind",
+            c.what
+        );
+        assert!(!run_dir.join("swbad.json").exists(), "{}", c.what);
+    }
+}
+
+#[test]
+fn unbindable_metrics_address_attaches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = write_secret(dir.path());
+    let path = dir.path().join("m.toml");
+    // 192.0.2.1 (TEST-NET-1) is no local address: bind fails before anything is loaded.
+    std::fs::write(
+        &path,
+        format!(
+            "[node]\nname = \"swbadm\"\nsecret_file = \"{secret}\"\nmetrics = \"192.0.2.1:9733\"\n{GOOD_TAIL}"
+        ),
+    )
+    .unwrap();
+    let ok = Command::new(exe())
+        .args(["check-config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let out = Command::new(exe())
+        .args([
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--run-dir",
+            dir.path().join("run").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}:4: node.metrics", path.display())),
+        "{err}"
+    );
+    assert!(!Path::new(synwall_config::DEFAULT_PIN_ROOT)
+        .join("swbadm")
+        .exists());
+}
