@@ -24,6 +24,17 @@ want nsenter util-linux
 want ethtool ethtool
 # The end-to-end tests' policy routing (fwmark on SYNs) and SYN counters in a namespace.
 want nft nftables
+# The lab benchmarks (synwall lab, crates/synwall-bench): nginx as the backend, trafgen
+# (netsniff-ng) for spoofed SYN floods, hping3, wrk and curl as clients, iptables for the
+# SYNPROXY baseline (iptables-nft turns -j SYNPROXY into nft's synproxy, the kernel's
+# nf_synproxy), chrt/taskset (util-linux) to pin the data path.
+want nginx nginx-light
+want trafgen netsniff-ng
+want hping3 hping3
+want wrk wrk
+want curl curl
+want iptables iptables
+want chrt util-linux
 # The man-page and unit-file checks (groff renders the pages, systemd-analyze verifies the unit),
 # setpriv (util-linux) runs the daemon with exactly the unit's capabilities.
 want groff groff-base
@@ -33,8 +44,16 @@ want setpriv util-linux
 if ((${#need_pkgs[@]})); then
   echo "setup: installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # The lab starts its own nginx in a namespace: keep the package from starting a system
+  # service (policy-rc.d 101 = "not allowed"), unless the machine already has a policy.
+  own_policy=0
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  if ((own_policy)); then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 # bpffs, for pinning and bpftool (the tests themselves pin nothing).

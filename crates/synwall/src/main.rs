@@ -8,6 +8,7 @@ mod daemon;
 mod dataplane_cmd;
 mod demo;
 mod gen_cmd;
+mod lab_cmd;
 mod logging;
 mod metrics;
 mod pcap_io;
@@ -53,6 +54,9 @@ enum Command {
     Analyze(analyze_cmd::AnalyzeArgs),
     /// Run the built-in demonstration (what `scripts/demo.sh` runs).
     Demo,
+    /// Benchmark lab: netns topology with nginx, floods, clients; benchmarks vs kernel defences.
+    #[command(subcommand)]
+    Lab(lab_cmd::LabCommand),
     /// Write the manual pages (synwall.1 and one per subcommand).
     Man(gen_cmd::ManArgs),
     /// Write a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         Command::Backend(a) => dataplane_cmd::backend(a),
         Command::Single(a) => dataplane_cmd::single(a),
         Command::Analyze(a) => analyze_cmd::run(a),
+        Command::Lab(c) => lab_cmd::run(c),
         Command::Man(a) => gen_cmd::man(Cli::command(), a),
         Command::Completions(a) => gen_cmd::completions(Cli::command(), a),
     };

@@ -1,0 +1,257 @@
+//! `synwall lab up|down|bench`: the benchmark lab of `synwall-bench` (netns topology with an
+//! ECMP router, two edges and nginx) and its benchmarks vs the kernel's syncookies and SYNPROXY.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use synwall_bench::lab::{self, Lab};
+use synwall_bench::report::{self, Report};
+use synwall_bench::Opts;
+
+#[derive(Subcommand)]
+pub enum LabCommand {
+    /// Build the topology (namespaces <prefix>att, cli, rtr, e1, e2, be) and start nginx; it
+    /// stays until `synwall lab down`.
+    Up(UpArgs),
+    /// Remove everything `up` made for a prefix.
+    Down(PrefixArgs),
+    /// Build a fresh lab, run benchmarks, print their tables, write JSON + SVG, tear down.
+    Bench(BenchArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Topology {
+    /// attacker, clients | router (ECMP) | edge1, edge2 | backend (nginx).
+    Ecmp,
+}
+
+#[derive(Args)]
+pub struct PrefixArgs {
+    /// Prefix of every namespace name (unique per lab, so labs can coexist).
+    #[arg(long, default_value = "swl")]
+    prefix: String,
+}
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// The topology to build.
+    #[arg(long, value_enum, default_value = "ecmp")]
+    topology: Topology,
+    #[command(flatten)]
+    p: PrefixArgs,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// per-packet, flood, legit, quality, scale, or all (all also rewrites the generated part of
+    /// --doc).
+    name: String,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 8.0)]
+    seconds: f64,
+    /// Where the JSON and SVG results go.
+    #[arg(long, default_value = "docs/bench")]
+    out: PathBuf,
+    /// The Markdown page `all` rewrites between its markers.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    doc: PathBuf,
+    #[command(flatten)]
+    p: PrefixArgs,
+}
+
+fn check_prefix(p: &str) -> Result<()> {
+    // Interface-free names, but keep them short and plain: they become netns names.
+    if p.is_empty() || p.len() > 8 || !p.chars().all(|c| c.is_ascii_alphanumeric()) {
+        bail!("--prefix must be 1-8 ASCII letters or digits, got {p:?}");
+    }
+    Ok(())
+}
+
+fn root() -> Result<()> {
+    if !nix::unistd::Uid::effective().is_root() {
+        bail!("the lab builds network namespaces and attaches BPF programs: run it as root");
+    }
+    Ok(())
+}
+
+/// The per-packet BPF_PROG_TEST_RUN comparison (issue 6, part 1: `synwall-baseline`) as a lab
+/// report, so `all` puts it beside the others: synwall's edge vs the kernel-helper cookie
+/// program vs a bare XDP_TX, per family and SYN profile.
+fn per_packet(command: &str) -> Result<Report> {
+    use synwall_baseline::per_packet::{self, Opts};
+    let r = per_packet::run(&Opts {
+        repeat: 200_000,
+        rounds: 3,
+    })?;
+    println!("{}", r.table());
+    let g = &r.goals;
+    Ok(Report {
+        name: "per_packet".into(),
+        title: "Per packet (BPF_PROG_TEST_RUN): synwall vs kernel cookie helpers vs bare XDP_TX"
+            .into(),
+        command: format!("{command} per-packet"),
+        headers: [
+            "program", "family", "SYN", "ns/pkt", "Mpps", "net ns", "x helper", "x bare",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        rows: r
+            .rows
+            .iter()
+            .map(|x| {
+                vec![
+                    x.program.name().to_string(),
+                    format!("{:?}", x.family),
+                    x.profile.name().to_string(),
+                    format!("{:.1}", x.ns),
+                    format!("{:.2}", x.mpps),
+                    format!("{:.1}", x.net_ns),
+                    format!("{:.2}", x.ratio_vs_helper),
+                    format!("{:.2}", x.ratio_vs_bare),
+                ]
+            })
+            .collect(),
+        data: serde_json::to_value(&r)?,
+        goals: vec![
+            report::Goal {
+                goal: "synwall <= 1.0x the helper program (IPv4, Linux SYN)".into(),
+                measured: format!("{:.2}x", g.vs_helper),
+                met: g.vs_helper_ok,
+            },
+            report::Goal {
+                goal: "synwall <= 2x the bare XDP_TX program".into(),
+                measured: format!("{:.2}x", g.vs_bare),
+                met: g.vs_bare_ok,
+            },
+        ],
+        notes: vec![format!(
+            "200,000 single test runs per program, family and profile per round, 3 rounds interleaved (median); timer overhead per run {:.1} ns (`net ns` removes it). The full method and a longer run: the per-packet section above (`synwall-baseline`).",
+            r.timer_overhead_ns
+        )],
+        y_label: "ns per packet".into(),
+        bars: r
+            .rows
+            .iter()
+            .map(|x| {
+                (
+                    format!("{} {:?} {}", x.program.name(), x.family, x.profile.name()),
+                    x.ns,
+                )
+            })
+            .collect(),
+    })
+}
+
+pub fn run(cmd: LabCommand) -> Result<ExitCode> {
+    match cmd {
+        LabCommand::Up(a) => {
+            check_prefix(&a.p.prefix)?;
+            root()?;
+            let Topology::Ecmp = a.topology;
+            let lab = Lab::up(&a.p.prefix)?;
+            println!(
+                "lab {} up: namespaces {}; nginx on http://{}:{} and http://[{}]:{}; state in {}",
+                a.p.prefix,
+                lab::ROLES.map(|r| format!("{}{r}", a.p.prefix)).join(" "),
+                lab::SVC_V4,
+                lab::PORT,
+                lab::SVC_V6,
+                lab::PORT,
+                lab.dir.display()
+            );
+            println!(
+                "try: ip netns exec {}cli curl http://{}/",
+                a.p.prefix,
+                lab::SVC_V4
+            );
+            lab.keep();
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Down(p) => {
+            check_prefix(&p.prefix)?;
+            root()?;
+            let removed = lab::down(&p.prefix)?;
+            if removed.is_empty() {
+                println!("lab {}: nothing to remove", p.prefix);
+            }
+            for r in removed {
+                println!("removed {r}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Bench(a) => bench(a),
+    }
+}
+
+fn bench(a: BenchArgs) -> Result<ExitCode> {
+    check_prefix(&a.p.prefix)?;
+    if !(2.0..=120.0).contains(&a.seconds) {
+        bail!("--seconds must be between 2 and 120, got {}", a.seconds);
+    }
+    let names: Vec<&str> = if a.name == "all" {
+        std::iter::once("per-packet")
+            .chain(synwall_bench::BENCHES)
+            .collect()
+    } else if a.name == "per-packet" || synwall_bench::BENCHES.contains(&a.name.as_str()) {
+        vec![a.name.as_str()]
+    } else {
+        bail!(
+            "unknown benchmark {:?} (one of: per-packet, {}, all)",
+            a.name,
+            synwall_bench::BENCHES.join(", ")
+        );
+    };
+    if a.name == "all" && !a.doc.exists() {
+        bail!(
+            "{} does not exist (run from the repository root or pass --doc)",
+            a.doc.display()
+        );
+    }
+    root()?;
+    let o = Opts {
+        exe: std::env::current_exe().context("cannot find this binary")?,
+        seconds: a.seconds,
+        command: format!("sudo synwall lab bench --seconds {}", a.seconds),
+    };
+    let started = std::time::Instant::now();
+    let mut reports = Vec::new();
+    let mut lab = None;
+    for n in names {
+        let r = if n == "per-packet" {
+            per_packet(&o.command).context("benchmark per-packet")?
+        } else {
+            if lab.is_none() {
+                lab = Some(Lab::up(&a.p.prefix)?);
+            }
+            let l = lab.as_ref().expect("just built");
+            synwall_bench::run(n, l, &o).with_context(|| format!("benchmark {n}"))?
+        };
+        println!("{}", r.table());
+        r.write(&a.out)?;
+        reports.push(r);
+    }
+    drop(lab);
+    if a.name == "all" {
+        let mut md = format!(
+            "## Lab benchmarks (issue 6)\n\nGenerated by `{} all` in {:.0} s (one lab, every \
+             benchmark side by side in one run); {}.\n\n",
+            o.command,
+            started.elapsed().as_secs_f64(),
+            machine()
+        );
+        for r in &reports {
+            md.push_str(&r.markdown());
+        }
+        report::update_doc(&a.doc, &md)?;
+        println!("wrote {} and {}", a.out.display(), a.doc.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpus} CPUs, Linux {}", kernel.trim())
+}

@@ -1,0 +1,55 @@
+//! `synwall lab`: bad input is refused with a clear error before anything is built.
+
+use std::process::Command;
+
+fn synwall(args: &[&str]) -> (i32, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_synwall"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_lab_arguments_are_refused_and_build_nothing() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["lab", "bench", "nope"], "unknown benchmark \"nope\""),
+        (
+            &["lab", "bench", "flood", "--seconds", "0.5"],
+            "--seconds must be between 2 and 120",
+        ),
+        (
+            &["lab", "bench", "flood", "--prefix", "a-b"],
+            "--prefix must be 1-8 ASCII",
+        ),
+        (
+            &["lab", "up", "--prefix", "waytoolongprefix"],
+            "--prefix must be 1-8 ASCII",
+        ),
+        (
+            &["lab", "down", "--prefix", ""],
+            "--prefix must be 1-8 ASCII",
+        ),
+    ];
+    for (args, want) in cases {
+        let (code, err) = synwall(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    // Nothing named after the refused prefixes exists.
+    let list = Command::new("ip").args(["netns", "list"]).output();
+    if let Ok(l) = list {
+        let l = String::from_utf8_lossy(&l.stdout);
+        assert!(!l.contains("waytoolong") && !l.contains("a-b"), "{l}");
+    }
+}
+
+#[test]
+fn bench_all_needs_the_doc_page() {
+    let (code, err) = synwall(&["lab", "bench", "all", "--doc", "/nonexistent/BENCHMARKS.md"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+}
