@@ -322,6 +322,30 @@ SW_GLOBAL int sw_tcp_options(SW_CTX *ctx, const struct sw_frame *f, struct sw_tc
 	if (bpf_skb_load_bytes(ctx, (f->l4 + SW_TCP_MIN_HLEN) & SW_OFF_MASK, buf, n))
 		return -1;
 #endif
+	/*
+	 * Fast paths for the layouts Linux sends, decoded exactly as the walk below would: a SYN's
+	 * MSS, SACK-Permitted, Timestamps, NOP, Window scale, and an ACK's NOP, NOP, Timestamps.
+	 */
+	if (n == 20 && buf[0] == SW_TCPOPT_MSS && buf[1] == 4 && buf[4] == SW_TCPOPT_SACK_PERMITTED &&
+	    buf[5] == 2 && buf[6] == SW_TCPOPT_TIMESTAMPS && buf[7] == 10 && buf[16] == SW_TCPOPT_NOP &&
+	    buf[17] == SW_TCPOPT_WSCALE && buf[18] == 3) {
+		o->has_mss = 1;
+		o->mss = (__u16)buf[2] << 8 | buf[3];
+		o->sack_permitted = 1;
+		o->has_timestamps = 1;
+		o->tsval = (__u32)buf[8] << 24 | (__u32)buf[9] << 16 | (__u32)buf[10] << 8 | buf[11];
+		o->tsecr = (__u32)buf[12] << 24 | (__u32)buf[13] << 16 | (__u32)buf[14] << 8 | buf[15];
+		o->has_wscale = 1;
+		o->wscale = buf[19];
+		return 0;
+	}
+	if (n == 12 && buf[0] == SW_TCPOPT_NOP && buf[1] == SW_TCPOPT_NOP &&
+	    buf[2] == SW_TCPOPT_TIMESTAMPS && buf[3] == 10) {
+		o->has_timestamps = 1;
+		o->tsval = (__u32)buf[4] << 24 | (__u32)buf[5] << 16 | (__u32)buf[6] << 8 | buf[7];
+		o->tsecr = (__u32)buf[8] << 24 | (__u32)buf[9] << 16 | (__u32)buf[10] << 8 | buf[11];
+		return 0;
+	}
 	for (iter = 0; iter < SW_TCP_MAX_OPTS; iter++) {
 		__u8 kind, olen;
 
