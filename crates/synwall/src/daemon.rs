@@ -384,8 +384,11 @@ impl Node {
                 b.set_keys(&keys)?;
             }
             self.keys = keys;
-            info!(epoch = e, key = key_id(&keys.current), "salts rotated");
-            println!("rotated epoch={e} key={}", key_id(&keys.current));
+            // An edge-only node reports its rotation below, when its edge switches.
+            if self.backend.is_some() {
+                info!(epoch = e, key = key_id(&keys.current), "salts rotated");
+                println!("rotated epoch={e} key={}", key_id(&keys.current));
+            }
         }
         let e_edge = epoch_of(now_ms.saturating_sub(edge_lag_ms(p)) / 1000, p);
         if e_edge != self.edge_keys.epoch {
