@@ -14,20 +14,6 @@ use synwall_bpf::XdpMode;
 use synwall_lab::tcp::{connect, exchange, transform, EchoServer};
 use synwall_lab::{unique_prefix, veth, Netns};
 
-/// TcpExt counters of the namespace (/proc/net/netstat is per network namespace).
-fn tcp_ext(ns: &Netns) -> std::collections::HashMap<String, u64> {
-    let out = ns.run(&["cat", "/proc/net/netstat"]).unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
-    assert_eq!(lines.len(), 2, "{text}");
-    lines[0]
-        .split_whitespace()
-        .zip(lines[1].split_whitespace())
-        .skip(1)
-        .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
-        .collect()
-}
-
 #[test]
 fn kernel_listener_accepts_the_helpers_cookies() {
     if !synwall_lab::require_privileges("kernel_listener_accepts_the_helpers_cookies") {
@@ -60,12 +46,12 @@ fn kernel_listener_accepts_the_helpers_cookies() {
             .unwrap()
     };
     // The kernel's own cookie first (syncookies=2 answers every SYN with one).
-    let k0 = tcp_ext(&server);
+    let k0 = server.net_counters().unwrap();
     let (answer, _) = talk(&data);
     assert_eq!(answer, transform(&data));
     echo.next(Duration::from_secs(5)).unwrap();
-    let k1 = tcp_ext(&server);
-    assert!(k1["SyncookiesSent"] > k0["SyncookiesSent"]);
+    let k1 = server.net_counters().unwrap();
+    assert!(k1["TcpExt:SyncookiesSent"] > k0["TcpExt:SyncookiesSent"]);
 
     let helper = HelperCookie::load(port).unwrap();
     let fd = helper.prog_fd();
@@ -79,7 +65,7 @@ fn kernel_listener_accepts_the_helpers_cookies() {
         })
         .unwrap()
         .unwrap();
-    let before = tcp_ext(&server);
+    let before = server.net_counters().unwrap();
     let (answer, client_info) = talk(&data);
     assert_eq!(
         answer,
@@ -92,8 +78,11 @@ fn kernel_listener_accepts_the_helpers_cookies() {
     // The SYN+ACK came from XDP: the helper counted it, the kernel sent no cookie of its own,
     // and it validated one.
     assert!(helper.counters().unwrap().get("tx_synack") >= 1);
-    let after = tcp_ext(&server);
-    let d = |k: &str| after[k] - before[k];
+    let after = server.net_counters().unwrap();
+    let d = |k: &str| {
+        let k = format!("TcpExt:{k}");
+        after[k.as_str()] - before[k.as_str()]
+    };
     assert_eq!(d("SyncookiesSent"), 0, "the listener never answered a SYN");
     assert_eq!(d("SyncookiesRecv"), 1, "it accepted one cookie ACK");
     assert_eq!(d("SyncookiesFailed"), 0);

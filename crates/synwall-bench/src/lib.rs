@@ -80,7 +80,7 @@ fn flood_once(lab: &Lab, o: &Opts, d: Defense, edges: &[usize]) -> Result<FloodR
         // The first edge gets the defender's core; a second one shares the generator's.
         lab.pin(e, if i == 0 { DEF_CPU } else { GEN_CPU })?;
     }
-    let c0 = load::netstat(&lab.be, "SyncookiesSent")?;
+    let c0 = lab.be.net_counter("TcpExt:SyncookiesSent")?;
     let d0 = load::tx_dropped(&lab.rtr, "r1")?;
     let flood = Flood::start(lab, o.seconds)?;
     let warm = (o.seconds * 0.2).min(1.0);
@@ -97,7 +97,7 @@ fn flood_once(lab: &Lab, o: &Opts, d: Defense, edges: &[usize]) -> Result<FloodR
         syn_answered: sw.then(|| total(&counts, "edge", "syn_answered")),
         edge_cpu_busy: sw.then_some(busy),
         per_cpu_second: (sw && busy > 0.0).then(|| rates.synack_pps / busy),
-        backend_cookies_sent: load::netstat(&lab.be, "SyncookiesSent")? - c0,
+        backend_cookies_sent: lab.be.net_counter("TcpExt:SyncookiesSent")? - c0,
         edge_ingress_dropped: load::tx_dropped(&lab.rtr, "r1")? - d0,
     })
 }

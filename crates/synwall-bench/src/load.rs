@@ -108,27 +108,6 @@ pub fn flood_counters(lab: &Lab) -> Result<(u64, u64)> {
     ))
 }
 
-/// A `/proc/net/netstat` counter (`TcpExt: NAME`) in `ns`.
-pub fn netstat(ns: &synwall_lab::Netns, name: &str) -> Result<u64> {
-    let out = ns.run(&["cat", "/proc/net/netstat"])?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let lines: Vec<&str> = text.lines().collect();
-    for pair in lines.chunks(2) {
-        if let [h, v] = pair {
-            let names: Vec<&str> = h.split_whitespace().collect();
-            let vals: Vec<&str> = v.split_whitespace().collect();
-            if let Some(i) = names.iter().position(|n| *n == name) {
-                return vals
-                    .get(i)
-                    .context("short netstat line")?
-                    .parse()
-                    .context("netstat value");
-            }
-        }
-    }
-    bail!("no {name} in /proc/net/netstat")
-}
-
 /// Packets a veth dropped on transmit (its peer's queue or XDP ring was full).
 pub fn tx_dropped(ns: &synwall_lab::Netns, dev: &str) -> Result<u64> {
     // `ip netns exec` mounts the namespace's own /sys (nsenter does not).

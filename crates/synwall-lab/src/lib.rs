@@ -145,6 +145,40 @@ impl Netns {
             .map(|_| ())
     }
 
+    /// Every counter of the namespace's `/proc/net/snmp` and `/proc/net/netstat` (both are per
+    /// network namespace), keyed `Group:Name` (`Tcp:PassiveOpens`, `TcpExt:SyncookiesSent`).
+    pub fn net_counters(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let mut out = std::collections::BTreeMap::new();
+        for file in ["/proc/net/snmp", "/proc/net/netstat"] {
+            let text = String::from_utf8_lossy(&self.run(&["cat", file])?.stdout).into_owned();
+            // Each group is a line of names then a line of values, both led by `Group:`.
+            let lines: Vec<&str> = text.lines().collect();
+            for pair in lines.chunks(2) {
+                let [names, values] = pair else { continue };
+                let Some((group, names)) = names.split_once(':') else {
+                    continue;
+                };
+                for (n, v) in names
+                    .split_whitespace()
+                    .zip(values.split_whitespace().skip(1))
+                {
+                    if let Ok(v) = v.parse() {
+                        out.insert(format!("{group}:{n}"), v);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One of [`Netns::net_counters`].
+    pub fn net_counter(&self, key: &str) -> Result<u64> {
+        self.net_counters()?
+            .get(key)
+            .copied()
+            .with_context(|| format!("no {key} in /proc/net/snmp or /proc/net/netstat"))
+    }
+
     /// Run `f` on a new thread that has joined this namespace (sockets it opens live there).
     pub fn enter<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R> {
         let file =

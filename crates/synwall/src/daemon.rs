@@ -85,8 +85,14 @@ fn at(loaded: &synwall_config::Loaded, key: &str) -> String {
     }
 }
 
+/// What the machine checks establish: each interface's index, and the master secret.
+struct Preflight {
+    ifindexes: Vec<(String, u32)>,
+    master: MasterSecret,
+}
+
 /// The checks that need the machine: interfaces exist, the secret reads, map sizes fit.
-fn preflight(loaded: &synwall_config::Loaded) -> Result<Vec<(String, u32)>> {
+fn preflight(loaded: &synwall_config::Loaded) -> Result<Preflight> {
     let cfg = &loaded.config;
     let mut ifindexes = Vec::new();
     for (iface, roles) in cfg.interfaces() {
@@ -99,13 +105,16 @@ fn preflight(loaded: &synwall_config::Loaded) -> Result<Vec<(String, u32)>> {
             .map_err(|_| anyhow!("{}: no such interface {iface:?}", at(loaded, key)))?;
         ifindexes.push((iface, idx));
     }
-    synwall_config::read_secret_file(&cfg.node.secret_file)
+    let master = synwall_config::read_secret_file(&cfg.node.secret_file)
         .map_err(|e| anyhow!("{}: {e}", at(loaded, "node.secret_file")))?;
     let ecfg = cfg.engine_config();
     LoadOptions::for_config(&ecfg)
         .check_services(&ecfg.services)
         .map_err(|e| anyhow!("{}: {e}", at(loaded, "services.protect")))?;
-    Ok(ifindexes)
+    Ok(Preflight {
+        ifindexes,
+        master: MasterSecret(master),
+    })
 }
 
 /// The salts for epoch `e`: `K_e` of `master`, and as previous the live `K_{e-1}` if the maps
@@ -153,7 +162,7 @@ struct Node {
 }
 
 /// An object loaded on the node's pins, and whether it found an earlier process's maps.
-struct Loaded<T> {
+struct Pinned<T> {
     obj: T,
     /// Maps came from the pins (an earlier process's state).
     adopted: bool,
@@ -161,10 +170,10 @@ struct Loaded<T> {
     repin: bool,
 }
 
-fn load_pinned<T: DataPath>(opts: &LoadOptions, dir: &Path, what: &str) -> Result<Loaded<T>> {
+fn load_pinned<T: DataPath>(opts: &LoadOptions, dir: &Path, what: &str) -> Result<Pinned<T>> {
     let existed = dir.join("sw_config_map").exists();
     match T::load_at(opts, Some(dir)) {
-        Ok(obj) => Ok(Loaded {
+        Ok(obj) => Ok(Pinned {
             obj,
             adopted: existed,
             repin: false,
@@ -176,7 +185,7 @@ fn load_pinned<T: DataPath>(opts: &LoadOptions, dir: &Path, what: &str) -> Resul
                 dir.display()
             );
             let obj = T::load(opts).with_context(|| format!("load the {what} object"))?;
-            Ok(Loaded {
+            Ok(Pinned {
                 obj,
                 adopted: false,
                 repin: true,
@@ -195,13 +204,10 @@ fn configure(obj: &impl DataPath, ecfg: &EngineConfig, keys: &EpochKeys) -> Resu
 impl Node {
     fn start(loaded: &synwall_config::Loaded, config_path: &Path) -> Result<Node> {
         let cfg = loaded.config.clone();
-        let ifindexes = preflight(loaded)?;
+        let Preflight { ifindexes, master } = preflight(loaded)?;
         if let Some(w) = synwall_config::secret_file_warning(&cfg.node.secret_file) {
             warn!("{w}");
         }
-        let master = MasterSecret(
-            synwall_config::read_secret_file(&cfg.node.secret_file).map_err(|e| anyhow!("{e}"))?,
-        );
         let ecfg = cfg.engine_config();
         let has_edge = !cfg.edge.interfaces.is_empty();
         let has_backend = !cfg.backend.interfaces.is_empty();
@@ -366,12 +372,6 @@ impl Node {
         })
     }
 
-    fn objects(&self) -> impl Iterator<Item = &dyn ObjKeys> {
-        let e = self.edge.as_ref().map(|o| o as &dyn ObjKeys);
-        let b = self.backend.as_ref().map(|o| o as &dyn ObjKeys);
-        e.into_iter().chain(b)
-    }
-
     /// Rotate what entered a new epoch: the backend at the boundary, the edge `edge_lag_ms`
     /// later.
     fn tick(&mut self) -> Result<()> {
@@ -432,8 +432,11 @@ impl Node {
         if self.backend.is_some() {
             crate::dataplane_cmd::check_sysctls(&ecfg, new.node.set_sysctls)?;
         }
-        for o in self.objects() {
-            o.apply(&ecfg)?;
+        if let Some(e) = &self.edge {
+            e.configure(&ecfg)?;
+        }
+        if let Some(b) = &self.backend {
+            b.configure(&ecfg)?;
         }
         let mut said: Vec<String> = changes
             .iter()
@@ -456,17 +459,6 @@ impl Node {
 
     fn snapshot(&self) -> Result<crate::snapshot::Snapshot> {
         snapshot::from_pins(&self.pins, &self.cfg.node.name, self.cfg.node.epoch_seconds)
-    }
-}
-
-/// What the serve loop needs of either object.
-trait ObjKeys {
-    fn apply(&self, c: &EngineConfig) -> Result<()>;
-}
-
-impl<T: DataPath> ObjKeys for T {
-    fn apply(&self, c: &EngineConfig) -> Result<()> {
-        Ok(self.configure(c)?)
     }
 }
 

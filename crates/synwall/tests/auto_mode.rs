@@ -155,25 +155,6 @@ impl Probe {
     }
 }
 
-fn snmp(ns: &Netns, key: &str) -> Result<u64> {
-    let out = ns.run(&["cat", "/proc/net/netstat"])?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let lines: Vec<&str> = text.lines().collect();
-    for pair in lines.chunks(2) {
-        let [names, values] = pair else { continue };
-        let (prefix, names) = names.split_once(':').unwrap_or(("", names));
-        for (n, v) in names
-            .split_whitespace()
-            .zip(values.split_whitespace().skip(1))
-        {
-            if format!("{prefix}:{n}") == key {
-                return Ok(v.parse()?);
-            }
-        }
-    }
-    anyhow::bail!("{key} not in /proc/net/netstat")
-}
-
 /// One real client connection: connect, exchange `len` bytes, check the echo; the server must
 /// report the same peer. Returns how long the connect took.
 fn client(ns: &Netns, server: &EchoServer, seed: u32) -> Result<Duration> {
@@ -323,7 +304,7 @@ fn auto_mode_switches_cookies_with_the_syn_rate() -> Result<()> {
         std::thread::sleep(Duration::from_millis(300));
     }
     let (e1, b1, a1) = (probe.edge()?, probe.backend()?, probe.auto()?);
-    let cookies1 = snmp(&host, "TcpExt:SyncookiesSent")?;
+    let cookies1 = host.net_counter("TcpExt:SyncookiesSent")?;
     tl.note(format!("phase 1 done: {}", state(&probe)?));
     ensure!(e1.get(Counter::AutoSynPass) >= n1, "phase 1: {e1:?}");
     ensure!(e1.get(Counter::SynAnswered) == 0, "phase 1: {e1:?}");
@@ -410,7 +391,7 @@ fn auto_mode_switches_cookies_with_the_syn_rate() -> Result<()> {
         b3.get(Counter::BackendReqskCreated) == b2.get(Counter::BackendReqskCreated),
         "phase 3: {b3:?}"
     );
-    let cookies3 = snmp(&host, "TcpExt:SyncookiesSent")?;
+    let cookies3 = host.net_counter("TcpExt:SyncookiesSent")?;
     ensure!(cookies3 == 0, "the kernel sent {cookies3} syncookies");
 
     // 4. Two spoofed half-open requests fill the small listener's SYN queue (their SYN+ACKs go
@@ -420,12 +401,12 @@ fn auto_mode_switches_cookies_with_the_syn_rate() -> Result<()> {
         spoofer.send(&spoofed_syn(macs, 50 + n, SMALL_PORT))?;
         std::thread::sleep(Duration::from_millis(20));
     }
-    let recv_before = snmp(&host, "TcpExt:SyncookiesRecv")?;
+    let recv_before = host.net_counter("TcpExt:SyncookiesRecv")?;
     let took = client(&client_ns, &small_server, 300)?;
     let (e4, b4) = (probe.edge()?, probe.backend()?);
     let (sent4, recv4) = (
-        snmp(&host, "TcpExt:SyncookiesSent")?,
-        snmp(&host, "TcpExt:SyncookiesRecv")? - recv_before,
+        host.net_counter("TcpExt:SyncookiesSent")?,
+        host.net_counter("TcpExt:SyncookiesRecv")? - recv_before,
     );
     tl.note(format!(
         "phase 4 client (full SYN queue) connected in {took:.1?}: kernel syncookies sent \

@@ -17,7 +17,7 @@
 //!
 //! Needs root (CI=true: fail, else skip with a message).
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -293,25 +293,6 @@ fn backend_nft(ns: &Netns) -> Result<()> {
     )
 }
 
-fn snmp(ns: &Netns, file: &str, key: &str) -> Result<u64> {
-    let out = ns.run(&["cat", file])?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let lines: Vec<&str> = text.lines().collect();
-    for pair in lines.chunks(2) {
-        let [names, values] = pair else { continue };
-        let (prefix, names) = names.split_once(':').unwrap_or(("", names));
-        for (n, v) in names
-            .split_whitespace()
-            .zip(values.split_whitespace().skip(1))
-        {
-            if format!("{prefix}:{n}") == key {
-                return Ok(v.parse()?);
-            }
-        }
-    }
-    bail!("{key} not in {file}")
-}
-
 fn client_profiles(v6: bool) -> Result<()> {
     let secret = Secret::new(0x42);
     let lab = EdgeLab::build(&unique_prefix())?;
@@ -340,7 +321,7 @@ fn client_profiles(v6: bool) -> Result<()> {
         ),
     )?;
     backend_nft(&lab.backend)?;
-    let opens_before = snmp(&lab.backend, "/proc/net/snmp", "Tcp:PassiveOpens")?;
+    let opens_before = lab.backend.net_counter("Tcp:PassiveOpens")?;
     let server_addr = SocketAddr::new(topo::backend_addr(v6), PORT);
     let server = EchoServer::start(listen(&lab.backend, server_addr)?)?;
 
@@ -362,8 +343,8 @@ fn client_profiles(v6: bool) -> Result<()> {
     let syn_in = nft::counter(&lab.backend, "swtest", "syn_in")?;
     let svc_in = nft::counter(&lab.backend, "swtest", "svc_in")?;
     let synack_out = nft::counter(&lab.backend, "swtest", "synack_out")?;
-    let opens = snmp(&lab.backend, "/proc/net/snmp", "Tcp:PassiveOpens")? - opens_before;
-    let cookies_sent = snmp(&lab.backend, "/proc/net/netstat", "TcpExt:SyncookiesSent")?;
+    let opens = lab.backend.net_counter("Tcp:PassiveOpens")? - opens_before;
+    let cookies_sent = lab.backend.net_counter("TcpExt:SyncookiesSent")?;
     let e = one(edge.stop()?, "edge")?;
     let b = one(backend.stop()?, "backend")?;
     eprintln!("edge {e}\nbackend {b}");
