@@ -2,7 +2,7 @@
 //!
 //! Start: validate everything (config, interfaces, secret, sysctls, map sizes), load the objects
 //! on the node's pinned maps, attach (or adopt pinned links and swap the new programs in), pin,
-//! print one `ready` line. Then, every 100 ms: rotate salts on epoch boundaries, reload on SIGHUP,
+//! print one `ready` line. Then, every 25 ms: rotate salts on epoch boundaries, reload on SIGHUP,
 //! exit on SIGINT/SIGTERM. Exiting leaves the programs attached (their links are pinned): the next
 //! `synwall run` adopts them, so a restart or an upgrade drops nothing; `synwall stop --detach`
 //! removes them.
@@ -13,6 +13,7 @@
 //! a restarted daemon continues exactly where the last one left off.
 
 use crate::args::now_unix;
+use crate::rotation::{key_id, Salts, TICK_MS};
 use crate::snapshot;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
@@ -25,7 +26,7 @@ use std::time::Duration;
 use synwall_bpf::pin::{Hook, NodePins};
 use synwall_bpf::{Backend, DataPath, Edge, Link, LoadOptions, XdpMode};
 use synwall_config::{NodeConfig, XdpFallback};
-use synwall_cookie::synwall_v1::{epoch_of, EpochKeys, MasterSecret};
+use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
 use synwall_engine::EngineConfig;
 use tracing::{error, info, warn};
 
@@ -117,33 +118,6 @@ fn preflight(loaded: &synwall_config::Loaded) -> Result<Preflight> {
     })
 }
 
-/// The salts for epoch `e`: `K_e` of `master`, and as previous the live `K_{e-1}` if the maps
-/// hold it (whatever secret made it), else `K_{e-1}` of `master`.
-pub fn keys_for(master: &MasterSecret, e: u64, live: Option<&EpochKeys>) -> EpochKeys {
-    let fresh = EpochKeys::derive(master, e);
-    match live {
-        Some(l) if l.epoch.wrapping_add(1) == e => EpochKeys {
-            epoch: e,
-            current: fresh.current,
-            previous: l.current,
-        },
-        _ => fresh,
-    }
-}
-
-/// A public name for a salt (safe to print: a MAC under the key, not the key).
-pub fn key_id(k: &synwall_cookie::SipKey) -> String {
-    format!("{:016x}", k.hash(b"synwall/v1 key id"))
-}
-
-/// How long after an epoch boundary edges start issuing the new epoch's cookies. Backends (and
-/// every validator) switch at the boundary itself; an edge a little later, so a cookie it issues
-/// is never newer than what the backends accept, even with each node's rotation a few
-/// milliseconds off. (Cookies then live `P - lag` to `2P - lag`.)
-pub fn edge_lag_ms(epoch_seconds: u64) -> u64 {
-    (epoch_seconds * 1000 / 8).min(250)
-}
-
 /// A running node.
 struct Node {
     config_path: PathBuf,
@@ -155,10 +129,8 @@ struct Node {
     links: Vec<(Hook, String, Link)>,
     /// Links taken over from an earlier process.
     adopted: usize,
-    master: MasterSecret,
-    /// The salts the backend object holds (the newest; the edge's follow `edge_lag_ms` later).
-    keys: EpochKeys,
-    edge_keys: EpochKeys,
+    /// The salts each role holds, and the master secret the next ones come from.
+    salts: Salts,
 }
 
 /// An object loaded on the node's pins, and whether it found an earlier process's maps.
@@ -230,7 +202,6 @@ impl Node {
             .transpose()?;
 
         // The salts: continue from the live slot of an adopted object, else start fresh.
-        let e = epoch_of(now_unix().0, cfg.node.epoch_seconds);
         let live = backend
             .as_ref()
             .filter(|l| l.adopted)
@@ -240,17 +211,14 @@ impl Node {
                     .filter(|l| l.adopted)
                     .and_then(|l| l.obj.live_keys().ok())
             });
-        let keys = match live {
-            Some(l) if l.epoch == e => l,
-            other => keys_for(&master, e, other.as_ref()),
-        };
+        let salts = Salts::start(master, cfg.node.epoch_seconds, live, now_unix().1);
         // Fresh maps are configured before anything can run on them; adopted ones only once
         // every link is in place, so a failed start leaves the running programs' state alone.
         for l in backend.iter().filter(|l| !l.adopted) {
-            configure(&l.obj, &ecfg, &keys)?;
+            configure(&l.obj, &ecfg, salts.backend())?;
         }
         for l in edge.iter().filter(|l| !l.adopted) {
-            configure(&l.obj, &ecfg, &keys)?;
+            configure(&l.obj, &ecfg, salts.edge())?;
         }
 
         // Links: adopt the pinned ones still on their interface, attach the rest (tc first: if
@@ -311,10 +279,10 @@ impl Node {
         let mut backend = backend;
         let mut edge = edge;
         for l in backend.iter().filter(|l| l.adopted) {
-            configure(&l.obj, &ecfg, &keys)?;
+            configure(&l.obj, &ecfg, salts.backend())?;
         }
         for l in edge.iter().filter(|l| l.adopted) {
-            configure(&l.obj, &ecfg, &keys)?;
+            configure(&l.obj, &ecfg, salts.edge())?;
         }
         if let Some(l) = backend.as_mut().filter(|l| l.repin) {
             l.obj.repin_maps(&pins.backend())?;
@@ -352,7 +320,7 @@ impl Node {
             node = cfg.node.name,
             adopted = adopted.len(),
             attached = fresh.len(),
-            epoch = keys.epoch,
+            epoch = salts.backend().epoch,
             "data path running"
         );
         let n_adopted = adopted.len();
@@ -366,46 +334,28 @@ impl Node {
             backend: backend.map(|l| l.obj),
             links,
             adopted: n_adopted,
-            master,
-            keys,
-            edge_keys: keys,
+            salts,
         })
     }
 
     /// Rotate what entered a new epoch: the backend at the boundary, the edge `edge_lag_ms`
-    /// later.
+    /// later. An edge-only node reports its rotation when its edge switches.
     fn tick(&mut self) -> Result<()> {
-        let p = self.cfg.node.epoch_seconds;
-        let now_ms = now_unix().1;
-        let e = epoch_of(now_ms / 1000, p);
-        if e != self.keys.epoch {
-            let keys = keys_for(&self.master, e, Some(&self.keys));
-            if let Some(b) = &self.backend {
-                b.set_keys(&keys)?;
-            }
-            self.keys = keys;
-            // An edge-only node reports its rotation below, when its edge switches.
-            if self.backend.is_some() {
-                info!(epoch = e, key = key_id(&keys.current), "salts rotated");
-                println!("rotated epoch={e} key={}", key_id(&keys.current));
-            }
+        let r = self.salts.tick(now_unix().1);
+        if let (Some(k), Some(b)) = (&r.backend, &self.backend) {
+            b.set_keys(k)?;
         }
-        let e_edge = epoch_of(now_ms.saturating_sub(edge_lag_ms(p)) / 1000, p);
-        if e_edge != self.edge_keys.epoch {
-            // Normally the backend's keys of that epoch; derived only if the edge ran alone.
-            let keys = if self.keys.epoch == e_edge {
-                self.keys
-            } else {
-                keys_for(&self.master, e_edge, Some(&self.edge_keys))
-            };
-            if let Some(ed) = &self.edge {
-                ed.set_keys(&keys)?;
-            }
-            self.edge_keys = keys;
-            if self.backend.is_none() {
-                info!(epoch = e_edge, key = key_id(&keys.current), "salts rotated");
-                println!("rotated epoch={e_edge} key={}", key_id(&keys.current));
-            }
+        if let (Some(k), Some(ed)) = (&r.edge, &self.edge) {
+            ed.set_keys(k)?;
+        }
+        let reported = if self.backend.is_some() {
+            r.backend
+        } else {
+            r.edge
+        };
+        if let Some(k) = reported {
+            info!(epoch = k.epoch, key = key_id(&k.current), "salts rotated");
+            println!("rotated epoch={} key={}", k.epoch, key_id(&k.current));
         }
         Ok(())
     }
@@ -442,15 +392,14 @@ impl Node {
             .iter()
             .map(|c| format!("{}: {} -> {}", c.key, c.old, c.new))
             .collect();
-        if master.0 != self.master.0 {
+        if self.salts.replace_master(master) {
             let p = self.cfg.node.epoch_seconds;
-            let next = self.keys.epoch + 1;
+            let next = self.salts.backend().epoch + 1;
             let wait = (next * p).saturating_sub(now_unix().0);
             said.push(format!(
                 "master secret replaced: it takes effect at epoch {next} (in {wait} s); \
                  cookies of the old secret validate until that epoch ends"
             ));
-            self.master = master;
         }
         crate::logging::set_level(new.node.log_level.as_str());
         self.cfg = new;
@@ -603,14 +552,13 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         ifaces(&node.cfg.backend.interfaces),
         node.links.len(),
         node.adopted,
-        node.keys.epoch,
-        key_id(&node.keys.current),
+        node.salts.backend().epoch,
+        key_id(&node.salts.backend().current),
         node.cfg.node.epoch_seconds,
         node.cfg.services.protect.join(",")
     );
     while !stop.load(Ordering::Relaxed) {
-        // 25 ms: rotations land within a few ms of their boundary on every node.
-        std::thread::sleep(Duration::from_millis(25));
+        std::thread::sleep(Duration::from_millis(TICK_MS));
         if let Err(e) = node.tick() {
             error!("salt rotation failed: {e:#}");
         }

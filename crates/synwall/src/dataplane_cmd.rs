@@ -4,6 +4,7 @@
 //! drops what was attached (links detach on drop): a bad start leaves nothing behind.
 
 use crate::args::{now_unix, DataPathArgs};
+use crate::rotation::{Salts, TICK_MS};
 use crate::sysctl;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -12,7 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use synwall_bpf::{Backend, DataPath, Edge, XdpMode};
-use synwall_cookie::synwall_v1::{epoch_of, EpochKeys, MasterSecret};
 use synwall_engine::{AutoConfig, Counters, EngineConfig, ServiceSet};
 
 /// XDP attach mode.
@@ -144,10 +144,10 @@ pub struct SingleArgs {
 struct Prepared {
     ifindex: u32,
     iface: String,
-    master: MasterSecret,
     period: u64,
     cfg: EngineConfig,
-    keys: EpochKeys,
+    /// The salts each role holds; the edge's follow the backend's `edge_lag_ms` later.
+    salts: Salts,
 }
 
 fn prepare(iface: &str, dp: &DataPathArgs, strict: bool, auto: &AutoArgs) -> Result<Prepared> {
@@ -163,14 +163,12 @@ fn prepare(iface: &str, dp: &DataPathArgs, strict: bool, auto: &AutoArgs) -> Res
     let mut cfg = EngineConfig::new(ServiceSet::new(dp.services.clone()));
     cfg.strict = strict;
     cfg.auto = auto;
-    let keys = EpochKeys::derive(&master, epoch_of(now_unix().0, dp.epoch_seconds));
     Ok(Prepared {
         ifindex,
         iface: iface.to_string(),
-        master,
         period: dp.epoch_seconds,
         cfg,
-        keys,
+        salts: Salts::start(master, dp.epoch_seconds, None, now_unix().1),
     })
 }
 
@@ -187,26 +185,23 @@ fn kfunc_hint(e: synwall_bpf::Error) -> anyhow::Error {
     )
 }
 
-/// Wait for SIGINT/SIGTERM, rotating salts at every epoch boundary; then print the counters.
-fn serve(p: &Prepared, edge: Option<&Edge>, backend: Option<&Backend>) -> Result<ExitCode> {
+/// Wait for SIGINT/SIGTERM, rotating salts (backend at each epoch boundary, edge `edge_lag_ms`
+/// later); then print the counters.
+fn serve(p: &mut Prepared, edge: Option<&Edge>, backend: Option<&Backend>) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("install signal handler")?;
     }
-    let mut epoch = p.keys.epoch;
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-        let now = epoch_of(now_unix().0, p.period);
-        if now != epoch {
-            let keys = EpochKeys::derive(&p.master, now);
-            if let Some(e) = edge {
-                e.set_keys(&keys)?;
-            }
-            if let Some(b) = backend {
-                b.set_keys(&keys)?;
-            }
-            epoch = now;
+        // The objects were loaded a moment ago: catch up first, then every tick.
+        let r = p.salts.tick(now_unix().1);
+        if let (Some(k), Some(b)) = (&r.backend, backend) {
+            b.set_keys(k)?;
         }
+        if let (Some(k), Some(e)) = (&r.edge, edge) {
+            e.set_keys(k)?;
+        }
+        std::thread::sleep(Duration::from_millis(TICK_MS));
     }
     if let Some(e) = edge {
         print_counters("edge", &e.counters()?);
@@ -263,8 +258,8 @@ fn ready(role: &str, p: &Prepared, extra: &str) {
 }
 
 pub fn edge(a: EdgeArgs) -> Result<ExitCode> {
-    let p = prepare(&a.iface, &a.dp, a.strict, &a.auto)?;
-    let edge = Edge::load_with(&p.cfg, &p.keys)?;
+    let mut p = prepare(&a.iface, &a.dp, a.strict, &a.auto)?;
+    let edge = Edge::load_with(&p.cfg, p.salts.edge())?;
     let _link = edge
         .attach_xdp(p.ifindex, a.xdp_mode.into())
         .with_context(|| format!("cannot attach XDP ({:?} mode) to {}", a.xdp_mode, p.iface))?;
@@ -274,25 +269,25 @@ pub fn edge(a: EdgeArgs) -> Result<ExitCode> {
         auto_ready(&p.cfg)
     );
     ready("edge", &p, &extra);
-    serve(&p, Some(&edge), None)
+    serve(&mut p, Some(&edge), None)
 }
 
 pub fn backend(a: BackendArgs) -> Result<ExitCode> {
-    let p = prepare(&a.iface, &a.dp, false, &AutoArgs::default())?;
+    let mut p = prepare(&a.iface, &a.dp, false, &AutoArgs::default())?;
     check_sysctls(&p.cfg, a.set_sysctls)?;
-    let backend = Backend::load_with(&p.cfg, &p.keys).map_err(kfunc_hint)?;
+    let backend = Backend::load_with(&p.cfg, p.salts.backend()).map_err(kfunc_hint)?;
     let _link = backend
         .attach_tcx(p.ifindex)
         .with_context(|| format!("cannot attach tcx ingress to {}", p.iface))?;
     ready("backend", &p, "");
-    serve(&p, None, Some(&backend))
+    serve(&mut p, None, Some(&backend))
 }
 
 pub fn single(a: SingleArgs) -> Result<ExitCode> {
-    let p = prepare(&a.iface, &a.dp, false, &a.auto)?;
+    let mut p = prepare(&a.iface, &a.dp, false, &a.auto)?;
     check_sysctls(&p.cfg, a.set_sysctls)?;
-    let backend = Backend::load_with(&p.cfg, &p.keys).map_err(kfunc_hint)?;
-    let edge = Edge::load_with(&p.cfg, &p.keys)?;
+    let backend = Backend::load_with(&p.cfg, p.salts.backend()).map_err(kfunc_hint)?;
+    let edge = Edge::load_with(&p.cfg, p.salts.edge())?;
     // tc first: if XDP then fails, dropping the tcx link detaches it again.
     let tc_link = backend
         .attach_tcx(p.ifindex)
@@ -309,7 +304,7 @@ pub fn single(a: SingleArgs) -> Result<ExitCode> {
         }
     };
     ready("single", &p, &auto_ready(&p.cfg));
-    let r = serve(&p, Some(&edge), Some(&backend));
+    let r = serve(&mut p, Some(&edge), Some(&backend));
     drop(xdp_link);
     drop(tc_link);
     r

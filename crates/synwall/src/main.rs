@@ -13,6 +13,7 @@ mod logging;
 mod metrics;
 mod pcap_io;
 mod replay_cmd;
+mod rotation;
 mod snapshot;
 mod status_cmd;
 mod status_view;

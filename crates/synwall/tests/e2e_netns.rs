@@ -656,11 +656,18 @@ fn accept_within(l: &TcpListener, limit: Duration) -> Option<TcpStream> {
     None
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
+/// The current epoch of period `p`, once at least 500 ms into it (sleeping until then): the
+/// daemons have rotated by then (they tick every 25 ms; edges switch 250 ms after a boundary).
+fn settled_epoch(p: u64) -> u64 {
+    let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+        .unwrap();
+    let into = Duration::from_millis((since.as_millis() % (p as u128 * 1000)) as u64);
+    let settle = Duration::from_millis(500);
+    if into < settle {
+        std::thread::sleep(settle - into);
+    }
+    epoch_of((since + settle.saturating_sub(into)).as_secs(), p)
 }
 
 /// `--epoch-seconds 2`: a cookie is accepted under the current salt, refused under a salt three
@@ -720,7 +727,9 @@ fn cookie_expires_after_two_epochs() -> Result<()> {
         .client
         .enter(|| synwall_lab::packet::RawSender::open(CLIENT_IF))??;
 
-    let e = epoch_of(now(), P);
+    // The daemons rotate up to a tick after each boundary (edges a lag later): a cookie made
+    // here from the wall clock is only meaningful once they have.
+    let e = settled_epoch(P);
     let keys = EpochKeys::derive(&master, e);
     // Under the current salt: a socket, though no SYN was ever sent.
     sender.send(&forged_ack(&keys.current, 41001, macs))?;
@@ -733,18 +742,17 @@ fn cookie_expires_after_two_epochs() -> Result<()> {
         accept_within(&listener, Duration::from_millis(300)).is_none(),
         "a cookie three epochs old made a socket"
     );
-    // Wait until epoch e+2 (at most 2 epochs, plus the daemons' 100 ms rotation poll).
-    while epoch_of(now(), P) < e + 2 {
+    // Wait until the daemons are in epoch e+2.
+    while settled_epoch(P) < e + 2 {
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(300));
     sender.send(&forged_ack(&keys.current, 41003, macs))?;
     ensure!(
         accept_within(&listener, Duration::from_millis(300)).is_none(),
         "a cookie two epochs old made a socket"
     );
     // Control: the current salt (which the daemons must have rotated to) still works.
-    let fresh = EpochKeys::derive(&master, epoch_of(now(), P));
+    let fresh = EpochKeys::derive(&master, settled_epoch(P));
     sender.send(&forged_ack(&fresh.current, 41004, macs))?;
     let s = accept_within(&listener, Duration::from_secs(3)).context("rotated salt: no socket")?;
     ensure!(s.peer_addr()?.port() == 41004, "{:?}", s.peer_addr());
