@@ -24,7 +24,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 use synwall_cookie::synwall_v1::EpochKeys;
 use synwall_cookie::SipKey;
-use synwall_engine::{Counter, Counters, EngineConfig, ServiceSet};
+use synwall_engine::{AutoState, Counter, Counters, EngineConfig, ServiceSet};
 
 #[allow(
     clippy::all,
@@ -217,44 +217,22 @@ pub fn config_value(cfg: &EngineConfig) -> types::sw_config {
     }
 }
 
-/// The edge's auto-mode state (`struct sw_auto_state`, `bpf/lib/maps.h`), read for status and
-/// metrics. Mirrors [`synwall_engine::AutoState`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AutoStateValue {
-    /// `bpf_ktime_get_ns()` when the current measurement window opened.
-    pub window_start_ns: u64,
-    /// SYNs counted in the current window.
-    pub window_syns: u64,
-    /// SYNs per second of the last closed window.
-    pub rate: u64,
-    /// When a closed window last had a rate of at least the off threshold.
-    pub last_high_ns: u64,
-    /// Transitions from cookies off to on.
-    pub switches_on: u64,
-    /// Transitions from cookies on to off.
-    pub switches_off: u64,
-    /// SYNs are answered with cookies now.
-    pub cookies_on: bool,
-}
-
-impl AutoStateValue {
-    /// Decode a `sw_auto_state` map value (native byte order), e.g. read from the map of a
-    /// program found by id; `None` if `bytes` is not one.
-    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != std::mem::size_of::<types::sw_auto_state>() {
-            return None;
-        }
-        let u64_at = |i: usize| u64::from_ne_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap());
-        Some(AutoStateValue {
-            window_start_ns: u64_at(0),
-            window_syns: u64_at(1),
-            rate: u64_at(2),
-            last_high_ns: u64_at(3),
-            switches_on: u64_at(4),
-            switches_off: u64_at(5),
-            cookies_on: u32::from_ne_bytes(bytes[48..52].try_into().unwrap()) != 0,
-        })
+/// Decode a `sw_auto_state` map value (`bpf/lib/maps.h`, native byte order) into the engine's
+/// [`AutoState`], whose fields it mirrors; `None` if `bytes` is not one.
+pub fn decode_auto_state(bytes: &[u8]) -> Option<AutoState> {
+    if bytes.len() != std::mem::size_of::<types::sw_auto_state>() {
+        return None;
     }
+    let u64_at = |i: usize| u64::from_ne_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap());
+    Some(AutoState {
+        window_start_ns: u64_at(0),
+        window_syns: u64_at(1),
+        rate: u64_at(2),
+        last_high_ns: u64_at(3),
+        switches_on: u64_at(4),
+        switches_off: u64_at(5),
+        cookies_on: u32::from_ne_bytes(bytes[48..52].try_into().unwrap()) != 0,
+    })
 }
 
 /// The `sw_salt_slot` value for a set of epoch keys.
@@ -726,7 +704,7 @@ impl Edge {
     }
 
     /// The auto-mode state (all zero until auto mode has seen a SYN).
-    pub fn auto_state(&self) -> Result<AutoStateValue> {
+    pub fn auto_state(&self) -> Result<AutoState> {
         let v = self
             .skel
             .maps
@@ -734,7 +712,7 @@ impl Edge {
             .lookup(&KEY0, MapFlags::ANY)
             .map_err(bpf("read sw_auto_map"))?
             .unwrap_or_default();
-        AutoStateValue::from_bytes(&v)
+        decode_auto_state(&v)
             .ok_or_else(|| Error::Config(format!("sw_auto_map value of {} bytes", v.len())))
     }
 

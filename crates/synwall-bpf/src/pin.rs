@@ -276,12 +276,12 @@ impl PinnedMaps {
     }
 
     /// The edge's auto-mode state (`sw_auto_map`), if this object has one.
-    pub fn auto_state(&self) -> Option<crate::AutoStateValue> {
+    pub fn auto_state(&self) -> Option<synwall_engine::AutoState> {
         let m = self.extra("sw_auto_map")?;
         let v = m
             .lookup(&0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
             .ok()??;
-        crate::AutoStateValue::from_bytes(&v)
+        crate::decode_auto_state(&v)
     }
 
     /// A pinned map other than the common ones (e.g. `sw_auto_map`), by name.

@@ -5,19 +5,10 @@
 use anyhow::{bail, Result};
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use synwall_wire::checksum::{checksum, finish, pseudo_v4, pseudo_v6, sum};
 
-/// TCP flags.
-pub const FIN: u8 = 0x01;
-/// SYN.
-pub const SYN: u8 = 0x02;
-/// RST.
-pub const RST: u8 = 0x04;
-/// ACK.
-pub const ACK: u8 = 0x10;
-/// ECE.
-pub const ECE: u8 = 0x40;
-/// CWR.
-pub const CWR: u8 = 0x80;
+/// TCP flags (the wire crate's, re-exported for the tests that build frames).
+pub use synwall_wire::tcp::{ACK, CWR, ECE, FIN, RST, SYN};
 
 /// One TCP segment to put in a frame.
 #[derive(Clone, Debug)]
@@ -72,20 +63,6 @@ pub fn opt_timestamps(tsval: u32, tsecr: u32) -> Vec<u8> {
     v
 }
 
-fn sum(data: &[u8], mut acc: u32) -> u32 {
-    for c in data.chunks(2) {
-        acc += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
-    }
-    acc
-}
-
-fn fold(mut acc: u32) -> u16 {
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
-}
-
 impl Segment {
     /// The Ethernet frame, checksums computed.
     pub fn frame(&self) -> Vec<u8> {
@@ -115,15 +92,10 @@ impl Segment {
                 ip.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
                 ip.extend_from_slice(&s.octets());
                 ip.extend_from_slice(&d.octets());
-                let c = fold(sum(&ip, 0));
+                let c = checksum(&ip);
                 ip[10..12].copy_from_slice(&c.to_be_bytes());
                 f.extend_from_slice(&ip);
-                let mut p = Vec::new();
-                p.extend_from_slice(&s.octets());
-                p.extend_from_slice(&d.octets());
-                p.extend_from_slice(&[0, 6]);
-                p.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
-                p
+                pseudo_v4(&s.octets(), &d.octets(), 6, tcp.len() as u16)
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
                 f.extend_from_slice(&[0x86, 0xdd]);
@@ -132,16 +104,11 @@ impl Segment {
                 f.extend_from_slice(&[6, 64]);
                 f.extend_from_slice(&s.octets());
                 f.extend_from_slice(&d.octets());
-                let mut p = Vec::new();
-                p.extend_from_slice(&s.octets());
-                p.extend_from_slice(&d.octets());
-                p.extend_from_slice(&(tcp.len() as u32).to_be_bytes());
-                p.extend_from_slice(&[0, 0, 0, 6]);
-                p
+                pseudo_v6(&s.octets(), &d.octets(), 6, tcp.len() as u32)
             }
             _ => panic!("mixed address families"),
         };
-        let c = fold(sum(&tcp, sum(&pseudo, 0)));
+        let c = finish(sum(pseudo, &tcp));
         tcp[16..18].copy_from_slice(&c.to_be_bytes());
         f.extend_from_slice(&tcp);
         f
@@ -227,7 +194,7 @@ mod tests {
             let tcp_len = f.len() - l4;
             let mut p = Vec::new();
             if f[12] == 8 {
-                assert_eq!(fold(sum(&f[l3..l4], 0)), 0, "IPv4 header checksum");
+                assert_eq!(checksum(&f[l3..l4]), 0, "IPv4 header checksum");
                 p.extend_from_slice(&f[l3 + 12..l3 + 20]);
                 p.extend_from_slice(&[0, 6]);
                 p.extend_from_slice(&(tcp_len as u16).to_be_bytes());
@@ -236,7 +203,7 @@ mod tests {
                 p.extend_from_slice(&(tcp_len as u32).to_be_bytes());
                 p.extend_from_slice(&[0, 0, 0, 6]);
             }
-            assert_eq!(fold(sum(&f[l4..], sum(&p, 0))), 0, "TCP checksum");
+            assert_eq!(finish(sum(sum(0, &p), &f[l4..])), 0, "TCP checksum");
             assert_eq!(f[l4 + 12] >> 4, 8, "data offset");
         }
     }

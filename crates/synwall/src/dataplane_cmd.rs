@@ -224,7 +224,7 @@ pub fn print_counters(role: &str, c: &Counters) {
 }
 
 /// The auto-mode line of the final printout.
-pub fn print_auto(st: &synwall_bpf::AutoStateValue) {
+pub fn print_auto(st: &synwall_engine::AutoState) {
     println!(
         "auto cookies {} rate={} switches={}/{}",
         if st.cookies_on { "on" } else { "off" },

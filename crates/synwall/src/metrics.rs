@@ -309,43 +309,13 @@ fn respond(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::ProgramSnapshot;
     use std::io::{Read, Write};
     use std::net::TcpStream;
-    use synwall_engine::Counters;
 
     fn snapshot() -> Snapshot {
-        let mut edge = Counters::default();
-        edge.set(Counter::SynAnswered, 1234);
-        edge.set(Counter::PassNotIp, 7);
-        let mut backend = Counters::default();
-        backend.set(Counter::BackendReqskCreated, 99);
-        Snapshot {
-            node: "lab\\1".into(),
-            taken_ms: 1_700_000_000_250,
-            epoch: 28_333_333,
-            epoch_seconds: 60,
-            strict: true,
-            programs: vec![
-                ProgramSnapshot {
-                    role: Role::Edge,
-                    interfaces: vec!["eth0".into()],
-                    counters: edge,
-                    auto: Some(AutoState {
-                        cookies_on: true,
-                        syn_rate: 15_000,
-                        syn_rate_on: 10_000,
-                        syn_rate_off: 2_000,
-                    }),
-                },
-                ProgramSnapshot {
-                    role: Role::Backend,
-                    interfaces: vec!["eth1".into()],
-                    counters: backend,
-                    auto: None,
-                },
-            ],
-        }
+        let mut s = crate::snapshot::sample("lab\\1", 1_700_000_000_250, 1234, 7, 99);
+        s.strict = true;
+        s
     }
 
     /// Sample lines (name{labels} value) of the text, and every family's HELP and TYPE.

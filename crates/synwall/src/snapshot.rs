@@ -138,3 +138,41 @@ pub fn from_pins(
         programs,
     })
 }
+
+/// A two-role snapshot for the renderers' tests: an edge on `eth0,eth1` (auto mode, cookies on)
+/// with `syn_answered`/`pass_not_ip`, a backend on `eth2` with `backend_reqsk_created`.
+#[cfg(test)]
+pub fn sample(node: &str, taken_ms: u64, answered: u64, not_ip: u64, reqsk: u64) -> Snapshot {
+    use synwall_engine::Counter;
+    let mut edge = Counters::default();
+    edge.set(Counter::SynAnswered, answered);
+    edge.set(Counter::PassNotIp, not_ip);
+    let mut backend = Counters::default();
+    backend.set(Counter::BackendReqskCreated, reqsk);
+    Snapshot {
+        node: node.into(),
+        taken_ms,
+        epoch: taken_ms / 60_000,
+        epoch_seconds: 60,
+        strict: false,
+        programs: vec![
+            ProgramSnapshot {
+                role: Role::Edge,
+                interfaces: vec!["eth0".into(), "eth1".into()],
+                counters: edge,
+                auto: Some(AutoState {
+                    cookies_on: true,
+                    syn_rate: 15_000,
+                    syn_rate_on: 10_000,
+                    syn_rate_off: 2_000,
+                }),
+            },
+            ProgramSnapshot {
+                role: Role::Backend,
+                interfaces: vec!["eth2".into()],
+                counters: backend,
+                auto: None,
+            },
+        ],
+    }
+}

@@ -335,41 +335,9 @@ pub fn watch_frame(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{AutoState, Role};
-    use synwall_engine::Counters;
 
     fn snap(taken_ms: u64, answered: u64, not_ip: u64, reqsk: u64) -> Snapshot {
-        let mut edge = Counters::default();
-        edge.set(Counter::SynAnswered, answered);
-        edge.set(Counter::PassNotIp, not_ip);
-        let mut backend = Counters::default();
-        backend.set(Counter::BackendReqskCreated, reqsk);
-        Snapshot {
-            node: "edge-1".into(),
-            taken_ms,
-            epoch: taken_ms / 60_000,
-            epoch_seconds: 60,
-            strict: false,
-            programs: vec![
-                ProgramSnapshot {
-                    role: Role::Edge,
-                    interfaces: vec!["eth0".into(), "eth1".into()],
-                    counters: edge,
-                    auto: Some(AutoState {
-                        cookies_on: true,
-                        syn_rate: 15_000,
-                        syn_rate_on: 10_000,
-                        syn_rate_off: 2_000,
-                    }),
-                },
-                ProgramSnapshot {
-                    role: Role::Backend,
-                    interfaces: vec!["eth2".into()],
-                    counters: backend,
-                    auto: None,
-                },
-            ],
-        }
+        crate::snapshot::sample("edge-1", taken_ms, answered, not_ip, reqsk)
     }
 
     /// The row of `name` in the section of `role`: its whitespace-separated fields.

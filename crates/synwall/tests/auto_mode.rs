@@ -23,7 +23,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use synwall_bpf::AutoStateValue;
+use synwall_engine::AutoState;
 use synwall_engine::{Counter, Counters};
 use synwall_lab::packet::{self, RawSender, Segment, SYN};
 use synwall_lab::tcp::{self, EchoServer};
@@ -146,12 +146,12 @@ impl Probe {
         Self::counters(&self.backend_counters)
     }
 
-    fn auto(&self) -> Result<AutoStateValue> {
+    fn auto(&self) -> Result<AutoState> {
         let v = self
             .auto
             .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)?
             .context("no auto state")?;
-        AutoStateValue::from_bytes(&v).context("auto state size")
+        synwall_bpf::decode_auto_state(&v).context("auto state size")
     }
 }
 
