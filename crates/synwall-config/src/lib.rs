@@ -20,7 +20,7 @@ mod validate;
 pub use load::{ConfigError, Loaded, Problem};
 pub use reload::{Change, Refusal};
 pub use secret::{parse_secret, read_secret_file, secret_file_warning, SecretError};
-pub use validate::{FLOW_CACHE_RANGE, MAX_EPOCH_SECONDS, MIN_MSS_V4, MIN_MSS_V6};
+pub use validate::{check_node_name, FLOW_CACHE_RANGE, MAX_EPOCH_SECONDS, MIN_MSS_V4, MIN_MSS_V6};
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;

@@ -39,22 +39,29 @@ fn element(key: &str, i: usize, message: impl Into<String>) -> Finding {
     }
 }
 
+/// A node name is 1 to 32 of `A-Z a-z 0-9 _ -`: it becomes a directory under the pin root and a
+/// file name in the run directory, so it can never be `..`, empty or contain `/`.
+pub fn check_node_name(name: &str) -> Result<(), String> {
+    let ok = (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid node name (1 to 32 of A-Z a-z 0-9 _ -)"
+        ))
+    }
+}
+
 /// The checks, in file order.
 pub(crate) fn check(c: &NodeConfig) -> Vec<Finding> {
     let mut out = Vec::new();
 
     // [node]
-    let name = &c.node.name;
-    if name.is_empty()
-        || name.len() > 32
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        out.push(finding(
-            "node.name",
-            format!("{name:?} is not a valid node name (1 to 32 of A-Z a-z 0-9 _ -)"),
-        ));
+    if let Err(e) = check_node_name(&c.node.name) {
+        out.push(finding("node.name", e));
     }
     if !c.node.pin_root.is_absolute() {
         out.push(finding(

@@ -51,7 +51,7 @@ pub struct DataPathArgs {
     pub secret_file: std::path::PathBuf,
     /// Epoch length in seconds (salts rotate every epoch; a cookie lives 1-2 epochs).
     #[arg(long, default_value_t = synwall_cookie::synwall_v1::DEFAULT_EPOCH_SECONDS,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=synwall_config::MAX_EPOCH_SECONDS))]
     pub epoch_seconds: u64,
 }
 

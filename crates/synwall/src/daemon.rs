@@ -596,7 +596,7 @@ pub struct NodeArgs {
     #[arg(long, short, value_name = "FILE", conflicts_with_all = ["node", "pin_root"])]
     pub config: Option<PathBuf>,
     /// Node name (instead of --config).
-    #[arg(long, default_value = synwall_config::DEFAULT_NAME)]
+    #[arg(long, default_value = synwall_config::DEFAULT_NAME, value_parser = node_name)]
     pub node: String,
     /// Pin root (instead of --config).
     #[arg(long, default_value = synwall_config::DEFAULT_PIN_ROOT)]
@@ -606,10 +606,35 @@ pub struct NodeArgs {
     pub run_dir: PathBuf,
 }
 
+/// The node a command acts on.
+pub struct NodeRef {
+    pub name: String,
+    pub pin_root: PathBuf,
+    /// The epoch length, if `--config` gave one.
+    pub epoch_seconds: Option<u64>,
+}
+
 impl NodeArgs {
-    /// Node name and pin root.
-    pub fn resolve(&self) -> Result<(String, PathBuf)> {
-        node_of(self.config.as_deref(), &self.node, &self.pin_root)
+    /// Name, pin root (and epoch length) from `--config` (loaded once) or the flags.
+    pub fn resolve(&self) -> Result<NodeRef> {
+        match &self.config {
+            Some(path) => {
+                let n = NodeConfig::load(path)
+                    .map_err(|e| anyhow!("{e}"))?
+                    .config
+                    .node;
+                Ok(NodeRef {
+                    name: n.name,
+                    pin_root: n.pin_root,
+                    epoch_seconds: Some(n.epoch_seconds),
+                })
+            }
+            None => Ok(NodeRef {
+                name: self.node.clone(),
+                pin_root: self.pin_root.clone(),
+                epoch_seconds: None,
+            }),
+        }
     }
 }
 
@@ -622,20 +647,18 @@ pub struct StopArgs {
     pub detach: bool,
 }
 
-/// Node name and pin root from `--config` or the flags.
-pub fn node_of(config: Option<&Path>, node: &str, pin_root: &Path) -> Result<(String, PathBuf)> {
-    match config {
-        Some(path) => {
-            let l = NodeConfig::load(path).map_err(|e| anyhow!("{e}"))?;
-            Ok((l.config.node.name, l.config.node.pin_root))
-        }
-        None => Ok((node.to_string(), pin_root.to_path_buf())),
-    }
+/// `--node`: the config file's rule (the name becomes a directory that `stop --detach` removes).
+fn node_name(s: &str) -> Result<String, String> {
+    synwall_config::check_node_name(s).map(|()| s.to_string())
 }
 
 /// `synwall stop [--detach]`.
 pub fn stop(a: StopArgs) -> Result<ExitCode> {
-    let (name, root) = a.node.resolve()?;
+    let NodeRef {
+        name,
+        pin_root: root,
+        ..
+    } = a.node.resolve()?;
     let files = RunFiles::new(&a.node.run_dir, &name);
     let pins = NodePins::new(&root, &name);
     match files.running_pid() {

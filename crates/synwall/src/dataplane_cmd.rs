@@ -86,7 +86,8 @@ impl AutoArgs {
                 .filter_map(|&(m, f)| m.then_some(f))
                 .collect();
                 bail!(
-                    "auto mode needs --auto-rate-on, --auto-rate-off and --auto-hold-seconds                      together; missing {}",
+                    "auto mode needs --auto-rate-on, --auto-rate-off and --auto-hold-seconds \
+                     together; missing {}",
                     missing.join(", ")
                 )
             }

@@ -36,7 +36,7 @@ pub fn run(a: ReplayArgs) -> Result<ExitCode> {
     let mut cfg = EngineConfig::new(ServiceSet::new(a.dp.services.clone()));
     cfg.strict = a.strict;
     let (now_s, now_ms) = match a.now {
-        Some(s) => (s, s * 1000),
+        Some(s) => (s, s.saturating_mul(1000)),
         None => now_unix(),
     };
     let keys = EpochKeys::derive(&master, epoch_of(now_s, a.dp.epoch_seconds));

@@ -20,27 +20,34 @@ pub struct StatusArgs {
     /// Refresh every --interval seconds until interrupted (like `top`).
     #[arg(long)]
     pub watch: bool,
-    /// Seconds between refreshes (rates are computed over this interval).
-    #[arg(long, default_value_t = 1.0)]
+    /// Seconds between refreshes, 0.1 to 3600 (rates are computed over this interval).
+    #[arg(long, default_value_t = 1.0, value_parser = interval)]
     pub interval: f64,
     /// Show counters that are zero too.
     #[arg(long)]
     pub all: bool,
 }
 
+fn interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.1..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds from 0.1 to 3600")),
+    }
+}
+
 pub fn run(a: StatusArgs) -> Result<ExitCode> {
-    let (name, root) = a.node.resolve()?;
-    let pins = NodePins::new(&root, &name);
-    let period = match &a.node.config {
-        Some(p) => synwall_config::NodeConfig::load(p)
-            .map(|l| l.config.node.epoch_seconds)
-            .unwrap_or(0),
-        None => RunFiles::new(&a.node.run_dir, &name)
-            .read_state()
-            .and_then(|s| s.get("epoch_seconds")?.as_u64())
-            .unwrap_or(0),
-    };
-    let interval = Duration::from_secs_f64(a.interval.clamp(0.1, 3600.0));
+    let node = a.node.resolve()?;
+    let name = node.name;
+    let pins = NodePins::new(&node.pin_root, &name);
+    let period = node
+        .epoch_seconds
+        .or_else(|| {
+            RunFiles::new(&a.node.run_dir, &name)
+                .read_state()
+                .and_then(|s| s.get("epoch_seconds")?.as_u64())
+        })
+        .unwrap_or(0);
+    let interval = Duration::from_secs_f64(a.interval);
     let mut prev = None;
     if !a.watch {
         // One reading; with rates, if asked for text, over a short first interval.

@@ -160,3 +160,44 @@ fn unbindable_metrics_address_attaches_nothing() {
         .join("swbadm")
         .exists());
 }
+
+/// `--node` is a directory name under the pin root that `stop --detach` removes: names the config
+/// file would refuse (`..`, empty, a path) are refused before anything is touched. A sibling
+/// directory next to a scratch pin root proves `..` removed nothing.
+#[test]
+fn node_names_that_escape_the_pin_root_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("pins");
+    std::fs::create_dir_all(root.join("keep")).unwrap();
+    let sibling = dir.path().join("other-software");
+    std::fs::create_dir_all(&sibling).unwrap();
+    for name in ["..", "", "a/b", "x".repeat(33).as_str()] {
+        for cmd in [&["stop", "--detach"][..], &["status"][..]] {
+            let out = Command::new(exe())
+                .args(cmd)
+                .args(["--node", name, "--pin-root", root.to_str().unwrap()])
+                .args(["--run-dir", dir.path().join("run").to_str().unwrap()])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{cmd:?} --node {name:?}: {err}");
+            assert!(err.contains("not a valid node name"), "{err}");
+        }
+    }
+    assert!(root.join("keep").exists() && sibling.exists());
+}
+
+/// `status --interval` outside 0.1..=3600 s (or not a number at all) is an error, not a panic or
+/// a silent clamp.
+#[test]
+fn bad_status_intervals_are_refused() {
+    for bad in ["nan", "inf", "0", "-1", "3601", "soon"] {
+        let out = Command::new(exe())
+            .args(["status", "--node", "swnone", &format!("--interval={bad}")])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--interval {bad}: {err}");
+        assert!(err.contains("from 0.1 to 3600"), "{err}");
+    }
+}
