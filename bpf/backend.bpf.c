@@ -59,12 +59,6 @@ extern int bpf_sk_assign_tcp_reqsk(struct __sk_buff *skb, struct sock *sk,
 #define SW_BPF_TCP_LISTEN 10
 #define SW_BPF_TCP_TIME_WAIT 6
 
-SW_INLINE int sw_verdict(int action, enum sw_counter c)
-{
-	sw_count(c);
-	return action;
-}
-
 /* engine::kfunc_counter */
 SW_INLINE enum sw_counter sw_kfunc_counter(int ret)
 {
@@ -124,9 +118,13 @@ SW_INLINE int sw_listener_ack(struct __sk_buff *skb, struct bpf_sock *sk,
 	}
 	cfg = sw_get_config();
 	salts = sw_get_salts();
-	if (!cfg || !salts || !sw_validate(salts, f, &o, &bits)) {
+	if (!cfg || !salts) {
 		bpf_sk_release(sk);
-		if (cfg && cfg->auto_enabled)
+		return sw_verdict(SW_TC_ACT_OK, SW_PASS_NO_STATE);
+	}
+	if (!sw_validate(salts, f, &o, &bits)) {
+		bpf_sk_release(sk);
+		if (cfg->auto_enabled)
 			/*
 			 * Auto mode: the kernel answers SYNs too, and when its SYN queue overflows it
 			 * sends its own syncookies, whose ACKs find only the listener. It checks them.

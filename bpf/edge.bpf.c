@@ -24,12 +24,6 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-SW_INLINE int sw_verdict(int action, enum sw_counter c)
-{
-	sw_count(c);
-	return action;
-}
-
 /* TcpFrame::checksums_ok: the IPv4 header checksum (if IPv4), then the TCP checksum. */
 SW_INLINE int sw_checksums_ok(struct xdp_md *ctx, const struct sw_frame *f)
 {
@@ -109,8 +103,9 @@ SW_INLINE int sw_auto_cookies(const struct sw_config *cfg, __u64 now)
 
 /* Engine::answer_syn */
 SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
-			    const struct sw_config *cfg, const struct sw_salt_slot *salts)
+			    const struct sw_config *cfg)
 {
+	struct sw_salt_slot *salts;
 	struct sw_tcp_opts o;
 	struct sw_opt_bits bits;
 	__u32 isn, tsval = 0;
@@ -130,6 +125,10 @@ SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
 	if (cfg->auto_enabled && !sw_auto_cookies(cfg, now))
 		/* No attack: the kernel answers, and the handshake needs no cookie. */
 		return sw_verdict(XDP_PASS, SW_AUTO_SYN_PASS);
+	/* The salts only where a MAC is computed (not on the forwarding paths). */
+	salts = sw_get_salts();
+	if (!salts)
+		return sw_verdict(XDP_PASS, SW_PASS_NO_STATE);
 	bits = sw_encode_options(cfg, f->family, &o, f->flags);
 	mac = sw_mac(&salts->current, f, f->seq, bits);
 	isn = sw_cookie_of(bits, mac);
@@ -142,9 +141,9 @@ SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
 }
 
 /* Strict mode (the rest of Engine::xdp). */
-SW_INLINE int sw_strict(struct xdp_md *ctx, const struct sw_frame *f,
-			const struct sw_salt_slot *salts)
+SW_INLINE int sw_strict(struct xdp_md *ctx, const struct sw_frame *f)
 {
+	struct sw_salt_slot *salts;
 	struct sw_flow_key key;
 	struct sw_tcp_opts o;
 	struct sw_opt_bits bits;
@@ -165,6 +164,9 @@ SW_INLINE int sw_strict(struct xdp_md *ctx, const struct sw_frame *f,
 	__builtin_memset(&o, 0, sizeof(o));
 	if (sw_tcp_options(ctx, f, &o))
 		return sw_verdict(XDP_DROP, SW_DROP_ACK_OPTIONS);
+	salts = sw_get_salts();
+	if (!salts)
+		return sw_verdict(XDP_PASS, SW_PASS_NO_STATE);
 	if (!sw_validate(salts, f, &o, &bits))
 		return sw_verdict(XDP_DROP, SW_STRICT_DROP);
 	bpf_map_update_elem(&sw_flows, &key, &one, BPF_ANY);
@@ -174,7 +176,6 @@ SW_INLINE int sw_strict(struct xdp_md *ctx, const struct sw_frame *f,
 SEC("xdp")
 int sw_edge(struct xdp_md *ctx)
 {
-	struct sw_salt_slot *salts;
 	struct sw_config *cfg;
 	struct sw_frame f;
 	int r;
@@ -186,13 +187,12 @@ int sw_edge(struct xdp_md *ctx)
 	if ((r >> 8) != SW_PARSED_TCP)
 		return sw_verdict(XDP_DROP, r & 0xff);
 	cfg = sw_get_config();
-	salts = sw_get_salts();
-	if (!cfg || !salts)
-		return XDP_PASS; /* unreachable: array maps always have their slots */
+	if (!cfg)
+		return sw_verdict(XDP_PASS, SW_PASS_NO_STATE);
 	if ((f.flags & (SW_TCP_SYN | SW_TCP_ACK)) == SW_TCP_SYN)
-		return sw_answer_syn(ctx, &f, cfg, salts);
+		return sw_answer_syn(ctx, &f, cfg);
 	if (!cfg->strict)
 		/* Cost rule: established traffic is forwarded without a MAC; the backend validates. */
 		return sw_verdict(XDP_PASS, SW_FWD_NON_SYN);
-	return sw_strict(ctx, &f, salts);
+	return sw_strict(ctx, &f);
 }

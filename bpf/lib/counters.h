@@ -33,4 +33,11 @@ SW_INLINE void sw_count(enum sw_counter c)
 		*v += 1;
 }
 
+/* Count `c` and return the program's `action`: every verdict goes through here. */
+SW_INLINE int sw_verdict(int action, enum sw_counter c)
+{
+	sw_count(c);
+	return action;
+}
+
 #endif /* SW_COUNTERS_H */
