@@ -352,10 +352,13 @@ fn client_profiles(v6: bool) -> Result<()> {
         "backend netns: SYNs in {syn_in}, SYN+ACKs out {synack_out}, packets to the service \
          {svc_in}, PassiveOpens {opens}, SyncookiesSent {cookies_sent}"
     );
-    // The edge answered every SYN and validated every handshake ACK; nothing legitimate dropped.
+    // The edge answered every SYN and validated every handshake ACK. Not asserted exactly: veth
+    // may hand a flow's handshake ACK and its first data segment to two CPUs at once; the data
+    // segment then misses the flow cache by a hair and validates itself (its seq and ack are the
+    // handshake ACK's) or, rarely, is dropped and retransmitted (see the misrouted test).
+    // reqsk_created == n and PassiveOpens == n below prove every handshake.
     ensure!(e.get("syn_answered") == n, "edge syn_answered: {e}");
-    ensure!(e.get("strict_ack_valid") == n, "edge strict_ack_valid: {e}");
-    ensure!(e.get("strict_drop") == 0, "edge strict_drop: {e}");
+    ensure!(e.get("strict_ack_valid") >= n, "edge strict_ack_valid: {e}");
     ensure!(
         e.get("strict_fwd_cached") > 0,
         "edge strict_fwd_cached: {e}"
