@@ -330,26 +330,57 @@ impl Maps<'_> {
             .map_err(bpf("write sw_salt_active"))
     }
 
-    /// Replace the services: bitmaps first, then the trie entries pointing at them, then the
-    /// removal of entries no longer configured.
-    fn set_services(&self, set: &ServiceSet) -> Result<()> {
-        let t = ServiceTables::build(set);
-        fits(
-            t.bitmaps.len(),
-            self.ports.max_entries(),
-            "distinct port sets",
-            "max_port_sets",
-        )?;
+    /// Where the port sets of `t` go in `sw_ports` beside the live ones
+    /// ([`services::place_bitmaps`]); an error, before anything is written, if they do not fit.
+    fn place_services(&self, t: &ServiceTables) -> Result<Vec<(u32, bool)>> {
         fits(
             t.entries.len(),
             self.services.max_entries(),
             "distinct prefixes",
             "max_prefixes",
         )?;
-        for (i, bm) in t.bitmaps.iter().enumerate() {
-            self.ports
-                .update(&(i as u32).to_ne_bytes(), &bm.to_bytes(), MapFlags::ANY)
-                .map_err(bpf("write sw_ports"))?;
+        let mut live: Vec<(u32, services::PortBitmap)> = Vec::new();
+        for k in self.services.keys() {
+            let Some(v) = self
+                .services
+                .lookup(&k, MapFlags::ANY)
+                .map_err(bpf("read sw_services"))?
+            else {
+                continue;
+            };
+            let i = u32::from_ne_bytes(v[..4].try_into().expect("u32 value"));
+            if live.iter().any(|(j, _)| *j == i) {
+                continue;
+            }
+            let bytes = self
+                .ports
+                .lookup(&i.to_ne_bytes(), MapFlags::ANY)
+                .map_err(bpf("read sw_ports"))?
+                .unwrap_or_default();
+            live.push((i, services::PortBitmap::from_bytes(&bytes)));
+        }
+        services::place_bitmaps(&t.bitmaps, &live, self.ports.max_entries()).map_err(|short| {
+            Error::Config(format!(
+                "the new services need {short} more port-set slot(s) than are free while {} \
+                 are live (the map holds {}, LoadOptions::max_port_sets); restart instead",
+                live.len(),
+                self.ports.max_entries()
+            ))
+        })
+    }
+
+    /// Replace the services while the programs run: new port sets go to slots no live trie entry
+    /// names (unchanged ones keep theirs), then the trie entries are pointed at them, then entries
+    /// no longer configured are removed. Every packet sees the old or the new set of a prefix.
+    fn set_services(&self, set: &ServiceSet) -> Result<()> {
+        let t = ServiceTables::build(set);
+        let slots = self.place_services(&t)?;
+        for (bm, &(slot, write)) in t.bitmaps.iter().zip(&slots) {
+            if write {
+                self.ports
+                    .update(&slot.to_ne_bytes(), &bm.to_bytes(), MapFlags::ANY)
+                    .map_err(bpf("write sw_ports"))?;
+            }
         }
         let mut wanted = Vec::new();
         for e in &t.entries {
@@ -359,7 +390,9 @@ impl Maps<'_> {
                 addr: e.addr,
                 pad: [0; 3],
             };
-            let value = types::sw_svc_value { ports: e.ports };
+            let value = types::sw_svc_value {
+                ports: slots[e.ports as usize].0,
+            };
             self.services
                 .update(bytes_of(&key), bytes_of(&value), MapFlags::ANY)
                 .map_err(bpf("write sw_services"))?;
@@ -617,8 +650,17 @@ pub trait DataPath: sealed::HasMaps + Sized {
 
     /// Write the configuration and the services of `cfg` (its `flow_cache` was fixed at load).
     fn configure(&self, cfg: &EngineConfig) -> Result<()> {
-        self.maps().set_config(cfg)?;
-        self.maps().set_services(&cfg.services)
+        // Services first: the one step that can refuse (too few free port-set slots) changes
+        // nothing when it does.
+        self.maps().set_services(&cfg.services)?;
+        self.maps().set_config(cfg)
+    }
+
+    /// Would `set` replace the live services ([`Self::set_services`])? Nothing is written.
+    fn check_services(&self, set: &ServiceSet) -> Result<()> {
+        self.maps()
+            .place_services(&ServiceTables::build(set))
+            .map(drop)
     }
 
     /// Write the configuration only.

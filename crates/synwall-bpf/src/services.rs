@@ -47,6 +47,15 @@ impl PortBitmap {
     pub fn to_bytes(&self) -> Vec<u8> {
         self.0.iter().flat_map(|w| w.to_ne_bytes()).collect()
     }
+
+    /// From a map value ([`Self::to_bytes`]); missing words are empty.
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        let mut b = PortBitmap::new();
+        for (w, c) in b.0.iter_mut().zip(bytes.chunks_exact(8)) {
+            *w = u64::from_ne_bytes(c.try_into().expect("8 bytes"));
+        }
+        b
+    }
 }
 
 impl Default for PortBitmap {
@@ -154,6 +163,35 @@ impl ServiceTables {
     }
 }
 
+/// Where a new set of bitmaps goes in a `capacity`-slot `sw_ports` while the programs run: `live`
+/// holds the slots the current trie entries name, with their contents. A bitmap equal to a live
+/// one keeps that slot (nothing to write); any other goes to a slot no live entry names, so a
+/// packet never reads a port set that is being rewritten under its prefix. For each bitmap: its
+/// slot and whether it must be written. `Err(free slots needed)` if there are too few.
+pub fn place_bitmaps(
+    new: &[PortBitmap],
+    live: &[(u32, PortBitmap)],
+    capacity: u32,
+) -> Result<Vec<(u32, bool)>, usize> {
+    let used: std::collections::HashSet<u32> = live.iter().map(|(i, _)| *i).collect();
+    let mut free = (0..capacity).filter(|i| !used.contains(i));
+    let mut out = Vec::with_capacity(new.len());
+    let mut short = 0;
+    for bm in new {
+        match live.iter().find(|(_, l)| l == bm) {
+            Some((i, _)) => out.push((*i, false)),
+            None => match free.next() {
+                Some(i) => out.push((i, true)),
+                None => short += 1,
+            },
+        }
+    }
+    if short > 0 {
+        return Err(short);
+    }
+    Ok(out)
+}
+
 fn bits_match(p: &[u8; 16], a: &[u8; 16], len: u32) -> bool {
     let full = (len / 8) as usize;
     if p[..full] != a[..full] {
@@ -166,6 +204,36 @@ fn bits_match(p: &[u8; 16], a: &[u8; 16], len: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ports(list: &[u16]) -> PortBitmap {
+        let mut b = PortBitmap::new();
+        for &p in list {
+            b.add_range(p, p);
+        }
+        b
+    }
+
+    #[test]
+    fn placing_bitmaps_never_writes_a_live_slot() {
+        let (a, b, c) = (ports(&[80]), ports(&[443]), ports(&[80, 443]));
+        // Fresh maps: slots in order, all written.
+        assert_eq!(
+            place_bitmaps(&[a.clone(), b.clone()], &[], 4),
+            Ok(vec![(0, true), (1, true)])
+        );
+        // Live {0: a, 1: b}; reordered and one new set: a and b keep their slots unwritten, c
+        // goes to a free slot.
+        let live = [(0, a.clone()), (1, b.clone())];
+        assert_eq!(
+            place_bitmaps(&[c.clone(), b.clone(), a.clone()], &live, 4),
+            Ok(vec![(2, true), (1, false), (0, false)])
+        );
+        // A changed set never lands on a slot a live entry names, even if that one goes away.
+        let live = [(0, a.clone()), (2, b.clone())];
+        assert_eq!(place_bitmaps(&[c.clone()], &live, 4), Ok(vec![(1, true)]));
+        // Not enough free slots: how many are missing.
+        assert_eq!(place_bitmaps(&[c, ports(&[22])], &live, 3), Err(1));
+    }
     use rand::{Rng, SeedableRng};
     use synwall_engine::Service;
 

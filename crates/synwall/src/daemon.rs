@@ -382,6 +382,13 @@ impl Node {
         if self.backend.is_some() {
             crate::dataplane_cmd::check_sysctls(&ecfg, new.node.set_sysctls)?;
         }
+        // Both objects must take the new services before either changes.
+        if let Some(e) = &self.edge {
+            e.check_services(&ecfg.services)?;
+        }
+        if let Some(b) = &self.backend {
+            b.check_services(&ecfg.services)?;
+        }
         if let Some(e) = &self.edge {
             e.configure(&ecfg)?;
         }
