@@ -230,7 +230,10 @@ mod tests {
         );
         // A changed set never lands on a slot a live entry names, even if that one goes away.
         let live = [(0, a.clone()), (2, b.clone())];
-        assert_eq!(place_bitmaps(&[c.clone()], &live, 4), Ok(vec![(1, true)]));
+        assert_eq!(
+            place_bitmaps(std::slice::from_ref(&c), &live, 4),
+            Ok(vec![(1, true)])
+        );
         // Not enough free slots: how many are missing.
         assert_eq!(place_bitmaps(&[c, ports(&[22])], &live, 3), Err(1));
     }
