@@ -821,7 +821,9 @@ impl Backend {
         open.progs
             .sw_backend
             .set_attach_type(libbpf_rs::ProgramAttachType::TcxIngress);
-        let skel = open.load().map_err(bpf("load backend.bpf.o"))?;
+        let skel = open.load().map_err(bpf(
+            "load backend.bpf.o (it needs the kfunc bpf_sk_assign_tcp_reqsk: Linux >= 6.9 with BTF)",
+        ))?;
         Ok(Backend { skel })
     }
 

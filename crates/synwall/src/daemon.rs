@@ -53,7 +53,9 @@ pub struct CheckArgs {
 pub fn check_config(a: CheckArgs) -> Result<ExitCode> {
     let loaded = NodeConfig::load(&a.config).map_err(|e| anyhow!("{e}"))?;
     let cfg = &loaded.config;
-    preflight(&loaded)?;
+    for w in preflight(&loaded)?.warnings {
+        eprintln!("warning: {w}");
+    }
     let roles = cfg.interfaces();
     println!(
         "{}: ok: node {:?}, {} service(s), {} interface(s): {}",
@@ -86,13 +88,16 @@ fn at(loaded: &synwall_config::Loaded, key: &str) -> String {
     }
 }
 
-/// What the machine checks establish: each interface's index, and the master secret.
+/// What the machine checks establish: each interface's index, the master secret, and what is
+/// worth a warning but not a refusal.
 struct Preflight {
     ifindexes: Vec<(String, u32)>,
     master: MasterSecret,
+    warnings: Vec<String>,
 }
 
-/// The checks that need the machine: interfaces exist, the secret reads, map sizes fit.
+/// The checks that need the machine: interfaces exist, the secret reads, map sizes fit, and
+/// (for a backend that may not set them itself) the sysctls the kfunc needs.
 fn preflight(loaded: &synwall_config::Loaded) -> Result<Preflight> {
     let cfg = &loaded.config;
     let mut ifindexes = Vec::new();
@@ -112,9 +117,16 @@ fn preflight(loaded: &synwall_config::Loaded) -> Result<Preflight> {
     LoadOptions::for_config(&ecfg)
         .check_services(&ecfg.services)
         .map_err(|e| anyhow!("{}: {e}", at(loaded, "services.protect")))?;
+    if !cfg.backend.interfaces.is_empty() && !cfg.node.set_sysctls {
+        crate::dataplane_cmd::check_sysctls(&ecfg, false)
+            .map_err(|e| anyhow!("{e:#} (or node.set_sysctls = true)"))?;
+    }
     Ok(Preflight {
         ifindexes,
         master: MasterSecret(master),
+        warnings: synwall_config::secret_file_warning(&cfg.node.secret_file)
+            .into_iter()
+            .collect(),
     })
 }
 
@@ -150,19 +162,24 @@ fn load_pinned<T: DataPath>(opts: &LoadOptions, dir: &Path, what: &str) -> Resul
             adopted: existed,
             repin: false,
         }),
-        Err(e) if existed => {
-            warn!(
-                "the {what} maps pinned in {} do not fit this build ({e}); loading fresh maps \
-                 (counters restart from zero, the strict flow cache is empty)",
-                dir.display()
-            );
-            let obj = T::load(opts).with_context(|| format!("load the {what} object"))?;
-            Ok(Pinned {
-                obj,
-                adopted: false,
-                repin: true,
-            })
-        }
+        // Maps are pinned but this object does not load on them: if it loads on maps of its
+        // own, their layout changed (an upgrade); otherwise the cause is elsewhere (the kernel,
+        // privileges) and that error is the one to report.
+        Err(e) if existed => match T::load(opts) {
+            Ok(obj) => {
+                warn!(
+                    "the {what} maps pinned in {} do not fit this build ({e}); loading fresh \
+                     maps (counters restart from zero, the strict flow cache is empty)",
+                    dir.display()
+                );
+                Ok(Pinned {
+                    obj,
+                    adopted: false,
+                    repin: true,
+                })
+            }
+            Err(fresh) => Err(fresh).with_context(|| format!("load the {what} object")),
+        },
         Err(e) => Err(e).with_context(|| format!("load the {what} object")),
     }
 }
@@ -176,27 +193,27 @@ fn configure(obj: &impl DataPath, ecfg: &EngineConfig, keys: &EpochKeys) -> Resu
 impl Node {
     fn start(loaded: &synwall_config::Loaded, config_path: &Path) -> Result<Node> {
         let cfg = loaded.config.clone();
-        let Preflight { ifindexes, master } = preflight(loaded)?;
-        if let Some(w) = synwall_config::secret_file_warning(&cfg.node.secret_file) {
+        let Preflight {
+            ifindexes,
+            master,
+            warnings,
+        } = preflight(loaded)?;
+        for w in warnings {
             warn!("{w}");
         }
         let ecfg = cfg.engine_config();
         let has_edge = !cfg.edge.interfaces.is_empty();
         let has_backend = !cfg.backend.interfaces.is_empty();
-        if has_backend {
-            crate::dataplane_cmd::check_sysctls(&ecfg, cfg.node.set_sysctls)?;
+        if has_backend && cfg.node.set_sysctls {
+            // Without set_sysctls, preflight has checked them.
+            crate::dataplane_cmd::check_sysctls(&ecfg, true)?;
         }
         let pins = NodePins::new(&cfg.node.pin_root, &cfg.node.name);
         pins.create()?;
         let opts = LoadOptions::for_config(&ecfg);
         let backend = has_backend
             .then(|| load_pinned::<Backend>(&opts, &pins.backend(), "backend"))
-            .transpose()
-            .map_err(|e| {
-                e.context(
-                    "the backend needs the kfunc bpf_sk_assign_tcp_reqsk (Linux >= 6.9 with BTF)",
-                )
-            })?;
+            .transpose()?;
         let edge = has_edge
             .then(|| load_pinned::<Edge>(&opts, &pins.edge(), "edge"))
             .transpose()?;
@@ -363,8 +380,7 @@ impl Node {
     /// SIGHUP: apply what can change in place, refuse the rest; on any error keep running as is.
     fn reload(&mut self) -> Result<Vec<String>> {
         let loaded = NodeConfig::load(&self.config_path).map_err(|e| anyhow!("{e}"))?;
-        let new = loaded.config;
-        let changes = self.cfg.reload_plan(&new).map_err(|refusals| {
+        let changes = self.cfg.reload_plan(&loaded.config).map_err(|refusals| {
             anyhow!(
                 "{}",
                 refusals
@@ -374,13 +390,17 @@ impl Node {
                     .join("; ")
             )
         })?;
-        let master = MasterSecret(
-            synwall_config::read_secret_file(&new.node.secret_file).map_err(|e| anyhow!("{e}"))?,
-        );
+        // The same checks as at start (the interfaces cannot have changed: refused above).
+        let Preflight {
+            master, warnings, ..
+        } = preflight(&loaded)?;
+        for w in warnings {
+            warn!("{w}");
+        }
+        let new = loaded.config;
         let ecfg = new.engine_config();
-        LoadOptions::for_config(&ecfg).check_services(&ecfg.services)?;
-        if self.backend.is_some() {
-            crate::dataplane_cmd::check_sysctls(&ecfg, new.node.set_sysctls)?;
+        if self.backend.is_some() && new.node.set_sysctls {
+            crate::dataplane_cmd::check_sysctls(&ecfg, true)?;
         }
         // Both objects must take the new services before either changes.
         if let Some(e) = &self.edge {

@@ -180,12 +180,6 @@ pub(crate) fn check_sysctls(cfg: &EngineConfig, set: bool) -> Result<()> {
     Ok(())
 }
 
-fn kfunc_hint(e: synwall_bpf::Error) -> anyhow::Error {
-    anyhow::Error::new(e).context(
-        "cannot load the backend program (it needs the kfunc bpf_sk_assign_tcp_reqsk, Linux >= 6.9 with BTF)",
-    )
-}
-
 /// Wait for SIGINT/SIGTERM, rotating salts (backend at each epoch boundary, edge `edge_lag_ms`
 /// later); then print the counters.
 fn serve(p: &mut Prepared, edge: Option<&Edge>, backend: Option<&Backend>) -> Result<ExitCode> {
@@ -276,7 +270,7 @@ pub fn edge(a: EdgeArgs) -> Result<ExitCode> {
 pub fn backend(a: BackendArgs) -> Result<ExitCode> {
     let mut p = prepare(&a.iface, &a.dp, false, &AutoArgs::default())?;
     check_sysctls(&p.cfg, a.set_sysctls)?;
-    let backend = Backend::load_with(&p.cfg, p.salts.backend()).map_err(kfunc_hint)?;
+    let backend = Backend::load_with(&p.cfg, p.salts.backend())?;
     let _link = backend
         .attach_tcx(p.ifindex)
         .with_context(|| format!("cannot attach tcx ingress to {}", p.iface))?;
@@ -287,7 +281,7 @@ pub fn backend(a: BackendArgs) -> Result<ExitCode> {
 pub fn single(a: SingleArgs) -> Result<ExitCode> {
     let mut p = prepare(&a.iface, &a.dp, false, &a.auto)?;
     check_sysctls(&p.cfg, a.set_sysctls)?;
-    let backend = Backend::load_with(&p.cfg, p.salts.backend()).map_err(kfunc_hint)?;
+    let backend = Backend::load_with(&p.cfg, p.salts.backend())?;
     let edge = Edge::load_with(&p.cfg, p.salts.edge())?;
     // tc first: if XDP then fails, dropping the tcx link detaches it again.
     let tc_link = backend

@@ -201,3 +201,40 @@ fn bad_status_intervals_are_refused() {
         assert!(err.contains("from 0.1 to 3600"), "{err}");
     }
 }
+
+/// `check-config` checks the sysctls a backend needs, as `run` does: in a namespace with
+/// `tcp_syncookies = 0` a backend config without `set_sysctls` fails naming the sysctl; with
+/// `set_sysctls = true` it passes (run would set it) and the sysctl is left as it was.
+#[test]
+fn check_config_checks_the_backends_sysctls() {
+    if !synwall_lab::require_privileges("check_config_checks_the_backends_sysctls") {
+        return;
+    }
+    let ns = synwall_lab::Netns::create(&format!("{}k", synwall_lab::unique_prefix())).unwrap();
+    ns.sysctl("net.ipv4.tcp_syncookies", "0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = write_secret(dir.path());
+    for (set, want_ok) in [(false, false), (true, true)] {
+        let path = dir.path().join(format!("s{set}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[node]\nname = \"swsysctl\"\nsecret_file = \"{secret}\"\nset_sysctls = {set}\n{GOOD_TAIL}"
+            ),
+        )
+        .unwrap();
+        let out = ns
+            .command(exe().to_str().unwrap())
+            .args(["check-config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), want_ok, "set_sysctls = {set}: {err}");
+        if !want_ok {
+            assert_eq!(out.status.code(), Some(2), "{err}");
+            assert!(err.contains("net.ipv4.tcp_syncookies is 0"), "{err}");
+        }
+    }
+    let v = ns.run(&["sysctl", "-n", "net.ipv4.tcp_syncookies"]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), "0");
+}
