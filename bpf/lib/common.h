@@ -52,6 +52,8 @@
 
 /* IPv6 (synwall_wire::ipv6). */
 #define SW_IPV6_HLEN 40
+/* The largest value of the IPv4 total length and IPv6 payload length fields. */
+#define SW_MAX_IP_LEN 0xffff
 #define SW_MAX_EXT_HEADERS 4
 #define SW_NH_HOP_BY_HOP 0
 #define SW_NH_ROUTING 43

@@ -180,6 +180,9 @@ SW_GLOBAL int sw_parse(SW_CTX *ctx, struct sw_frame *f)
 		f->family = SW_FAMILY_V4;
 		__builtin_memcpy(&f->src[0], p + 12, 4);
 		__builtin_memcpy(&f->dst[0], p + 16, 4);
+		/* A BIG TCP super-packet (tc only): its length does not fit the field, left 0. */
+		if ((p[0] >> 4) == 4 && total == 0 && len - off > SW_MAX_IP_LEN)
+			return SW_PARSED(SW_PARSED_PASS, SW_PASS_BIG_GRO);
 		if ((p[0] >> 4) != 4 || hl < SW_IPV4_MIN_HLEN || total < hl)
 			return SW_PARSED(SW_PARSED_DROP, SW_DROP_IP_MALFORMED);
 		if (len - off < hl || len - off < total)
@@ -211,6 +214,8 @@ SW_GLOBAL int sw_parse(SW_CTX *ctx, struct sw_frame *f)
 		f->family = SW_FAMILY_V6;
 		__builtin_memcpy(f->src, p + 8, 16);
 		__builtin_memcpy(f->dst, p + 24, 16);
+		if ((p[0] >> 4) == 6 && plen == 0 && len - off > SW_IPV6_HLEN + SW_MAX_IP_LEN)
+			return SW_PARSED(SW_PARSED_PASS, SW_PASS_BIG_GRO);
 		if ((p[0] >> 4) != 6 || plen == 0)
 			return SW_PARSED(SW_PARSED_DROP, SW_DROP_IP_MALFORMED);
 		if (len - off < SW_IPV6_HLEN + (__u32)plen)

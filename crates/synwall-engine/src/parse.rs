@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use synwall_cookie::{Addrs, Flow};
 use synwall_wire::ethernet::{self, EthernetFrame};
 use synwall_wire::ipv4::{self, Ipv4Packet};
-use synwall_wire::ipv6::Ipv6Packet;
+use synwall_wire::ipv6::{self, Ipv6Packet};
 use synwall_wire::tcp::TcpSegment;
 use synwall_wire::{checksum, WireError};
 
@@ -108,6 +108,19 @@ pub enum Parsed {
     Drop(Counter),
 }
 
+/// A BIG TCP super-packet, as tc sees one after GRO (or from a local GSO sender): more bytes than
+/// the IP length field can say, so the field is 0. Never a SYN or a handshake ACK: untouched.
+fn is_big_gro(ethertype: u16, ip: &[u8]) -> bool {
+    const MAX: usize = 0xffff;
+    match ethertype {
+        ethernet::ETHERTYPE_IPV4 => ip.len() > MAX && ip[0] >> 4 == 4 && ip[2..4] == [0, 0],
+        ethernet::ETHERTYPE_IPV6 => {
+            ip.len() > ipv6::HEADER_LEN + MAX && ip[0] >> 4 == 6 && ip[4..6] == [0, 0]
+        }
+        _ => false,
+    }
+}
+
 /// Parse `frame` against the protected `services`.
 pub fn parse(frame: &[u8], services: &ServiceSet) -> Parsed {
     use Parsed::{Drop, Pass};
@@ -125,6 +138,9 @@ pub fn parse(frame: &[u8], services: &ServiceSet) -> Parsed {
         WireError::Truncated => Drop(Counter::DropTruncated),
         _ => Drop(Counter::DropIpMalformed),
     };
+    if is_big_gro(l3.ethertype, ip_bytes) {
+        return Pass(Counter::PassBigGro);
+    }
     let (ip, l4, end) = match l3.ethertype {
         ethernet::ETHERTYPE_IPV4 => {
             let p = match Ipv4Packet::new_checked(ip_bytes) {

@@ -294,3 +294,41 @@ fn no_room_for_the_answer_is_counted() {
     );
     assert_eq!(buf, f, "nothing written");
 }
+
+/// A BIG TCP super-packet (over 64 KiB, IP length field 0) to a protected service is passed
+/// untouched by the backend; the same zero length field on an ordinary-sized frame stays
+/// malformed.
+#[test]
+fn big_gro_packets_pass_and_small_zero_lengths_stay_malformed() {
+    use synwall_engine::{BackendVerdict, SocketState};
+    for v6 in [false, true] {
+        // A data segment grown past what the length field can say, which GRO then leaves 0.
+        let mut big = frame(
+            &SynSpec {
+                v6,
+                ..SynSpec::default()
+            },
+            Some(1),
+        );
+        big.resize(big.len() + 70_000, 0x5a);
+        let field = if v6 { 14 + 4 } else { 14 + 2 };
+        big[field..field + 2].copy_from_slice(&[0, 0]);
+        let mut e = engine();
+        let d = e.tc(&big, |_| SocketState::ListenerOnly);
+        assert_eq!(
+            (d.verdict, d.counter),
+            (BackendVerdict::Pass, Counter::PassBigGro),
+            "v6={v6}"
+        );
+        assert_eq!(run(&mut engine(), &big).counter, Counter::PassBigGro);
+        let mut small = frame(
+            &SynSpec {
+                v6,
+                ..SynSpec::default()
+            },
+            Some(1),
+        );
+        small[field..field + 2].copy_from_slice(&[0, 0]);
+        expect(&small, Counter::DropIpMalformed);
+    }
+}

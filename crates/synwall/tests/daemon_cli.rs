@@ -235,6 +235,8 @@ fn check_config_checks_the_backends_sysctls() {
             assert!(err.contains("net.ipv4.tcp_syncookies is 0"), "{err}");
         }
     }
-    let v = ns.run(&["sysctl", "-n", "net.ipv4.tcp_syncookies"]).unwrap();
+    let v = ns
+        .run(&["sysctl", "-n", "net.ipv4.tcp_syncookies"])
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), "0");
 }
