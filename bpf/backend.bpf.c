@@ -109,9 +109,6 @@ SW_INLINE int sw_listener_ack(struct __sk_buff *skb, struct bpf_sock *sk,
 	struct tcp_sock *tsk;
 	int ret;
 
-	/* Initialised: a global function may not be handed uninitialised stack without
-	 * CAP_PERFMON, and the daemon should not need it. */
-	__builtin_memset(&o, 0, sizeof(o));
 	if (sw_tcp_options(skb, f, &o)) {
 		bpf_sk_release(sk);
 		return sw_verdict(SW_TC_ACT_SHOT, SW_DROP_ACK_OPTIONS);
@@ -155,7 +152,6 @@ SW_INLINE int sw_timewait_ack(struct __sk_buff *skb, const struct sw_frame *f)
 	struct sw_tcp_opts o;
 	struct sw_opt_bits bits;
 
-	__builtin_memset(&o, 0, sizeof(o));
 	salts = sw_get_salts();
 	if (salts && !sw_tcp_options(skb, f, &o) && sw_validate(salts, f, &o, &bits))
 		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_ACK_TIMEWAIT);

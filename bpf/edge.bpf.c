@@ -113,9 +113,6 @@ SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
 
 	if (f->flags & (SW_TCP_RST | SW_TCP_FIN))
 		return sw_verdict(XDP_DROP, SW_DROP_SYN_FLAGS);
-	/* Initialised: a global function may not be handed uninitialised stack without
-	 * CAP_PERFMON, and the daemon should not need it. */
-	__builtin_memset(&o, 0, sizeof(o));
 	if (sw_tcp_options(ctx, f, &o))
 		return sw_verdict(XDP_DROP, SW_DROP_SYN_OPTIONS);
 	if (!sw_checksums_ok(ctx, f))
@@ -159,9 +156,6 @@ SW_INLINE int sw_strict(struct xdp_md *ctx, const struct sw_frame *f)
 		return sw_verdict(XDP_PASS, SW_STRICT_FWD_CACHED);
 	if ((f->flags & (SW_TCP_ACK | SW_TCP_SYN | SW_TCP_RST)) != SW_TCP_ACK)
 		return sw_verdict(XDP_DROP, SW_STRICT_DROP);
-	/* Initialised: a global function may not be handed uninitialised stack without
-	 * CAP_PERFMON, and the daemon should not need it. */
-	__builtin_memset(&o, 0, sizeof(o));
 	if (sw_tcp_options(ctx, f, &o))
 		return sw_verdict(XDP_DROP, SW_DROP_ACK_OPTIONS);
 	salts = sw_get_salts();

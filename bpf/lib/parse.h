@@ -300,11 +300,12 @@ SW_GLOBAL int sw_parse(SW_CTX *ctx, struct sw_frame *f)
 }
 
 /*
- * synwall_wire::tcp::parse_options over the options of the segment parsed as `f`. Returns 0, or
+ * synwall_wire::tcp::parse_options over the options of the segment parsed as `f`, into `o` (zeroed
+ * by the caller: use sw_tcp_options). Returns 0, or
  * -1 for a malformed options area (length 0 or 1, or an option running past the area). A known
  * option with another length is ignored, as Linux does; for duplicates the last one wins.
  */
-SW_GLOBAL int sw_tcp_options(SW_CTX *ctx, const struct sw_frame *f, struct sw_tcp_opts *o)
+SW_GLOBAL int sw_tcp_options_into(SW_CTX *ctx, const struct sw_frame *f, struct sw_tcp_opts *o)
 {
 	/* 64 bytes so that `i & 63` always lands inside; only the first n are options. */
 	__u8 buf[64];
@@ -313,7 +314,6 @@ SW_GLOBAL int sw_tcp_options(SW_CTX *ctx, const struct sw_frame *f, struct sw_tc
 
 	if (!f || !o)
 		return -1;
-	__builtin_memset(o, 0, sizeof(*o));
 	n = f->tcp_hlen - SW_TCP_MIN_HLEN;
 	if (n == 0)
 		return 0;
@@ -390,6 +390,17 @@ SW_GLOBAL int sw_tcp_options(SW_CTX *ctx, const struct sw_frame *f, struct sw_tc
 		i = (i + olen) & 63;
 	}
 	return 0;
+}
+
+/*
+ * Read the options of `f` into a zeroed `o` (the one entry point). Zeroed here, on the caller's
+ * stack: a global function may not be handed uninitialised stack without CAP_PERFMON, and the
+ * daemon should not need it.
+ */
+SW_INLINE int sw_tcp_options(SW_CTX *ctx, const struct sw_frame *f, struct sw_tcp_opts *o)
+{
+	__builtin_memset(o, 0, sizeof(*o));
+	return sw_tcp_options_into(ctx, f, o);
 }
 
 #endif /* SW_PARSE_H */

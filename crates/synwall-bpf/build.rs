@@ -19,14 +19,13 @@ fn main() {
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".to_string());
     let multiarch = format!("/usr/include/{arch}-linux-gnu");
 
-    for dir in [bpf.clone(), bpf.join("lib")] {
-        println!("cargo:rerun-if-changed={}", dir.display());
-        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let path = entry.expect("readable directory").path();
-            if path.is_file() {
-                println!("cargo:rerun-if-changed={}", path.display());
-            }
-        }
+    // Cargo watches a directory recursively; bpf/baseline/ is another crate's.
+    println!("cargo:rerun-if-changed={}", bpf.join("lib").display());
+    for name in PROGRAMS {
+        println!(
+            "cargo:rerun-if-changed={}",
+            bpf.join(format!("{name}.bpf.c")).display()
+        );
     }
 
     for name in PROGRAMS {

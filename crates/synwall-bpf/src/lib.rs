@@ -89,6 +89,7 @@ impl Pod for types::sw_salt_slot {}
 impl Pod for types::sw_svc_key {}
 impl Pod for types::sw_svc_value {}
 impl Pod for types::sw_flow_key {}
+impl Pod for types::sw_auto_state {}
 impl Pod for u32 {}
 
 fn from_bytes<T: Pod>(b: &[u8]) -> T {
@@ -223,15 +224,15 @@ pub fn decode_auto_state(bytes: &[u8]) -> Option<AutoState> {
     if bytes.len() != std::mem::size_of::<types::sw_auto_state>() {
         return None;
     }
-    let u64_at = |i: usize| u64::from_ne_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap());
+    let v: types::sw_auto_state = from_bytes(bytes);
     Some(AutoState {
-        window_start_ns: u64_at(0),
-        window_syns: u64_at(1),
-        rate: u64_at(2),
-        last_high_ns: u64_at(3),
-        switches_on: u64_at(4),
-        switches_off: u64_at(5),
-        cookies_on: u32::from_ne_bytes(bytes[48..52].try_into().unwrap()) != 0,
+        window_start_ns: v.window_start_ns,
+        window_syns: v.window_syns,
+        rate: v.rate,
+        last_high_ns: v.last_high_ns,
+        switches_on: v.switches_on,
+        switches_off: v.switches_off,
+        cookies_on: v.cookies_on != 0,
     })
 }
 
