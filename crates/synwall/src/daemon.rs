@@ -307,9 +307,17 @@ impl Node {
         if let Some(l) = edge.as_mut().filter(|l| l.repin) {
             l.obj.repin_maps(&pins.edge())?;
         }
+        // All or none: a link pinned here and left behind by a failed start would stay attached.
+        let mut pinned_now = Vec::new();
         for (hook, iface, link) in &fresh {
-            link.pin(&pins.link(*hook, iface))
-                .with_context(|| format!("cannot pin the {hook:?} link of {iface}"))?;
+            let path = pins.link(*hook, iface);
+            if let Err(e) = link.pin(&path) {
+                for p in &pinned_now {
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(e).with_context(|| format!("cannot pin the {hook:?} link of {iface}"));
+            }
+            pinned_now.push(path);
         }
         // Links pinned by an earlier configuration that this one no longer has.
         let keep: BTreeSet<(Hook, String)> = wanted.iter().map(|w| (w.0, w.1.clone())).collect();

@@ -240,3 +240,52 @@ fn check_config_checks_the_backends_sysctls() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), "0");
 }
+
+/// A start that fails while pinning its links leaves nothing attached: the link it had pinned
+/// already is unpinned again, so it detaches when the process exits. Here the second
+/// interface's pin path is taken by a directory.
+#[test]
+fn a_failed_pin_leaves_no_link_behind() {
+    if !synwall_lab::require_privileges("a_failed_pin_leaves_no_link_behind") {
+        return;
+    }
+    let p = synwall_lab::unique_prefix();
+    let ns = synwall_lab::Netns::create(&format!("{p}p")).unwrap();
+    for d in ["d0", "d1"] {
+        let peer = format!("{d}p");
+        ns.run(&["ip", "link", "add", d, "type", "veth", "peer", "name", &peer])
+            .unwrap();
+        ns.run(&["ip", "link", "set", d, "up"]).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let secret = write_secret(dir.path());
+    let root = Path::new("/sys/fs/bpf").join(format!("{p}-pins"));
+    let links = root.join("swpin").join("links");
+    std::fs::create_dir_all(links.join("tcx_d1")).unwrap();
+    let path = dir.path().join("pin.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[node]\nname = \"swpin\"\nsecret_file = \"{secret}\"\npin_root = \"{}\"\nmetrics = \"\"\n\
+             set_sysctls = true\n[services]\nprotect = [\"10.1.2.3/32:80\"]\n\
+             [backend]\ninterfaces = [\"d0\", \"d1\"]\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    let out = ns
+        .command(exe().to_str().unwrap())
+        .args(["run", "--config", path.to_str().unwrap()])
+        .args(["--run-dir", dir.path().join("run").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let tcx = ns.run(&["bpftool", "net", "show", "dev", "d0"]).unwrap();
+    let tcx = String::from_utf8_lossy(&tcx.stdout).to_string();
+    let d0_pinned = links.join("tcx_d0").exists();
+    let _ = std::fs::remove_dir_all(&root);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("cannot pin the Tcx link of d1"), "{err}");
+    assert!(!d0_pinned, "d0's link stayed pinned");
+    assert!(!tcx.contains("sw_backend"), "d0 still has the program: {tcx}");
+}
