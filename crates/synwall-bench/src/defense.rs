@@ -44,10 +44,8 @@ pub struct Active<'a> {
     cleared: bool,
 }
 
-fn start(lab: &Lab, ns: &synwall_lab::Netns, exe: &Path, args: &[String]) -> Result<Daemon> {
-    let _ = lab;
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start(ns, exe, &a, Duration::from_secs(30))
+fn start(ns: &synwall_lab::Netns, exe: &Path, args: &[String]) -> Result<Daemon> {
+    Daemon::start(ns, exe, args, Duration::from_secs(30))
 }
 
 fn services() -> Vec<String> {
@@ -87,7 +85,7 @@ pub fn apply<'a>(
                 let n = e + 1;
                 // XDP_TX on a veth reaches the peer only if the peer runs XDP too.
                 let pass = synwall_lab::topo::pass_all_args(&format!("r{n}"), &sf);
-                let d = start(lab, &lab.rtr, exe, &pass)?;
+                let d = start(&lab.rtr, exe, &pass)?;
                 act.daemons.push((format!("pass r{n}"), d));
                 let mut a: Vec<String> =
                     ["edge", "--iface", &format!("x{n}"), "--secret-file", &sf]
@@ -98,7 +96,7 @@ pub fn apply<'a>(
                     a.push("--strict".into());
                 }
                 a.extend(services());
-                let d = start(lab, &lab.edges[e], exe, &a)?;
+                let d = start(&lab.edges[e], exe, &a)?;
                 act.daemons.push((format!("edge{n}"), d));
             }
             // Both backend links get the tc program: return routes may use either edge.
@@ -109,7 +107,7 @@ pub fn apply<'a>(
                         .map(|s| s.to_string())
                         .collect();
                 a.extend(services());
-                let d = start(lab, &lab.be, exe, &a)?;
+                let d = start(&lab.be, exe, &a)?;
                 act.daemons.push((format!("backend{n}"), d));
             }
         }

@@ -88,11 +88,17 @@ pub struct Daemon {
 
 impl Daemon {
     /// Start `exe args...` inside `ns` and wait (at most `limit`) for its `ready` line.
-    pub fn start(ns: &Netns, exe: &Path, args: &[&str], limit: Duration) -> Result<Daemon> {
+    pub fn start<S: AsRef<str>>(
+        ns: &Netns,
+        exe: &Path,
+        args: &[S],
+        limit: Duration,
+    ) -> Result<Daemon> {
+        let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
         let label = format!("[{}] synwall {}", ns.name(), args.join(" "));
         let mut child = ns
             .command(&exe.to_string_lossy())
-            .args(args)
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -149,7 +155,10 @@ impl Daemon {
 
     /// The `ready` line.
     pub fn ready_line(&self) -> &str {
-        self.stdout.last().map(String::as_str).unwrap_or("")
+        self.stdout
+            .iter()
+            .find(|l| l.starts_with("ready"))
+            .map_or("", String::as_str)
     }
 
     /// The process id.

@@ -152,8 +152,7 @@ fn step(stop: &AtomicBool, what: &str) -> Result<()> {
 }
 
 fn daemon(ns: &Netns, exe: &Path, args: &[String]) -> Result<Daemon> {
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    let d = Daemon::start(ns, exe, &a, Duration::from_secs(20))?;
+    let d = Daemon::start(ns, exe, args, Duration::from_secs(20))?;
     println!("   [{}] {}", ns.name(), d.ready_line());
     Ok(d)
 }

@@ -245,7 +245,6 @@ fn auto_mode_switches_cookies_with_the_syn_rate() -> Result<()> {
     let key = key.display().to_string();
     // A veth delivers XDP_TX frames only to a peer running XDP: pass-everything on the client.
     let pass: Vec<String> = topo::pass_all_args("c0", &key);
-    let pass: Vec<&str> = pass.iter().map(String::as_str).collect();
     let _pass = Daemon::start(&client_ns, exe(), &pass, Duration::from_secs(20))?;
     let service = format!("{HOST_V4}/32:{PORT},{SMALL_PORT}");
     let single = Daemon::start(

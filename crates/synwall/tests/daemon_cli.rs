@@ -253,8 +253,10 @@ fn a_failed_pin_leaves_no_link_behind() {
     let ns = synwall_lab::Netns::create(&format!("{p}p")).unwrap();
     for d in ["d0", "d1"] {
         let peer = format!("{d}p");
-        ns.run(&["ip", "link", "add", d, "type", "veth", "peer", "name", &peer])
-            .unwrap();
+        ns.run(&[
+            "ip", "link", "add", d, "type", "veth", "peer", "name", &peer,
+        ])
+        .unwrap();
         ns.run(&["ip", "link", "set", d, "up"]).unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
@@ -287,5 +289,8 @@ fn a_failed_pin_leaves_no_link_behind() {
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("cannot pin the Tcx link of d1"), "{err}");
     assert!(!d0_pinned, "d0's link stayed pinned");
-    assert!(!tcx.contains("sw_backend"), "d0 still has the program: {tcx}");
+    assert!(
+        !tcx.contains("sw_backend"),
+        "d0 still has the program: {tcx}"
+    );
 }

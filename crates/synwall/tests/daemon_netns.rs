@@ -47,7 +47,6 @@ impl Lab {
         let secret = dir.path().join("secret");
         write_secret(&secret, 0x42)?;
         let pass: Vec<String> = topo::pass_all_args(CLIENT_IF, &secret.display().to_string());
-        let pass: Vec<&str> = pass.iter().map(String::as_str).collect();
         Ok(Lab {
             _pass: Daemon::start(&lab.client, exe(), &pass, READY)?,
             _servers: Vec::new(),
@@ -310,15 +309,8 @@ fn restarts_under_load() -> Result<()> {
             "backend did not adopt its link: {}",
             backend.ready_line()
         );
-        std::thread::sleep(Duration::from_millis(800));
-        counts(edge, "edge")?;
-        edge = lab.run("edge", &ec)?;
-        ensure!(
-            edge.ready_line().contains("adopted=1"),
-            "edge did not adopt its link: {}",
-            edge.ready_line()
-        );
-        // The counters live in pinned maps: they carry over a restart.
+        // The counters live in pinned maps: they carry over a restart. Read at once, before
+        // new traffic could make up for a reset.
         let st = lab.status_json("backend")?;
         let created = st["programs"][0]["counters"]["backend_reqsk_created"]
             .as_u64()
@@ -327,6 +319,14 @@ fn restarts_under_load() -> Result<()> {
             created >= before.get("backend_reqsk_created"),
             "round {round}: counters restarted from zero ({created} < {})",
             before.get("backend_reqsk_created")
+        );
+        std::thread::sleep(Duration::from_millis(800));
+        counts(edge, "edge")?;
+        edge = lab.run("edge", &ec)?;
+        ensure!(
+            edge.ready_line().contains("adopted=1"),
+            "edge did not adopt its link: {}",
+            edge.ready_line()
         );
         eprintln!("restart round {round} done at {:?}", t0.elapsed());
     }

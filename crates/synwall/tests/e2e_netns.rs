@@ -63,8 +63,7 @@ impl Secret {
 }
 
 fn start(ns: &Netns, args: &[String]) -> Result<Daemon> {
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start(ns, exe(), &a, READY)
+    Daemon::start(ns, exe(), args, READY)
 }
 
 fn args(list: &[&str], extra: &[String]) -> Vec<String> {

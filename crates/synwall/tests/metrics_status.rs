@@ -353,7 +353,6 @@ impl CapLab {
         std::fs::write(&secret, [0x5au8; 32])?;
         std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let pass = pass_all_args("p0", &secret.display().to_string());
-        let pass: Vec<&str> = pass.iter().map(String::as_str).collect();
         let pass = Daemon::start(&peer, exe(), &pass, Duration::from_secs(20))?;
         let cfg = format!(
             "[node]\nname = \"{name}\"\nsecret_file = \"{}\"\nmetrics = \"127.0.0.1:9733\"\n\
