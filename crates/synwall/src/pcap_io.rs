@@ -5,21 +5,24 @@ use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::DataLink;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read};
+use std::io::{BufRead, BufReader, BufWriter};
 use std::path::Path;
 use std::time::Duration;
 
 /// Call `f(timestamp, frame)` for every packet of a pcap or pcapng file, in order. Only Ethernet
 /// captures are accepted (synwall sees Ethernet frames); anything else is a clear error.
 pub fn for_each_frame(path: &Path, mut f: impl FnMut(Duration, &[u8]) -> Result<()>) -> Result<()> {
-    let open =
-        || File::open(path).with_context(|| format!("cannot open capture {}", path.display()));
-    let mut magic = [0u8; 4];
-    open()?
-        .read_exact(&mut magic)
-        .with_context(|| format!("{}: too short to be a capture", path.display()))?;
-    let reader = BufReader::new(open()?);
-    if magic == [0x0a, 0x0d, 0x0d, 0x0a] {
+    let file =
+        File::open(path).with_context(|| format!("cannot open capture {}", path.display()))?;
+    // The magic from the buffer, without consuming it: both readers parse from the start.
+    let mut reader = BufReader::new(file);
+    let head = reader
+        .fill_buf()
+        .with_context(|| format!("cannot read capture {}", path.display()))?;
+    if head.len() < 4 {
+        bail!("{}: too short to be a capture", path.display());
+    }
+    if head[..4] == [0x0a, 0x0d, 0x0d, 0x0a] {
         let mut r = PcapNgReader::new(reader)
             .with_context(|| format!("{}: bad pcapng header", path.display()))?;
         let mut links: Vec<DataLink> = Vec::new();

@@ -321,6 +321,10 @@ fn replay_refuses_bad_input_clearly() {
     let (c, _, e) = base("10.77.0.2:80", &junk, &secret);
     assert_eq!(c, 2);
     assert!(e.contains("not a pcap or pcapng file"), "{e}");
+    std::fs::write(&junk, b"ab").unwrap();
+    let (c, _, e) = base("10.77.0.2:80", &junk, &secret);
+    assert_eq!(c, 2);
+    assert!(e.contains("too short to be a capture"), "{e}");
     std::fs::write(&secret, "abc").unwrap();
     let (c, _, e) = base("10.77.0.2:80", &real, &secret);
     assert_eq!(c, 2);
