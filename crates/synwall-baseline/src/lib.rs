@@ -13,8 +13,8 @@
 pub mod per_packet;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags, OpenObject, ProgramInput, ProgramMut};
-use std::mem::MaybeUninit;
+use libbpf_rs::{MapCore, MapFlags};
+use synwall_bpf::{leak_object, test_run};
 pub use synwall_bpf::{Error, Result, TestRun};
 
 #[allow(
@@ -50,40 +50,6 @@ use helper_skel::{SyncookieHelperSkel, SyncookieHelperSkelBuilder};
 
 fn bpf(what: &'static str) -> impl FnOnce(libbpf_rs::Error) -> Error {
     move |source| Error::Bpf { what, source }
-}
-
-fn leak_object() -> &'static mut MaybeUninit<OpenObject> {
-    // The skeleton borrows this slot for as long as it lives and closes the object itself when
-    // dropped; only the slot is leaked.
-    Box::leak(Box::new(MaybeUninit::uninit()))
-}
-
-/// Largest frame a test run hands back.
-const MAX_FRAME: usize = synwall_bpf::TEST_RUN_MAX_FRAME;
-
-fn test_run(prog: &ProgramMut<'static>, frame: &[u8], repeat: u32) -> Result<TestRun> {
-    if frame.len() < 14 || frame.len() > MAX_FRAME {
-        return Err(Error::Config(format!(
-            "a test-run frame is 14..={MAX_FRAME} bytes, not {}",
-            frame.len()
-        )));
-    }
-    let mut out = vec![0u8; MAX_FRAME + 256];
-    let input = ProgramInput {
-        data_in: Some(frame),
-        data_out: Some(&mut out),
-        repeat,
-        ..ProgramInput::default()
-    };
-    let o = prog.test_run(input).map_err(bpf("BPF_PROG_TEST_RUN"))?;
-    let len = o.data.as_ref().map_or(0, |d| d.len());
-    let (retval, duration) = (o.return_value, o.duration);
-    out.truncate(len);
-    Ok(TestRun {
-        retval,
-        data: out,
-        duration,
-    })
 }
 
 fn read_counters(map: &libbpf_rs::MapMut<'static>, names: &[&'static str]) -> Result<Counters> {

@@ -445,7 +445,15 @@ pub struct TestRun {
 /// Largest frame a test run returns (XDP test runs take at most a page minus head- and tailroom).
 pub const TEST_RUN_MAX_FRAME: usize = 4096;
 
-fn test_run(prog: &ProgramMut<'static>, frame: &[u8], repeat: u32) -> Result<TestRun> {
+/// `BPF_PROG_TEST_RUN` of `prog` on `frame` (14 to [`TEST_RUN_MAX_FRAME`] bytes), `repeat` times:
+/// shared by this crate's objects and the baseline programs it is measured against.
+pub fn test_run(prog: &ProgramMut<'static>, frame: &[u8], repeat: u32) -> Result<TestRun> {
+    if frame.len() < 14 || frame.len() > TEST_RUN_MAX_FRAME {
+        return Err(Error::Config(format!(
+            "a test-run frame is 14..={TEST_RUN_MAX_FRAME} bytes, not {}",
+            frame.len()
+        )));
+    }
     let mut out = vec![0u8; TEST_RUN_MAX_FRAME + 256];
     let input = ProgramInput {
         data_in: Some(frame),
@@ -588,7 +596,8 @@ impl Link {
     }
 }
 
-fn leak_object() -> &'static mut MaybeUninit<OpenObject> {
+/// The slot a skeleton's open object lives in (for skeletons of other crates too).
+pub fn leak_object() -> &'static mut MaybeUninit<OpenObject> {
     // The skeleton borrows this slot for as long as it lives and closes the object itself when
     // dropped; only the 8-byte slot is leaked.
     Box::leak(Box::new(MaybeUninit::uninit()))
