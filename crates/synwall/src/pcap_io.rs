@@ -1,58 +1,101 @@
 //! Reading captures (pcap and pcapng, Ethernet link type) and writing classic pcap.
+//!
+//! An input is opened (and its header parsed) before any output exists; an output is written
+//! beside its final name and moved over it only when the run succeeded, so a failing run leaves
+//! whatever the user had under that name untouched.
 
 use anyhow::{bail, Context, Result};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::DataLink;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter};
-use std::path::Path;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Call `f(timestamp, frame)` for every packet of a pcap or pcapng file, in order. Only Ethernet
-/// captures are accepted (synwall sees Ethernet frames); anything else is a clear error.
-pub fn for_each_frame(path: &Path, mut f: impl FnMut(Duration, &[u8]) -> Result<()>) -> Result<()> {
-    let file =
-        File::open(path).with_context(|| format!("cannot open capture {}", path.display()))?;
-    // The magic from the buffer, without consuming it: both readers parse from the start.
-    let mut reader = BufReader::new(file);
-    let head = reader
-        .fill_buf()
-        .with_context(|| format!("cannot read capture {}", path.display()))?;
-    if head.len() < 4 {
-        bail!("{}: too short to be a capture", path.display());
+/// An open capture whose header parsed.
+pub struct Capture {
+    path: PathBuf,
+    /// Device and inode of the file, to refuse writing the output over it.
+    id: (u64, u64),
+    reader: Reader,
+}
+
+enum Reader {
+    Pcap(PcapReader<BufReader<File>>),
+    PcapNg(PcapNgReader<BufReader<File>>),
+}
+
+impl Capture {
+    /// Open `path` and parse its header. Only Ethernet captures are accepted later, per packet
+    /// (a pcapng file may describe several interfaces).
+    pub fn open(path: &Path) -> Result<Capture> {
+        let file =
+            File::open(path).with_context(|| format!("cannot open capture {}", path.display()))?;
+        let meta = file
+            .metadata()
+            .with_context(|| format!("cannot read capture {}", path.display()))?;
+        // The magic from the buffer, without consuming it: both readers parse from the start.
+        let mut buffered = BufReader::new(file);
+        let head = buffered
+            .fill_buf()
+            .with_context(|| format!("cannot read capture {}", path.display()))?;
+        if head.len() < 4 {
+            bail!("{}: too short to be a capture", path.display());
+        }
+        let reader = if head[..4] == [0x0a, 0x0d, 0x0d, 0x0a] {
+            Reader::PcapNg(
+                PcapNgReader::new(buffered)
+                    .with_context(|| format!("{}: bad pcapng header", path.display()))?,
+            )
+        } else {
+            let r = PcapReader::new(buffered)
+                .with_context(|| format!("{}: not a pcap or pcapng file", path.display()))?;
+            check_link(path, Some(r.header().datalink))?;
+            Reader::Pcap(r)
+        };
+        Ok(Capture {
+            path: path.to_path_buf(),
+            id: (meta.dev(), meta.ino()),
+            reader,
+        })
     }
-    if head[..4] == [0x0a, 0x0d, 0x0d, 0x0a] {
-        let mut r = PcapNgReader::new(reader)
-            .with_context(|| format!("{}: bad pcapng header", path.display()))?;
-        let mut links: Vec<DataLink> = Vec::new();
-        while let Some(block) = r.next_block() {
-            let block = block.with_context(|| format!("{}: bad pcapng block", path.display()))?;
-            match block {
-                Block::SectionHeader(_) => links.clear(),
-                Block::InterfaceDescription(idb) => links.push(idb.linktype),
-                Block::EnhancedPacket(p) => {
-                    let link = links.get(p.interface_id as usize).copied();
-                    check_link(path, link)?;
+
+    /// Call `f(timestamp, frame)` for every packet, in order.
+    pub fn for_each_frame(self, mut f: impl FnMut(Duration, &[u8]) -> Result<()>) -> Result<()> {
+        let path = self.path;
+        match self.reader {
+            Reader::Pcap(mut r) => {
+                while let Some(p) = r.next_packet() {
+                    let p = p.with_context(|| format!("{}: bad pcap record", path.display()))?;
                     f(p.timestamp, &p.data)?;
                 }
-                Block::SimplePacket(p) => {
-                    check_link(path, links.first().copied())?;
-                    f(Duration::ZERO, &p.data)?;
+            }
+            Reader::PcapNg(mut r) => {
+                let mut links: Vec<DataLink> = Vec::new();
+                while let Some(block) = r.next_block() {
+                    let block =
+                        block.with_context(|| format!("{}: bad pcapng block", path.display()))?;
+                    match block {
+                        Block::SectionHeader(_) => links.clear(),
+                        Block::InterfaceDescription(idb) => links.push(idb.linktype),
+                        Block::EnhancedPacket(p) => {
+                            let link = links.get(p.interface_id as usize).copied();
+                            check_link(&path, link)?;
+                            f(p.timestamp, &p.data)?;
+                        }
+                        Block::SimplePacket(p) => {
+                            check_link(&path, links.first().copied())?;
+                            f(Duration::ZERO, &p.data)?;
+                        }
+                        _ => {}
+                    }
                 }
-                _ => {}
             }
         }
-    } else {
-        let mut r = PcapReader::new(reader)
-            .with_context(|| format!("{}: not a pcap or pcapng file", path.display()))?;
-        check_link(path, Some(r.header().datalink))?;
-        while let Some(p) = r.next_packet() {
-            let p = p.with_context(|| format!("{}: bad pcap record", path.display()))?;
-            f(p.timestamp, &p.data)?;
-        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn check_link(path: &Path, link: Option<DataLink>) -> Result<()> {
@@ -69,29 +112,113 @@ fn check_link(path: &Path, link: Option<DataLink>) -> Result<()> {
     }
 }
 
-/// A classic pcap writer for Ethernet frames.
-pub struct Writer(PcapWriter<BufWriter<File>>);
+/// Call `f(timestamp, frame)` for every packet of a pcap or pcapng file (see
+/// [`Capture::for_each_frame`]).
+pub fn for_each_frame(path: &Path, f: impl FnMut(Duration, &[u8]) -> Result<()>) -> Result<()> {
+    Capture::open(path)?.for_each_frame(f)
+}
+
+/// A classic pcap writer for Ethernet frames. A regular file is written under a temporary name
+/// in the same directory and renamed over `path` by [`Writer::finish`]; dropped unfinished, it
+/// removes the temporary file and `path` is as it was.
+pub struct Writer {
+    pcap: Option<PcapWriter<BufWriter<File>>>,
+    /// The temporary file and the name it gets on success (`None`: writing straight into a
+    /// device or pipe).
+    rename: Option<(PathBuf, PathBuf)>,
+}
 
 impl Writer {
-    /// Create (truncate) `path`.
-    pub fn create(path: &Path) -> Result<Self> {
-        let file =
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    /// Prepare to write `path`, which must not be the capture being read (by any name: the same
+    /// file through a symbolic or hard link is refused too).
+    pub fn create(path: &Path, input: &Capture) -> Result<Self> {
+        let existing = std::fs::metadata(path).ok();
+        if let Some(m) = &existing {
+            if (m.dev(), m.ino()) == input.id {
+                bail!(
+                    "--out {} is the input capture {} (the same file): writing it would destroy \
+                     the input; choose another output file",
+                    path.display(),
+                    input.path.display()
+                );
+            }
+        }
+        let (file, rename) = match &existing {
+            // A device or a pipe (e.g. /dev/stdout): there is nothing to replace.
+            Some(m) if !m.is_file() => (
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?,
+                None,
+            ),
+            _ => {
+                // Through a symbolic link, the file it points to is the one replaced.
+                let target = match &existing {
+                    Some(_) => std::fs::canonicalize(path)
+                        .with_context(|| format!("cannot resolve {}", path.display()))?,
+                    None => path.to_path_buf(),
+                };
+                let name = target
+                    .file_name()
+                    .with_context(|| format!("--out {} names no file", path.display()))?;
+                let tmp = target.with_file_name(format!(
+                    ".{}.synwall-{}.tmp",
+                    name.to_string_lossy(),
+                    std::process::id()
+                ));
+                // 0666 less the umask, as a plain create would; an existing file keeps its mode.
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o666)
+                    .open(&tmp)
+                    .with_context(|| format!("cannot create {}", tmp.display()))?;
+                if let Some(m) = &existing {
+                    let _ = file.set_permissions(std::fs::Permissions::from_mode(m.mode()));
+                }
+                (file, Some((tmp, target)))
+            }
+        };
         let header = PcapHeader {
             datalink: DataLink::ETHERNET,
             snaplen: 65535,
             ..PcapHeader::default()
         };
-        Ok(Writer(PcapWriter::with_header(
-            BufWriter::new(file),
-            header,
-        )?))
+        let mut w = Writer { pcap: None, rename };
+        w.pcap = Some(PcapWriter::with_header(BufWriter::new(file), header)?);
+        Ok(w)
     }
 
     /// Append one frame.
     pub fn write(&mut self, ts: Duration, frame: &[u8]) -> Result<()> {
-        self.0
+        self.pcap
+            .as_mut()
+            .expect("a writer is open until finished")
             .write_packet(&PcapPacket::new(ts, frame.len() as u32, frame))?;
         Ok(())
+    }
+
+    /// Flush and move the output into place.
+    pub fn finish(mut self) -> Result<()> {
+        let pcap = self.pcap.take().expect("finished once");
+        let mut buf = pcap.into_writer();
+        buf.flush().context("cannot write the output capture")?;
+        drop(buf);
+        if let Some((tmp, target)) = self.rename.take() {
+            if let Err(e) = std::fs::rename(&tmp, &target) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e).with_context(|| format!("cannot write {}", target.display()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some((tmp, _)) = &self.rename {
+            let _ = std::fs::remove_file(tmp);
+        }
     }
 }

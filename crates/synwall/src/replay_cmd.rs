@@ -41,10 +41,13 @@ pub fn run(a: ReplayArgs) -> Result<ExitCode> {
     };
     let keys = EpochKeys::derive(&master, epoch_of(now_s, a.dp.epoch_seconds));
     let mut engine = Engine::new(cfg, keys);
-    let mut out = pcap_io::Writer::create(&a.out)?;
+    // The output is created only once the input's header parsed, and moved into place only when
+    // the whole run worked: a failing replay leaves the old --out as it was.
+    let input = pcap_io::Capture::open(&a.input)?;
+    let mut out = pcap_io::Writer::create(&a.out, &input)?;
     let (mut frames, mut answered, mut forwarded, mut dropped) = (0u64, 0u64, 0u64, 0u64);
     let mut buf = Vec::new();
-    pcap_io::for_each_frame(&a.input, |ts, frame| {
+    input.for_each_frame(|ts, frame| {
         frames += 1;
         buf.clear();
         buf.extend_from_slice(frame);
@@ -64,7 +67,7 @@ pub fn run(a: ReplayArgs) -> Result<ExitCode> {
             }
         }
     })?;
-    drop(out);
+    out.finish()?;
     let c = engine.counters();
     if a.json {
         let counters: serde_json::Map<String, serde_json::Value> = c

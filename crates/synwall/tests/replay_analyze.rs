@@ -390,3 +390,113 @@ fn pcapng_input_replays_like_pcap() {
         "v6 capture: every frame answered or forwarded"
     );
 }
+
+/// `synwall replay IN --out OUT` with the test secret and service; (exit code, stderr).
+fn replay(dir: &Path, input: &Path, out: &Path) -> (i32, String) {
+    let secret = dir.join("replay.key");
+    std::fs::write(&secret, SECRET_HEX).unwrap();
+    let (c, _, e) = synwall(&[
+        "replay",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--secret-file",
+        secret.to_str().unwrap(),
+        "--service",
+        "10.77.0.2/32:80",
+        "--service",
+        "[fd77::/64]:80",
+        "--now",
+        "1800000000",
+    ]);
+    (c, e)
+}
+
+/// The files of `dir`, sorted (to see that a refused run left nothing behind).
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn replay_never_writes_over_its_input_and_a_failed_run_keeps_the_old_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fixture = root().join("fixtures/pcap/real/linux-v4-ts-sack-ws-mtu1500.pcap");
+    let original = std::fs::read(&fixture).unwrap();
+    let input = d.join("same.pcap");
+    std::fs::write(&input, &original).unwrap();
+    std::fs::hard_link(&input, d.join("hard.pcap")).unwrap();
+    std::os::unix::fs::symlink(&input, d.join("soft.pcap")).unwrap();
+    std::fs::create_dir(d.join("sub")).unwrap();
+    std::fs::write(d.join("replay.key"), SECRET_HEX).unwrap();
+    let before = listing(d);
+    // The input itself, by its name, another spelling of its path, a symbolic and a hard link.
+    for out in [
+        input.clone(),
+        d.join("sub/../same.pcap"),
+        d.join("soft.pcap"),
+        d.join("hard.pcap"),
+    ] {
+        let (c, e) = replay(d, &input, &out);
+        assert_eq!(c, 2, "{}: {e}", out.display());
+        assert!(e.contains("is the input capture"), "{e}");
+        assert_eq!(
+            std::fs::read(&input).unwrap(),
+            original,
+            "{}",
+            out.display()
+        );
+    }
+    assert_eq!(listing(d), before);
+
+    // A replay that fails (input unreadable, not a capture, or bad in the middle) leaves an
+    // existing output as it was and no temporary file behind.
+    let old = d.join("old.pcap");
+    std::fs::write(&old, b"the user's own file").unwrap();
+    let junk = d.join("junk.pcap");
+    std::fs::write(&junk, b"ab").unwrap();
+    let (c, e) = replay(d, &junk, &old);
+    assert_eq!(c, 2);
+    assert!(e.contains("too short to be a capture"), "{e}");
+    let (c, _) = replay(d, &d.join("missing.pcap"), &old);
+    assert_eq!(c, 2);
+    // Two good records, then one that claims more captured bytes than the packet had: bad
+    // mid-file, after the output was begun.
+    let mut bad = original[..24 + 2 * (16 + 74)].to_vec();
+    bad.extend_from_slice(&[0u8; 8]);
+    bad.extend_from_slice(&64u32.to_le_bytes());
+    bad.extend_from_slice(&10u32.to_le_bytes());
+    bad.extend_from_slice(&[0u8; 64]);
+    bad.extend_from_slice(&original[24..24 + 16 + 74]);
+    std::fs::write(&junk, &bad).unwrap();
+    let (c, e) = replay(d, &junk, &old);
+    assert_eq!(c, 2, "{e}");
+    assert!(e.contains("bad pcap record"), "{e}");
+    assert_eq!(std::fs::read(&old).unwrap(), b"the user's own file");
+    let files = listing(d);
+    assert!(!files.iter().any(|f| f.contains("tmp")), "{files:?}");
+
+    // A run that works replaces it, keeping its mode.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (c, e) = replay(d, &input, &old);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(frames(&old).len(), frames(&input).len());
+    assert_eq!(
+        std::fs::metadata(&old).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    // Through a symbolic link, the file it points to is written and the link stays.
+    let link = d.join("link.pcap");
+    std::os::unix::fs::symlink(&old, &link).unwrap();
+    std::fs::write(&old, b"x").unwrap();
+    let (c, e) = replay(d, &input, &link);
+    assert_eq!(c, 0, "{e}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(frames(&old).len(), frames(&input).len());
+}
