@@ -6,6 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
+use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::DataLink;
 use std::fs::File;
@@ -25,6 +26,16 @@ pub struct Capture {
 enum Reader {
     Pcap(PcapReader<BufReader<File>>),
     PcapNg(PcapNgReader<BufReader<File>>),
+}
+
+/// One pcapng interface: what its packets need to be read.
+#[derive(Clone, Copy)]
+struct Interface {
+    link: DataLink,
+    /// `if_tsresol`: the unit of its timestamps (default 10^-6 s).
+    tsresol: u8,
+    /// `if_tsoffset`: seconds added to its timestamps.
+    tsoffset: i64,
 }
 
 impl Capture {
@@ -73,20 +84,41 @@ impl Capture {
                 }
             }
             Reader::PcapNg(mut r) => {
-                let mut links: Vec<DataLink> = Vec::new();
+                let mut ifaces: Vec<Interface> = Vec::new();
                 while let Some(block) = r.next_block() {
                     let block =
                         block.with_context(|| format!("{}: bad pcapng block", path.display()))?;
                     match block {
-                        Block::SectionHeader(_) => links.clear(),
-                        Block::InterfaceDescription(idb) => links.push(idb.linktype),
+                        Block::SectionHeader(_) => ifaces.clear(),
+                        Block::InterfaceDescription(idb) => {
+                            let mut i = Interface {
+                                link: idb.linktype,
+                                tsresol: 6,
+                                tsoffset: 0,
+                            };
+                            for o in &idb.options {
+                                match o {
+                                    InterfaceDescriptionOption::IfTsResol(r) => i.tsresol = *r,
+                                    // The option is a signed 64-bit number of seconds.
+                                    InterfaceDescriptionOption::IfTsOffset(s) => {
+                                        i.tsoffset = *s as i64
+                                    }
+                                    _ => {}
+                                }
+                            }
+                            ifaces.push(i);
+                        }
                         Block::EnhancedPacket(p) => {
-                            let link = links.get(p.interface_id as usize).copied();
-                            check_link(&path, link)?;
-                            f(p.timestamp, &p.data)?;
+                            let i = ifaces.get(p.interface_id as usize).copied();
+                            check_link(&path, i.map(|i| i.link))?;
+                            let i = i.expect("checked above");
+                            // pcap-file hands the raw 64-bit timestamp over as nanoseconds,
+                            // whatever the interface's unit: scale it ourselves.
+                            let raw = p.timestamp.as_nanos() as u64;
+                            f(pcapng_time(raw, i.tsresol, i.tsoffset), &p.data)?;
                         }
                         Block::SimplePacket(p) => {
-                            check_link(&path, links.first().copied())?;
+                            check_link(&path, ifaces.first().map(|i| i.link))?;
                             f(Duration::ZERO, &p.data)?;
                         }
                         _ => {}
@@ -95,6 +127,32 @@ impl Capture {
             }
         }
         Ok(())
+    }
+}
+
+/// A pcapng timestamp: `raw` units of `if_tsresol` (bit 7 clear: 10^-n s, set: 2^-n s) since the
+/// Unix epoch, plus `if_tsoffset` seconds.
+fn pcapng_time(raw: u64, tsresol: u8, tsoffset: i64) -> Duration {
+    let n = u32::from(tsresol & 0x7f);
+    let per_second: Option<u128> = if tsresol & 0x80 == 0 {
+        10u128.checked_pow(n)
+    } else {
+        1u128.checked_shl(n)
+    };
+    let t = match per_second {
+        Some(ps) => {
+            let raw = u128::from(raw);
+            let secs = (raw / ps) as u64;
+            let nanos = ((raw % ps) * 1_000_000_000 / ps) as u32;
+            Duration::new(secs, nanos)
+        }
+        // A unit so small that no 64-bit count reaches a second.
+        None => Duration::ZERO,
+    };
+    if tsoffset >= 0 {
+        t.saturating_add(Duration::from_secs(tsoffset as u64))
+    } else {
+        t.saturating_sub(Duration::from_secs(tsoffset.unsigned_abs()))
     }
 }
 
@@ -185,6 +243,7 @@ impl Writer {
             snaplen: 65535,
             ..PcapHeader::default()
         };
+        // The writer owns the temporary file first, so that a failure below removes it.
         let mut w = Writer { pcap: None, rename };
         w.pcap = Some(PcapWriter::with_header(BufWriter::new(file), header)?);
         Ok(w)
@@ -220,5 +279,34 @@ impl Drop for Writer {
         if let Some((tmp, _)) = &self.rename {
             let _ = std::fs::remove_file(tmp);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pcapng_time_units() {
+        // Microseconds (the default), nanoseconds, 2^-10 s, and an offset.
+        let us = 1_795_315_429_690_123u64;
+        assert_eq!(
+            pcapng_time(us, 6, 0),
+            Duration::new(1_795_315_429, 690_123_000)
+        );
+        assert_eq!(
+            pcapng_time(us * 1000 + 7, 9, 0),
+            Duration::new(1_795_315_429, 690_123_007)
+        );
+        assert_eq!(
+            pcapng_time(3 * 1024 + 512, 0x80 | 10, 0),
+            Duration::new(3, 500_000_000)
+        );
+        assert_eq!(pcapng_time(5_000_000, 6, 100), Duration::from_secs(105));
+        assert_eq!(pcapng_time(5_000_000, 6, -2), Duration::from_secs(3));
+        assert_eq!(pcapng_time(5, 6, -2), Duration::ZERO);
+        // Units too fine to reach a second with 64 bits.
+        assert_eq!(pcapng_time(u64::MAX, 127, 0), Duration::ZERO);
+        assert_eq!(pcapng_time(u64::MAX, 0x80 | 127, 0), Duration::ZERO);
     }
 }

@@ -391,6 +391,17 @@ fn pcapng_input_replays_like_pcap() {
     );
 }
 
+/// `(timestamp, frame)` of every record of a classic pcap.
+fn records(path: &Path) -> Vec<(std::time::Duration, Vec<u8>)> {
+    let mut r = PcapReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut out = Vec::new();
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap();
+        out.push((p.timestamp, p.data.into_owned()));
+    }
+    out
+}
+
 /// `synwall replay IN --out OUT` with the test secret and service; (exit code, stderr).
 fn replay(dir: &Path, input: &Path, out: &Path) -> (i32, String) {
     let secret = dir.join("replay.key");
@@ -499,4 +510,90 @@ fn replay_never_writes_over_its_input_and_a_failed_run_keeps_the_old_output() {
     assert_eq!(c, 0, "{e}");
     assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
     assert_eq!(frames(&old).len(), frames(&input).len());
+}
+
+/// A little-endian pcapng file: one section, one Ethernet interface with `if_tsresol` (absent:
+/// the format's default, microseconds), and enhanced packet blocks with raw timestamps.
+fn pcapng(tsresol: Option<u8>, packets: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    fn block(out: &mut Vec<u8>, kind: u32, body: &[u8]) {
+        let len = (12 + body.len()) as u32;
+        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(&len.to_le_bytes());
+    }
+    let mut out = Vec::new();
+    let mut shb = Vec::new();
+    shb.extend_from_slice(&0x1A2B_3C4Du32.to_le_bytes());
+    shb.extend_from_slice(&1u16.to_le_bytes());
+    shb.extend_from_slice(&0u16.to_le_bytes());
+    shb.extend_from_slice(&(-1i64).to_le_bytes());
+    block(&mut out, 0x0A0D_0D0A, &shb);
+    let mut idb = Vec::new();
+    idb.extend_from_slice(&1u16.to_le_bytes()); // LINKTYPE_ETHERNET
+    idb.extend_from_slice(&0u16.to_le_bytes());
+    idb.extend_from_slice(&65535u32.to_le_bytes());
+    if let Some(r) = tsresol {
+        idb.extend_from_slice(&9u16.to_le_bytes()); // if_tsresol
+        idb.extend_from_slice(&1u16.to_le_bytes());
+        idb.extend_from_slice(&[r, 0, 0, 0]);
+        idb.extend_from_slice(&[0u8; 4]); // opt_endofopt
+    }
+    block(&mut out, 1, &idb);
+    for (ts, data) in packets {
+        let mut epb = Vec::new();
+        epb.extend_from_slice(&0u32.to_le_bytes());
+        epb.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
+        epb.extend_from_slice(&(*ts as u32).to_le_bytes());
+        epb.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        epb.extend_from_slice(data);
+        epb.resize(epb.len().next_multiple_of(4), 0);
+        block(&mut out, 6, &epb);
+    }
+    out
+}
+
+#[test]
+fn pcapng_timestamps_keep_their_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let real = root().join("fixtures/pcap/real/linux-v4-ts-sack-ws-mtu1500.pcap");
+    let want = records(&real);
+    assert!(want[0].0.as_secs() > 1_700_000_000, "{:?}", want[0].0);
+    let (c, e) = replay(d, &real, &d.join("from-pcap.pcap"));
+    assert_eq!(c, 0, "{e}");
+    let from_pcap = records(&d.join("from-pcap.pcap"));
+    // The same packets as pcapng in microseconds (the default unit, as editcap writes them),
+    // explicit microseconds, nanoseconds and 2^-20 s.
+    type Raw = fn(std::time::Duration) -> u64;
+    let units: [(Option<u8>, Raw); 4] = [
+        (None, |t| t.as_micros() as u64),
+        (Some(6), |t| t.as_micros() as u64),
+        (Some(9), |t| t.as_nanos() as u64),
+        (Some(0x80 | 20), |t| {
+            (t.as_secs() << 20) + ((t.subsec_micros() as u64) << 20) / 1_000_000
+        }),
+    ];
+    for (i, (resol, raw)) in units.iter().enumerate() {
+        let ng = d.join(format!("in{i}.pcapng"));
+        let packets: Vec<(u64, Vec<u8>)> = want.iter().map(|(t, f)| (raw(*t), f.clone())).collect();
+        std::fs::write(&ng, pcapng(*resol, &packets)).unwrap();
+        let out = d.join(format!("out{i}.pcap"));
+        let (c, e) = replay(d, &ng, &out);
+        assert_eq!(c, 0, "{e}");
+        let got = records(&out);
+        assert_eq!(got.len(), from_pcap.len());
+        for (g, p) in got.iter().zip(&from_pcap) {
+            assert_eq!(g.1, p.1, "tsresol {resol:?}: frames differ");
+            // 2^-20 s is finer than the output's microseconds but not a multiple of them.
+            let diff = g.0.abs_diff(p.0);
+            assert!(
+                diff <= std::time::Duration::from_micros(1),
+                "tsresol {resol:?}: {:?} for {:?}",
+                g.0,
+                p.0
+            );
+        }
+    }
 }
