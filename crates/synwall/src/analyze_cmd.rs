@@ -27,10 +27,13 @@ fn pct(n: u64, d: u64) -> String {
 
 pub fn run(a: AnalyzeArgs) -> Result<ExitCode> {
     let mut an = Analysis::new();
-    pcap_io::for_each_frame(&a.input, |_, frame| {
+    let read = pcap_io::for_each_frame(&a.input, |_, frame| {
         an.add_frame(frame);
         Ok(())
     })?;
+    for w in &read.warnings {
+        eprintln!("synwall: warning: {w}");
+    }
     if a.json {
         let row = |s: &SchemeLoss| {
             json!({
@@ -43,7 +46,7 @@ pub fn run(a: AnalyzeArgs) -> Result<ExitCode> {
         };
         println!(
             "{}",
-            json!({"syns": an.syns, "malformed": an.malformed, "schemes": an.schemes.iter().map(row).collect::<Vec<_>>()})
+            json!({"syns": an.syns, "malformed": an.malformed, "schemes": an.schemes.iter().map(row).collect::<Vec<_>>(), "warnings": read.warnings})
         );
         return Ok(ExitCode::SUCCESS);
     }

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
-use pcap_file::DataLink;
+use pcap_file::{DataLink, PcapError};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -26,6 +26,15 @@ pub struct Capture {
 enum Reader {
     Pcap(PcapReader<BufReader<File>>),
     PcapNg(PcapNgReader<BufReader<File>>),
+}
+
+/// What reading a whole capture found besides its frames.
+#[derive(Debug, Default)]
+pub struct ReadSummary {
+    /// Frames handed to the callback.
+    pub frames: u64,
+    /// Things the user should know (a truncated file), one sentence each.
+    pub warnings: Vec<String>,
 }
 
 /// One pcapng interface: what its packets need to be read.
@@ -73,21 +82,56 @@ impl Capture {
         })
     }
 
-    /// Call `f(timestamp, frame)` for every packet, in order.
-    pub fn for_each_frame(self, mut f: impl FnMut(Duration, &[u8]) -> Result<()>) -> Result<()> {
+    /// Call `f(timestamp, frame)` for every packet, in order. A file that ends inside a record
+    /// (a capture cut short) is not an error: the complete records before the cut are read and
+    /// the summary says where it ended.
+    pub fn for_each_frame(
+        self,
+        mut f: impl FnMut(Duration, &[u8]) -> Result<()>,
+    ) -> Result<ReadSummary> {
         let path = self.path;
+        let mut sum = ReadSummary::default();
+        let cut = |sum: &ReadSummary, what: &str| {
+            format!(
+                "{}: the file ends inside {what} {} (the capture was cut short); the {} complete \
+                 packets before it were read",
+                path.display(),
+                sum.frames + 1,
+                sum.frames
+            )
+        };
         match self.reader {
             Reader::Pcap(mut r) => {
                 while let Some(p) = r.next_packet() {
-                    let p = p.with_context(|| format!("{}: bad pcap record", path.display()))?;
+                    let p = match p {
+                        Ok(p) => p,
+                        Err(e) if is_cut(&e) => {
+                            sum.warnings.push(cut(&sum, "record"));
+                            break;
+                        }
+                        Err(e) => {
+                            return Err(e)
+                                .with_context(|| format!("{}: bad pcap record", path.display()))
+                        }
+                    };
                     f(p.timestamp, &p.data)?;
+                    sum.frames += 1;
                 }
             }
             Reader::PcapNg(mut r) => {
                 let mut ifaces: Vec<Interface> = Vec::new();
                 while let Some(block) = r.next_block() {
-                    let block =
-                        block.with_context(|| format!("{}: bad pcapng block", path.display()))?;
+                    let block = match block {
+                        Ok(b) => b,
+                        Err(e) if is_cut(&e) => {
+                            sum.warnings.push(cut(&sum, "the block of packet"));
+                            break;
+                        }
+                        Err(e) => {
+                            return Err(e)
+                                .with_context(|| format!("{}: bad pcapng block", path.display()))
+                        }
+                    };
                     match block {
                         Block::SectionHeader(_) => ifaces.clear(),
                         Block::InterfaceDescription(idb) => {
@@ -116,18 +160,26 @@ impl Capture {
                             // whatever the interface's unit: scale it ourselves.
                             let raw = p.timestamp.as_nanos() as u64;
                             f(pcapng_time(raw, i.tsresol, i.tsoffset), &p.data)?;
+                            sum.frames += 1;
                         }
                         Block::SimplePacket(p) => {
                             check_link(&path, ifaces.first().map(|i| i.link))?;
                             f(Duration::ZERO, &p.data)?;
+                            sum.frames += 1;
                         }
                         _ => {}
                     }
                 }
             }
         }
-        Ok(())
+        Ok(sum)
     }
+}
+
+/// The reader ran out of bytes inside a record or block.
+fn is_cut(e: &PcapError) -> bool {
+    matches!(e, PcapError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof)
+        || matches!(e, PcapError::IncompleteBuffer)
 }
 
 /// A pcapng timestamp: `raw` units of `if_tsresol` (bit 7 clear: 10^-n s, set: 2^-n s) since the
@@ -172,7 +224,10 @@ fn check_link(path: &Path, link: Option<DataLink>) -> Result<()> {
 
 /// Call `f(timestamp, frame)` for every packet of a pcap or pcapng file (see
 /// [`Capture::for_each_frame`]).
-pub fn for_each_frame(path: &Path, f: impl FnMut(Duration, &[u8]) -> Result<()>) -> Result<()> {
+pub fn for_each_frame(
+    path: &Path,
+    f: impl FnMut(Duration, &[u8]) -> Result<()>,
+) -> Result<ReadSummary> {
     Capture::open(path)?.for_each_frame(f)
 }
 

@@ -47,7 +47,7 @@ pub fn run(a: ReplayArgs) -> Result<ExitCode> {
     let mut out = pcap_io::Writer::create(&a.out, &input)?;
     let (mut frames, mut answered, mut forwarded, mut dropped) = (0u64, 0u64, 0u64, 0u64);
     let mut buf = Vec::new();
-    input.for_each_frame(|ts, frame| {
+    let read = input.for_each_frame(|ts, frame| {
         frames += 1;
         buf.clear();
         buf.extend_from_slice(frame);
@@ -68,6 +68,9 @@ pub fn run(a: ReplayArgs) -> Result<ExitCode> {
         }
     })?;
     out.finish()?;
+    for w in &read.warnings {
+        eprintln!("synwall: warning: {w}");
+    }
     let c = engine.counters();
     if a.json {
         let counters: serde_json::Map<String, serde_json::Value> = c
@@ -76,7 +79,7 @@ pub fn run(a: ReplayArgs) -> Result<ExitCode> {
             .collect();
         println!(
             "{}",
-            json!({"frames": frames, "answered": answered, "forwarded": forwarded, "dropped": dropped, "counters": counters})
+            json!({"frames": frames, "answered": answered, "forwarded": forwarded, "dropped": dropped, "counters": counters, "warnings": read.warnings})
         );
     } else {
         println!("{frames} frames: {answered} answered, {forwarded} forwarded, {dropped} dropped");

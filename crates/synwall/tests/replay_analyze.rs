@@ -597,3 +597,59 @@ fn pcapng_timestamps_keep_their_unit() {
         }
     }
 }
+
+#[test]
+fn a_truncated_capture_is_read_up_to_the_cut_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let real = root().join("fixtures/pcap/real/linux-v4-ts-sack-ws-mtu1500.pcap");
+    let bytes = std::fs::read(&real).unwrap();
+    let all = records(&real);
+    let n = all.len();
+    // The same capture without its last record (cut at a record boundary) is the reference.
+    let last_len = 16 + all[n - 1].1.len();
+    let whole = d.join("whole.pcap");
+    std::fs::write(&whole, &bytes[..bytes.len() - last_len]).unwrap();
+    let (c, e) = replay(d, &whole, &d.join("ref.pcap"));
+    assert_eq!(c, 0, "{e}");
+    assert!(!e.contains("warning"), "{e}");
+    let reference = records(&d.join("ref.pcap"));
+    // Cut inside the last record's data, and inside its 16-byte header.
+    for cut in [10, last_len - 5] {
+        let cut_file = d.join("cut.pcap");
+        std::fs::write(&cut_file, &bytes[..bytes.len() - cut]).unwrap();
+        let out = d.join("cut-out.pcap");
+        let (c, e) = replay(d, &cut_file, &out);
+        assert_eq!(c, 0, "cut {cut}: {e}");
+        assert!(
+            e.contains("warning") && e.contains("cut short"),
+            "cut {cut}: {e}"
+        );
+        assert!(
+            e.contains(&format!(
+                "the {} complete packets before it were read",
+                n - 1
+            )),
+            "{e}"
+        );
+        assert_eq!(records(&out), reference, "cut {cut}");
+        // analyze reads it too, and says so in its JSON.
+        let (c, stdout, e) = synwall(&["analyze", "--json", cut_file.to_str().unwrap()]);
+        assert_eq!(c, 0, "{e}");
+        let j: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(j["warnings"].as_array().unwrap().len(), 1, "{j}");
+    }
+    // The same for pcapng: a block cut short.
+    let packets: Vec<(u64, Vec<u8>)> = all
+        .iter()
+        .map(|(t, f)| (t.as_micros() as u64, f.clone()))
+        .collect();
+    let ng = pcapng(None, &packets);
+    let cut_file = d.join("cut.pcapng");
+    std::fs::write(&cut_file, &ng[..ng.len() - 7]).unwrap();
+    let out = d.join("cut-ng.pcap");
+    let (c, e) = replay(d, &cut_file, &out);
+    assert_eq!(c, 0, "{e}");
+    assert!(e.contains("cut short"), "{e}");
+    assert_eq!(records(&out), reference);
+}
