@@ -6,7 +6,10 @@
 //! upstream header comment draws the fields in another order than the code lays them out; the
 //! code wins.
 
-use crate::{Ack, Addrs, Clock, CookieCodec, Decoded, Flow, Issued, MssTable, SipKey, Syn};
+use crate::{
+    Ack, Addrs, Clock, CookieCodec, Decoded, Diagnosis, Flow, Issued, KeysTried, MssTable,
+    Rejection, SipKey, Syn,
+};
 
 /// `tcp_sc_msstab`.
 pub const MSS_TABLE: MssTable<8> =
@@ -206,5 +209,16 @@ impl CookieCodec for FreeBsd {
 
     fn mac_bits(&self, _timestamps: bool) -> u32 {
         24
+    }
+
+    fn diagnose(&self, ack: &Ack, now: Clock) -> Diagnosis {
+        let iss = ack.ack.wrapping_sub(1);
+        let flags = Flags(((iss & 0xff) ^ (iss >> 24)) as u8);
+        Diagnosis {
+            tried: KeysTried::Secret(flags.odd_even()),
+            result: self
+                .validate(ack, now)
+                .ok_or(Rejection::MacMismatch { searched: None }),
+        }
     }
 }

@@ -149,6 +149,78 @@ pub struct Clock {
     pub ms: u64,
 }
 
+/// The keys a validation tried, scheme by scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeysTried {
+    /// synwall-v1: the salts of these epochs, the current one first (`e`, `e - 1`).
+    Epochs([u64; 2]),
+    /// Linux: the cookie may be this many minute-counter steps old, counting back from `now`.
+    Counters {
+        /// The minute counter at validation time.
+        now: u32,
+        /// How many counter values are accepted (`now`, `now - 1`, ...).
+        accepted: u32,
+    },
+    /// FreeBSD: the secret the cookie's odd/even bit names (0 or 1).
+    Secret(u8),
+}
+
+/// Why an ACK did not validate, as far as the scheme can tell. Only the tools ask (`synwall cookie
+/// check`); the data path never does, and [`CookieCodec::diagnose`] decides validity exactly as
+/// [`CookieCodec::validate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rejection {
+    /// The MAC does not match under any key tried, nor (synwall-v1) under the salt of any epoch
+    /// in `searched`: the cookie was not issued for this flow and client ISN with this secret.
+    MacMismatch {
+        /// synwall-v1: the other epochs also tried, `(first, last)`; `None` for other schemes.
+        searched: Option<(u64, u64)>,
+    },
+    /// synwall-v1: the MAC matches under the salt of `epoch`, which is neither of the two
+    /// accepted ones: the cookie expired (an earlier epoch) or comes from a clock ahead of this
+    /// one (a later epoch).
+    OtherEpoch {
+        /// The epoch whose salt makes the MAC match.
+        epoch: u64,
+    },
+    /// synwall-v1: the ACK carries no Timestamps option, but the cookie was issued to a SYN
+    /// with timestamps (its MAC matches only with the timestamp bit set): the ACK's TSecr is
+    /// part of the cookie.
+    TimestampsMissing {
+        /// The epoch whose salt matches.
+        epoch: u64,
+    },
+    /// synwall-v1: the ACK carries a Timestamps option, but the cookie was issued to a SYN
+    /// without timestamps (its MAC matches only with the timestamp bit clear).
+    TimestampsUnexpected {
+        /// The epoch whose salt matches.
+        epoch: u64,
+    },
+    /// synwall-v1: the cookie's 24 MAC bits match, but the TSecr's 7 MAC bits or its ECN bit
+    /// do not: the TSecr is not the TSval of the SYN+ACK that carried this cookie.
+    TsecrMismatch {
+        /// The epoch whose salt matches.
+        epoch: u64,
+    },
+    /// Linux: the cookie was issued at minute counter `issued`, more than the accepted number
+    /// of minutes before `now`.
+    Expired {
+        /// The minute counter the cookie was issued at.
+        issued: u32,
+        /// The minute counter at validation time.
+        now: u32,
+    },
+}
+
+/// The outcome of [`CookieCodec::diagnose`]: what was tried, and the restored options or why not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Diagnosis {
+    /// The keys the validator tried.
+    pub tried: KeysTried,
+    /// The restored options (exactly [`CookieCodec::validate`]'s answer), or why there are none.
+    pub result: Result<Decoded, Rejection>,
+}
+
 /// The common API of every cookie scheme: generate a cookie for a SYN, validate and decode an ACK.
 pub trait CookieCodec: Send + Sync {
     /// The scheme's stable name (`synwall-v1`, `linux`, `freebsd`).
@@ -162,4 +234,7 @@ pub trait CookieCodec: Send + Sync {
     fn keys_tried(&self) -> u32;
     /// MAC bits checked per key, without and with timestamps.
     fn mac_bits(&self, timestamps: bool) -> u32;
+    /// [`CookieCodec::validate`], explained: the keys tried and, for an invalid ACK, the most
+    /// likely reason. Slower than `validate` (it may try more keys); for tools, not packets.
+    fn diagnose(&self, ack: &Ack, now: Clock) -> Diagnosis;
 }

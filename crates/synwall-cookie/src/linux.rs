@@ -9,7 +9,10 @@
 //!
 //! Timestamp cookie: WScale (4 bits, 0xF = none), SACK (bit 4) and ECN (bit 5) in TSval's low 6 bits.
 
-use crate::{Ack, Addrs, Clock, CookieCodec, Decoded, Flow, Issued, MssTable, SipKey, Syn};
+use crate::{
+    Ack, Addrs, Clock, CookieCodec, Decoded, Diagnosis, Flow, Issued, KeysTried, MssTable,
+    Rejection, SipKey, Syn,
+};
 
 /// Upstream IPv4 MSS table (`msstab` in net/ipv4/syncookies.c).
 pub const MSS_TABLE_V4: MssTable<4> = MssTable::new_unchecked([536, 1300, 1440, 1460]);
@@ -272,5 +275,39 @@ impl CookieCodec for Linux {
         // Per counter value tried, a blind forgery must hit the counter byte (hidden under h(0,0),
         // 2^-8) and land on one of the 4 MSS indexes in the low 24 bits (2^-22): 2^-30.
         30
+    }
+
+    fn diagnose(&self, ack: &Ack, now: Clock) -> Diagnosis {
+        let count = count_at(now.unix_secs);
+        let tried = KeysTried::Counters {
+            now: count,
+            accepted: MAX_SYNCOOKIE_AGE,
+        };
+        if let Some(d) = self.validate(ack, now) {
+            return Diagnosis {
+                tried,
+                result: Ok(d),
+            };
+        }
+        // `check`'s steps: the cookie names the low 8 bits of the counter it was issued at. Too
+        // old, and the MSS index decodes under that counter: an expired cookie.
+        let flow = &ack.flow;
+        let c = ack.ack.wrapping_sub(1).wrapping_sub(
+            cookie_hash(&self.secrets, flow, 0, 0).wrapping_add(ack.seq.wrapping_sub(1)),
+        );
+        let diff = count.wrapping_sub(c >> COOKIEBITS) & (u32::MAX >> COOKIEBITS);
+        let issued = count.wrapping_sub(diff);
+        let mssind = c.wrapping_sub(cookie_hash(&self.secrets, flow, issued, 1)) & COOKIEMASK;
+        let result = if diff >= MAX_SYNCOOKIE_AGE
+            && (mssind as usize) < mss_table(&flow.addrs).entries().len()
+        {
+            Rejection::Expired { issued, now: count }
+        } else {
+            Rejection::MacMismatch { searched: None }
+        };
+        Diagnosis {
+            tried,
+            result: Err(result),
+        }
     }
 }

@@ -9,7 +9,8 @@
 //! The BPF twin of this file is `bpf/lib/cookie.h`: same names, same steps.
 
 use crate::{
-    Ack, Addrs, Clock, CookieCodec, Decoded, Flow, Issued, MssTable, SipKey, Syn, SynOptions, LANES,
+    Ack, Addrs, Clock, CookieCodec, Decoded, Diagnosis, Flow, Issued, KeysTried, MssTable,
+    Rejection, SipKey, Syn, SynOptions, LANES,
 };
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -449,6 +450,76 @@ pub fn validate_batch(cfg: &Config, keys: &EpochKeys, acks: &[Ack], out: &mut [O
     }
 }
 
+/// How many epochs before the two accepted ones [`diagnose`] searches for the salt a rejected
+/// cookie was made with (a day of the default 60 s epochs).
+pub const DIAGNOSE_EPOCHS_BEFORE: u64 = 1440;
+/// How many epochs after the current one [`diagnose`] searches (a clock ahead of this one).
+pub const DIAGNOSE_EPOCHS_AFTER: u64 = 2;
+
+/// [`validate`], explained: the epochs tried and, for an invalid ACK, the most likely reason.
+/// Valid exactly when [`validate`] is. For tools: it derives up to
+/// [`DIAGNOSE_EPOCHS_BEFORE`] + [`DIAGNOSE_EPOCHS_AFTER`] more salts from `master`.
+///
+/// The reasons, in the order they are looked for: under an accepted salt, the cookie's 24 bits
+/// match but the TSecr does not ([`Rejection::TsecrMismatch`]), or match only with the other
+/// timestamp bit ([`Rejection::TimestampsMissing`] / [`Rejection::TimestampsUnexpected`]); the
+/// ACK validates under another epoch's salt ([`Rejection::OtherEpoch`]); nothing matches
+/// ([`Rejection::MacMismatch`]). A partial match is a 2^-24 event for a random ACK, so a
+/// reason may be wrong about one ACK in millions; validity never is.
+pub fn diagnose(cfg: &Config, master: &MasterSecret, keys: &EpochKeys, ack: &Ack) -> Diagnosis {
+    let e = keys.epoch;
+    let tried = KeysTried::Epochs([e, e.wrapping_sub(1)]);
+    if let Some(d) = validate(cfg, keys, ack) {
+        return Diagnosis {
+            tried,
+            result: Ok(d),
+        };
+    }
+    let bits = ack_option_bits(ack);
+    let isn = ack.seq.wrapping_sub(1);
+    let cookie = ack.ack.wrapping_sub(1);
+    // Do the cookie's 24 MAC bits match under `key` with timestamp bits `ext`?
+    let low24 = |key: &SipKey, ext: u8| {
+        let m = mac(key, &ack.flow, isn, OptionBits { opt: bits.opt, ext });
+        (m as u32 ^ cookie) & 0x00ff_ffff == 0
+    };
+    // What is wrong under a salt the validator accepts, if it is the timestamps.
+    let partial = |key: &SipKey, epoch: u64| match ack.timestamps {
+        // With either ECN bit: the TSecr's MAC bits or its ECN bit are not the TSval's.
+        Some(_) if low24(key, 1) || low24(key, 3) => Some(Rejection::TsecrMismatch { epoch }),
+        Some(_) if low24(key, 0) => Some(Rejection::TimestampsUnexpected { epoch }),
+        None if low24(key, 1) || low24(key, 3) => Some(Rejection::TimestampsMissing { epoch }),
+        _ => None,
+    };
+    let reason = partial(&keys.current, e).or_else(|| partial(&keys.previous, e.wrapping_sub(1)));
+    if let Some(r) = reason {
+        return Diagnosis {
+            tried,
+            result: Err(r),
+        };
+    }
+    // Other epochs: the few after the current one, then back from the most recent.
+    let first = e.saturating_sub(1).saturating_sub(DIAGNOSE_EPOCHS_BEFORE);
+    let last = e.saturating_add(DIAGNOSE_EPOCHS_AFTER);
+    let after = (e.saturating_add(1)..=last).filter(|&x| x != e);
+    let before = (first..e.saturating_sub(1)).rev();
+    for epoch in after.chain(before) {
+        let key = SipKey::from_bytes(&derive_salt(master, epoch));
+        if check_with_key(&key, ack, bits) || partial(&key, epoch).is_some() {
+            return Diagnosis {
+                tried,
+                result: Err(Rejection::OtherEpoch { epoch }),
+            };
+        }
+    }
+    Diagnosis {
+        tried,
+        result: Err(Rejection::MacMismatch {
+            searched: Some((first, last)),
+        }),
+    }
+}
+
 /// synwall-v1 behind [`CookieCodec`]: holds the master secret and the salts of one epoch, and
 /// derives other epochs' salts when asked about another time (slow path, for tools).
 #[derive(Clone, Debug)]
@@ -519,5 +590,9 @@ impl CookieCodec for SynwallV1 {
         } else {
             24
         }
+    }
+
+    fn diagnose(&self, ack: &Ack, now: Clock) -> Diagnosis {
+        diagnose(&self.cfg, &self.master, &self.keys_at(now.unix_secs), ack)
     }
 }

@@ -7,7 +7,8 @@ use synwall_cookie::freebsd::{self, FreeBsd, Secret};
 use synwall_cookie::linux::{self, Linux, Secrets};
 use synwall_cookie::synwall_v1::{self as v1, Config, EpochKeys, MasterSecret, SynwallV1};
 use synwall_cookie::{
-    Ack, Addrs, Clock, CookieCodec, Decoded, Flow, Issued, SipKey, Syn, SynOptions, Timestamps,
+    Ack, Addrs, Clock, CookieCodec, Decoded, Flow, Issued, KeysTried, Rejection, SipKey, Syn,
+    SynOptions, Timestamps,
 };
 
 fn arb_flow() -> impl Strategy<Value = Flow> {
@@ -241,4 +242,90 @@ fn other_master_secret_rejects() {
     let ack = ack_for(&syn, &a.generate(&syn, now), 0);
     assert!(a.validate(&ack, now).is_some());
     assert!(b.validate(&ack, now).is_none());
+}
+
+proptest! {
+    #![proptest_config(fixed(0x4449_4147, 256))]
+    /// `diagnose` decides exactly like `validate` (for every scheme, on genuine, tampered,
+    /// stripped and late ACKs), and names the reason synwall-v1 and Linux can tell.
+    #[test]
+    fn diagnose_agrees_with_validate_and_names_the_reason(
+        syn in arb_syn(), master: [u8; 32], t in (1u64 << 20)..(1 << 40), period in 1u64..10_000,
+        flip in 0u32..32, late in 2u64..40,
+    ) {
+        let cfg = Config::default();
+        let v1c = SynwallV1::new(MasterSecret(master), period, cfg, t);
+        let mut halves = [[0u8; 16]; 2];
+        halves[0].copy_from_slice(&master[..16]);
+        halves[1].copy_from_slice(&master[16..]);
+        let keys = [SipKey::from_bytes(&halves[0]), SipKey::from_bytes(&halves[1])];
+        let lin = Linux { secrets: Secrets(keys) };
+        let fbsd = FreeBsd { secret: Secret { keys, oddeven: (master[0] & 1) }, secmod: 7 };
+        let codecs: [&dyn CookieCodec; 3] = [&v1c, &lin, &fbsd];
+        let at = |unix_secs| Clock { unix_secs, ms: 1_000_000 };
+        let e = v1::epoch_of(t, period);
+        for codec in codecs {
+            let issued = codec.generate(&syn, at(t));
+            let good = ack_for(&syn, &issued, 5);
+            let mut flipped = good;
+            flipped.ack ^= 1 << flip;
+            let mut stripped = good;
+            stripped.timestamps = None;
+            let mut added = good;
+            added.timestamps = Some(Timestamps { tsval: 1, tsecr: 0x1234_5678 });
+            let mut bad_tsecr = good;
+            if let Some(ts) = &mut bad_tsecr.timestamps {
+                ts.tsecr ^= 1;
+            }
+            for (ack, when) in [(good, t), (flipped, t), (stripped, t), (added, t), (bad_tsecr, t),
+                                (good, t + late * period), (good, t + late * 60)] {
+                let d = codec.diagnose(&ack, at(when));
+                prop_assert_eq!(d.result.ok(), codec.validate(&ack, at(when)), "{}", codec.name());
+            }
+        }
+
+        // synwall-v1: the epochs tried and the reasons.
+        let issued = v1c.generate(&syn, at(t));
+        let good = ack_for(&syn, &issued, 5);
+        let d = v1c.diagnose(&good, at(t));
+        prop_assert_eq!(d.tried, KeysTried::Epochs([e, e - 1]));
+        prop_assert!(d.result.is_ok());
+        let later = t - t % period + late * period;
+        let d = v1c.diagnose(&good, at(later));
+        prop_assert_eq!(d.tried, KeysTried::Epochs([e + late, e + late - 1]));
+        prop_assert_eq!(d.result, Err(Rejection::OtherEpoch { epoch: e }));
+        let earlier = t - t % period - 1;
+        prop_assert_eq!(v1c.diagnose(&good, at(earlier)).result, Err(Rejection::OtherEpoch { epoch: e }));
+        let mut flipped = good;
+        flipped.ack ^= 1 << flip;
+        let d = v1c.diagnose(&flipped, at(t));
+        prop_assert_eq!(d.result, Err(Rejection::MacMismatch {
+            searched: Some((e - 1 - v1::DIAGNOSE_EPOCHS_BEFORE, e + v1::DIAGNOSE_EPOCHS_AFTER)),
+        }));
+        if syn.options.timestamps {
+            let mut stripped = good;
+            stripped.timestamps = None;
+            prop_assert_eq!(v1c.diagnose(&stripped, at(t)).result, Err(Rejection::TimestampsMissing { epoch: e }));
+            for bit in 0..8 {
+                let mut a = good;
+                if let Some(ts) = &mut a.timestamps {
+                    ts.tsecr ^= 1 << bit;
+                }
+                prop_assert_eq!(v1c.diagnose(&a, at(t)).result, Err(Rejection::TsecrMismatch { epoch: e }), "tsecr bit {}", bit);
+            }
+        } else {
+            let mut added = good;
+            added.timestamps = Some(Timestamps { tsval: 1, tsecr: 0x1234_5678 });
+            prop_assert_eq!(v1c.diagnose(&added, at(t)).result, Err(Rejection::TimestampsUnexpected { epoch: e }));
+        }
+
+        // Linux: a cookie older than two minute-counter steps expired, and says when it was made.
+        let issued = lin.generate(&syn, at(t));
+        let good = ack_for(&syn, &issued, 5);
+        let count = linux::count_at(t);
+        let old = t + late * 60;
+        let d = lin.diagnose(&good, at(old));
+        prop_assert_eq!(d.tried, KeysTried::Counters { now: linux::count_at(old), accepted: 2 });
+        prop_assert_eq!(d.result, Err(Rejection::Expired { issued: count, now: linux::count_at(old) }));
+    }
 }
