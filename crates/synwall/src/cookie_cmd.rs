@@ -13,7 +13,8 @@ use synwall_cookie::freebsd::{FreeBsd, Secret};
 use synwall_cookie::linux::{Linux, Secrets};
 use synwall_cookie::synwall_v1::{self as v1, MasterSecret, SynwallV1};
 use synwall_cookie::{
-    Ack, Addrs, Clock, CookieCodec, Decoded, Flow, SipKey, Syn, SynOptions, Timestamps,
+    Ack, Addrs, Clock, CookieCodec, Decoded, Diagnosis, Flow, KeysTried, Rejection, SipKey, Syn,
+    SynOptions, Timestamps,
 };
 
 #[derive(Subcommand)]
@@ -49,26 +50,23 @@ pub enum SchemeArg {
 
 /// Keys and clocks shared by encode and check.
 #[derive(Args, Clone)]
+#[command(group(clap::ArgGroup::new("key").args(["secret", "secret_file"]).required(true)))]
 pub struct KeyArgs {
     /// Cookie scheme.
     #[arg(long, value_enum, default_value = "synwall-v1")]
     scheme: SchemeArg,
     /// Secret as 64 hex characters (synwall-v1: the master secret; linux: secret[0]||secret[1];
     /// freebsd: key[0]||key[1]).
-    #[arg(
-        long,
-        conflicts_with = "secret_file",
-        required_unless_present = "secret_file"
-    )]
+    #[arg(long)]
     secret: Option<String>,
     /// File holding the secret (32 raw bytes or 64 hex characters).
     #[arg(long)]
     secret_file: Option<PathBuf>,
     /// Wall-clock time in Unix seconds (default: now).
-    #[arg(long)]
+    #[arg(long, value_parser = number::<u64>)]
     time: Option<u64>,
     /// Node millisecond clock for TSval (default: now in ms).
-    #[arg(long)]
+    #[arg(long, value_parser = number::<u64>)]
     clock_ms: Option<u64>,
     /// synwall-v1 epoch length in seconds.
     #[arg(long, default_value_t = v1::DEFAULT_EPOCH_SECONDS, value_parser = clap::value_parser!(u64).range(1..))]
@@ -77,7 +75,7 @@ pub struct KeyArgs {
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
     oddeven: u8,
     /// freebsd: the syncache bucket pointer mixed into the MAC.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = number::<u64>)]
     secmod: u64,
     /// Print JSON.
     #[arg(long)]
@@ -99,13 +97,14 @@ pub struct FlowArgs {
 pub struct EncodeArgs {
     #[command(flatten)]
     flow: FlowArgs,
-    /// The SYN's sequence number.
-    #[arg(long)]
+    /// The SYN's sequence number (decimal, or hex with 0x).
+    #[arg(long, value_parser = number::<u32>)]
     isn: u32,
     /// The SYN's MSS option (omit: no MSS option).
     #[arg(long)]
     mss: Option<u16>,
-    /// The SYN's window-scale shift (omit: no window-scale option).
+    /// The SYN's window-scale shift (omit: no window-scale option); a shift above 14 is encoded
+    /// as 14 (RFC 7323).
     #[arg(long)]
     wscale: Option<u8>,
     /// The SYN carried SACK-Permitted.
@@ -125,14 +124,14 @@ pub struct EncodeArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     flow: FlowArgs,
-    /// The ACK's acknowledgment number (cookie + 1).
-    #[arg(long)]
+    /// The ACK's acknowledgment number (cookie + 1; decimal, or hex with 0x).
+    #[arg(long, value_parser = number::<u32>)]
     ack: u32,
-    /// The ACK's sequence number (client ISN + 1).
-    #[arg(long)]
+    /// The ACK's sequence number (client ISN + 1; decimal, or hex with 0x).
+    #[arg(long, value_parser = number::<u32>)]
     seq: u32,
-    /// The ACK's TSecr (omit: the ACK has no Timestamps option).
-    #[arg(long)]
+    /// The ACK's TSecr (omit: the ACK has no Timestamps option; decimal, or hex with 0x).
+    #[arg(long, value_parser = number::<u32>)]
     tsecr: Option<u32>,
     #[command(flatten)]
     keys: KeyArgs,
@@ -350,6 +349,14 @@ fn encode(a: EncodeArgs) -> Result<ExitCode> {
         timestamps: issued.tsval.map(|tsecr| Timestamps { tsval: 0, tsecr }),
     };
     let restored = codec.validate(&ack, clock);
+    let mut notes = Vec::new();
+    if let Some(w) = a.wscale.filter(|&w| w > v1::WSCALE_MAX) {
+        notes.push(format!(
+            "--wscale {w} is above {}: encoded as {0} (RFC 7323; SPEC section 3)",
+            v1::WSCALE_MAX
+        ));
+    }
+    let check = check_args(&a, &ack, clock);
     if a.keys.json {
         println!(
             "{}",
@@ -363,6 +370,8 @@ fn encode(a: EncodeArgs) -> Result<ExitCode> {
                 "ack": ack.ack,
                 "seq": ack.seq,
                 "restores": restored.as_ref().map(decoded_json),
+                "check_args": check,
+                "notes": notes,
             })
         );
     } else {
@@ -381,8 +390,66 @@ fn encode(a: EncodeArgs) -> Result<ExitCode> {
             Some(d) => println!("restores  {}", decoded_text(&d)),
             None => println!("restores  nothing: the cookie does not round-trip"),
         }
+        println!("check     synwall cookie check {}", shell_words(&check));
+        for n in &notes {
+            println!("note      {n}");
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `synwall cookie check` arguments that validate the ACK completing this handshake, at the
+/// same time, with the same scheme and secret as given to `encode`.
+fn check_args(a: &EncodeArgs, ack: &Ack, clock: Clock) -> Vec<String> {
+    let k = &a.keys;
+    let mut v: Vec<String> = vec![
+        "--client".into(),
+        a.flow.client.clone(),
+        "--service".into(),
+        a.flow.service.clone(),
+        "--seq".into(),
+        ack.seq.to_string(),
+        "--ack".into(),
+        ack.ack.to_string(),
+    ];
+    if let Some(ts) = ack.timestamps {
+        v.extend(["--tsecr".into(), ts.tsecr.to_string()]);
+    }
+    if k.scheme != SchemeArg::SynwallV1 {
+        let name = k.scheme.to_possible_value().expect("no skipped values");
+        v.extend(["--scheme".into(), name.get_name().to_string()]);
+    }
+    v.extend(["--time".into(), clock.unix_secs.to_string()]);
+    match k.scheme {
+        SchemeArg::SynwallV1 => v.extend(["--epoch-seconds".into(), k.epoch_seconds.to_string()]),
+        SchemeArg::Freebsd => v.extend(["--secmod".into(), k.secmod.to_string()]),
+        SchemeArg::Linux => {}
+    }
+    // The key as it was given: the secret itself was on this command line already.
+    match (&k.secret, &k.secret_file) {
+        (Some(s), _) => v.extend(["--secret".into(), s.clone()]),
+        (None, Some(p)) => v.extend(["--secret-file".into(), p.display().to_string()]),
+        (None, None) => {}
+    }
+    v
+}
+
+/// Arguments as a shell would need them typed: quoted when they hold anything but plain
+/// characters (an IPv6 `[addr]:port` is a glob pattern to the shell).
+fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.:/=+,@%".contains(c));
+            if plain {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn check(a: CheckArgs) -> Result<ExitCode> {
@@ -394,23 +461,128 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
         ack: a.ack,
         timestamps: a.tsecr.map(|tsecr| Timestamps { tsval: 0, tsecr }),
     };
-    let d = codec.validate(&ack, clock);
+    let diag = codec.diagnose(&ack, clock);
+    let tried = tried_text(&diag.tried);
     if a.keys.json {
+        let (code, why) = match &diag.result {
+            Ok(_) => (None, None),
+            Err(r) => (
+                Some(rejection_code(r)),
+                Some(rejection_text(r, &diag, a.keys.epoch_seconds)),
+            ),
+        };
         println!(
             "{}",
-            json!({"scheme": codec.name(), "unix_time": clock.unix_secs, "valid": d.is_some(), "decoded": d.as_ref().map(decoded_json)})
+            json!({
+                "scheme": codec.name(),
+                "unix_time": clock.unix_secs,
+                "valid": diag.result.is_ok(),
+                "decoded": diag.result.as_ref().ok().map(decoded_json),
+                "tried": tried_json(&diag.tried),
+                "reason": code,
+                "explanation": why,
+            })
         );
     } else {
-        match &d {
-            Some(d) => println!("valid: {}", decoded_text(d)),
-            None => println!("invalid"),
+        match &diag.result {
+            Ok(d) => println!("valid: {} ({tried})", decoded_text(d)),
+            Err(r) => println!(
+                "invalid: {} ({tried})",
+                rejection_text(r, &diag, a.keys.epoch_seconds)
+            ),
         }
     }
-    Ok(if d.is_some() {
+    Ok(if diag.result.is_ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// What the validator tried, in words.
+fn tried_text(t: &KeysTried) -> String {
+    match *t {
+        KeysTried::Epochs([cur, prev]) => format!("tried the salts of epochs {cur} and {prev}"),
+        KeysTried::Counters { now, accepted } => format!(
+            "tried minute counters {now} back to {}",
+            now.wrapping_sub(accepted - 1)
+        ),
+        KeysTried::Secret(i) => format!("tried secret {i}, the one the cookie names"),
+    }
+}
+
+/// What the validator tried, for `--json`.
+fn tried_json(t: &KeysTried) -> serde_json::Value {
+    match *t {
+        KeysTried::Epochs(e) => json!({ "epochs": e }),
+        KeysTried::Counters { now, accepted } => json!({
+            "minute_counters": (0..accepted).map(|i| now.wrapping_sub(i)).collect::<Vec<_>>()
+        }),
+        KeysTried::Secret(i) => json!({ "secret": i }),
+    }
+}
+
+/// A stable name for each reason (the `reason` field of `--json`).
+fn rejection_code(r: &Rejection) -> &'static str {
+    match r {
+        Rejection::MacMismatch { .. } => "mac_mismatch",
+        Rejection::OtherEpoch { .. } => "other_epoch",
+        Rejection::TimestampsMissing { .. } => "tsecr_missing",
+        Rejection::TimestampsUnexpected { .. } => "tsecr_unexpected",
+        Rejection::TsecrMismatch { .. } => "tsecr_mismatch",
+        Rejection::Expired { .. } => "expired",
+    }
+}
+
+/// Why the ACK is invalid, and what to do about it.
+fn rejection_text(r: &Rejection, d: &Diagnosis, period: u64) -> String {
+    let current = match d.tried {
+        KeysTried::Epochs([cur, _]) => cur,
+        _ => 0,
+    };
+    match *r {
+        Rejection::MacMismatch {
+            searched: Some((first, last)),
+        } => format!(
+            "MAC mismatch: no salt from epoch {first} to {last} makes the cookie match; it was \
+             not issued for this client, service and --seq (client ISN + 1) with this secret"
+        ),
+        Rejection::MacMismatch { searched: None } => "MAC mismatch: the cookie was not issued \
+             for this client, service and --seq (client ISN + 1) with this secret"
+            .to_string(),
+        Rejection::OtherEpoch { epoch } if epoch < current => format!(
+            "expired: the cookie was issued in epoch {epoch} (unix time {} to {}), {} epochs \
+             before the current one; a cookie is accepted in the epoch it was issued in and the \
+             next",
+            epoch.saturating_mul(period),
+            epoch
+                .saturating_add(1)
+                .saturating_mul(period)
+                .saturating_sub(1),
+            current - epoch
+        ),
+        Rejection::OtherEpoch { epoch } => format!(
+            "the cookie was issued in epoch {epoch}, {} after the current one: the issuer's \
+             clock is ahead of this one (compare --time)",
+            epoch - current
+        ),
+        Rejection::TimestampsMissing { .. } => "the cookie was issued to a SYN with \
+             timestamps, so the ACK's TSecr is part of it: add --tsecr (the TSval the SYN+ACK \
+             carried)"
+            .to_string(),
+        Rejection::TimestampsUnexpected { .. } => "the cookie was issued to a SYN without \
+             timestamps: drop --tsecr"
+            .to_string(),
+        Rejection::TsecrMismatch { .. } => "the cookie matches but --tsecr does not: it must \
+             be the TSval the SYN+ACK carried (its low 8 bits hold the ECN bit and 7 MAC bits)"
+            .to_string(),
+        Rejection::Expired { issued, now } => format!(
+            "expired: issued at minute counter {issued}, {} minutes before now (counter {now}); \
+             Linux accepts a cookie for {} minutes",
+            now.wrapping_sub(issued),
+            synwall_cookie::linux::MAX_SYNCOOKIE_AGE
+        ),
+    }
 }
 
 fn random_flow(rng: &mut SmallRng, family: u8) -> Flow {
@@ -564,4 +736,30 @@ fn parse_family(s: &str) -> Result<u8, String> {
         "6" => Ok(6),
         _ => Err(format!("{s:?} is not an address family (4 or 6)")),
     }
+}
+
+/// A number as `encode` prints it: decimal, or hexadecimal with `0x`.
+fn number<T: TryFrom<u64> + Into<u64> + Bounded>(s: &str) -> Result<T, String> {
+    let t = s.trim();
+    let v = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => t.parse::<u64>().ok(),
+    };
+    v.and_then(|v| T::try_from(v).ok()).ok_or_else(|| {
+        format!(
+            "{s:?} is not a whole number from 0 to {} (decimal, or hex with 0x)",
+            T::MAX.into()
+        )
+    })
+}
+
+/// The largest value of a number type, for [`number`]'s message.
+trait Bounded: Sized {
+    const MAX: Self;
+}
+impl Bounded for u32 {
+    const MAX: Self = u32::MAX;
+}
+impl Bounded for u64 {
+    const MAX: Self = u64::MAX;
 }

@@ -340,7 +340,20 @@ fn bad_input_gets_a_clear_error_not_a_panic() {
         ),
         (
             &["--client", "10.0.0.1:1", "--service", "10.0.0.2:80"],
-            "--secret",
+            "--secret <SECRET>|--secret-file <SECRET_FILE>",
+        ),
+        (
+            &[
+                "--client",
+                "10.0.0.1:1",
+                "--service",
+                "10.0.0.2:80",
+                "--secret",
+                &secret,
+                "--time",
+                "0xZZ",
+            ],
+            "is not a whole number from 0 to 18446744073709551615 (decimal, or hex with 0x)",
         ),
     ];
     for (extra, want) in cases {
@@ -413,4 +426,221 @@ fn forge_test_prints_rate_and_bound() {
         "{out}"
     );
     assert!(out.contains("2^-31"), "{out}");
+}
+
+/// `encode --json` for a SYN with these extra flags; the parsed output.
+fn encode_json(extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "cookie",
+        "encode",
+        "--json",
+        "--client",
+        "[2001:db8::7]:40000",
+        "--service",
+        "[2001:db8::1]:443",
+        "--time",
+        "1800000000",
+        "--clock-ms",
+        "5000",
+    ];
+    args.extend_from_slice(extra);
+    let o = synwall(&args);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{args:?}: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// `check` with `args`: (exit code, parsed --json output).
+fn check_json(args: &[String]) -> (Option<i32>, serde_json::Value) {
+    let mut all: Vec<&str> = vec!["cookie", "check", "--json"];
+    all.extend(args.iter().map(String::as_str));
+    let o = synwall(&all);
+    let (out, err) = text(&o);
+    let j = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{all:?}: {e}: {out}{err}"));
+    (o.status.code(), j)
+}
+
+/// `args` with the value after `flag` replaced (or the flag and its value removed for `None`).
+fn with(args: &[String], flag: &str, value: Option<&str>) -> Vec<String> {
+    let i = args.iter().position(|a| a == flag).expect(flag);
+    let mut v = args.to_vec();
+    match value {
+        Some(x) => v[i + 1] = x.to_string(),
+        None => {
+            v.drain(i..i + 2);
+        }
+    }
+    v
+}
+
+#[test]
+fn encode_prints_check_arguments_that_validate_for_every_scheme() {
+    let secret = "5a".repeat(32);
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, format!("{secret}\n")).unwrap();
+    for scheme in ["synwall-v1", "linux", "freebsd"] {
+        for key_args in [
+            ["--secret", secret.as_str()],
+            ["--secret-file", key.to_str().unwrap()],
+        ] {
+            let mut flags = vec![
+                "--scheme", scheme, "--isn", "77", "--mss", "1400", "--wscale", "9", "--sack",
+                "--ts", "--secmod", "3",
+            ];
+            flags.extend_from_slice(&key_args);
+            let j = encode_json(&flags);
+            let args: Vec<String> = serde_json::from_value(j["check_args"].clone()).unwrap();
+            let (code, c) = check_json(&args);
+            assert_eq!(code, Some(0), "{scheme}: {args:?}: {c}");
+            assert_eq!(c["valid"], true);
+            assert_eq!(c["decoded"], j["restores"], "{scheme}");
+            // The text form is a command line a shell runs as printed (IPv6 brackets quoted).
+            let mut text_args = vec!["cookie", "encode"];
+            text_args.extend(flags.iter().copied());
+            text_args.extend([
+                "--client",
+                "[2001:db8::7]:40000",
+                "--service",
+                "[2001:db8::1]:443",
+                "--time",
+                "1800000000",
+                "--clock-ms",
+                "5000",
+            ]);
+            let (out, _) = text(&synwall(&text_args));
+            let line = out
+                .lines()
+                .find_map(|l| l.strip_prefix("check     synwall "))
+                .unwrap_or_else(|| panic!("{out}"));
+            let o = Command::new("sh")
+                .arg("-c")
+                .arg(format!("'{}' {line}", env!("CARGO_BIN_EXE_synwall")))
+                .output()
+                .unwrap();
+            let (out, err) = text(&o);
+            assert_eq!(o.status.code(), Some(0), "{line}: {out}{err}");
+            assert!(out.starts_with("valid: "), "{out}");
+        }
+    }
+}
+
+#[test]
+fn check_says_why_an_ack_is_invalid() {
+    let secret = "3c".repeat(32);
+    let key = ["--secret", secret.as_str()];
+    // synwall-v1 with timestamps: the epochs tried, then each reason.
+    let j = encode_json(&[&["--isn", "1000", "--ts", "--sack"][..], &key].concat());
+    let args: Vec<String> = serde_json::from_value(j["check_args"].clone()).unwrap();
+    let e = 1_800_000_000u64 / 60;
+    let (code, c) = check_json(&args);
+    assert_eq!(code, Some(0), "{c}");
+    assert_eq!(c["tried"]["epochs"], serde_json::json!([e, e - 1]));
+    assert!(c["reason"].is_null());
+    let tsecr = j["tsval"].as_u64().unwrap();
+    let cases: Vec<(Vec<String>, &str, &str)> = vec![
+        (with(&args, "--tsecr", None), "tsecr_missing", "add --tsecr"),
+        (
+            with(&args, "--tsecr", Some(&(tsecr ^ 1).to_string())),
+            "tsecr_mismatch",
+            "--tsecr does not",
+        ),
+        (
+            with(&args, "--time", Some("1800000600")),
+            "other_epoch",
+            "expired: the cookie was issued in epoch 30000000 (unix time 1800000000 to \
+              1800000059), 10 epochs before the current one",
+        ),
+        (
+            with(&args, "--time", Some("1799999999")),
+            "other_epoch",
+            "1 after the current one",
+        ),
+        (
+            with(
+                &args,
+                "--ack",
+                Some(&(j["ack"].as_u64().unwrap() ^ 0x100).to_string()),
+            ),
+            "mac_mismatch",
+            "MAC mismatch: no salt from epoch",
+        ),
+        (
+            with(&args, "--seq", Some("5")),
+            "mac_mismatch",
+            "--seq (client ISN + 1)",
+        ),
+    ];
+    for (a, code, words) in &cases {
+        let (exit, c) = check_json(a);
+        assert_eq!(exit, Some(1), "{a:?}: {c}");
+        assert_eq!(c["valid"], false);
+        assert_eq!(c["reason"], *code, "{a:?}: {c}");
+        let why = c["explanation"].as_str().unwrap();
+        assert!(why.contains(words), "{a:?}: {why}");
+        // The text form says the same, and which epochs were tried.
+        let mut t: Vec<&str> = vec!["cookie", "check"];
+        t.extend(a.iter().map(String::as_str));
+        let (out, _) = text(&synwall(&t));
+        assert!(
+            out.starts_with(&format!("invalid: {why} (tried the salts of epochs ")),
+            "{out}"
+        );
+    }
+    // A cookie issued without timestamps, checked with a TSecr.
+    let j = encode_json(&[&["--isn", "1000"][..], &key].concat());
+    let args: Vec<String> = serde_json::from_value(j["check_args"].clone()).unwrap();
+    let mut a = args.clone();
+    a.extend(["--tsecr".into(), "12345".into()]);
+    let (exit, c) = check_json(&a);
+    assert_eq!(
+        (exit, c["reason"].as_str()),
+        (Some(1), Some("tsecr_unexpected")),
+        "{c}"
+    );
+
+    // Linux: an expired cookie says when it was issued.
+    let j = encode_json(&[&["--isn", "1000", "--scheme", "linux"][..], &key].concat());
+    let args: Vec<String> = serde_json::from_value(j["check_args"].clone()).unwrap();
+    let (exit, c) = check_json(&with(&args, "--time", Some("1800000300")));
+    assert_eq!(exit, Some(1));
+    assert_eq!(c["reason"], "expired", "{c}");
+    assert!(
+        c["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("issued at minute counter 30000000, 5 minutes before now"),
+        "{c}"
+    );
+}
+
+#[test]
+fn numbers_encode_prints_in_hex_are_accepted_in_hex() {
+    let secret = "11".repeat(32);
+    let base = ["--secret", secret.as_str(), "--ts"];
+    let dec = encode_json(&[&["--isn", "16"][..], &base].concat());
+    let hex = encode_json(&[&["--isn", "0x10"][..], &base].concat());
+    assert_eq!(dec["cookie"], hex["cookie"]);
+    // check takes the cookie + 1 and the TSval in hex, as encode printed them.
+    let args: Vec<String> = serde_json::from_value(dec["check_args"].clone()).unwrap();
+    let ack = format!("0x{:08x}", dec["ack"].as_u64().unwrap());
+    let tsecr = format!("0X{:X}", dec["tsval"].as_u64().unwrap());
+    let a = with(&with(&args, "--ack", Some(&ack)), "--tsecr", Some(&tsecr));
+    let (code, c) = check_json(&with(&a, "--seq", Some("0x11")));
+    assert_eq!(code, Some(0), "{c}");
+}
+
+#[test]
+fn a_window_scale_above_14_is_encoded_as_14_and_said_so() {
+    let secret = "22".repeat(32);
+    let base = ["--secret", secret.as_str(), "--isn", "9"];
+    let big = encode_json(&[&["--wscale", "255"][..], &base].concat());
+    let max = encode_json(&[&["--wscale", "14"][..], &base].concat());
+    assert_eq!(big["cookie"], max["cookie"]);
+    assert_eq!(big["restores"]["snd_wscale"], 14);
+    assert!(big["notes"][0]
+        .as_str()
+        .unwrap()
+        .contains("--wscale 255 is above 14: encoded as 14"));
+    assert_eq!(max["notes"], serde_json::json!([]));
 }
