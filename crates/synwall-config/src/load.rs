@@ -106,7 +106,7 @@ impl Loaded {
 
 pub(crate) fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         ConfigError::new(
             &origin,
             vec![Problem {
@@ -114,6 +114,23 @@ pub(crate) fn load(path: &Path) -> Result<Loaded, ConfigError> {
                 line: None,
                 message: format!("cannot read the config file: {e}"),
             }],
+        )
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        // Where the first bad byte is, as an editor shows it: line and column (in characters).
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let good = std::str::from_utf8(good).expect("valid up to here");
+        let line_start = good.rfind('\n').map_or(0, |i| i + 1);
+        let column = good[line_start..].chars().count() + 1;
+        let byte = e.as_bytes()[good.len()];
+        one(
+            &origin,
+            "",
+            Some(line_at(good, good.len())),
+            format!(
+                "not UTF-8 text: byte 0x{byte:02x} at column {column} (a config file must be \
+                 UTF-8; was it saved in another encoding?)"
+            ),
         )
     })?;
     parse(&text, &origin)
@@ -156,10 +173,26 @@ fn one(origin: &str, key: &str, line: Option<usize>, message: String) -> ConfigE
 }
 
 pub(crate) fn parse(text: &str, origin: &str) -> Result<Loaded, ConfigError> {
-    // Syntax first: the toml crate's own error has the best message and span.
+    // Syntax first: the toml crate's own error has the best message and span; the key of its
+    // line, when it has one, says which setting it is about.
     if let Err(e) = text.parse::<toml::Table>() {
-        let line = e.span().map(|s| line_at(text, s.start));
-        return Err(one(origin, "", line, tidy(e.message())));
+        let at = e.span().map(|s| s.start);
+        let line = at.map(|a| line_at(text, a));
+        let key = at.and_then(|a| key_of_line(text, a));
+        let mut message = tidy(e.message());
+        if message.contains("number too large to fit in target type") {
+            let value = at.map_or("", |a| value_at(text, a));
+            message = format!(
+                "{value} is too large (a TOML number is at most {}){}",
+                i64::MAX,
+                key.as_deref()
+                    .and_then(validate::number_range)
+                    .map_or(String::new(), |(lo, hi)| format!(
+                        "; expected a whole number from {lo} to {hi}"
+                    ))
+            );
+        }
+        return Err(one(origin, key.as_deref().unwrap_or(""), line, message));
     }
     let doc = toml_edit::ImDocument::parse(text).map_err(|e| {
         one(
@@ -239,9 +272,16 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Loaded, ConfigError> {
                 let (key, msg) = match entry.path.split_once('[') {
                     Some((base, idx)) => (
                         base.to_string(),
-                        format!("entry {}: {}", idx.trim_end_matches(']'), tidy(e.message())),
+                        format!(
+                            "entry {}: {}",
+                            idx.trim_end_matches(']'),
+                            plain_numbers(&tidy(e.message()), base)
+                        ),
                     ),
-                    None => (entry.path.clone(), tidy(e.message())),
+                    None => (
+                        entry.path.clone(),
+                        plain_numbers(&tidy(e.message()), &entry.path),
+                    ),
                 };
                 one(origin, &key, line, msg)
             }
@@ -282,6 +322,72 @@ fn tidy(message: &str) -> String {
         Some(at) => format!("{}expected a table (a [section])", &message[..at]),
         None => message,
     }
+}
+
+/// serde says what type it expected (\"expected u64\"): a reader wants the values the key takes.
+fn plain_numbers(message: &str, key: &str) -> String {
+    let Some((head, ty)) = message.rsplit_once(", expected ") else {
+        return message.to_string();
+    };
+    let by_type = match ty {
+        "u8" => (0, u8::MAX as u64),
+        "u16" => (0, u16::MAX as u64),
+        "u32" => (0, u32::MAX as u64),
+        // TOML numbers stop at i64::MAX.
+        "u64" | "usize" => (0, i64::MAX as u64),
+        _ => return message.to_string(),
+    };
+    let (lo, hi) = validate::number_range(key).unwrap_or(by_type);
+    // A number in quotes is a string to TOML.
+    let quoted = if head.starts_with("invalid type: string") {
+        " (without quotes)"
+    } else {
+        ""
+    };
+    format!("{head}, expected a whole number from {lo} to {hi}{quoted}")
+}
+
+/// The dotted key set on the line holding `offset`, if that line is a plain `key = value`
+/// (the section from the closest `[header]` above it).
+fn key_of_line(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    let bare = |k: &str| {
+        !k.is_empty()
+            && k.split('.').all(|part| {
+                let part = part.trim();
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            })
+    };
+    if !bare(key) {
+        return None;
+    }
+    let key: String = key.split('.').map(str::trim).collect::<Vec<_>>().join(".");
+    let section = text[..start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        let name = l.strip_prefix('[')?.strip_suffix(']')?;
+        (!name.starts_with('[')).then(|| name.trim().to_string())
+    });
+    Some(match section {
+        Some(s) if bare(&s) => format!("{s}.{key}"),
+        Some(_) => return None,
+        None => key,
+    })
+}
+
+/// The value token at `offset` (up to whitespace, a comma, a bracket or a comment).
+fn value_at(text: &str, offset: usize) -> &str {
+    let rest = &text[offset.min(text.len())..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || ",]}#".contains(c))
+        .unwrap_or(rest.len());
+    &rest[..end]
 }
 
 fn join<'a>(keys: impl Iterator<Item = &'a String>) -> String {

@@ -15,6 +15,32 @@ pub const MAX_EPOCH_SECONDS: u64 = 86_400;
 /// Strict-mode flow cache bounds (the BPF LRU map is sized from it).
 pub const FLOW_CACHE_RANGE: std::ops::RangeInclusive<usize> = 1024..=16_777_216;
 
+/// The whole-number keys and the values each may take, as the checks below enforce them (a
+/// test holds the two together); messages about a key's type quote it.
+pub(crate) const NUMBER_RANGES: &[(&str, u64, u64)] = &[
+    ("node.epoch_seconds", 1, MAX_EPOCH_SECONDS),
+    ("edge.flow_cache", 1024, 16_777_216),
+    ("auto.syn_rate_on", 1, u32::MAX as u64),
+    // Below syn_rate_on, which is at most u32::MAX.
+    ("auto.syn_rate_off", 1, u32::MAX as u64 - 1),
+    ("auto.hold_seconds", 1, (u32::MAX / 1000) as u64),
+    ("cookie.mss_v4", MIN_MSS_V4 as u64, u16::MAX as u64),
+    ("cookie.mss_v6", MIN_MSS_V6 as u64, u16::MAX as u64),
+    ("server.mss_v4", MIN_MSS_V4 as u64, u16::MAX as u64),
+    ("server.mss_v6", MIN_MSS_V6 as u64, u16::MAX as u64),
+    ("server.wscale", 0, 14),
+    ("server.window", 1, u16::MAX as u64),
+    ("server.ttl", 1, u8::MAX as u64),
+];
+
+/// The values a whole-number key takes, `(lowest, highest)`.
+pub(crate) fn number_range(key: &str) -> Option<(u64, u64)> {
+    NUMBER_RANGES
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|&(_, lo, hi)| (lo, hi))
+}
+
 /// One semantic problem. `at` lists the keys whose line best shows it, most specific first
 /// (`key[i]` names an array element); the first one present in the file gives the line.
 pub(crate) struct Finding {
@@ -104,9 +130,19 @@ pub(crate) fn check(c: &NodeConfig) -> Vec<Finding> {
             "no services: list at least one PREFIX:PORTS to protect",
         ));
     }
+    let mut seen: Vec<(usize, Service)> = Vec::new();
     for (i, s) in c.services.protect.iter().enumerate() {
-        if let Err(e) = s.parse::<Service>() {
-            out.push(element("services.protect", i, e.to_string()));
+        match s.parse::<Service>() {
+            Err(e) => out.push(element("services.protect", i, e.to_string())),
+            // The same prefix and ports, however written ("10.0.0.1:80" is "10.0.0.1/32:80").
+            Ok(svc) => match seen.iter().find(|(_, earlier)| *earlier == svc) {
+                Some((j, _)) => out.push(element(
+                    "services.protect",
+                    i,
+                    format!("{s:?} is listed twice (the same service as entry {j})"),
+                )),
+                None => seen.push((i, svc)),
+            },
         }
     }
 
@@ -270,5 +306,80 @@ fn mss_table(out: &mut Vec<Finding>, key: &str, v: &[u16], min: u16) {
     }
     if let Err(e @ synwall_cookie::MssTableError::NotAscending { index }) = MssTable::new(arr) {
         out.push(element(key, index, e.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Set a whole-number key of a valid config.
+    fn with(key: &str, v: u64) -> NodeConfig {
+        let mut c = NodeConfig::default();
+        c.services.protect = vec!["10.0.0.0/24:80".into()];
+        c.edge.interfaces = vec!["eth0".into()];
+        // An ascending MSS table holding `v`: first entry, or last at the top of the range.
+        let table = || -> Vec<u16> {
+            if v > 60_000 {
+                (0..8).map(|i| v as u16 - 7 + i).collect()
+            } else {
+                (0..8).map(|i| v as u16 + i).collect()
+            }
+        };
+        match key {
+            "node.epoch_seconds" => c.node.epoch_seconds = v,
+            "edge.flow_cache" => c.edge.flow_cache = v as usize,
+            "auto.syn_rate_on" => {
+                c.auto.syn_rate_on = v;
+                c.auto.syn_rate_off = 1;
+            }
+            "auto.syn_rate_off" => {
+                c.auto.syn_rate_off = v;
+                c.auto.syn_rate_on = u32::MAX as u64;
+            }
+            "auto.hold_seconds" => c.auto.hold_seconds = v,
+            "cookie.mss_v4" => c.cookie.mss_v4 = table(),
+            "cookie.mss_v6" => c.cookie.mss_v6 = table(),
+            "server.mss_v4" => c.server.mss_v4 = v as u16,
+            "server.mss_v6" => c.server.mss_v6 = v as u16,
+            "server.wscale" => c.server.wscale = v as u8,
+            "server.window" => c.server.window = v as u16,
+            "server.ttl" => c.server.ttl = v as u8,
+            other => panic!("no setter for {other}"),
+        }
+        c
+    }
+
+    fn refused(c: &NodeConfig, key: &str) -> bool {
+        check(c).iter().any(|f| f.key == key)
+    }
+
+    /// The ranges messages quote are the ones the checks enforce: both ends pass, one below the
+    /// lowest and one above the highest (where the key's type can hold it) are refused.
+    #[test]
+    fn number_ranges_are_what_the_checks_enforce() {
+        let type_max = |key: &str| match key {
+            "server.wscale" | "server.ttl" => u8::MAX as u64,
+            k if k.contains("mss") || k == "server.window" => u16::MAX as u64,
+            _ => u64::MAX,
+        };
+        for &(key, lo, hi) in NUMBER_RANGES {
+            assert!(!refused(&with(key, lo), key), "{key} = {lo} refused");
+            assert!(!refused(&with(key, hi), key), "{key} = {hi} refused");
+            if lo > 0 {
+                assert!(
+                    refused(&with(key, lo - 1), key),
+                    "{key} = {} passed",
+                    lo - 1
+                );
+            }
+            if hi < type_max(key) {
+                assert!(
+                    refused(&with(key, hi + 1), key),
+                    "{key} = {} passed",
+                    hi + 1
+                );
+            }
+        }
     }
 }

@@ -136,10 +136,17 @@ const BAD: &[(&str, &str, Option<&str>, &str)] = &[
     ("cookie = { sack = true, sak = false }\n", "cookie.sak", Some("cookie ="), "did you mean cookie.sack?"),
     // Syntax.
     ("[services]\nprotect = [\"10.0.0.0/24:80\"\n[edge]\n", "", Some("[edge]"), ""),
-    ("[node]\nname = synwall\n", "", Some("name ="), ""),
+    ("[node]\nname = synwall\n", "node.name", Some("name ="), "invalid string"),
+    // A number beyond TOML's integers is a syntax error: its key and range are still named.
+    ("[node]\nepoch_seconds = 99999999999999999999999\n", "node.epoch_seconds", Some("epoch_seconds"),
+     "99999999999999999999999 is too large (a TOML number is at most 9223372036854775807); expected a whole number from 1 to 86400"),
+    ("[edge]\nflow_cache=1e999999\n", "edge.flow_cache", Some("flow_cache"), ""),
     // Wrong types.
     ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[node]\nepoch_seconds = \"60\"\n", "node.epoch_seconds",
-     Some("epoch_seconds"), "invalid type: string \"60\", expected u64"),
+     Some("epoch_seconds"), "invalid type: string \"60\", expected a whole number from 1 to 86400 (without quotes)"),
+    ("[node]\nepoch_seconds = -1\n", "node.epoch_seconds", Some("epoch_seconds"),
+     "invalid value: integer \"-1\", expected a whole number from 1 to 86400"),
+    ("[server]\nttl = 300\n", "server.ttl", Some("ttl"), "expected a whole number from 1 to 255"),
     ("[edge]\ninterfaces = [\"eth0\"]\nstrict = 1\n", "edge.strict", Some("strict"), "invalid type: integer"),
     ("[node]\nname = [\"a\"]\n", "node.name", Some("name ="), "invalid type: sequence"),
     ("[edge]\ninterfaces = \"eth0\"\n", "edge.interfaces", Some("interfaces"), "expected a sequence"),
@@ -147,7 +154,7 @@ const BAD: &[(&str, &str, Option<&str>, &str)] = &[
      "unknown variant \"nativ\", expected \"native\" or \"generic\""),
     ("[edge]\nxdp_fallback = \"skb\"\n", "edge.xdp_fallback", Some("xdp_fallback"), "unknown variant \"skb\""),
     ("[node]\nlog_level = \"verbose\"\n", "node.log_level", Some("log_level"), "unknown variant \"verbose\""),
-    ("[server]\nmss_v4 = 70000\n", "server.mss_v4", Some("mss_v4"), "70000"),
+    ("[server]\nmss_v4 = 70000\n", "server.mss_v4", Some("mss_v4"), "70000\", expected a whole number from 536 to 65535"),
     ("[auto]\nhold_seconds = -1\n", "auto.hold_seconds", Some("hold_seconds"), "-1"),
     ("[cookie]\nmss_v4 = [\n  536,\n  \"1200\",\n  1360,\n]\n", "cookie.mss_v4", Some("\"1200\""),
      "entry 1: invalid type: string \"1200\""),
@@ -168,6 +175,11 @@ const BAD: &[(&str, &str, Option<&str>, &str)] = &[
     ("[edge]\ninterfaces = [\"eth0\"]\n", "services.protect", None, "no services"),
     ("[services]\nprotect = [\n  \"10.0.0.0/24:80\",\n  \"10.0.0.1/24:443\",\n]\n[edge]\ninterfaces = [\"eth0\"]\n",
      "services.protect", Some("10.0.0.1/24"), "host bits set"),
+    // The same service twice, written the same way or another.
+    ("[services]\nprotect = [\"10.0.0.1:80\", \"10.0.0.1:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n",
+     "services.protect", Some("protect"), "\"10.0.0.1:80\" is listed twice (the same service as entry 0)"),
+    ("[services]\nprotect = [\n  \"10.0.0.1:80\",\n  \"192.0.2.0/24:443\",\n  \"10.0.0.1/32:80\",\n]\n[edge]\ninterfaces = [\"eth0\"]\n",
+     "services.protect", Some("\"10.0.0.1/32"), "listed twice (the same service as entry 0)"),
     ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n", "edge.interfaces", None, "no interfaces"),
     ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"averyveryverylongname\"]\n",
      "edge.interfaces", Some("averyvery"), "not an interface name"),
@@ -234,6 +246,14 @@ fn bad_configs_name_key_and_line() {
             "case {i}: {:?} lacks {message:?}\n--\n{text}",
             p[0].message
         );
+        // Rust's type names are not the reader's words.
+        for jargon in ["expected u", "expected i64", "target type"] {
+            assert!(
+                !p[0].message.contains(jargon),
+                "case {i}: {:?}",
+                p[0].message
+            );
+        }
         // Display: origin:line: key: message, or (default).
         let shown = err.to_string();
         let head = match (want_line, key.is_empty()) {
@@ -506,4 +526,22 @@ fn unreadable_config_file_is_an_error() {
     assert!(err
         .to_string()
         .starts_with("/nonexistent/synwall.toml: cannot read the config file"));
+}
+
+#[test]
+fn a_file_that_is_not_utf8_names_the_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("latin1.toml");
+    std::fs::write(&f, b"[node]\n# caf\xc3\xa9\nname = \"n\xe9\"\n").unwrap();
+    let err = NodeConfig::load(&f).unwrap_err();
+    assert_eq!(err.problems().len(), 1);
+    assert_eq!(err.problems()[0].line, Some(3));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}:3: not UTF-8 text: byte 0xe9 at column 10 (a config file must be UTF-8; was it \
+             saved in another encoding?)",
+            f.display()
+        )
+    );
 }
