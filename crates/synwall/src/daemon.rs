@@ -56,6 +56,14 @@ pub fn check_config(a: CheckArgs) -> Result<ExitCode> {
     for w in preflight(&loaded)?.warnings {
         eprintln!("warning: {w}");
     }
+    if let Some(addr) = cfg.node.metrics_addr() {
+        let own = RunFiles::new(Path::new(DEFAULT_RUN_DIR), &cfg.node.name).running_pid();
+        match crate::metrics::check_addr(addr, own) {
+            Ok(Some(w)) => eprintln!("warning: {w}"),
+            Ok(None) => {}
+            Err(e) => bail!("{}: {e}", at(&loaded, "node.metrics")),
+        }
+    }
     let roles = cfg.interfaces();
     println!(
         "{}: ok: node {:?}, {} service(s), {} interface(s): {}",

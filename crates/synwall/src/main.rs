@@ -37,7 +37,8 @@ enum Command {
     Cookie(cookie_cmd::CookieCommand),
     /// Run a node as a service from its configuration file (pinned, reloadable, with metrics).
     Run(daemon::RunArgs),
-    /// Check a configuration file (and the machine: interfaces, secret) without attaching anything.
+    /// Check a configuration file (and the machine: interfaces, secret, sysctls, metrics address)
+    /// without attaching anything.
     CheckConfig(daemon::CheckArgs),
     /// Show a running node's counters and rates (from its pinned maps).
     Status(status_cmd::StatusArgs),

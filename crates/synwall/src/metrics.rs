@@ -208,6 +208,26 @@ impl Drop for MetricsServer {
     }
 }
 
+/// Could `synwall run` listen on `addr`? Binds it as [`serve`] does and lets go at once. An
+/// address in use is no problem when `node_pid` (the node's own running daemon) probably holds it:
+/// `Ok` with a warning then. For `synwall check-config`; `run` finds out by binding.
+pub fn check_addr(addr: SocketAddr, node_pid: Option<i32>) -> Result<Option<String>, String> {
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => match node_pid {
+            Some(pid) => Ok(Some(format!(
+                "metrics address {addr} is in use, presumably by this node's running synwall \
+                 (pid {pid}); a second `synwall run` of it could not listen there"
+            ))),
+            None => Err(format!(
+                "cannot listen on {addr}: another program listens there (choose another \
+                 address, or \"\" to disable metrics)"
+            )),
+        },
+        Err(e) => Err(format!("cannot listen on {addr}: {e}")),
+    }
+}
+
 /// Bind `addr` and answer `GET /metrics` from `source` on a background thread.
 pub fn serve(addr: SocketAddr, source: Source) -> anyhow::Result<MetricsServer> {
     let listener = std::net::TcpListener::bind(addr)

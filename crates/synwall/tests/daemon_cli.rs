@@ -131,14 +131,19 @@ fn unbindable_metrics_address_attaches_nothing() {
         ),
     )
     .unwrap();
-    let ok = Command::new(exe())
+    // check-config finds it too, naming the key and line as run does.
+    let check = Command::new(exe())
         .args(["check-config", path.to_str().unwrap()])
         .output()
         .unwrap();
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(2), "{err}");
     assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
+        err.contains(&format!(
+            "{}:4: node.metrics: cannot listen on 192.0.2.1:9733",
+            path.display()
+        )),
+        "{err}"
     );
     let out = Command::new(exe())
         .args([
@@ -159,6 +164,48 @@ fn unbindable_metrics_address_attaches_nothing() {
     assert!(!Path::new(synwall_config::DEFAULT_PIN_ROOT)
         .join("swbadm")
         .exists());
+}
+
+/// A metrics address another program listens on fails `check-config` (it passed, then `run`
+/// refused); the same address free passes (the positive control).
+#[test]
+fn check_config_finds_a_metrics_address_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = write_secret(dir.path());
+    let path = dir.path().join("m.toml");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "[node]\nname = \"swbusy\"\nsecret_file = \"{secret}\"\nmetrics = \"{addr}\"\n\
+             [services]\nprotect = [\"10.1.2.3/32:80\"]\n[edge]\ninterfaces = [\"lo\"]\n"
+        ),
+    )
+    .unwrap();
+    let check = || {
+        Command::new(exe())
+            .args(["check-config", path.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:4: node.metrics: cannot listen on {addr}: another program listens there",
+            path.display()
+        )),
+        "{err}"
+    );
+    drop(taken);
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `--node` is a directory name under the pin root that `stop --detach` removes: names the config
