@@ -3,7 +3,7 @@
 //! `status_view.rs` only read it.
 
 use serde::Serialize;
-use synwall_engine::Counters;
+use synwall_engine::{Counter, Counters};
 
 /// The program a counter set belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -15,6 +15,10 @@ pub enum Role {
     Backend,
 }
 
+// EDGE_COUNTERS and BACKEND_COUNTERS: what each BPF program can increment (build.rs reads them
+// from the programs' sources).
+include!(concat!(env!("OUT_DIR"), "/program_counters.rs"));
+
 impl Role {
     /// `edge` or `backend`, as in labels and pin names.
     pub fn as_str(self) -> &'static str {
@@ -22,6 +26,15 @@ impl Role {
             Role::Edge => "edge",
             Role::Backend => "backend",
         }
+    }
+
+    /// Can this role's program increment `c`? (Its other counters stay zero.)
+    pub fn counts(self, c: Counter) -> bool {
+        let names = match self {
+            Role::Edge => EDGE_COUNTERS,
+            Role::Backend => BACKEND_COUNTERS,
+        };
+        names.contains(&c.name())
     }
 }
 
@@ -67,7 +80,7 @@ pub struct Snapshot {
 
 fn counters_as_map<S: serde::Serializer>(c: &Counters, s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeMap;
-    let mut m = s.serialize_map(Some(synwall_engine::Counter::COUNT))?;
+    let mut m = s.serialize_map(Some(Counter::COUNT))?;
     for (k, v) in c.iter() {
         m.serialize_entry(k.name(), &v)?;
     }
@@ -143,7 +156,6 @@ pub fn from_pins(
 /// with `syn_answered`/`pass_not_ip`, a backend on `eth2` with `backend_reqsk_created`.
 #[cfg(test)]
 pub fn sample(node: &str, taken_ms: u64, answered: u64, not_ip: u64, reqsk: u64) -> Snapshot {
-    use synwall_engine::Counter;
     let mut edge = Counters::default();
     edge.set(Counter::SynAnswered, answered);
     edge.set(Counter::PassNotIp, not_ip);
@@ -174,5 +186,57 @@ pub fn sample(node: &str, taken_ms: u64, answered: u64, not_ip: u64, reqsk: u64)
                 auto: None,
             },
         ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lists build.rs reads from the BPF sources: each program's own counters, the parse
+    /// counters (bpf/lib/parse.h) in both, every counter in at least one.
+    #[test]
+    fn each_role_has_the_counters_its_program_increments() {
+        let names = |r: Role| -> Vec<&str> {
+            Counter::ALL
+                .iter()
+                .filter(|&&c| r.counts(c))
+                .map(|c| c.name())
+                .collect()
+        };
+        let (edge, backend) = (names(Role::Edge), names(Role::Backend));
+        for n in [
+            "syn_answered",
+            "fwd_non_syn",
+            "strict_drop",
+            "drop_synack_room",
+            "auto_syn_pass",
+        ] {
+            assert!(edge.contains(&n) && !backend.contains(&n), "{n}");
+        }
+        for n in [
+            "backend_reqsk_created",
+            "backend_ack_invalid",
+            "backend_kfunc_enomem",
+        ] {
+            assert!(backend.contains(&n) && !edge.contains(&n), "{n}");
+        }
+        for n in [
+            "pass_not_ip",
+            "drop_truncated",
+            "pass_unprotected",
+            "pass_no_state",
+            "pass_big_gro",
+            "drop_ack_options",
+        ] {
+            assert!(edge.contains(&n) && backend.contains(&n), "{n}");
+        }
+        for c in Counter::ALL {
+            assert!(
+                Role::Edge.counts(c) || Role::Backend.counts(c),
+                "{} in no program",
+                c.name()
+            );
+        }
     }
 }

@@ -180,8 +180,8 @@ const RATE_W: usize = 9;
 // Indent (4) + columns + the three single spaces between them.
 const HELP_W: usize = WIDTH - 4 - NAME_W - TOTAL_W - RATE_W - 3;
 
-/// The page `synwall status` prints. Rates come from `prev` (shown as `-` without it); zero rows
-/// are hidden unless `all`.
+/// The page `synwall status` prints. Rates come from `prev` (shown as `-` without it). Each
+/// program lists the counters its program can increment; zero rows are hidden unless `all`.
 pub fn render_text(cur: &Snapshot, prev: Option<&Snapshot>, all: bool) -> String {
     let mut o = String::new();
     let _ = writeln!(
@@ -254,10 +254,11 @@ pub fn render_text(cur: &Snapshot, prev: Option<&Snapshot>, all: bool) -> String
         );
         let mut shown = 0;
         for g in Group::ALL {
+            // A count the analysis of the program says it cannot make would still be shown.
             let rows: Vec<(Counter, u64)> = p
                 .counters
                 .iter()
-                .filter(|&(c, v)| Group::of(c.name()) == g && (all || v > 0))
+                .filter(|&(c, v)| Group::of(c.name()) == g && ((all && p.role.counts(c)) || v > 0))
                 .collect();
             if rows.is_empty() {
                 continue;
@@ -335,6 +336,7 @@ pub fn watch_frame(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::Role;
 
     fn snap(taken_ms: u64, answered: u64, not_ip: u64, reqsk: u64) -> Snapshot {
         crate::snapshot::sample("edge-1", taken_ms, answered, not_ip, reqsk)
@@ -385,19 +387,26 @@ mod tests {
         // 1000.5/s, shown rounded above 1000/s.
         assert_eq!(total[3..5], ["3,008", "1,001"], "{total:?}");
 
-        // --all shows zero rows, rate 0.0.
+        // --all shows zero rows, rate 0.0: each program the counters it can increment, and
+        // only those.
         let a = render_text(&cur, Some(&prev), true);
         assert_eq!(
             row(&a, "edge", "drop_fragment").unwrap()[1..3],
             ["0", "0.0"]
         );
-        for c in Counter::ALL {
-            assert!(
-                row(&a, "backend", c.name()).is_some(),
-                "{} missing with --all",
-                c.name()
-            );
+        for (role, r) in [("edge", Role::Edge), ("backend", Role::Backend)] {
+            for c in Counter::ALL {
+                assert_eq!(
+                    row(&a, role, c.name()).is_some(),
+                    r.counts(c),
+                    "{role}: {} with --all",
+                    c.name()
+                );
+            }
         }
+        assert!(row(&a, "edge", "backend_kfunc_enomem").is_none(), "{a}");
+        assert!(row(&a, "backend", "syn_answered").is_none(), "{a}");
+        assert!(row(&a, "backend", "pass_not_ip").is_some(), "{a}");
         for l in a.lines() {
             assert!(l.chars().count() <= WIDTH, "too wide: {l}");
         }
