@@ -65,9 +65,14 @@ pub fn run(a: StatusArgs) -> Result<ExitCode> {
         let out = if a.json {
             status_view::render_json(&cur, prev.as_ref()).to_string() + "\n"
         } else if a.watch {
-            status_view::watch_frame(&status_view::render_text(&cur, prev.as_ref(), a.all))
+            status_view::watch_frame(&status_view::render_text(
+                &cur,
+                prev.as_ref(),
+                a.all,
+                page_width(),
+            ))
         } else {
-            status_view::render_text(&cur, prev.as_ref(), a.all)
+            status_view::render_text(&cur, prev.as_ref(), a.all, page_width())
         };
         let mut so = std::io::stdout().lock();
         if so
@@ -83,4 +88,12 @@ pub fn run(a: StatusArgs) -> Result<ExitCode> {
         prev = Some(cur);
         std::thread::sleep(interval);
     }
+}
+
+/// The terminal's width when stdout is one, else [`status_view::WIDTH`].
+fn page_width() -> usize {
+    terminal_size::terminal_size_of(std::io::stdout())
+        .map(|(w, _)| usize::from(w.0))
+        .filter(|&w| w > 0)
+        .unwrap_or(status_view::WIDTH)
 }

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use std::fmt::Write as _;
 use synwall_engine::Counter;
 
-/// The page never gets wider than this.
+/// The page's width when the terminal's is unknown (output into a pipe or a file).
 pub const WIDTH: usize = 100;
 
 /// What happened to the packets a counter counts. Derived from the counter's name so that a
@@ -177,12 +177,22 @@ fn fmt_utc(ms: u64) -> String {
 const NAME_W: usize = 25;
 const TOTAL_W: usize = 15;
 const RATE_W: usize = 9;
-// Indent (4) + columns + the three single spaces between them.
-const HELP_W: usize = WIDTH - 4 - NAME_W - TOTAL_W - RATE_W - 3;
+/// The MEANING column is never narrower than this, however narrow the terminal.
+const MIN_HELP_W: usize = 20;
 
-/// The page `synwall status` prints. Rates come from `prev` (shown as `-` without it). Each
-/// program lists the counters its program can increment; zero rows are hidden unless `all`.
-pub fn render_text(cur: &Snapshot, prev: Option<&Snapshot>, all: bool) -> String {
+/// The room for the MEANING column on a page `width` characters wide: the indent (4), the other
+/// columns and the three single spaces between them take the rest.
+fn help_width(width: usize) -> usize {
+    width
+        .saturating_sub(4 + NAME_W + TOTAL_W + RATE_W + 3)
+        .max(MIN_HELP_W)
+}
+
+/// The page `synwall status` prints, `width` characters wide (the MEANING column takes what the
+/// others leave). Rates come from `prev` (shown as `-` without it). Each program lists the
+/// counters its program can increment; zero rows are hidden unless `all`.
+pub fn render_text(cur: &Snapshot, prev: Option<&Snapshot>, all: bool, width: usize) -> String {
+    let help_w = help_width(width);
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -286,7 +296,7 @@ pub fn render_text(cur: &Snapshot, prev: Option<&Snapshot>, all: bool) -> String
                     c.name(),
                     fmt_count(v),
                     fmt_rate(rate_of(c)),
-                    shorten(c.help(), HELP_W)
+                    shorten(c.help(), help_w)
                 );
             }
         }
@@ -356,7 +366,7 @@ mod tests {
         // 2.000 s apart: 1000 -> 3000 answered = 1000/s; 7 -> 8 not-IP = 0.5/s.
         let prev = snap(1_700_000_000_250, 1000, 7, 10);
         let cur = snap(1_700_000_002_250, 3000, 8, 30);
-        let t = render_text(&cur, Some(&prev), false);
+        let t = render_text(&cur, Some(&prev), false, WIDTH);
         for l in t.lines() {
             assert!(l.chars().count() <= WIDTH, "too wide: {l}");
         }
@@ -389,7 +399,7 @@ mod tests {
 
         // --all shows zero rows, rate 0.0: each program the counters it can increment, and
         // only those.
-        let a = render_text(&cur, Some(&prev), true);
+        let a = render_text(&cur, Some(&prev), true, WIDTH);
         assert_eq!(
             row(&a, "edge", "drop_fragment").unwrap()[1..3],
             ["0", "0.0"]
@@ -412,7 +422,7 @@ mod tests {
         }
 
         // No previous reading: totals, "-" for rates.
-        let n = render_text(&cur, None, false);
+        let n = render_text(&cur, None, false, WIDTH);
         assert_eq!(
             row(&n, "edge", "syn_answered").unwrap()[1..3],
             ["3,000", "-"]
@@ -421,7 +431,7 @@ mod tests {
 
         // A counter that went down (program reloaded) has no rate rather than a huge one.
         let reloaded = snap(1_700_000_004_250, 5, 8, 30);
-        let r = render_text(&reloaded, Some(&cur), false);
+        let r = render_text(&reloaded, Some(&cur), false, WIDTH);
         assert_eq!(row(&r, "edge", "syn_answered").unwrap()[1..3], ["5", "-"]);
     }
 
@@ -471,21 +481,69 @@ mod tests {
 
     #[test]
     fn descriptions_fit_their_column() {
+        let help_w = help_width(WIDTH);
         for c in Counter::ALL {
-            let d = shorten(c.help(), HELP_W);
-            assert!(d.chars().count() <= HELP_W, "{d}");
+            let d = shorten(c.help(), help_w);
+            assert!(d.chars().count() <= help_w, "{d}");
             assert!(!d.is_empty());
         }
         assert_eq!(
-            shorten(Counter::SynAnswered.help(), HELP_W),
+            shorten(Counter::SynAnswered.help(), help_w),
             "SYNs answered with a cookie SYN+ACK"
         );
         assert_eq!(
-            shorten(Counter::BackendKfuncEnomem.help(), HELP_W),
+            shorten(Counter::BackendKfuncEnomem.help(), help_w),
             "bpf_sk_assign_tcp_reqsk returned -ENOMEM"
         );
         assert_eq!(shorten("abcdefghij", 8), "Abcde...");
         assert_eq!(shorten("abc (def), ghi", 8), "Abc");
+    }
+
+    /// The MEANING column takes the page's width: a wide terminal shows whole help texts, a
+    /// narrow one cuts them, and no line is wider than the page (down to the column's minimum).
+    #[test]
+    fn the_meaning_column_uses_the_page_width() {
+        let prev = snap(1_700_000_000_000, 1000, 7, 10);
+        let cur = snap(1_700_000_001_000, 3000, 8, 30);
+        let longest = Counter::ALL
+            .iter()
+            .map(|c| c.help().chars().count())
+            .max()
+            .unwrap();
+        let meaning = |text: &str, role: &str, c: Counter| -> String {
+            let sec = text.split(&format!("\n{role} program on ")).nth(1).unwrap();
+            let line = sec
+                .lines()
+                .find(|l| l.trim_start().starts_with(&format!("{} ", c.name())))
+                .unwrap();
+            line.split_whitespace()
+                .skip(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        for width in [80, WIDTH, 160, 4 + NAME_W + TOTAL_W + RATE_W + 3 + longest] {
+            let t = render_text(&cur, Some(&prev), true, width);
+            for l in t.lines().filter(|l| l.starts_with("    ")) {
+                assert!(l.chars().count() <= width, "{width}: too wide: {l}");
+            }
+            let help_w = help_width(width);
+            for (role, r) in [("edge", Role::Edge), ("backend", Role::Backend)] {
+                for c in Counter::ALL.into_iter().filter(|&c| r.counts(c)) {
+                    let m = meaning(&t, role, c);
+                    assert_eq!(m, shorten(c.help(), help_w), "{width}");
+                    if c.help().chars().count() <= help_w {
+                        assert!(!m.ends_with("..."), "{width}: {m}");
+                    }
+                }
+            }
+        }
+        // On 160 columns the longest help of today fits whole (it was cut at ~45 before).
+        let t = render_text(&cur, Some(&prev), true, 160);
+        let m = meaning(&t, "backend", Counter::BackendKfuncEnetunreach);
+        assert_eq!(
+            m,
+            "bpf_sk_assign_tcp_reqsk returned -ENETUNREACH (listener in another netns), ACK passed"
+        );
     }
 
     #[test]
