@@ -502,6 +502,24 @@ pub enum XdpMode {
     Generic,
 }
 
+/// How XDP is attached to interface `ifindex` (in the caller's network namespace): native if a
+/// driver program is attached, else generic if an skb one is; `None` without XDP.
+pub fn xdp_mode_of(ifindex: u32) -> Result<Option<XdpMode>> {
+    // SAFETY: zeroed options of the size we declare.
+    let mut opts: libbpf_sys::bpf_xdp_query_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<libbpf_sys::bpf_xdp_query_opts>() as _;
+    // SAFETY: `opts` outlives the call, which fills it.
+    let r = unsafe { libbpf_sys::bpf_xdp_query(ifindex as i32, 0, &mut opts) };
+    pin::os(r, "query the XDP programs of an interface")?;
+    Ok(if opts.drv_prog_id != 0 {
+        Some(XdpMode::Native)
+    } else if opts.skb_prog_id != 0 {
+        Some(XdpMode::Generic)
+    } else {
+        None
+    })
+}
+
 /// A BPF link (XDP or tcx ingress). Dropping it closes this process's descriptor: the program
 /// detaches unless the link is also pinned (see [`pin`]), which is how a restart keeps it running.
 #[derive(Debug)]

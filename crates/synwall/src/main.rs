@@ -8,6 +8,8 @@ mod daemon;
 mod dataplane_cmd;
 mod demo;
 mod gen_cmd;
+mod hints;
+mod ifstats;
 mod lab_cmd;
 mod logging;
 mod metrics;

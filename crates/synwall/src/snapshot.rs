@@ -3,6 +3,7 @@
 //! `status_view.rs` only read it.
 
 use serde::Serialize;
+use std::collections::BTreeMap;
 use synwall_engine::{Counter, Counters};
 
 /// The program a counter set belongs to.
@@ -61,6 +62,10 @@ pub struct ProgramSnapshot {
     pub counters: Counters,
     /// Only for edge programs with auto mode configured.
     pub auto: Option<AutoState>,
+    /// Edge programs: per interface in native XDP mode, the XDP_TX frames its driver failed to
+    /// send (`ethtool -S`, summed over queues), for drivers that report it and interfaces
+    /// visible from here. (In generic mode XDP_TX does not go through these.)
+    pub xdp_tx_errors: BTreeMap<String, u64>,
 }
 
 /// Everything one reading holds.
@@ -125,15 +130,33 @@ pub fn from_pins(
                 });
             }
         }
+        let mine: Vec<&(Hook, String, std::path::PathBuf)> =
+            links.iter().filter(|(h, _, _)| *h == hook).collect();
+        let mut xdp_tx_errors = BTreeMap::new();
+        if role == Role::Edge {
+            for (_, iface, path) in &mine {
+                // Only the interface the link is attached to: a reader in another network
+                // namespace may see another interface of the same name.
+                let attached = synwall_bpf::Link::open_pinned(path)
+                    .and_then(|l| l.ifindex())
+                    .ok();
+                let here = nix::net::if_::if_nametoindex(iface.as_str()).ok();
+                let native = attached.is_some_and(|i| {
+                    synwall_bpf::xdp_mode_of(i).ok().flatten() == Some(synwall_bpf::XdpMode::Native)
+                });
+                if attached.is_some() && attached == here && native {
+                    if let Some(v) = crate::ifstats::xdp_tx_errors(iface) {
+                        xdp_tx_errors.insert(iface.clone(), v);
+                    }
+                }
+            }
+        }
         programs.push(ProgramSnapshot {
             role,
-            interfaces: links
-                .iter()
-                .filter(|(h, _, _)| *h == hook)
-                .map(|(_, i, _)| i.clone())
-                .collect(),
+            interfaces: mine.iter().map(|(_, i, _)| i.clone()).collect(),
             counters,
             auto,
+            xdp_tx_errors,
         });
     }
     if programs.is_empty() {
@@ -178,12 +201,14 @@ pub fn sample(node: &str, taken_ms: u64, answered: u64, not_ip: u64, reqsk: u64)
                     syn_rate_on: 10_000,
                     syn_rate_off: 2_000,
                 }),
+                xdp_tx_errors: BTreeMap::from([("eth0".into(), 0), ("eth1".into(), 0)]),
             },
             ProgramSnapshot {
                 role: Role::Backend,
                 interfaces: vec!["eth2".into()],
                 counters: backend,
                 auto: None,
+                xdp_tx_errors: BTreeMap::new(),
             },
         ],
     }

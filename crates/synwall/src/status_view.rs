@@ -91,7 +91,11 @@ fn interval(cur: &Snapshot, prev: Option<&Snapshot>) -> Option<f64> {
 
 /// The program of `prev` that corresponds to `cur.programs[i]`: same role, same position among
 /// the programs of that role.
-fn matching<'a>(cur: &Snapshot, i: usize, prev: &'a Snapshot) -> Option<&'a ProgramSnapshot> {
+pub(crate) fn matching<'a>(
+    cur: &Snapshot,
+    i: usize,
+    prev: &'a Snapshot,
+) -> Option<&'a ProgramSnapshot> {
     let role = cur.programs[i].role;
     let nth = cur.programs[..i].iter().filter(|p| p.role == role).count();
     prev.programs.iter().filter(|p| p.role == role).nth(nth)
@@ -313,7 +317,35 @@ pub fn render_text(cur: &Snapshot, prev: Option<&Snapshot>, all: bool, width: us
             w1 = NAME_W + 2
         );
     }
+    let hints = crate::hints::hints(cur, prev);
+    if !hints.is_empty() {
+        let _ = writeln!(o);
+        for h in &hints {
+            o.push_str(&wrap(&format!("hint: {}", h.line()), width, "      "));
+        }
+    }
     o
+}
+
+/// `text` as lines of at most `width` characters, broken at spaces; lines after the first start
+/// with `indent`. A word longer than a line stays whole.
+fn wrap(text: &str, width: usize, indent: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let len = line.chars().count();
+        if len > indent.len() && len + 1 + word.chars().count() > width {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = indent.to_string();
+        } else if !line.is_empty() && line != indent {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+    out
 }
 
 /// The reading as JSON: the snapshot as it serialises, plus per program `rates` (counter name ->
@@ -335,6 +367,7 @@ pub fn render_json(cur: &Snapshot, prev: Option<&Snapshot>) -> Value {
         }
     }
     v["interval_seconds"] = json!(interval(cur, prev));
+    v["hints"] = json!(crate::hints::hints(cur, prev));
     v
 }
 
@@ -544,6 +577,42 @@ mod tests {
             m,
             "bpf_sk_assign_tcp_reqsk returned -ENETUNREACH (listener in another netns), ACK passed"
         );
+    }
+
+    #[test]
+    fn hints_follow_the_page_wrapped_to_its_width() {
+        let prev = snap(1_700_000_000_000, 1000, 7, 10);
+        let mut cur = snap(1_700_000_001_000, 3000, 8, 30);
+        cur.programs[0].counters.set(Counter::DropSynChecksum, 4);
+        for width in [80, 160] {
+            let t = render_text(&cur, Some(&prev), false, width);
+            let tail = t.split("\nhint: ").nth(1).expect(&t);
+            assert!(
+                tail.starts_with("drop_syn_checksum (edge) is 4, +4 since"),
+                "{t}"
+            );
+            for l in t.lines().skip_while(|l| !l.starts_with("hint: ")) {
+                assert!(l.chars().count() <= width, "{width}: too wide: {l}");
+            }
+            // Unwrapped, the hint is its one line.
+            let joined = tail.lines().map(str::trim).collect::<Vec<_>>().join(" ");
+            let want = crate::hints::hints(&cur, Some(&prev))[0].line();
+            assert_eq!(
+                format!("drop_syn_checksum{}", &joined["drop_syn_checksum".len()..]),
+                want
+            );
+        }
+        let j = render_json(&cur, Some(&prev));
+        assert_eq!(j["hints"][0]["counter"], "drop_syn_checksum");
+        assert_eq!(j["hints"][0]["grew"], 4);
+        // None without a cause.
+        let t = render_text(
+            &snap(1_700_000_001_000, 3000, 8, 30),
+            Some(&prev),
+            false,
+            100,
+        );
+        assert!(!t.contains("hint:"), "{t}");
     }
 
     #[test]
