@@ -7,6 +7,10 @@ use serde_json::{json, Map, Value};
 use std::fmt::Write as _;
 use synwall_engine::Counter;
 
+/// The version of the `--json` schema (docs/STATUS_JSON.md): raised when a field is removed,
+/// renamed or changes its type or meaning; fields may be added without a change.
+pub const JSON_SCHEMA_VERSION: u64 = 1;
+
 /// The page's width when the terminal's is unknown (output into a pipe or a file).
 pub const WIDTH: usize = 100;
 
@@ -209,6 +213,10 @@ pub fn render_text(cur: &Snapshot, prev: Option<&Snapshot>, all: bool, width: us
     } else {
         let _ = writeln!(o, "rates need two readings (use --watch)");
     }
+    let _ = writeln!(
+        o,
+        "counters are named as in /metrics: synwall_<COUNTER>_total{{role=\"edge\"|\"backend\"}}"
+    );
     if cur.epoch_seconds > 0 {
         let epoch_ms = cur.epoch_seconds.saturating_mul(1000);
         let next = (epoch_ms - cur.taken_ms % epoch_ms).div_ceil(1000);
@@ -348,12 +356,13 @@ fn wrap(text: &str, width: usize, indent: &str) -> String {
     out
 }
 
-/// The reading as JSON: the snapshot as it serialises, plus per program `rates` (counter name ->
-/// per second, `null` for a counter that restarted) or `null` without a previous reading, and
-/// `interval_seconds` at the top level.
+/// The reading as JSON (docs/STATUS_JSON.md): `schema_version`, the snapshot as it serialises,
+/// plus per program `rates` (counter name -> per second, `null` for a counter that restarted) or
+/// `null` without a previous reading, `interval_seconds` and `hints` at the top level.
 pub fn render_json(cur: &Snapshot, prev: Option<&Snapshot>) -> Value {
     // Snapshot is plain data with string keys: serialising it cannot fail.
     let mut v = serde_json::to_value(cur).expect("snapshot serialises");
+    v["schema_version"] = json!(JSON_SCHEMA_VERSION);
     if let Some(progs) = v.get_mut("programs").and_then(Value::as_array_mut) {
         for (i, p) in progs.iter_mut().enumerate() {
             let r = rates(cur, i, prev).map(|r| {
@@ -487,6 +496,51 @@ mod tests {
         let j = render_json(&cur, None);
         assert!(j["programs"][0]["rates"].is_null());
         assert!(j["interval_seconds"].is_null());
+    }
+
+    /// A counter has one name everywhere: each row of the page and each key of the JSON is a
+    /// counter whose `/metrics` sample for that program's role is `synwall_<name>_total`, with
+    /// the same value; hints name counters the same way.
+    #[test]
+    fn status_names_counters_as_metrics_does() {
+        let prev = snap(1_700_000_000_000, 1000, 7, 10);
+        let mut cur = snap(1_700_000_001_000, 3000, 8, 30);
+        cur.programs[0].counters.set(Counter::DropSynChecksum, 2);
+        let metrics = crate::metrics::render(&cur);
+        let sample = |role: &str, name: &str| -> Option<u64> {
+            let key = format!("synwall_{name}_total{{role=\"{role}\"}} ");
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&key))
+                .map(|v| v.parse().unwrap())
+        };
+        let page = render_text(&cur, Some(&prev), true, 160);
+        let j = render_json(&cur, Some(&prev));
+        for (i, p) in cur.programs.iter().enumerate() {
+            let role = p.role.as_str();
+            let sec = page.split(&format!("\n{role} program on ")).nth(1).unwrap();
+            let sec = sec.split("\n\n").next().unwrap();
+            let mut rows = 0;
+            for l in sec.lines().filter(|l| l.starts_with("    ")) {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let v: u64 = f[1].replace(',', "").parse().unwrap();
+                assert_eq!(sample(role, f[0]), Some(v), "{role} row {l}");
+                rows += 1;
+            }
+            assert!(rows > 3, "{sec}");
+            for (k, v) in j["programs"][i]["counters"].as_object().unwrap() {
+                assert_eq!(sample(role, k), v.as_u64(), "{role} JSON key {k}");
+            }
+        }
+        for h in crate::hints::hints(&cur, Some(&prev)) {
+            assert!(
+                sample(h.role.as_str(), &h.counter).is_some(),
+                "{}",
+                h.counter
+            );
+        }
+        assert!(page.contains("named as in /metrics: synwall_<COUNTER>_total"));
+        assert_eq!(j["schema_version"], JSON_SCHEMA_VERSION);
     }
 
     #[test]
