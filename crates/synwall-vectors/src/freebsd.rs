@@ -2,7 +2,7 @@
 //! `syncookie_lookup` on the case's lookup inputs (positive and negative cases).
 
 use crate::util::{check_family, flow, sip_key};
-use crate::Tally;
+use crate::{Fields, Show, Tally};
 use serde::Deserialize;
 use synwall_cookie::freebsd::{self, Secret};
 
@@ -61,6 +61,27 @@ struct DecodedOut {
     sack_ok: bool,
 }
 
+impl Fields for FlagsOut {
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("odd_even", self.odd_even.show()),
+            ("sack_ok", self.sack_ok.show()),
+            ("wscale_idx", self.wscale_idx.show()),
+            ("mss_idx", self.mss_idx.show()),
+        ]
+    }
+}
+
+impl Fields for DecodedOut {
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("mss", self.mss.show()),
+            ("wscale", self.wscale.show()),
+            ("sack_ok", self.sack_ok.show()),
+        ]
+    }
+}
+
 /// A u64 given both as a JSON number and as 16 hex digits: the hex twin wins (JSON readers that go
 /// through doubles lose bits above 2^53), and the two must agree.
 fn u64_twin(field: &str, n: u64, hex: Option<&str>) -> Result<u64, String> {
@@ -109,7 +130,7 @@ pub(crate) fn check(file: &File, t: &mut Tally) -> Result<(), String> {
             secmod,
         );
         t.opt_field(&loc, "flags_byte", c.flags_byte, flags.0);
-        t.opt_field(
+        t.opt_record(
             &loc,
             "flags",
             c.flags.as_ref(),
@@ -158,7 +179,7 @@ pub(crate) fn check(file: &File, t: &mut Tally) -> Result<(), String> {
             wscale: r.wscale,
             sack_ok: r.sack_ok,
         });
-        t.field(&loc, "decoded", c.decoded.as_ref(), got.as_ref());
+        t.record(&loc, "decoded", c.decoded.as_ref(), got.as_ref());
         t.end_item();
     }
     Ok(())

@@ -112,8 +112,18 @@ impl Tally {
         }
     }
 
+    fn fail(&mut self, loc: &dyn Fn() -> String, field: String, expected: String, got: String) {
+        self.item_failed = true;
+        self.report.failures.push(Failure {
+            location: loc(),
+            field,
+            expected,
+            got,
+        });
+    }
+
     /// Compare one field of the current item.
-    pub(crate) fn field<T: PartialEq + fmt::Debug>(
+    pub(crate) fn field<T: PartialEq + Show>(
         &mut self,
         loc: &dyn Fn() -> String,
         name: &str,
@@ -121,18 +131,54 @@ impl Tally {
         got: T,
     ) {
         if expected != got {
-            self.item_failed = true;
-            self.report.failures.push(Failure {
-                location: loc(),
-                field: name.to_string(),
-                expected: format!("{expected:?}"),
-                got: format!("{got:?}"),
-            });
+            self.fail(loc, name.to_string(), expected.show(), got.show());
+        }
+    }
+
+    /// Compare a record of named fields (`None`: no record, e.g. an invalid cookie restores
+    /// nothing): each differing field is reported as `name.field`; a record on one side only as
+    /// `name`, the record spelled out.
+    pub(crate) fn record<T: PartialEq + Fields>(
+        &mut self,
+        loc: &dyn Fn() -> String,
+        name: &str,
+        expected: Option<&T>,
+        got: Option<&T>,
+    ) {
+        match (expected, got) {
+            (Some(e), Some(g)) => {
+                for ((field, e), (_, g)) in e.fields().into_iter().zip(g.fields()) {
+                    if e != g {
+                        self.fail(loc, format!("{name}.{field}"), e, g);
+                    }
+                }
+            }
+            (None, None) => {}
+            (e, g) => {
+                let spell = |r: Option<&T>| match r {
+                    Some(r) => format!("valid: {}", describe(&r.fields())),
+                    None => "invalid (nothing restored)".to_string(),
+                };
+                self.fail(loc, name.to_string(), spell(e), spell(g));
+            }
+        }
+    }
+
+    /// [`Tally::record`] only if the file has the record.
+    pub(crate) fn opt_record<T: PartialEq + Fields>(
+        &mut self,
+        loc: &dyn Fn() -> String,
+        name: &str,
+        expected: Option<&T>,
+        got: &T,
+    ) {
+        if expected.is_some() {
+            self.record(loc, name, expected, Some(got));
         }
     }
 
     /// Compare a field only if the file has it.
-    pub(crate) fn opt_field<T: PartialEq + fmt::Debug>(
+    pub(crate) fn opt_field<T: PartialEq + Show>(
         &mut self,
         loc: &dyn Fn() -> String,
         name: &str,
@@ -157,6 +203,48 @@ impl Tally {
     fn finish(self) -> Report {
         self.report
     }
+}
+
+/// A value as a mismatch report shows it: numbers and words, `none` for an absent value.
+pub(crate) trait Show {
+    fn show(&self) -> String;
+}
+
+macro_rules! show_display {
+    ($($t:ty),*) => {$(
+        impl Show for $t {
+            fn show(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
+}
+show_display!(u8, u16, u32, u64, usize, bool, str, String);
+
+impl<T: Show + ?Sized> Show for &T {
+    fn show(&self) -> String {
+        (**self).show()
+    }
+}
+
+impl<T: Show> Show for Option<T> {
+    fn show(&self) -> String {
+        self.as_ref().map_or_else(|| "none".to_string(), Show::show)
+    }
+}
+
+/// An output record of a vector file, field by field (the file's field names, shown values).
+pub(crate) trait Fields {
+    fn fields(&self) -> Vec<(&'static str, String)>;
+}
+
+/// `a 1, b true, ...`
+fn describe(fields: &[(&'static str, String)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Recognise the scheme of a parsed file.

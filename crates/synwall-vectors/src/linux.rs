@@ -2,7 +2,7 @@
 //! encode and decode).
 
 use crate::util::{check_family, flow, sip_key};
-use crate::Tally;
+use crate::{Fields, Show, Tally};
 use serde::Deserialize;
 use synwall_cookie::linux::{self, Secrets, TsSysctls};
 
@@ -133,6 +133,18 @@ struct DecodeOut {
     ecn_ok: bool,
 }
 
+impl Fields for DecodeOut {
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("ok", self.ok.show()),
+            ("wscale_ok", self.wscale_ok.show()),
+            ("snd_wscale", self.snd_wscale.show()),
+            ("sack_ok", self.sack_ok.show()),
+            ("ecn_ok", self.ecn_ok.show()),
+        ]
+    }
+}
+
 /// `sack_ok` is upstream's `TCP_SACK_SEEN` (1) or 0; accept a bool too.
 fn int_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     #[derive(Deserialize)]
@@ -166,11 +178,11 @@ pub(crate) fn check_ts(file: &TsFile, t: &mut Tally) -> Result<(), String> {
         t.opt_field(&loc, "ts_ns", c.ts_ns, ts.wrapping_mul(1_000_000));
         t.opt_field(&loc, "tsval", c.tsval, ts as u32);
         t.opt_field(&loc, "options", c.options, ts as u32 & 63);
-        t.opt_field(
+        t.opt_record(
             &loc,
             "decode_of_tsval",
-            c.decode_of_tsval,
-            decode_out(ts as u32, true, TsSysctls::default()),
+            c.decode_of_tsval.as_ref(),
+            &decode_out(ts as u32, true, TsSysctls::default()),
         );
         t.end_item();
     }
@@ -187,11 +199,11 @@ pub(crate) fn check_ts(file: &TsFile, t: &mut Tally) -> Result<(), String> {
             sack: c.sysctl_tcp_sack != 0,
             window_scaling: c.sysctl_tcp_window_scaling != 0,
         };
-        t.field(
+        t.record(
             &loc,
             "decode",
-            c.out,
-            decode_out(c.tsecr, c.saw_tstamp, sysctl),
+            Some(&c.out),
+            Some(&decode_out(c.tsecr, c.saw_tstamp, sysctl)),
         );
         t.end_item();
     }

@@ -1,7 +1,7 @@
 //! `synwall_v1.json`: generation (salt, opt, ext, MAC, cookie, TSval) and validation checks.
 
 use crate::util::{check_family, flow, hex_array};
-use crate::Tally;
+use crate::{Fields, Show, Tally};
 use serde::Deserialize;
 use synwall_cookie::synwall_v1::{self as v1, Config, EpochKeys, MasterSecret};
 use synwall_cookie::{Ack, MssTable, Syn, SynOptions, Timestamps};
@@ -72,6 +72,19 @@ struct DecodedOut {
     ecn_ok: bool,
 }
 
+impl Fields for DecodedOut {
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("mss", self.mss.show()),
+            ("wscale_ok", self.wscale_ok.show()),
+            ("snd_wscale", self.snd_wscale.show()),
+            ("sack_ok", self.sack_ok.show()),
+            ("tstamp_ok", self.tstamp_ok.show()),
+            ("ecn_ok", self.ecn_ok.show()),
+        ]
+    }
+}
+
 fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
@@ -140,8 +153,11 @@ pub(crate) fn check(file: &File, t: &mut Tally) -> Result<(), String> {
         for (ci, k) in c.checks.iter().enumerate() {
             let loc = || {
                 format!(
-                    "case {id} check {ci} (unix_time={}, ack={}, seq={}, tsecr={:?})",
-                    k.unix_time, k.ack, k.seq, k.tsecr
+                    "case {id} check {ci} (unix_time={}, ack={}, seq={}, tsecr={})",
+                    k.unix_time,
+                    k.ack,
+                    k.seq,
+                    k.tsecr.show()
                 )
             };
             let keys = EpochKeys::derive(&master, v1::epoch_of(k.unix_time, c.period));
@@ -159,7 +175,7 @@ pub(crate) fn check(file: &File, t: &mut Tally) -> Result<(), String> {
                 tstamp_ok: d.tstamp_ok,
                 ecn_ok: d.ecn_ok,
             });
-            t.field(&loc, "decoded", k.decoded.as_ref(), got.as_ref());
+            t.record(&loc, "decoded", k.decoded.as_ref(), got.as_ref());
             t.end_item();
         }
     }

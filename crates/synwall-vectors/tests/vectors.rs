@@ -119,7 +119,7 @@ fn tampered_vectors_fail_naming_the_field() {
     tamper("linux_isn.json", "/cases/4/cookie", "cookie");
     tamper("linux_isn.json", "/cases/4/checks/1/mss", "mss");
     tamper("linux_ts.json", "/encode/9/tsval", "tsval");
-    tamper("linux_ts.json", "/decode/9/ok", "decode");
+    tamper("linux_ts.json", "/decode/9/ok", "decode.ok");
     tamper("freebsd.json", "/cases/6/iss", "iss");
     tamper("freebsd.json", "/cases/6/mac_input_hex", "mac_input_hex");
     tamper("freebsd.json", "/cases/250/valid", "valid");
@@ -132,4 +132,61 @@ fn unknown_and_malformed_files_are_errors() {
     let err =
         check_text(r#"{"scheme": "synwall-v1", "cases": [{"master_hex": "00"}]}"#).unwrap_err();
     assert!(err.to_string().contains("synwall-v1"), "{err}");
+}
+
+/// A mismatch reads as plain words: the differing field of a restored record by name with plain
+/// values, a validity mismatch with the record spelled out; never Rust's debug form.
+#[test]
+fn mismatches_are_reported_field_by_field_in_plain_words() {
+    let text = std::fs::read_to_string(shared_vectors().join("synwall_v1.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cases = v["cases"].as_array().unwrap();
+    let (ci, ki) = cases
+        .iter()
+        .enumerate()
+        .find_map(|(ci, c)| {
+            let k = c["checks"]
+                .as_array()?
+                .iter()
+                .position(|k| k["decoded"].is_object() && k["tsecr"].is_u64())?;
+            Some((ci, k))
+        })
+        .expect("a valid check with a TSecr");
+    let mut t = v.clone();
+    let mss = t["cases"][ci]["checks"][ki]["decoded"]["mss"]
+        .as_u64()
+        .unwrap();
+    t["cases"][ci]["checks"][ki]["decoded"]["mss"] = (mss + 1).into();
+    let r = check_text(&t.to_string()).unwrap();
+    assert_eq!(r.failures.len(), 1, "{:#?}", r.failures);
+    let f = &r.failures[0];
+    assert_eq!(f.field, "decoded.mss");
+    assert_eq!(
+        (f.expected.as_str(), f.got.clone()),
+        (&*(mss + 1).to_string(), mss.to_string())
+    );
+    let shown = f.to_string();
+    assert!(
+        shown.contains(&format!("tsecr={}", v["cases"][ci]["checks"][ki]["tsecr"])),
+        "{shown}"
+    );
+
+    // Expected valid, got invalid: the record spelled out against "invalid".
+    let mut t = v.clone();
+    let ack = t["cases"][ci]["checks"][ki]["ack"].as_u64().unwrap();
+    t["cases"][ci]["checks"][ki]["ack"] = (ack ^ 0x10).into();
+    let r = check_text(&t.to_string()).unwrap();
+    let f = &r.failures[0];
+    assert_eq!(f.field, "decoded");
+    assert!(
+        f.expected
+            .starts_with(&format!("valid: mss {mss}, wscale_ok ")),
+        "{f}"
+    );
+    assert_eq!(f.got, "invalid (nothing restored)");
+    for f in &r.failures {
+        for debug in ["Some(", "None", "DecodedOut", "{"] {
+            assert!(!f.to_string().contains(debug), "{f}");
+        }
+    }
 }

@@ -19,7 +19,8 @@ use synwall_cookie::{
 
 #[derive(Subcommand)]
 pub enum CookieCommand {
-    /// Check every case of vector files (scheme recognised from content); exit 1 if any fails.
+    /// Check every case of vector files (scheme recognised from content). Exit status: 0 all
+    /// passed, 1 a case failed, 2 a file could not be read or is not a vector file.
     VerifyVectors {
         /// Vector files (synwall_v1.json, linux_isn.json, linux_ts.json, freebsd.json or any file of
         /// the same schema).
@@ -171,15 +172,21 @@ pub fn run(cmd: CookieCommand) -> Result<ExitCode> {
     }
 }
 
+/// `verify-vectors`: a case that fails.
+pub const VECTORS_FAILED: u8 = 1;
+/// `verify-vectors`: a file that could not be checked (unreadable, not a vector file); it wins
+/// over a failed case, since the run is incomplete.
+pub const VECTORS_UNCHECKED: u8 = 2;
+
 fn verify_vectors(files: &[PathBuf], max_diffs: usize) -> Result<ExitCode> {
-    let mut ok = true;
+    let (mut failed, mut unchecked) = (false, false);
     for path in files {
         let name = path.display();
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) => {
                 println!("{name}: cannot read: {e}");
-                ok = false;
+                unchecked = true;
                 continue;
             }
         };
@@ -195,19 +202,21 @@ fn verify_vectors(files: &[PathBuf], max_diffs: usize) -> Result<ExitCode> {
                 if r.failures.len() > max_diffs {
                     println!("  ... and {} more mismatches", r.failures.len() - max_diffs);
                 }
-                ok &= r.failed == 0;
+                failed |= r.failed > 0;
             }
             Err(e) => {
                 println!("{name}: {e}");
-                ok = false;
+                unchecked = true;
             }
         }
     }
-    Ok(if ok {
-        ExitCode::SUCCESS
+    Ok(ExitCode::from(if unchecked {
+        VECTORS_UNCHECKED
+    } else if failed {
+        VECTORS_FAILED
     } else {
-        ExitCode::FAILURE
-    })
+        0
+    }))
 }
 
 fn parse_flow(f: &FlowArgs) -> Result<Flow> {

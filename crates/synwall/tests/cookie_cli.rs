@@ -65,6 +65,39 @@ fn verify_vectors_reports_a_tampered_file() {
     assert!(out.lines().next().unwrap().ends_with(" 1 failed"), "{out}");
     assert!(out.contains("case 0 (generate): cookie"), "{out}");
     assert!(out.contains("expected:") && out.contains("got:"), "{out}");
+
+    // A restored option that differs: named and shown as plain values, not Rust debug text.
+    let mut v = vector_json("synwall_v1.json");
+    let (ci, ki) = v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .find_map(|(ci, c)| {
+            let k = c["checks"]
+                .as_array()?
+                .iter()
+                .position(|k| k["decoded"].is_object())?;
+            Some((ci, k))
+        })
+        .unwrap();
+    let d = v
+        .pointer_mut(&format!("/cases/{ci}/checks/{ki}/decoded/snd_wscale"))
+        .unwrap();
+    let was = d.as_u64().unwrap();
+    *d = (was ^ 1).into();
+    std::fs::write(&bad, v.to_string()).unwrap();
+    let o = synwall(&["cookie", "verify-vectors", bad.to_str().unwrap()]);
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains(&format!("check {ki} (")), "{out}");
+    assert!(out.contains("): decoded.snd_wscale\n"), "{out}");
+    assert!(out.contains(&format!("expected: {}\n", was ^ 1)), "{out}");
+    assert!(out.contains(&format!("got:      {was}\n")), "{out}");
+    assert!(
+        !out.contains("Some(") && !out.contains("DecodedOut"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -79,9 +112,28 @@ fn verify_vectors_rejects_non_vector_files() {
         "/nonexistent/file.json",
     ]);
     let (out, _) = text(&o);
-    assert_eq!(o.status.code(), Some(1));
+    // 2: files that could not be checked, told from 1 (a case that failed).
+    assert_eq!(o.status.code(), Some(2));
     assert!(out.contains("unrecognised vector file"), "{out}");
     assert!(out.contains("cannot read"), "{out}");
+    for alone in [f.to_str().unwrap(), "/nonexistent/file.json"] {
+        let o = synwall(&["cookie", "verify-vectors", alone]);
+        assert_eq!(o.status.code(), Some(2), "{alone}");
+    }
+    // A failing case and an unreadable file: the run is incomplete, 2.
+    let mut v = vector_json("freebsd.json");
+    *v.pointer_mut("/cases/0/iss").unwrap() = 1.into();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, v.to_string()).unwrap();
+    let o = synwall(&["cookie", "verify-vectors", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = synwall(&[
+        "cookie",
+        "verify-vectors",
+        bad.to_str().unwrap(),
+        "/nonexistent/file.json",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
 }
 
 /// `encode` reproduces a vector case from its inputs, and `check` accepts the resulting ACK.
