@@ -718,8 +718,9 @@ pub fn stop(a: StopArgs) -> Result<ExitCode> {
             }
             println!("stopped node {name:?} (pid {pid})");
         }
-        None if !a.detach => bail!("no synwall is running node {name:?}"),
-        None => {}
+        // Nothing to stop is not an error (as for --detach with nothing pinned): the node is
+        // stopped either way, and the line says so.
+        None => println!("no synwall is running node {name:?}"),
     }
     if a.detach {
         if !pins.exists() {
@@ -737,6 +738,8 @@ pub fn stop(a: StopArgs) -> Result<ExitCode> {
             "its programs stay attached (pinned in {}); `synwall stop --detach` removes them",
             pins.dir.display()
         );
+    } else {
+        println!("node {name:?} has nothing pinned in {}", root.display());
     }
     Ok(ExitCode::SUCCESS)
 }

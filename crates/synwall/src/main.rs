@@ -44,7 +44,8 @@ enum Command {
     CheckConfig(daemon::CheckArgs),
     /// Show a running node's counters and rates (from its pinned maps).
     Status(status_cmd::StatusArgs),
-    /// Stop a node's daemon; with --detach also remove its programs and pins.
+    /// Stop a node's daemon; with --detach also remove its programs and pins. Exit status 0 when
+    /// the node is stopped (also when nothing was running or pinned), 2 on an error.
     Stop(daemon::StopArgs),
     /// Edge: answer SYNs with cookie SYN+ACKs (XDP) and forward the rest.
     Edge(dataplane_cmd::EdgeArgs),

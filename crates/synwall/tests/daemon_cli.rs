@@ -234,6 +234,37 @@ fn node_names_that_escape_the_pin_root_are_refused() {
     assert!(root.join("keep").exists() && sibling.exists());
 }
 
+/// `stop` with nothing to stop behaves alike with and without --detach: exit 0 (the node is
+/// stopped), saying that nothing was running and nothing is pinned; a bad node name is still an
+/// error (2).
+#[test]
+fn stop_with_nothing_to_stop_is_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("pins");
+    std::fs::create_dir_all(&root).unwrap();
+    for detach in [false, true] {
+        let out = Command::new(exe())
+            .arg("stop")
+            .args(detach.then_some("--detach"))
+            .args(["--node", "swidle", "--pin-root", root.to_str().unwrap()])
+            .args(["--run-dir", dir.path().join("run").to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "detach={detach}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("no synwall is running node \"swidle\""),
+            "{text}"
+        );
+        assert!(text.contains("has nothing pinned in"), "{text}");
+    }
+}
+
 /// `status --interval` outside 0.1..=3600 s (or not a number at all) is an error, not a panic or
 /// a silent clamp.
 #[test]
