@@ -24,9 +24,12 @@ mod sysctl;
 use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
-/// synwall: a stateless TCP SYN proxy with eBPF data paths.
+/// The exit status of a command that failed (and clap's, for bad arguments).
+pub const ERROR_EXIT: u8 = 2;
+
+/// A stateless TCP SYN proxy with eBPF data paths, and its tools.
 #[derive(Parser)]
-#[command(name = "synwall", version, about, propagate_version = true)]
+#[command(name = "synwall", version, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -90,7 +93,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("synwall: error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(ERROR_EXIT)
         }
     }
 }

@@ -136,6 +136,95 @@ fn man_pages_for_every_subcommand_render() {
     let run = std::fs::read_to_string(out_dir.join("synwall-run.1")).unwrap();
     assert!(run.contains("config"), "{run}");
 
+    // Every page says what its exit status means, and NAME does not repeat the program's name.
+    for page in &want {
+        let text = std::fs::read_to_string(out_dir.join(format!("{page}.1"))).unwrap();
+        assert!(
+            text.contains("\n.SH \"EXIT STATUS\"\n.TP\n\\fB0\\fR"),
+            "{page}"
+        );
+        let name = text
+            .split(".SH NAME\n")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap();
+        let escaped = page.replace('-', "\\-");
+        assert!(
+            name.starts_with(&format!("{escaped} \\- ")),
+            "{page}: {name}"
+        );
+        assert!(!name.contains("synwall:"), "{page}: {name}");
+    }
+    let section = |text: &str, title: &str| -> String {
+        let start = text
+            .find(&format!("\n.SH {title}\n"))
+            .unwrap_or_else(|| panic!("no {title} section"));
+        let rest = &text[start + 5..];
+        rest[..rest.find("\n.SH ").unwrap_or(rest.len())].to_string()
+    };
+    let exit = |page: &str| {
+        section(
+            &std::fs::read_to_string(out_dir.join(format!("{page}.1"))).unwrap(),
+            "\"EXIT STATUS\"",
+        )
+    };
+    // The codes the commands really use (tested in cookie_cli.rs and daemon_cli.rs) are named.
+    for (page, codes) in [
+        ("synwall-cookie-verify-vectors", &["0", "1", "2"][..]),
+        ("synwall-cookie-check", &["0", "1", "2"]),
+        ("synwall-stop", &["0", "2"]),
+        ("synwall-run", &["0", "2"]),
+    ] {
+        let e = exit(page);
+        for c in codes {
+            assert!(e.contains(&format!(".TP\n\\fB{c}\\fR\n")), "{page}: {e}");
+        }
+    }
+    // synwall-run(1): signals, files and every configuration key, section by section.
+    let signals = section(&run, "SIGNALS");
+    for sig in ["SIGHUP", "SIGINT, SIGTERM"] {
+        assert!(signals.contains(&format!("\\fB{sig}\\fR")), "{signals}");
+    }
+    let files = section(&run, "FILES");
+    for f in [
+        "/etc/synwall/synwall.toml",
+        "/etc/synwall/secret",
+        "/run/synwall/NODE.lock",
+    ] {
+        assert!(files.contains(f), "{files}");
+    }
+    let config = section(&run, "CONFIGURATION");
+    let schema = toml::Value::try_from(synwall_config::NodeConfig::default()).unwrap();
+    for (sec, keys) in schema.as_table().unwrap() {
+        let part = config
+            .split(&format!("\n.SS [{sec}]\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("CONFIGURATION has no [{sec}]"));
+        let part = part.split("\n.SS ").next().unwrap();
+        for key in keys.as_table().unwrap().keys() {
+            assert!(
+                part.contains(&format!(".TP\n\\fB{key} = ")),
+                "CONFIGURATION [{sec}] lacks {key}"
+            );
+        }
+    }
+
+    // The pages `synwall man --help` names as examples are pages it writes.
+    let help = String::from_utf8(synwall(&["man", "--help"]).stdout).unwrap();
+    let named: Vec<&str> = help
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
+        .filter(|w| w.starts_with("synwall") && w.ends_with(".1"))
+        .collect();
+    assert!(named.len() >= 2, "{help}");
+    for n in named {
+        assert!(
+            out_dir.join(n).exists(),
+            "`synwall man --help` names {n}, never written"
+        );
+    }
+
     // Without --out: the top page on stdout.
     let top = synwall(&["man"]);
     assert!(top.status.success());
