@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use synwall_lab::{nft, topo, veth, Netns};
+use synwall_netns::{nft, topo, veth, Netns};
 
 /// Service IPv4 address (nginx, port [`PORT`]).
 pub const SVC_V4: &str = "10.88.100.1";
@@ -507,7 +507,7 @@ pub fn down(prefix: &str) -> Result<Vec<String>> {
     for r in ROLES {
         let name = format!("{prefix}{r}");
         if Path::new("/run/netns").join(&name).exists() {
-            synwall_lab::sh(&["ip", "netns", "del", &name])?;
+            synwall_netns::sh(&["ip", "netns", "del", &name])?;
             removed.push(format!("netns {name}"));
         }
     }

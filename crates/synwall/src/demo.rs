@@ -19,10 +19,10 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use synwall_lab::packet::{self, RawSender, Segment, SYN};
-use synwall_lab::tcp::{self, EchoServer};
-use synwall_lab::topo::{self, EdgeLab, BACKEND_IF, CLIENT_IF, EDGE_CLIENT_IF};
-use synwall_lab::{nft, Counts, Daemon, Netns};
+use synwall_netns::packet::{self, RawSender, Segment, SYN};
+use synwall_netns::tcp::{self, EchoServer};
+use synwall_netns::topo::{self, EdgeLab, BACKEND_IF, CLIENT_IF, EDGE_CLIENT_IF};
+use synwall_netns::{nft, Counts, Daemon, Netns};
 
 /// The demo's master secret. Never use a published secret outside a demo.
 const DEMO_SECRET: &str = "73796e77616c6c2064656d6f20736563726574206e6f7420666f72207573652e";
@@ -174,7 +174,7 @@ pub fn run() -> Result<ExitCode> {
     }
     let started = Instant::now();
     let exe = std::env::current_exe().context("cannot find this binary")?;
-    let prefix = synwall_lab::unique_prefix();
+    let prefix = synwall_netns::unique_prefix();
     let demo = DemoDir {
         dir: std::env::temp_dir().join(format!("synwall-demo-{prefix}")),
         nodes: vec![format!("{prefix}-edge"), format!("{prefix}-backend")],

@@ -21,9 +21,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
-use synwall_lab::tcp::{transform, EchoServer};
-use synwall_lab::topo::pass_all_args;
-use synwall_lab::{require_privileges, unique_prefix, veth, Daemon, Netns};
+use synwall_netns::tcp::{transform, EchoServer};
+use synwall_netns::topo::pass_all_args;
+use synwall_netns::{require_privileges, unique_prefix, veth, Daemon, Netns};
 
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_synwall"))

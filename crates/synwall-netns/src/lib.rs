@@ -1,4 +1,4 @@
-//! Network-namespace labs: create namespaces and veth links, run commands and closures inside a
+//! Network-namespace plumbing: create namespaces and veth links, run commands and closures inside a
 //! namespace, and tear everything down on drop. The end-to-end tests, `synwall demo` and the lab
 //! benchmarks build their topologies with this; traffic only ever goes to addresses inside them.
 //!
