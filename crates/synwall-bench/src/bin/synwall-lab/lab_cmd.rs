@@ -1,5 +1,6 @@
-//! `synwall lab up|down|bench`: the benchmark lab of `synwall-bench` (netns topology with an
-//! ECMP router, two edges and nginx) and its benchmarks vs the kernel's syncookies and SYNPROXY.
+//! `synwall-lab up|down|bench`: the benchmark lab of this crate (netns topology with an ECMP
+//! router, two edges and nginx), its benchmarks vs the kernel's syncookies and SYNPROXY, and the
+//! per-packet comparison of `synwall-baseline`.
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -12,7 +13,7 @@ use synwall_bench::Opts;
 #[derive(Subcommand)]
 pub enum LabCommand {
     /// Build the topology (namespaces <prefix>att, cli, rtr, e1, e2, be) and start nginx; it
-    /// stays until `synwall lab down`.
+    /// stays until `synwall-lab down`.
     Up(UpArgs),
     /// Remove everything `up` made for a prefix.
     Down(PrefixArgs),
@@ -211,9 +212,9 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
     }
     root()?;
     let o = Opts {
-        exe: std::env::current_exe().context("cannot find this binary")?,
+        exe: crate::synwall_exe()?,
         seconds: a.seconds,
-        command: format!("sudo synwall lab bench --seconds {}", a.seconds),
+        command: format!("sudo synwall-lab bench --seconds {}", a.seconds),
     };
     let started = std::time::Instant::now();
     let mut reports = Vec::new();
