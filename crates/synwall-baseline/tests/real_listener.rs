@@ -9,8 +9,8 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
-use synwall_baseline::{attach_xdp, HelperCookie};
-use synwall_bpf::XdpMode;
+use synwall_baseline::HelperCookie;
+use synwall_bpf::{Link, XdpMode};
 use synwall_netns::tcp::{connect, exchange, transform, EchoServer};
 use synwall_netns::{unique_prefix, veth, Netns};
 
@@ -61,7 +61,7 @@ fn kernel_listener_accepts_the_helpers_cookies() {
             // SAFETY: a NUL-terminated name.
             let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
             assert!(ifindex > 0);
-            attach_xdp(fd, ifindex, XdpMode::Generic)
+            Link::attach_xdp(fd, ifindex, XdpMode::Generic)
         })
         .unwrap()
         .unwrap();

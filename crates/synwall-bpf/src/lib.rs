@@ -30,7 +30,7 @@ mod test_run;
 pub use link::{Link, TcxLink, XdpLink, XdpMode};
 #[doc(hidden)]
 pub use maps::Maps;
-pub use maps::{config_value, decode_auto_state, salt_slot, LoadOptions};
+pub use maps::{config_value, decode_auto_state, percpu_sum, salt_slot, LoadOptions};
 pub use objects::{Backend, DataPath, Edge};
 pub use skel::{leak_object, types};
 pub use test_run::{tc_action, test_run, xdp_action, TestRun, TEST_RUN_MAX_FRAME};

@@ -35,7 +35,34 @@ impl Link {
         self.fd.as_raw_fd()
     }
 
-    pub(crate) fn create(
+    /// Attach the loaded XDP program `prog_fd` to interface `ifindex` of the calling thread's
+    /// network namespace (also for programs of other crates, e.g. the baselines).
+    pub fn attach_xdp(prog_fd: i32, ifindex: u32, mode: XdpMode) -> Result<XdpLink> {
+        let flags = match mode {
+            XdpMode::Native => libbpf_sys::XDP_FLAGS_DRV_MODE,
+            XdpMode::Generic => libbpf_sys::XDP_FLAGS_SKB_MODE,
+        };
+        Link::create(
+            prog_fd,
+            ifindex,
+            libbpf_sys::BPF_XDP,
+            flags,
+            "attach XDP (bpf_link_create)",
+        )
+    }
+
+    /// Attach the loaded tc program `prog_fd` at tcx ingress of interface `ifindex`.
+    pub fn attach_tcx(prog_fd: i32, ifindex: u32) -> Result<TcxLink> {
+        Link::create(
+            prog_fd,
+            ifindex,
+            libbpf_sys::BPF_TCX_INGRESS,
+            0,
+            "attach tcx ingress (bpf_link_create)",
+        )
+    }
+
+    fn create(
         prog_fd: i32,
         ifindex: u32,
         attach: u32,

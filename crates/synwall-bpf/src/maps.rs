@@ -289,17 +289,21 @@ impl Maps<'_> {
     pub(crate) fn counters(&self) -> Result<Counters> {
         let mut out = Counters::default();
         for c in Counter::ALL {
-            let per_cpu = self
-                .counters
-                .lookup_percpu(&(c as u32).to_ne_bytes(), MapFlags::ANY)
-                .map_err(bpf("read sw_counters"))?
-                .unwrap_or_default();
-            let sum = per_cpu
-                .iter()
-                .map(|v| u64::from_ne_bytes(v[..8].try_into().expect("u64 value")))
-                .fold(0u64, u64::wrapping_add);
-            out.set(c, sum);
+            out.set(c, percpu_sum(self.counters, c as u32, "read sw_counters")?);
         }
         Ok(out)
     }
+}
+
+/// Entry `index` of a per-CPU array of `u64` counters, summed over CPUs (0 if it has none): how
+/// every counter of ours is read, the baseline programs' too.
+pub fn percpu_sum(map: &dyn MapCore, index: u32, what: &'static str) -> Result<u64> {
+    let per_cpu = map
+        .lookup_percpu(&index.to_ne_bytes(), MapFlags::ANY)
+        .map_err(bpf(what))?
+        .unwrap_or_default();
+    Ok(per_cpu
+        .iter()
+        .map(|v| u64::from_ne_bytes(v[..8].try_into().expect("u64 value")))
+        .fold(0u64, u64::wrapping_add))
 }

@@ -8,7 +8,7 @@ use crate::skel::edge_skel::{EdgeSkel, EdgeSkelBuilder};
 use crate::{bpf, decode_auto_state, leak_object, pin, test_run, types, Error, Link, Result};
 use crate::{TcxLink, TestRun, XdpLink, XdpMode};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{libbpf_sys, MapCore, MapFlags};
+use libbpf_rs::{MapCore, MapFlags};
 use std::os::fd::{AsFd, AsRawFd};
 use synwall_cookie::synwall_v1::EpochKeys;
 use synwall_engine::{AutoState, Counters, EngineConfig, ServiceSet};
@@ -202,17 +202,7 @@ impl Edge {
 
     /// Attach to interface `ifindex`.
     pub fn attach_xdp(&self, ifindex: u32, mode: XdpMode) -> Result<XdpLink> {
-        let flags = match mode {
-            XdpMode::Native => libbpf_sys::XDP_FLAGS_DRV_MODE,
-            XdpMode::Generic => libbpf_sys::XDP_FLAGS_SKB_MODE,
-        };
-        Link::create(
-            self.skel.progs.sw_edge.as_fd().as_raw_fd(),
-            ifindex,
-            libbpf_sys::BPF_XDP,
-            flags,
-            "attach XDP (bpf_link_create)",
-        )
+        Link::attach_xdp(self.skel.progs.sw_edge.as_fd().as_raw_fd(), ifindex, mode)
     }
 
     /// Run this object's program behind `link` (an XDP link, e.g. adopted from a pin).
@@ -260,13 +250,7 @@ impl Backend {
 
     /// Attach at tcx ingress of interface `ifindex`.
     pub fn attach_tcx(&self, ifindex: u32) -> Result<TcxLink> {
-        Link::create(
-            self.skel.progs.sw_backend.as_fd().as_raw_fd(),
-            ifindex,
-            libbpf_sys::BPF_TCX_INGRESS,
-            0,
-            "attach tcx ingress (bpf_link_create)",
-        )
+        Link::attach_tcx(self.skel.progs.sw_backend.as_fd().as_raw_fd(), ifindex)
     }
 
     /// Run this object's program behind `link` (a tcx link, e.g. adopted from a pin).

@@ -4,33 +4,30 @@
 use libbpf_rs::OpenObject;
 use std::mem::MaybeUninit;
 
-#[allow(
-    clippy::all,
-    clippy::pedantic,
-    missing_docs,
-    non_camel_case_types,
-    non_snake_case,
-    non_upper_case_globals,
-    dead_code,
-    unused_imports
-)]
-pub(crate) mod edge_skel {
-    include!(concat!(env!("OUT_DIR"), "/edge.skel.rs"));
+/// Include the skeleton `build.rs` generated into `OUT_DIR` as module `$name`, with the lints
+/// that generated code does not follow switched off. The baseline programs' crate uses it too:
+/// `synwall_bpf::skeleton!(mod bare_skel = "bare_tx.skel.rs");`.
+#[macro_export]
+macro_rules! skeleton {
+    ($vis:vis mod $name:ident = $file:literal) => {
+        #[allow(
+            clippy::all,
+            clippy::pedantic,
+            missing_docs,
+            non_camel_case_types,
+            non_snake_case,
+            non_upper_case_globals,
+            dead_code,
+            unused_imports
+        )]
+        $vis mod $name {
+            include!(concat!(env!("OUT_DIR"), "/", $file));
+        }
+    };
 }
 
-#[allow(
-    clippy::all,
-    clippy::pedantic,
-    missing_docs,
-    non_camel_case_types,
-    non_snake_case,
-    non_upper_case_globals,
-    dead_code,
-    unused_imports
-)]
-pub(crate) mod backend_skel {
-    include!(concat!(env!("OUT_DIR"), "/backend.skel.rs"));
-}
+crate::skeleton!(pub(crate) mod edge_skel = "edge.skel.rs");
+crate::skeleton!(pub(crate) mod backend_skel = "backend.skel.rs");
 
 /// The map value types of `bpf/lib/maps.h`, as the skeleton generator derived them from BTF.
 pub mod types {
