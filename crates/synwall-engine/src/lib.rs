@@ -15,7 +15,7 @@ pub mod services;
 pub mod synack;
 
 pub use auto::AutoState;
-pub use config::{AutoConfig, EngineConfig, ServerParams};
+pub use config::{AutoConfig, EngineConfig, InvalidConfig, ServerParams};
 pub use counters::{Counter, Counters};
 pub use engine::{
     BackendDecision, BackendVerdict, Decision, Engine, ReqAttrs, SocketState, Verdict,
