@@ -57,6 +57,14 @@ pub enum Error {
     /// The configuration does not fit the maps.
     #[error("{0}")]
     Config(String),
+    /// A step on one of a node's links failed (pinning it, moving it to a new program).
+    #[error("cannot {what}")]
+    Link {
+        /// The step, naming the hook and the interface.
+        what: String,
+        /// Why it failed.
+        source: Box<Error>,
+    },
 }
 
 /// Result of this crate.
