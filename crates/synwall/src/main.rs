@@ -9,6 +9,7 @@ mod dataplane_cmd;
 mod gen_cmd;
 mod logging;
 mod metrics;
+mod node;
 mod pcap_io;
 mod replay_cmd;
 mod rotation;
