@@ -1,6 +1,7 @@
 //! The `synwall` command: one binary for every role and tool. Each subcommand lives in its own
 //! module; shared argument parsing (secrets, services, clocks) lives in `args`.
 
+mod analyze;
 mod analyze_cmd;
 mod args;
 mod cookie_cmd;
