@@ -48,9 +48,15 @@ pub struct CheckArgs {
     pub config: PathBuf,
 }
 
+/// Read and validate a node's config file. The error stays a [`synwall_config::ConfigError`]
+/// (every problem with its file, line and key) inside the `anyhow::Error`, with the same message.
+fn load_config(path: &Path) -> Result<synwall_config::Loaded> {
+    Ok(NodeConfig::load(path)?)
+}
+
 /// `synwall check-config FILE`: everything `run` checks before attaching, without attaching.
 pub fn check_config(a: CheckArgs) -> Result<ExitCode> {
-    let loaded = NodeConfig::load(&a.config).map_err(|e| anyhow!("{e}"))?;
+    let loaded = load_config(&a.config)?;
     let cfg = &loaded.config;
     for w in preflight(&loaded)?.warnings {
         eprintln!("warning: {w}");
@@ -171,7 +177,7 @@ struct Service {
 impl Service {
     /// SIGHUP: apply what can change in place, refuse the rest; on any error keep running as is.
     fn try_reload(&mut self, node: &mut Node) -> Result<Vec<String>> {
-        let loaded = NodeConfig::load(&self.config_path).map_err(|e| anyhow!("{e}"))?;
+        let loaded = load_config(&self.config_path)?;
         let changes = self.cfg.reload_plan(&loaded.config).map_err(|refusals| {
             anyhow!(
                 "{}",
@@ -272,7 +278,7 @@ impl RunFiles {
 
 /// `synwall run`.
 pub fn run(a: RunArgs) -> Result<ExitCode> {
-    let loaded = NodeConfig::load(&a.config).map_err(|e| anyhow!("{e}"))?;
+    let loaded = load_config(&a.config)?;
     crate::logging::init(loaded.config.node.log_level.as_str());
     let files = RunFiles::new(&a.run_dir, &loaded.config.node.name);
     std::fs::create_dir_all(&a.run_dir)
@@ -387,10 +393,7 @@ impl NodeArgs {
     pub fn resolve(&self) -> Result<NodeRef> {
         match &self.config {
             Some(path) => {
-                let n = NodeConfig::load(path)
-                    .map_err(|e| anyhow!("{e}"))?
-                    .config
-                    .node;
+                let n = load_config(path)?.config.node;
                 Ok(NodeRef {
                     name: n.name,
                     pin_root: n.pin_root,
@@ -464,4 +467,24 @@ pub fn stop(a: StopArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_errors_keep_their_type_and_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[node]\nepoch_secnds = 5\n").unwrap();
+        let direct = NodeConfig::load(&path).unwrap_err();
+        let e = load_config(&path).unwrap_err();
+        assert_eq!(format!("{e:#}"), direct.to_string());
+        let typed = e
+            .downcast_ref::<synwall_config::ConfigError>()
+            .expect("still a ConfigError");
+        assert_eq!(typed.problems()[0].key, "node.epoch_secnds");
+        assert_eq!(typed.problems()[0].line, Some(2));
+    }
 }
