@@ -1,4 +1,4 @@
-//! synwall's lab benchmarks (issue 6): a named network-namespace topology (attacker, clients, an
+//! synwall's lab benchmarks: a named network-namespace topology (attacker, clients, an
 //! ECMP router, two edges, a backend running nginx), real tools for the load (trafgen from
 //! netsniff-ng for spoofed SYN floods, curl and wrk for clients, `tc netem` for the path), and
 //! four benchmarks that run synwall and the kernel's own defences side by side in one lab:

@@ -9,7 +9,7 @@ use std::path::Path;
 /// A goal and whether the run met it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Goal {
-    /// What the issue asks, e.g. "synwall >= 5x kernel syncookies".
+    /// The target, e.g. "synwall >= 5x kernel syncookies".
     pub goal: String,
     /// What was measured, e.g. "7.2x".
     pub measured: String,
