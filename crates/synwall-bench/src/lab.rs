@@ -64,7 +64,7 @@ pub struct Lab {
     nginx: Option<Child>,
 }
 
-/// The lab's state directory for `prefix` (`synwall lab down` finds nginx's pid there).
+/// The lab's state directory for `prefix` (`synwall-lab down` finds nginx's pid there).
 pub fn state_dir(prefix: &str) -> PathBuf {
     std::env::temp_dir().join(format!("synwall-lab-{prefix}"))
 }
@@ -361,7 +361,7 @@ http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_timeou
             .unwrap_or(false)
     }
 
-    /// Leave everything in place when dropped (`synwall lab up`); [`down`] removes it.
+    /// Leave everything in place when dropped (`synwall-lab up`); [`down`] removes it.
     pub fn keep(self) {
         // Nothing of the lab is dropped: namespaces and nginx stay for `down`.
         std::mem::forget(self);

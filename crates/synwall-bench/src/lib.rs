@@ -11,6 +11,10 @@
 //!
 //! Each returns a [`report::Report`] (table, JSON, SVG). Only addresses inside the lab's
 //! namespaces are ever targeted, and every load is bounded by `timeout`.
+//!
+//! The crate's binary, `synwall-lab` (`src/bin/synwall-lab`), runs them (`bench`, beside the
+//! per-packet comparison of `synwall-baseline`), builds and removes the lab (`up`, `down`) and
+//! runs the demo (`demo`); it drives the `synwall` binary that sits beside it.
 
 pub mod defense;
 pub mod lab;

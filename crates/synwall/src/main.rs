@@ -1,5 +1,7 @@
-//! The `synwall` command: one binary for every role and tool. Each subcommand lives in its own
-//! module; shared argument parsing (secrets, services, clocks) lives in `args`.
+//! The `synwall` command: what runs on every node (`run`, or `edge|backend|single` in the
+//! foreground, both through `node`) and what an operator runs beside it. Each subcommand lives in
+//! its own module; shared argument parsing (secrets, services, clocks) lives in `args`. The demo
+//! and the benchmark lab are another binary, `synwall-lab` (crate `synwall-bench`).
 
 mod analyze;
 mod analyze_cmd;
