@@ -93,10 +93,10 @@ fn at(loaded: &synwall_config::Loaded, key: &str) -> String {
     }
 }
 
-/// What the machine checks establish: each interface's index, the master secret, and what is
-/// worth a warning but not a refusal.
+/// What the machine checks establish: each interface (with its index), the master secret, and
+/// what is worth a warning but not a refusal.
 struct Preflight {
-    ifindexes: Vec<(String, u32)>,
+    interfaces: Vec<Interface>,
     master: MasterSecret,
     warnings: Vec<String>,
 }
@@ -105,7 +105,7 @@ struct Preflight {
 /// (for a backend that may not set them itself) the sysctls the kfunc needs.
 fn preflight(loaded: &synwall_config::Loaded) -> Result<Preflight> {
     let cfg = &loaded.config;
-    let mut ifindexes = Vec::new();
+    let mut interfaces = Vec::new();
     for (iface, roles) in cfg.interfaces() {
         let key = if roles.edge {
             "edge.interfaces"
@@ -114,7 +114,12 @@ fn preflight(loaded: &synwall_config::Loaded) -> Result<Preflight> {
         };
         let idx = nix::net::if_::if_nametoindex(iface.as_str())
             .map_err(|_| anyhow!("{}: no such interface {iface:?}", at(loaded, key)))?;
-        ifindexes.push((iface, idx));
+        interfaces.push(Interface {
+            name: iface,
+            ifindex: idx,
+            edge: roles.edge,
+            backend: roles.backend,
+        });
     }
     let master = synwall_config::read_secret_file(&cfg.node.secret_file)
         .map_err(|e| anyhow!("{}: {e}", at(loaded, "node.secret_file")))?;
@@ -127,7 +132,7 @@ fn preflight(loaded: &synwall_config::Loaded) -> Result<Preflight> {
             .map_err(|e| anyhow!("{e:#} (or node.set_sysctls = true)"))?;
     }
     Ok(Preflight {
-        ifindexes,
+        interfaces,
         master: MasterSecret(master),
         warnings: synwall_config::secret_file_warning(&cfg.node.secret_file)
             .into_iter()
@@ -135,26 +140,16 @@ fn preflight(loaded: &synwall_config::Loaded) -> Result<Preflight> {
     })
 }
 
-/// The node a loaded configuration describes, with what preflight established.
+/// The node a loaded configuration describes, with what preflight established (its warnings
+/// logged).
 fn node_spec(cfg: &NodeConfig, pf: Preflight) -> NodeSpec {
-    let interfaces = cfg
-        .interfaces()
-        .into_iter()
-        .map(|(name, roles)| Interface {
-            ifindex: pf
-                .ifindexes
-                .iter()
-                .find(|(i, _)| *i == name)
-                .map_or(0, |p| p.1),
-            name,
-            edge: roles.edge,
-            backend: roles.backend,
-        })
-        .collect();
+    for w in pf.warnings {
+        warn!("{w}");
+    }
     NodeSpec {
         name: cfg.node.name.clone(),
         engine: cfg.engine_config(),
-        interfaces,
+        interfaces: pf.interfaces,
         xdp_mode: match cfg.edge.xdp_mode {
             synwall_config::XdpMode::Native => XdpMode::Native,
             synwall_config::XdpMode::Generic => XdpMode::Generic,
