@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 /// synwall-lab: synwall's benchmark lab and demo in network namespaces (needs root).
 #[derive(Parser)]
-#[command(name = "synwall-lab", version, about, propagate_version = true)]
+#[command(name = "synwall-lab", version, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
