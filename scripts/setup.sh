@@ -24,7 +24,7 @@ want nsenter util-linux
 want ethtool ethtool
 # The end-to-end tests' policy routing (fwmark on SYNs) and SYN counters in a namespace.
 want nft nftables
-# The lab benchmarks (synwall lab, crates/synwall-bench): nginx as the backend, trafgen
+# The lab benchmarks (synwall-lab, crates/synwall-bench): nginx as the backend, trafgen
 # (netsniff-ng) for spoofed SYN floods, hping3, wrk and curl as clients, iptables for the
 # SYNPROXY baseline (iptables-nft turns -j SYNPROXY into nft's synproxy, the kernel's
 # nf_synproxy), chrt/taskset (util-linux) to pin the data path.

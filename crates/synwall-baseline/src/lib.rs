@@ -13,37 +13,11 @@
 pub mod per_packet;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags};
-use synwall_bpf::{leak_object, test_run};
+use synwall_bpf::{leak_object, percpu_sum, test_run};
 pub use synwall_bpf::{Error, Result, TestRun};
 
-#[allow(
-    clippy::all,
-    clippy::pedantic,
-    missing_docs,
-    non_camel_case_types,
-    non_snake_case,
-    non_upper_case_globals,
-    dead_code,
-    unused_imports
-)]
-mod helper_skel {
-    include!(concat!(env!("OUT_DIR"), "/syncookie_helper.skel.rs"));
-}
-
-#[allow(
-    clippy::all,
-    clippy::pedantic,
-    missing_docs,
-    non_camel_case_types,
-    non_snake_case,
-    non_upper_case_globals,
-    dead_code,
-    unused_imports
-)]
-mod bare_skel {
-    include!(concat!(env!("OUT_DIR"), "/bare_tx.skel.rs"));
-}
+synwall_bpf::skeleton!(mod helper_skel = "syncookie_helper.skel.rs");
+synwall_bpf::skeleton!(mod bare_skel = "bare_tx.skel.rs");
 
 use bare_skel::{BareTxSkel, BareTxSkelBuilder};
 use helper_skel::{SyncookieHelperSkel, SyncookieHelperSkelBuilder};
@@ -55,15 +29,7 @@ fn bpf(what: &'static str) -> impl FnOnce(libbpf_rs::Error) -> Error {
 fn read_counters(map: &libbpf_rs::MapMut<'static>, names: &[&'static str]) -> Result<Counters> {
     let mut out = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
-        let per_cpu = map
-            .lookup_percpu(&(i as u32).to_ne_bytes(), MapFlags::ANY)
-            .map_err(bpf("read the counters"))?
-            .unwrap_or_default();
-        let sum = per_cpu
-            .iter()
-            .map(|v| u64::from_ne_bytes(v[..8].try_into().expect("u64 value")))
-            .fold(0u64, u64::wrapping_add);
-        out.push((*name, sum));
+        out.push((*name, percpu_sum(map, i as u32, "read the counters")?));
     }
     Ok(Counters(out))
 }
@@ -199,45 +165,11 @@ impl HelperCookie {
         read_counters(&self.skel.maps.hc_counters, &HELPER_COUNTERS)
     }
 
-    /// The loaded program's file descriptor (to attach it).
+    /// The loaded program's file descriptor (to attach it: `synwall_bpf::Link::attach_xdp`).
     pub fn prog_fd(&self) -> i32 {
         use std::os::fd::{AsFd, AsRawFd};
         self.skel.progs.syncookie_helper.as_fd().as_raw_fd()
     }
-}
-
-/// An XDP attachment (a BPF link) of a baseline program. Dropping it detaches the program.
-#[derive(Debug)]
-pub struct XdpLink {
-    _fd: std::os::fd::OwnedFd,
-}
-
-/// Attach the loaded XDP program `prog_fd` (e.g. [`HelperCookie::prog_fd`]) to interface
-/// `ifindex` of the calling thread's network namespace.
-pub fn attach_xdp(prog_fd: i32, ifindex: u32, mode: synwall_bpf::XdpMode) -> Result<XdpLink> {
-    use libbpf_rs::libbpf_sys;
-    use std::os::fd::FromRawFd;
-    let flags = match mode {
-        synwall_bpf::XdpMode::Native => libbpf_sys::XDP_FLAGS_DRV_MODE,
-        synwall_bpf::XdpMode::Generic => libbpf_sys::XDP_FLAGS_SKB_MODE,
-    };
-    // SAFETY: the options struct is zeroed then sized as libbpf requires.
-    let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
-    opts.sz = std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _;
-    opts.flags = flags;
-    // SAFETY: plain syscall wrapper; `opts` outlives the call.
-    let fd =
-        unsafe { libbpf_sys::bpf_link_create(prog_fd, ifindex as i32, libbpf_sys::BPF_XDP, &opts) };
-    if fd < 0 {
-        return Err(Error::Os {
-            what: "attach XDP (bpf_link_create)",
-            source: std::io::Error::from_raw_os_error(-fd),
-        });
-    }
-    // SAFETY: `fd` is a new link descriptor that nothing else owns.
-    Ok(XdpLink {
-        _fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
-    })
 }
 
 /// The floor: swap the Ethernet addresses, `XDP_TX`.

@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use synwall_bpf::{xdp_action, DataPath, Edge, TestRun};
 use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
 use synwall_engine::{EngineConfig, Service, ServiceSet};
-use synwall_lab::packet::Segment;
+use synwall_netns::packet::Segment;
 
 /// What to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,7 +141,7 @@ pub fn syn_frame(family: Family, profile: Profile) -> Vec<u8> {
         dport: PORT,
         seq: CLIENT_ISN,
         ack: 0,
-        flags: synwall_lab::packet::SYN,
+        flags: synwall_netns::packet::SYN,
         window: 64240,
         options,
         payload: Vec::new(),

@@ -14,10 +14,10 @@ use synwall_baseline::per_packet::{
 };
 use synwall_baseline::{BareTx, Error, HelperConfig, HelperCookie};
 use synwall_bpf::xdp_action;
-use synwall_lab::packet::{Segment, ACK, CWR, ECE, SYN};
+use synwall_netns::packet::{Segment, ACK, CWR, ECE, SYN};
 
 fn helper(test: &str) -> Option<HelperCookie> {
-    if !synwall_lab::require_privileges(test) {
+    if !synwall_netns::require_privileges(test) {
         return None;
     }
     Some(HelperCookie::load(PORT).expect("load syncookie_helper.bpf.o"))
@@ -386,7 +386,7 @@ fn helper_config_is_checked_before_loading() {
 
 #[test]
 fn bare_swaps_macs_and_transmits() {
-    if !synwall_lab::require_privileges("bare_swaps_macs_and_transmits") {
+    if !synwall_netns::require_privileges("bare_swaps_macs_and_transmits") {
         return;
     }
     let b = BareTx::load().unwrap();

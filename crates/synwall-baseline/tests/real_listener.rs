@@ -9,14 +9,14 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
-use synwall_baseline::{attach_xdp, HelperCookie};
-use synwall_bpf::XdpMode;
-use synwall_lab::tcp::{connect, exchange, transform, EchoServer};
-use synwall_lab::{unique_prefix, veth, Netns};
+use synwall_baseline::HelperCookie;
+use synwall_bpf::{Link, XdpMode};
+use synwall_netns::tcp::{connect, exchange, transform, EchoServer};
+use synwall_netns::{unique_prefix, veth, Netns};
 
 #[test]
 fn kernel_listener_accepts_the_helpers_cookies() {
-    if !synwall_lab::require_privileges("kernel_listener_accepts_the_helpers_cookies") {
+    if !synwall_netns::require_privileges("kernel_listener_accepts_the_helpers_cookies") {
         return;
     }
     let p = unique_prefix();
@@ -34,7 +34,7 @@ fn kernel_listener_accepts_the_helpers_cookies() {
         .unwrap()
         .unwrap();
     let echo = EchoServer::start(listener).unwrap();
-    let data = synwall_lab::tcp::pattern(20_000, 7);
+    let data = synwall_netns::tcp::pattern(20_000, 7);
     let talk = |data: &Vec<u8>| {
         let sent = data.clone();
         client
@@ -61,7 +61,7 @@ fn kernel_listener_accepts_the_helpers_cookies() {
             // SAFETY: a NUL-terminated name.
             let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
             assert!(ifindex > 0);
-            attach_xdp(fd, ifindex, XdpMode::Generic)
+            Link::attach_xdp(fd, ifindex, XdpMode::Generic)
         })
         .unwrap()
         .unwrap();

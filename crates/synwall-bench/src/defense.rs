@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
-use synwall_lab::{Counts, Daemon};
+use synwall_netns::{Counts, Daemon};
 
 /// A defense configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -44,7 +44,7 @@ pub struct Active<'a> {
     cleared: bool,
 }
 
-fn start(ns: &synwall_lab::Netns, exe: &Path, args: &[String]) -> Result<Daemon> {
+fn start(ns: &synwall_netns::Netns, exe: &Path, args: &[String]) -> Result<Daemon> {
     Daemon::start(ns, exe, args, Duration::from_secs(30))
 }
 
@@ -84,7 +84,7 @@ pub fn apply<'a>(
             for &e in edges {
                 let n = e + 1;
                 // XDP_TX on a veth reaches the peer only if the peer runs XDP too.
-                let pass = synwall_lab::topo::pass_all_args(&format!("r{n}"), &sf);
+                let pass = synwall_netns::topo::pass_all_args(&format!("r{n}"), &sf);
                 let d = start(&lab.rtr, exe, &pass)?;
                 act.daemons.push((format!("pass r{n}"), d));
                 let mut a: Vec<String> =
@@ -117,7 +117,7 @@ pub fn apply<'a>(
                 let ipt = |args: &[&str]| -> Result<()> {
                     let mut a = vec!["netns", "exec", ns, "iptables"];
                     a.extend_from_slice(args);
-                    synwall_lab::sh(&["ip"].iter().chain(a.iter()).copied().collect::<Vec<_>>())
+                    synwall_netns::sh(&["ip"].iter().chain(a.iter()).copied().collect::<Vec<_>>())
                         .map(|_| ())
                         .context("iptables SYNPROXY rules")
                 };
@@ -207,7 +207,7 @@ impl Active<'_> {
                 let ns = self.lab.edges[e].name();
                 for t in ["raw", "filter"] {
                     let _ =
-                        synwall_lab::sh(&["ip", "netns", "exec", ns, "iptables", "-t", t, "-F"]);
+                        synwall_netns::sh(&["ip", "netns", "exec", ns, "iptables", "-t", t, "-F"]);
                 }
             }
         }

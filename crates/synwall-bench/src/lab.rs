@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use synwall_lab::{nft, topo, veth, Netns};
+use synwall_netns::{nft, topo, veth, Netns};
 
 /// Service IPv4 address (nginx, port [`PORT`]).
 pub const SVC_V4: &str = "10.88.100.1";
@@ -64,7 +64,7 @@ pub struct Lab {
     nginx: Option<Child>,
 }
 
-/// The lab's state directory for `prefix` (`synwall lab down` finds nginx's pid there).
+/// The lab's state directory for `prefix` (`synwall-lab down` finds nginx's pid there).
 pub fn state_dir(prefix: &str) -> PathBuf {
     std::env::temp_dir().join(format!("synwall-lab-{prefix}"))
 }
@@ -361,7 +361,7 @@ http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_timeou
             .unwrap_or(false)
     }
 
-    /// Leave everything in place when dropped (`synwall lab up`); [`down`] removes it.
+    /// Leave everything in place when dropped (`synwall-lab up`); [`down`] removes it.
     pub fn keep(self) {
         // Nothing of the lab is dropped: namespaces and nginx stay for `down`.
         std::mem::forget(self);
@@ -507,7 +507,7 @@ pub fn down(prefix: &str) -> Result<Vec<String>> {
     for r in ROLES {
         let name = format!("{prefix}{r}");
         if Path::new("/run/netns").join(&name).exists() {
-            synwall_lab::sh(&["ip", "netns", "del", &name])?;
+            synwall_netns::sh(&["ip", "netns", "del", &name])?;
             removed.push(format!("netns {name}"));
         }
     }

@@ -1,4 +1,4 @@
-//! synwall's lab benchmarks (issue 6): a named network-namespace topology (attacker, clients, an
+//! synwall's lab benchmarks: a named network-namespace topology (attacker, clients, an
 //! ECMP router, two edges, a backend running nginx), real tools for the load (trafgen from
 //! netsniff-ng for spoofed SYN floods, curl and wrk for clients, `tc netem` for the path), and
 //! four benchmarks that run synwall and the kernel's own defences side by side in one lab:
@@ -11,6 +11,10 @@
 //!
 //! Each returns a [`report::Report`] (table, JSON, SVG). Only addresses inside the lab's
 //! namespaces are ever targeted, and every load is bounded by `timeout`.
+//!
+//! The crate's binary, `synwall-lab` (`src/bin/synwall-lab`), runs them (`bench`, beside the
+//! per-packet comparison of `synwall-baseline`), builds and removes the lab (`up`, `down`) and
+//! runs the demo (`demo`); it drives the `synwall` binary that sits beside it.
 
 pub mod defense;
 pub mod lab;
@@ -457,7 +461,7 @@ pub fn quality(lab: &Lab, o: &Opts) -> Result<Report> {
         let ip: std::net::IpAddr = if v6 { lab::SVC_V6 } else { lab::SVC_V4 }.parse()?;
         let addr = std::net::SocketAddr::new(ip, lab::INFO_PORT);
         let l = lab.be.enter(move || std::net::TcpListener::bind(addr))??;
-        servers.push((addr, synwall_lab::tcp::EchoServer::start(l)?));
+        servers.push((addr, synwall_netns::tcp::EchoServer::start(l)?));
     }
     let mut matrix = Vec::new();
     for d in three {
@@ -468,11 +472,14 @@ pub fn quality(lab: &Lab, o: &Opts) -> Result<Report> {
             let to = *to;
             lab.cli
                 .enter(move || -> Result<()> {
-                    let data = synwall_lab::tcp::pattern(10_000, i as u32);
-                    let mut s = synwall_lab::tcp::connect(to, None, Duration::from_secs(5))?;
+                    let data = synwall_netns::tcp::pattern(10_000, i as u32);
+                    let mut s = synwall_netns::tcp::connect(to, None, Duration::from_secs(5))?;
                     let (answer, _) =
-                        synwall_lab::tcp::exchange(&mut s, &data, Duration::from_secs(5))?;
-                    anyhow::ensure!(answer == synwall_lab::tcp::transform(&data), "wrong answer");
+                        synwall_netns::tcp::exchange(&mut s, &data, Duration::from_secs(5))?;
+                    anyhow::ensure!(
+                        answer == synwall_netns::tcp::transform(&data),
+                        "wrong answer"
+                    );
                     Ok(())
                 })?
                 .with_context(|| format!("{} client {}", d.label(), p.name))?;

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use synwall_lab::{nft, topo};
+use synwall_netns::{nft, topo};
 
 /// The CPU the generator (and the rest of the attacker's side) runs on.
 pub const GEN_CPU: usize = 0;
@@ -109,10 +109,10 @@ pub fn flood_counters(lab: &Lab) -> Result<(u64, u64)> {
 }
 
 /// Packets a veth dropped on transmit (its peer's queue or XDP ring was full).
-pub fn tx_dropped(ns: &synwall_lab::Netns, dev: &str) -> Result<u64> {
+pub fn tx_dropped(ns: &synwall_netns::Netns, dev: &str) -> Result<u64> {
     // `ip netns exec` mounts the namespace's own /sys (nsenter does not).
     let path = format!("/sys/class/net/{dev}/statistics/tx_dropped");
-    let out = synwall_lab::sh(&["ip", "netns", "exec", ns.name(), "cat", &path])?;
+    let out = synwall_netns::sh(&["ip", "netns", "exec", ns.name(), "cat", &path])?;
     String::from_utf8_lossy(&out.stdout)
         .trim()
         .parse()
@@ -307,7 +307,7 @@ pub fn parse_wrk(text: &str) -> Result<WrkStats> {
 }
 
 /// Download the big file for `seconds` from namespace `from`; bytes per second.
-pub fn bulk(from: &synwall_lab::Netns, v6: bool, seconds: f64) -> Result<f64> {
+pub fn bulk(from: &synwall_netns::Netns, v6: bool, seconds: f64) -> Result<f64> {
     let out = from
         .command("curl")
         .args(["-s", "-g", "-o", "/dev/null", "--connect-timeout", "5"])
@@ -341,8 +341,8 @@ pub struct ServerOpts {
     pub mss: u32,
 }
 
-impl From<synwall_lab::tcp::TcpInfo> for ServerOpts {
-    fn from(i: synwall_lab::tcp::TcpInfo) -> Self {
+impl From<synwall_netns::tcp::TcpInfo> for ServerOpts {
+    fn from(i: synwall_netns::tcp::TcpInfo) -> Self {
         ServerOpts {
             ts: i.ts(),
             sack: i.sack(),

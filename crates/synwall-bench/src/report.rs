@@ -9,7 +9,7 @@ use std::path::Path;
 /// A goal and whether the run met it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Goal {
-    /// What the issue asks, e.g. "synwall >= 5x kernel syncookies".
+    /// The target, e.g. "synwall >= 5x kernel syncookies".
     pub goal: String,
     /// What was measured, e.g. "7.2x".
     pub measured: String,
@@ -190,9 +190,9 @@ pub fn fmt_num(v: f64) -> String {
 }
 
 /// Begin/end markers of the generated part of docs/BENCHMARKS.md.
-pub const BEGIN: &str = "<!-- synwall lab bench: generated, do not edit below -->";
+pub const BEGIN: &str = "<!-- synwall-lab bench: generated, do not edit below -->";
 /// End marker.
-pub const END: &str = "<!-- synwall lab bench: end of generated part -->";
+pub const END: &str = "<!-- synwall-lab bench: end of generated part -->";
 
 /// Replace (or append) the generated part of the Markdown file at `doc`.
 pub fn update_doc(doc: &Path, generated: &str) -> Result<()> {

@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use synwall_lab::{veth, Netns};
+use synwall_netns::{veth, Netns};
 
 /// The slow client's address.
 pub const WCL_V4: &str = "10.88.3.2";

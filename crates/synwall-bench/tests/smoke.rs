@@ -49,7 +49,7 @@ fn num(v: &Value, path: &[&str]) -> f64 {
 
 #[test]
 fn every_benchmark_produces_its_numbers() {
-    if !synwall_lab::require_privileges("every_benchmark_produces_its_numbers") {
+    if !synwall_netns::require_privileges("every_benchmark_produces_its_numbers") {
         return;
     }
     let out = tempfile::tempdir().unwrap();
@@ -58,7 +58,7 @@ fn every_benchmark_produces_its_numbers() {
         seconds: 3.0,
         command: "smoke".into(),
     };
-    let lab = Lab::up(&synwall_lab::unique_prefix()).unwrap();
+    let lab = Lab::up(&synwall_netns::unique_prefix()).unwrap();
     for name in synwall_bench::BENCHES {
         let r = synwall_bench::run(name, &lab, &o).unwrap();
         let table = r.table();

@@ -374,16 +374,24 @@ impl NodeConfig {
             window: self.server.window,
             ttl: self.server.ttl,
         };
+        self.set_modes(&mut cfg);
+        cfg
+    }
+
+    /// Strict mode, the flow cache and auto mode as the engine takes them. Values beyond the
+    /// engine's 32-bit fields saturate (validation reports them by key; a validated config has
+    /// none), so the engine's own rules can be checked on any parsed file.
+    pub(crate) fn set_modes(&self, cfg: &mut EngineConfig) {
+        let u32_sat = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
         cfg.strict = self.edge.strict;
         cfg.flow_cache = self.edge.flow_cache;
         // On an edge, auto mode passes SYNs below the rate; on a backend it passes ACKs that carry
         // the kernel's own cookies (made while the SYNs went to the kernel) to the kernel.
         cfg.auto = self.auto.enabled.then(|| synwall_engine::AutoConfig {
-            rate_on: self.auto.syn_rate_on as u32,
-            rate_off: self.auto.syn_rate_off as u32,
-            hold_ms: (self.auto.hold_seconds * 1000) as u32,
+            rate_on: u32_sat(self.auto.syn_rate_on),
+            rate_off: u32_sat(self.auto.syn_rate_off),
+            hold_ms: u32_sat(self.auto.hold_seconds.saturating_mul(1000)),
         });
-        cfg
     }
 
     /// Each distinct interface once, in file order (edge list first), with its roles. An

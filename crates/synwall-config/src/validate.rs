@@ -4,7 +4,7 @@
 use crate::NodeConfig;
 use std::net::SocketAddr;
 use synwall_cookie::MssTable;
-use synwall_engine::Service;
+use synwall_engine::{EngineConfig, InvalidConfig, Service, ServiceSet};
 
 /// The smallest IPv4 MSS the backend kfunc accepts (`bpf_sk_assign_tcp_reqsk` refuses less).
 pub const MIN_MSS_V4: u16 = 536;
@@ -189,13 +189,18 @@ pub(crate) fn check(c: &NodeConfig) -> Vec<Finding> {
     if c.auto.hold_seconds == 0 {
         out.push(finding("auto.hold_seconds", "must be at least 1 second"));
     }
-    if c.auto.enabled && c.edge.strict {
+    // The engine's rule on the modes, located at this file's keys. (Its threshold rule is the
+    // per-key check above, which also covers a disabled [auto].)
+    let mut modes = EngineConfig::new(ServiceSet::default());
+    c.set_modes(&mut modes);
+    if let Err(e @ InvalidConfig::StrictWithAuto) = modes.validate() {
         out.push(Finding {
             key: "edge.strict".into(),
             at: vec!["edge.strict".into(), "auto.enabled".into()],
-            message: "strict mode cannot be combined with auto.enabled: strict drops the ACKs of \
-                      handshakes the kernel made while cookies were off"
-                .into(),
+            message: format!(
+                "strict mode cannot be combined with auto.enabled: {}",
+                e.why()
+            ),
         });
     }
     // The data path holds rates and the hold time as 32-bit values (SYNs/s, milliseconds).

@@ -50,14 +50,45 @@ pub struct AutoConfig {
 
 impl AutoConfig {
     /// Check the thresholds: `rate_off < rate_on`.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.rate_off >= self.rate_on {
-            return Err(format!(
-                "auto mode: the off rate ({}/s) must be below the on rate ({}/s)",
-                self.rate_off, self.rate_on
-            ));
+            return Err(InvalidConfig::AutoRates {
+                rate_on: self.rate_on,
+                rate_off: self.rate_off,
+            });
         }
         Ok(())
+    }
+}
+
+/// A configuration the data path cannot run ([`EngineConfig::validate`]). Front ends name the
+/// settings involved in their own terms (flags, config keys) and add [`InvalidConfig::why`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidConfig {
+    /// Strict mode with auto mode.
+    #[error("strict mode cannot be combined with auto mode: {}", self.why())]
+    StrictWithAuto,
+    /// Auto mode's off rate is not below its on rate.
+    #[error("auto mode: the off rate ({rate_off}/s) must be below the on rate ({rate_on}/s)")]
+    AutoRates {
+        /// SYNs/s at which cookies switch on.
+        rate_on: u32,
+        /// SYNs/s below which they switch off.
+        rate_off: u32,
+    },
+}
+
+impl InvalidConfig {
+    /// Why the rule exists.
+    pub fn why(&self) -> &'static str {
+        match self {
+            // Strict mode drops every ACK that carries no valid cookie, and the handshakes the
+            // kernel answers while auto mode has cookies off carry none.
+            InvalidConfig::StrictWithAuto => {
+                "strict drops the ACKs of handshakes the kernel made while cookies were off"
+            }
+            InvalidConfig::AutoRates { .. } => "or cookies would flap on and off",
+        }
     }
 }
 
@@ -89,5 +120,53 @@ impl EngineConfig {
             flow_cache: DEFAULT_FLOW_CACHE,
             auto: None,
         }
+    }
+
+    /// The rules no single field states: strict mode and auto mode exclude each other (checked
+    /// first), and auto mode's thresholds must be consistent. Every front end (the flags of
+    /// `synwall edge|single`, the node's config file) and every node start checks them here.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        if let Some(auto) = &self.auto {
+            if self.strict {
+                return Err(InvalidConfig::StrictWithAuto);
+            }
+            auto.validate()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_strict_auto_and_thresholds() {
+        let auto = |rate_on, rate_off| AutoConfig {
+            rate_on,
+            rate_off,
+            hold_ms: 1000,
+        };
+        let mut cfg = EngineConfig::new(ServiceSet::default());
+        assert_eq!(cfg.validate(), Ok(()));
+        cfg.strict = true;
+        assert_eq!(cfg.validate(), Ok(()), "strict alone");
+        cfg.auto = Some(auto(100, 10));
+        assert_eq!(cfg.validate(), Err(InvalidConfig::StrictWithAuto));
+        // The combination is reported even when the thresholds are wrong too.
+        cfg.auto = Some(auto(10, 10));
+        assert_eq!(cfg.validate(), Err(InvalidConfig::StrictWithAuto));
+        cfg.strict = false;
+        assert_eq!(
+            cfg.validate(),
+            Err(InvalidConfig::AutoRates {
+                rate_on: 10,
+                rate_off: 10
+            })
+        );
+        cfg.auto = Some(auto(100, 10));
+        assert_eq!(cfg.validate(), Ok(()), "auto alone");
+        let msg = InvalidConfig::StrictWithAuto.to_string();
+        assert!(msg.starts_with("strict mode cannot be combined with auto mode: strict drops"));
     }
 }

@@ -1,12 +1,12 @@
 //! `synwall analyze`: what each cookie scheme would keep and lose of a capture's SYNs.
 
+use crate::analyze::{Analysis, SchemeLoss};
 use crate::pcap_io;
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use synwall_engine::analyze::{Analysis, SchemeLoss};
 
 #[derive(Args)]
 pub struct AnalyzeArgs {

@@ -1,19 +1,17 @@
-//! `synwall edge`, `synwall backend`, `synwall single`: load the BPF programs, attach them, print
-//! one `ready` line, rotate salts on epoch boundaries, and on SIGINT/SIGTERM detach and print the
-//! final counters. Everything is validated before anything is attached, and a failure part-way
-//! drops what was attached (links detach on drop): a bad start leaves nothing behind.
+//! `synwall edge`, `synwall backend`, `synwall single`: a node described by flags instead of a
+//! config file, run in the foreground through the same [`Node`] as `synwall run`, with nothing
+//! pinned: load the BPF programs, attach them, print one `ready` line, rotate salts on epoch
+//! boundaries, and on SIGINT/SIGTERM print the final counters and exit (the programs detach with
+//! the process). Everything is validated before anything is attached, and a failure part-way
+//! drops what was attached: a bad start leaves nothing behind.
 
-use crate::args::{now_unix, DataPathArgs};
-use crate::rotation::{Salts, TICK_MS};
-use crate::sysctl;
-use anyhow::{bail, Context, Result};
+use crate::args::DataPathArgs;
+use crate::node::{FrontEnd, Interface, Node, NodeSpec, Signals};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-use synwall_bpf::{Backend, DataPath, Edge, XdpMode};
-use synwall_engine::{AutoConfig, Counters, EngineConfig, ServiceSet};
+use synwall_bpf::XdpMode;
+use synwall_engine::{AutoConfig, EngineConfig, InvalidConfig, ServiceSet};
 
 /// XDP attach mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -67,14 +65,12 @@ impl AutoArgs {
                         u32::MAX / 1000
                     )
                 })?;
-                let a = AutoConfig {
+                // Checked with the rest of the engine configuration (EngineConfig::validate).
+                Ok(Some(AutoConfig {
                     rate_on,
                     rate_off,
                     hold_ms,
-                };
-                a.validate()
-                    .map_err(|e| anyhow::anyhow!("{e} (--auto-rate-off < --auto-rate-on)"))?;
-                Ok(Some(a))
+                }))
             }
             _ => {
                 let missing: Vec<&str> = [
@@ -141,92 +137,94 @@ pub struct SingleArgs {
     xdp_mode: XdpModeArg,
 }
 
-/// Everything checked before loading: interface, secret, configuration, salts.
-struct Prepared {
-    ifindex: u32,
-    iface: String,
-    period: u64,
-    cfg: EngineConfig,
-    /// The salts each role holds; the edge's follow the backend's `edge_lag_ms` later.
-    salts: Salts,
+/// The roles a foreground command runs on its interface.
+#[derive(Clone, Copy)]
+enum Role {
+    Edge,
+    Backend,
+    Single,
 }
 
-fn prepare(iface: &str, dp: &DataPathArgs, strict: bool, auto: &AutoArgs) -> Result<Prepared> {
-    let auto = auto.config()?;
-    if strict && auto.is_some() {
-        // Strict mode drops every ACK that carries no valid cookie, and the handshakes the
-        // kernel answers in auto mode carry none.
-        bail!("--strict and auto mode (--auto-rate-on ...) cannot be combined");
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Edge => "edge",
+            Role::Backend => "backend",
+            Role::Single => "single",
+        }
     }
+}
+
+/// The node the flags describe (nothing pinned). Flag errors name the flags; the engine's rules
+/// are [`EngineConfig::validate`]'s.
+fn spec(
+    role: Role,
+    iface: &str,
+    dp: &DataPathArgs,
+    strict: bool,
+    auto: &AutoArgs,
+    xdp_mode: XdpModeArg,
+    set_sysctls: bool,
+) -> Result<NodeSpec> {
+    let mut engine = EngineConfig::new(ServiceSet::new(dp.services.clone()));
+    engine.strict = strict;
+    engine.auto = auto.config()?;
+    engine.validate().map_err(|e| match e {
+        InvalidConfig::StrictWithAuto => anyhow!(
+            "--strict and auto mode (--auto-rate-on ...) cannot be combined: {}",
+            e.why()
+        ),
+        InvalidConfig::AutoRates { .. } => anyhow!("{e} (--auto-rate-off < --auto-rate-on)"),
+    })?;
     let ifindex = nix::net::if_::if_nametoindex(iface)
         .with_context(|| format!("no such interface {iface:?}"))?;
     let master = dp.master()?;
-    let mut cfg = EngineConfig::new(ServiceSet::new(dp.services.clone()));
-    cfg.strict = strict;
-    cfg.auto = auto;
-    Ok(Prepared {
-        ifindex,
-        iface: iface.to_string(),
-        period: dp.epoch_seconds,
-        cfg,
-        salts: Salts::start(master, dp.epoch_seconds, None, now_unix().1),
+    Ok(NodeSpec {
+        name: role.name().into(),
+        engine,
+        interfaces: vec![Interface {
+            name: iface.into(),
+            ifindex,
+            edge: !matches!(role, Role::Backend),
+            backend: !matches!(role, Role::Edge),
+        }],
+        xdp_mode: xdp_mode.into(),
+        xdp_fallback: false,
+        epoch_seconds: dp.epoch_seconds,
+        master,
+        set_sysctls,
+        pins: None,
     })
 }
 
-pub(crate) fn check_sysctls(cfg: &EngineConfig, set: bool) -> Result<()> {
-    for change in sysctl::ensure(&sysctl::requirements(&cfg.cookie), set)? {
-        eprintln!("synwall: set {change}");
-    }
-    Ok(())
-}
+/// The foreground says nothing while it runs; a failed rotation ends it with the error.
+struct Foreground;
 
-/// Wait for SIGINT/SIGTERM, rotating salts (backend at each epoch boundary, edge `edge_lag_ms`
-/// later); then print the counters.
-fn serve(p: &mut Prepared, edge: Option<&Edge>, backend: Option<&Backend>) -> Result<ExitCode> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).context("install signal handler")?;
-    }
-    while !stop.load(Ordering::Relaxed) {
-        // The objects were loaded a moment ago: catch up first, then every tick.
-        let r = p.salts.tick(now_unix().1);
-        if let (Some(k), Some(b)) = (&r.backend, backend) {
-            b.set_keys(k)?;
-        }
-        if let (Some(k), Some(e)) = (&r.edge, edge) {
-            e.set_keys(k)?;
-        }
-        std::thread::sleep(Duration::from_millis(TICK_MS));
-    }
-    if let Some(e) = edge {
-        print_counters("edge", &e.counters()?);
-        if p.cfg.auto.is_some() {
-            print_auto(&e.auto_state()?);
-        }
-    }
-    if let Some(b) = backend {
-        print_counters("backend", &b.counters()?);
-    }
-    Ok(ExitCode::SUCCESS)
-}
+impl FrontEnd for Foreground {}
 
-/// The final counters of a role: non-zero ones, one per line.
-pub fn print_counters(role: &str, c: &Counters) {
-    println!("{role} counters ({} packets):", c.total());
-    for (k, v) in c.iter().filter(|(_, v)| *v > 0) {
-        println!("  {:<28} {v}", k.name());
-    }
-}
-
-/// The auto-mode line of the final printout.
-pub fn print_auto(st: &synwall_engine::AutoState) {
-    println!(
-        "auto cookies {} rate={} switches={}/{}",
-        if st.cookies_on { "on" } else { "off" },
-        st.rate,
-        st.switches_on,
-        st.switches_off
+/// Start the node, print `ready ROLE iface=.. services=.. epoch_seconds=..EXTRA`, serve until
+/// SIGINT/SIGTERM, print the counters.
+fn run(spec: NodeSpec, extra: &str) -> Result<ExitCode> {
+    let signals = Signals::register(false)?;
+    let services: Vec<String> = spec
+        .engine
+        .services
+        .services()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let ready = format!(
+        "ready {} iface={} services={} epoch_seconds={}{extra}",
+        spec.name,
+        spec.interfaces[0].name,
+        services.join(","),
+        spec.epoch_seconds
     );
+    let mut node = Node::start(spec)?;
+    println!("{ready}");
+    node.serve(&signals, &mut Foreground)?;
+    node.print_counters()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// ` auto=ON/OFF/HOLDs` for the ready line.
@@ -236,71 +234,47 @@ fn auto_ready(cfg: &EngineConfig) -> String {
     })
 }
 
-fn ready(role: &str, p: &Prepared, extra: &str) {
-    let services: Vec<String> = p
-        .cfg
-        .services
-        .services()
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    println!(
-        "ready {role} iface={} services={} epoch_seconds={}{extra}",
-        p.iface,
-        services.join(","),
-        p.period
-    );
-}
-
 pub fn edge(a: EdgeArgs) -> Result<ExitCode> {
-    let mut p = prepare(&a.iface, &a.dp, a.strict, &a.auto)?;
-    let edge = Edge::load_with(&p.cfg, p.salts.edge())?;
-    let _link = edge
-        .attach_xdp(p.ifindex, a.xdp_mode.into())
-        .with_context(|| format!("cannot attach XDP ({:?} mode) to {}", a.xdp_mode, p.iface))?;
+    let spec = spec(
+        Role::Edge,
+        &a.iface,
+        &a.dp,
+        a.strict,
+        &a.auto,
+        a.xdp_mode,
+        false,
+    )?;
     let extra = format!(
         "{}{}",
         if a.strict { " strict" } else { "" },
-        auto_ready(&p.cfg)
+        auto_ready(&spec.engine)
     );
-    ready("edge", &p, &extra);
-    serve(&mut p, Some(&edge), None)
+    run(spec, &extra)
 }
 
 pub fn backend(a: BackendArgs) -> Result<ExitCode> {
-    let mut p = prepare(&a.iface, &a.dp, false, &AutoArgs::default())?;
-    check_sysctls(&p.cfg, a.set_sysctls)?;
-    let backend = Backend::load_with(&p.cfg, p.salts.backend())?;
-    let _link = backend
-        .attach_tcx(p.ifindex)
-        .with_context(|| format!("cannot attach tcx ingress to {}", p.iface))?;
-    ready("backend", &p, "");
-    serve(&mut p, None, Some(&backend))
+    let spec = spec(
+        Role::Backend,
+        &a.iface,
+        &a.dp,
+        false,
+        &AutoArgs::default(),
+        XdpModeArg::Native,
+        a.set_sysctls,
+    )?;
+    run(spec, "")
 }
 
 pub fn single(a: SingleArgs) -> Result<ExitCode> {
-    let mut p = prepare(&a.iface, &a.dp, false, &a.auto)?;
-    check_sysctls(&p.cfg, a.set_sysctls)?;
-    let backend = Backend::load_with(&p.cfg, p.salts.backend())?;
-    let edge = Edge::load_with(&p.cfg, p.salts.edge())?;
-    // tc first: if XDP then fails, dropping the tcx link detaches it again.
-    let tc_link = backend
-        .attach_tcx(p.ifindex)
-        .with_context(|| format!("cannot attach tcx ingress to {}", p.iface))?;
-    let xdp_link = match edge.attach_xdp(p.ifindex, a.xdp_mode.into()) {
-        Ok(l) => l,
-        Err(e) => {
-            drop(tc_link);
-            bail!(
-                "cannot attach XDP ({:?} mode) to {}: {e}",
-                a.xdp_mode,
-                p.iface
-            );
-        }
-    };
-    ready("single", &p, &auto_ready(&p.cfg));
-    let r = serve(&mut p, Some(&edge), Some(&backend));
-    drop(xdp_link);
-    drop(tc_link);
-    r
+    let spec = spec(
+        Role::Single,
+        &a.iface,
+        &a.dp,
+        false,
+        &a.auto,
+        a.xdp_mode,
+        a.set_sysctls,
+    )?;
+    let extra = auto_ready(&spec.engine);
+    run(spec, &extra)
 }

@@ -1,18 +1,20 @@
-//! The `synwall` command: one binary for every role and tool. Each subcommand lives in its own
-//! module; shared argument parsing (secrets, services, clocks) lives in `args`.
+//! The `synwall` command: what runs on every node (`run`, or `edge|backend|single` in the
+//! foreground, both through `node`) and what an operator runs beside it. Each subcommand lives in
+//! its own module; shared argument parsing (secrets, services, clocks) lives in `args`. The demo
+//! and the benchmark lab are another binary, `synwall-lab` (crate `synwall-bench`).
 
+mod analyze;
 mod analyze_cmd;
 mod args;
 mod cookie_cmd;
 mod daemon;
 mod dataplane_cmd;
-mod demo;
 mod gen_cmd;
 mod hints;
 mod ifstats;
-mod lab_cmd;
 mod logging;
 mod metrics;
+mod node;
 mod pcap_io;
 mod replay_cmd;
 mod rotation;
@@ -60,11 +62,6 @@ enum Command {
     Replay(replay_cmd::ReplayArgs),
     /// For every SYN of a capture: what each cookie scheme keeps and loses.
     Analyze(analyze_cmd::AnalyzeArgs),
-    /// Run the built-in demonstration (what `scripts/demo.sh` runs).
-    Demo,
-    /// Benchmark lab: netns topology with nginx, floods, clients; benchmarks vs kernel defences.
-    #[command(subcommand)]
-    Lab(lab_cmd::LabCommand),
     /// Write the manual pages (synwall.1 and one per subcommand).
     Man(gen_cmd::ManArgs),
     /// Write a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
@@ -75,7 +72,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Cookie(c) => cookie_cmd::run(c),
-        Command::Demo => demo::run(),
         Command::Run(a) => daemon::run(a),
         Command::CheckConfig(a) => daemon::check_config(a),
         Command::Status(a) => status_cmd::run(a),
@@ -85,7 +81,6 @@ fn main() -> ExitCode {
         Command::Backend(a) => dataplane_cmd::backend(a),
         Command::Single(a) => dataplane_cmd::single(a),
         Command::Analyze(a) => analyze_cmd::run(a),
-        Command::Lab(c) => lab_cmd::run(c),
         Command::Man(a) => gen_cmd::man(Cli::command(), a),
         Command::Completions(a) => gen_cmd::completions(Cli::command(), a),
     };

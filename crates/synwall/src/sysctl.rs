@@ -93,6 +93,15 @@ pub fn ensure(reqs: &[Requirement], set: bool) -> Result<Vec<String>> {
     Ok(changed)
 }
 
+/// Check (with `set`, set) what a backend with cookie configuration `cfg` needs; each change is
+/// said on stderr.
+pub fn ensure_for(cfg: &Config, set: bool) -> Result<()> {
+    for change in ensure(&requirements(cfg), set)? {
+        eprintln!("synwall: set {change}");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

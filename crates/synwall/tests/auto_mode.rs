@@ -25,9 +25,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use synwall_engine::AutoState;
 use synwall_engine::{Counter, Counters};
-use synwall_lab::packet::{self, RawSender, Segment, SYN};
-use synwall_lab::tcp::{self, EchoServer};
-use synwall_lab::{require_privileges, topo, unique_prefix, veth, Daemon, Netns};
+use synwall_netns::packet::{self, RawSender, Segment, SYN};
+use synwall_netns::tcp::{self, EchoServer};
+use synwall_netns::{require_privileges, topo, unique_prefix, veth, Daemon, Netns};
 
 const PORT: u16 = 8080;
 /// The port of the listener with a one-slot queue (phase 4).

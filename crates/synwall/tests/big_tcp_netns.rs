@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::Duration;
-use synwall_lab::{require_privileges, unique_prefix, veth, Daemon, Netns};
+use synwall_netns::{require_privileges, unique_prefix, veth, Daemon, Netns};
 
 const PORT: u16 = 9000;
 const SIZE: usize = 32 << 20;

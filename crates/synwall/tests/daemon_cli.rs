@@ -285,10 +285,10 @@ fn bad_status_intervals_are_refused() {
 /// `set_sysctls = true` it passes (run would set it) and the sysctl is left as it was.
 #[test]
 fn check_config_checks_the_backends_sysctls() {
-    if !synwall_lab::require_privileges("check_config_checks_the_backends_sysctls") {
+    if !synwall_netns::require_privileges("check_config_checks_the_backends_sysctls") {
         return;
     }
-    let ns = synwall_lab::Netns::create(&format!("{}k", synwall_lab::unique_prefix())).unwrap();
+    let ns = synwall_netns::Netns::create(&format!("{}k", synwall_netns::unique_prefix())).unwrap();
     ns.sysctl("net.ipv4.tcp_syncookies", "0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let secret = write_secret(dir.path());
@@ -324,11 +324,11 @@ fn check_config_checks_the_backends_sysctls() {
 /// interface's pin path is taken by a directory.
 #[test]
 fn a_failed_pin_leaves_no_link_behind() {
-    if !synwall_lab::require_privileges("a_failed_pin_leaves_no_link_behind") {
+    if !synwall_netns::require_privileges("a_failed_pin_leaves_no_link_behind") {
         return;
     }
-    let p = synwall_lab::unique_prefix();
-    let ns = synwall_lab::Netns::create(&format!("{p}p")).unwrap();
+    let p = synwall_netns::unique_prefix();
+    let ns = synwall_netns::Netns::create(&format!("{p}p")).unwrap();
     for d in ["d0", "d1"] {
         let peer = format!("{d}p");
         ns.run(&[

@@ -18,10 +18,10 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
-use synwall_lab::load::{Load, LoadReport};
-use synwall_lab::tcp::EchoServer;
-use synwall_lab::topo::{self, EdgeLab, BACKEND_IF, CLIENT_IF, EDGE_CLIENT_IF};
-use synwall_lab::{nft, require_privileges, unique_prefix, Counts, Daemon, Netns};
+use synwall_netns::load::{Load, LoadReport};
+use synwall_netns::tcp::EchoServer;
+use synwall_netns::topo::{self, EdgeLab, BACKEND_IF, CLIENT_IF, EDGE_CLIENT_IF};
+use synwall_netns::{nft, require_privileges, unique_prefix, Counts, Daemon, Netns};
 
 const PORT: u16 = 8080;
 const READY: Duration = Duration::from_secs(20);

@@ -4,8 +4,8 @@
 
 use std::process::Command;
 use std::time::Duration;
-use synwall_lab::daemon::Daemon;
-use synwall_lab::{require_privileges, unique_prefix, veth, Netns};
+use synwall_netns::daemon::Daemon;
+use synwall_netns::{require_privileges, unique_prefix, veth, Netns};
 
 fn secret(dir: &tempfile::TempDir) -> String {
     let p = dir.path().join("master.key");

@@ -24,10 +24,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use synwall_cookie::synwall_v1::{self as v1, epoch_of, EpochKeys, MasterSecret};
 use synwall_cookie::{Addrs, Flow, Syn, SynOptions};
-use synwall_lab::packet::{Segment, ACK};
-use synwall_lab::tcp::{self, EchoServer, TcpInfo};
-use synwall_lab::topo::{self, EdgeLab, BACKEND_IF, CLIENT_IF, EDGE_CLIENT_IF};
-use synwall_lab::{nft, require_privileges, unique_prefix, veth, Counts, Daemon, Netns};
+use synwall_netns::packet::{Segment, ACK};
+use synwall_netns::tcp::{self, EchoServer, TcpInfo};
+use synwall_netns::topo::{self, EdgeLab, BACKEND_IF, CLIENT_IF, EDGE_CLIENT_IF};
+use synwall_netns::{nft, require_privileges, unique_prefix, veth, Counts, Daemon, Netns};
 
 const PORT: u16 = 8080;
 const READY: Duration = Duration::from_secs(20);
@@ -727,7 +727,7 @@ fn cookie_expires_after_two_epochs() -> Result<()> {
     );
     let sender = lab
         .client
-        .enter(|| synwall_lab::packet::RawSender::open(CLIENT_IF))??;
+        .enter(|| synwall_netns::packet::RawSender::open(CLIENT_IF))??;
 
     // The daemons rotate up to a tick after each boundary (edges a lag later): a cookie made
     // here from the wall clock is only meaningful once they have.

@@ -21,9 +21,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
-use synwall_lab::tcp::{transform, EchoServer};
-use synwall_lab::topo::pass_all_args;
-use synwall_lab::{require_privileges, unique_prefix, veth, Daemon, Netns};
+use synwall_netns::tcp::{transform, EchoServer};
+use synwall_netns::topo::pass_all_args;
+use synwall_netns::{require_privileges, unique_prefix, veth, Daemon, Netns};
 
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_synwall"))
@@ -83,13 +83,24 @@ fn man_pages_for_every_subcommand_render() {
     let mut want = vec!["synwall".to_string()];
     for sub in subcommands(&[]) {
         want.push(format!("synwall-{sub}"));
-        // Commands with their own subcommands (cookie, lab) get a page per subcommand too.
+        // Commands with their own subcommands (cookie) get a page per subcommand too.
         for s in subcommands(&[sub.as_str()]) {
             want.push(format!("synwall-{sub}-{s}"));
         }
     }
-    for must in ["run", "status", "stop", "man", "completions", "lab-bench"] {
+    for must in [
+        "run",
+        "status",
+        "stop",
+        "man",
+        "completions",
+        "cookie-check",
+    ] {
         assert!(want.contains(&format!("synwall-{must}")), "{want:?}");
+    }
+    // The node binary lists what an operator runs; the lab and the demo are `synwall-lab`'s.
+    for gone in ["lab", "demo"] {
+        assert!(!want.contains(&format!("synwall-{gone}")), "{want:?}");
     }
     assert_eq!(listed.len(), want.len(), "{listed:?} vs {want:?}");
     for page in &want {

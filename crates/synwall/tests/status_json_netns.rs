@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use synwall_engine::Counter;
-use synwall_lab::{require_privileges, sh, unique_prefix, Daemon, Netns};
+use synwall_netns::{require_privileges, sh, unique_prefix, Daemon, Netns};
 
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_synwall"))

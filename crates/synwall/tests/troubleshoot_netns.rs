@@ -18,9 +18,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use synwall_lab::tcp::EchoServer;
-use synwall_lab::topo::pass_all_args;
-use synwall_lab::{require_privileges, sh, unique_prefix, Daemon, Netns};
+use synwall_netns::tcp::EchoServer;
+use synwall_netns::topo::pass_all_args;
+use synwall_netns::{require_privileges, sh, unique_prefix, Daemon, Netns};
 
 const READY: Duration = Duration::from_secs(20);
 
@@ -82,7 +82,7 @@ impl Lab {
             let mut back = Vec::new();
             s.read_to_end(&mut back)?;
             ensure!(
-                back == synwall_lab::tcp::transform(b"ping"),
+                back == synwall_netns::tcp::transform(b"ping"),
                 "echo: {back:?}"
             );
             Ok(())

@@ -1,13 +1,13 @@
-//! `synwall demo`: synwall at work in a throw-away network-namespace lab, for a new user.
+//! `synwall-lab demo`: synwall at work in a throw-away network-namespace lab, for a new user.
 //!
 //! ```text
 //!  client netns  ──veth──  edge netns (router, `synwall run`: edge, strict)  ──veth──  backend netns
 //!                                                                (`synwall run`: backend, server)
 //! ```
 //!
-//! It runs this same binary as two `synwall run --config` daemons (embedded configs below, an
-//! embedded demo secret, all in a temporary directory), a real TCP server in the backend
-//! namespace, real kernel TCP clients with a few option profiles, and a small spoofed SYN flood;
+//! It runs the `synwall` binary beside this one as two `synwall run --config` daemons (embedded
+//! configs below, an embedded demo secret, all in a temporary directory), a real TCP server in the
+//! backend namespace, real kernel TCP clients with a few option profiles, and a small spoofed SYN flood;
 //! then it prints the connections, the options each server socket got (TCP_INFO), `synwall
 //! status`, a scrape of `/metrics` and the daemons' counters. Everything is torn down at the end
 //! (`synwall stop --detach`), on error and on Ctrl-C. Needs root and Linux >= 6.9.
@@ -19,10 +19,10 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use synwall_lab::packet::{self, RawSender, Segment, SYN};
-use synwall_lab::tcp::{self, EchoServer};
-use synwall_lab::topo::{self, EdgeLab, BACKEND_IF, CLIENT_IF, EDGE_CLIENT_IF};
-use synwall_lab::{nft, Counts, Daemon, Netns};
+use synwall_netns::packet::{self, RawSender, Segment, SYN};
+use synwall_netns::tcp::{self, EchoServer};
+use synwall_netns::topo::{self, EdgeLab, BACKEND_IF, CLIENT_IF, EDGE_CLIENT_IF};
+use synwall_netns::{nft, Counts, Daemon, Netns};
 
 /// The demo's master secret. Never use a published secret outside a demo.
 const DEMO_SECRET: &str = "73796e77616c6c2064656d6f20736563726574206e6f7420666f72207573652e";
@@ -173,8 +173,8 @@ pub fn run() -> Result<ExitCode> {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("signal handler")?;
     }
     let started = Instant::now();
-    let exe = std::env::current_exe().context("cannot find this binary")?;
-    let prefix = synwall_lab::unique_prefix();
+    let exe = crate::synwall_exe()?;
+    let prefix = synwall_netns::unique_prefix();
     let demo = DemoDir {
         dir: std::env::temp_dir().join(format!("synwall-demo-{prefix}")),
         nodes: vec![format!("{prefix}-edge"), format!("{prefix}-backend")],

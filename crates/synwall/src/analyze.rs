@@ -1,14 +1,15 @@
 //! What each cookie scheme keeps and loses of real SYNs: `synwall analyze` feeds every SYN of a
 //! capture through each scheme's generate -> validate round trip and compares the restored options
-//! with the SYN's.
+//! with the SYN's. An offline comparison of schemes, not the data path: it lives beside its
+//! command and borrows the engine's parser.
 
-use crate::engine::syn_options;
-use crate::parse::{parse, Parsed};
-use crate::services::{Service, ServiceSet};
 use synwall_cookie::freebsd::{FreeBsd, Secret};
 use synwall_cookie::linux::{Linux, Secrets};
 use synwall_cookie::synwall_v1::{Config, MasterSecret, SynwallV1};
 use synwall_cookie::{Ack, Clock, CookieCodec, Decoded, SipKey, Syn, SynOptions, Timestamps};
+use synwall_engine::engine::syn_options;
+use synwall_engine::parse::{parse, Parsed};
+use synwall_engine::services::{Service, ServiceSet};
 use synwall_wire::tcp::{self, TcpSegment};
 
 /// Losses of one scheme over all SYNs seen.

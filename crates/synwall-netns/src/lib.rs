@@ -1,5 +1,5 @@
-//! Network-namespace labs: create namespaces and veth links, run commands and closures inside a
-//! namespace, and tear everything down on drop. The end-to-end tests, `synwall demo` and the lab
+//! Network-namespace plumbing: create namespaces and veth links, run commands and closures inside a
+//! namespace, and tear everything down on drop. The end-to-end tests, the demo and the lab
 //! benchmarks build their topologies with this; traffic only ever goes to addresses inside them.
 //!
 //! Privileged tests call [`require_privileges`]: outside CI they skip with a printed reason when

@@ -1,9 +1,9 @@
-//! `synwall lab`: bad input is refused with a clear error before anything is built.
+//! `synwall-lab`: bad input is refused with a clear error before anything is built.
 
 use std::process::Command;
 
-fn synwall(args: &[&str]) -> (i32, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_synwall"))
+fn synwall_lab(args: &[&str]) -> (i32, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_synwall-lab"))
         .args(args)
         .output()
         .unwrap();
@@ -16,26 +16,23 @@ fn synwall(args: &[&str]) -> (i32, String) {
 #[test]
 fn bad_lab_arguments_are_refused_and_build_nothing() {
     let cases: [(&[&str], &str); 5] = [
-        (&["lab", "bench", "nope"], "unknown benchmark \"nope\""),
+        (&["bench", "nope"], "unknown benchmark \"nope\""),
         (
-            &["lab", "bench", "flood", "--seconds", "0.5"],
+            &["bench", "flood", "--seconds", "0.5"],
             "--seconds must be between 2 and 120",
         ),
         (
-            &["lab", "bench", "flood", "--prefix", "a-b"],
+            &["bench", "flood", "--prefix", "a-b"],
             "--prefix must be 1-8 ASCII",
         ),
         (
-            &["lab", "up", "--prefix", "waytoolongprefix"],
+            &["up", "--prefix", "waytoolongprefix"],
             "--prefix must be 1-8 ASCII",
         ),
-        (
-            &["lab", "down", "--prefix", ""],
-            "--prefix must be 1-8 ASCII",
-        ),
+        (&["down", "--prefix", ""], "--prefix must be 1-8 ASCII"),
     ];
     for (args, want) in cases {
-        let (code, err) = synwall(args);
+        let (code, err) = synwall_lab(args);
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
     }
@@ -49,7 +46,7 @@ fn bad_lab_arguments_are_refused_and_build_nothing() {
 
 #[test]
 fn bench_all_needs_the_doc_page() {
-    let (code, err) = synwall(&["lab", "bench", "all", "--doc", "/nonexistent/BENCHMARKS.md"]);
+    let (code, err) = synwall_lab(&["bench", "all", "--doc", "/nonexistent/BENCHMARKS.md"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("does not exist"), "{err}");
 }

@@ -11,7 +11,11 @@
 //! program into the pinned links with `bpf_link_update`, so no packet ever meets a detached
 //! interface. [`PinnedMaps`] reads the maps without loading anything (`synwall status`).
 
-use crate::{bpf, Error, Maps, Result};
+mod links;
+
+pub use links::{NodeLink, NodeLinks, WantedLink};
+
+use crate::{bpf, DataPath, Error, LoadOptions, Maps, Result};
 use libbpf_rs::{MapCore, MapHandle};
 use std::ffi::CString;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -182,6 +186,39 @@ pub(crate) fn set_pin_paths(obj: &mut libbpf_rs::OpenObject, dir: &Path) -> Resu
         }
     }
     Ok(())
+}
+
+/// An object loaded for a node that pins its maps ([`load_pinned`]).
+pub struct PinnedObject<T> {
+    /// The object.
+    pub obj: T,
+    /// Its maps came from the pins: an earlier process's state (counters, salts, flow cache).
+    pub adopted: bool,
+    /// Maps were pinned but did not fit this object, which therefore has fresh maps of its own
+    /// (this is why); pin them with [`DataPath::repin_maps`] once its links have moved over.
+    pub replaced: Option<Error>,
+}
+
+/// Load an object on the maps pinned in `dir` (creating and pinning what is missing). If maps are
+/// pinned there but this object does not load on them, and it does load on maps of its own, their
+/// layout changed (an upgrade): it gets fresh maps (see [`PinnedObject::replaced`]). If it does
+/// not load on fresh maps either, the cause is elsewhere (the kernel, privileges) and that error
+/// is the one returned.
+pub fn load_pinned<T: DataPath>(opts: &LoadOptions, dir: &Path) -> Result<PinnedObject<T>> {
+    let existed = dir.join("sw_config_map").exists();
+    match T::load_at(opts, Some(dir)) {
+        Ok(obj) => Ok(PinnedObject {
+            obj,
+            adopted: existed,
+            replaced: None,
+        }),
+        Err(e) if existed => T::load(opts).map(|obj| PinnedObject {
+            obj,
+            adopted: false,
+            replaced: Some(e),
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 /// After a load without pins: pin every map of ours under `dir`, replacing older pins.

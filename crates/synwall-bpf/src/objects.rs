@@ -1,0 +1,260 @@
+//! The two objects, [`Edge`] (XDP) and [`Backend`] (tc), and what they share ([`DataPath`]):
+//! loading (with fresh or pinned maps), configuring, and their programs' test runs and links.
+
+use crate::maps::{LoadOptions, Maps, KEY0};
+use crate::services::ServiceTables;
+use crate::skel::backend_skel::{BackendSkel, BackendSkelBuilder};
+use crate::skel::edge_skel::{EdgeSkel, EdgeSkelBuilder};
+use crate::{bpf, decode_auto_state, leak_object, pin, test_run, types, Error, Link, Result};
+use crate::{TcxLink, TestRun, XdpLink, XdpMode};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags};
+use std::os::fd::{AsFd, AsRawFd};
+use synwall_cookie::synwall_v1::EpochKeys;
+use synwall_engine::{AutoState, Counters, EngineConfig, ServiceSet};
+
+fn set_sizes(
+    services: &mut libbpf_rs::OpenMapMut<'_>,
+    ports: &mut libbpf_rs::OpenMapMut<'_>,
+    opts: &LoadOptions,
+) -> Result<()> {
+    services
+        .set_max_entries(opts.max_prefixes)
+        .map_err(bpf("size sw_services"))?;
+    ports
+        .set_max_entries(opts.max_port_sets)
+        .map_err(bpf("size sw_ports"))
+}
+
+mod sealed {
+    /// The maps every object has; implemented only by [`super::Edge`] and [`super::Backend`].
+    pub trait HasMaps {
+        fn maps(&self) -> super::Maps<'_>;
+    }
+}
+
+/// What the edge and the backend objects share: loading with a configuration, and the maps every
+/// data path has (configuration, services, salts, counters). Bring it into scope to call them.
+pub trait DataPath: sealed::HasMaps + Sized {
+    /// Open and load the object (verifying its program), with maps of its own.
+    fn load(opts: &LoadOptions) -> Result<Self> {
+        Self::load_at(opts, None)
+    }
+
+    /// Open and load the object; with `pins`, its maps live in that bpffs directory: maps pinned
+    /// there by an earlier process are reused (state survives a restart), missing ones are created
+    /// and pinned. Fails if a pinned map no longer fits this object (then load without pins and
+    /// [`DataPath::repin_maps`]).
+    fn load_at(opts: &LoadOptions, pins: Option<&std::path::Path>) -> Result<Self>;
+
+    /// Pin this object's maps in `dir`, replacing whatever was pinned under their names.
+    fn repin_maps(&mut self, dir: &std::path::Path) -> Result<()>;
+
+    /// The configuration in the map.
+    fn config(&self) -> Result<types::sw_config> {
+        self.maps().config()
+    }
+
+    /// The live salts.
+    fn live_keys(&self) -> Result<EpochKeys> {
+        self.maps().live_keys()
+    }
+
+    /// Load and configure in one go: configuration and services from `cfg`, salts `keys`.
+    fn load_with(cfg: &EngineConfig, keys: &EpochKeys) -> Result<Self> {
+        let d = Self::load(&LoadOptions::for_config(cfg))?;
+        d.configure(cfg)?;
+        d.set_keys(keys)?;
+        Ok(d)
+    }
+
+    /// Write the configuration and the services of `cfg` (its `flow_cache` was fixed at load).
+    fn configure(&self, cfg: &EngineConfig) -> Result<()> {
+        // Services first: the one step that can refuse (too few free port-set slots) changes
+        // nothing when it does.
+        self.maps().set_services(&cfg.services)?;
+        self.maps().set_config(cfg)
+    }
+
+    /// Would `set` replace the live services ([`Self::set_services`])? Nothing is written.
+    fn check_services(&self, set: &ServiceSet) -> Result<()> {
+        self.maps()
+            .place_services(&ServiceTables::build(set))
+            .map(drop)
+    }
+
+    /// Write the configuration only.
+    fn set_config(&self, cfg: &EngineConfig) -> Result<()> {
+        self.maps().set_config(cfg)
+    }
+
+    /// Replace the protected services.
+    fn set_services(&self, set: &ServiceSet) -> Result<()> {
+        self.maps().set_services(set)
+    }
+
+    /// Install the salts of an epoch (a rotation; readers never see a half-written key).
+    fn set_keys(&self, keys: &EpochKeys) -> Result<()> {
+        self.maps().set_keys(keys)
+    }
+
+    /// The counters summed over CPUs.
+    fn counters(&self) -> Result<Counters> {
+        self.maps().counters()
+    }
+}
+
+/// The shared maps of a skeleton (both objects name them alike, with different skeleton types).
+macro_rules! has_maps {
+    ($t:ty) => {
+        impl sealed::HasMaps for $t {
+            fn maps(&self) -> Maps<'_> {
+                let m = &self.skel.maps;
+                Maps {
+                    counters: &m.sw_counters,
+                    config: &m.sw_config_map,
+                    salts: &m.sw_salts,
+                    salt_active: &m.sw_salt_active,
+                    services: &m.sw_services,
+                    ports: &m.sw_ports,
+                }
+            }
+        }
+    };
+}
+has_maps!(Edge);
+has_maps!(Backend);
+
+impl DataPath for Edge {
+    fn load_at(opts: &LoadOptions, pins: Option<&std::path::Path>) -> Result<Self> {
+        Edge::load_object(opts, pins)
+    }
+    fn repin_maps(&mut self, dir: &std::path::Path) -> Result<()> {
+        pin::repin(self.skel.object_mut(), dir)
+    }
+}
+
+impl DataPath for Backend {
+    fn load_at(opts: &LoadOptions, pins: Option<&std::path::Path>) -> Result<Self> {
+        Backend::load_object(opts, pins)
+    }
+    fn repin_maps(&mut self, dir: &std::path::Path) -> Result<()> {
+        pin::repin(self.skel.object_mut(), dir)
+    }
+}
+
+/// The edge: the XDP program and its maps.
+pub struct Edge {
+    skel: EdgeSkel<'static>,
+}
+
+impl Edge {
+    fn load_object(opts: &LoadOptions, pins: Option<&std::path::Path>) -> Result<Self> {
+        let mut open = EdgeSkelBuilder::default()
+            .open(leak_object())
+            .map_err(bpf("open edge.bpf.o"))?;
+        if let Some(dir) = pins {
+            pin::set_pin_paths(open.open_object_mut(), dir)?;
+        }
+        let m = &mut open.maps;
+        set_sizes(&mut m.sw_services, &mut m.sw_ports, opts)?;
+        m.sw_flows
+            .set_max_entries(opts.flow_cache)
+            .map_err(bpf("size sw_flows"))?;
+        let skel = open.load().map_err(bpf("load edge.bpf.o"))?;
+        Ok(Edge { skel })
+    }
+
+    /// The auto-mode state (all zero until auto mode has seen a SYN).
+    pub fn auto_state(&self) -> Result<AutoState> {
+        let v = self
+            .skel
+            .maps
+            .sw_auto_map
+            .lookup(&KEY0, MapFlags::ANY)
+            .map_err(bpf("read sw_auto_map"))?
+            .unwrap_or_default();
+        decode_auto_state(&v)
+            .ok_or_else(|| Error::Config(format!("sw_auto_map value of {} bytes", v.len())))
+    }
+
+    /// Forget every flow of the strict-mode cache.
+    pub fn clear_flow_cache(&self) -> Result<()> {
+        let map = &self.skel.maps.sw_flows;
+        let keys: Vec<Vec<u8>> = map.keys().collect();
+        for k in keys {
+            // A flow evicted meanwhile is fine.
+            let _ = map.delete(&k);
+        }
+        Ok(())
+    }
+
+    /// Run the program once on `frame` (at least 14 bytes, at most about 3.5 KiB).
+    pub fn test_run(&self, frame: &[u8]) -> Result<TestRun> {
+        test_run(&self.skel.progs.sw_edge, frame, 1)
+    }
+
+    /// Run the program `repeat` times on `frame` (the frame is not reset between runs: only
+    /// paths that leave it unchanged measure what they seem to).
+    pub fn test_run_repeat(&self, frame: &[u8], repeat: u32) -> Result<TestRun> {
+        test_run(&self.skel.progs.sw_edge, frame, repeat)
+    }
+
+    /// Attach to interface `ifindex`.
+    pub fn attach_xdp(&self, ifindex: u32, mode: XdpMode) -> Result<XdpLink> {
+        Link::attach_xdp(self.skel.progs.sw_edge.as_fd().as_raw_fd(), ifindex, mode)
+    }
+
+    /// Run this object's program behind `link` (an XDP link, e.g. adopted from a pin).
+    pub fn update_link(&self, link: &Link) -> Result<()> {
+        link.update(self.skel.progs.sw_edge.as_fd().as_raw_fd())
+    }
+}
+
+/// The backend: the tc program and its maps.
+pub struct Backend {
+    skel: BackendSkel<'static>,
+}
+
+impl Backend {
+    /// Resolves the kfunc: fails on a kernel without `bpf_sk_assign_tcp_reqsk`.
+    fn load_object(opts: &LoadOptions, pins: Option<&std::path::Path>) -> Result<Self> {
+        let mut open = BackendSkelBuilder::default()
+            .open(leak_object())
+            .map_err(bpf("open backend.bpf.o"))?;
+        if let Some(dir) = pins {
+            pin::set_pin_paths(open.open_object_mut(), dir)?;
+        }
+        let m = &mut open.maps;
+        set_sizes(&mut m.sw_services, &mut m.sw_ports, opts)?;
+        // SEC("tc") leaves the attach type open; tcx needs it named before load.
+        open.progs
+            .sw_backend
+            .set_attach_type(libbpf_rs::ProgramAttachType::TcxIngress);
+        let skel = open.load().map_err(bpf(
+            "load backend.bpf.o (it needs the kfunc bpf_sk_assign_tcp_reqsk: Linux >= 6.9 with BTF)",
+        ))?;
+        Ok(Backend { skel })
+    }
+
+    /// Run the program once on `frame` (in the caller's network namespace: socket lookups see
+    /// its sockets).
+    pub fn test_run(&self, frame: &[u8]) -> Result<TestRun> {
+        test_run(&self.skel.progs.sw_backend, frame, 1)
+    }
+
+    /// Run the program `repeat` times on `frame`.
+    pub fn test_run_repeat(&self, frame: &[u8], repeat: u32) -> Result<TestRun> {
+        test_run(&self.skel.progs.sw_backend, frame, repeat)
+    }
+
+    /// Attach at tcx ingress of interface `ifindex`.
+    pub fn attach_tcx(&self, ifindex: u32) -> Result<TcxLink> {
+        Link::attach_tcx(self.skel.progs.sw_backend.as_fd().as_raw_fd(), ifindex)
+    }
+
+    /// Run this object's program behind `link` (a tcx link, e.g. adopted from a pin).
+    pub fn update_link(&self, link: &Link) -> Result<()> {
+        link.update(self.skel.progs.sw_backend.as_fd().as_raw_fd())
+    }
+}
