@@ -414,20 +414,20 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(2));
             e1 = snap(&self.edge_maps)?;
         }
-        // Forwarded frames reach the backend a moment later: wait until its counters have not
-        // moved for 80 ms.
+        // Forwarded frames reach the backend a moment later, and a frame of the batch may still
+        // be on its way when unrelated traffic made up the count: wait until neither program's
+        // counters have moved for 80 ms.
         let mut b1 = snap(&self.backend_maps)?;
         let mut still = Instant::now();
         let deadline = Instant::now() + Duration::from_secs(3);
         while still.elapsed() < Duration::from_millis(80) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
-            let b = snap(&self.backend_maps)?;
-            if b != b1 {
-                b1 = b;
+            let (e, b) = self.snaps()?;
+            if e != e1 || b != b1 {
+                (e1, b1) = (e, b);
                 still = Instant::now();
             }
         }
-        let e1 = snap(&self.edge_maps)?;
         Ok(Probe {
             edge: delta(&e0, &e1),
             backend: delta(&b0, &b1),
