@@ -247,12 +247,30 @@ impl Lab {
         }
         lab.client
             .sysctl("net.ipv4.ip_local_port_range", "20000 39999")?;
+        // The client never answers what the backend kernel sends to crafted ports (its RSTs would
+        // remove a SYN-RECV the test looks for); the client and the edge keep their multicast
+        // listener reports, router solicitations and duplicate-address probes (neighbours are
+        // permanent) to themselves, so that no traffic but the test's moves the counters.
+        let quiet =
+            "icmpv6 type { mld-listener-report, mld2-listener-report, nd-router-solicit } drop
+    ip6 saddr :: icmpv6 type nd-neighbor-solicit drop";
         nft::load(
             &lab.client,
             &format!(
                 "table inet swquiet {{
   chain out {{ type filter hook output priority 0; policy accept;
     tcp sport >= {CRAFTED_PORTS} tcp flags & rst == rst drop
+    {quiet}
+  }}
+}}"
+            ),
+        )?;
+        nft::load(
+            &lab.edge,
+            &format!(
+                "table inet swquiet {{
+  chain out {{ type filter hook output priority 0; policy accept;
+    {quiet}
   }}
 }}"
             ),
