@@ -4,14 +4,18 @@
  * (crates/synwall-engine/src/engine.rs).
  *
  *   parse -> SYN: pass to the kernel                                  (backend_syn_pass)
+ *                in a fragment: drop                                  (drop_syn_fragment)
  *         -> not a pure ACK: pass                                     (backend_pass_other)
- *         -> ACK: bpf_skc_lookup_tcp on its 4-tuple
+ *         -> ACK: bpf_skc_lookup_tcp on its 4-tuple (final destination)
  *              a connection (established, time-wait, request): pass (backend_established)
  *              nothing: pass, the kernel answers with RST            (backend_no_listener)
- *              only a listener: validate the cookie
+ *              only a listener: in a fragment: drop                  (drop_ack_fragment)
+ *                  validate the cookie
  *                  invalid: drop                                      (backend_ack_invalid)
  *                           auto mode: pass, the kernel judges it      (backend_ack_pass_auto)
- *                  valid: bpf_sk_assign_tcp_reqsk with the decoded options, pass
+ *                  valid: TCP checksum as the kernel checks it; bad: drop (drop_ack_checksum)
+ *                         skb->protocol still a VLAN type: pass      (backend_ack_vlan)
+ *                         bpf_sk_assign_tcp_reqsk with the decoded options, pass
  *                         (backend_reqsk_created / backend_kfunc_<errno>)
  */
 #define SW_TC 1
@@ -22,6 +26,7 @@
 #include "lib/parse.h"
 #include "lib/siphash.h"
 #include "lib/cookie.h"
+#include "lib/csum.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -109,6 +114,14 @@ SW_INLINE int sw_listener_ack(struct __sk_buff *skb, struct bpf_sock *sk,
 	struct tcp_sock *tsk;
 	int ret;
 
+	/*
+	 * No socket from a fragment: its checksum cannot be checked here, and the kernel would
+	 * first reassemble it.
+	 */
+	if (f->fragment) {
+		bpf_sk_release(sk);
+		return sw_verdict(SW_TC_ACT_SHOT, SW_DROP_ACK_FRAGMENT);
+	}
 	if (sw_tcp_options(skb, f, &o)) {
 		bpf_sk_release(sk);
 		return sw_verdict(SW_TC_ACT_SHOT, SW_DROP_ACK_OPTIONS);
@@ -128,6 +141,20 @@ SW_INLINE int sw_listener_ack(struct __sk_buff *skb, struct bpf_sock *sk,
 			 */
 			return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_ACK_PASS_AUTO);
 		return sw_verdict(SW_TC_ACT_SHOT, SW_BACKEND_ACK_INVALID);
+	}
+	/* The kernel would discard a segment with a bad checksum: create nothing from it. */
+	if (!sw_skb_csum_trusted(skb) && !sw_tcp_checksum_ok(skb, f)) {
+		bpf_sk_release(sk);
+		return sw_verdict(SW_TC_ACT_SHOT, SW_DROP_ACK_CHECKSUM);
+	}
+	/*
+	 * The kfunc takes only IPv4 / IPv6 skbs. Stacked tags seen on the lower device leave a VLAN
+	 * protocol: the kernel hands the ACK to the VLAN sub-interface, where the backend belongs.
+	 */
+	if (skb->protocol != bpf_htons(SW_ETHERTYPE_IPV4) &&
+	    skb->protocol != bpf_htons(SW_ETHERTYPE_IPV6)) {
+		bpf_sk_release(sk);
+		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_ACK_VLAN);
 	}
 	sw_req_attrs(&attrs, cfg, f, &o, bits);
 	tsk = bpf_skc_to_tcp_sock(sk);
@@ -173,8 +200,12 @@ int sw_backend(struct __sk_buff *skb)
 		return sw_verdict(SW_TC_ACT_OK, r & 0xff);
 	if ((r >> 8) != SW_PARSED_TCP)
 		return sw_verdict(SW_TC_ACT_SHOT, r & 0xff);
-	if ((f.flags & (SW_TCP_SYN | SW_TCP_ACK)) == SW_TCP_SYN)
+	if ((f.flags & (SW_TCP_SYN | SW_TCP_ACK)) == SW_TCP_SYN) {
+		/* A SYN hidden in a fragment never reaches the kernel's listener either. */
+		if (f.fragment)
+			return sw_verdict(SW_TC_ACT_SHOT, SW_DROP_SYN_FRAGMENT);
 		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_SYN_PASS);
+	}
 	if ((f.flags & (SW_TCP_ACK | SW_TCP_SYN | SW_TCP_RST)) != SW_TCP_ACK)
 		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_PASS_OTHER);
 
