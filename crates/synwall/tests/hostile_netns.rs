@@ -200,10 +200,12 @@ fn answered_by(
     };
     let t = tcp_of(&r).map_err(|e| e.to_string());
     Ok(t.and_then(|t| {
-        if r.src == from && t.sport == sport {
-            Ok(t.clone())
-        } else {
+        if r.src != from || t.sport != sport {
             Err(format!("SYN+ACK from the wrong place: {}", r.describe()))
+        } else if !t.checksums_ok {
+            Err(format!("SYN+ACK with a bad checksum: {}", r.describe()))
+        } else {
+            Ok(t.clone())
         }
     }))
 }
@@ -639,6 +641,26 @@ fn strict_mode_cannot_be_bypassed_with_fragment_headers() -> Result<()> {
             n => Err(format!("{n} accepted")),
         },
     );
+    // A non-first fragment carries no TCP header: passed in strict mode too, and alone it
+    // completes nothing.
+    let case = "non-first IPv6 fragment to the protected port (strict)";
+    let x = lab.probe_exact(
+        |p| {
+            let mut t = Tcp::syn(p, PORT);
+            t.flags = PSH | ACK;
+            t.payload = vec![0x63; 64];
+            let seg = t.bytes(CLIENT_V6.into(), BACKEND_V6.into());
+            vec![
+                craft::two_fragments(m, CLIENT_V6, BACKEND_V6, craft::NH_TCP, &seg, 48, p as u32)
+                    [1]
+                .clone(),
+            ]
+        },
+        &[("pass_fragment_nonfirst", 1)],
+        &[("pass_fragment_nonfirst", 1)],
+    )?;
+    r.counted(case, &x);
+    r.silent(x.port, case);
     // A wrapped handshake ACK whose cookie is valid: the strict edge validates it from the first
     // fragment's TCP header, but the backend makes no socket from a fragment.
     let case = "wrapped handshake ACK with a valid cookie (strict)";
@@ -807,6 +829,43 @@ fn routing_header_cannot_hide_the_protected_destination() -> Result<()> {
         );
     }
 
+    // Both tricks at once: an atomic fragment header before the SRH. The walk goes on past an
+    // offset-0 fragment, so the SRH still names the destination, and the SYN is in a fragment.
+    let frag_srh_syn = |p: u16, dport: u16| {
+        let seg = Tcp::syn(p, dport).bytes(CLIENT_V6.into(), BACKEND_V6.into());
+        craft::v6_frame(
+            m,
+            CLIENT_V6,
+            OUTER_V6,
+            craft::NH_FRAGMENT,
+            &[
+                craft::frag6(craft::NH_ROUTING, 0, false, p as u32),
+                craft::srh(craft::NH_TCP, 1, &[BACKEND_V6, OUTER_V6]),
+            ],
+            &seg,
+        )
+    };
+    let case = "control: Fragment + SRH SYN to an unprotected port answered by the backend kernel";
+    let x = lab.probe_exact(
+        |p| vec![frag_srh_syn(p, OPEN_PORT)],
+        &[("pass_unprotected", 1)],
+        &[("pass_unprotected", 1)],
+    )?;
+    r.counted(case, &x);
+    r.check(
+        case,
+        answered_by(&lab, x.port, server(true), OPEN_PORT)?.map(|_| ()),
+    );
+    let case = "Fragment (offset 0) + SRH (final protected) SYN";
+    let x = lab.probe_exact(
+        |p| vec![frag_srh_syn(p, PORT)],
+        &[("drop_syn_fragment", 1)],
+        &[],
+    )?;
+    r.counted(case, &x);
+    r.silent(x.port, case);
+    r.no_syn_recv(x.port, case);
+
     // Dropped, whatever the destination: type-0 routing headers, a second routing header,
     // IPv4 source-route options.
     let rh0 = |p: u16, outer: Ipv6Addr, sl: u8| {
@@ -956,9 +1015,9 @@ fn every_syn_size_is_answered_in_native_xdp_on_veth() -> Result<()> {
         let ok = mine.iter().any(|r| {
             r.is_synack()
                 && r.vlans == *vlans
-                && r.tcp
-                    .as_ref()
-                    .is_some_and(|t| t.sport == PORT && t.ack == syn.seq.wrapping_add(1))
+                && r.tcp.as_ref().is_some_and(|t| {
+                    t.sport == PORT && t.ack == syn.seq.wrapping_add(1) && t.checksums_ok
+                })
         });
         if !ok {
             failures.push(format!(
@@ -1259,8 +1318,21 @@ fn valid_cookie_ack_with_bad_checksum_creates_nothing() -> Result<()> {
     let listeners = lab.listen(PORT)?;
     let m = lab.macs();
     let mut r = Report::new();
-    for v6 in [false, true] {
-        let f = fam(v6);
+    // (family, bytes of data on the handshake ACK): the backend sums the whole segment, in
+    // chunks, so odd lengths and lengths across a chunk boundary are tried too. Without data the
+    // checksum field is corrupted; with data, the last data byte.
+    let cases = [
+        (false, 0),
+        (true, 0),
+        (false, 1),
+        (false, 3),
+        (false, 777),
+        (false, 1400),
+        (true, 3),
+        (true, 1401),
+    ];
+    for (v6, len) in cases {
+        let f = format!("{} handshake ACK with {len} bytes of data", fam(v6));
         let x = lab.probe_exact(
             |p| {
                 vec![craft::frame(
@@ -1281,17 +1353,25 @@ fn valid_cookie_ack_with_bad_checksum_creates_nothing() -> Result<()> {
                 continue;
             }
         };
-        let ack = ack_for(&Tcp::syn(x.port, PORT), &sa);
+        let mut ack = ack_for(&Tcp::syn(x.port, PORT), &sa);
+        ack.payload = tcp::pattern(len, len as u32);
+        if len > 0 {
+            ack.flags |= PSH;
+        }
         let good = craft::frame(m, &[], client(v6), server(v6), &ack);
         let mut bad = good.clone();
         let l4 = 14 + if v6 { 40 } else { 20 };
-        bad[l4 + 16] ^= 0x5a;
+        if len == 0 {
+            bad[l4 + 16] ^= 0x5a;
+        } else {
+            *bad.last_mut().expect("data") ^= 0x5a;
+        }
         let (errs0, opens0) = (
             lab.lab.backend.net_counter("Tcp:InCsumErrors")?,
             lab.lab.backend.net_counter("Tcp:PassiveOpens")?,
         );
         let p = lab.probe(&[bad])?;
-        let case = format!("{f} handshake ACK, valid cookie, bad TCP checksum");
+        let case = format!("{f}, valid cookie, bad TCP checksum");
         eprintln!("      {case} [port {}]: {p}", x.port);
         r.check(
             &format!("{case}: counters"),
@@ -1304,7 +1384,7 @@ fn valid_cookie_ack_with_bad_checksum_creates_nothing() -> Result<()> {
                 },
             ),
         );
-        let acc = accept_any(&listeners, Duration::from_millis(500));
+        let acc = accept_any(&listeners, Duration::from_millis(300));
         let errs = lab.lab.backend.net_counter("Tcp:InCsumErrors")?;
         let opens = lab.lab.backend.net_counter("Tcp:PassiveOpens")?;
         r.check(
@@ -1320,16 +1400,32 @@ fn valid_cookie_ack_with_bad_checksum_creates_nothing() -> Result<()> {
                 ))
             },
         );
-        // Control: the same ACK with its checksum right creates the socket.
+        // Control: the same ACK with its checksum right creates the socket, and its data arrives.
         let p = lab.probe(&[good])?;
-        let case = format!("control: {f} handshake ACK, valid cookie, checksum right");
+        let case = format!("control: {f}, valid cookie, checksum right");
         eprintln!("      {case}: {p}");
         let acc = accept_any(&listeners, ANSWER);
+        let got = acc.as_ref().map(|(s, _)| -> std::io::Result<Vec<u8>> {
+            let mut s = s.try_clone()?;
+            s.set_nonblocking(false)?;
+            s.set_read_timeout(Some(ANSWER))?;
+            let mut buf = vec![0u8; len];
+            s.read_exact(&mut buf)?;
+            Ok(buf)
+        });
         r.check(
             &case,
-            match (&acc, p.backend.get("backend_reqsk_created")) {
-                (Some((_, peer)), Some(1)) if peer.port() == x.port => Ok(()),
-                _ => Err(format!("accepted {:?}; {p}", acc.as_ref().map(|a| a.1))),
+            match (&acc, p.backend.get("backend_reqsk_created"), got) {
+                (Some((_, peer)), Some(1), Some(Ok(data)))
+                    if peer.port() == x.port && data == ack.payload =>
+                {
+                    Ok(())
+                }
+                (_, _, got) => Err(format!(
+                    "accepted {:?}, data {:?}; {p}",
+                    acc.as_ref().map(|a| a.1),
+                    got.map(|g| g.map(|d| d.len()))
+                )),
             },
         );
     }
@@ -1645,6 +1741,102 @@ fn malformed_set(m: Macs) -> Vec<Bad> {
             );
         }
     }
+    // Fragments: a tiny-fragment overlap of the TCP header (RFC 1858), a first fragment too short
+    // for the TCP header, non-first fragments (passed: nothing to judge, nothing to complete),
+    // and fragment-wrapped SYNs behind VLAN tags.
+    add(
+        "IPv4 fragment at offset 8 bytes (overlaps the TCP header)",
+        "drop_fragment",
+        None,
+        Box::new(move |p| {
+            let seg = Tcp::syn(p, PORT).bytes(CLIENT_V4.into(), BACKEND_V4.into());
+            let mut ip = craft::V4::new(CLIENT_V4.into(), BACKEND_V4.into());
+            ip.df = false;
+            ip.frag_offset = 1;
+            let mut f = craft::eth(m, &[], 0x0800);
+            f.extend(ip.bytes(seg.len() - 8));
+            f.extend_from_slice(&seg[8..]);
+            f
+        }),
+    );
+    add(
+        "IPv6 fragment at offset 8 bytes (overlaps the TCP header)",
+        "drop_fragment",
+        None,
+        Box::new(move |p| {
+            let seg = Tcp::syn(p, PORT).bytes(CLIENT_V6.into(), BACKEND_V6.into());
+            craft::v6_frame(
+                m,
+                CLIENT_V6,
+                BACKEND_V6,
+                craft::NH_FRAGMENT,
+                &[craft::frag6(craft::NH_TCP, 1, false, p as u32)],
+                &seg[8..],
+            )
+        }),
+    );
+    add(
+        "IPv4 first fragment with 16 bytes of the TCP header",
+        "drop_fragment",
+        None,
+        Box::new(move |p| {
+            let seg = Tcp::syn(p, PORT).bytes(CLIENT_V4.into(), BACKEND_V4.into());
+            craft::v4_two_fragments(m, CLIENT_V4.into(), BACKEND_V4.into(), &seg, 16)[0].clone()
+        }),
+    );
+    add(
+        "IPv4 non-first fragment (offset 40 bytes) to the protected address",
+        "pass_fragment_nonfirst",
+        Some("pass_fragment_nonfirst"),
+        Box::new(move |p| {
+            let mut syn = Tcp::syn(p, PORT);
+            syn.payload = vec![0x62; 16];
+            let seg = syn.bytes(CLIENT_V4.into(), BACKEND_V4.into());
+            craft::v4_two_fragments(m, CLIENT_V4.into(), BACKEND_V4.into(), &seg, 40)[1].clone()
+        }),
+    );
+    add(
+        "IPv6 non-first fragment (offset 40 bytes) to the protected address",
+        "pass_fragment_nonfirst",
+        Some("pass_fragment_nonfirst"),
+        Box::new(move |p| {
+            let mut syn = Tcp::syn(p, PORT);
+            syn.payload = vec![0x62; 16];
+            let seg = syn.bytes(CLIENT_V6.into(), BACKEND_V6.into());
+            craft::two_fragments(m, CLIENT_V6, BACKEND_V6, craft::NH_TCP, &seg, 40, p as u32)[1]
+                .clone()
+        }),
+    );
+    for (what, tags) in [
+        ("802.1Q", vec![0x81, 0, 0, 7]),
+        ("QinQ", vec![0x88, 0xa8, 0, 5, 0x81, 0, 0, 7]),
+    ] {
+        add(
+            &format!("{what}-tagged IPv6 atomic-fragment SYN"),
+            "drop_syn_fragment",
+            None,
+            Box::new(move |p| {
+                let mut f = wrapped_syn(m, p, PORT);
+                f.splice(12..12, tags.iter().copied());
+                f
+            }),
+        );
+    }
+    // IPv4 options: a malformed list to the protected address.
+    add(
+        "IPv4 options with a zero-length option",
+        "drop_ip_malformed",
+        None,
+        Box::new(move |p| {
+            let seg = Tcp::syn(p, PORT).bytes(CLIENT_V4.into(), BACKEND_V4.into());
+            let mut ip = craft::V4::new(CLIENT_V4.into(), BACKEND_V4.into());
+            ip.options = vec![7, 0, 0, 0];
+            let mut f = craft::eth(m, &[], 0x0800);
+            f.extend(ip.bytes(seg.len()));
+            f.extend(seg);
+            f
+        }),
+    );
     add(
         "not IP (EtherType 0x88b5)",
         "pass_not_ip",
@@ -1686,6 +1878,38 @@ fn malformed_frames_counted_exactly_never_answered() -> Result<()> {
             "control: IPv4 SYN with two VLAN tags",
             Box::new(move |p| good_syn(m, false, p, &[5, 7], |_| {}).0),
             false,
+        ),
+        (
+            "control: IPv4 SYN with a record-route option (IHL 8)",
+            Box::new(move |p| {
+                let seg = Tcp::syn(p, PORT).bytes(CLIENT_V4.into(), BACKEND_V4.into());
+                let mut ip = craft::V4::new(CLIENT_V4.into(), BACKEND_V4.into());
+                ip.options = vec![7, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                let mut f = craft::eth(m, &[], 0x0800);
+                f.extend(ip.bytes(seg.len()));
+                f.extend(seg);
+                f
+            }),
+            false,
+        ),
+        (
+            "control: IPv6 SYN behind as many extension headers as the walk allows",
+            Box::new(move |p| {
+                let depth = synwall_wire::ipv6::MAX_EXT_HEADERS;
+                let seg = Tcp::syn(p, PORT).bytes(CLIENT_V6.into(), BACKEND_V6.into());
+                // Hop-by-hop first (it must be), then destination options.
+                let exts: Vec<Vec<u8>> = (0..depth)
+                    .map(|i| {
+                        craft::dest_opts(if i + 1 == depth {
+                            craft::NH_TCP
+                        } else {
+                            craft::NH_DEST_OPTS
+                        })
+                    })
+                    .collect();
+                craft::v6_frame(m, CLIENT_V6, BACKEND_V6, 0, &exts, &seg)
+            }),
+            true,
         ),
         (
             "control: IPv6 SYN with 20 bytes of Ethernet padding",

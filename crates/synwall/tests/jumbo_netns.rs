@@ -5,8 +5,9 @@
 //! `mss_v6 = 8940`), so the client's own segments are jumbo frames through the edge's XDP.
 //! Checked: the SYN+ACK the client captured carries that MSS; the server socket's decoded MSS
 //! (TCP_INFO snd_mss) is SPEC's table entry for the client's MSS (8960 / 8940) less 12 bytes
-//! when timestamps are on; frames over 8000 bytes crossed the edge; no SYN was refused for
-//! being multi-buffer.
+//! when timestamps are on; frames over 8000 bytes crossed the edge. A crafted SYN carrying 2000
+//! bytes of data (one buffer) is answered; one carrying 8000 (its segment past the first buffer
+//! of the multi-buffer frame) is refused, `drop_syn_multibuf`.
 //!
 //! The hole: at MTU 9000, `synwall edge` could not attach natively (no `xdp.frags`).
 //! Needs root (CI=true: fail, else skip with a message).
@@ -14,6 +15,7 @@
 mod common;
 
 use anyhow::{ensure, Context, Result};
+use common::craft::{self, Tcp};
 use common::{Lab, LabOptions, Reply, PORT};
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
@@ -107,7 +109,7 @@ fn jumbo_mtu_9000_edge_attaches_natively_and_carries_1mb_each_way() -> Result<()
                 .context("no SYN+ACK captured")?;
             let t = synack.tcp.as_ref().expect("TCP");
             ensure!(
-                t.mss == Some(jumbo as u16) && t.timestamps.is_some() == ts,
+                t.mss == Some(jumbo as u16) && t.timestamps.is_some() == ts && t.checksums_ok,
                 "{what}: SYN+ACK {} with MSS {:?}, timestamps {:?}",
                 synack.describe(),
                 t.mss,
@@ -127,6 +129,41 @@ fn jumbo_mtu_9000_edge_attaches_natively_and_carries_1mb_each_way() -> Result<()
             eprintln!("{what}: {big} frames over 8000 bytes crossed the edge's XDP");
         }
     }
+    // Crafted SYNs carrying data: one in the first buffer is answered; one whose segment runs
+    // past the first buffer of the multi-buffer frame is refused.
+    for (data, want) in [(2000usize, "syn_answered"), (8000, "drop_syn_multibuf")] {
+        let x = lab.probe_exact(
+            |p| {
+                let mut syn = Tcp::syn(p, PORT);
+                syn.payload = tcp::pattern(data, 3);
+                vec![craft::frame(
+                    lab.macs(),
+                    &[],
+                    topo::client_addr(false),
+                    topo::backend_addr(false),
+                    &syn,
+                )]
+            },
+            &[(want, 1)],
+            &[],
+        )?;
+        let what = format!("a SYN with {data} bytes of data");
+        eprintln!("{what}: {}", x.probe);
+        x.counters
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("{what}: counters"))?;
+        let answer = lab.synack(x.port, Duration::from_secs(2))?;
+        if want == "syn_answered" {
+            let a = answer.with_context(|| format!("{what}: not answered"))?;
+            ensure!(
+                a.tcp.as_ref().is_some_and(|t| t.checksums_ok),
+                "{what}: {}",
+                a.describe()
+            );
+        } else {
+            ensure!(answer.is_none(), "{what}: answered");
+        }
+    }
     let (e, b) = lab.snaps()?;
     let get = |s: &common::Snap, k: &str| s.get(k).copied().unwrap_or(0);
     eprintln!(
@@ -135,13 +172,14 @@ fn jumbo_mtu_9000_edge_attaches_natively_and_carries_1mb_each_way() -> Result<()
         get(&e, "fwd_non_syn"),
         get(&b, "backend_reqsk_created")
     );
+    // The kernel clients' SYNs and the crafted one with 2000 bytes of data.
     ensure!(
-        get(&e, "syn_answered") == n,
+        get(&e, "syn_answered") == n + 1,
         "edge answered {}",
         get(&e, "syn_answered")
     );
     ensure!(
-        get(&e, "drop_syn_multibuf") == 0 && get(&e, "drop_synack_room") == 0,
+        get(&e, "drop_syn_multibuf") == 1 && get(&e, "drop_synack_room") == 0,
         "edge refused SYNs: {e:?}"
     );
     ensure!(

@@ -655,6 +655,8 @@ pub struct ReplyTcp {
     pub sack_permitted: bool,
     pub timestamps: Option<(u32, u32)>,
     pub payload: Vec<u8>,
+    /// The TCP checksum (and the IPv4 header checksum) verify.
+    pub checksums_ok: bool,
 }
 
 /// The flags byte of an etherparse TCP header.
@@ -689,6 +691,17 @@ impl Reply {
         };
         match h.transport.as_ref()? {
             etherparse::TransportHeader::Tcp(t) => {
+                let payload = h.payload.slice();
+                let checksums_ok = match h.net.as_ref()? {
+                    NetHeaders::Ipv4(ip, _) => {
+                        ip.header_checksum == ip.calc_header_checksum()
+                            && t.calc_checksum_ipv4(ip, payload).ok() == Some(t.checksum)
+                    }
+                    NetHeaders::Ipv6(ip, _) => {
+                        t.calc_checksum_ipv6(ip, payload).ok() == Some(t.checksum)
+                    }
+                    NetHeaders::Arp(_) => false,
+                };
                 let mut r = ReplyTcp {
                     sport: t.source_port,
                     flags: flags_of(t),
@@ -698,7 +711,8 @@ impl Reply {
                     wscale: None,
                     sack_permitted: false,
                     timestamps: None,
-                    payload: h.payload.slice().to_vec(),
+                    payload: payload.to_vec(),
+                    checksums_ok,
                 };
                 for o in t.options_iterator().flatten() {
                     match o {
