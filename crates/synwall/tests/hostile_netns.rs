@@ -913,6 +913,10 @@ fn routing_header_cannot_hide_the_protected_destination() -> Result<()> {
             "IPv4 SSRR option to the protected address",
             Box::new(|p| v4_source_routed(m, p, 137, BACKEND_V4)),
         ),
+        (
+            "type-3 (RPL) routing header, segments left 1, outer unprotected",
+            Box::new(|p| rh_syn(m, p, OUTER_V6, 3, 1, &BACKEND_V6.octets())),
+        ),
     ];
     for (case, make) in &cases {
         let x = lab.probe_exact(|p| vec![make(p)], &[("drop_source_route", 1)], &[])?;
@@ -920,7 +924,57 @@ fn routing_header_cannot_hide_the_protected_destination() -> Result<()> {
         r.silent(x.port, case);
         r.no_syn_recv(x.port, case);
     }
+    // A routing header that names a destination but is too short to hold it: malformed when the
+    // outer destination is protected; someone else's otherwise.
+    let case = "SRH, segments left 1, no segment in it, to the protected address";
+    let x = lab.probe_exact(
+        |p| vec![rh_syn(m, p, BACKEND_V6, 4, 1, &[])],
+        &[("drop_ip_malformed", 1)],
+        &[],
+    )?;
+    r.counted(case, &x);
+    r.silent(x.port, case);
+    r.no_syn_recv(x.port, case);
+    let case = "SRH, segments left 1, no segment in it, to an unprotected address";
+    let x = lab.probe_exact(
+        |p| vec![rh_syn(m, p, OUTER_V6, 4, 1, &[])],
+        &[("pass_unprotected", 1)],
+        &[("pass_unprotected", 1)],
+    )?;
+    r.counted(case, &x);
+    r.no_syn_recv(x.port, case);
+    // A type-2 routing header (Mobile IPv6) names its home address as the final destination:
+    // protected, so the edge answers from it.
+    let case = "type-2 routing header (home address protected, outer unprotected) SYN";
+    let x = lab.probe_exact(
+        |p| vec![rh_syn(m, p, OUTER_V6, 2, 1, &BACKEND_V6.octets())],
+        &[("syn_answered", 1)],
+        &[],
+    )?;
+    r.counted(case, &x);
+    r.check(
+        &format!("{case}: answered from the final destination"),
+        answered_by(&lab, x.port, server(true), PORT)?.map(|_| ()),
+    );
+    r.no_syn_recv(x.port, case);
     r.finish(&lab)
+}
+
+/// A SYN to the protected port (checksum over the protected address) behind a routing header of
+/// type `rtype` with `segments_left`, its 4 type-specific bytes zero, then `addrs`, sent to
+/// `outer`.
+fn rh_syn(m: Macs, p: u16, outer: Ipv6Addr, rtype: u8, segments_left: u8, addrs: &[u8]) -> Vec<u8> {
+    let seg = Tcp::syn(p, PORT).bytes(CLIENT_V6.into(), BACKEND_V6.into());
+    let mut rest = vec![0u8; 4];
+    rest.extend_from_slice(addrs);
+    craft::v6_frame(
+        m,
+        CLIENT_V6,
+        outer,
+        craft::NH_ROUTING,
+        &[craft::routing(craft::NH_TCP, rtype, segments_left, &rest)],
+        &seg,
+    )
 }
 
 /// A SYN to the protected port with an IPv4 source-route option (`kind` 131 LSRR or 137 SSRR)
@@ -1426,6 +1480,81 @@ fn valid_cookie_ack_with_bad_checksum_creates_nothing() -> Result<()> {
                     acc.as_ref().map(|a| a.1),
                     got.map(|g| g.map(|d| d.len()))
                 )),
+            },
+        );
+    }
+    // A handshake ACK (valid cookie, 64 bytes of data) in two IP fragments: the backend makes no
+    // socket from a fragment (its checksum cannot be checked), and the rest alone completes
+    // nothing. Control: the same ACK whole creates the socket.
+    for v6 in [false, true] {
+        let f = format!("{} handshake ACK with data, in two fragments", fam(v6));
+        let x = lab.probe_exact(
+            |p| {
+                vec![craft::frame(
+                    m,
+                    &[],
+                    client(v6),
+                    server(v6),
+                    &Tcp::syn(p, PORT),
+                )]
+            },
+            &[("syn_answered", 1)],
+            &[],
+        )?;
+        let sa = match answered_by(&lab, x.port, server(v6), PORT)? {
+            Ok(sa) => sa,
+            Err(e) => {
+                r.check(&format!("{f}: the edge answers the SYN"), Err(e));
+                continue;
+            }
+        };
+        let mut ack = ack_for(&Tcp::syn(x.port, PORT), &sa);
+        ack.payload = tcp::pattern(64, 64);
+        ack.flags |= PSH;
+        let seg = ack.bytes(client(v6), server(v6));
+        let frags = if v6 {
+            craft::two_fragments(m, CLIENT_V6, BACKEND_V6, craft::NH_TCP, &seg, 48, 0x99).to_vec()
+        } else {
+            craft::v4_two_fragments(m, client(v6), server(v6), &seg, 48).to_vec()
+        };
+        let opens0 = lab.lab.backend.net_counter("Tcp:PassiveOpens")?;
+        let p = lab.probe(&frags)?;
+        eprintln!("      {f} [port {}]: {p}", x.port);
+        r.check(
+            &format!("{f}: counters"),
+            common::exactly(
+                &common::without_noise(&p.edge),
+                &[("fwd_non_syn", 1), ("pass_fragment_nonfirst", 1)],
+            )
+            .and_then(|_| {
+                common::exactly(
+                    &common::without_noise(&p.backend),
+                    &[("drop_ack_fragment", 1), ("pass_fragment_nonfirst", 1)],
+                )
+            }),
+        );
+        let acc = accept_any(&listeners, Duration::from_millis(300));
+        let opens = lab.lab.backend.net_counter("Tcp:PassiveOpens")?;
+        r.check(
+            &format!("{f}: nothing created"),
+            if acc.is_none() && opens == opens0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "accepted {:?}, PassiveOpens +{}",
+                    acc.map(|a| a.1),
+                    opens - opens0
+                ))
+            },
+        );
+        let p = lab.probe(&[craft::frame(m, &[], client(v6), server(v6), &ack)])?;
+        let case = format!("control: {f}: the same ACK whole creates the socket");
+        eprintln!("      {case}: {p}");
+        r.check(
+            &case,
+            match accept_any(&listeners, ANSWER) {
+                Some((_, peer)) if peer.port() == x.port => Ok(()),
+                other => Err(format!("accepted {:?}; {p}", other.map(|a| a.1))),
             },
         );
     }

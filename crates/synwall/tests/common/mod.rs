@@ -1046,6 +1046,17 @@ pub mod craft {
             .to_vec()
     }
 
+    /// A routing header of any type: `rest` follows the type and segments-left bytes (4 bytes
+    /// the type defines, then 8-byte multiples).
+    pub fn routing(next_header: u8, routing_type: u8, segments_left: u8, rest: &[u8]) -> Vec<u8> {
+        let mut p = vec![routing_type, segments_left];
+        p.extend_from_slice(rest);
+        Ipv6RawExtHeader::new_raw(IpNumber(next_header), &p)
+            .expect("routing header")
+            .to_bytes()
+            .to_vec()
+    }
+
     /// A type-0 routing header (deprecated source routing, RFC 5095).
     pub fn rh0(next_header: u8, segments_left: u8, addrs: &[Ipv6Addr]) -> Vec<u8> {
         let mut p = vec![0, segments_left, 0, 0, 0, 0];
@@ -1145,6 +1156,8 @@ pub mod craft {
     }
 
     /// An IPv4 datagram carrying `seg` cut into two fragments at `cut` bytes (a multiple of 8).
+    /// Its identification is the segment's source port, so that fragments of different crafted
+    /// datagrams never meet in one reassembly queue.
     pub fn v4_two_fragments(
         m: Macs,
         src: IpAddr,
@@ -1154,6 +1167,7 @@ pub mod craft {
     ) -> [Vec<u8>; 2] {
         assert_eq!(cut % 8, 0);
         let mut ip = V4::new(src, dst);
+        ip.ident = u16::from_be_bytes([seg[0], seg[1]]);
         ip.df = false;
         ip.mf = true;
         let mut a = eth(m, &[], 0x0800);
