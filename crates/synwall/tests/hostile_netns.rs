@@ -8,39 +8,50 @@
 //! it. The holes each test proves closed (SPEC section 8, `design-holes.md`):
 //!
 //! - `ipv6_fragment_header_cannot_smuggle_a_syn` (fragment-header bypass): a SYN behind
-//!   `Fragment(offset 0, M=0) / DestOpts`, or in two real fragments, or an IPv4 first fragment,
-//!   is never answered, never reaches the backend kernel (no SYN+ACK from it, no SYN-RECV, no
-//!   syncookie), and is counted `drop_syn_fragment`; 1000 of them create nothing. Controls: a
-//!   plain SYN is answered by the edge; the same wrappers to an unprotected port are answered by
-//!   the backend kernel.
+//!   `Fragment(offset 0, M=0) / DestOpts`, in two real IPv6 fragments, or in two IPv4 fragments,
+//!   is never answered, never reaches the backend kernel (no SYN+ACK from it, no SYN-RECV), and is
+//!   counted `drop_syn_fragment`; a first fragment that cuts the TCP header is `drop_fragment`;
+//!   1000 wrapped SYNs create no SYN-RECV and no syncookie. Controls: a plain SYN is answered by
+//!   the edge; the same wrappers to an unprotected port are reassembled and answered by the
+//!   backend kernel.
 //! - `strict_mode_cannot_be_bypassed_with_fragment_headers`: in strict mode a fragment-wrapped
-//!   SYN, ACK and `GET /` get no handshake and no HTTP answer; a wrapped handshake ACK with a
-//!   valid cookie validates at the edge but creates no socket at the backend
+//!   SYN, ACK and `GET /` get no handshake, no HTTP answer, no connection (`drop_syn_fragment`,
+//!   `strict_drop`); a non-first fragment passes and completes nothing; a wrapped handshake ACK
+//!   with a valid cookie validates at the edge but creates no socket at the backend
 //!   (`drop_ack_fragment`). Controls: a real client gets HTTP 200 through the strict edge; a
-//!   wrapped SYN to an unprotected port is answered by the backend kernel; the plain ACK with the
-//!   same cookie does create the socket.
+//!   wrapped SYN to an unprotected port is answered by the backend kernel; the same handshake ACK
+//!   unwrapped creates the socket.
 //! - `routing_header_cannot_hide_the_protected_destination`: with `seg6_enabled=1` on the
 //!   backend, an SRv6 SYN (segments left 1, segment list ending at the protected address, outer
-//!   destination unprotected) is answered by the EDGE from the final destination (and its cookie
-//!   completes at the backend), and the backend kernel never has a SYN-RECV for it. Type-0
-//!   routing headers, two routing headers and IPv4 LSRR/SSRR options are dropped
-//!   (`drop_source_route`). Controls: the same SRH to an unprotected port is answered by the
-//!   backend kernel (its segment routing works).
+//!   destination unprotected), also behind an 802.1Q tag or an atomic fragment header, is decided
+//!   by its final destination: answered by the EDGE from that address (its cookie then completes
+//!   at the backend; the tag is kept), or `drop_syn_fragment`; the backend kernel never has a
+//!   SYN-RECV for it. A type-2 routing header's home address decides likewise. Type-0 routing
+//!   headers, a type-3 one with segments left, two routing headers and IPv4 LSRR/SSRR options are
+//!   `drop_source_route`; an SRH too short for its segment is malformed when sent to the protected
+//!   address. Controls: SRH SYNs (segments left 1 and 0, and behind a fragment header) to an
+//!   unprotected port are answered by the backend kernel, so its segment routing works.
 //! - `every_syn_size_is_answered_in_native_xdp_on_veth`: every SYN from 54 to 120 bytes (IPv4
 //!   and IPv6, untagged and 802.1Q, the odd bytes as SYN data or as Ethernet padding), including
-//!   the 62-byte SYN (SACK-Permitted, WScale 7, EOL) whose answer needs 66 bytes, is answered.
+//!   the 62-byte SYN (SACK-Permitted, WScale 7, EOL) whose answer needs 66 bytes, is answered with
+//!   a SYN+ACK that keeps the tag and whose checksums verify; `syn_answered` counts each.
 //! - `fragmented_ipv4_connection_without_df_completes`: a real connection without DF through a
 //!   hop of MTU 1000 (the edge fragments both ways) moves data both ways; the `/proc/net/snmp`
-//!   counters prove fragments were made and reassembled.
+//!   counters prove fragments were made and reassembled, and nothing was dropped.
 //! - `fragmented_ipv6_data_segment_is_delivered`: a data segment crafted from a real established
 //!   connection's captured state, cut into two IPv6 fragments, is delivered to the server.
-//!   Control: the same crafted segment unfragmented is delivered.
-//! - `valid_cookie_ack_with_bad_checksum_creates_nothing`: the backend drops it
-//!   (`drop_ack_checksum`), creates no socket and the kernel never sees it (no `InCsumErrors`).
-//!   Control: the same ACK with its checksum right creates the socket.
-//! - `malformed_frames_counted_exactly_never_answered`: truncations, bad lengths, option lists,
-//!   VLAN depth, checksums and flag combinations, each incrementing exactly one expected edge
-//!   counter and answered by nothing. Controls: plain and QinQ SYNs are answered and captured.
+//!   Control: the same kind of crafted segment unfragmented is delivered.
+//! - `valid_cookie_ack_with_bad_checksum_creates_nothing`: handshake ACKs with a valid cookie and
+//!   a wrong checksum (a corrupted checksum field, or a corrupted last data byte with 1 to 1401
+//!   bytes of data) are `drop_ack_checksum`: no socket, and the kernel never sees them (no
+//!   `InCsumErrors`). In two IP fragments: `drop_ack_fragment`, no socket. Controls: the same
+//!   ACKs right and whole create the socket and deliver their data.
+//! - `malformed_frames_counted_exactly_never_answered`: truncations, bad lengths and versions,
+//!   extension-header chains, TCP option lists, VLAN depth, checksums, flag combinations,
+//!   overlapping and short fragments, tagged fragment-wrapped SYNs, IPv4 option lists: each frame
+//!   increments exactly one expected edge counter (and the backend's, when forwarded) and is
+//!   answered by nothing (a forwarded SYN+ACK only by the backend kernel's RST). Controls: plain,
+//!   QinQ, padded, IPv4-options and longest-extension-chain SYNs are answered and captured.
 //!
 //! The jumbo-frame hole is proven in `jumbo_netns.rs`. Needs root (CI=true: fail, else skip).
 
@@ -828,6 +839,29 @@ fn routing_header_cannot_hide_the_protected_destination() -> Result<()> {
             },
         );
     }
+
+    // The same behind an 802.1Q tag (the edge's answer drops the routing header and keeps the
+    // tag; tagged frames go no further than the edge in this lab).
+    let case = "802.1Q-tagged SRH (final protected) SYN";
+    let x = lab.probe_exact(
+        |p| {
+            let mut f = srh_syn(p, PORT, OUTER_V6, 1);
+            f.splice(12..12, [0x81, 0x00, 0x00, 0x07]);
+            vec![f]
+        },
+        &[("syn_answered", 1)],
+        &[],
+    )?;
+    r.counted(case, &x);
+    let tagged = lab.synack(x.port, ANSWER)?;
+    r.check(
+        &format!("{case}: answered from the final destination, tag kept"),
+        match (answered_by(&lab, x.port, server(true), PORT)?, tagged) {
+            (Ok(_), Some(a)) if a.vlans == [7] => Ok(()),
+            (Err(e), _) => Err(e),
+            (_, a) => Err(format!("tags {:?}", a.map(|a| a.vlans))),
+        },
+    );
 
     // Both tricks at once: an atomic fragment header before the SRH. The walk goes on past an
     // offset-0 fragment, so the SRH still names the destination, and the SYN is in a fragment.

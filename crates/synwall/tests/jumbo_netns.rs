@@ -9,6 +9,9 @@
 //! bytes of data (one buffer) is answered; one carrying 8000 (its segment past the first buffer
 //! of the multi-buffer frame) is refused, `drop_syn_multibuf`.
 //!
+//! Run with the edge in default mode and in strict mode (the flows' jumbo segments then pass
+//! through the strict flow cache).
+//!
 //! The hole: at MTU 9000, `synwall edge` could not attach natively (no `xdp.frags`).
 //! Needs root (CI=true: fail, else skip with a message).
 
@@ -34,12 +37,26 @@ fn jumbo_mtu_9000_edge_attaches_natively_and_carries_1mb_each_way() -> Result<()
     if !require_privileges("jumbo_mtu_9000_edge_attaches_natively_and_carries_1mb_each_way") {
         return Ok(());
     }
+    jumbo(false)
+}
+
+/// The same in strict mode: the edge validates the handshake ACKs and forwards the flows' jumbo
+/// (multi-buffer) segments from its flow cache.
+#[test]
+fn jumbo_mtu_9000_strict_edge_carries_1mb_each_way() -> Result<()> {
+    if !require_privileges("jumbo_mtu_9000_strict_edge_carries_1mb_each_way") {
+        return Ok(());
+    }
+    jumbo(true)
+}
+
+fn jumbo(strict: bool) -> Result<()> {
     let lab = Lab::build(
         &unique_prefix(),
         &LabOptions {
+            strict,
             mtu: Some(MTU),
             server_mss: Some((JUMBO_MSS_V4 as u16, JUMBO_MSS_V6 as u16)),
-            ..Default::default()
         },
     )
     .context("the nodes start on MTU 9000 links with the edge attached natively")?;
@@ -167,11 +184,23 @@ fn jumbo_mtu_9000_edge_attaches_natively_and_carries_1mb_each_way() -> Result<()
     let (e, b) = lab.snaps()?;
     let get = |s: &common::Snap, k: &str| s.get(k).copied().unwrap_or(0);
     eprintln!(
-        "edge syn_answered {} fwd_non_syn {}; backend reqsk_created {}",
+        "edge syn_answered {} fwd_non_syn {} strict_ack_valid {} strict_fwd_cached {} \
+         strict_drop {}; backend reqsk_created {}",
         get(&e, "syn_answered"),
         get(&e, "fwd_non_syn"),
+        get(&e, "strict_ack_valid"),
+        get(&e, "strict_fwd_cached"),
+        get(&e, "strict_drop"),
         get(&b, "backend_reqsk_created")
     );
+    if strict {
+        ensure!(
+            get(&e, "strict_ack_valid") >= n && get(&e, "strict_fwd_cached") > 0,
+            "the strict edge validated {} handshakes, forwarded {} cached segments",
+            get(&e, "strict_ack_valid"),
+            get(&e, "strict_fwd_cached")
+        );
+    }
     // The kernel clients' SYNs and the crafted one with 2000 bytes of data.
     ensure!(
         get(&e, "syn_answered") == n + 1,
