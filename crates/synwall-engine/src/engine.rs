@@ -13,7 +13,7 @@ use lru::LruCache;
 use std::num::NonZeroUsize;
 use synwall_cookie::synwall_v1::{self as v1, EpochKeys};
 use synwall_cookie::{Ack, Flow, SynOptions, Timestamps};
-use synwall_wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+use synwall_wire::ethernet::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use synwall_wire::tcp::{self, TcpOptions, TcpSegment};
 
 /// What the XDP hook does with a frame.
@@ -80,10 +80,12 @@ pub enum SocketState {
 /// What the backend's program reads from the skb beside the frame's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Skb {
-    /// `skb->protocol`: the EtherType after the tags the kernel has already removed. The kfunc
-    /// takes only IPv4 and IPv6 skbs; a VLAN type here means tags are still in the frame (stacked
-    /// tags seen on the lower device).
+    /// `skb->protocol`: the EtherType after the tags the kernel has already taken off the frame.
+    /// The kfunc takes only IPv4 and IPv6 skbs; a VLAN type here means a tag is still in the
+    /// frame (stacked tags, seen on the lower device).
     pub protocol: u16,
+    /// A tag is in the skb's metadata (`skb->vlan_present`): the outer one of stacked tags.
+    pub vlan_present: bool,
     /// The kernel already trusts the TCP checksum (`CHECKSUM_UNNECESSARY`, `csum_valid`, or a
     /// `CHECKSUM_PARTIAL` skb from this host), as `tcp_checksum_init` does: it is not computed.
     pub csum_trusted: bool,
@@ -91,12 +93,14 @@ pub struct Skb {
 
 impl Skb {
     /// What a test run or a replayed capture gives: `skb->protocol` is the frame's outer EtherType
-    /// (`eth_type_trans`, nothing untagged) and the checksum is unverified (`CHECKSUM_NONE`).
+    /// (`eth_type_trans`, nothing untagged, nothing in the metadata) and the checksum is
+    /// unverified (`CHECKSUM_NONE`).
     pub fn of_frame(frame: &[u8]) -> Skb {
         Skb {
             protocol: frame
                 .get(12..14)
                 .map_or(0, |b| u16::from_be_bytes([b[0], b[1]])),
+            vlan_present: false,
             csum_trusted: false,
         }
     }
@@ -412,8 +416,13 @@ impl Engine {
             Some(_) if !skb.csum_trusted && !f.tcp_checksum_ok(frame) => {
                 d(BackendVerdict::Drop, Counter::DropAckChecksum)
             }
-            // The kfunc takes only IPv4 / IPv6 skbs.
-            Some(_) if !matches!(skb.protocol, ETHERTYPE_IPV4 | ETHERTYPE_IPV6) => {
+            // The kfunc takes only IPv4 / IPv6 skbs. Stacked tags (one in the metadata, one in
+            // the frame) are moved aside for the call and put back; anything else is left alone.
+            Some(_)
+                if !matches!(skb.protocol, ETHERTYPE_IPV4 | ETHERTYPE_IPV6)
+                    && !(skb.vlan_present
+                        && f.l3 == ethernet::HEADER_LEN + ethernet::VLAN_TAG_LEN) =>
+            {
                 d(BackendVerdict::Pass, Counter::BackendAckVlan)
             }
             Some(dec) => {

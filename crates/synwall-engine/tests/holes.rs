@@ -647,8 +647,10 @@ fn backend_creates_nothing_from_a_bad_checksum() {
             BackendVerdict::AssignReqsk(_)
         ));
         // A checksum the kernel already trusts is not computed again.
-        let mut skb = Skb::of_frame(&bad);
-        skb.csum_trusted = true;
+        let skb = Skb {
+            csum_trusted: true,
+            ..Skb::of_frame(&bad)
+        };
         let d = engine_with(false).tc_skb(&bad, skb, |_| SocketState::ListenerOnly);
         assert!(matches!(d.verdict, BackendVerdict::AssignReqsk(_)));
     }
@@ -664,26 +666,36 @@ fn backend_creates_nothing_from_a_bad_checksum() {
 }
 
 #[test]
-fn backend_counts_valid_acks_the_kfunc_cannot_take() {
+fn backend_moves_stacked_tags_aside_for_the_kfunc() {
     let f = v6(SVC6, &[], NH_TCP, &tcp6(v6_ack(SVC6, 0), SVC6, &[]));
-    for protocol in [0x8100, 0x88a8] {
+    let mut tagged = f[..12].to_vec();
+    tagged.extend_from_slice(&[0x81, 0x00, 0, 100]);
+    tagged.extend_from_slice(&f[12..]);
+    let run = |frame: &[u8], protocol, vlan_present| {
         let d = engine_with(false).tc_skb(
-            &f,
+            frame,
             Skb {
                 protocol,
+                vlan_present,
                 csum_trusted: false,
             },
             |_| SocketState::ListenerOnly,
         );
+        (d.verdict, d.counter)
+    };
+    // At the lower device: the outer tag in the metadata, the inner one in the frame.
+    assert!(matches!(
+        run(&tagged, 0x8100, true).0,
+        BackendVerdict::AssignReqsk(_)
+    ));
+    // Not that shape: left alone, counted.
+    for (frame, present) in [(&tagged, false), (&f, true)] {
         assert_eq!(
-            (d.verdict, d.counter),
+            run(frame, 0x8100, present),
             (BackendVerdict::Pass, Counter::BackendAckVlan)
         );
     }
-    // A test run of a tagged frame: skb->protocol is the tag's type.
-    let mut tagged = f[..12].to_vec();
-    tagged.extend_from_slice(&[0x81, 0x00, 0, 100]);
-    tagged.extend_from_slice(&f[12..]);
+    // A test run of a tagged frame (nothing in the metadata).
     assert_eq!(
         tc(&tagged, SocketState::ListenerOnly),
         (BackendVerdict::Pass, Counter::BackendAckVlan)

@@ -10,6 +10,7 @@ use etherparse::{
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 use synwall_cookie::synwall_v1::{self as v1, EpochKeys, MasterSecret};
 use synwall_cookie::{Addrs, Flow, Syn, SynOptions};
 use synwall_engine::{Counter, Counters, EngineConfig, Service, ServiceSet};
@@ -1037,4 +1038,87 @@ pub fn syn_sizes(rng: &mut SmallRng) -> Vec<(Vec<u8>, String)> {
         }
     }
     out
+}
+
+/// A raw socket on `ifname` that receives every frame.
+pub struct Raw {
+    fd: i32,
+    ifindex: i32,
+}
+
+impl Raw {
+    pub fn open(ifname: &str) -> Raw {
+        let c = std::ffi::CString::new(ifname).unwrap();
+        // SAFETY: plain libc calls; the descriptor is closed on drop.
+        unsafe {
+            let ifindex = libc::if_nametoindex(c.as_ptr()) as i32;
+            assert!(ifindex > 0, "no {ifname}");
+            let proto = (libc::ETH_P_ALL as u16).to_be();
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto as i32);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = ifindex;
+            let r = libc::bind(
+                fd,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert_eq!(r, 0, "bind: {}", std::io::Error::last_os_error());
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 100_000,
+            };
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+            Raw { fd, ifindex }
+        }
+    }
+
+    pub fn send(&self, frame: &[u8]) {
+        // SAFETY: sending from a buffer we own to an address we built.
+        unsafe {
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_ifindex = self.ifindex;
+            sll.sll_halen = 6;
+            sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+            let n = libc::sendto(
+                self.fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert!(n >= 0, "sendto: {}", std::io::Error::last_os_error());
+        }
+    }
+
+    /// The next received frame that `want` accepts, within `limit`.
+    pub fn recv_matching(&self, limit: Duration, want: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+        let start = Instant::now();
+        let mut buf = vec![0u8; 16384];
+        while start.elapsed() < limit {
+            // SAFETY: receiving into a buffer we own.
+            let n = unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n > 0 && want(&buf[..n as usize]) {
+                return Some(buf[..n as usize].to_vec());
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        // SAFETY: our descriptor.
+        unsafe { libc::close(self.fd) };
+    }
 }
