@@ -1,6 +1,7 @@
-//! Hand-made Ethernet frames (IPv4/IPv6 + TCP with options, checksums filled in) and an
-//! `AF_PACKET` socket to send them out of an interface: for ACKs no SYN asked for and for
-//! spoofed SYN floods. Only ever aimed at addresses inside a lab.
+//! Hand-made Ethernet frames (IPv4/IPv6 + TCP with options, checksums filled in), an `AF_PACKET`
+//! socket to send them out of an interface (for ACKs no SYN asked for, spoofed SYN floods,
+//! crafted hostile frames), and an `AF_PACKET` capture of what an interface sends and receives.
+//! Only ever aimed at addresses inside a lab.
 
 use anyhow::{bail, Result};
 use std::net::IpAddr;
