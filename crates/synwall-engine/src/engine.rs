@@ -416,13 +416,7 @@ impl Engine {
             Some(_) if !skb.csum_trusted && !f.tcp_checksum_ok(frame) => {
                 d(BackendVerdict::Drop, Counter::DropAckChecksum)
             }
-            // The kfunc takes only IPv4 / IPv6 skbs. Stacked tags (one in the metadata, one in
-            // the frame) are moved aside for the call and put back; anything else is left alone.
-            Some(_)
-                if !matches!(skb.protocol, ETHERTYPE_IPV4 | ETHERTYPE_IPV6)
-                    && !(skb.vlan_present
-                        && f.l3 == ethernet::HEADER_LEN + ethernet::VLAN_TAG_LEN) =>
-            {
+            Some(_) if !Self::kfunc_takes(skb, f) => {
                 d(BackendVerdict::Pass, Counter::BackendAckVlan)
             }
             Some(dec) => {
@@ -449,6 +443,13 @@ impl Engine {
                 )
             }
         }
+    }
+
+    /// Can the kfunc take this skb? Only IPv4 / IPv6 ones; stacked tags (one in the metadata, one
+    /// in the frame) are moved aside for the call and put back, anything else is left alone.
+    fn kfunc_takes(skb: Skb, f: &TcpFrame) -> bool {
+        matches!(skb.protocol, ETHERTYPE_IPV4 | ETHERTYPE_IPV6)
+            || (skb.vlan_present && f.l3 == ethernet::HEADER_LEN + ethernet::VLAN_TAG_LEN)
     }
 
     /// Count the result of a `bpf_sk_assign_tcp_reqsk` call; returns the counter.
