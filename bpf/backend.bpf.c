@@ -4,15 +4,20 @@
  * (crates/synwall-engine/src/engine.rs).
  *
  *   parse -> SYN: pass to the kernel                                  (backend_syn_pass)
+ *                in a fragment: drop                                  (drop_syn_fragment)
  *         -> not a pure ACK: pass                                     (backend_pass_other)
- *         -> ACK: bpf_skc_lookup_tcp on its 4-tuple
+ *         -> ACK: bpf_skc_lookup_tcp on its 4-tuple (final destination)
  *              a connection (established, time-wait, request): pass (backend_established)
  *              nothing: pass, the kernel answers with RST            (backend_no_listener)
- *              only a listener: validate the cookie
+ *              only a listener: in a fragment: drop                  (drop_ack_fragment)
+ *                  validate the cookie
  *                  invalid: drop                                      (backend_ack_invalid)
  *                           auto mode: pass, the kernel judges it      (backend_ack_pass_auto)
- *                  valid: bpf_sk_assign_tcp_reqsk with the decoded options, pass
- *                         (backend_reqsk_created / backend_kfunc_<errno>)
+ *                  valid: TCP checksum as the kernel checks it; bad: drop (drop_ack_checksum)
+ *                         bpf_sk_assign_tcp_reqsk with the decoded options, pass
+ *                         (backend_reqsk_created / backend_kfunc_<errno>); stacked VLAN
+ *                         tags are moved aside for the call and put back
+ *                         (backend_ack_vlan when they cannot be)
  */
 #define SW_TC 1
 
@@ -22,6 +27,7 @@
 #include "lib/parse.h"
 #include "lib/siphash.h"
 #include "lib/cookie.h"
+#include "lib/csum.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -97,6 +103,41 @@ SW_INLINE void sw_req_attrs(struct bpf_tcp_req_attrs *a, const struct sw_config 
 	a->usec_ts_ok = 0;
 }
 
+/* sw_assign_stacked_vlan: nothing changed, or the frame could not be put back as it came. */
+#define SW_VLAN_UNTOUCHED 1
+#define SW_VLAN_NOT_RESTORED 2
+
+/*
+ * A valid cookie ACK with stacked tags, at tc ingress of the lower device: the kernel has moved
+ * the outer tag into the skb's metadata, the inner one is still in the frame, and skb->protocol
+ * is the inner tag's type, which bpf_sk_assign_tcp_reqsk refuses (-EINVAL). So: move the inner
+ * tag into the metadata too (bpf_skb_vlan_pop replaces the outer one there; skb->protocol becomes
+ * IP), call the kfunc, and put the outer tag back (bpf_skb_vlan_push moves the inner one back into
+ * the frame): the skb goes on exactly as it came, carrying its request socket, to the VLAN
+ * devices that take its tags off. Returns the kfunc's result, or SW_VLAN_UNTOUCHED (not one tag
+ * in the metadata and one in the frame: left alone), or SW_VLAN_NOT_RESTORED.
+ */
+SW_INLINE int sw_assign_stacked_vlan(struct __sk_buff *skb, const struct sw_frame *f,
+				     struct tcp_sock *tsk, struct bpf_tcp_req_attrs *attrs)
+{
+	__u32 outer_proto = skb->vlan_proto, outer_tci = skb->vlan_tci;
+	int ret;
+
+	if (!skb->vlan_present || f->l3 != SW_ETH_HLEN + SW_VLAN_TAG_LEN)
+		return SW_VLAN_UNTOUCHED;
+	if (bpf_skb_vlan_pop(skb) || (skb->protocol != bpf_htons(SW_ETHERTYPE_IPV4) &&
+				      skb->protocol != bpf_htons(SW_ETHERTYPE_IPV6))) {
+		/* Whatever the pop left, the outer tag goes back where it was. */
+		if (bpf_skb_vlan_push(skb, outer_proto, outer_tci))
+			return SW_VLAN_NOT_RESTORED;
+		return SW_VLAN_UNTOUCHED;
+	}
+	ret = bpf_sk_assign_tcp_reqsk(skb, (struct sock *)tsk, attrs, sizeof(*attrs));
+	if (bpf_skb_vlan_push(skb, outer_proto, outer_tci))
+		return SW_VLAN_NOT_RESTORED;
+	return ret;
+}
+
 /* Engine::backend_tcp from the socket lookup on: `sk` is a listener (a reference we release). */
 SW_INLINE int sw_listener_ack(struct __sk_buff *skb, struct bpf_sock *sk,
 			      const struct sw_frame *f)
@@ -109,6 +150,14 @@ SW_INLINE int sw_listener_ack(struct __sk_buff *skb, struct bpf_sock *sk,
 	struct tcp_sock *tsk;
 	int ret;
 
+	/*
+	 * No socket from a fragment: its checksum cannot be checked here, and the kernel would
+	 * first reassemble it.
+	 */
+	if (f->fragment) {
+		bpf_sk_release(sk);
+		return sw_verdict(SW_TC_ACT_SHOT, SW_DROP_ACK_FRAGMENT);
+	}
 	if (sw_tcp_options(skb, f, &o)) {
 		bpf_sk_release(sk);
 		return sw_verdict(SW_TC_ACT_SHOT, SW_DROP_ACK_OPTIONS);
@@ -129,12 +178,27 @@ SW_INLINE int sw_listener_ack(struct __sk_buff *skb, struct bpf_sock *sk,
 			return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_ACK_PASS_AUTO);
 		return sw_verdict(SW_TC_ACT_SHOT, SW_BACKEND_ACK_INVALID);
 	}
+	/* The kernel would discard a segment with a bad checksum: create nothing from it. */
+	if (!sw_skb_csum_trusted(skb) && !sw_tcp_checksum_ok(skb, f)) {
+		bpf_sk_release(sk);
+		return sw_verdict(SW_TC_ACT_SHOT, SW_DROP_ACK_CHECKSUM);
+	}
 	sw_req_attrs(&attrs, cfg, f, &o, bits);
 	tsk = bpf_skc_to_tcp_sock(sk);
 	if (!tsk) {
 		/* A listener is always a full TCP socket; count the impossible as a kfunc error. */
 		bpf_sk_release(sk);
 		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_KFUNC_EOTHER);
+	}
+	if (skb->protocol != bpf_htons(SW_ETHERTYPE_IPV4) &&
+	    skb->protocol != bpf_htons(SW_ETHERTYPE_IPV6)) {
+		ret = sw_assign_stacked_vlan(skb, f, tsk, &attrs);
+		bpf_sk_release(sk);
+		if (ret == SW_VLAN_UNTOUCHED)
+			return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_ACK_VLAN);
+		if (ret == SW_VLAN_NOT_RESTORED)
+			return sw_verdict(SW_TC_ACT_SHOT, SW_BACKEND_ACK_VLAN);
+		return sw_verdict(SW_TC_ACT_OK, sw_kfunc_counter(ret));
 	}
 	ret = bpf_sk_assign_tcp_reqsk(skb, (struct sock *)tsk, &attrs, sizeof(attrs));
 	bpf_sk_release(sk);
@@ -173,8 +237,12 @@ int sw_backend(struct __sk_buff *skb)
 		return sw_verdict(SW_TC_ACT_OK, r & 0xff);
 	if ((r >> 8) != SW_PARSED_TCP)
 		return sw_verdict(SW_TC_ACT_SHOT, r & 0xff);
-	if ((f.flags & (SW_TCP_SYN | SW_TCP_ACK)) == SW_TCP_SYN)
+	if ((f.flags & (SW_TCP_SYN | SW_TCP_ACK)) == SW_TCP_SYN) {
+		/* A SYN hidden in a fragment never reaches the kernel's listener either. */
+		if (f.fragment)
+			return sw_verdict(SW_TC_ACT_SHOT, SW_DROP_SYN_FRAGMENT);
 		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_SYN_PASS);
+	}
 	if ((f.flags & (SW_TCP_ACK | SW_TCP_SYN | SW_TCP_RST)) != SW_TCP_ACK)
 		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_PASS_OTHER);
 

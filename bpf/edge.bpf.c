@@ -132,7 +132,7 @@ SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
 	if (sw_bits_timestamps(bits))
 		tsval = sw_tsval_of(now / 1000000, bits, mac);
 	if (sw_build_synack(ctx, f, cfg, bits, isn, tsval, o.has_timestamps ? o.tsval : 0) < 0)
-		/* No tailroom to grow the frame into its answer: it cannot be answered. */
+		/* The driver refused the room to resize the frame into its answer. */
 		return sw_verdict(XDP_DROP, SW_DROP_SYNACK_ROOM);
 	return sw_verdict(XDP_TX, SW_SYN_ANSWERED);
 }
@@ -167,7 +167,11 @@ SW_INLINE int sw_strict(struct xdp_md *ctx, const struct sw_frame *f)
 	return sw_verdict(XDP_PASS, SW_STRICT_ACK_VALID);
 }
 
-SEC("xdp")
+/*
+ * xdp.frags: frames of any size the interface carries, in several buffers when they do not fit
+ * one (jumbo MTUs); without it a veth in native mode refuses MTUs above ~3.5 KB.
+ */
+SEC("xdp.frags")
 int sw_edge(struct xdp_md *ctx)
 {
 	struct sw_config *cfg;
@@ -183,8 +187,15 @@ int sw_edge(struct xdp_md *ctx)
 	cfg = sw_get_config();
 	if (!cfg)
 		return sw_verdict(XDP_PASS, SW_PASS_NO_STATE);
-	if ((f.flags & (SW_TCP_SYN | SW_TCP_ACK)) == SW_TCP_SYN)
+	if ((f.flags & (SW_TCP_SYN | SW_TCP_ACK)) == SW_TCP_SYN) {
+		/* Never answered from a fragment: the rest of the segment is not here to check. */
+		if (f.fragment)
+			return sw_verdict(XDP_DROP, SW_DROP_SYN_FRAGMENT);
+		/* The checksum and the answer are computed over the first buffer only. */
+		if (f.end > sw_linear_len(ctx))
+			return sw_verdict(XDP_DROP, SW_DROP_SYN_MULTIBUF);
 		return sw_answer_syn(ctx, &f, cfg);
+	}
 	if (!cfg->strict)
 		/* Cost rule: established traffic is forwarded without a MAC; the backend validates. */
 		return sw_verdict(XDP_PASS, SW_FWD_NON_SYN);

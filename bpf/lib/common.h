@@ -49,17 +49,28 @@
 #define SW_IPV4_DF 0x4000
 #define SW_IPV4_MF 0x2000
 #define SW_IPV4_FRAG_OFFSET 0x1fff
+#define SW_IPV4_MAX_OPTS 40
+#define SW_IPOPT_EOL 0
+#define SW_IPOPT_NOP 1
+#define SW_IPOPT_LSRR 131
+#define SW_IPOPT_SSRR 137
 
 /* IPv6 (synwall_wire::ipv6). */
 #define SW_IPV6_HLEN 40
 /* The largest value of the IPv4 total length and IPv6 payload length fields. */
 #define SW_MAX_IP_LEN 0xffff
-#define SW_MAX_EXT_HEADERS 4
+/* ipv6::MAX_EXT_HEADERS: RFC 8200's longest recommended chain without ESP. */
+#define SW_MAX_EXT_HEADERS 6
 #define SW_NH_HOP_BY_HOP 0
 #define SW_NH_ROUTING 43
 #define SW_NH_FRAGMENT 44
 #define SW_NH_AUTH 51
 #define SW_NH_DEST_OPTS 60
+#define SW_ROUTING_TYPE_0 0
+#define SW_ROUTING_TYPE_2 2
+#define SW_ROUTING_TYPE_SRH 4
+/* Where a type 2 / type 4 routing header holds the final destination (segment list[0]). */
+#define SW_ROUTING_FINAL_DST 8
 
 /* TCP (synwall_wire::tcp). */
 #define SW_TCP_MIN_HLEN 20
@@ -85,7 +96,7 @@
 
 /*
  * Every header offset in a frame is below this (the deepest: 22 bytes of Ethernet + tags, 40 of
- * IPv6, 4 extension headers of at most 2048 bytes, 60 of TCP), so masking an offset with it
+ * IPv6, 6 extension headers of at most 2048 bytes, 60 of TCP), so masking an offset with it
  * changes nothing and tells the verifier the offset is bounded.
  */
 #define SW_OFF_MASK 0x3fff

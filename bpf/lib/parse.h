@@ -3,12 +3,17 @@
  * Step 1 of every packet (crates/synwall-engine/src/parse.rs): parse the frame down to TCP, or
  * say which counter ends its journey. Same order of checks, same counter for every outcome:
  *
- *   Ethernet + up to 2 VLAN tags -> IPv4 (options, fragments) | IPv6 (<= 4 extension headers)
- *   -> covered by a protected prefix? -> TCP header -> protected (address, port)?
+ *   Ethernet + up to 2 VLAN tags
+ *   -> IPv4 (options walked only when IHL > 5: LSRR/SSRR) | IPv6 (extension headers walked only
+ *      when there are any, BEFORE the lookup: a routing header changes the destination)
+ *   -> final destination covered by a protected prefix? -> TCP? -> fragment? -> TCP header
+ *   -> protected (address, port)?
  *
- * Lengths are checked against the frame length (the XDP buffer, or skb->len on tc); headers are
- * read through sw_hdr(), which on tc pulls non-linear data into the head when needed. Parsed
- * fields are copied out at once, so no packet pointer outlives the next read.
+ * Lengths are checked against the frame length (all buffers of an XDP multi-buffer frame, or
+ * skb->len on tc). Headers are read through sw_hdr: on a one-buffer XDP frame and on tc by
+ * pointer (tc pulls non-linear data into the head when needed); on a multi-buffer XDP frame by
+ * copying with bpf_xdp_load_bytes, so a header in a fragment is read like any other. Parsed fields
+ * are copied out at once, so no packet pointer outlives the next read.
  */
 #ifndef SW_PARSE_H
 #define SW_PARSE_H
@@ -22,8 +27,9 @@ struct sw_frame {
 	__u32 l3;       /* offset of the network header */
 	__u32 l4;       /* offset of the TCP header */
 	__u32 end;      /* end of the TCP segment (end of the IP payload; link padding excluded) */
+	__u32 len;      /* length of the frame (all of its buffers) */
 	__u32 src[4];   /* source address as loaded from the packet; IPv4 uses src[0] */
-	__u32 dst[4];   /* destination address likewise */
+	__u32 dst[4];   /* the FINAL destination likewise (an IPv6 routing header's, if any) */
 	__u32 seq;      /* host order */
 	__u32 ack;      /* host order */
 	__u16 sport;    /* host order */
@@ -31,6 +37,8 @@ struct sw_frame {
 	__u16 tcp_hlen; /* TCP header length in bytes */
 	__u8 family;    /* SW_FAMILY_V4 / SW_FAMILY_V6 */
 	__u8 flags;     /* TCP flags byte */
+	__u8 fragment;  /* the first fragment of a fragmented datagram (TcpFrame::fragment) */
+	__u8 pad[3];
 };
 
 /* The TCP options a SYN proxy reads (synwall_wire::tcp::TcpOptions). */
@@ -52,24 +60,38 @@ struct sw_tcp_opts {
 #define SW_PARSED_DROP 2
 #define SW_PARSED(outcome, counter) (((outcome) << 8) | (counter))
 
-SW_INLINE __u32 sw_frame_len(SW_CTX *ctx)
+/* How sw_parse_frame reads headers (a constant after inlining, so each copy verifies one way). */
+#define SW_READ_DIRECT 0 /* pointers into the linear data */
+#define SW_READ_COPY 1   /* XDP multi-buffer: bpf_xdp_load_bytes into a stack buffer */
+
+/* The bytes of the frame in its first (linear) buffer. */
+SW_INLINE __u32 sw_linear_len(SW_CTX *ctx)
+{
+	return ctx->data_end - ctx->data;
+}
+
+/* Copy `n` (bounded) bytes at `off` of the frame, wherever they are, into `buf`. */
+SW_INLINE int sw_load(SW_CTX *ctx, __u32 off, void *buf, __u32 n)
 {
 #ifdef SW_XDP
-	return ctx->data_end - ctx->data;
+	return bpf_xdp_load_bytes(ctx, off, buf, n);
 #else
-	return ctx->len;
+	return bpf_skb_load_bytes(ctx, off, buf, n);
 #endif
 }
 
 /*
- * A pointer to the `n` (a constant) bytes at `off`, or NULL. The caller has checked that the frame
- * holds them; on tc they may still sit outside the linear head, and then they are pulled in.
+ * The `n` (a constant) bytes at `off`, or NULL. The caller has checked that the frame holds them.
+ * SW_READ_DIRECT: a pointer into the packet; on tc they may still sit outside the linear head, and
+ * then they are pulled in. SW_READ_COPY: a copy in `buf` (at least n bytes).
  */
-SW_INLINE __u8 *sw_hdr(SW_CTX *ctx, __u32 off, const __u32 n)
+SW_INLINE const __u8 *sw_hdr(SW_CTX *ctx, __u32 off, const __u32 n, __u8 *buf, const int read)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 
+	if (read == SW_READ_COPY)
+		return sw_load(ctx, off, buf, n) ? NULL : buf;
 	off &= SW_OFF_MASK;
 	if (data + off + n <= end)
 		return data + off;
@@ -124,24 +146,150 @@ SW_INLINE int sw_port_protected(const struct sw_svc_value *svc, __u16 port)
 }
 
 /*
- * parse::parse. Fills `f` for SW_PARSED_TCP. A global function: the verifier checks it once, and
- * its callers see one result instead of one per path through the header walk.
+ * Ipv4Packet::source_routed over the `n` (1..40) option bytes of the IPv4 header at `l3`: 1 at
+ * the first LSRR or SSRR option (the destination field is then only the next hop), 0 when the
+ * list ends without one, -1 for a malformed list (an option length below 2 or past the header).
+ * A global function: only headers with options pay for it, and it is verified once.
  */
-SW_GLOBAL int sw_parse(SW_CTX *ctx, struct sw_frame *f)
+SW_GLOBAL int sw_ipv4_source_routed(SW_CTX *ctx, __u32 l3, __u32 n_opts)
 {
-	__u32 len = sw_frame_len(ctx);
+	/* 64 bytes so that `i & 63` always lands inside; only the first n are options. */
+	__u8 buf[64];
+	/* Masked (a no-op for 1..40): the verifier then knows the upper bits of the size. */
+	__u32 i = 0, n = n_opts & 63;
+	int iter;
+	__u8 kind, olen;
+
+	if (n != n_opts || n == 0 || n > SW_IPV4_MAX_OPTS)
+		return -1;
+	__builtin_memset(buf, 0, sizeof(buf));
+	if (sw_load(ctx, l3 + SW_IPV4_MIN_HLEN, buf, n))
+		return -1;
+	for (iter = 0; iter < SW_IPV4_MAX_OPTS; iter++) {
+		if (i >= n)
+			break;
+		kind = buf[i & 63];
+		if (kind == SW_IPOPT_EOL)
+			break;
+		if (kind == SW_IPOPT_NOP) {
+			i = (i + 1) & 63;
+			continue;
+		}
+		if (i + 1 >= n)
+			return -1;
+		olen = buf[(i + 1) & 63];
+		if (olen < 2 || i + olen > n)
+			return -1;
+		if (kind == SW_IPOPT_LSRR || kind == SW_IPOPT_SSRR)
+			return 1;
+		i = (i + olen) & 63;
+	}
+	return 0;
+}
+
+/* The walk over IPv6 extension headers (Ipv6Packet::upper_layer): its input and its result. */
+struct sw_ext_walk {
+	__u32 dst[4];  /* in: the fixed header's destination; out: the final one */
+	__u32 off;     /* in: offset of the first extension header; out: of the upper layer */
+	__u32 end;     /* in: end of the IPv6 payload */
+	__u16 frag_off; /* out: offset (8-byte units) of the last Fragment header walked */
+	__u8 nh;       /* in: the fixed header's next header; out: the upper-layer protocol */
+	__u8 fragment; /* out: a Fragment header was walked */
+};
+
+#define SW_WALK_OK 0
+#define SW_WALK_MALFORMED 1    /* a header past the payload, a routing header too short */
+#define SW_WALK_DEPTH 2        /* more than SW_MAX_EXT_HEADERS */
+#define SW_WALK_SOURCE_ROUTE 3 /* type 0, a second one, another type with segments left */
+
+SW_INLINE int sw_is_ext_header(__u8 nh)
+{
+	return nh == SW_NH_HOP_BY_HOP || nh == SW_NH_ROUTING || nh == SW_NH_FRAGMENT ||
+	       nh == SW_NH_DEST_OPTS || nh == SW_NH_AUTH;
+}
+
+/*
+ * Ipv6Packet::upper_layer: at most SW_MAX_EXT_HEADERS headers (Fragment included); hop-by-hop, destination options and
+ * AH skipped; a routing header with segments left names the final destination (type 2 or 4: the
+ * 16 bytes at its offset 8) or is refused; a Fragment header with offset > 0 ends the walk (what
+ * follows is fragment data), one with offset 0 does not (its headers are all in this fragment).
+ * Every extension header is at least 8 bytes, so reading 8 before the length check decides nothing
+ * the length check would not. A global function: only packets with extension headers pay for it.
+ */
+SW_GLOBAL int sw_ipv6_walk(SW_CTX *ctx, struct sw_ext_walk *w)
+{
+	__u8 h[8];
+	__u32 o, hlen;
+	int i, routed = 0;
+
+	if (!w)
+		return SW_WALK_MALFORMED;
+	o = w->off;
+	for (i = 0; i <= SW_MAX_EXT_HEADERS; i++) {
+		if (!sw_is_ext_header(w->nh))
+			return SW_WALK_OK;
+		/* One more extension header than the bound, whatever it is. */
+		if (i == SW_MAX_EXT_HEADERS)
+			return SW_WALK_DEPTH;
+		if (o + 8 > w->end || sw_load(ctx, o, h, 8))
+			return SW_WALK_MALFORMED;
+		if (w->nh == SW_NH_FRAGMENT)
+			hlen = 8;
+		else if (w->nh == SW_NH_AUTH)
+			hlen = ((__u32)h[1] + 2) * 4;
+		else
+			hlen = ((__u32)h[1] + 1) * 8;
+		if (o + hlen > w->end)
+			return SW_WALK_MALFORMED;
+		if (w->nh == SW_NH_ROUTING) {
+			if (routed || h[2] == SW_ROUTING_TYPE_0)
+				return SW_WALK_SOURCE_ROUTE;
+			routed = 1;
+			if (h[3] > 0) {
+				if (h[2] != SW_ROUTING_TYPE_2 && h[2] != SW_ROUTING_TYPE_SRH)
+					return SW_WALK_SOURCE_ROUTE;
+				if (hlen < SW_ROUTING_FINAL_DST + 16 ||
+				    sw_load(ctx, o + SW_ROUTING_FINAL_DST, w->dst, 16))
+					return SW_WALK_MALFORMED;
+			}
+		} else if (w->nh == SW_NH_FRAGMENT) {
+			w->fragment = 1;
+			w->frag_off = sw_be16(h + 2) >> 3;
+			if (w->frag_off > 0) {
+				w->nh = h[0];
+				w->off = o + hlen;
+				return SW_WALK_OK;
+			}
+		}
+		w->nh = h[0];
+		o += hlen;
+		w->off = o;
+	}
+	return SW_WALK_DEPTH;
+}
+
+/* RFC 1858: a fragment offset below 3 units (24 bytes) would overwrite a TCP header. */
+#define SW_MIN_NONFIRST_OFFSET 3
+
+/*
+ * parse::parse on a frame of `len` bytes, reading headers as `read` says. Fills `f` for
+ * SW_PARSED_TCP.
+ */
+SW_INLINE int sw_parse_frame(SW_CTX *ctx, struct sw_frame *f, __u32 len, const int read)
+{
 	struct sw_svc_value *svc;
 	__u32 off = SW_ETH_HLEN;
-	__u16 ethertype;
+	__u16 ethertype, frag_off = 0;
 	__u32 l4, end;
-	__u8 *p;
-	int tags;
+	__u8 buf[SW_IPV6_HLEN];
+	const __u8 *p;
+	__u8 proto;
+	int tags, fragment = 0;
 
-	if (!f)
-		return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
+	f->len = len;
 	if (len < SW_ETH_HLEN)
 		return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
-	p = sw_hdr(ctx, 12, 2);
+	p = sw_hdr(ctx, 12, 2, buf, read);
 	if (!p)
 		return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
 	ethertype = sw_be16(p);
@@ -154,7 +302,7 @@ SW_GLOBAL int sw_parse(SW_CTX *ctx, struct sw_frame *f)
 			return SW_PARSED(SW_PARSED_DROP, SW_DROP_VLAN_DEPTH);
 		if (len < off + SW_VLAN_TAG_LEN)
 			return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
-		p = sw_hdr(ctx, off + 2, 2);
+		p = sw_hdr(ctx, off + 2, 2, buf, read);
 		if (!p)
 			return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
 		ethertype = sw_be16(p);
@@ -165,12 +313,12 @@ SW_GLOBAL int sw_parse(SW_CTX *ctx, struct sw_frame *f)
 	if (ethertype == SW_ETHERTYPE_IPV4) {
 		__u16 total, frag;
 		__u32 hl;
-		__u8 proto;
+		int r;
 
 		/* Ipv4Packet::new_checked */
 		if (len - off < SW_IPV4_MIN_HLEN)
 			return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
-		p = sw_hdr(ctx, off, SW_IPV4_MIN_HLEN);
+		p = sw_hdr(ctx, off, SW_IPV4_MIN_HLEN, buf, read);
 		if (!p)
 			return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
 		hl = (p[0] & 0x0f) * 4;
@@ -188,29 +336,33 @@ SW_GLOBAL int sw_parse(SW_CTX *ctx, struct sw_frame *f)
 		if (len - off < hl || len - off < total)
 			return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
 		svc = sw_service_lookup(SW_FAMILY_V4, f->dst);
+		/* Options only when there are any: behind LSRR/SSRR the destination is a next hop. */
+		if (hl > SW_IPV4_MIN_HLEN) {
+			r = sw_ipv4_source_routed(ctx, off, hl - SW_IPV4_MIN_HLEN);
+			if (r > 0)
+				return SW_PARSED(SW_PARSED_DROP, SW_DROP_SOURCE_ROUTE);
+			if (r < 0 && svc)
+				return SW_PARSED(SW_PARSED_DROP, SW_DROP_IP_MALFORMED);
+			if (r < 0)
+				return SW_PARSED(SW_PARSED_PASS, SW_PASS_UNPROTECTED);
+		}
 		if (!svc)
 			return SW_PARSED(SW_PARSED_PASS, SW_PASS_UNPROTECTED);
-		/* Not TCP (fragmented or not) is not a protected service's: untouched. */
-		if (proto != SW_PROTO_TCP)
-			return SW_PARSED(SW_PARSED_PASS, SW_PASS_NOT_TCP);
-		if (frag & (SW_IPV4_MF | SW_IPV4_FRAG_OFFSET))
-			return SW_PARSED(SW_PARSED_DROP, SW_DROP_FRAGMENT);
+		fragment = (frag & (SW_IPV4_MF | SW_IPV4_FRAG_OFFSET)) != 0;
+		frag_off = frag & SW_IPV4_FRAG_OFFSET;
 		l4 = off + hl;
 		end = off + total;
 	} else if (ethertype == SW_ETHERTYPE_IPV6) {
-		__u32 iend, o = SW_IPV6_HLEN, hlen;
-		int fragment = 0, i, found = 0;
 		__u16 plen;
-		__u8 nh;
 
 		/* Ipv6Packet::new_checked */
 		if (len - off < SW_IPV6_HLEN)
 			return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
-		p = sw_hdr(ctx, off, SW_IPV6_HLEN);
+		p = sw_hdr(ctx, off, SW_IPV6_HLEN, buf, read);
 		if (!p)
 			return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
 		plen = sw_be16(p + 4);
-		nh = p[6];
+		proto = p[6];
 		f->family = SW_FAMILY_V6;
 		__builtin_memcpy(f->src, p + 8, 16);
 		__builtin_memcpy(f->dst, p + 24, 16);
@@ -220,83 +372,111 @@ SW_GLOBAL int sw_parse(SW_CTX *ctx, struct sw_frame *f)
 			return SW_PARSED(SW_PARSED_DROP, SW_DROP_IP_MALFORMED);
 		if (len - off < SW_IPV6_HLEN + (__u32)plen)
 			return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
+		l4 = off + SW_IPV6_HLEN;
+		end = off + SW_IPV6_HLEN + plen;
+		/* Extension headers only when there are any; the walk comes before the lookup. */
+		if (sw_is_ext_header(proto)) {
+			struct sw_ext_walk w;
+			int r;
+
+			__builtin_memset(&w, 0, sizeof(w));
+			__builtin_memcpy(w.dst, f->dst, 16);
+			w.off = l4;
+			w.end = end;
+			w.nh = proto;
+			r = sw_ipv6_walk(ctx, &w);
+			if (r == SW_WALK_SOURCE_ROUTE)
+				return SW_PARSED(SW_PARSED_DROP, SW_DROP_SOURCE_ROUTE);
+			if (r != SW_WALK_OK) {
+				/* Ours to drop only if the outer or the final destination is. */
+				if (!sw_service_lookup(SW_FAMILY_V6, f->dst) &&
+				    !sw_service_lookup(SW_FAMILY_V6, w.dst))
+					return SW_PARSED(SW_PARSED_PASS, SW_PASS_UNPROTECTED);
+				return SW_PARSED(SW_PARSED_DROP, r == SW_WALK_DEPTH ?
+								 SW_DROP_IPV6_EXT_DEPTH :
+								 SW_DROP_IP_MALFORMED);
+			}
+			__builtin_memcpy(f->dst, w.dst, 16);
+			proto = w.nh;
+			l4 = w.off;
+			fragment = w.fragment;
+			frag_off = w.frag_off;
+		}
 		svc = sw_service_lookup(SW_FAMILY_V6, f->dst);
 		if (!svc)
 			return SW_PARSED(SW_PARSED_PASS, SW_PASS_UNPROTECTED);
-
-		/*
-		 * Ipv6Packet::upper_layer: at most SW_MAX_EXT_HEADERS extension headers; one more, or
-		 * one running past the payload, is refused. A Fragment header is reported.
-		 */
-		iend = SW_IPV6_HLEN + plen;
-		for (i = 0; i <= SW_MAX_EXT_HEADERS; i++) {
-			if (nh == SW_NH_HOP_BY_HOP || nh == SW_NH_ROUTING || nh == SW_NH_DEST_OPTS ||
-			    nh == SW_NH_AUTH) {
-				if (o + 2 > iend)
-					return SW_PARSED(SW_PARSED_DROP, SW_DROP_IP_MALFORMED);
-				p = sw_hdr(ctx, off + o, 2);
-				if (!p)
-					return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
-				if (nh == SW_NH_AUTH)
-					hlen = ((__u32)p[1] + 2) * 4;
-				else
-					hlen = ((__u32)p[1] + 1) * 8;
-				nh = p[0];
-			} else if (nh == SW_NH_FRAGMENT) {
-				/*
-				 * What follows a Fragment header is fragment data, not headers: stop
-				 * here; its next header names the fragmented protocol.
-				 */
-				fragment = 1;
-				hlen = 8;
-				if (o + hlen > iend)
-					return SW_PARSED(SW_PARSED_DROP, SW_DROP_IP_MALFORMED);
-				p = sw_hdr(ctx, off + o, 2);
-				if (!p)
-					return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
-				nh = p[0];
-				o += hlen;
-				found = 1;
-				break;
-			} else {
-				found = 1;
-				break;
-			}
-			if (o + hlen > iend)
-				return SW_PARSED(SW_PARSED_DROP, SW_DROP_IP_MALFORMED);
-			o += hlen;
-		}
-		if (!found)
-			return SW_PARSED(SW_PARSED_DROP, SW_DROP_IPV6_EXT_DEPTH);
-		if (nh != SW_PROTO_TCP)
-			return SW_PARSED(SW_PARSED_PASS, SW_PASS_NOT_TCP);
-		if (fragment)
-			return SW_PARSED(SW_PARSED_DROP, SW_DROP_FRAGMENT);
-		l4 = off + o;
-		end = off + iend;
 	} else {
 		return SW_PARSED(SW_PARSED_PASS, SW_PASS_NOT_IP);
 	}
 
-	/* TcpSegment::new_checked over frame[l4..end] */
+	/* Not TCP (fragmented or not) is not a protected service's: untouched. */
+	if (proto != SW_PROTO_TCP)
+		return SW_PARSED(SW_PARSED_PASS, SW_PASS_NOT_TCP);
+	/*
+	 * No TCP header in a non-first fragment: nothing to judge, nothing it completes alone;
+	 * unless it would overwrite the first fragment's TCP header (RFC 1858).
+	 */
+	if (frag_off >= SW_MIN_NONFIRST_OFFSET)
+		return SW_PARSED(SW_PARSED_PASS, SW_PASS_FRAGMENT_NONFIRST);
+	if (frag_off > 0)
+		return SW_PARSED(SW_PARSED_DROP, SW_DROP_FRAGMENT);
+	f->fragment = fragment;
+
+	/* TcpSegment::new_checked over frame[l4..end]; a first fragment must hold the header. */
 	if (end - l4 < SW_TCP_MIN_HLEN)
-		return SW_PARSED(SW_PARSED_DROP, SW_DROP_TCP_MALFORMED);
-	p = sw_hdr(ctx, l4, SW_TCP_MIN_HLEN);
+		return SW_PARSED(SW_PARSED_DROP, fragment ? SW_DROP_FRAGMENT : SW_DROP_TCP_MALFORMED);
+	p = sw_hdr(ctx, l4, SW_TCP_MIN_HLEN, buf, read);
 	if (!p)
 		return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
 	f->tcp_hlen = (p[12] >> 4) * 4;
-	if (f->tcp_hlen < SW_TCP_MIN_HLEN || end - l4 < f->tcp_hlen)
-		return SW_PARSED(SW_PARSED_DROP, SW_DROP_TCP_MALFORMED);
 	f->sport = sw_be16(p);
 	f->dport = sw_be16(p + 2);
 	f->seq = sw_be32(p + 4);
 	f->ack = sw_be32(p + 8);
 	f->flags = p[13];
+	if (f->tcp_hlen < SW_TCP_MIN_HLEN)
+		return SW_PARSED(SW_PARSED_DROP, SW_DROP_TCP_MALFORMED);
+	if (end - l4 < f->tcp_hlen)
+		return SW_PARSED(SW_PARSED_DROP, fragment ? SW_DROP_FRAGMENT : SW_DROP_TCP_MALFORMED);
 	f->l4 = l4;
 	f->end = end;
 	if (!sw_port_protected(svc, f->dport))
 		return SW_PARSED(SW_PARSED_PASS, SW_PASS_UNPROTECTED);
 	return SW_PARSED(SW_PARSED_TCP, 0);
+}
+
+/* A one-buffer frame (and every tc frame). A global function: verified once. */
+SW_GLOBAL int sw_parse_linear(SW_CTX *ctx, struct sw_frame *f)
+{
+	if (!f)
+		return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
+#ifdef SW_XDP
+	return sw_parse_frame(ctx, f, sw_linear_len(ctx), SW_READ_DIRECT);
+#else
+	return sw_parse_frame(ctx, f, ctx->len, SW_READ_DIRECT);
+#endif
+}
+
+#ifdef SW_XDP
+/* An XDP multi-buffer frame of `len` bytes: headers copied out, wherever they are. */
+SW_GLOBAL int sw_parse_multibuf(struct xdp_md *ctx, struct sw_frame *f, __u32 len)
+{
+	if (!f)
+		return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
+	return sw_parse_frame(ctx, f, len, SW_READ_COPY);
+}
+#endif
+
+/* parse::parse. Fills `f` (zeroed by the caller) for SW_PARSED_TCP. */
+SW_INLINE int sw_parse(SW_CTX *ctx, struct sw_frame *f)
+{
+#ifdef SW_XDP
+	__u32 len = bpf_xdp_get_buff_len(ctx);
+
+	if (len != sw_linear_len(ctx))
+		return sw_parse_multibuf(ctx, f, len);
+#endif
+	return sw_parse_linear(ctx, f);
 }
 
 /*

@@ -5,6 +5,11 @@
  * TTL from config) or IPv6 header (traffic class 0, flow label 0, hop limit from config); TCP
  * with seq = cookie, ack = client ISN + 1, SYN|ACK (+ECE), options in SPEC order. The headers are
  * built on the stack, checksummed there, and stored after the frame is resized.
+ *
+ * Resizing never needs tailroom, which drivers need not offer (a veth in native mode offers it
+ * only up to the next 64-byte boundary): an answer longer than its SYN grows the frame at the
+ * head (XDP guarantees 256 bytes of headroom) and the whole frame is written from its new start;
+ * a shorter one shrinks it at the tail (which also drops the fragments of a multi-buffer frame).
  */
 #ifndef SW_SYNACK_H
 #define SW_SYNACK_H
@@ -113,16 +118,20 @@ SW_INLINE __u32 sw_synack_tcp_fill(struct sw_synack_tcp *t, const struct sw_fram
 	return SW_TCP_MIN_HLEN + 4 * k;
 }
 
+/* Ethernet + 2 VLAN tags: the most a SYN (and so its answer) has before its IP header. */
+#define SW_MAX_L2_LEN (SW_ETH_HLEN + SW_MAX_VLAN_TAGS * SW_VLAN_TAG_LEN)
+
 /*
- * synack::build. Returns the new frame length, or -1 if the frame could not be resized (no
- * tailroom) or written.
+ * synack::build. Returns the new frame length, or -1 if the frame could not be resized (the
+ * driver refused the room) or written. The SYN's segment is all in the first buffer (the caller
+ * checked), so its Ethernet header and tags are too.
  */
 SW_INLINE int sw_build_synack(struct xdp_md *ctx, const struct sw_frame *f,
 			      const struct sw_config *cfg, struct sw_opt_bits bits, __u32 isn,
 			      __u32 tsval, __u32 tsecr)
 {
 	union sw_synack_hdrs h;
-	__u32 iplen, tcplen, total, old_len, hdrs_len;
+	__u32 iplen, tcplen, total, hdrs_len, l2 = f->l3;
 	__u8 mac[6], *eth;
 	void *data, *end;
 	__u64 sum;
@@ -158,26 +167,39 @@ SW_INLINE int sw_build_synack(struct xdp_md *ctx, const struct sw_frame *f,
 		__builtin_memcpy(h.v6.ip.saddr, f->dst, 16);
 		__builtin_memcpy(h.v6.ip.daddr, f->src, 16);
 	}
+	hdrs_len = iplen + tcplen;
+	if (hdrs_len > sizeof(h) || l2 < SW_ETH_HLEN || l2 > SW_MAX_L2_LEN)
+		return -1;
 
 	/* Ethernet: swap the MACs; the tags between them and l3 stay as they came. */
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
 	eth = data;
-	if ((void *)(eth + 12) > end)
+	if ((void *)(eth + SW_MAX_L2_LEN) > end)
 		return -1;
 	__builtin_memcpy(mac, eth, 6);
 	__builtin_memcpy(eth, eth + 6, 6);
 	__builtin_memcpy(eth + 6, mac, 6);
-	old_len = end - data;
 
-	total = f->l3 + iplen + tcplen;
-	delta = (int)total - (int)old_len;
-	if (delta && bpf_xdp_adjust_tail(ctx, delta))
+	total = l2 + hdrs_len;
+	delta = (int)total - (int)f->len;
+	if (delta > 0) {
+		/* Longer than the SYN: grow at the head, then write L2 at the new start. */
+		__u8 l2buf[SW_MAX_L2_LEN];
+
+		__builtin_memcpy(l2buf, eth, SW_MAX_L2_LEN);
+		if (bpf_xdp_adjust_head(ctx, -delta))
+			return -1;
+		/*
+		 * All 22 bytes, whatever the tags: those past l3 are overwritten by the IP header
+		 * below (and the answer is longer than 22 bytes).
+		 */
+		if (bpf_xdp_store_bytes(ctx, 0, l2buf, SW_MAX_L2_LEN))
+			return -1;
+	} else if (delta < 0 && bpf_xdp_adjust_tail(ctx, delta)) {
 		return -1;
-	hdrs_len = iplen + tcplen;
-	if (hdrs_len > sizeof(h))
-		return -1;
-	if (bpf_xdp_store_bytes(ctx, f->l3 & SW_OFF_MASK, &h, hdrs_len))
+	}
+	if (bpf_xdp_store_bytes(ctx, l2, &h, hdrs_len))
 		return -1;
 	return total;
 }

@@ -1,14 +1,17 @@
-//! Fuzz the whole packet path: any bytes as a frame through the edge (XDP, default and strict) and
-//! the backend (tc). No panic, exactly one counter per frame, and every answer is a SYN+ACK our own
-//! parser accepts with valid checksums.
+//! Fuzz the whole packet path: any bytes as a frame through the edge (XDP, default and strict; as
+//! one buffer and as a multi-buffer frame whose first buffer ends where the input's first byte
+//! says) and the backend (tc, with skbs as a test run gives them and as a lower device with a
+//! trusted checksum and a tag in the metadata gives them). No panic, exactly one counter per
+//! frame, and every answer is a SYN+ACK our own parser accepts with valid checksums, never to a
+//! SYN whose segment is not all in the first buffer.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
 use synwall_engine::parse::{parse, Parsed};
-use synwall_engine::synack::MAX_SYNACK_LEN;
 use synwall_engine::services::PortRange;
-use synwall_engine::{Engine, EngineConfig, Service, ServiceSet, SocketState, Verdict};
+use synwall_engine::synack::MAX_SYNACK_LEN;
+use synwall_engine::{Engine, EngineConfig, Service, ServiceSet, Skb, SocketState, Verdict};
 
 fn services() -> ServiceSet {
     ServiceSet::new(vec![
@@ -22,7 +25,10 @@ fn services() -> ServiceSet {
 fn everything() -> ServiceSet {
     let mut all = services().services().to_vec();
     for s in &mut all {
-        s.ports = vec![PortRange { first: 0, last: 65535 }];
+        s.ports = vec![PortRange {
+            first: 0,
+            last: 65535,
+        }];
     }
     ServiceSet::new(all)
 }
@@ -34,18 +40,36 @@ fuzz_target!(|data: &[u8]| {
         cfg.strict = strict;
         cfg.flow_cache = 4;
         let mut e = Engine::new(cfg, keys);
+        let first = match data.first() {
+            Some(&b) if b & 1 == 1 => (14 + b as usize).min(data.len()),
+            _ => data.len(),
+        };
         let mut buf = data.to_vec();
         buf.resize(data.len().max(MAX_SYNACK_LEN), 0);
-        let d = e.xdp(&mut buf, data.len(), 123_456);
+        let d = e.xdp_frags(&mut buf, data.len(), first, 123_456);
         assert_eq!(e.counters().total(), 1);
         if let Verdict::Tx { len } = d.verdict {
+            match parse(&data[..], &services()) {
+                Parsed::Tcp(t) => assert!(t.end <= first, "answered past the first buffer"),
+                other => panic!("answered a frame that does not parse: {other:?}"),
+            }
             match parse(&buf[..len], &everything()) {
                 Parsed::Tcp(t) => assert!(t.checksums_ok(&buf[..len])),
                 other => panic!("reply does not parse: {other:?}"),
             }
         }
-        for state in [SocketState::ListenerOnly, SocketState::Connection, SocketState::None] {
+        for state in [
+            SocketState::ListenerOnly,
+            SocketState::Connection,
+            SocketState::None,
+        ] {
             let _ = e.tc(data, |_| state);
+            let lower = Skb {
+                vlan_present: true,
+                csum_trusted: true,
+                ..Skb::of_frame(data)
+            };
+            let _ = e.tc_skb(data, lower, |_| state);
         }
     }
 });

@@ -33,7 +33,9 @@ pub use maps::Maps;
 pub use maps::{config_value, decode_auto_state, percpu_sum, salt_slot, LoadOptions};
 pub use objects::{Backend, DataPath, Edge};
 pub use skel::{leak_object, types};
-pub use test_run::{tc_action, test_run, xdp_action, TestRun, TEST_RUN_MAX_FRAME};
+pub use test_run::{
+    tc_action, test_run, xdp_action, TestRun, TEST_RUN_MAX_FRAME, TEST_RUN_MAX_LINEAR,
+};
 
 /// What can go wrong.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,10 @@ use crate::maps::{LoadOptions, Maps, KEY0};
 use crate::services::ServiceTables;
 use crate::skel::backend_skel::{BackendSkel, BackendSkelBuilder};
 use crate::skel::edge_skel::{EdgeSkel, EdgeSkelBuilder};
-use crate::{bpf, decode_auto_state, leak_object, pin, test_run, types, Error, Link, Result};
+use crate::{
+    bpf, decode_auto_state, leak_object, pin, test_run, types, Error, Link, Result,
+    TEST_RUN_MAX_LINEAR,
+};
 use crate::{TcxLink, TestRun, XdpLink, XdpMode};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags};
@@ -189,9 +192,23 @@ impl Edge {
         Ok(())
     }
 
-    /// Run the program once on `frame` (at least 14 bytes, at most about 3.5 KiB).
+    /// Run the program once on `frame` (14 bytes to 64 KiB; beyond [`TEST_RUN_MAX_LINEAR`] it
+    /// arrives as a multi-buffer frame).
     pub fn test_run(&self, frame: &[u8]) -> Result<TestRun> {
         test_run(&self.skel.progs.sw_edge, frame, 1)
+    }
+
+    /// Run the program once on `frame` as a multi-buffer frame whose first buffer holds
+    /// `first_buffer` bytes (at most [`TEST_RUN_MAX_LINEAR`]; the rest in fragments), as a driver
+    /// that splits headers from data would hand it over.
+    pub fn test_run_frags(&self, frame: &[u8], first_buffer: usize) -> Result<TestRun> {
+        if first_buffer < 14 || first_buffer > frame.len().min(TEST_RUN_MAX_LINEAR) {
+            return Err(Error::Config(format!(
+                "a first buffer of {first_buffer} bytes for a frame of {}",
+                frame.len()
+            )));
+        }
+        crate::test_run::test_run_ctx(&self.skel.progs.sw_edge, frame, 1, Some(first_buffer))
     }
 
     /// Run the program `repeat` times on `frame` (the frame is not reset between runs: only

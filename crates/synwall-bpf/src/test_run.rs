@@ -15,20 +15,58 @@ pub struct TestRun {
     pub duration: Duration,
 }
 
-/// Largest frame a test run returns (XDP test runs take at most a page minus head- and tailroom).
-pub const TEST_RUN_MAX_FRAME: usize = 4096;
+/// Largest frame a test run takes and returns. An XDP test run holds at most a page minus head-
+/// and tailroom ([`TEST_RUN_MAX_LINEAR`]) in its first buffer; longer frames, up to 64 KiB, reach
+/// a `frags` program (the edge) as multi-buffer frames, the rest in page-sized fragments.
+pub const TEST_RUN_MAX_FRAME: usize = 65536;
+
+/// Largest first buffer of an XDP test run (a 4 KiB page minus 256 bytes of headroom and the
+/// 320 bytes of `struct skb_shared_info`): longer frames are split.
+pub const TEST_RUN_MAX_LINEAR: usize = 4096 - 256 - 320;
 
 /// `BPF_PROG_TEST_RUN` of `prog` on `frame` (14 to [`TEST_RUN_MAX_FRAME`] bytes), `repeat` times:
 /// shared by this crate's objects and the baseline programs it is measured against.
 pub fn test_run(prog: &ProgramMut<'static>, frame: &[u8], repeat: u32) -> Result<TestRun> {
+    test_run_ctx(prog, frame, repeat, None)
+}
+
+/// `struct xdp_md` as a test run's context: `data_end` is the length of the first buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct XdpMd {
+    data: u32,
+    data_end: u32,
+    data_meta: u32,
+    ingress_ifindex: u32,
+    rx_queue_index: u32,
+    egress_ifindex: u32,
+}
+
+/// [`test_run`] of an XDP program on a multi-buffer frame whose first buffer holds `first_buffer`
+/// bytes (`None`: as the kernel splits it).
+pub(crate) fn test_run_ctx(
+    prog: &ProgramMut<'static>,
+    frame: &[u8],
+    repeat: u32,
+    first_buffer: Option<usize>,
+) -> Result<TestRun> {
     if frame.len() < 14 || frame.len() > TEST_RUN_MAX_FRAME {
         return Err(Error::Config(format!(
             "a test-run frame is 14..={TEST_RUN_MAX_FRAME} bytes, not {}",
             frame.len()
         )));
     }
+    let mut ctx = first_buffer.map(|n| XdpMd {
+        data_end: n as u32,
+        ..XdpMd::default()
+    });
+    // SAFETY: XdpMd is six u32 fields: plain old data, no padding.
+    let ctx_bytes = ctx.as_mut().map(|c| unsafe {
+        std::slice::from_raw_parts_mut((c as *mut XdpMd).cast::<u8>(), std::mem::size_of::<XdpMd>())
+    });
     let mut out = vec![0u8; TEST_RUN_MAX_FRAME + 256];
     let input = ProgramInput {
+        context_in: ctx_bytes,
         data_in: Some(frame),
         data_out: Some(&mut out),
         repeat,

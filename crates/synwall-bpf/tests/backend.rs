@@ -438,3 +438,334 @@ fn handshake_ack_becomes_a_socket_end_to_end() {
     }
     link.detach();
 }
+
+/// One veth pair in this thread's fresh namespace: swb0 (the backend: 198.51.100.1/24,
+/// 2001:db8:1:2::1/64, tcx) and swc0 (the client side, raw frames only), with the client's
+/// addresses as permanent neighbours so the backend's own answers leave at once. Returns the
+/// tcx link.
+fn backend_link(b: &Backend, mtu: u32) -> synwall_bpf::TcxLink {
+    let setup_links = || -> Result<(), String> {
+        ip(&[
+            "link",
+            "add",
+            "swb0",
+            "address",
+            BACKEND_MAC,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "swc0",
+            "address",
+            CLIENT_MAC_STR,
+        ])?;
+        ip(&["addr", "add", "198.51.100.1/24", "dev", "swb0"])?;
+        ip(&["addr", "add", "2001:db8:1:2::1/64", "dev", "swb0", "nodad"])?;
+        for dev in ["swb0", "swc0"] {
+            ip(&["link", "set", dev, "mtu", &mtu.to_string()])?;
+            ip(&["link", "set", dev, "up"])?;
+        }
+        for addr in ["198.51.100.2", "2001:db8:1:2::2"] {
+            ip(&[
+                "neigh",
+                "replace",
+                addr,
+                "lladdr",
+                CLIENT_MAC_STR,
+                "dev",
+                "swb0",
+                "nud",
+                "permanent",
+            ])?;
+        }
+        std::fs::write("/proc/sys/net/ipv4/tcp_syncookies", "1")
+            .map_err(|e| format!("tcp_syncookies: {e}"))
+    };
+    or_skip("veth setup", setup_links()).expect("veth setup");
+    let c = std::ffi::CString::new("swb0").unwrap();
+    // SAFETY: a C string we own.
+    let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    b.attach_tcx(ifindex).unwrap()
+}
+
+/// `seg` as a frame from the client's MAC to the backend's.
+fn to_backend(seg: &Seg) -> Vec<u8> {
+    let mut frame = build(seg);
+    frame[..6].copy_from_slice(&BACKEND_MAC_B);
+    frame[6..12].copy_from_slice(&CLIENT_MAC_B);
+    frame
+}
+
+fn delta(b: &Backend, before: &synwall_engine::Counters, c: Counter) -> u64 {
+    b.counters().unwrap().get(c) - before.get(c)
+}
+
+/// A valid cookie ACK whose TCP checksum is wrong creates nothing (the kernel would discard it,
+/// and did, after the backend had counted a socket); the same ACK with its checksum right
+/// creates the socket. With no data, a byte of data, an MSS of data and an MSS of jumbo data
+/// (MTU 9000), IPv4 and IPv6.
+#[test]
+fn ack_with_a_bad_checksum_creates_nothing() {
+    let Some(b) = setup() else { return };
+    let link = backend_link(&b, 9000);
+    let cookie = config().cookie;
+    let mut port = 42000;
+    for (server, client) in [
+        ("198.51.100.1:1500", "198.51.100.2"),
+        ("[2001:db8:1:2::1]:8080", "2001:db8:1:2::2"),
+    ] {
+        let server: SocketAddr = server.parse().unwrap();
+        let listener = TcpListener::bind(server).unwrap();
+        for data in [0usize, 1, 1448, 8900] {
+            port += 1;
+            let client = SocketAddr::new(client.parse().unwrap(), port);
+            let syn = syn_seg(client, server);
+            let mut ack = handshake_ack(&cookie, &keys().current, &syn, full_syn_options(), 1);
+            ack.flags |= if data > 0 { PSH } else { 0 };
+            ack.payload = (0..data).map(|i| (i * 7) as u8).collect();
+            let good = to_backend(&ack);
+            let (_, _, l4, end, _) = locate(&good).unwrap();
+            let mut bad = good.clone();
+            if data == 0 {
+                bad[l4 + 16] ^= 0x01; // the checksum field
+            } else {
+                bad[end - 1] ^= 0x01; // the last byte of data
+            }
+            let before = b.counters().unwrap();
+            send_raw("swc0", &bad).unwrap();
+            assert!(
+                accept_within(&listener, Duration::from_millis(300)).is_none(),
+                "{client}: a socket from an ACK with a bad checksum"
+            );
+            assert_eq!(delta(&b, &before, Counter::DropAckChecksum), 1, "{client}");
+            assert_eq!(delta(&b, &before, Counter::BackendReqskCreated), 0);
+            // Positive control: the same ACK, checksum right.
+            send_raw("swc0", &good).unwrap();
+            let stream = accept_within(&listener, Duration::from_secs(3))
+                .unwrap_or_else(|| panic!("{client} with {data} bytes: no socket"));
+            assert_eq!(stream.peer_addr().unwrap(), client);
+            assert_eq!(delta(&b, &before, Counter::BackendReqskCreated), 1);
+            let mut got = vec![0u8; data];
+            stream.set_nonblocking(false).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            std::io::Read::read_exact(&mut &stream, &mut got).unwrap();
+            assert_eq!(got, ack.payload);
+        }
+    }
+    link.detach();
+}
+
+/// IPv4 fragments of `frame` (untagged): the first carries `first` bytes of the IP payload (a
+/// multiple of 8), the second the rest. Header checksums recomputed; the TCP checksum is the whole
+/// segment's, as a sender that fragments leaves it.
+fn fragments_v4(frame: &[u8], first: usize) -> [Vec<u8>; 2] {
+    let (l3, _, l4, end, _) = locate(frame).unwrap();
+    let hdr = &frame[..l4];
+    let payload = &frame[l4..end];
+    let mk = |part: &[u8], offset: usize, more: bool| {
+        let mut f = hdr.to_vec();
+        f.extend_from_slice(part);
+        let total = (l4 - l3 + part.len()) as u16;
+        f[l3 + 2..l3 + 4].copy_from_slice(&total.to_be_bytes());
+        let field = (offset / 8) as u16 | if more { 0x2000 } else { 0 };
+        f[l3 + 6..l3 + 8].copy_from_slice(&field.to_be_bytes());
+        f[l3 + 10] = 0;
+        f[l3 + 11] = 0;
+        let c = synwall_wire::checksum::checksum(&f[l3..l4]);
+        f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+        f
+    };
+    [
+        mk(&payload[..first], 0, true),
+        mk(&payload[first..], first, false),
+    ]
+}
+
+/// IPv6 fragments of `frame` (untagged, no extension headers): a Fragment header after the
+/// fixed header of each.
+fn fragments_v6(frame: &[u8], first: usize) -> [Vec<u8>; 2] {
+    let (l3, _, l4, end, _) = locate(frame).unwrap();
+    let payload = &frame[l4..end];
+    let mk = |part: &[u8], offset: usize, more: bool| {
+        let mut f = frame[..l4].to_vec();
+        f[l3 + 6] = 44;
+        let plen = (8 + part.len()) as u16;
+        f[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
+        let field = (offset as u16) | more as u16;
+        f.extend_from_slice(&[6, 0]);
+        f.extend_from_slice(&field.to_be_bytes());
+        f.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        f.extend_from_slice(part);
+        f
+    };
+    [
+        mk(&payload[..first], 0, true),
+        mk(&payload[first..], first, false),
+    ]
+}
+
+/// Established traffic that arrives in fragments reaches its socket: the first fragment finds
+/// the connection (backend_established), the second carries no TCP header
+/// (pass_fragment_nonfirst), and the kernel reassembles them. The connection is made from a
+/// cookie ACK; its next data segment is then sent in two fragments. The backend used to drop
+/// every TCP fragment to a protected prefix.
+#[test]
+fn fragmented_established_traffic_reaches_its_socket() {
+    let Some(b) = setup() else { return };
+    let link = backend_link(&b, 1500);
+    let cookie = config().cookie;
+    for (server, client, v6) in [
+        ("198.51.100.1:1500", "198.51.100.2:43001", false),
+        ("[2001:db8:1:2::1]:8080", "[2001:db8:1:2::2]:43002", true),
+    ] {
+        let server: SocketAddr = server.parse().unwrap();
+        let client: SocketAddr = client.parse().unwrap();
+        let listener = TcpListener::bind(server).unwrap();
+        let syn = syn_seg(client, server);
+        let mut ack = handshake_ack(&cookie, &keys().current, &syn, full_syn_options(), 1);
+        ack.flags |= PSH;
+        ack.payload = b"hello".to_vec();
+        send_raw("swc0", &to_backend(&ack)).unwrap();
+        let stream = accept_within(&listener, Duration::from_secs(3)).expect("the connection");
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let mut hello = [0u8; 5];
+        std::io::Read::read_exact(&mut &stream, &mut hello).unwrap();
+
+        let mut data = ack.clone();
+        data.seq = ack.seq.wrapping_add(5);
+        data.payload = (0..1000).map(|i| (i % 251) as u8).collect();
+        let whole = to_backend(&data);
+        // 32 bytes of TCP header (NOP NOP TS) and 104 of data in the first fragment.
+        let parts = if v6 {
+            fragments_v6(&whole, 136)
+        } else {
+            fragments_v4(&whole, 136)
+        };
+        let before = b.counters().unwrap();
+        for p in &parts {
+            send_raw("swc0", p).unwrap();
+        }
+        let mut got = vec![0u8; data.payload.len()];
+        std::io::Read::read_exact(&mut &stream, &mut got)
+            .unwrap_or_else(|e| panic!("{client}: the fragmented segment never arrived: {e}"));
+        assert_eq!(got, data.payload);
+        assert_eq!(delta(&b, &before, Counter::BackendEstablished), 1);
+        assert_eq!(delta(&b, &before, Counter::PassFragmentNonfirst), 1);
+    }
+    link.detach();
+}
+
+/// A SYN hidden behind Fragment(offset 0, M=0, next header DestOpts) / DestOpts: the backend's
+/// kernel used to answer it (it reassembles the atomic fragment and sees a SYN). Now it is
+/// dropped and the kernel sends nothing; the same SYN unhidden is passed and answered by the
+/// kernel (positive control: the capture would have seen an answer).
+#[test]
+fn syn_behind_a_fragment_header_never_reaches_the_kernel() {
+    let Some(b) = setup() else { return };
+    let link = backend_link(&b, 1500);
+    let server: SocketAddr = "[2001:db8:1:2::1]:8080".parse().unwrap();
+    let _listener = TcpListener::bind(server).unwrap();
+    let client = Raw::open("swc0");
+    let synack_to = |port: u16| {
+        move |f: &[u8]| {
+            f.len() >= 74
+                && f[12..14] == [0x86, 0xdd]
+                && f[20] == 6
+                && u16::from_be_bytes([f[56], f[57]]) == port
+                && f[67] & (SYN | ACK) == SYN | ACK
+        }
+    };
+    let mut rng: rand::rngs::SmallRng = rand::SeedableRng::seed_from_u64(4);
+    let before = b.counters().unwrap();
+    let mut hidden = syn_seg("[2001:db8:1:2::2]:44001".parse().unwrap(), server);
+    hidden.ext = vec![frag_header(0, false), ext_header(60, 0, &mut rng)];
+    client.send(&to_backend(&hidden));
+    assert!(
+        client
+            .recv_matching(Duration::from_millis(500), synack_to(44001))
+            .is_none(),
+        "the backend's kernel answered a SYN hidden behind a fragment header"
+    );
+    assert_eq!(delta(&b, &before, Counter::DropSynFragment), 1);
+    let plain = syn_seg("[2001:db8:1:2::2]:44002".parse().unwrap(), server);
+    client.send(&to_backend(&plain));
+    assert!(
+        client
+            .recv_matching(Duration::from_secs(3), synack_to(44002))
+            .is_some(),
+        "positive control: no answer to the plain SYN"
+    );
+    assert_eq!(delta(&b, &before, Counter::BackendSynPass), 1);
+    link.detach();
+}
+
+/// Stacked VLAN tags on a backend. At tc ingress of the lower device the kernel has moved the
+/// outer tag into the skb's metadata, but the inner one is still in the frame and skb->protocol
+/// is its type, which bpf_sk_assign_tcp_reqsk refuses (-EINVAL: the program counted
+/// backend_kfunc_einval and the client stalled). The backend now moves the inner tag aside for
+/// the call and puts the outer one back, so the skb goes on as it came, with its request socket.
+///
+/// This kernel has no VLAN devices (CONFIG_VLAN_8021Q is not set), so it delivers only frames
+/// whose tags carry VLAN id 0 (priority tags) to its own addresses: with those, the socket is
+/// created. With other ids the kfunc accepts the ACK (backend_reqsk_created) and the kernel then
+/// drops the frame for want of a VLAN device, as it would without synwall. Three stacked tags
+/// (two left in the frame) are left alone and counted backend_ack_vlan.
+#[test]
+fn stacked_vlan_tags_are_moved_aside_for_the_kfunc() {
+    let Some(b) = setup() else { return };
+    let link = backend_link(&b, 1500);
+    let cookie = config().cookie;
+    let server: SocketAddr = "198.51.100.1:1500".parse().unwrap();
+    let listener = TcpListener::bind(server).unwrap();
+    let tagged_ack = |port: u16, tags: &[(u16, u16)]| {
+        let client: SocketAddr = SocketAddr::new("198.51.100.2".parse().unwrap(), port);
+        let syn = syn_seg(client, server);
+        let mut ack = handshake_ack(&cookie, &keys().current, &syn, full_syn_options(), 1);
+        ack.vlans = tags.iter().map(|t| t.0).collect();
+        let mut f = to_backend(&ack);
+        for (i, (_, vid)) in tags.iter().enumerate() {
+            f[14 + 4 * i..16 + 4 * i].copy_from_slice(&vid.to_be_bytes());
+        }
+        f
+    };
+
+    // Priority-tagged QinQ: the kernel takes both tags off and delivers; the socket is created.
+    let before = b.counters().unwrap();
+    send_raw("swc0", &tagged_ack(45001, &[(0x88a8, 0), (0x8100, 0)])).unwrap();
+    let stream = accept_within(&listener, Duration::from_secs(3))
+        .expect("QinQ (VLAN ids 0): no socket from the cookie ACK");
+    assert_eq!(stream.peer_addr().unwrap().port(), 45001);
+    assert_eq!(delta(&b, &before, Counter::BackendReqskCreated), 1);
+    assert_eq!(delta(&b, &before, Counter::BackendKfuncEinval), 0);
+
+    // Real VLAN ids: the kfunc takes the ACK; this kernel has no VLAN device to deliver it to.
+    let before = b.counters().unwrap();
+    send_raw("swc0", &tagged_ack(45002, &[(0x88a8, 100), (0x8100, 200)])).unwrap();
+    let start = Instant::now();
+    while delta(&b, &before, Counter::BackendReqskCreated) == 0
+        && start.elapsed() < Duration::from_secs(3)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(delta(&b, &before, Counter::BackendReqskCreated), 1);
+    assert_eq!(delta(&b, &before, Counter::BackendKfuncEinval), 0);
+
+    // Three tags: two left in the frame, more than the backend moves.
+    let before = b.counters().unwrap();
+    let three = tagged_ack(45003, &[(0x88a8, 0), (0x8100, 0), (0x8100, 0)]);
+    send_raw("swc0", &three).unwrap();
+    let start = Instant::now();
+    while delta(&b, &before, Counter::BackendAckVlan) == 0
+        && start.elapsed() < Duration::from_secs(3)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(delta(&b, &before, Counter::BackendAckVlan), 1);
+    assert_eq!(delta(&b, &before, Counter::BackendReqskCreated), 0);
+    link.detach();
+}

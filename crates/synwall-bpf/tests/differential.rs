@@ -9,8 +9,11 @@
 mod common;
 
 use common::*;
+use rand::Rng;
 use std::time::Instant;
-use synwall_bpf::{tc_action, xdp_action, Backend, DataPath, Edge, LoadOptions};
+use synwall_bpf::{
+    tc_action, xdp_action, Backend, DataPath, Edge, LoadOptions, TEST_RUN_MAX_LINEAR,
+};
 use synwall_cookie::synwall_v1::EpochKeys;
 use synwall_cookie::MssTable;
 use synwall_engine::{
@@ -107,14 +110,40 @@ fn run_edge(strict: bool, total: usize, seed: u64) {
     let mut seen = Counters::default();
     let mut tx = 0usize;
     let mut frames = 0usize;
+    let mut multibuf = 0usize;
     for phase in phases(strict, total) {
         edge.configure(&phase.cfg).unwrap();
         edge.set_keys(&phase.keys).unwrap();
         edge.clear_flow_cache().unwrap();
         let mut engine = Engine::new(phase.cfg.clone(), phase.keys);
-        for _ in 0..phase.n {
-            let (frame, label) = gen.frame(&phase.cfg.cookie, &phase.keys);
-            let run = edge.test_run(&frame).unwrap();
+        // Every SYN size from 54 to 120 bytes, with and without tags, in every phase.
+        let sweep = syn_sizes(&mut gen.rng);
+        let sweep_len = sweep.len();
+        let mut sweep = sweep.into_iter();
+        for i in 0..phase.n {
+            let (frame, label) = match sweep.next() {
+                Some((f, l)) => (f, l),
+                None => {
+                    let (f, l) = gen.frame(&phase.cfg.cookie, &phase.keys);
+                    (f, l.to_string())
+                }
+            };
+            // Some frames as multi-buffer frames whose first buffer ends anywhere (a driver
+            // splitting headers from data); frames longer than a page are split anyway.
+            let first = if i >= sweep_len && frame.len() > 14 && gen.rng.gen_bool(0.1) {
+                gen.rng.gen_range(14..=frame.len().min(TEST_RUN_MAX_LINEAR))
+            } else {
+                frame.len().min(TEST_RUN_MAX_LINEAR)
+            };
+            let run = if first < frame.len().min(TEST_RUN_MAX_LINEAR) {
+                multibuf += 1;
+                edge.test_run_frags(&frame, first).unwrap()
+            } else {
+                if frame.len() > TEST_RUN_MAX_LINEAR {
+                    multibuf += 1;
+                }
+                edge.test_run(&frame).unwrap()
+            };
             let after = edge.counters().unwrap();
             let counter = single_increment(&before, &after)
                 .unwrap_or_else(|e| panic!("[{}] {label} frame {}: {e}", phase.name, hex(&frame)));
@@ -126,12 +155,13 @@ fn run_edge(strict: bool, total: usize, seed: u64) {
             };
             let mut buf = frame.clone();
             buf.resize(frame.len() + MAX_SYNACK_LEN, 0);
-            let d = engine.xdp(&mut buf, frame.len(), clock as u64);
+            let d = engine.xdp_frags(&mut buf, frame.len(), first, clock as u64);
             let ctx = || {
                 format!(
-                    "[{}] {label} frame {}\n engine {d:?}\n bpf retval {} counter {counter:?}\n \
-                     bpf out {}",
+                    "[{}] {label} frame ({} bytes, first buffer {first}) {}\n engine {d:?}\n \
+                     bpf retval {} counter {counter:?}\n bpf out {}",
                     phase.name,
+                    frame.len(),
                     hex(&frame),
                     run.retval,
                     hex(&run.data)
@@ -148,14 +178,15 @@ fn run_edge(strict: bool, total: usize, seed: u64) {
         }
     }
     eprintln!(
-        "edge differential (strict={strict}): {frames} frames, {tx} SYN+ACKs compared byte for \
-         byte, {:.1?}",
+        "edge differential (strict={strict}): {frames} frames ({multibuf} multi-buffer), {tx} \
+         SYN+ACKs compared byte for byte, {:.1?}",
         start.elapsed()
     );
     for (c, v) in seen.iter().filter(|(_, v)| *v > 0) {
         eprintln!("  {:>28} {v}", c.name());
     }
     assert_eq!(frames, total);
+    assert!(multibuf > total / 50, "only {multibuf} multi-buffer frames");
     // The generator must reach the interesting outcomes, or the comparison proves little.
     use synwall_engine::Counter as C;
     let must: &[C] = if strict {
@@ -165,6 +196,9 @@ fn run_edge(strict: bool, total: usize, seed: u64) {
             C::StrictAckValid,
             C::StrictFwdCached,
             C::StrictDrop,
+            C::DropSynFragment,
+            C::PassFragmentNonfirst,
+            C::DropSourceRoute,
         ]
     } else {
         &[
@@ -183,6 +217,10 @@ fn run_edge(strict: bool, total: usize, seed: u64) {
             C::DropSynFlags,
             C::DropSynOptions,
             C::DropSynChecksum,
+            C::DropSynFragment,
+            C::PassFragmentNonfirst,
+            C::DropSourceRoute,
+            C::DropSynMultibuf,
         ]
     };
     for c in must {
@@ -233,8 +271,9 @@ fn backend_matches_engine_without_sockets() {
         let (frame, label) = gen.frame(&cfg.cookie, &keys);
         let run = match backend.test_run(&frame) {
             Ok(r) => r,
-            // skb test runs refuse IP frames shorter than Ethernet + the fixed IP header.
-            Err(_) if too_short_for_skb_test_run(&frame) => {
+            // skb test runs refuse IP frames shorter than Ethernet + the fixed IP header, and
+            // frames longer than a page minus head- and tailroom.
+            Err(_) if too_short_for_skb_test_run(&frame) || frame.len() > TEST_RUN_MAX_LINEAR => {
                 refused += 1;
                 continue;
             }
@@ -256,8 +295,8 @@ fn backend_matches_engine_without_sockets() {
         seen.inc(counter);
     }
     eprintln!(
-        "backend differential: {} frames compared ({refused} short IP frames refused by the skb \
-         test run), {:.1?}",
+        "backend differential: {} frames compared ({refused} short or long frames refused by the \
+         skb test run), {:.1?}",
         n - refused,
         start.elapsed()
     );
@@ -271,6 +310,10 @@ fn backend_matches_engine_without_sockets() {
         C::BackendPassOther,
         C::BackendNoListener,
         C::DropTruncated,
+        C::DropSynFragment,
+        C::PassFragmentNonfirst,
+        C::DropFragment,
+        C::DropSourceRoute,
     ] {
         assert!(seen.get(c) > 0, "no frame reached {}", c.name());
     }

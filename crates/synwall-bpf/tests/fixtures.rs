@@ -14,10 +14,11 @@ use etherparse::{
     VlanHeader, VlanId,
 };
 use std::net::IpAddr;
-use synwall_bpf::{xdp_action, DataPath, Edge, LoadOptions};
+use synwall_bpf::{xdp_action, DataPath, Edge, LoadOptions, TEST_RUN_MAX_LINEAR};
 use synwall_cookie::synwall_v1 as v1;
 use synwall_cookie::{Syn, SynOptions};
 use synwall_engine::{synack::MAX_SYNACK_LEN, Counter, Engine, EngineConfig, Verdict};
+use synwall_wire::ipv6::MAX_EXT_HEADERS;
 
 /// What the edge must do with a fixture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,38 +216,22 @@ fn fixtures() -> Vec<Fixture> {
         build(&s),
         Want::Drop(C::DropVlanDepth),
     ));
-    let mut s = syn4();
-    s.frag = (true, 0);
-    v.push(fx(
-        "v4 first fragment to a protected prefix",
-        build(&s),
-        Want::Drop(C::DropFragment),
-    ));
-    let mut s = syn4();
-    s.frag = (false, 100);
-    v.push(fx(
-        "v4 last fragment to a protected prefix",
-        build(&s),
-        Want::Drop(C::DropFragment),
-    ));
+    v.extend(hole_fixtures(o4, o6));
     let mut s = syn6();
-    s.ext = vec![ext_header(44, 0, &mut rng)];
+    s.ext = (0..=MAX_EXT_HEADERS)
+        .map(|_| ext_header(60, 0, &mut rng))
+        .collect();
     v.push(fx(
-        "v6 fragment header",
-        build(&s),
-        Want::Drop(C::DropFragment),
-    ));
-    let mut s = syn6();
-    s.ext = (0..5).map(|_| ext_header(60, 0, &mut rng)).collect();
-    v.push(fx(
-        "v6 five extension headers",
+        "v6 one extension header more than the bound",
         build(&s),
         Want::Drop(C::DropIpv6ExtDepth),
     ));
     let mut s = syn6();
-    s.ext = (0..4).map(|_| ext_header(60, 0, &mut rng)).collect();
+    s.ext = (0..MAX_EXT_HEADERS)
+        .map(|_| ext_header(60, 0, &mut rng))
+        .collect();
     v.push(fx(
-        "v6 four extension headers (still walked)",
+        "v6 as many extension headers as the bound (still walked)",
         build(&s),
         Want::Tx(o6),
     ));
@@ -394,6 +379,194 @@ fn fixtures() -> Vec<Fixture> {
     v
 }
 
+/// What crafted packets hid behind before (each fixture here failed on the old programs), and the
+/// positive controls beside them.
+fn hole_fixtures(o4: SynOptions, o6: SynOptions) -> Vec<Fixture> {
+    use Counter as C;
+    let fx = |name, frame, want| Fixture { name, frame, want };
+    let svc6: [u8; 16] = SVC6.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let other6: [u8; 16] = "2001:db8:2::1"
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets();
+    let mut rng: rand::rngs::SmallRng = rand::SeedableRng::seed_from_u64(2);
+    let mut v = Vec::new();
+
+    // IPv6 fragment header: an atomic fragment with destination options after it.
+    let mut s = syn6();
+    s.ext = vec![frag_header(0, false), ext_header(60, 0, &mut rng)];
+    v.push(fx(
+        "v6 SYN behind Fragment(offset 0, M=0) / DestOpts",
+        build(&s),
+        Want::Drop(C::DropSynFragment),
+    ));
+    // Two real fragments of a SYN: the first carries the TCP header, the second only data.
+    let mut s = syn6();
+    s.ext = vec![frag_header(0, true)];
+    v.push(fx(
+        "v6 SYN in a first fragment",
+        build(&s),
+        Want::Drop(C::DropSynFragment),
+    ));
+    let mut s = syn6();
+    s.ext = vec![frag_header(5, false)];
+    v.push(fx(
+        "v6 second fragment (offset 40 bytes)",
+        build(&s),
+        Want::Pass(C::PassFragmentNonfirst),
+    ));
+    let mut s = syn6();
+    s.ext = vec![frag_header(2, false)];
+    v.push(fx(
+        "v6 fragment overlapping the TCP header (offset 2)",
+        build(&s),
+        Want::Drop(C::DropFragment),
+    ));
+    let mut s = syn6();
+    s.ext = vec![ext_header(60, 0, &mut rng)];
+    v.push(fx(
+        "v6 SYN behind DestOpts alone (positive control)",
+        build(&s),
+        Want::Tx(o6),
+    ));
+    let mut s = syn6();
+    s.flags = ACK;
+    s.ext = vec![frag_header(0, false), ext_header(60, 0, &mut rng)];
+    v.push(fx(
+        "v6 ACK behind Fragment(offset 0) / DestOpts (forwarded)",
+        build(&s),
+        Want::Pass(C::FwdNonSyn),
+    ));
+    // IPv4 fragments.
+    let mut s = syn4();
+    s.frag = (true, 0);
+    v.push(fx(
+        "v4 SYN in a first fragment",
+        build(&s),
+        Want::Drop(C::DropSynFragment),
+    ));
+    for (offset, want) in [
+        (1, Want::Drop(C::DropFragment)),
+        (2, Want::Drop(C::DropFragment)),
+        (3, Want::Pass(C::PassFragmentNonfirst)),
+        (100, Want::Pass(C::PassFragmentNonfirst)),
+    ] {
+        let mut s = syn4();
+        s.frag = (false, offset);
+        v.push(fx("v4 non-first fragment", build(&s), want));
+    }
+    // Routing headers.
+    let mut s = syn6();
+    s.dst = IpAddr::from(other6);
+    s.ext = vec![routing_header(4, 1, &[svc6, other6])];
+    v.push(fx(
+        "v6 SYN to an unprotected address whose segment list ends at the service",
+        build(&s),
+        Want::Tx(o6),
+    ));
+    let mut s = syn6();
+    s.dst = IpAddr::from(other6);
+    s.ext = vec![routing_header(2, 1, &[svc6])];
+    v.push(fx(
+        "v6 SYN with a type 2 routing header naming the service",
+        build(&s),
+        Want::Tx(o6),
+    ));
+    let mut s = syn6();
+    s.dst = IpAddr::from(other6);
+    s.ext = vec![routing_header(4, 0, &[svc6])];
+    v.push(fx(
+        "v6 SYN with a segment routing header, no segments left",
+        build(&s),
+        Want::Pass(C::PassUnprotected),
+    ));
+    for (name, kind, sl) in [
+        ("v6 SYN with a type 0 routing header", 0, 1),
+        (
+            "v6 SYN with a type 0 routing header, no segments left",
+            0,
+            0,
+        ),
+        ("v6 SYN with a type 3 routing header, segments left", 3, 1),
+    ] {
+        let mut s = syn6();
+        s.ext = vec![routing_header(kind, sl, &[svc6])];
+        v.push(fx(name, build(&s), Want::Drop(C::DropSourceRoute)));
+    }
+    let mut s = syn6();
+    s.ext = vec![routing_header(4, 0, &[svc6]), routing_header(4, 0, &[svc6])];
+    v.push(fx(
+        "v6 SYN with two routing headers",
+        build(&s),
+        Want::Drop(C::DropSourceRoute),
+    ));
+    // IPv4 source routes.
+    for (name, opt) in [("v4 SYN with LSRR", 131u8), ("v4 SYN with SSRR", 137)] {
+        let mut s = syn4();
+        s.dst = v4([192, 0, 2, 99]);
+        s.ipv4_opts = vec![1, opt, 7, 4, 198, 51, 100, 7];
+        v.push(fx(name, build(&s), Want::Drop(C::DropSourceRoute)));
+    }
+    let mut s = syn4();
+    s.ipv4_opts = vec![7, 7, 4, 0, 0, 0, 0, 0];
+    v.push(fx(
+        "v4 SYN with a record-route option",
+        build(&s),
+        Want::Tx(o4),
+    ));
+    // A SYN whose answer is longer than it: SACK-Permitted, WScale 7, EOL, no MSS (62 bytes,
+    // answered with 66).
+    let mut s = syn4();
+    s.opts = vec![4, 2, 1, 3, 3, 7, 0, 0];
+    let f = build(&s);
+    assert_eq!(f.len(), 62);
+    v.push(fx(
+        "v4 62-byte SYN answered with 66 bytes",
+        f,
+        Want::Tx(SynOptions {
+            sack_permitted: true,
+            wscale: Some(7),
+            ..SynOptions::default()
+        }),
+    ));
+    let mut s = syn4();
+    s.vlans = vec![0x8100];
+    s.opts = vec![4, 2, 1, 3, 3, 7, 0, 0];
+    v.push(fx(
+        "v4 66-byte 802.1Q SYN answered with 70 bytes",
+        build(&s),
+        Want::Tx(SynOptions {
+            sack_permitted: true,
+            wscale: Some(7),
+            ..SynOptions::default()
+        }),
+    ));
+    // Multi-buffer: a SYN whose segment ends exactly at the end of the first buffer, and one byte
+    // past it.
+    let base = build(&syn4()).len();
+    for (extra, want) in [
+        (TEST_RUN_MAX_LINEAR - base, Want::Tx(o4)),
+        (
+            TEST_RUN_MAX_LINEAR - base + 1,
+            Want::Drop(C::DropSynMultibuf),
+        ),
+    ] {
+        let mut s = syn4();
+        s.payload = vec![0x61; extra];
+        v.push(fx("v4 SYN at the end of the first buffer", build(&s), want));
+    }
+    let mut s = syn4();
+    s.flags = ACK | PSH;
+    s.ack = 77;
+    s.payload = vec![0x62; 8900];
+    v.push(fx(
+        "v4 jumbo data segment (multi-buffer)",
+        build(&s),
+        Want::Pass(C::FwdNonSyn),
+    ));
+    v
+}
+
 fn o4_mss(mss: u16) -> SynOptions {
     all_opts(mss, 7)
 }
@@ -404,7 +577,9 @@ fn expected_synack(cfg: &EngineConfig, syn_frame: &[u8], o: SynOptions, clock_ms
     let (l3, is_v6, l4, _, _) = locate(syn_frame).unwrap();
     let (src, dst): (IpAddr, IpAddr) = if is_v6 {
         let a: [u8; 16] = syn_frame[l3 + 8..l3 + 24].try_into().unwrap();
-        let b: [u8; 16] = syn_frame[l3 + 24..l3 + 40].try_into().unwrap();
+        // The final destination answers (a routing header's, if it names one).
+        let b: [u8; 16] = final_dst_in(syn_frame, l3)
+            .unwrap_or_else(|| syn_frame[l3 + 24..l3 + 40].try_into().unwrap());
         (a.into(), b.into())
     } else {
         let a: [u8; 4] = syn_frame[l3 + 12..l3 + 16].try_into().unwrap();
@@ -554,7 +729,9 @@ fn run(edge: &Edge, cfg: &EngineConfig, table: Vec<Fixture>) -> usize {
         }
         let mut buf = fx.frame.clone();
         buf.resize(fx.frame.len() + MAX_SYNACK_LEN, 0);
-        let d = engine.xdp(&mut buf, fx.frame.len(), clock);
+        // Frames longer than a test run's first buffer arrive in several.
+        let first = fx.frame.len().min(TEST_RUN_MAX_LINEAR);
+        let d = engine.xdp_frags(&mut buf, fx.frame.len(), first, clock);
         let engine_ret = match d.verdict {
             Verdict::Tx { .. } => xdp_action::TX,
             Verdict::Pass => xdp_action::PASS,
@@ -675,4 +852,66 @@ fn strict_fixtures() {
     ];
     let n = run(&edge, &cfg, table);
     eprintln!("{n} strict fixtures passed");
+}
+
+/// Strict mode with every segment of a handshake wrapped in Fragment(offset 0, M=0) / DestOpts:
+/// the SYN is never answered, the ACK validates from its header, the flow's data is forwarded,
+/// and data of a flow never validated is dropped as before.
+#[test]
+fn strict_fixtures_behind_fragment_headers() {
+    let Some(edge) = or_skip("strict fixtures", Edge::load(&LoadOptions::default())) else {
+        return;
+    };
+    let mut cfg = config();
+    cfg.strict = true;
+    edge.configure(&cfg).unwrap();
+    edge.set_keys(&keys()).unwrap();
+    let mut rng: rand::rngs::SmallRng = rand::SeedableRng::seed_from_u64(3);
+    let mut wrap = |mut s: Seg| {
+        s.ext = vec![frag_header(0, false), ext_header(60, 0, &mut rng)];
+        build(&s)
+    };
+    let syn = syn6();
+    let ack = handshake_ack(
+        &cfg.cookie,
+        &keys().current,
+        &syn,
+        all_opts(1440, 9),
+        0x7700,
+    );
+    let mut data = ack.clone();
+    data.flags = ACK | PSH;
+    data.payload = b"GET /".to_vec();
+    let mut stranger = data.clone();
+    stranger.sport += 1;
+    use Counter as C;
+    let table = vec![
+        Fixture {
+            name: "strict: wrapped SYN",
+            frame: wrap(syn.clone()),
+            want: Want::Drop(C::DropSynFragment),
+        },
+        Fixture {
+            name: "strict: wrapped data of an unvalidated flow",
+            frame: wrap(stranger),
+            want: Want::Drop(C::StrictDrop),
+        },
+        Fixture {
+            name: "strict: wrapped handshake ACK",
+            frame: wrap(ack),
+            want: Want::Pass(C::StrictAckValid),
+        },
+        Fixture {
+            name: "strict: wrapped data of the validated flow",
+            frame: wrap(data),
+            want: Want::Pass(C::StrictFwdCached),
+        },
+        Fixture {
+            name: "strict: the SYN unwrapped (positive control)",
+            frame: build(&syn),
+            want: Want::Tx(all_opts(1440, 9)),
+        },
+    ];
+    let n = run(&edge, &cfg, table);
+    eprintln!("{n} strict fixtures behind fragment headers passed");
 }

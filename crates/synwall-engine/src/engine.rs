@@ -13,6 +13,7 @@ use lru::LruCache;
 use std::num::NonZeroUsize;
 use synwall_cookie::synwall_v1::{self as v1, EpochKeys};
 use synwall_cookie::{Ack, Flow, SynOptions, Timestamps};
+use synwall_wire::ethernet::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use synwall_wire::tcp::{self, TcpOptions, TcpSegment};
 
 /// What the XDP hook does with a frame.
@@ -74,6 +75,35 @@ pub enum SocketState {
     ListenerOnly,
     /// Nothing matches.
     None,
+}
+
+/// What the backend's program reads from the skb beside the frame's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Skb {
+    /// `skb->protocol`: the EtherType after the tags the kernel has already taken off the frame.
+    /// The kfunc takes only IPv4 and IPv6 skbs; a VLAN type here means a tag is still in the
+    /// frame (stacked tags, seen on the lower device).
+    pub protocol: u16,
+    /// A tag is in the skb's metadata (`skb->vlan_present`): the outer one of stacked tags.
+    pub vlan_present: bool,
+    /// The kernel already trusts the TCP checksum (`CHECKSUM_UNNECESSARY`, `csum_valid`, or a
+    /// `CHECKSUM_PARTIAL` skb from this host), as `tcp_checksum_init` does: it is not computed.
+    pub csum_trusted: bool,
+}
+
+impl Skb {
+    /// What a test run or a replayed capture gives: `skb->protocol` is the frame's outer EtherType
+    /// (`eth_type_trans`, nothing untagged, nothing in the metadata) and the checksum is
+    /// unverified (`CHECKSUM_NONE`).
+    pub fn of_frame(frame: &[u8]) -> Skb {
+        Skb {
+            protocol: frame
+                .get(12..14)
+                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]])),
+            vlan_present: false,
+            csum_trusted: false,
+        }
+    }
 }
 
 /// What the tc hook does with a frame.
@@ -196,22 +226,51 @@ impl Engine {
     /// `buf` in place (it needs up to [`synack::MAX_SYNACK_LEN`] bytes). `clock_ms` is the node's
     /// millisecond clock for TSval; this is [`Engine::xdp_at`] at `clock_ms` whole milliseconds.
     pub fn xdp(&mut self, buf: &mut [u8], len: usize, clock_ms: u64) -> Decision {
-        self.decide(buf, len, clock_ms.wrapping_mul(1_000_000), clock_ms)
+        self.decide(buf, len, len, clock_ms.wrapping_mul(1_000_000), clock_ms)
+    }
+
+    /// [`Engine::xdp`] on a multi-buffer frame (XDP `frags`): its first buffer holds
+    /// `buf[..first_buffer]`, the rest is in fragments. Only a SYN's answer cares: its whole
+    /// segment must be in the first buffer.
+    pub fn xdp_frags(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        first_buffer: usize,
+        clock_ms: u64,
+    ) -> Decision {
+        let first = first_buffer.min(len);
+        self.decide(buf, len, first, clock_ms.wrapping_mul(1_000_000), clock_ms)
     }
 
     /// [`Engine::xdp`] with the node's nanosecond clock (`bpf_ktime_get_ns`), the one clock of the
     /// XDP program: the auto mode's SYN rate uses it, TSval its milliseconds (`now_ns / 1e6`).
     pub fn xdp_at(&mut self, buf: &mut [u8], len: usize, now_ns: u64) -> Decision {
-        self.decide(buf, len, now_ns, now_ns / 1_000_000)
+        self.decide(buf, len, len, now_ns, now_ns / 1_000_000)
     }
 
-    fn decide(&mut self, buf: &mut [u8], len: usize, now_ns: u64, clock_ms: u64) -> Decision {
+    fn decide(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        first_buffer: usize,
+        now_ns: u64,
+        clock_ms: u64,
+    ) -> Decision {
         let f = match parse(&buf[..len], &self.cfg.services) {
             Parsed::Tcp(f) => f,
             Parsed::Pass(c) => return self.count(Verdict::Pass, c),
             Parsed::Drop(c) => return self.count(Verdict::Drop, c),
         };
         if f.flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
+            // Never answered from a fragment: the rest of the segment is not here to check.
+            if f.fragment {
+                return self.count(Verdict::Drop, Counter::DropSynFragment);
+            }
+            // The checksum and the answer are computed over the first buffer only.
+            if f.end > first_buffer {
+                return self.count(Verdict::Drop, Counter::DropSynMultibuf);
+            }
             return self.answer_syn(buf, len, &f, now_ns, clock_ms);
         }
         if !self.cfg.strict {
@@ -274,19 +333,30 @@ impl Engine {
         }
     }
 
-    /// The backend's tc ingress program on one frame. `lookup` plays `bpf_skc_lookup_tcp` for the
-    /// segment's 4-tuple. For [`BackendVerdict::AssignReqsk`] the caller calls the kfunc and counts
+    /// The backend's tc ingress program on one frame, with the skb a test run or a replayed
+    /// capture gives ([`Skb::of_frame`]). `lookup` plays `bpf_skc_lookup_tcp` for the segment's
+    /// 4-tuple. For [`BackendVerdict::AssignReqsk`] the caller calls the kfunc and counts
     /// [`kfunc_counter`] of its result with [`Engine::count_kfunc`].
     pub fn tc(
         &mut self,
         frame: &[u8],
         lookup: impl FnOnce(&Flow) -> SocketState,
     ) -> BackendDecision {
+        self.tc_skb(frame, Skb::of_frame(frame), lookup)
+    }
+
+    /// [`Engine::tc`] with what the program reads from the skb itself.
+    pub fn tc_skb(
+        &mut self,
+        frame: &[u8],
+        skb: Skb,
+        lookup: impl FnOnce(&Flow) -> SocketState,
+    ) -> BackendDecision {
         let d = |verdict, counter| BackendDecision { verdict, counter };
         let decision = match parse(frame, &self.cfg.services) {
             Parsed::Pass(c) => d(BackendVerdict::Pass, c),
             Parsed::Drop(c) => d(BackendVerdict::Drop, c),
-            Parsed::Tcp(f) => self.backend_tcp(frame, &f, lookup),
+            Parsed::Tcp(f) => self.backend_tcp(frame, skb, &f, lookup),
         };
         if decision.counter != Counter::BackendReqskCreated {
             self.counters.inc(decision.counter);
@@ -297,11 +367,16 @@ impl Engine {
     fn backend_tcp(
         &self,
         frame: &[u8],
+        skb: Skb,
         f: &TcpFrame,
         lookup: impl FnOnce(&Flow) -> SocketState,
     ) -> BackendDecision {
         let d = |verdict, counter| BackendDecision { verdict, counter };
         if f.flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
+            // A SYN hidden in a fragment never reaches the kernel's listener either.
+            if f.fragment {
+                return d(BackendVerdict::Drop, Counter::DropSynFragment);
+            }
             return d(BackendVerdict::Pass, Counter::BackendSynPass);
         }
         if f.flags & (tcp::ACK | tcp::SYN | tcp::RST) != tcp::ACK {
@@ -324,6 +399,11 @@ impl Engine {
             SocketState::None => return d(BackendVerdict::Pass, Counter::BackendNoListener),
             SocketState::ListenerOnly => {}
         }
+        // No socket from a fragment: its checksum cannot be checked here, and the kernel would
+        // first reassemble it.
+        if f.fragment {
+            return d(BackendVerdict::Drop, Counter::DropAckFragment);
+        }
         let Some(ack) = Self::ack_of(frame, f) else {
             return d(BackendVerdict::Drop, Counter::DropAckOptions);
         };
@@ -332,6 +412,13 @@ impl Engine {
             // its own syncookies, whose ACKs find only the listener. It checks them.
             None if self.cfg.auto.is_some() => d(BackendVerdict::Pass, Counter::BackendAckPassAuto),
             None => d(BackendVerdict::Drop, Counter::BackendAckInvalid),
+            // The kernel would discard a segment with a bad checksum: create nothing from it.
+            Some(_) if !skb.csum_trusted && !f.tcp_checksum_ok(frame) => {
+                d(BackendVerdict::Drop, Counter::DropAckChecksum)
+            }
+            Some(_) if !Self::kfunc_takes(skb, f) => {
+                d(BackendVerdict::Pass, Counter::BackendAckVlan)
+            }
             Some(dec) => {
                 let ts = ack.timestamps.unwrap_or(Timestamps { tsval: 0, tsecr: 0 });
                 let attrs = ReqAttrs {
@@ -356,6 +443,13 @@ impl Engine {
                 )
             }
         }
+    }
+
+    /// Can the kfunc take this skb? Only IPv4 / IPv6 ones; stacked tags (one in the metadata, one
+    /// in the frame) are moved aside for the call and put back, anything else is left alone.
+    fn kfunc_takes(skb: Skb, f: &TcpFrame) -> bool {
+        matches!(skb.protocol, ETHERTYPE_IPV4 | ETHERTYPE_IPV6)
+            || (skb.vlan_present && f.l3 == ethernet::HEADER_LEN + ethernet::VLAN_TAG_LEN)
     }
 
     /// Count the result of a `bpf_sk_assign_tcp_reqsk` call; returns the counter.

@@ -8,7 +8,7 @@ use synwall_cookie::{Addrs, Flow};
 use synwall_wire::ethernet::{self, EthernetFrame};
 use synwall_wire::ipv4::{self, Ipv4Packet};
 use synwall_wire::ipv6::{self, Ipv6Packet};
-use synwall_wire::tcp::TcpSegment;
+use synwall_wire::tcp::{self, TcpSegment};
 use synwall_wire::{checksum, WireError};
 
 /// The network header of a parsed frame.
@@ -37,10 +37,15 @@ pub struct TcpFrame {
     pub l3: usize,
     /// Offset of the TCP header.
     pub l4: usize,
-    /// End of the TCP segment (end of the IP payload; link padding excluded).
+    /// End of the TCP segment (end of the IP payload; link padding excluded). In a first fragment,
+    /// the end of this fragment's part of it.
     pub end: usize,
-    /// Network header fields.
+    /// Network header fields; `dst` is the final destination (an IPv6 routing header's, if any).
     pub ip: Ip,
+    /// The segment came in the first fragment of a fragmented datagram (IPv4 MF with offset 0,
+    /// IPv6 a Fragment header with offset 0, atomic fragments included): its header is all here,
+    /// the rest of the segment is not.
+    pub fragment: bool,
     /// Source port.
     pub sport: u16,
     /// Destination port.
@@ -80,20 +85,26 @@ impl TcpFrame {
         &frame[self.l4..self.end]
     }
 
-    /// Are the IPv4 header checksum (if any) and the TCP checksum correct?
-    pub fn checksums_ok(&self, frame: &[u8]) -> bool {
+    /// Is the TCP checksum correct (over the pseudo-header with the final destination, RFC 8200
+    /// section 8.1)?
+    pub fn tcp_checksum_ok(&self, frame: &[u8]) -> bool {
         let seg = self.segment(frame);
         let pseudo = match &self.ip {
-            Ip::V4 { src, dst } => {
-                // Only SYNs get here: the IPv4 header checksum is checked only when it matters.
-                if !Ipv4Packet::new_unchecked(&frame[self.l3..self.l4]).verify_checksum() {
-                    return false;
-                }
-                checksum::pseudo_v4(src, dst, ipv4::PROTO_TCP, seg.len() as u16)
-            }
+            Ip::V4 { src, dst } => checksum::pseudo_v4(src, dst, ipv4::PROTO_TCP, seg.len() as u16),
             Ip::V6 { src, dst } => checksum::pseudo_v6(src, dst, ipv4::PROTO_TCP, seg.len() as u32),
         };
         TcpSegment::new_unchecked(seg).verify_checksum(pseudo)
+    }
+
+    /// Are the IPv4 header checksum (if any) and the TCP checksum correct?
+    pub fn checksums_ok(&self, frame: &[u8]) -> bool {
+        // Only SYNs get here: the IPv4 header checksum is checked only when it matters.
+        if matches!(self.ip, Ip::V4 { .. })
+            && !Ipv4Packet::new_unchecked(&frame[self.l3..self.l4]).verify_checksum()
+        {
+            return false;
+        }
+        self.tcp_checksum_ok(frame)
     }
 }
 
@@ -121,7 +132,91 @@ fn is_big_gro(ethertype: u16, ip: &[u8]) -> bool {
     }
 }
 
-/// Parse `frame` against the protected `services`.
+/// The shortest a fragment offset may be without overlapping a TCP header (RFC 1858): 3 units of
+/// 8 bytes (24 >= the 20 bytes of a header without options).
+const MIN_NONFIRST_OFFSET: u16 = 3;
+
+/// What the network layer leaves to the TCP step.
+struct L3Parsed {
+    ip: Ip,
+    /// Offset of the upper header (frame offset).
+    l4: usize,
+    /// End of the IP payload (frame offset).
+    end: usize,
+    protocol: u8,
+    /// `None`: not a fragment; `Some(0)`: first fragment; `Some(n)`: offset n (8-byte units).
+    frag_offset: Option<u16>,
+}
+
+fn ipv4(frame: &[u8], l3: usize, services: &ServiceSet) -> Result<L3Parsed, Parsed> {
+    use Parsed::{Drop, Pass};
+    let p = Ipv4Packet::new_checked(&frame[l3..]).map_err(ip_error)?;
+    let covered = services.covers_addr(&IpAddr::from(p.dst()));
+    // Options only when there are any: the LSRR/SSRR destination is a next hop, not the end.
+    if p.header_len() > ipv4::MIN_HEADER_LEN {
+        match p.source_routed() {
+            Ok(true) => return Err(Drop(Counter::DropSourceRoute)),
+            Ok(false) => {}
+            Err(_) if covered => return Err(Drop(Counter::DropIpMalformed)),
+            Err(_) => return Err(Pass(Counter::PassUnprotected)),
+        }
+    }
+    if !covered {
+        return Err(Pass(Counter::PassUnprotected));
+    }
+    Ok(L3Parsed {
+        ip: Ip::V4 {
+            src: p.src(),
+            dst: p.dst(),
+        },
+        l4: l3 + p.header_len(),
+        end: l3 + p.total_len() as usize,
+        protocol: p.protocol(),
+        frag_offset: p.is_fragment().then(|| p.frag_offset()),
+    })
+}
+
+fn ipv6(frame: &[u8], l3: usize, services: &ServiceSet) -> Result<L3Parsed, Parsed> {
+    use Parsed::{Drop, Pass};
+    let p = Ipv6Packet::new_checked(&frame[l3..]).map_err(ip_error)?;
+    // The walk comes first: a routing header changes the destination that decides.
+    let up = match p.upper_layer() {
+        Ok(up) => up,
+        Err(e) if e.error == WireError::SourceRoute => return Err(Drop(Counter::DropSourceRoute)),
+        Err(e) => {
+            let outer = services.covers_addr(&IpAddr::from(p.dst()));
+            if !outer && !services.covers_addr(&IpAddr::from(e.dst)) {
+                return Err(Pass(Counter::PassUnprotected));
+            }
+            return Err(Drop(match e.error {
+                WireError::ExtHeaderLimit => Counter::DropIpv6ExtDepth,
+                _ => Counter::DropIpMalformed,
+            }));
+        }
+    };
+    if !services.covers_addr(&IpAddr::from(up.dst)) {
+        return Err(Pass(Counter::PassUnprotected));
+    }
+    Ok(L3Parsed {
+        ip: Ip::V6 {
+            src: p.src(),
+            dst: up.dst,
+        },
+        l4: l3 + up.offset,
+        end: l3 + p.end(),
+        protocol: up.protocol,
+        frag_offset: up.fragment.map(|f| f.offset),
+    })
+}
+
+fn ip_error(e: WireError) -> Parsed {
+    match e {
+        WireError::Truncated => Parsed::Drop(Counter::DropTruncated),
+        _ => Parsed::Drop(Counter::DropIpMalformed),
+    }
+}
+
+/// Parse `frame` against the protected `services` (design: parse order of SPEC section 8).
 pub fn parse(frame: &[u8], services: &ServiceSet) -> Parsed {
     use Parsed::{Drop, Pass};
     let eth = match EthernetFrame::new_checked(frame) {
@@ -133,72 +228,48 @@ pub fn parse(frame: &[u8], services: &ServiceSet) -> Parsed {
         Err(WireError::TooManyVlanTags) => return Drop(Counter::DropVlanDepth),
         Err(_) => return Drop(Counter::DropTruncated),
     };
-    let ip_bytes = &frame[l3.offset..];
-    let ip_error = |e: WireError| match e {
-        WireError::Truncated => Drop(Counter::DropTruncated),
-        _ => Drop(Counter::DropIpMalformed),
-    };
-    if is_big_gro(l3.ethertype, ip_bytes) {
+    if is_big_gro(l3.ethertype, &frame[l3.offset..]) {
         return Pass(Counter::PassBigGro);
     }
-    let (ip, l4, end) = match l3.ethertype {
-        ethernet::ETHERTYPE_IPV4 => {
-            let p = match Ipv4Packet::new_checked(ip_bytes) {
-                Ok(p) => p,
-                Err(e) => return ip_error(e),
-            };
-            if !services.covers_addr(&IpAddr::from(p.dst())) {
-                return Pass(Counter::PassUnprotected);
-            }
-            // Not TCP (fragmented or not) is not a protected service's: untouched.
-            if p.protocol() != ipv4::PROTO_TCP {
-                return Pass(Counter::PassNotTcp);
-            }
-            if p.is_fragment() {
-                return Drop(Counter::DropFragment);
-            }
-            let ip = Ip::V4 {
-                src: p.src(),
-                dst: p.dst(),
-            };
-            (
-                ip,
-                l3.offset + p.header_len(),
-                l3.offset + p.total_len() as usize,
-            )
-        }
-        ethernet::ETHERTYPE_IPV6 => {
-            let p = match Ipv6Packet::new_checked(ip_bytes) {
-                Ok(p) => p,
-                Err(e) => return ip_error(e),
-            };
-            if !services.covers_addr(&IpAddr::from(p.dst())) {
-                return Pass(Counter::PassUnprotected);
-            }
-            let up = match p.upper_layer() {
-                Ok(u) => u,
-                Err(WireError::ExtHeaderLimit) => return Drop(Counter::DropIpv6ExtDepth),
-                Err(_) => return Drop(Counter::DropIpMalformed),
-            };
-            if up.protocol != ipv4::PROTO_TCP {
-                return Pass(Counter::PassNotTcp);
-            }
-            if up.fragment {
-                return Drop(Counter::DropFragment);
-            }
-            let ip = Ip::V6 {
-                src: p.src(),
-                dst: p.dst(),
-            };
-            (ip, l3.offset + up.offset, l3.offset + p.end())
-        }
+    let n = match l3.ethertype {
+        ethernet::ETHERTYPE_IPV4 => ipv4(frame, l3.offset, services),
+        ethernet::ETHERTYPE_IPV6 => ipv6(frame, l3.offset, services),
         _ => return Pass(Counter::PassNotIp),
     };
-    let seg = match TcpSegment::new_checked(&frame[l4..end]) {
+    let n = match n {
+        Ok(n) => n,
+        Err(p) => return p,
+    };
+    // Not TCP (fragmented or not) is not a protected service's: untouched.
+    if n.protocol != ipv4::PROTO_TCP {
+        return Pass(Counter::PassNotTcp);
+    }
+    match n.frag_offset {
+        // No TCP header here: nothing to judge, nothing it can complete alone. Unless it would
+        // overwrite the header of the first fragment (RFC 1858).
+        Some(off) if off > 0 && off < MIN_NONFIRST_OFFSET => return Drop(Counter::DropFragment),
+        Some(off) if off > 0 => return Pass(Counter::PassFragmentNonfirst),
+        _ => {}
+    }
+    let fragment = n.frag_offset.is_some();
+    let seg = &frame[n.l4..n.end];
+    // A first fragment must hold the whole TCP header; a bad data offset is still malformed.
+    if seg.len() < tcp::MIN_HEADER_LEN {
+        return Drop(if fragment {
+            Counter::DropFragment
+        } else {
+            Counter::DropTcpMalformed
+        });
+    }
+    let header_len = ((seg[12] >> 4) as usize) * 4;
+    if fragment && header_len >= tcp::MIN_HEADER_LEN && seg.len() < header_len {
+        return Drop(Counter::DropFragment);
+    }
+    let seg = match TcpSegment::new_checked(seg) {
         Ok(s) => s,
         Err(_) => return Drop(Counter::DropTcpMalformed),
     };
-    let dst = match ip {
+    let dst = match n.ip {
         Ip::V4 { dst, .. } => IpAddr::from(dst),
         Ip::V6 { dst, .. } => IpAddr::from(dst),
     };
@@ -207,9 +278,10 @@ pub fn parse(frame: &[u8], services: &ServiceSet) -> Parsed {
     }
     Parsed::Tcp(TcpFrame {
         l3: l3.offset,
-        l4,
-        end,
-        ip,
+        l4: n.l4,
+        end: n.end,
+        ip: n.ip,
+        fragment,
         sport: seg.src_port(),
         dport: seg.dst_port(),
         seq: seg.seq(),

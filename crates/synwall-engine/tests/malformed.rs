@@ -106,8 +106,8 @@ fn bad_ip_and_tcp_headers() {
     expect(&m(&|f| f[l4 + 21] = 1, true), Counter::DropSynOptions); // length 1
     expect(&m(&|f| f[l4 + 21] = 30, true), Counter::DropSynOptions); // overlong
     expect(&m(&|f| f[l4 + 27] = 12, true), Counter::DropSynOptions); // TS length 12 runs past the end
-    expect(&m(&|f| f[20] = 0x20, true), Counter::DropFragment); // MF
-    expect(&m(&|f| f[21] = 0x01, true), Counter::DropFragment); // offset 8
+    expect(&m(&|f| f[20] = 0x20, true), Counter::DropSynFragment); // MF: a SYN in a first fragment
+    expect(&m(&|f| f[21] = 0x01, true), Counter::DropFragment); // offset 8 overlaps the TCP header
     expect(&m(&|f| f[23] = 17, true), Counter::PassNotTcp); // UDP
     expect(
         &m(&|f| f[12..14].copy_from_slice(&[0x08, 0x06]), false),
@@ -115,7 +115,9 @@ fn bad_ip_and_tcp_headers() {
     ); // ARP
 }
 
-/// Insert IPv6 extension headers of the given kinds (8 bytes each) before TCP.
+/// Insert IPv6 extension headers of the given kinds (8 bytes each) before TCP. A routing header is
+/// a segment routing header with no segments left (ignored); a fragment header, the last one, has
+/// offset 0 and M set (a first fragment).
 fn v6_with_ext(kinds: &[u8]) -> Vec<u8> {
     let f = frame(
         &SynSpec {
@@ -133,6 +135,9 @@ fn v6_with_ext(kinds: &[u8]) -> Vec<u8> {
         if k == 44 && i == kinds.len() - 1 {
             h[3] = 1; // fragment: M flag
         }
+        if k == 43 {
+            h[2] = 4; // routing type 4, segments left 0
+        }
         exts.splice(0..0, h);
         next = k;
     }
@@ -146,14 +151,17 @@ fn v6_with_ext(kinds: &[u8]) -> Vec<u8> {
 
 #[test]
 fn ipv6_extension_headers() {
+    use synwall_wire::ipv6::MAX_EXT_HEADERS;
     expect(&v6_with_ext(&[0, 60]), Counter::SynAnswered); // walked (checksum excludes ext headers)
-    expect(&v6_with_ext(&[0, 60, 43, 60]), Counter::SynAnswered); // exactly the bound
-    expect(
-        &v6_with_ext(&[0, 60, 43, 60, 60]),
-        Counter::DropIpv6ExtDepth,
-    );
-    expect(&v6_with_ext(&[44]), Counter::DropFragment);
-    expect(&v6_with_ext(&[0, 44]), Counter::DropFragment);
+                                                          // Exactly the bound, then one more.
+    let mut kinds = vec![0, 60, 43, 51];
+    kinds.resize(MAX_EXT_HEADERS, 60);
+    expect(&v6_with_ext(&kinds), Counter::SynAnswered);
+    kinds.push(60);
+    expect(&v6_with_ext(&kinds), Counter::DropIpv6ExtDepth);
+    // A SYN in a first (or atomic) fragment is never answered.
+    expect(&v6_with_ext(&[44]), Counter::DropSynFragment);
+    expect(&v6_with_ext(&[0, 44]), Counter::DropSynFragment);
 }
 
 #[test]

@@ -7,6 +7,12 @@ use crate::{be16, put16, Result, WireError};
 pub const MIN_HEADER_LEN: usize = 20;
 /// Protocol number of TCP.
 pub const PROTO_TCP: u8 = 6;
+/// Option type of Loose Source and Record Route (RFC 791).
+pub const OPT_LSRR: u8 = 131;
+/// Option type of Strict Source and Record Route (RFC 791).
+pub const OPT_SSRR: u8 = 137;
+const OPT_EOL: u8 = 0;
+const OPT_NOP: u8 = 1;
 const FLAG_DF: u16 = 0x4000;
 const FLAG_MF: u16 = 0x2000;
 const FRAG_OFFSET_MASK: u16 = 0x1fff;
@@ -110,6 +116,35 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// The payload: from the end of the header to the total length (Ethernet padding excluded).
     pub fn payload(&self) -> &[u8] {
         &self.b()[self.header_len()..self.total_len() as usize]
+    }
+
+    /// Walk the options (only a header longer than 20 bytes has any): `Ok(true)` at the first
+    /// Loose or Strict Source and Record Route option (the destination field is then only the
+    /// next hop), `Ok(false)` when the list ends (EOL or its end) without one. An option with a
+    /// length below 2, or running past the header, makes the list malformed.
+    pub fn source_routed(&self) -> Result<bool> {
+        let opts = &self.b()[MIN_HEADER_LEN..self.header_len()];
+        let mut i = 0;
+        while i < opts.len() {
+            match opts[i] {
+                OPT_EOL => break,
+                OPT_NOP => i += 1,
+                kind => {
+                    if i + 1 >= opts.len() {
+                        return Err(WireError::Malformed);
+                    }
+                    let len = opts[i + 1] as usize;
+                    if len < 2 || i + len > opts.len() {
+                        return Err(WireError::Malformed);
+                    }
+                    if kind == OPT_LSRR || kind == OPT_SSRR {
+                        return Ok(true);
+                    }
+                    i += len;
+                }
+            }
+        }
+        Ok(false)
     }
 }
 

@@ -4,8 +4,10 @@ use crate::{be16, put16, put32, Result, WireError};
 
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = 40;
-/// Most extension headers walked before the packet is refused (the BPF loop has the same bound).
-pub const MAX_EXT_HEADERS: usize = 4;
+/// Most extension headers walked before the packet is refused (the BPF walk has the same bound):
+/// RFC 8200's longest recommended chain without ESP (hop-by-hop, destination options, routing,
+/// fragment, AH, destination options).
+pub const MAX_EXT_HEADERS: usize = 6;
 /// Hop-by-Hop Options.
 pub const NH_HOP_BY_HOP: u8 = 0;
 /// Routing.
@@ -16,6 +18,15 @@ pub const NH_FRAGMENT: u8 = 44;
 pub const NH_AUTH: u8 = 51;
 /// Destination Options.
 pub const NH_DEST_OPTS: u8 = 60;
+/// Routing type 0 (deprecated by RFC 5095: a list of addresses anyone may route through).
+pub const ROUTING_TYPE_0: u8 = 0;
+/// Routing type 2 (Mobile IPv6, RFC 6275): one address, the home address.
+pub const ROUTING_TYPE_2: u8 = 2;
+/// Routing type 4, the Segment Routing Header (RFC 8754): segment 0 is the last segment.
+pub const ROUTING_TYPE_SRH: u8 = 4;
+/// Where a routing header of type 2 or 4 holds the final destination (the home address, or
+/// segment list\[0\]).
+const ROUTING_FINAL_DST: usize = 8;
 
 /// A view of an IPv6 packet. `new_checked` guarantees the fixed header and the declared payload fit.
 #[derive(Debug, Clone, Copy)]
@@ -23,15 +34,39 @@ pub struct Ipv6Packet<T> {
     buffer: T,
 }
 
-/// The upper-layer header found by [`Ipv6Packet::upper_layer`].
+/// A Fragment header met on the walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fragment {
+    /// Fragment offset in 8-byte units (0: the first fragment, which holds the upper header).
+    pub offset: u16,
+    /// The M (more fragments) flag.
+    pub more: bool,
+}
+
+/// The upper layer found by [`Ipv6Packet::upper_layer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Upper {
-    /// Its protocol number.
+    /// Its protocol number (for a fragment: the protocol the Fragment header names).
     pub protocol: u8,
-    /// Its offset from the start of the IPv6 header.
+    /// Its offset from the start of the IPv6 header (for a non-first fragment: where the fragment
+    /// data starts; there is no upper header).
     pub offset: usize,
-    /// A Fragment header was walked: the packet is (part of) a fragmented datagram.
-    pub fragment: bool,
+    /// The packet is a fragment: the last Fragment header walked.
+    pub fragment: Option<Fragment>,
+    /// The final destination: the fixed header's, or the one a routing header with segments
+    /// left names (RFC 8200 section 8.1: what the upper layer's pseudo-header uses).
+    pub dst: [u8; 16],
+}
+
+/// Why [`Ipv6Packet::upper_layer`] stopped, and the final destination found up to there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExtError {
+    /// [`WireError::Malformed`] (a header past the payload, a routing header too short for the
+    /// address it must hold), [`WireError::ExtHeaderLimit`] (more than [`MAX_EXT_HEADERS`]) or
+    /// [`WireError::SourceRoute`] (a routing header that hides where the packet goes).
+    pub error: WireError,
+    /// The final destination as far as the walk got.
+    pub dst: [u8; 16],
 }
 
 impl<T: AsRef<[u8]>> Ipv6Packet<T> {
@@ -96,55 +131,97 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         HEADER_LEN + self.payload_len() as usize
     }
 
-    /// Walk at most [`MAX_EXT_HEADERS`] extension headers to the upper layer. A Fragment header
-    /// ends the walk and is reported (never skipped silently), with the protocol it carries; more
-    /// headers than the bound, or one that runs past the payload, is an error.
-    pub fn upper_layer(&self) -> Result<Upper> {
+    /// Walk at most [`MAX_EXT_HEADERS`] extension headers to the upper layer, and find the final
+    /// destination on the way:
+    /// - hop-by-hop, destination options and AH are skipped;
+    /// - a routing header of type 0, a second routing header, or one of a type other than 2 or 4
+    ///   with segments left > 0 is [`WireError::SourceRoute`]; with segments left 0 it is skipped;
+    ///   type 2 or 4 with segments left > 0 names the final destination (its 16 bytes at offset
+    ///   8: the home address, or segment list\[0\]);
+    /// - a Fragment header with offset > 0 ends the walk (what follows is fragment data, the
+    ///   protocol is the one it names); with offset 0 (a first or atomic fragment) the walk goes
+    ///   on, since the headers after it are in this fragment.
+    ///
+    /// A header running past the payload is [`WireError::Malformed`]; more than [`MAX_EXT_HEADERS`]
+    /// extension headers (Fragment headers included) [`WireError::ExtHeaderLimit`].
+    pub fn upper_layer(&self) -> core::result::Result<Upper, ExtError> {
         let b = self.b();
         let end = self.end();
-        let mut nh = self.next_header();
-        let mut off = HEADER_LEN;
-        for _ in 0..=MAX_EXT_HEADERS {
-            let len = match nh {
-                NH_HOP_BY_HOP | NH_ROUTING | NH_DEST_OPTS => {
+        let mut up = Upper {
+            protocol: self.next_header(),
+            offset: HEADER_LEN,
+            fragment: None,
+            dst: self.dst(),
+        };
+        let mut routed = false;
+        let mut walked = 0;
+        loop {
+            let off = up.offset;
+            let fail = |error| ExtError { error, dst: up.dst };
+            let is_ext = matches!(
+                up.protocol,
+                NH_HOP_BY_HOP | NH_ROUTING | NH_DEST_OPTS | NH_AUTH | NH_FRAGMENT
+            );
+            if !is_ext {
+                return Ok(up);
+            }
+            // One more extension header than the bound, whatever it is.
+            if walked == MAX_EXT_HEADERS {
+                return Err(fail(WireError::ExtHeaderLimit));
+            }
+            let len = match up.protocol {
+                NH_HOP_BY_HOP | NH_ROUTING | NH_DEST_OPTS | NH_AUTH => {
                     if off + 2 > end {
-                        return Err(WireError::Truncated);
+                        return Err(fail(WireError::Malformed));
                     }
-                    (b[off + 1] as usize + 1) * 8
-                }
-                NH_FRAGMENT => {
-                    // What follows is fragment data, not headers: stop; the Fragment header's
-                    // next header names the fragmented protocol.
-                    if off + 8 > end {
-                        return Err(WireError::Truncated);
+                    if up.protocol == NH_AUTH {
+                        (b[off + 1] as usize + 2) * 4
+                    } else {
+                        (b[off + 1] as usize + 1) * 8
                     }
-                    return Ok(Upper {
-                        protocol: b[off],
-                        offset: off + 8,
-                        fragment: true,
-                    });
                 }
-                NH_AUTH => {
-                    if off + 2 > end {
-                        return Err(WireError::Truncated);
-                    }
-                    (b[off + 1] as usize + 2) * 4
-                }
-                protocol => {
-                    return Ok(Upper {
-                        protocol,
-                        offset: off,
-                        fragment: false,
-                    })
-                }
+                _ => 8, // Fragment
             };
             if off + len > end {
-                return Err(WireError::Truncated);
+                return Err(fail(WireError::Malformed));
             }
-            nh = b[off];
-            off += len;
+            match up.protocol {
+                NH_ROUTING => {
+                    let (kind, segments_left) = (b[off + 2], b[off + 3]);
+                    if routed || kind == ROUTING_TYPE_0 {
+                        return Err(fail(WireError::SourceRoute));
+                    }
+                    routed = true;
+                    if segments_left > 0 {
+                        if kind != ROUTING_TYPE_2 && kind != ROUTING_TYPE_SRH {
+                            return Err(fail(WireError::SourceRoute));
+                        }
+                        if len < ROUTING_FINAL_DST + 16 {
+                            return Err(fail(WireError::Malformed));
+                        }
+                        let at = off + ROUTING_FINAL_DST;
+                        up.dst.copy_from_slice(&b[at..at + 16]);
+                    }
+                }
+                NH_FRAGMENT => {
+                    let field = be16(b, off + 2);
+                    let frag = Fragment {
+                        offset: field >> 3,
+                        more: field & 1 != 0,
+                    };
+                    up.fragment = Some(frag);
+                    if frag.offset > 0 {
+                        up.protocol = b[off];
+                        up.offset = off + len;
+                        return Ok(up);
+                    }
+                }
+                _ => {}
+            }
+            up.protocol = b[off];
+            up.offset = off + len;
+            walked += 1;
         }
-        Err(WireError::ExtHeaderLimit)
     }
 }
 

@@ -28,8 +28,11 @@ pub enum WireError {
     BadOption,
     /// More VLAN tags than [`ethernet::MAX_VLAN_TAGS`].
     TooManyVlanTags,
-    /// More IPv6 extension headers than [`ipv6::MAX_EXT_HEADERS`], or one that cannot be walked.
+    /// More IPv6 extension headers than [`ipv6::MAX_EXT_HEADERS`].
     ExtHeaderLimit,
+    /// A source route: an IPv6 routing header that hides where the packet goes (type 0, an unknown
+    /// type with segments left, a second one) or an IPv4 LSRR/SSRR option.
+    SourceRoute,
 }
 
 impl core::fmt::Display for WireError {
@@ -40,6 +43,7 @@ impl core::fmt::Display for WireError {
             WireError::BadOption => "bad TCP option length",
             WireError::TooManyVlanTags => "too many VLAN tags",
             WireError::ExtHeaderLimit => "IPv6 extension headers beyond the walk limit",
+            WireError::SourceRoute => "source route (routing header or IPv4 option)",
         })
     }
 }

@@ -351,10 +351,11 @@ fn client_profiles(v6: bool) -> Result<()> {
         "backend netns: SYNs in {syn_in}, SYN+ACKs out {synack_out}, packets to the service \
          {svc_in}, PassiveOpens {opens}, SyncookiesSent {cookies_sent}"
     );
-    // The edge answered every SYN and validated every handshake ACK. Not asserted exactly: veth
-    // may hand a flow's handshake ACK and its first data segment to two CPUs at once; the data
-    // segment then misses the flow cache by a hair and validates itself (its seq and ack are the
-    // handshake ACK's) or, rarely, is dropped and retransmitted (see the misrouted test).
+    // The edge answered every SYN and validated every handshake ACK: strict_ack_valid was n in
+    // every run seen, since e0 receives through its XDP program's NAPI ring, which keeps a flow in
+    // order (a first data segment that comes without a pure ACK validates itself: seq and ack
+    // are the handshake's). Asserted >= n only: a segment overtaking its handshake ACK would
+    // validate a second time; see the misrouted test for where veth does reorder a flow.
     // reqsk_created == n and PassiveOpens == n below prove every handshake.
     ensure!(e.get("syn_answered") == n, "edge syn_answered: {e}");
     ensure!(e.get("strict_ack_valid") >= n, "edge strict_ack_valid: {e}");
@@ -368,11 +369,15 @@ fn client_profiles(v6: bool) -> Result<()> {
         "backend_reqsk_created: {b}"
     );
     ensure!(b.get("backend_syn_pass") == 0, "backend_syn_pass: {b}");
-    // backend_ack_invalid is not asserted: veth hands forwarded frames to per-CPU backlogs, so a
-    // connection's last ACKs can arrive reordered after its socket closed. Such a late ACK finds
-    // only the listener, fails the cookie (its ack is past cookie+1) and is dropped, as a stock
-    // kernel would RST it. reqsk_created == n and PassiveOpens == n already prove that every
-    // handshake ACK validated.
+    // backend_ack_invalid is not asserted: the edge forwards into a veth whose far end (b0) has
+    // no NAPI (no XDP, GRO off), so each frame goes to the backlog of the CPU whose NAPI poll of
+    // e0 forwarded it (netif_rx); that poll moves between CPUs between batches, and under load a
+    // frame left on one CPU's backlog is delivered after a later one from the other CPU. A
+    // connection's last ACKs can so arrive after its socket closed: such a late ACK finds only
+    // the listener, fails the cookie (its ack is past cookie+1) and is dropped, as a stock
+    // kernel would RST it. A NIC (one RSS queue, one CPU per flow) does not reorder a flow, nor
+    // does a veth receiving through NAPI. reqsk_created == n and PassiveOpens == n already prove
+    // that every handshake ACK validated.
     // The backend kernel never received a SYN and never answered one, yet saw the traffic and
     // created exactly one passive socket per connection.
     ensure!(
@@ -499,10 +504,14 @@ fn misrouted_ack_validated_by_another_edge() -> Result<()> {
     );
     ensure!(cb.get("syn_answered") == 0, "B: {cb}");
     ensure!(cb.get("strict_ack_valid") == n, "B: {cb}");
-    // No strict_drop == 0 check: when the handshake ACK and the first data segment are handled on
-    // two CPUs at once (veth spreads one flow over its queues; a NIC's RSS would not), the data
-    // segment can miss the cache by a hair, is dropped and retransmitted. Seen once in a loaded
-    // full-suite run (12 drops, all connections fine); the exchanges above prove delivery.
+    // No strict_drop == 0 check: the router receives the client's frames on a veth without NAPI
+    // (r0: no XDP, GRO off), so each goes to the backlog of the CPU that sent it (netif_rx). The
+    // client sends its handshake ACK from softirq on the CPU that took the SYN+ACK, and its data
+    // from the writing thread, often on the other CPU, whose backlog is processed at once; so a
+    // data segment can reach edge B before the handshake ACK that would have cached the flow,
+    // fail its own cookie (a later seq) and be dropped, then retransmitted. Seen once in a loaded
+    // full-suite run (12 drops, all connections fine); the exchanges above prove delivery. A NIC
+    // (one RSS queue per flow) or a veth receiving through NAPI keeps the order.
 
     // Negative control: B with another master secret cannot validate A's cookies.
     let b2 = start(

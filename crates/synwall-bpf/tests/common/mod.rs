@@ -10,6 +10,7 @@ use etherparse::{
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 use synwall_cookie::synwall_v1::{self as v1, EpochKeys, MasterSecret};
 use synwall_cookie::{Addrs, Flow, Syn, SynOptions};
 use synwall_engine::{Counter, Counters, EngineConfig, Service, ServiceSet};
@@ -202,8 +203,49 @@ fn l3_packet(s: &Seg) -> Vec<u8> {
     }
     if s.src.is_ipv6() && !s.ext.is_empty() {
         splice_ext(&mut out, &s.ext);
+        // RFC 8200 8.1: a routing header with segments left moves the checksum's destination.
+        if s.proto == 6 && final_dst_of(&s.ext).is_some() {
+            let mut f = vec![0u8; 14];
+            f[12..14].copy_from_slice(&[0x86, 0xdd]);
+            f.extend_from_slice(&out);
+            fix_checksums(&mut f);
+            out = f.split_off(14);
+        }
     }
     out
+}
+
+/// The destination the first routing header of a chain names when it has segments left and a
+/// type that names one (2: the home address, 4: segment list[0], both at offset 8).
+pub fn final_dst_of(ext: &[(u8, Vec<u8>)]) -> Option<[u8; 16]> {
+    let (_, b) = ext.iter().find(|(ty, _)| *ty == 43)?;
+    if b.len() >= 24 && b[3] > 0 && (b[2] == 2 || b[2] == 4) {
+        b[8..24].try_into().ok()
+    } else {
+        None
+    }
+}
+
+/// An IPv6 Fragment header: offset in 8-byte units, M flag.
+pub fn frag_header(offset: u16, more: bool) -> (u8, Vec<u8>) {
+    let mut b = vec![0u8; 8];
+    b[2..4].copy_from_slice(&((offset << 3) | more as u16).to_be_bytes());
+    b[4..8].copy_from_slice(&0x0bad_cafeu32.to_be_bytes());
+    (44, b)
+}
+
+/// An IPv6 routing header of `kind` with `segments_left`, holding `addrs` after its first 8 bytes
+/// (an SRH's segment list, list[0] first; a type 2 header's home address).
+pub fn routing_header(kind: u8, segments_left: u8, addrs: &[[u8; 16]]) -> (u8, Vec<u8>) {
+    let mut b = vec![0u8; 8];
+    b[1] = (2 * addrs.len()) as u8;
+    b[2] = kind;
+    b[3] = segments_left;
+    b[4] = addrs.len().saturating_sub(1) as u8;
+    for a in addrs {
+        b.extend_from_slice(a);
+    }
+    (43, b)
 }
 
 /// Insert IPv6 extension headers between the fixed header and the upper layer. Each entry's
@@ -326,6 +368,29 @@ pub fn locate(f: &[u8]) -> Option<(usize, bool, usize, usize, u8)> {
     }
 }
 
+/// The final destination a routing header in the IPv6 packet at `l3` names (see `final_dst_of`).
+pub fn final_dst_in(f: &[u8], l3: usize) -> Option<[u8; 16]> {
+    let mut nh = f[l3 + 6];
+    let mut o = l3 + 40;
+    for _ in 0..8 {
+        let len = match nh {
+            0 | 60 => (*f.get(o + 1)? as usize + 1) * 8,
+            43 => {
+                let len = (*f.get(o + 1)? as usize + 1) * 8;
+                let h = f.get(o..o + len)?;
+                return (len >= 24 && h[3] > 0 && (h[2] == 2 || h[2] == 4))
+                    .then(|| h[8..24].try_into().unwrap());
+            }
+            44 => 8,
+            51 => (*f.get(o + 1)? as usize + 2) * 4,
+            _ => return None,
+        };
+        nh = *f.get(o)?;
+        o += len;
+    }
+    None
+}
+
 /// Recompute the IPv4 header checksum and the TCP checksum wherever they can be located.
 pub fn fix_checksums(f: &mut [u8]) {
     let Some((l3, v6, l4, end, proto)) = locate(f) else {
@@ -344,7 +409,8 @@ pub fn fix_checksums(f: &mut [u8]) {
     f[l4 + 17] = 0;
     let len = end - l4;
     let mut acc = if v6 {
-        csum_add(csum_add(0, &f[l3 + 8..l3 + 24]), &f[l3 + 24..l3 + 40]) + len as u64
+        let dst = final_dst_in(f, l3).unwrap_or_else(|| f[l3 + 24..l3 + 40].try_into().unwrap());
+        csum_add(csum_add(0, &f[l3 + 8..l3 + 24]), &dst) + len as u64
     } else {
         csum_add(csum_add(0, &f[l3 + 12..l3 + 16]), &f[l3 + 16..l3 + 20]) + len as u64
     };
@@ -742,27 +808,107 @@ impl Gen {
                 s.opts = opts_bytes(&[opt_mss(1460), opt_sack()]);
             }
         }
-        // IPv4 options, fragments; IPv6 extension chains.
+        // IPv4 options (source routes among them), fragments (offsets overlapping the TCP header
+        // among them); IPv6 extension chains (fragments with and without headers after them,
+        // routing headers of every kind, some naming a protected final destination behind an
+        // unprotected outer one).
+        // (A flow seen before may be of the other family.)
+        let v6 = s.src.is_ipv6();
+        if !v6 && self.rng.gen_bool(0.1) {
+            s.ipv4_opts = self.ipv4_options();
+        }
         if !v6 && self.rng.gen_bool(0.08) {
-            let n = self.rng.gen_range(1..=10) * 4;
-            s.ipv4_opts = (0..n).map(|i| if i + 1 == n { 0 } else { 1 }).collect();
+            let offset = [0, 0, 1, 2, 3, 100, 8191][self.rng.gen_range(0..7)];
+            s.frag = (self.rng.gen(), offset);
         }
-        if !v6 && self.rng.gen_bool(0.04) {
-            s.frag = (self.rng.gen(), self.rng.gen_range(0..3) * 100);
-        }
-        if v6 && self.rng.gen_bool(0.15) {
-            let n = self.rng.gen_range(1..=6);
-            for _ in 0..n {
-                let ty = [0, 43, 44, 51, 60, 60][self.rng.gen_range(0..6)];
-                let units = self.rng.gen_range(0..4);
-                let h = ext_header(ty, units, &mut self.rng);
-                s.ext.push(h);
+        if v6 && self.rng.gen_bool(0.25) {
+            s.ext = self.ext_chain();
+            if s.ext.iter().any(|(ty, _)| *ty == 43) && self.rng.gen() {
+                s.dst = V6_OTHER[self.rng.gen_range(0..V6_OTHER.len())]
+                    .parse()
+                    .unwrap();
             }
+        }
+        // Frames longer than a test run's first buffer (multi-buffer on the edge), and jumbo
+        // data segments.
+        if self.rng.gen_bool(0.02) {
+            s.payload = (0..self.rng.gen_range(3000..9000))
+                .map(|_| self.rng.gen())
+                .collect();
         }
         if self.rng.gen_bool(0.1) {
             s.padding = self.rng.gen_range(1..24);
         }
         s
+    }
+
+    /// A list of IPv4 options, padded to 4 bytes: NOPs, EOLs, record route, timestamps, router
+    /// alert, loose and strict source routes, and malformed ones (length 0 or 1, past the end).
+    pub fn ipv4_options(&mut self) -> Vec<u8> {
+        let r = &mut self.rng;
+        let mut o: Vec<u8> = Vec::new();
+        for _ in 0..r.gen_range(1..=4) {
+            let addr = if r.gen() {
+                [198, 51, 100, 7]
+            } else {
+                [192, 0, 2, 1]
+            };
+            match r.gen_range(0..11) {
+                0..=1 => o.push(1),
+                2 => o.extend([7, 7, 4, 0, 0, 0, 0]),
+                3 => o.extend([68, 12, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+                4 => o.extend([148, 4, 0, 0]),
+                5 => o.extend([131, 7, 4].into_iter().chain(addr)),
+                6 => o.extend([137, 7, 4].into_iter().chain(addr)),
+                7 => o.push(0),
+                8 => o.extend([r.gen_range(2..200), r.gen_range(0..2)]),
+                9 => o.extend([68, r.gen_range(20..60)]),
+                _ => o.extend([131, r.gen_range(3..12), 4]),
+            }
+        }
+        o.truncate(40);
+        while o.len() % 4 != 0 {
+            o.push(0);
+        }
+        o
+    }
+
+    /// 1 to 8 IPv6 extension headers: hop-by-hop, destination options, AH, fragments (offset 0,
+    /// overlapping, or not; M or not), routing headers (types 0, 2, 3, 4; segments left 0 or not;
+    /// segment list[0] protected or not).
+    pub fn ext_chain(&mut self) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        for _ in 0..self.rng.gen_range(1..=8) {
+            let units = self.rng.gen_range(0..4);
+            let h = match self.rng.gen_range(0..10) {
+                0 => ext_header(0, units, &mut self.rng),
+                1..=2 => ext_header(60, units, &mut self.rng),
+                3 => ext_header(51, units, &mut self.rng),
+                4..=6 => {
+                    let offset = [0, 0, 0, 1, 2, 3, 100, 8191][self.rng.gen_range(0..8)];
+                    frag_header(offset, self.rng.gen())
+                }
+                _ => {
+                    let kind = [0, 2, 3, 4, 4, 4][self.rng.gen_range(0..6)];
+                    let sl = [0, 0, 1, 2][self.rng.gen_range(0..4)];
+                    let addrs: Vec<[u8; 16]> = (0..self.rng.gen_range(1..=3))
+                        .map(|_| {
+                            let pool: &[&str] = if self.rng.gen_bool(0.6) {
+                                &V6_PROTECTED
+                            } else {
+                                &V6_OTHER
+                            };
+                            let a: std::net::Ipv6Addr =
+                                pool[self.rng.gen_range(0..pool.len())].parse().unwrap();
+                            a.octets()
+                        })
+                        .collect();
+                    routing_header(kind, sl, &addrs)
+                }
+            };
+            out.push(h);
+        }
+        out
     }
 
     /// A frame: a segment, then with some probability mutated (bytes flipped, fields bent,
@@ -836,3 +982,143 @@ trait Pipe: Sized {
     }
 }
 impl<T> Pipe for T {}
+
+/// Every SYN size from 54 to 120 bytes, IPv4 and IPv6, with 0, 1 and 2 VLAN tags (the sizes a
+/// family and tag count allow): options and a few payload bytes fill the size, so the answer is
+/// longer than some SYNs and shorter than others.
+pub fn syn_sizes(rng: &mut SmallRng) -> Vec<(Vec<u8>, String)> {
+    let mut out = Vec::new();
+    for v6 in [false, true] {
+        for tags in 0..=2usize {
+            let min = 14 + 4 * tags + if v6 { 40 } else { 20 } + 20;
+            for size in 54..=120usize {
+                if size < min {
+                    continue;
+                }
+                let extra = size - min;
+                let opt_len = (extra / 4 * 4).min(40);
+                let (src, dst): (IpAddr, IpAddr) = if v6 {
+                    (
+                        "2001:db8:ffff::10".parse().unwrap(),
+                        "2001:db8:1::80".parse().unwrap(),
+                    )
+                } else {
+                    (
+                        "192.0.2.10".parse().unwrap(),
+                        "198.51.100.7".parse().unwrap(),
+                    )
+                };
+                let mut s = Seg::new(src, dst, rng.gen_range(1024..65535), 443, SYN);
+                s.seq = rng.gen();
+                s.vlans = [0x88a8, 0x8100][2 - tags..].to_vec();
+                // Options that fit opt_len: picked from the usual ones, then NOP/EOL padding.
+                let mut items: Vec<Vec<u8>> = Vec::new();
+                let mut len = 0;
+                for cand in [
+                    opt_sack(),
+                    opt_ws(rng.gen_range(0..15)),
+                    opt_mss(1460),
+                    opt_ts(rng.gen(), 0),
+                ] {
+                    if rng.gen_bool(0.7) && len + cand.len() <= opt_len {
+                        len += cand.len();
+                        items.push(cand);
+                    }
+                }
+                let mut opts: Vec<u8> = items.concat();
+                while opts.len() < opt_len {
+                    opts.push(if rng.gen() { 1 } else { 0 });
+                }
+                s.opts = opts;
+                s.payload = vec![0x42; extra - opt_len];
+                let f = build(&s);
+                assert_eq!(f.len(), size);
+                out.push((f, format!("SYN of {size} bytes (v6 {v6}, {tags} tags)")));
+            }
+        }
+    }
+    out
+}
+
+/// A raw socket on `ifname` that receives every frame.
+pub struct Raw {
+    fd: i32,
+    ifindex: i32,
+}
+
+impl Raw {
+    pub fn open(ifname: &str) -> Raw {
+        let c = std::ffi::CString::new(ifname).unwrap();
+        // SAFETY: plain libc calls; the descriptor is closed on drop.
+        unsafe {
+            let ifindex = libc::if_nametoindex(c.as_ptr()) as i32;
+            assert!(ifindex > 0, "no {ifname}");
+            let proto = (libc::ETH_P_ALL as u16).to_be();
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto as i32);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = ifindex;
+            let r = libc::bind(
+                fd,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert_eq!(r, 0, "bind: {}", std::io::Error::last_os_error());
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 100_000,
+            };
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+            Raw { fd, ifindex }
+        }
+    }
+
+    pub fn send(&self, frame: &[u8]) {
+        // SAFETY: sending from a buffer we own to an address we built.
+        unsafe {
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_ifindex = self.ifindex;
+            sll.sll_halen = 6;
+            sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+            let n = libc::sendto(
+                self.fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert!(n >= 0, "sendto: {}", std::io::Error::last_os_error());
+        }
+    }
+
+    /// The next received frame that `want` accepts, within `limit`.
+    pub fn recv_matching(&self, limit: Duration, want: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+        let start = Instant::now();
+        let mut buf = vec![0u8; 16384];
+        while start.elapsed() < limit {
+            // SAFETY: receiving into a buffer we own.
+            let n = unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n > 0 && want(&buf[..n as usize]) {
+                return Some(buf[..n as usize].to_vec());
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        // SAFETY: our descriptor.
+        unsafe { libc::close(self.fd) };
+    }
+}
