@@ -70,6 +70,7 @@ impl Group {
         } else if name.contains("pass")
             || name.contains("no_listener")
             || name.contains("timewait")
+            || name.contains("vlan")
             || name.starts_with("auto_")
         {
             Group::Passed
