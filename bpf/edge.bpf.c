@@ -171,8 +171,8 @@ SW_INLINE int sw_strict(struct xdp_md *ctx, const struct sw_frame *f)
  * xdp.frags: frames of any size the interface carries, in several buffers when they do not fit
  * one (jumbo MTUs); without it a veth in native mode refuses MTUs above ~3.5 KB.
  */
-SEC("xdp.frags")
-int sw_edge(struct xdp_md *ctx)
+/* The program's body; the two entry points below differ only in how they are loaded. */
+SW_INLINE int sw_edge_run(struct xdp_md *ctx)
 {
 	struct sw_config *cfg;
 	struct sw_frame f;
@@ -200,4 +200,24 @@ int sw_edge(struct xdp_md *ctx)
 		/* Cost rule: established traffic is forwarded without a MAC; the backend validates. */
 		return sw_verdict(XDP_PASS, SW_FWD_NON_SYN);
 	return sw_strict(ctx, &f);
+}
+
+/* Native mode and test runs: multi-buffer frames (jumbo MTUs) reach it as they are. */
+SEC("xdp.frags")
+int sw_edge(struct xdp_md *ctx)
+{
+	return sw_edge_run(ctx);
+}
+
+/*
+ * Generic (skb) mode: the same program without multi-buffer support. For an xdp.frags program,
+ * Linux 6.18's generic XDP copies an skb it cannot run in place into a new one whose data then
+ * starts at the network header when tc ingress runs: a tc backend on the same interface (a single
+ * node) sees no Ethernet header. Without frags, generic XDP makes room in place and linearises,
+ * which is all a generic-mode edge needs.
+ */
+SEC("xdp")
+int sw_edge_generic(struct xdp_md *ctx)
+{
+	return sw_edge_run(ctx);
 }

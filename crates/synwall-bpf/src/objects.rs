@@ -217,14 +217,26 @@ impl Edge {
         test_run(&self.skel.progs.sw_edge, frame, repeat)
     }
 
-    /// Attach to interface `ifindex`.
-    pub fn attach_xdp(&self, ifindex: u32, mode: XdpMode) -> Result<XdpLink> {
-        Link::attach_xdp(self.skel.progs.sw_edge.as_fd().as_raw_fd(), ifindex, mode)
+    /// The program for an attach mode: `sw_edge` (multi-buffer) natively, `sw_edge_generic` (no
+    /// multi-buffer) in generic mode, where Linux 6.18 mishandles an xdp.frags program's skbs for
+    /// the tc hook behind it (see bpf/edge.bpf.c).
+    fn prog_fd(&self, mode: XdpMode) -> i32 {
+        match mode {
+            XdpMode::Native => self.skel.progs.sw_edge.as_fd().as_raw_fd(),
+            XdpMode::Generic => self.skel.progs.sw_edge_generic.as_fd().as_raw_fd(),
+        }
     }
 
-    /// Run this object's program behind `link` (an XDP link, e.g. adopted from a pin).
+    /// Attach to interface `ifindex`.
+    pub fn attach_xdp(&self, ifindex: u32, mode: XdpMode) -> Result<XdpLink> {
+        Link::attach_xdp(self.prog_fd(mode), ifindex, mode)
+    }
+
+    /// Run this object's program behind `link` (an XDP link, e.g. adopted from a pin), the one
+    /// for the mode the link is attached in.
     pub fn update_link(&self, link: &Link) -> Result<()> {
-        link.update(self.skel.progs.sw_edge.as_fd().as_raw_fd())
+        let mode = crate::xdp_mode_of(link.ifindex()?)?.unwrap_or(XdpMode::Native);
+        link.update(self.prog_fd(mode))
     }
 }
 
