@@ -27,7 +27,6 @@ struct sw_frame {
 	__u32 l3;       /* offset of the network header */
 	__u32 l4;       /* offset of the TCP header */
 	__u32 end;      /* end of the TCP segment (end of the IP payload; link padding excluded) */
-	__u32 len;      /* length of the frame (all of its buffers) */
 	__u32 src[4];   /* source address as loaded from the packet; IPv4 uses src[0] */
 	__u32 dst[4];   /* the FINAL destination likewise (an IPv6 routing header's, if any) */
 	__u32 seq;      /* host order */
@@ -286,7 +285,6 @@ SW_INLINE int sw_parse_frame(SW_CTX *ctx, struct sw_frame *f, __u32 len, const i
 	__u8 proto;
 	int tags, fragment = 0;
 
-	f->len = len;
 	if (len < SW_ETH_HLEN)
 		return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
 	p = sw_hdr(ctx, 12, 2, buf, read);
@@ -467,16 +465,31 @@ SW_GLOBAL int sw_parse_multibuf(struct xdp_md *ctx, struct sw_frame *f, __u32 le
 }
 #endif
 
-/* parse::parse. Fills `f` (zeroed by the caller) for SW_PARSED_TCP. */
+/*
+ * parse::parse. Fills `f` (zeroed by the caller) for SW_PARSED_TCP.
+ *
+ * XDP: the first buffer is parsed alone first. Only a frame it does not hold whole can have more
+ * to say: a multi-buffer frame looks truncated there (or malformed, if it is a super-packet longer
+ * than the IP length field can say). Any other outcome was decided from bytes inside the IP
+ * packet, which is then all in the first buffer. So the frame's full length is asked for
+ * (bpf_xdp_get_buff_len) only then, and the usual frame pays nothing for multi-buffer support.
+ */
 SW_INLINE int sw_parse(SW_CTX *ctx, struct sw_frame *f)
 {
+	int r = sw_parse_linear(ctx, f);
 #ifdef SW_XDP
-	__u32 len = bpf_xdp_get_buff_len(ctx);
+	__u32 len;
 
-	if (len != sw_linear_len(ctx))
+	if (r != SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED) &&
+	    r != SW_PARSED(SW_PARSED_DROP, SW_DROP_IP_MALFORMED))
+		return r;
+	len = bpf_xdp_get_buff_len(ctx);
+	if (len != sw_linear_len(ctx)) {
+		__builtin_memset(f, 0, sizeof(*f));
 		return sw_parse_multibuf(ctx, f, len);
+	}
 #endif
-	return sw_parse_linear(ctx, f);
+	return r;
 }
 
 /*

@@ -64,7 +64,8 @@ pub(crate) fn test_run_ctx(
     let ctx_bytes = ctx.as_mut().map(|c| unsafe {
         std::slice::from_raw_parts_mut((c as *mut XdpMd).cast::<u8>(), std::mem::size_of::<XdpMd>())
     });
-    let mut out = vec![0u8; TEST_RUN_MAX_FRAME + 256];
+    // Room for what a program may add to the frame (at most a page of head- and tailroom).
+    let mut out = vec![0u8; frame.len() + 4096];
     let input = ProgramInput {
         context_in: ctx_bytes,
         data_in: Some(frame),

@@ -70,7 +70,7 @@ impl Group {
         } else if name.contains("pass")
             || name.contains("no_listener")
             || name.contains("timewait")
-            || name.contains("vlan")
+            || name.contains("ack_vlan")
             || name.starts_with("auto_")
         {
             Group::Passed
@@ -561,6 +561,9 @@ mod tests {
         assert_eq!(Group::of("backend_established"), Group::Forwarded);
         assert_eq!(Group::of("backend_reqsk_created"), Group::Forwarded);
         assert_eq!(Group::of("backend_no_listener"), Group::Passed);
+        assert_eq!(Group::of("backend_ack_vlan"), Group::Passed);
+        assert_eq!(Group::of("drop_syn_fragment"), Group::Dropped);
+        assert_eq!(Group::of("pass_fragment_nonfirst"), Group::Passed);
         assert_eq!(Group::of("backend_kfunc_enomem"), Group::KfuncErrors);
         assert_eq!(Group::of("strict_drop"), Group::Dropped);
         assert_eq!(Group::of("auto_cookies_off"), Group::Passed);
