@@ -59,6 +59,14 @@ pub enum Error {
     /// The configuration does not fit the maps.
     #[error("{0}")]
     Config(String),
+    /// Another process holds the node's lock ([`pin::NodePins::lock`]).
+    #[error("{} is locked by another process ({holder})", dir.display())]
+    Held {
+        /// The node's pin directory.
+        dir: std::path::PathBuf,
+        /// Who holds it.
+        holder: pin::Holder,
+    },
     /// A step on one of a node's links failed (pinning it, moving it to a new program).
     #[error("cannot {what}")]
     Link {

@@ -10,10 +10,13 @@
 //! objects on the pinned maps (counters, salts, the strict flow cache carry over) and swaps its
 //! program into the pinned links with `bpf_link_update`, so no packet ever meets a detached
 //! interface. [`PinnedMaps`] reads the maps without loading anything (`synwall status`).
+//! [`NodeLock`] keeps a second process off a node's pins.
 
 mod links;
+mod lock;
 
 pub use links::{NodeLink, NodeLinks, WantedLink};
+pub use lock::{flock_holder, Holder, NodeLock};
 
 use crate::{bpf, DataPath, Error, LoadOptions, Maps, Result};
 use libbpf_rs::{MapCore, MapHandle};
@@ -60,6 +63,92 @@ pub fn is_bpffs(path: &Path) -> bool {
     // SAFETY: as above.
     let r = unsafe { libc::statfs(c.as_ptr(), &mut st) };
     r == 0 && st.f_type as i64 == BPF_FS_MAGIC
+}
+
+/// Can pins be made under `root` (which may not exist yet)? Its nearest existing ancestor must be
+/// on a bpffs. The error says why not and what to do. `ip netns exec` is the usual cause: it
+/// runs its command in a mount namespace of its own with a fresh sysfs over /sys (named after the
+/// network namespace), which hides the host's bpffs; the same shows when PID 1 (the host, or
+/// the container's init) sees a bpffs where this process does not.
+pub fn check_root(root: &Path) -> Result<()> {
+    let existing = root
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    if is_bpffs(existing) {
+        return Ok(());
+    }
+    let what = if existing == root {
+        format!("{} is not on a bpffs", root.display())
+    } else {
+        format!(
+            "{} is not on a bpffs ({} is not one)",
+            root.display(),
+            existing.display()
+        )
+    };
+    // /proc/1/root resolves paths in PID 1's mount namespace (if this process may look).
+    let pid1 = Path::new("/proc/1/root").join(existing.strip_prefix("/").unwrap_or(existing));
+    let netns = named_netns();
+    let own_sys = netns.as_deref().is_some_and(sys_mounted_for);
+    let why = if own_sys {
+        Some(format!(
+            "this process sees a /sys mounted for network namespace {:?}, as `ip netns exec` \
+             sets up",
+            netns.as_deref().unwrap_or_default()
+        ))
+    } else if is_bpffs(&pid1) {
+        Some(
+            "PID 1 sees a bpffs there and this process a /sys of its own, as `ip netns exec` \
+             sets up"
+                .to_string(),
+        )
+    } else {
+        None
+    };
+    let ns = netns.unwrap_or_else(|| "NAME".into());
+    Err(Error::Config(match why {
+        Some(why) => format!(
+            "{what}: {why} (a fresh sysfs over /sys hides the host's bpffs and every pin). Run \
+             synwall with `nsenter --net=/run/netns/{ns} synwall ...` instead, which keeps the \
+             host's mounts (or mount a bpffs here, `mount -t bpf bpf /sys/fs/bpf`, but pins \
+             made there go with this mount namespace when synwall exits, and the programs with \
+             them)"
+        ),
+        None => format!(
+            "{what}: mount one (`mount -t bpf bpf /sys/fs/bpf`) or pin under a directory on a \
+             bpffs (under `ip netns exec`, which mounts a /sys of its own, run synwall with \
+             `nsenter --net=/run/netns/{ns}` instead)"
+        ),
+    }))
+}
+
+/// Is the /sys this process sees the sysfs `ip netns exec` mounts for network namespace `ns`
+/// (source `ns`, in /proc/self/mountinfo: `ID PARENT DEV ROOT MOUNTPOINT OPTS... - TYPE SOURCE
+/// SUPEROPTS`; of several mounts on /sys the last one is on top)?
+fn sys_mounted_for(ns: &str) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    info.lines()
+        .rfind(|l| l.split_whitespace().nth(4) == Some("/sys"))
+        .and_then(|l| l.split_once(" - "))
+        .is_some_and(|(_, tail)| {
+            let mut t = tail.split_whitespace();
+            t.next() == Some("sysfs") && t.next() == Some(ns)
+        })
+}
+
+/// The name under /run/netns of this process's network namespace, if it has one.
+fn named_netns() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let ours = id(Path::new("/proc/self/ns/net"))?;
+    std::fs::read_dir("/run/netns")
+        .ok()?
+        .flatten()
+        .find(|e| id(&e.path()) == Some(ours))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
 }
 
 /// The pin layout of one node.
@@ -112,24 +201,15 @@ impl NodePins {
             .join(format!("{}{iface}", hook.prefix()))
     }
 
-    /// Does anything of this node exist?
+    /// Is anything of this node pinned? (Its directory alone, as [`NodePins::lock`] makes it,
+    /// holds nothing.)
     pub fn exists(&self) -> bool {
-        self.dir.exists()
+        std::fs::read_dir(&self.dir).is_ok_and(|mut d| d.next().is_some())
     }
 
     /// Create the directories (the root must be on a bpffs: pins elsewhere are impossible).
     pub fn create(&self) -> Result<()> {
-        let root = self.dir.parent().unwrap_or(Path::new("/"));
-        let fs_root = root
-            .ancestors()
-            .find(|p| p.exists())
-            .unwrap_or(Path::new("/"));
-        if !is_bpffs(fs_root) {
-            return Err(Error::Config(format!(
-                "{} is not on a bpffs (mount one: mount -t bpf bpf /sys/fs/bpf)",
-                root.display()
-            )));
-        }
+        check_root(self.dir.parent().unwrap_or(Path::new("/")))?;
         for d in [self.edge(), self.backend(), self.dir.join("links")] {
             std::fs::create_dir_all(&d).map_err(|source| Error::Os {
                 what: "create the pin directory",
