@@ -4,8 +4,9 @@
 //! `[backend]`, `[auto]`, `[cookie]`, `[server]`), its defaults (taken from the engine's and the
 //! cookie's own defaults, never re-typed), parsing and validation with errors that name the dotted
 //! key and the line ([`ConfigError`]), the mapping to the engine's [`EngineConfig`], what a reload
-//! (SIGHUP) may change in place ([`NodeConfig::reload_plan`]), and reading the master-secret file
-//! ([`read_secret_file`]). It does no I/O besides reading the files it is given.
+//! (SIGHUP) may change in place ([`NodeConfig::reload_plan`]), and reading the master secret from
+//! its file or systemd credential ([`read_secret`]). It does no I/O besides reading the files it
+//! is given.
 //!
 //! `dist/synwall.toml` is the documented example; the tests check that it holds every key of the
 //! schema with its default.
@@ -19,7 +20,10 @@ mod validate;
 
 pub use load::{ConfigError, Loaded, Problem};
 pub use reload::{Change, Refusal};
-pub use secret::{parse_secret, read_secret_file, secret_file_warning, SecretError};
+pub use secret::{
+    parse_secret, read_secret, read_secret_file, secret_file_warning, SecretError, SecretSource,
+    CREDENTIALS_DIRECTORY,
+};
 pub use validate::{check_node_name, FLOW_CACHE_RANGE, MAX_EPOCH_SECONDS, MIN_MSS_V4, MIN_MSS_V6};
 
 use serde::{Deserialize, Serialize};
@@ -71,7 +75,8 @@ pub struct Node {
     pub name: String,
     /// bpffs directory for pins.
     pub pin_root: PathBuf,
-    /// The master secret: 32 raw bytes or 64 hex characters.
+    /// The master secret: 32 raw bytes or 64 hex characters, in this file, or in the unit's
+    /// systemd credential `NAME` for `%d/NAME` ([`SecretSource`]).
     pub secret_file: PathBuf,
     /// Epoch length in seconds (1..=86400).
     pub epoch_seconds: u64,

@@ -101,8 +101,10 @@ pub(crate) fn check(c: &NodeConfig) -> Vec<Finding> {
     if c.node.secret_file.as_os_str().is_empty() {
         out.push(finding(
             "node.secret_file",
-            "must name the master-secret file",
+            "must name the master-secret file (or %d/NAME for a systemd credential)",
         ));
+    } else if let Err(e) = crate::SecretSource::parse(&c.node.secret_file) {
+        out.push(finding("node.secret_file", e.to_string()));
     }
     if !(1..=MAX_EPOCH_SECONDS).contains(&c.node.epoch_seconds) {
         out.push(finding(

@@ -212,7 +212,17 @@ const BAD: &[(&str, &str, Option<&str>, &str)] = &[
     ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\nstrict = true\n[auto]\nenabled = true\n",
      "edge.strict", Some("strict"), "cannot be combined with auto.enabled"),
     ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[backend]\ninterfaces = [\"eth0\"]\n[auto]\nhold_seconds = 5000000\n",
-     "auto.hold_seconds", Some("hold_seconds"), "at most 4294967 seconds"),
+     "auto.hold_seconds", Some("hold_seconds"), "at most 4294967 seconds"),    // A systemd credential is `%d/NAME`; any other `%`, or a NAME that is no file name, is refused.
+    ("[node]\nsecret_file = \"%d/\"\n[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n",
+     "node.secret_file", Some("secret_file"), "\"\" is not a credential name"),
+    ("[node]\nsecret_file = \"%d/keys/master\"\n[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n",
+     "node.secret_file", Some("secret_file"), "\"keys/master\" is not a credential name"),
+    ("[node]\nsecret_file = \"%d/..\"\n[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n",
+     "node.secret_file", Some("secret_file"), "not a credential name"),
+    ("[node]\nsecret_file = \"/etc/%H/secret\"\n[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n",
+     "node.secret_file", Some("secret_file"), "`%` is only understood as a leading %d/"),
+    ("[node]\nsecret_file = \"%D/synwall-secret\"\n[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n",
+     "node.secret_file", Some("secret_file"), "`%` is only understood as a leading %d/"),
 ];
 
 /// The 1-based line of the first line of `text` that contains `marker` (which may span lines: the
@@ -517,6 +527,48 @@ fn secret_file_parsing_and_permissions() {
         .unwrap_err()
         .to_string();
     assert!(e.starts_with("cannot read secret file"), "{e}");
+}
+
+/// `%d/NAME` is the unit's systemd credential NAME, read from `$CREDENTIALS_DIRECTORY`; a path is a
+/// file. Both read the same secret formats; the errors say what to set when the directory or the
+/// credential is missing.
+#[test]
+fn secrets_come_from_a_file_or_a_systemd_credential() {
+    use std::path::Path;
+    use synwall_config::{SecretSource, CREDENTIALS_DIRECTORY};
+    let cred = SecretSource::parse(Path::new("%d/synwall-secret")).unwrap();
+    assert_eq!(cred, SecretSource::Credential("synwall-secret".into()));
+    assert_eq!(cred.to_string(), "%d/synwall-secret");
+    let file = SecretSource::parse(Path::new("/etc/synwall/secret")).unwrap();
+    assert_eq!(file, SecretSource::File("/etc/synwall/secret".into()));
+    assert_eq!(
+        file.path_in(None).unwrap(),
+        Path::new("/etc/synwall/secret")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(
+        cred.path_in(Some(dir.path())).unwrap(),
+        dir.path().join("synwall-secret")
+    );
+    for unset in [None, Some(Path::new(""))] {
+        let e = cred.path_in(unset).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("${CREDENTIALS_DIRECTORY} is not set"))
+                && e.contains("LoadCredential=synwall-secret:"),
+            "{e}"
+        );
+    }
+    // A config with the credential is valid as a whole (validation reads no file).
+    let text = "[node]\nsecret_file = \"%d/synwall-secret\"\n[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n";
+    let loaded = synwall_config::NodeConfig::parse(text, "c.toml").unwrap();
+    assert_eq!(
+        SecretSource::parse(&loaded.config.node.secret_file).unwrap(),
+        cred
+    );
+    // Reading through the environment is the binary's job (a test that sets the variable would
+    // race the other tests of this process): `synwall check-config` and `synwall run` are tested
+    // with a prepared $CREDENTIALS_DIRECTORY in crates/synwall/tests.
 }
 
 #[test]
