@@ -3,10 +3,16 @@
 //! Start: validate everything this front end can name by file, line and key (config, interfaces,
 //! secret, sysctls, map sizes), then run the node ([`crate::node`]) with its maps and links pinned
 //! under `node.pin_root/<name>`: load on the pinned maps, attach (or adopt pinned links and swap
-//! the new programs in), pin, print one `ready` line. Then, every 25 ms: rotate salts on epoch
-//! boundaries, reload on SIGHUP, exit on SIGINT/SIGTERM. Exiting leaves the programs attached (their links are pinned): the next
-//! `synwall run` adopts them, so a restart or an upgrade drops nothing; `synwall stop --detach`
+//! the new programs in), pin, log one `ready` line (and tell systemd, [`crate::notify`]). Then,
+//! every 25 ms: rotate salts on epoch boundaries, reload on SIGHUP, log a hint when a counter
+//! that points at a misconfiguration grows, exit on SIGINT/SIGTERM. Exiting leaves the programs
+//! attached (their links are pinned): the next `synwall run` adopts them, so a restart or an
+//! upgrade drops nothing. `synwall stop --detach` sends SIGUSR1 instead: the daemon exits and
 //! removes them.
+//!
+//! One process per node: `synwall run` holds the node's lock, a `flock` on its pin directory
+//! ([`NodePins::lock`]), for as long as it runs, whatever its run directory; `synwall stop` finds
+//! the daemon by it. Everything the daemon says goes to one stream, its log ([`crate::logging`]).
 //!
 //! Keys: the live salt slot in the maps is the truth. At a boundary into epoch `e` the new slot is
 //! `{K_e from the master secret, previous = the live K_{e-1}}`. So a replaced master secret takes
@@ -14,7 +20,10 @@
 //! a restarted daemon continues exactly where the last one left off.
 
 use crate::args::now_unix;
+use crate::hints::HintLog;
+use crate::logging::LIFECYCLE;
 use crate::node::{FrontEnd, Interface, Node, NodeSpec, Signals};
+use crate::notify::Notifier;
 use crate::rotation::key_id;
 use crate::snapshot;
 use anyhow::{anyhow, bail, Context, Result};
@@ -22,12 +31,17 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
-use synwall_bpf::pin::NodePins;
+use std::time::{Duration, Instant};
+use synwall_bpf::pin::{Holder, NodePins};
 use synwall_bpf::{LoadOptions, XdpMode};
-use synwall_config::{NodeConfig, XdpFallback};
+use synwall_config::{NodeConfig, SecretSource, XdpFallback};
 use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
+
+/// How often the daemon reads its counters for hints.
+const HINT_POLL: Duration = Duration::from_secs(5);
+/// A hint is logged again (its counter still growing) at most this often.
+const HINT_REPEAT: Duration = Duration::from_secs(300);
 
 /// Where runtime state (lock, pid) lives by default.
 pub const DEFAULT_RUN_DIR: &str = "/run/synwall";
@@ -37,7 +51,9 @@ pub struct RunArgs {
     /// The node's configuration file (see dist/synwall.toml).
     #[arg(long, short, value_name = "FILE")]
     pub config: PathBuf,
-    /// Directory for the lock and state files.
+    /// Directory for the state file (pid, config, epoch length) that `synwall status` and
+    /// `synwall stop` read, and its lock. (The node itself is locked where its pins are, so two
+    /// daemons never run one node, whatever their run directories.)
     #[arg(long, value_name = "DIR", default_value = DEFAULT_RUN_DIR)]
     pub run_dir: PathBuf,
 }
@@ -58,11 +74,27 @@ fn load_config(path: &Path) -> Result<synwall_config::Loaded> {
 pub fn check_config(a: CheckArgs) -> Result<ExitCode> {
     let loaded = load_config(&a.config)?;
     let cfg = &loaded.config;
-    for w in preflight(&loaded)?.warnings {
-        eprintln!("warning: {w}");
+    check_machine(&loaded)?;
+    // The secret as `run` reads it; a systemd credential only exists inside its unit.
+    let source = secret_source(&loaded)?;
+    match source {
+        SecretSource::Credential(ref n) if source.path().is_err() => eprintln!(
+            "warning: {}: the secret was not checked: {source} is the systemd credential {n:?}, \
+             which only the service gets (check it as the service reads it: `systemd-run --pipe \
+             -p LoadCredential={n}:/PATH/OF/THE/SECRET synwall check-config {}`)",
+            at(&loaded, "node.secret_file"),
+            a.config.display()
+        ),
+        _ => {
+            for w in master_secret(&loaded)?.1 {
+                eprintln!("warning: {w}");
+            }
+        }
     }
     if let Some(addr) = cfg.node.metrics_addr() {
-        let own = RunFiles::new(Path::new(DEFAULT_RUN_DIR), &cfg.node.name).running_pid();
+        let pins = NodePins::new(&cfg.node.pin_root, &cfg.node.name);
+        let files = RunFiles::new(Path::new(DEFAULT_RUN_DIR), &cfg.node.name);
+        let own = daemon_of(&pins, &files).and_then(|h| h.pid.map(|p| p as i32));
         match crate::metrics::check_addr(addr, own) {
             Ok(Some(w)) => eprintln!("warning: {w}"),
             Ok(None) => {}
@@ -109,9 +141,26 @@ struct Preflight {
     warnings: Vec<String>,
 }
 
-/// The checks that need the machine: interfaces exist, the secret reads, map sizes fit, and
-/// (for a backend that may not set them itself) the sysctls the kfunc needs.
-fn preflight(loaded: &synwall_config::Loaded) -> Result<Preflight> {
+/// Where the config says the master secret is (`node.secret_file`: a path, or `%d/NAME` for a
+/// systemd credential).
+fn secret_source(loaded: &synwall_config::Loaded) -> Result<SecretSource> {
+    SecretSource::parse(&loaded.config.node.secret_file)
+        .map_err(|e| anyhow!("{}: {e}", at(loaded, "node.secret_file")))
+}
+
+/// The master secret, read as the config says, and warnings about it (who can read the file).
+/// The one place a node's secret is read: at start, on every reload, and by `check-config`.
+fn master_secret(loaded: &synwall_config::Loaded) -> Result<(MasterSecret, Vec<String>)> {
+    let source = secret_source(loaded)?;
+    let master = source
+        .read()
+        .map_err(|e| anyhow!("{}: {e}", at(loaded, "node.secret_file")))?;
+    Ok((MasterSecret(master), source.warning().into_iter().collect()))
+}
+
+/// The checks that need the machine: interfaces exist, the pin root is on a bpffs, map sizes
+/// fit, and (for a backend that may not set them itself) the sysctls the kfunc needs.
+fn check_machine(loaded: &synwall_config::Loaded) -> Result<Vec<Interface>> {
     let cfg = &loaded.config;
     let mut interfaces = Vec::new();
     for (iface, roles) in cfg.interfaces() {
@@ -129,8 +178,8 @@ fn preflight(loaded: &synwall_config::Loaded) -> Result<Preflight> {
             backend: roles.backend,
         });
     }
-    let master = synwall_config::read_secret_file(&cfg.node.secret_file)
-        .map_err(|e| anyhow!("{}: {e}", at(loaded, "node.secret_file")))?;
+    synwall_bpf::pin::check_root(&cfg.node.pin_root)
+        .map_err(|e| anyhow!("{}: {e}", at(loaded, "node.pin_root")))?;
     let ecfg = cfg.engine_config();
     LoadOptions::for_config(&ecfg)
         .check_services(&ecfg.services)
@@ -139,12 +188,17 @@ fn preflight(loaded: &synwall_config::Loaded) -> Result<Preflight> {
         crate::sysctl::ensure_for(&ecfg.cookie, false)
             .map_err(|e| anyhow!("{e:#} (or node.set_sysctls = true)"))?;
     }
+    Ok(interfaces)
+}
+
+/// Everything `run` checks before it starts the node (and a reload before it applies a file).
+fn preflight(loaded: &synwall_config::Loaded) -> Result<Preflight> {
+    let interfaces = check_machine(loaded)?;
+    let (master, warnings) = master_secret(loaded)?;
     Ok(Preflight {
         interfaces,
-        master: MasterSecret(master),
-        warnings: synwall_config::secret_file_warning(&cfg.node.secret_file)
-            .into_iter()
-            .collect(),
+        master,
+        warnings,
     })
 }
 
@@ -171,10 +225,16 @@ fn node_spec(cfg: &NodeConfig, pf: Preflight) -> NodeSpec {
 }
 
 /// `synwall run` around its node: says each rotation, survives a failed one (logged), reloads
-/// the config file on SIGHUP.
+/// the config file on SIGHUP, keeps systemd informed and logs hints.
 struct Service {
     config_path: PathBuf,
     cfg: NodeConfig,
+    notify: Notifier,
+    pins: NodePins,
+    hints: HintLog,
+    next_hints: Instant,
+    /// The node's interfaces, for systemd's STATUS=.
+    where_: String,
 }
 
 impl Service {
@@ -215,12 +275,23 @@ impl Service {
         self.cfg = new;
         Ok(said)
     }
+
+    /// systemd's STATUS= line.
+    fn status(&self, k: &EpochKeys) -> String {
+        format!(
+            "epoch {} (key {}), {}",
+            k.epoch,
+            key_id(&k.current),
+            self.where_
+        )
+    }
 }
 
 impl FrontEnd for Service {
     fn rotated(&mut self, k: &EpochKeys) {
-        info!(epoch = k.epoch, key = key_id(&k.current), "salts rotated");
-        println!("rotated epoch={} key={}", k.epoch, key_id(&k.current));
+        info!(epoch = k.epoch, key = %key_id(&k.current), "rotated");
+        let status = self.status(k);
+        self.notify.status(&status);
     }
 
     fn rotation_failed(&mut self, e: anyhow::Error) -> Result<()> {
@@ -229,22 +300,42 @@ impl FrontEnd for Service {
     }
 
     fn reload(&mut self, node: &mut Node) {
+        self.notify.reloading();
         match self.try_reload(node) {
             Ok(changes) => {
                 for c in &changes {
                     info!("reload: {c}");
                 }
-                println!("reloaded changes={}", changes.len());
+                info!(target: LIFECYCLE, changes = changes.len(), "reloaded");
             }
-            Err(e) => {
-                error!("reload refused, still running the previous configuration: {e:#}");
-                println!("reload refused: {e:#}");
+            Err(e) => error!(
+                target: LIFECYCLE,
+                "reload refused, still running the previous configuration: {e:#}"
+            ),
+        }
+        let status = self.status(node.salts().backend());
+        self.notify.ready(&status);
+    }
+
+    fn idle(&mut self, _node: &Node) {
+        self.notify.tick();
+        let now = Instant::now();
+        if now < self.next_hints {
+            return;
+        }
+        self.next_hints = now + HINT_POLL;
+        match snapshot::from_pins(&self.pins, &self.cfg.node.name, self.cfg.node.epoch_seconds) {
+            Ok(s) => {
+                for h in self.hints.next(s) {
+                    warn!("hint: {}", h.line());
+                }
             }
+            Err(e) => debug!("hints: reading the counters: {e:#}"),
         }
     }
 }
 
-/// The lock and state files of a node under the run directory.
+/// The state file of a node under the run directory, and its lock.
 pub struct RunFiles {
     lock: PathBuf,
     state: PathBuf,
@@ -264,50 +355,93 @@ impl RunFiles {
         serde_json::from_str(&text).ok()
     }
 
-    /// The pid of the daemon holding the lock, if one does.
-    pub fn running_pid(&self) -> Option<i32> {
+    /// The pid of a daemon that holds the run directory's lock and wrote the state file (a
+    /// daemon of an older synwall holds no node lock).
+    fn running_pid(&self) -> Option<i32> {
         let pid = self.read_state()?.get("pid")?.as_i64()? as i32;
         let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-        (alive && self.locked()).then_some(pid)
+        (alive && synwall_bpf::pin::flock_holder(&self.lock).is_some()).then_some(pid)
     }
 
-    fn locked(&self) -> bool {
-        let Ok(f) = std::fs::File::open(&self.lock) else {
-            return false;
-        };
-        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err()
+    /// Take the lock on the state file (two nodes of one name under different pin roots must
+    /// not share it either).
+    fn lock(&self) -> Result<nix::fcntl::Flock<std::fs::File>> {
+        if let Some(dir) = self.lock.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock)
+            .with_context(|| format!("cannot open {}", self.lock.display()))?;
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+            let holder = synwall_bpf::pin::flock_holder(&self.lock).unwrap_or(Holder { pid: None });
+            anyhow!(
+                "{} is locked by another synwall ({holder}) running a node of the same name: \
+                 give each node its own name or run directory",
+                self.lock.display()
+            )
+        })
     }
+
+    /// Remove the state file if it is this process's.
+    fn remove_own_state(&self) {
+        let ours = self
+            .read_state()
+            .and_then(|s| s.get("pid")?.as_u64())
+            .is_some_and(|p| p == u64::from(std::process::id()));
+        if ours {
+            let _ = std::fs::remove_file(&self.state);
+        }
+    }
+}
+
+/// The daemon running a node: the holder of its lock, or (a daemon of an older synwall) the one
+/// the run directory's state file names.
+fn daemon_of(pins: &NodePins, files: &RunFiles) -> Option<Holder> {
+    pins.holder().or_else(|| {
+        files.running_pid().map(|p| Holder {
+            pid: Some(p as u32),
+        })
+    })
 }
 
 /// `synwall run`.
 pub fn run(a: RunArgs) -> Result<ExitCode> {
     let loaded = load_config(&a.config)?;
     crate::logging::init(loaded.config.node.log_level.as_str());
-    let files = RunFiles::new(&a.run_dir, &loaded.config.node.name);
-    std::fs::create_dir_all(&a.run_dir)
-        .with_context(|| format!("cannot create {}", a.run_dir.display()))?;
-    let lock_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&files.lock)
-        .with_context(|| format!("cannot open {}", files.lock.display()))?;
-    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|_| {
-            anyhow!(
-                "node {:?} is already run by another synwall (pid {})",
-                loaded.config.node.name,
-                files
-                    .read_state()
-                    .and_then(|s| s.get("pid").cloned())
-                    .unwrap_or_default()
-            )
-        })?;
-    let signals = Signals::register(true)?;
+    // From here on the log is the one stream, errors included.
+    match serve(a, loaded) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            error!(target: LIFECYCLE, "{e:#}");
+            Ok(ExitCode::from(crate::ERROR_EXIT))
+        }
+    }
+}
+
+fn serve(a: RunArgs, loaded: synwall_config::Loaded) -> Result<ExitCode> {
+    let cfg = &loaded.config;
+    let notify = Notifier::from_env();
+    // Before the lock makes this process findable: `synwall stop` signals the lock's holder.
+    let signals = Signals::register(true)?.with_detach()?;
+    // One process per node, locked where its pins are: every process that sees these pins sees
+    // the lock, whatever its run directory.
+    let pins = NodePins::new(&cfg.node.pin_root, &cfg.node.name);
+    let _node_lock = pins.lock().map_err(|e| match e {
+        synwall_bpf::Error::Held { holder, .. } => anyhow!(
+            "node {:?} is already run by another synwall ({holder}); its pins are in {}",
+            cfg.node.name,
+            pins.dir.display()
+        ),
+        e => anyhow!("{}: {e}", at(&loaded, "node.pin_root")),
+    })?;
+    let files = RunFiles::new(&a.run_dir, &cfg.node.name);
+    let _run_lock = files.lock()?;
 
     // Bind the metrics listener before attaching: a bad address must not leave anything behind.
-    let cfg = &loaded.config;
-    let pins = NodePins::new(&cfg.node.pin_root, &cfg.node.name);
     let _metrics = match cfg.node.metrics_addr() {
         Some(addr) => {
             let pins = pins.clone();
@@ -317,7 +451,6 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
                 Arc::new(move || snapshot::from_pins(&pins, &name, period));
             let server = crate::metrics::serve(addr, source)
                 .map_err(|e| anyhow!("{}: {e:#}", at(&loaded, "node.metrics")))?;
-            info!(addr = %server.local_addr(), "metrics on /metrics");
             Some(server)
         }
         None => None,
@@ -340,29 +473,63 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
             v.join(",")
         }
     };
-    println!(
-        "ready node={} edge={} backend={} links={} adopted={} epoch={} key={} epoch_seconds={} services={}",
-        node.name(),
+    let keys = *node.salts().backend();
+    info!(
+        target: LIFECYCLE,
+        node = %node.name(),
+        edge = %ifaces(&cfg.edge.interfaces),
+        backend = %ifaces(&cfg.backend.interfaces),
+        links = node.links().links().len(),
+        adopted = node.links().adopted(),
+        epoch = keys.epoch,
+        key = %key_id(&keys.current),
+        epoch_seconds = cfg.node.epoch_seconds,
+        services = %cfg.services.protect.join(","),
+        metrics = %_metrics.as_ref().map_or("-".to_string(), |m| m.local_addr().to_string()),
+        "ready"
+    );
+    if let Some(w) = notify.watchdog() {
+        debug!("systemd watchdog: WATCHDOG=1 every {:?}", w / 2);
+    }
+    let where_ = format!(
+        "edge {}, backend {}",
         ifaces(&cfg.edge.interfaces),
-        ifaces(&cfg.backend.interfaces),
-        node.links().links().len(),
-        node.links().adopted(),
-        node.salts().backend().epoch,
-        key_id(&node.salts().backend().current),
-        cfg.node.epoch_seconds,
-        cfg.services.protect.join(",")
+        ifaces(&cfg.backend.interfaces)
     );
     let mut service = Service {
         config_path: a.config.clone(),
         cfg: loaded.config.clone(),
+        notify,
+        pins: pins.clone(),
+        hints: HintLog::new(HINT_REPEAT),
+        next_hints: Instant::now(),
+        where_,
     };
+    let status = service.status(&keys);
+    service.notify.ready(&status);
     node.serve(&signals, &mut service)?;
-    node.print_counters()?;
-    let _ = std::fs::remove_file(&files.state);
-    info!(
-        pins = %pins.dir.display(),
-        "exiting; the programs stay attached (pinned). `synwall stop --detach` removes them"
-    );
+    service.notify.stopping();
+    for line in node.counter_lines()? {
+        info!("{line}");
+    }
+    drop(node);
+    files.remove_own_state();
+    if signals.detach_asked() {
+        let n = pins.links().len();
+        pins.remove()?;
+        info!(
+            target: LIFECYCLE,
+            "stopped and detached (synwall stop --detach): {n} link(s) and the maps in {} removed",
+            pins.dir.display()
+        );
+    } else {
+        info!(
+            target: LIFECYCLE,
+            "stopped; the programs stay attached and answering (pinned in {}): the next \
+             `synwall run` adopts them, `synwall stop --detach` removes them",
+            pins.dir.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -435,32 +602,50 @@ pub fn stop(a: StopArgs) -> Result<ExitCode> {
     } = a.node.resolve()?;
     let files = RunFiles::new(&a.node.run_dir, &name);
     let pins = NodePins::new(&root, &name);
-    match files.running_pid() {
-        Some(pid) => {
-            let p = nix::unistd::Pid::from_raw(pid);
-            nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGTERM)
-                .with_context(|| format!("cannot signal pid {pid}"))?;
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while nix::sys::signal::kill(p, None).is_ok() && files.locked() {
-                if std::time::Instant::now() > deadline {
-                    bail!("synwall (pid {pid}) did not exit within 10 s of SIGTERM");
+    let (had, pinned) = (pins.exists(), pins.links().len());
+    match daemon_of(&pins, &files) {
+        Some(Holder { pid: Some(pid) }) => {
+            // SIGUSR1: the daemon detaches itself on the way out (and says so in its log).
+            let sig = if a.detach {
+                nix::sys::signal::Signal::SIGUSR1
+            } else {
+                nix::sys::signal::Signal::SIGTERM
+            };
+            let p = nix::unistd::Pid::from_raw(pid as i32);
+            nix::sys::signal::kill(p, sig).with_context(|| format!("cannot signal pid {pid}"))?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while nix::sys::signal::kill(p, None).is_ok()
+                && daemon_of(&pins, &files).is_some_and(|h| h.pid == Some(pid))
+            {
+                if Instant::now() > deadline {
+                    bail!("synwall (pid {pid}) did not exit within 10 s of {sig}");
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
             println!("stopped node {name:?} (pid {pid})");
         }
+        Some(h) => bail!("node {name:?} is run by {h} (another PID namespace): stop it from there"),
         // Nothing to stop is not an error (as for --detach with nothing pinned): the node is
         // stopped either way, and the line says so.
         None => println!("no synwall is running node {name:?}"),
     }
     if a.detach {
-        if !pins.exists() {
+        if pins.exists() {
+            // What no daemon removed (none ran, or an older one): under the node's lock, so no
+            // daemon starts on the pins while they go.
+            let _lock = pins.lock().map_err(|e| match e {
+                synwall_bpf::Error::Held { holder, .. } => {
+                    anyhow!("node {name:?} was started again meanwhile ({holder}): stop it again")
+                }
+                e => anyhow!(e),
+            })?;
+            pins.remove()?;
+        }
+        if !had {
             println!("node {name:?} has nothing pinned in {}", root.display());
         } else {
-            let n = pins.links().len();
-            pins.remove()?;
             println!(
-                "detached node {name:?}: {n} link(s) and the maps in {} removed",
+                "detached node {name:?}: {pinned} link(s) and the maps in {} removed",
                 pins.dir.display()
             );
         }

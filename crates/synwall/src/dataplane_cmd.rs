@@ -205,6 +205,8 @@ impl FrontEnd for Foreground {}
 /// Start the node, print `ready ROLE iface=.. services=.. epoch_seconds=..EXTRA`, serve until
 /// SIGINT/SIGTERM, print the counters.
 fn run(spec: NodeSpec, extra: &str) -> Result<ExitCode> {
+    // stdout has the `ready` line and the counters; stderr what the node logs (sysctls it set).
+    crate::logging::init("info");
     let signals = Signals::register(false)?;
     let services: Vec<String> = spec
         .engine

@@ -1,13 +1,13 @@
 //! Hints: when a counter that a working node keeps at zero (or still) counts, the likely cause and
 //! the fix, in one line. `synwall status` prints them under its page and in `hints` of `--json`.
 //!
-//! For the daemon's log: take a [`Snapshot`] every few seconds and call [`hints`] with the one
-//! before; log each hint whose [`Hint::grew`] is non-zero (e.g. `warn!(counter = %h.counter,
-//! "{}", h.line())`), at most once per counter every few minutes.
+//! The daemon logs them too ([`HintLog`]): it reads its pins every few seconds and logs each hint
+//! whose counter grew since the reading before, at most once per counter every few minutes.
 
 use crate::snapshot::{Role, Snapshot};
 use crate::status_view::matching;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use synwall_engine::Counter;
 
 /// One hint.
@@ -156,6 +156,51 @@ pub fn hints(cur: &Snapshot, prev: Option<&Snapshot>) -> Vec<Hint> {
     out
 }
 
+/// The daemon's side: which hints to log for each new reading. A hint is logged when its counter
+/// grew since the reading before (so nothing is said about counts from before the daemon
+/// started, or a counter that stopped growing), and then not again for the same counter (per
+/// program role and interface) until `every` has passed.
+pub struct HintLog {
+    every_ms: u64,
+    prev: Option<Snapshot>,
+    /// When each hint was last logged (the reading's time), by counter, role and interface.
+    logged: BTreeMap<(String, Role, Option<String>), u64>,
+}
+
+impl HintLog {
+    /// A log that repeats a hint at most once per `every`.
+    pub fn new(every: std::time::Duration) -> HintLog {
+        HintLog {
+            every_ms: every.as_millis() as u64,
+            prev: None,
+            logged: BTreeMap::new(),
+        }
+    }
+
+    /// The hints to log for the reading `cur` (the first reading only sets the baseline).
+    pub fn next(&mut self, cur: Snapshot) -> Vec<Hint> {
+        let mut out = Vec::new();
+        if let Some(prev) = &self.prev {
+            for h in hints(&cur, Some(prev)) {
+                if h.grew.unwrap_or(0) == 0 {
+                    continue;
+                }
+                let key = (h.counter.clone(), h.role, h.interface.clone());
+                let due = self
+                    .logged
+                    .get(&key)
+                    .is_none_or(|&t| cur.taken_ms >= t.saturating_add(self.every_ms));
+                if due {
+                    self.logged.insert(key, cur.taken_ms);
+                    out.push(h);
+                }
+            }
+        }
+        self.prev = Some(cur);
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +284,55 @@ mod tests {
             assert!(row.split('|').nth(3).unwrap().trim().len() > 5, "{row}");
         }
         assert!(section.contains("xdp_tx_errors"));
+    }
+
+    /// The daemon's log: nothing for the baseline, a hint when its counter grows, not again while
+    /// it keeps growing within the interval, again once the interval has passed; each counter
+    /// (and each interface) on its own clock.
+    #[test]
+    fn the_log_says_each_hint_once_per_interval() {
+        let mut log = HintLog::new(std::time::Duration::from_secs(300));
+        let at = |ms: u64, csum: u64, inv: u64, tx: u64| {
+            let mut s = sample("n", ms, 10, 0, 10);
+            s.programs[0].counters.set(Counter::DropSynChecksum, csum);
+            s.programs[1].counters.set(Counter::BackendAckInvalid, inv);
+            s.programs[0].xdp_tx_errors.insert("eth1".into(), tx);
+            s
+        };
+        let counters = |h: Vec<Hint>| h.into_iter().map(|h| h.counter).collect::<Vec<_>>();
+        // Counts from before the daemon started are the baseline, not news.
+        assert_eq!(counters(log.next(at(0, 5, 5, 5))), Vec::<String>::new());
+        assert_eq!(counters(log.next(at(5_000, 5, 5, 5))), Vec::<String>::new());
+        let h = log.next(at(10_000, 7, 5, 5));
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(
+            h[0].line()
+                .starts_with("drop_syn_checksum (edge) is 7, +2 since"),
+            "{}",
+            h[0].line()
+        );
+        // Still growing: the checksum hint waits out its interval; the others are new.
+        assert_eq!(
+            counters(log.next(at(15_000, 9, 6, 8))),
+            ["xdp_tx_errors", "backend_ack_invalid"]
+        );
+        assert_eq!(
+            counters(log.next(at(305_000, 12, 7, 9))),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            counters(log.next(at(310_000, 13, 8, 10))),
+            ["drop_syn_checksum"]
+        );
+        // Not growing: nothing, even when due.
+        assert_eq!(
+            counters(log.next(at(900_000, 13, 8, 10))),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            counters(log.next(at(905_000, 13, 9, 11))),
+            ["xdp_tx_errors", "backend_ack_invalid"]
+        );
     }
 
     #[test]

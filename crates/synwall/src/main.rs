@@ -15,6 +15,7 @@ mod ifstats;
 mod logging;
 mod metrics;
 mod node;
+mod notify;
 mod pcap_io;
 mod replay_cmd;
 mod rotation;

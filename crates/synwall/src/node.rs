@@ -21,7 +21,7 @@ use synwall_bpf::pin::{self, Hook, NodeLinks, NodePins, PinnedObject, WantedLink
 use synwall_bpf::{Backend, DataPath, Edge, Link, LoadOptions, XdpMode};
 use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
 use synwall_engine::{Counters, EngineConfig};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// One interface of a node and its roles.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,11 +85,13 @@ impl NodeSpec {
     }
 }
 
-/// SIGINT/SIGTERM (stop) and, for a front end that reloads, SIGHUP. Registered by the front end
-/// before it starts anything, so a signal during the start is acted on once it is done.
+/// SIGINT/SIGTERM (stop) and, for a front end that reloads, SIGHUP; for one that can, SIGUSR1
+/// (stop and detach). Registered by the front end before it starts anything, so a signal during
+/// the start is acted on once it is done.
 pub struct Signals {
     stop: Arc<AtomicBool>,
     hup: Option<Arc<AtomicBool>>,
+    detach: Option<Arc<AtomicBool>>,
 }
 
 impl Signals {
@@ -108,11 +110,33 @@ impl Signals {
         } else {
             None
         };
-        Ok(Signals { stop, hup })
+        Ok(Signals {
+            stop,
+            hup,
+            detach: None,
+        })
+    }
+
+    /// Also catch SIGUSR1: stop, and the front end detaches (see [`Signals::detach_asked`]).
+    pub fn with_detach(mut self) -> Result<Signals> {
+        let detach = Arc::new(AtomicBool::new(false));
+        for flag in [&detach, &self.stop] {
+            signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(flag))
+                .context("install signal handler")?;
+        }
+        self.detach = Some(detach);
+        Ok(self)
     }
 
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Was the stop a SIGUSR1 (`synwall stop --detach`)?
+    pub fn detach_asked(&self) -> bool {
+        self.detach
+            .as_ref()
+            .is_some_and(|d| d.load(Ordering::Relaxed))
     }
 
     fn take_hup(&self) -> bool {
@@ -135,6 +159,10 @@ pub trait FrontEnd {
 
     /// SIGHUP arrived (only when [`Signals::register`] was asked for it).
     fn reload(&mut self, _node: &mut Node) {}
+
+    /// Every tick of the loop, after any rotation and reload (periodic work: a watchdog, reading
+    /// counters).
+    fn idle(&mut self, _node: &Node) {}
 }
 
 /// A running node: its objects, its links and the salts each role holds.
@@ -296,7 +324,8 @@ impl Node {
                 );
             }
         }
-        info!(
+        // The front end announces the node (its `ready` line); this is the detail under it.
+        debug!(
             node = spec.name,
             adopted = links.adopted(),
             attached = links.attached(),
@@ -353,6 +382,7 @@ impl Node {
             if signals.take_hup() {
                 front.reload(self);
             }
+            front.idle(self);
             std::thread::sleep(Duration::from_millis(TICK_MS));
         }
         Ok(())
@@ -395,18 +425,39 @@ impl Node {
         (next, wait)
     }
 
-    /// The final printout: each role's non-zero counters (edge first), and auto mode's state.
+    /// The final printout (the foreground commands, on stdout): each role's non-zero counters
+    /// (edge first), one per line, and auto mode's state.
     pub fn print_counters(&self) -> Result<()> {
+        for line in self.counter_report(true)? {
+            println!("{line}");
+        }
+        Ok(())
+    }
+
+    /// The same as lines to log: one per role, `ROLE counters (N packets): name=value ...`.
+    pub fn counter_lines(&self) -> Result<Vec<String>> {
+        self.counter_report(false)
+    }
+
+    fn counter_report(&self, one_per_line: bool) -> Result<Vec<String>> {
+        let mut out = Vec::new();
         if let Some(e) = &self.edge {
-            print_counters("edge", &e.counters()?);
+            role_counters(&mut out, "edge", &e.counters()?, one_per_line);
             if self.engine.auto.is_some() {
-                print_auto(&e.auto_state()?);
+                let st = e.auto_state()?;
+                out.push(format!(
+                    "auto cookies {} rate={} switches={}/{}",
+                    if st.cookies_on { "on" } else { "off" },
+                    st.rate,
+                    st.switches_on,
+                    st.switches_off
+                ));
             }
         }
         if let Some(b) = &self.backend {
-            print_counters("backend", &b.counters()?);
+            role_counters(&mut out, "backend", &b.counters()?, one_per_line);
         }
-        Ok(())
+        Ok(out)
     }
 
     /// The node's name.
@@ -415,21 +466,15 @@ impl Node {
     }
 }
 
-/// The counters of a role: non-zero ones, one per line.
-fn print_counters(role: &str, c: &Counters) {
-    println!("{role} counters ({} packets):", c.total());
-    for (k, v) in c.iter().filter(|(_, v)| *v > 0) {
-        println!("  {:<28} {v}", k.name());
+/// A role's non-zero counters: a header line and one line each, or all on the header line.
+fn role_counters(out: &mut Vec<String>, role: &str, c: &Counters, one_per_line: bool) {
+    let head = format!("{role} counters ({} packets):", c.total());
+    let nonzero = c.iter().filter(|(_, v)| *v > 0);
+    if one_per_line {
+        out.push(head);
+        out.extend(nonzero.map(|(k, v)| format!("  {:<28} {v}", k.name())));
+    } else {
+        let pairs: Vec<String> = nonzero.map(|(k, v)| format!(" {}={v}", k.name())).collect();
+        out.push(format!("{head}{}", pairs.concat()));
     }
-}
-
-/// The auto-mode line of the final printout.
-fn print_auto(st: &synwall_engine::AutoState) {
-    println!(
-        "auto cookies {} rate={} switches={}/{}",
-        if st.cookies_on { "on" } else { "off" },
-        st.rate,
-        st.switches_on,
-        st.switches_off
-    );
 }

@@ -94,10 +94,10 @@ pub fn ensure(reqs: &[Requirement], set: bool) -> Result<Vec<String>> {
 }
 
 /// Check (with `set`, set) what a backend with cookie configuration `cfg` needs; each change is
-/// said on stderr.
+/// logged.
 pub fn ensure_for(cfg: &Config, set: bool) -> Result<()> {
     for change in ensure(&requirements(cfg), set)? {
-        eprintln!("synwall: set {change}");
+        tracing::info!("set sysctl {change}");
     }
     Ok(())
 }

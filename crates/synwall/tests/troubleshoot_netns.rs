@@ -9,6 +9,8 @@
 //! 3. Either fix works: an XDP program on the peer, or the edge in generic mode (then the stale
 //!    driver count is no longer hinted).
 //!
+//! The daemon logs each of those hints too, once, as its counter grows.
+//!
 //! Needs root (CI=true: fail, else skip with a message).
 
 use anyhow::{ensure, Context, Result};
@@ -181,7 +183,9 @@ fn veth_pitfalls_are_named_in_status_with_a_fix_that_works() -> Result<()> {
         _server: EchoServer::start(listener)?,
     };
     lab.write_config(&name, "native")?;
-    let daemon = lab.start()?;
+    let mut daemon = lab.start()?;
+    // The daemon reads its counters every 5 s and logs a hint whose counter grew.
+    let logged = Duration::from_secs(15);
 
     // 1. Partial checksums: the connection fails, the hint names offload and the command.
     ensure!(
@@ -201,6 +205,8 @@ fn veth_pitfalls_are_named_in_status_with_a_fix_that_works() -> Result<()> {
         "{page}"
     );
     ensure!(hint(&hints, "xdp_tx_errors").is_none(), "{hints:?}");
+    let l = daemon.wait_line("hint: drop_syn_checksum (edge) is ", logged)?;
+    ensure!(l.contains("ethtool -K <sending veth> tx off"), "{l}");
 
     // 2. Offload off: SYNs are answered, but native XDP_TX on the veth loses the SYN+ACKs.
     lab.client.run(&["ethtool", "-K", "c0", "tx", "off"])?;
@@ -216,6 +222,8 @@ fn veth_pitfalls_are_named_in_status_with_a_fix_that_works() -> Result<()> {
     ensure!(text.contains("peer") && text.contains("edge.xdp_mode = \"generic\""));
     let page = lab.status(false)?;
     ensure!(page.contains("\nhint: xdp_tx_errors on n0 is "), "{page}");
+    let l = daemon.wait_line("hint: xdp_tx_errors on n0 is ", logged)?;
+    ensure!(l.contains("generic"), "{l}");
 
     // 3a. The first fix: an XDP program on the peer (one that passes everything).
     let secret = lab.dir.path().join("secret").display().to_string();
@@ -224,7 +232,12 @@ fn veth_pitfalls_are_named_in_status_with_a_fix_that_works() -> Result<()> {
     pass.stop()?;
 
     // 3b. The other: the edge in generic mode. The driver's stale count is no longer hinted.
-    daemon.stop()?;
+    // Each hint was logged once.
+    let (_, said) = daemon.stop_and_collect()?;
+    for h in ["hint: drop_syn_checksum ", "hint: xdp_tx_errors "] {
+        let n = said.iter().filter(|l| l.starts_with(h)).count();
+        ensure!(n == 1, "{h:?} logged {n} times: {said:#?}");
+    }
     let out = Command::new(exe())
         .args(["stop", "--config", &lab.config(), "--detach"])
         .args(["--run-dir", &lab.run_dir()])
