@@ -583,7 +583,8 @@ impl NodeArgs {
 pub struct StopArgs {
     #[command(flatten)]
     pub node: NodeArgs,
-    /// Also detach the programs and remove every pin of the node.
+    /// Also detach the programs and remove every pin of the node (a running daemon does it on
+    /// its way out: it gets SIGUSR1 instead of SIGTERM, and its log says so).
     #[arg(long)]
     pub detach: bool,
 }

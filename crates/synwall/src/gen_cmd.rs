@@ -1,7 +1,8 @@
 //! `synwall man` and `synwall completions`: manual pages and shell completions generated from the
 //! clap definition, so they cannot disagree with the real flags. Each page gets the sections clap
-//! does not know: EXIT STATUS (every page), and for `synwall-run` SIGNALS, FILES and
-//! CONFIGURATION (every key of `dist/synwall.toml`, the documented example, with its text).
+//! does not know: EXIT STATUS (every page), and for `synwall-run` SIGNALS, LOGGING, ENVIRONMENT,
+//! FILES and CONFIGURATION (every key of `dist/synwall.toml`, the documented example, with its
+//! text).
 
 use anyhow::Context as _;
 use clap::Args;
@@ -97,12 +98,14 @@ fn exit_status(page: &str) -> Vec<(u8, &'static str)> {
         "synwall-run" => vec![
             (
                 0,
-                "stopped by SIGINT or SIGTERM; the programs stay attached (pinned)",
+                "stopped by SIGINT or SIGTERM (the programs stay attached, pinned) or by SIGUSR1 \
+                 (synwall stop --detach: detached)",
             ),
             (
                 crate::ERROR_EXIT,
-                "refused to start (the configuration, an interface, the secret, \
-                 a sysctl, the metrics address, loading or attaching): nothing was attached",
+                "refused to start (the configuration, another daemon running the node, the pin \
+                 root, an interface, the secret, a sysctl, the metrics address, loading or \
+                 attaching): nothing was attached",
             ),
         ],
         "synwall-edge" | "synwall-backend" | "synwall-single" => vec![
@@ -175,6 +178,49 @@ fn sections(page: &str) -> roff::Roff {
             "Exit. The programs stay attached and answering (their links and maps are pinned); \
              the next synwall run adopts them, synwall stop --detach removes them.",
         );
+        item(
+            &mut r,
+            "SIGUSR1",
+            "Exit and detach: remove the programs and every pin of the node (what synwall stop \
+             --detach sends).",
+        );
+        r.control("SH", ["LOGGING"]);
+        r.text([roman(
+            "Everything goes to stderr, one line per event, at node.log_level (RUST_LOG \
+             overrides it); nothing goes to stdout. Lines for a supervisor are logged at any \
+             level, each its message followed by key=value fields: ready (once the programs are \
+             attached and pinned), reloaded or reload refused (after SIGHUP), and stopped. \
+             A rotation is rotated epoch=E key=K. When a counter that points at a \
+             misconfiguration grows, a warning hint: line says what counted, the likely cause and \
+             the fix (as synwall status does), at most once per counter every 5 minutes. Under \
+             systemd (JOURNAL_STREAM names stderr) a line starts with its syslog priority, <3> \
+             to <7>, instead of a time.",
+        )]);
+        r.control("SH", ["ENVIRONMENT"]);
+        item(
+            &mut r,
+            "NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID",
+            "Set by systemd for Type=notify with WatchdogSec=: the daemon sends READY=1 and \
+             STATUS= (the epoch and salt in use) once attached, STATUS= at each rotation, \
+             RELOADING=1 and READY=1 around a reload, STOPPING=1, and WATCHDOG=1 every half \
+             watchdog interval from the loop that rotates the salts.",
+        );
+        item(
+            &mut r,
+            "CREDENTIALS_DIRECTORY",
+            "Set by systemd for a unit with LoadCredential= (or LoadCredentialEncrypted=, \
+             SetCredential=): node.secret_file = \"%d/NAME\" reads the credential NAME there.",
+        );
+        item(
+            &mut r,
+            "JOURNAL_STREAM",
+            "Set by systemd when stderr is the journal: log lines carry syslog priorities.",
+        );
+        item(
+            &mut r,
+            "RUST_LOG",
+            "Overrides node.log_level (tracing's filter syntax).",
+        );
         r.control("SH", ["FILES"]);
         item(
             &mut r,
@@ -189,15 +235,16 @@ fn sections(page: &str) -> roff::Roff {
         );
         item(
             &mut r,
-            "/run/synwall/NODE.lock, /run/synwall/NODE.json",
-            "The lock held while the daemon runs and its state (pid, config file, epoch length), \
-             under --run-dir.",
+            "/run/synwall/NODE.json, /run/synwall/NODE.lock",
+            "The daemon's state (pid, config file, epoch length) and its lock, under --run-dir.",
         );
         item(
             &mut r,
             "/sys/fs/bpf/synwall/NODE/",
             "The pins (node.pin_root/node.name): the maps of edge/ and backend/, and the links \
-             of links/. synwall status reads them.",
+             of links/. synwall status reads them. The daemon holds a lock (flock) on this \
+             directory while it runs: a second synwall run of the node, whatever its --run-dir, \
+             exits naming the first one's pid, and synwall stop finds the daemon by it.",
         );
         r.control("SH", ["CONFIGURATION"]);
         r.text([roman(

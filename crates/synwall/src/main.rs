@@ -43,10 +43,11 @@ enum Command {
     /// Compute, check and test SYN cookies (synwall-v1, linux, freebsd).
     #[command(subcommand)]
     Cookie(cookie_cmd::CookieCommand),
-    /// Run a node as a service from its configuration file (pinned, reloadable, with metrics).
+    /// Run a node as a service from its configuration file (pinned, reloadable, with metrics; a
+    /// systemd Type=notify service with a watchdog; one daemon per node).
     Run(daemon::RunArgs),
-    /// Check a configuration file (and the machine: interfaces, secret, sysctls, metrics address)
-    /// without attaching anything.
+    /// Check a configuration file (and the machine: interfaces, pin root on a bpffs, secret,
+    /// sysctls, metrics address) without attaching anything.
     CheckConfig(daemon::CheckArgs),
     /// Show a running node's counters and rates (from its pinned maps).
     Status(status_cmd::StatusArgs),

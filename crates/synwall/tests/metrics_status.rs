@@ -4,9 +4,10 @@
 //!   without a warning;
 //! - `synwall completions SHELL`: every shell; bash's script, sourced into a real bash, completes
 //!   subcommand names;
-//! - `dist/synwall.service`: runs `synwall run --config /etc/synwall/synwall.toml`, reloads with
-//!   SIGHUP, never detaches on stop, and passes `systemd-analyze verify` (with the generated man
-//!   pages on MANPATH so its Documentation= links resolve);
+//! - `dist/synwall.service`: runs `synwall run --config /etc/synwall/synwall.toml` as
+//!   `Type=notify` with a watchdog, reloads with SIGHUP, never detaches on stop, and passes
+//!   `systemd-analyze verify` (with the generated man pages on MANPATH so its Documentation= links
+//!   resolve), also with its LoadCredential= example enabled;
 //! - privileged: the unit's capability set is enough for `synwall run` (load, pin, attach, sysctls,
 //!   a real connection through edge and backend, `/metrics` and `synwall status` over it, restart
 //!   adoption, `stop --detach`) and every capability in it is needed.
@@ -367,7 +368,9 @@ fn systemd_unit_runs_the_daemon_and_verifies() {
     .unwrap();
     assert!(example.contains("/etc/synwall/synwall.toml"));
 
-    assert_eq!(one(&u, "Service.Type"), "simple");
+    // The daemon speaks systemd's notify protocol (READY=1, WATCHDOG=1: tested in daemon_cli).
+    assert_eq!(one(&u, "Service.Type"), "notify");
+    assert_eq!(one(&u, "Service.WatchdogSec"), "30s");
     assert_eq!(one(&u, "Service.Restart"), "on-failure");
     assert_eq!(one(&u, "Service.ExecReload"), "/bin/kill -HUP $MAINPID");
     // A plain stop must leave the pinned programs in place: no ExecStop that detaches.
@@ -400,20 +403,31 @@ fn systemd_unit_runs_the_daemon_and_verifies() {
     )
     .unwrap()
     .replace("/usr/bin/synwall", exe().to_str().unwrap());
-    let unit_path = dir.path().join("synwall.service");
-    std::fs::write(&unit_path, text).unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&unit_path)
-        .env("MANPATH", dir.path().join("man"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "systemd-analyze verify: {err}");
-    assert!(
-        err.trim().is_empty(),
-        "systemd-analyze verify warned: {err}"
+    // As shipped, and with the credential example enabled (its source file must exist).
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "00".repeat(32)).unwrap();
+    let example = "#LoadCredential=synwall-secret:/etc/synwall/secret";
+    assert!(text.contains(example), "no LoadCredential= example");
+    let with_credential = text.replace(
+        example,
+        &format!("LoadCredential=synwall-secret:{}", secret.display()),
     );
+    for (name, text) in [("synwall", text), ("synwall-cred", with_credential)] {
+        let unit_path = dir.path().join(format!("{name}.service"));
+        std::fs::write(&unit_path, text).unwrap();
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&unit_path)
+            .env("MANPATH", dir.path().join("man"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "systemd-analyze verify {name}: {err}");
+        assert!(
+            err.trim().is_empty(),
+            "systemd-analyze verify {name} warned: {err}"
+        );
+    }
 }
 
 // ---- privileged: the unit's capabilities, for real --------------------------------------------
