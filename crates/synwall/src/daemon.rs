@@ -94,7 +94,7 @@ pub fn check_config(a: CheckArgs) -> Result<ExitCode> {
     if let Some(addr) = cfg.node.metrics_addr() {
         let pins = NodePins::new(&cfg.node.pin_root, &cfg.node.name);
         let files = RunFiles::new(Path::new(DEFAULT_RUN_DIR), &cfg.node.name);
-        let own = daemon_of(&pins, &files).and_then(|h| h.pid.map(|p| p as i32));
+        let own = daemon_of(&pins, &files).and_then(|(h, _)| h.pid.map(|p| p as i32));
         match crate::metrics::check_addr(addr, own) {
             Ok(Some(w)) => eprintln!("warning: {w}"),
             Ok(None) => {}
@@ -398,14 +398,20 @@ impl RunFiles {
     }
 }
 
-/// The daemon running a node: the holder of its lock, or (a daemon of an older synwall) the one
-/// the run directory's state file names.
-fn daemon_of(pins: &NodePins, files: &RunFiles) -> Option<Holder> {
-    pins.holder().or_else(|| {
-        files.running_pid().map(|p| Holder {
-            pid: Some(p as u32),
-        })
-    })
+/// The daemon running a node: the holder of its lock, or (a daemon of an older synwall, which
+/// takes no node lock: `false`) the one the run directory's state file names.
+fn daemon_of(pins: &NodePins, files: &RunFiles) -> Option<(Holder, bool)> {
+    match pins.holder() {
+        Some(h) => Some((h, true)),
+        None => files.running_pid().map(|p| {
+            (
+                Holder {
+                    pid: Some(p as u32),
+                },
+                false,
+            )
+        }),
+    }
 }
 
 /// `synwall run`.
@@ -442,7 +448,7 @@ fn serve(a: RunArgs, loaded: synwall_config::Loaded) -> Result<ExitCode> {
     let _run_lock = files.lock()?;
 
     // Bind the metrics listener before attaching: a bad address must not leave anything behind.
-    let _metrics = match cfg.node.metrics_addr() {
+    let metrics = match cfg.node.metrics_addr() {
         Some(addr) => {
             let pins = pins.clone();
             let name = cfg.node.name.clone();
@@ -485,7 +491,7 @@ fn serve(a: RunArgs, loaded: synwall_config::Loaded) -> Result<ExitCode> {
         key = %key_id(&keys.current),
         epoch_seconds = cfg.node.epoch_seconds,
         services = %cfg.services.protect.join(","),
-        metrics = %_metrics.as_ref().map_or("-".to_string(), |m| m.local_addr().to_string()),
+        metrics = %metrics.as_ref().map_or("-".to_string(), |m| m.local_addr().to_string()),
         "ready"
     );
     if let Some(w) = notify.watchdog() {
@@ -545,7 +551,8 @@ pub struct NodeArgs {
     /// Pin root (instead of --config).
     #[arg(long, default_value = synwall_config::DEFAULT_PIN_ROOT)]
     pub pin_root: PathBuf,
-    /// Directory of the daemon's lock and state files.
+    /// Directory of the daemon's state file (its epoch length, for status). The daemon itself is
+    /// found by the node's lock, whatever run directory it uses.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_RUN_DIR)]
     pub run_dir: PathBuf,
 }
@@ -605,9 +612,10 @@ pub fn stop(a: StopArgs) -> Result<ExitCode> {
     let pins = NodePins::new(&root, &name);
     let (had, pinned) = (pins.exists(), pins.links().len());
     match daemon_of(&pins, &files) {
-        Some(Holder { pid: Some(pid) }) => {
-            // SIGUSR1: the daemon detaches itself on the way out (and says so in its log).
-            let sig = if a.detach {
+        Some((Holder { pid: Some(pid) }, locked)) => {
+            // SIGUSR1: the daemon detaches itself on the way out (and says so in its log). An
+            // older one knows only SIGTERM; the pins are removed below then.
+            let sig = if a.detach && locked {
                 nix::sys::signal::Signal::SIGUSR1
             } else {
                 nix::sys::signal::Signal::SIGTERM
@@ -616,7 +624,7 @@ pub fn stop(a: StopArgs) -> Result<ExitCode> {
             nix::sys::signal::kill(p, sig).with_context(|| format!("cannot signal pid {pid}"))?;
             let deadline = Instant::now() + Duration::from_secs(10);
             while nix::sys::signal::kill(p, None).is_ok()
-                && daemon_of(&pins, &files).is_some_and(|h| h.pid == Some(pid))
+                && daemon_of(&pins, &files).is_some_and(|(h, _)| h.pid == Some(pid))
             {
                 if Instant::now() > deadline {
                     bail!("synwall (pid {pid}) did not exit within 10 s of {sig}");
@@ -625,7 +633,9 @@ pub fn stop(a: StopArgs) -> Result<ExitCode> {
             }
             println!("stopped node {name:?} (pid {pid})");
         }
-        Some(h) => bail!("node {name:?} is run by {h} (another PID namespace): stop it from there"),
+        Some((h, _)) => {
+            bail!("node {name:?} is run by {h} (another PID namespace): stop it from there")
+        }
         // Nothing to stop is not an error (as for --detach with nothing pinned): the node is
         // stopped either way, and the line says so.
         None => println!("no synwall is running node {name:?}"),
