@@ -304,7 +304,7 @@ impl FrontEnd for Service {
         match self.try_reload(node) {
             Ok(changes) => {
                 for c in &changes {
-                    info!("reload: {c}");
+                    info!("changed in place: {c}");
                 }
                 info!(target: LIFECYCLE, changes = changes.len(), "reloaded");
             }
