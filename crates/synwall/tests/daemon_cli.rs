@@ -992,7 +992,7 @@ fn systemd_notify_watchdog_and_credentials() {
         .map(|r| r.split(' ').next().unwrap().parse().unwrap())
         .collect();
     assert!(epochs.len() >= 2, "{got:?}");
-    assert!(epochs.windows(2).all(|w| w[1] == w[0] + 1), "{epochs:?}");
+    assert!(epochs.windows(2).all(|w| w[1] > w[0]), "{epochs:?}");
     assert!(epochs[0] > epoch, "{epochs:?}");
 
     d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
