@@ -61,6 +61,14 @@ pub fn check_config(a: CheckArgs) -> Result<ExitCode> {
     for w in preflight(&loaded)?.warnings {
         eprintln!("warning: {w}");
     }
+    // (`run` logs this one when it attaches.)
+    if cfg.edge.xdp_mode == synwall_config::XdpMode::Native {
+        for iface in &cfg.edge.interfaces {
+            if let Some(w) = crate::iface::native_vlan_warning(iface) {
+                eprintln!("warning: {w}");
+            }
+        }
+    }
     if let Some(addr) = cfg.node.metrics_addr() {
         let own = RunFiles::new(Path::new(DEFAULT_RUN_DIR), &cfg.node.name).running_pid();
         match crate::metrics::check_addr(addr, own) {
@@ -122,6 +130,7 @@ fn preflight(loaded: &synwall_config::Loaded) -> Result<Preflight> {
         };
         let idx = nix::net::if_::if_nametoindex(iface.as_str())
             .map_err(|_| anyhow!("{}: no such interface {iface:?}", at(loaded, key)))?;
+        crate::iface::check_ethernet(&iface).map_err(|e| anyhow!("{}: {e:#}", at(loaded, key)))?;
         interfaces.push(Interface {
             name: iface,
             ifindex: idx,
