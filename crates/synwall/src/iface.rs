@@ -141,7 +141,15 @@ fn parse_vlan_config(text: &str, iface: &str) -> Vec<String> {
 /// traffic it is expected to carry.
 pub fn native_vlan_warning(iface: &str) -> Option<String> {
     let vlans = vlan_devices_on(iface);
-    if vlans.is_empty() || rx_vlan_offload(iface) != Some(true) {
+    if vlans.is_empty() {
+        return None;
+    }
+    vlan_warning(iface, &vlans, rx_vlan_offload(iface))
+}
+
+/// [`native_vlan_warning`] from what it found: the VLAN devices on `iface` and its offload flag.
+fn vlan_warning(iface: &str, vlans: &[String], rx_vlan_offload: Option<bool>) -> Option<String> {
+    if vlans.is_empty() || rx_vlan_offload != Some(true) {
         return None;
     }
     Some(format!(
@@ -165,6 +173,63 @@ mod tests {
         assert_eq!(parse_vlan_config(text, "eth1"), vec!["eth1.100"]);
         assert!(parse_vlan_config(text, "eth2").is_empty());
         assert!(parse_vlan_config("", "eth0").is_empty());
+    }
+
+    #[test]
+    fn vlan_warning_needs_vlan_devices_and_the_offload() {
+        let vlans = vec!["eth0.7".to_string(), "eth0.8".to_string()];
+        let w = vlan_warning("eth0", &vlans, Some(true)).unwrap();
+        assert!(w.contains("eth0.7, eth0.8"), "{w}");
+        assert!(w.contains("`ethtool -K eth0 rxvlan off`"), "{w}");
+        assert_eq!(vlan_warning("eth0", &vlans, Some(false)), None);
+        assert_eq!(vlan_warning("eth0", &vlans, None), None);
+        assert_eq!(vlan_warning("eth0", &[], Some(true)), None);
+    }
+
+    /// The flags and link types as the kernel reports them, on devices made in a namespace:
+    /// a veth (Ethernet) whose rx-vlan-offload `ethtool -K` turns off, and a tun device (no
+    /// link-layer header), which is refused. (This kernel has no 8021q module, so the VLAN
+    /// devices of the warning cannot be made here; the table's parser is tested above.)
+    #[test]
+    fn link_types_and_rx_vlan_offload_from_the_kernel() {
+        if !synwall_netns::require_privileges("link_types_and_rx_vlan_offload_from_the_kernel") {
+            return;
+        }
+        let p = synwall_netns::unique_prefix();
+        let ns = synwall_netns::Netns::create(&format!("{p}i")).unwrap();
+        let (veth, peer, tun) = (format!("{p}v"), format!("{p}w"), format!("{p}t"));
+        ns.run(&[
+            "ip", "link", "add", &veth, "type", "veth", "peer", "name", &peer,
+        ])
+        .unwrap();
+        ns.run(&["ip", "tuntap", "add", "dev", &tun, "mode", "tun"])
+            .unwrap();
+        let read = |ns: &synwall_netns::Netns| {
+            let (veth, tun) = (veth.clone(), tun.clone());
+            ns.enter(move || {
+                (
+                    link_type(&veth).unwrap(),
+                    rx_vlan_offload(&veth),
+                    link_type(&tun).unwrap(),
+                    check_ethernet(&veth).is_ok(),
+                    check_ethernet(&tun).map_err(|e| e.to_string()),
+                )
+            })
+            .unwrap()
+        };
+        let (veth_type, offload, tun_type, veth_ok, tun_check) = read(&ns);
+        assert_eq!((veth_type, tun_type), (ARPHRD_ETHER, 65534));
+        assert_eq!(offload, Some(true), "veth strips tags by default");
+        assert!(veth_ok);
+        let err = tun_check.unwrap_err();
+        assert!(
+            err.contains(&format!(
+                "{tun} is not an Ethernet device (link type 65534: no link-layer header"
+            )),
+            "{err}"
+        );
+        ns.run(&["ethtool", "-K", &veth, "rxvlan", "off"]).unwrap();
+        assert_eq!(read(&ns).1, Some(false), "after ethtool -K rxvlan off");
     }
 
     #[test]
