@@ -384,6 +384,112 @@ fn backend_matches_engine_without_sockets() {
     }
 }
 
+/// The backend with a listener on port 443 of every address (a dual-stack wildcard socket in a
+/// fresh network namespace): ACKs to that port find only it (SocketState::ListenerOnly), so the
+/// listener path is compared too: fragments, SRv6 encapsulation still on (a test run's network
+/// header is right after Ethernet), options, cookies valid and not, checksums, stacked tags. Where
+/// the engine calls the kfunc, the program must have called it: its counter is one of the kfunc's
+/// (a test-run skb is not at tc ingress, so the kernel refuses it with -EINVAL).
+#[test]
+fn backend_matches_engine_with_a_listener() {
+    if or_skip(
+        "backend differential with a listener (network namespace)",
+        enter_new_netns(),
+    )
+    .is_none()
+    {
+        return;
+    }
+    let Some(backend) = or_skip(
+        "backend differential with a listener",
+        Backend::load(&LoadOptions::default()),
+    ) else {
+        return;
+    };
+    let _listener = std::net::TcpListener::bind("[::]:443").expect("listen on [::]:443");
+    let cfg = config();
+    let keys = keys();
+    backend.configure(&cfg).unwrap();
+    backend.set_keys(&keys).unwrap();
+    let mut engine = Engine::new(cfg.clone(), keys);
+    let mut gen = Gen::new(0x5eed_0005);
+    let mut before = backend.counters().unwrap();
+    let mut seen = Counters::default();
+    let (n, mut refused, mut kfunc) = (30_000, 0, 0);
+    use synwall_engine::Counter as C;
+    for _ in 0..n {
+        let (frame, label) = gen.frame(&cfg.cookie, &keys);
+        let run = match backend.test_run(&frame) {
+            Ok(r) => r,
+            Err(_) if too_short_for_skb_test_run(&frame) || frame.len() > TEST_RUN_MAX_LINEAR => {
+                refused += 1;
+                continue;
+            }
+            Err(e) => panic!("{label} frame {}: {e}", hex(&frame)),
+        };
+        let after = backend.counters().unwrap();
+        let counter = single_increment(&before, &after)
+            .unwrap_or_else(|e| panic!("{label} frame {}: {e}", hex(&frame)));
+        before = after;
+        let d = engine.tc(&frame, |flow| {
+            if flow.service_port == 443 {
+                SocketState::ListenerOnly
+            } else {
+                SocketState::None
+            }
+        });
+        let ctx = || format!("{label} frame {}\n engine {d:?}", hex(&frame));
+        match d.verdict {
+            BackendVerdict::AssignReqsk(_) => {
+                assert_eq!(run.retval, tc_action::OK, "verdict: {}", ctx());
+                assert!(
+                    matches!(
+                        counter,
+                        C::BackendReqskCreated
+                            | C::BackendKfuncEinval
+                            | C::BackendKfuncEnomem
+                            | C::BackendKfuncEnetunreach
+                            | C::BackendKfuncEother
+                    ),
+                    "the kfunc was not called: {counter:?}: {}",
+                    ctx()
+                );
+                kfunc += 1;
+            }
+            v => {
+                let want = if v == BackendVerdict::Pass {
+                    tc_action::OK
+                } else {
+                    tc_action::SHOT
+                };
+                assert_eq!(run.retval, want, "verdict: {}", ctx());
+                assert_eq!(counter, d.counter, "counter: {}", ctx());
+            }
+        }
+        seen.inc(counter);
+    }
+    eprintln!(
+        "backend differential with a listener: {} frames compared ({refused} refused by the skb \
+         test run), {kfunc} kfunc calls",
+        n - refused
+    );
+    for (c, v) in seen.iter().filter(|(_, v)| *v > 0) {
+        eprintln!("  {:>28} {v}", c.name());
+    }
+    assert!(refused < n / 20);
+    assert!(kfunc > 0, "no kfunc call");
+    for c in [
+        C::BackendAckInvalid,
+        C::DropAckFragment,
+        C::DropAckChecksum,
+        C::DropAckOptions,
+        C::BackendAckPassEncap,
+        C::BackendAckVlan,
+    ] {
+        assert!(seen.get(c) > 0, "no frame reached {}", c.name());
+    }
+}
+
 /// SYNs of more than 16 KiB in one buffer exist only where a test run cannot make them: the
 /// generic-mode program (`sw_edge_generic`, which takes a frame in one buffer) on an interface
 /// with a larger MTU. So it is attached in generic mode to a real veth of MTU 65535 in a network
