@@ -5,11 +5,13 @@
  *
  *   parse -> SYN: pass to the kernel                                  (backend_syn_pass)
  *                in a fragment: drop                                  (drop_syn_fragment)
+ *                backend.drop_syns: drop                              (backend_syn_drop)
  *         -> not a pure ACK: pass                                     (backend_pass_other)
  *         -> ACK: bpf_skc_lookup_tcp on its 4-tuple (final destination)
  *              a connection (established, time-wait, request): pass (backend_established)
  *              nothing: pass, the kernel answers with RST            (backend_no_listener)
  *              only a listener: in a fragment: drop                  (drop_ack_fragment)
+ *                  SRv6 not taken off yet: pass, it comes back inner  (backend_ack_pass_encap)
  *                  validate the cookie
  *                  invalid: drop                                      (backend_ack_invalid)
  *                           auto mode: pass, the kernel judges it      (backend_ack_pass_auto)
@@ -158,6 +160,15 @@ SW_INLINE int sw_listener_ack(struct __sk_buff *skb, struct bpf_sock *sk,
 		bpf_sk_release(sk);
 		return sw_verdict(SW_TC_ACT_SHOT, SW_DROP_ACK_FRAGMENT);
 	}
+	/*
+	 * SRv6 encapsulation the kernel has not taken off yet: it will, and then hands the inner
+	 * packet to this interface again (netif_rx), its network header at the inner IP header. The
+	 * socket is made from that pass, whose skb is the inner packet's.
+	 */
+	if (f->ip != f->l3 && sw_skb_network(skb) != f->ip) {
+		bpf_sk_release(sk);
+		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_ACK_PASS_ENCAP);
+	}
 	if (sw_tcp_options(skb, f, &o)) {
 		bpf_sk_release(sk);
 		return sw_verdict(SW_TC_ACT_SHOT, SW_DROP_ACK_OPTIONS);
@@ -179,7 +190,7 @@ SW_INLINE int sw_listener_ack(struct __sk_buff *skb, struct bpf_sock *sk,
 		return sw_verdict(SW_TC_ACT_SHOT, SW_BACKEND_ACK_INVALID);
 	}
 	/* The kernel would discard a segment with a bad checksum: create nothing from it. */
-	if (!sw_skb_csum_trusted(skb) && !sw_tcp_checksum_ok(skb, f)) {
+	if (!sw_skb_csum_trusted(skb, f) && !sw_tcp_checksum_ok(skb, f)) {
 		bpf_sk_release(sk);
 		return sw_verdict(SW_TC_ACT_SHOT, SW_DROP_ACK_CHECKSUM);
 	}
@@ -238,9 +249,18 @@ int sw_backend(struct __sk_buff *skb)
 	if ((r >> 8) != SW_PARSED_TCP)
 		return sw_verdict(SW_TC_ACT_SHOT, r & 0xff);
 	if ((f.flags & (SW_TCP_SYN | SW_TCP_ACK)) == SW_TCP_SYN) {
+		struct sw_config *cfg;
+
 		/* A SYN hidden in a fragment never reaches the kernel's listener either. */
 		if (f.fragment)
 			return sw_verdict(SW_TC_ACT_SHOT, SW_DROP_SYN_FRAGMENT);
+		/*
+		 * Behind an edge every SYN to a protected service is answered there: one that gets
+		 * here went around it (the operator's choice, backend.drop_syns).
+		 */
+		cfg = sw_get_config();
+		if (cfg && cfg->drop_syns)
+			return sw_verdict(SW_TC_ACT_SHOT, SW_BACKEND_SYN_DROP);
 		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_SYN_PASS);
 	}
 	if ((f.flags & (SW_TCP_ACK | SW_TCP_SYN | SW_TCP_RST)) != SW_TCP_ACK)

@@ -24,30 +24,45 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* TcpFrame::checksums_ok: the IPv4 header checksum (if IPv4), then the TCP checksum. */
+/*
+ * TcpFrame::checksums_ok: the IPv4 header checksum (if IPv4; the inner header's for SRv6
+ * encapsulation), then the TCP checksum.
+ */
 SW_INLINE int sw_checksums_ok(struct xdp_md *ctx, const struct sw_frame *f)
 {
 	__u32 seglen = f->end - f->l4;
 	__u64 sum;
 	int s;
 
-	if (f->family == SW_FAMILY_V4 && f->l4 - f->l3 == 20) {
+	if (f->family == SW_FAMILY_V4 && f->l4 - f->ip == 20) {
 		/* The usual header without options: five words, summed in place. */
 		void *data = (void *)(long)ctx->data;
 		void *end = (void *)(long)ctx->data_end;
-		__u32 *w = data + (f->l3 & SW_OFF_MASK);
+		__u32 *w = data + (f->ip & SW_OFF_MASK);
 
 		if ((void *)(w + 5) > end || sw_csum_fold(sw_csum_words(0, w, 5)) != 0xffff)
 			return 0;
 	} else if (f->family == SW_FAMILY_V4) {
-		s = sw_csum_pkt(ctx, f->l3, f->l4 - f->l3);
+		s = sw_csum_pkt(ctx, f->ip, f->l4 - f->ip);
 		if (s != 0xffff)
 			return 0;
 	}
-	s = sw_csum_pkt(ctx, f->l4, seglen);
-	if (s < 0)
-		return 0;
-	sum = (__u64)s;
+	if (seglen <= SW_CSUM_MAX_LEN) {
+		s = sw_csum_pkt(ctx, f->l4, seglen);
+		if (s < 0)
+			return 0;
+		sum = (__u64)s;
+	} else {
+		/*
+		 * A SYN of more than 16 KiB in one buffer (generic mode, a large MTU): summed chunk by
+		 * chunk. Answered whatever its size (SPEC 8), as the engine does.
+		 */
+		__s64 big = sw_csum_chunks(ctx, f->l4, seglen);
+
+		if (big < 0)
+			return 0;
+		sum = (__u64)big;
+	}
 	if (f->family == SW_FAMILY_V4)
 		sum += (__u64)f->src[0] + f->dst[0];
 	else

@@ -50,6 +50,8 @@
 #define SW_IPV4_MF 0x2000
 #define SW_IPV4_FRAG_OFFSET 0x1fff
 #define SW_IPV4_MAX_OPTS 40
+/* An encapsulated IPv4 packet (IP in IP): ipv4::PROTO_IPV4. */
+#define SW_PROTO_IPV4 4
 #define SW_IPOPT_EOL 0
 #define SW_IPOPT_NOP 1
 #define SW_IPOPT_LSRR 131
@@ -66,6 +68,10 @@
 #define SW_NH_FRAGMENT 44
 #define SW_NH_AUTH 51
 #define SW_NH_DEST_OPTS 60
+/* An encapsulated IPv6 packet: ipv6::NH_IPV6. */
+#define SW_NH_IPV6 41
+/* The longest extension header (ipv6::MAX_EXT_HEADER_LEN): 256 units of 8 bytes. */
+#define SW_MAX_EXT_HEADER_LEN 2048
 #define SW_ROUTING_TYPE_0 0
 #define SW_ROUTING_TYPE_2 2
 #define SW_ROUTING_TYPE_SRH 4
@@ -94,12 +100,27 @@
 #define SW_FAMILY_V4 4
 #define SW_FAMILY_V6 6
 
+/* Ethernet + 2 VLAN tags: the most a frame has before its IP header. */
+#define SW_MAX_L2_LEN (SW_ETH_HLEN + SW_MAX_VLAN_TAGS * SW_VLAN_TAG_LEN)
+
 /*
- * Every header offset in a frame is below this (the deepest: 22 bytes of Ethernet + tags, 40 of
- * IPv6, 6 extension headers of at most 2048 bytes, 60 of TCP), so masking an offset with it
- * changes nothing and tells the verifier the offset is bounded.
+ * The end of the deepest header the parse reaches (synwall_wire::MAX_HEADER_END): Ethernet and
+ * tags, two IPv6 headers (an outer one carrying SRv6 encapsulation, and the packet inside it)
+ * each with the longest chain walked, the longest TCP header.
  */
-#define SW_OFF_MASK 0x3fff
+#define SW_MAX_HEADER_END                                                                 \
+	(SW_MAX_L2_LEN + 2 * (SW_IPV6_HLEN + SW_MAX_EXT_HEADERS * SW_MAX_EXT_HEADER_LEN) + \
+	 SW_TCP_MIN_HLEN + SW_TCP_MAX_OPTS)
+
+/*
+ * Every header offset in a frame is below this (synwall_wire::BPF_OFFSET_LIMIT - 1), so masking
+ * an offset with it changes nothing and tells the verifier the offset is bounded. If a bound above
+ * grows (more extension headers walked), the mask must grow with it, or a header would be read at
+ * a wrapped offset while lengths use the real one: the build stops here instead.
+ */
+#define SW_OFF_MASK 0x7fff
+_Static_assert(SW_MAX_HEADER_END <= SW_OFF_MASK + 1,
+	       "SW_OFF_MASK must cover the deepest header offset (SW_MAX_EXT_HEADERS too large?)");
 
 /* tc return codes (linux/pkt_cls.h). */
 #define SW_TC_ACT_OK 0

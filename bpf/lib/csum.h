@@ -11,7 +11,11 @@
 #include "common.h"
 #include "parse.h"
 
-/* Longest byte range sw_csum_pkt sums (a SYN is at most one MTU; jumbo frames fit). */
+/*
+ * Longest byte range sw_csum_pkt sums in place, word by word (a SYN is at most one MTU; jumbo
+ * frames fit); longer ones (a SYN of more than 16 KiB in one buffer: generic XDP on an interface
+ * with a larger MTU) are summed by sw_csum_chunks.
+ */
 #define SW_CSUM_MAX_LEN 16384
 
 /* Fold a running sum to 16 bits (not complemented). */
@@ -35,10 +39,63 @@ SW_INLINE __u64 sw_csum_words(__u64 sum, const __u32 *w, const int words)
 	return sum;
 }
 
+/* bpf_csum_diff sums at most this many bytes per call (the helper's scratch buffer). */
+#define SW_CSUM_CHUNK 512
+/* A segment fits 128 chunks: an IP payload is at most 65535 bytes. */
+#define SW_CSUM_CHUNKS 128
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u8[SW_CSUM_CHUNK]);
+} sw_csum_scratch SEC(".maps");
+
+/*
+ * The running sum (load order, not folded) of the `n` (at most SW_MAX_IP_LEN) bytes at `off` of
+ * the frame, wherever they lie (copied out chunk by chunk: a non-linear skb, or any length); -1
+ * if they are not all there. A global function: verified once.
+ */
+SW_GLOBAL __s64 sw_csum_chunks(SW_CTX *ctx, __u32 off, __u32 n)
+{
+	__u32 zero = 0, at, chunk, last;
+	__u64 sum = 0;
+	__s64 part;
+	__u8 *buf;
+	int i;
+
+	buf = bpf_map_lookup_elem(&sw_csum_scratch, &zero);
+	if (!buf || n > SW_MAX_IP_LEN)
+		return -1;
+	/* Chunk i starts at i * 512: nothing carries from one iteration to the next but the sum. */
+	for (i = 0; i < SW_CSUM_CHUNKS; i++) {
+		at = (__u32)i * SW_CSUM_CHUNK;
+		if (at >= n)
+			break;
+		chunk = n - at;
+		if (chunk > SW_CSUM_CHUNK)
+			chunk = SW_CSUM_CHUNK;
+		/* 1..512 already; rewritten so that the verifier sees those bounds. */
+		chunk = ((chunk - 1) & (SW_CSUM_CHUNK - 1)) + 1;
+		/* The chunk's last 32-bit word, zeroed first: an odd tail pads with zero bytes. */
+		last = ((chunk - 1) >> 2) & (SW_CSUM_CHUNK / 4 - 1);
+		((__u32 *)buf)[last] = 0;
+		if (sw_load(ctx, off + at, buf, chunk))
+			return -1;
+		part = bpf_csum_diff(0, 0, (__be32 *)buf, (last + 1) * 4, 0);
+		if (part < 0)
+			return -1;
+		sum += (__u32)part;
+	}
+	/* 128 chunks cover the longest IP payload (n < 65536). */
+	return (__s64)(sum & 0x7fffffffffffffffULL);
+}
+
 #ifdef SW_XDP
 /*
  * The folded sum (0..0xffff) of the `n` bytes at `off` of the frame, or -1 if they are not all
- * there or n exceeds SW_CSUM_MAX_LEN. A global function: its loop is verified once.
+ * there or n exceeds SW_CSUM_MAX_LEN (the caller sums longer ranges with sw_csum_chunks). A
+ * global function: its loop is verified once.
  */
 SW_GLOBAL int sw_csum_pkt(struct xdp_md *ctx, __u32 off, __u32 n)
 {
@@ -59,7 +116,7 @@ SW_GLOBAL int sw_csum_pkt(struct xdp_md *ctx, __u32 off, __u32 n)
 	 */
 	toff = off + (n & ~7U);
 	barrier_var(toff);
-	if (toff > 0x7fff)
+	if (toff > SW_OFF_MASK + SW_CSUM_MAX_LEN)
 		return -1;
 	p = data + toff;
 	if (n & 4) {
@@ -111,8 +168,8 @@ struct sk_buff {
 	unsigned char *head;
 	unsigned char *data;
 	__u16 csum_start;
+	__u16 network_header;
 	__u8 ip_summed : 2;
-	__u8 csum_valid : 1;
 } __attribute__((preserve_access_index));
 
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
@@ -122,32 +179,36 @@ extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 #define SW_CHECKSUM_PARTIAL 3
 
 /*
- * skb_csum_unnecessary, which tcp_checksum_init asks first: the device verified the checksum
- * (CHECKSUM_UNNECESSARY), the stack already did (csum_valid), or the segment comes from this host
- * and will be checksummed on the way out (CHECKSUM_PARTIAL with its start inside the packet).
- * Then the kernel does not look at the checksum, and neither do we.
+ * Skb::tcp_csum_trusted: what skb_csum_unnecessary answers when tcp_checksum_init asks it, with
+ * skb->data at the TCP header (`f->l4` bytes after where it is now, at tc ingress): the device
+ * verified the checksum (CHECKSUM_UNNECESSARY), or the segment comes from this host and is still
+ * to be checksummed from its TCP header on (CHECKSUM_PARTIAL whose csum_start is not before the
+ * TCP header). Not csum_valid: __skb_checksum_validate clears it before it asks. Then the kernel
+ * does not look at the checksum, and neither do we.
  */
-SW_INLINE int sw_skb_csum_trusted(struct __sk_buff *skb)
+SW_INLINE int sw_skb_csum_trusted(struct __sk_buff *skb, const struct sw_frame *f)
 {
 	struct sk_buff *k = bpf_cast_to_kern_ctx(skb);
 	__u8 ip_summed = BPF_CORE_READ_BITFIELD(k, ip_summed);
 
-	if (ip_summed == SW_CHECKSUM_UNNECESSARY || BPF_CORE_READ_BITFIELD(k, csum_valid))
+	if (ip_summed == SW_CHECKSUM_UNNECESSARY)
 		return 1;
-	return ip_summed == SW_CHECKSUM_PARTIAL && (long)k->csum_start >= (long)(k->data - k->head);
+	return ip_summed == SW_CHECKSUM_PARTIAL &&
+	       (long)k->csum_start >= (long)(k->data - k->head) + (long)f->l4;
 }
 
-/* bpf_csum_diff sums at most this many bytes per call (the helper's scratch buffer). */
-#define SW_CSUM_CHUNK 512
-/* A segment fits 128 chunks: an IP payload is at most 65535 bytes. */
-#define SW_CSUM_CHUNKS 128
+/*
+ * Skb::network: the kernel's network header, counted from the start of the frame the program sees
+ * (skb->mac_len at tc ingress). After Linux took SRv6 encapsulation off and handed the inner packet
+ * to the interface again, it is the inner IP header, while the frame still starts at the outer
+ * Ethernet header.
+ */
+SW_INLINE __u32 sw_skb_network(struct __sk_buff *skb)
+{
+	struct sk_buff *k = bpf_cast_to_kern_ctx(skb);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u8[SW_CSUM_CHUNK]);
-} sw_csum_scratch SEC(".maps");
+	return (__u32)k->network_header - (__u32)(k->data - k->head);
+}
 
 /*
  * TcpFrame::tcp_checksum_ok on tc: the segment summed chunk by chunk (copied out, so a
@@ -156,47 +217,22 @@ struct {
  */
 SW_GLOBAL int sw_tcp_checksum_ok(struct __sk_buff *skb, const struct sw_frame *f)
 {
-	__u32 zero = 0, n, at, chunk, last;
+	__u32 n;
 	__u64 sum;
-	__s64 part;
-	__u8 *buf;
-	int i;
+	__s64 seg;
 
 	if (!f)
 		return 0;
-	buf = bpf_map_lookup_elem(&sw_csum_scratch, &zero);
-	if (!buf)
-		return 0;
 	n = f->end - f->l4;
-	if (n > SW_MAX_IP_LEN)
+	seg = sw_csum_chunks(skb, f->l4, n);
+	if (seg < 0)
 		return 0;
 	if (f->family == SW_FAMILY_V4)
 		sum = (__u64)f->src[0] + f->dst[0];
 	else
 		sum = sw_csum_words(sw_csum_words(0, f->src, 4), f->dst, 4);
 	sum += bpf_htons(SW_PROTO_TCP) + bpf_htons((__u16)n);
-	/* Chunk i starts at i * 512: nothing carries from one iteration to the next but the sum. */
-	for (i = 0; i < SW_CSUM_CHUNKS; i++) {
-		at = (__u32)i * SW_CSUM_CHUNK;
-		if (at >= n)
-			break;
-		chunk = n - at;
-		if (chunk > SW_CSUM_CHUNK)
-			chunk = SW_CSUM_CHUNK;
-		/* 1..512 already; rewritten so that the verifier sees those bounds. */
-		chunk = ((chunk - 1) & (SW_CSUM_CHUNK - 1)) + 1;
-		/* The chunk's last 32-bit word, zeroed first: an odd tail pads with zero bytes. */
-		last = ((chunk - 1) >> 2) & (SW_CSUM_CHUNK / 4 - 1);
-		((__u32 *)buf)[last] = 0;
-		if (bpf_skb_load_bytes(skb, f->l4 + at, buf, chunk))
-			return 0;
-		part = bpf_csum_diff(0, 0, (__be32 *)buf, (last + 1) * 4, 0);
-		if (part < 0)
-			return 0;
-		sum += (__u32)part;
-	}
-	/* 128 chunks cover the longest IP payload (n < 65536). */
-	return sw_csum_fold(sum) == 0xffff;
+	return sw_csum_fold(sum + (__u64)seg) == 0xffff;
 }
 #endif
 

@@ -28,7 +28,8 @@ struct sw_config {
 	__u8 ecn;              /* cookie Config::ecn */
 	__u8 strict;           /* EngineConfig::strict (edge) */
 	__u8 auto_enabled;     /* EngineConfig::auto is Some (edge) */
-	__u8 pad[2];
+	__u8 drop_syns;        /* EngineConfig::backend_drop_syns (backend) */
+	__u8 pad[1];
 	__u16 mss_table_v4[8]; /* cookie Config::mss_v4, ascending */
 	__u16 mss_table_v6[8]; /* cookie Config::mss_v6, ascending */
 	/* AutoConfig (edge). Appended so the older fields keep their offsets. */

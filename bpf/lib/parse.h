@@ -5,7 +5,10 @@
  *
  *   Ethernet + up to 2 VLAN tags
  *   -> IPv4 (options walked only when IHL > 5: LSRR/SSRR) | IPv6 (extension headers walked only
- *      when there are any, BEFORE the lookup: a routing header changes the destination)
+ *      when there are any, BEFORE the lookup: a routing header changes the destination; a chain
+ *      the walk cannot finish is dropped, whatever the destination)
+ *   -> SRv6 encapsulation (an IP packet behind a segment routing header): the inner packet
+ *      instead, parsed the same way, one level
  *   -> final destination covered by a protected prefix? -> TCP? -> fragment? -> TCP header
  *   -> protected (address, port)?
  *
@@ -24,7 +27,8 @@
 
 /* A frame that parsed down to a TCP segment to a protected service (parse::TcpFrame). */
 struct sw_frame {
-	__u32 l3;       /* offset of the network header */
+	__u32 l3;       /* offset of the network header (the end of Ethernet and tags) */
+	__u32 ip;       /* the IP header the addresses are from: l3, or the one inside SRv6 */
 	__u32 l4;       /* offset of the TCP header */
 	__u32 end;      /* end of the TCP segment (end of the IP payload; link padding excluded) */
 	__u32 src[4];   /* source address as loaded from the packet; IPv4 uses src[0] */
@@ -57,6 +61,8 @@ struct sw_tcp_opts {
 #define SW_PARSED_TCP 0
 #define SW_PARSED_PASS 1
 #define SW_PARSED_DROP 2
+/* SRv6 encapsulation: f->ip, f->end, f->family and f->fragment say where the inner packet is. */
+#define SW_PARSED_ENCAP 3
 #define SW_PARSED(outcome, counter) (((outcome) << 8) | (counter))
 
 /* How sw_parse_frame reads headers (a constant after inlining, so each copy verifies one way). */
@@ -194,6 +200,8 @@ struct sw_ext_walk {
 	__u16 frag_off; /* out: offset (8-byte units) of the last Fragment header walked */
 	__u8 nh;       /* in: the fixed header's next header; out: the upper-layer protocol */
 	__u8 fragment; /* out: a Fragment header was walked */
+	__u8 srh;      /* out: a segment routing header was walked (Upper::srh) */
+	__u8 pad[3];
 };
 
 #define SW_WALK_OK 0
@@ -244,6 +252,7 @@ SW_GLOBAL int sw_ipv6_walk(SW_CTX *ctx, struct sw_ext_walk *w)
 			if (routed || h[2] == SW_ROUTING_TYPE_0)
 				return SW_WALK_SOURCE_ROUTE;
 			routed = 1;
+			w->srh = h[2] == SW_ROUTING_TYPE_SRH;
 			if (h[3] > 0) {
 				if (h[2] != SW_ROUTING_TYPE_2 && h[2] != SW_ROUTING_TYPE_SRH)
 					return SW_WALK_SOURCE_ROUTE;
@@ -267,8 +276,71 @@ SW_GLOBAL int sw_ipv6_walk(SW_CTX *ctx, struct sw_ext_walk *w)
 	return SW_WALK_DEPTH;
 }
 
+/* The walk's error as the counter that drops the packet (it cannot be judged). */
+SW_INLINE int sw_walk_drop(int r)
+{
+	if (r == SW_WALK_SOURCE_ROUTE)
+		return SW_PARSED(SW_PARSED_DROP, SW_DROP_SOURCE_ROUTE);
+	if (r == SW_WALK_DEPTH)
+		return SW_PARSED(SW_PARSED_DROP, SW_DROP_IPV6_EXT_DEPTH);
+	return SW_PARSED(SW_PARSED_DROP, SW_DROP_IP_MALFORMED);
+}
+
+/* parse::nested: an IP packet as the upper layer of one that is not a non-first fragment. */
+SW_INLINE int sw_nested(__u8 proto, __u16 frag_off)
+{
+	return (proto == SW_PROTO_IPV4 || proto == SW_NH_IPV6) && frag_off == 0;
+}
+
 /* RFC 1858: a fragment offset below 3 units (24 bytes) would overwrite a TCP header. */
 #define SW_MIN_NONFIRST_OFFSET 3
+
+/*
+ * The TCP step of parse::parse, once the network layer left the upper protocol `proto` at `l4`
+ * up to `end` (a fragment: `fragment`, at `frag_off`) to the service `svc`. Fills `f` for
+ * SW_PARSED_TCP.
+ */
+SW_INLINE int sw_parse_tcp(SW_CTX *ctx, struct sw_frame *f, const struct sw_svc_value *svc,
+			   __u8 proto, __u32 l4, __u32 end, int fragment, __u16 frag_off, __u8 *buf,
+			   const int read)
+{
+	const __u8 *p;
+
+	/* Not TCP (fragmented or not) is not a protected service's: untouched. */
+	if (proto != SW_PROTO_TCP)
+		return SW_PARSED(SW_PARSED_PASS, SW_PASS_NOT_TCP);
+	/*
+	 * No TCP header in a non-first fragment: nothing to judge, nothing it completes alone;
+	 * unless it would overwrite the first fragment's TCP header (RFC 1858).
+	 */
+	if (frag_off >= SW_MIN_NONFIRST_OFFSET)
+		return SW_PARSED(SW_PARSED_PASS, SW_PASS_FRAGMENT_NONFIRST);
+	if (frag_off > 0)
+		return SW_PARSED(SW_PARSED_DROP, SW_DROP_FRAGMENT);
+	f->fragment = fragment;
+
+	/* TcpSegment::new_checked over frame[l4..end]; a first fragment must hold the header. */
+	if (end - l4 < SW_TCP_MIN_HLEN)
+		return SW_PARSED(SW_PARSED_DROP, fragment ? SW_DROP_FRAGMENT : SW_DROP_TCP_MALFORMED);
+	p = sw_hdr(ctx, l4, SW_TCP_MIN_HLEN, buf, read);
+	if (!p)
+		return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
+	f->tcp_hlen = (p[12] >> 4) * 4;
+	f->sport = sw_be16(p);
+	f->dport = sw_be16(p + 2);
+	f->seq = sw_be32(p + 4);
+	f->ack = sw_be32(p + 8);
+	f->flags = p[13];
+	if (f->tcp_hlen < SW_TCP_MIN_HLEN)
+		return SW_PARSED(SW_PARSED_DROP, SW_DROP_TCP_MALFORMED);
+	if (end - l4 < f->tcp_hlen)
+		return SW_PARSED(SW_PARSED_DROP, fragment ? SW_DROP_FRAGMENT : SW_DROP_TCP_MALFORMED);
+	f->l4 = l4;
+	f->end = end;
+	if (!sw_port_protected(svc, f->dport))
+		return SW_PARSED(SW_PARSED_PASS, SW_PASS_UNPROTECTED);
+	return SW_PARSED(SW_PARSED_TCP, 0);
+}
 
 /*
  * parse::parse on a frame of `len` bytes, reading headers as `read` says. Fills `f` for
@@ -324,6 +396,7 @@ SW_INLINE int sw_parse_frame(SW_CTX *ctx, struct sw_frame *f, __u32 len, const i
 		frag = sw_be16(p + 6);
 		proto = p[9];
 		f->family = SW_FAMILY_V4;
+		f->ip = off;
 		__builtin_memcpy(&f->src[0], p + 12, 4);
 		__builtin_memcpy(&f->dst[0], p + 16, 4);
 		/* A BIG TCP super-packet (tc only): its length does not fit the field, left 0. */
@@ -362,6 +435,7 @@ SW_INLINE int sw_parse_frame(SW_CTX *ctx, struct sw_frame *f, __u32 len, const i
 		plen = sw_be16(p + 4);
 		proto = p[6];
 		f->family = SW_FAMILY_V6;
+		f->ip = off;
 		__builtin_memcpy(f->src, p + 8, 16);
 		__builtin_memcpy(f->dst, p + 24, 16);
 		if ((p[0] >> 4) == 6 && plen == 0 && len - off > SW_IPV6_HLEN + SW_MAX_IP_LEN)
@@ -383,22 +457,30 @@ SW_INLINE int sw_parse_frame(SW_CTX *ctx, struct sw_frame *f, __u32 len, const i
 			w.end = end;
 			w.nh = proto;
 			r = sw_ipv6_walk(ctx, &w);
-			if (r == SW_WALK_SOURCE_ROUTE)
-				return SW_PARSED(SW_PARSED_DROP, SW_DROP_SOURCE_ROUTE);
-			if (r != SW_WALK_OK) {
-				/* Ours to drop only if the outer or the final destination is. */
-				if (!sw_service_lookup(SW_FAMILY_V6, f->dst) &&
-				    !sw_service_lookup(SW_FAMILY_V6, w.dst))
-					return SW_PARSED(SW_PARSED_PASS, SW_PASS_UNPROTECTED);
-				return SW_PARSED(SW_PARSED_DROP, r == SW_WALK_DEPTH ?
-								 SW_DROP_IPV6_EXT_DEPTH :
-								 SW_DROP_IP_MALFORMED);
-			}
+			/*
+			 * A chain the walk cannot finish (too long, or running past the packet or the
+			 * fragment) may hide a routing header the kernel would act on: not judged,
+			 * dropped, whatever the destinations seen so far.
+			 */
+			if (r != SW_WALK_OK)
+				return sw_walk_drop(r);
 			__builtin_memcpy(f->dst, w.dst, 16);
 			proto = w.nh;
 			l4 = w.off;
 			fragment = w.fragment;
 			frag_off = w.frag_off;
+			/*
+			 * SRv6 encapsulation: Linux takes the outer headers off and delivers the inner
+			 * packet, so that one is judged, by its own destination.
+			 */
+			if (w.srh && sw_nested(proto, frag_off)) {
+				/* The program calls sw_parse_encap next (its own stack frame). */
+				f->ip = l4;
+				f->end = end;
+				f->fragment = fragment;
+				f->family = proto == SW_PROTO_IPV4 ? SW_FAMILY_V4 : SW_FAMILY_V6;
+				return SW_PARSED(SW_PARSED_ENCAP, 0);
+			}
 		}
 		svc = sw_service_lookup(SW_FAMILY_V6, f->dst);
 		if (!svc)
@@ -407,40 +489,7 @@ SW_INLINE int sw_parse_frame(SW_CTX *ctx, struct sw_frame *f, __u32 len, const i
 		return SW_PARSED(SW_PARSED_PASS, SW_PASS_NOT_IP);
 	}
 
-	/* Not TCP (fragmented or not) is not a protected service's: untouched. */
-	if (proto != SW_PROTO_TCP)
-		return SW_PARSED(SW_PARSED_PASS, SW_PASS_NOT_TCP);
-	/*
-	 * No TCP header in a non-first fragment: nothing to judge, nothing it completes alone;
-	 * unless it would overwrite the first fragment's TCP header (RFC 1858).
-	 */
-	if (frag_off >= SW_MIN_NONFIRST_OFFSET)
-		return SW_PARSED(SW_PARSED_PASS, SW_PASS_FRAGMENT_NONFIRST);
-	if (frag_off > 0)
-		return SW_PARSED(SW_PARSED_DROP, SW_DROP_FRAGMENT);
-	f->fragment = fragment;
-
-	/* TcpSegment::new_checked over frame[l4..end]; a first fragment must hold the header. */
-	if (end - l4 < SW_TCP_MIN_HLEN)
-		return SW_PARSED(SW_PARSED_DROP, fragment ? SW_DROP_FRAGMENT : SW_DROP_TCP_MALFORMED);
-	p = sw_hdr(ctx, l4, SW_TCP_MIN_HLEN, buf, read);
-	if (!p)
-		return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
-	f->tcp_hlen = (p[12] >> 4) * 4;
-	f->sport = sw_be16(p);
-	f->dport = sw_be16(p + 2);
-	f->seq = sw_be32(p + 4);
-	f->ack = sw_be32(p + 8);
-	f->flags = p[13];
-	if (f->tcp_hlen < SW_TCP_MIN_HLEN)
-		return SW_PARSED(SW_PARSED_DROP, SW_DROP_TCP_MALFORMED);
-	if (end - l4 < f->tcp_hlen)
-		return SW_PARSED(SW_PARSED_DROP, fragment ? SW_DROP_FRAGMENT : SW_DROP_TCP_MALFORMED);
-	f->l4 = l4;
-	f->end = end;
-	if (!sw_port_protected(svc, f->dport))
-		return SW_PARSED(SW_PARSED_PASS, SW_PASS_UNPROTECTED);
-	return SW_PARSED(SW_PARSED_TCP, 0);
+	return sw_parse_tcp(ctx, f, svc, proto, l4, end, fragment, frag_off, buf, read);
 }
 
 /* A one-buffer frame (and every tc frame). A global function: verified once. */
@@ -466,6 +515,116 @@ SW_GLOBAL int sw_parse_multibuf(struct xdp_md *ctx, struct sw_frame *f, __u32 le
 #endif
 
 /*
+ * parse::ipv4 / parse::ipv6 on the packet inside SRv6 encapsulation (Within::inner), then the TCP
+ * step: the same checks as for an outer packet, in the same order, read by copying (only such
+ * packets pay for it); another IP packet inside it is dropped whatever the destination. The
+ * first parse left where it is (SW_PARSED_ENCAP): f->ip its IP header, f->end the end of the
+ * outer payload, f->family its family, f->fragment whether the outer packet is a first fragment
+ * (which may cut this one short). A global function of its own, called by the program after the
+ * first parse: its stack is not added to the first parse's.
+ */
+SW_GLOBAL int sw_parse_encap(SW_CTX *ctx, struct sw_frame *f)
+{
+	struct sw_svc_value *svc;
+	__u8 h[SW_IPV6_HLEN];
+	__u32 off, end, l4;
+	__u16 frag_off;
+	__u8 proto;
+	int r, cut, fragment;
+
+	if (!f)
+		return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
+	off = f->ip;
+	end = f->end;
+	cut = f->fragment;
+	if (off > end)
+		return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
+	if (f->family == SW_FAMILY_V4) {
+		__u32 hl, total;
+		__u16 frag;
+		int covered;
+
+		if (end - off < SW_IPV4_MIN_HLEN || sw_load(ctx, off, h, SW_IPV4_MIN_HLEN))
+			return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
+		hl = (h[0] & 0x0f) * 4;
+		total = sw_be16(h + 2);
+		frag = sw_be16(h + 6);
+		if ((h[0] >> 4) != 4 || hl < SW_IPV4_MIN_HLEN || total < hl)
+			return SW_PARSED(SW_PARSED_DROP, SW_DROP_IP_MALFORMED);
+		if (end - off < hl)
+			return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
+		if (end - off >= total)
+			end = off + total;
+		else if (!cut)
+			return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
+		__builtin_memset(f->src, 0, sizeof(f->src));
+		__builtin_memset(f->dst, 0, sizeof(f->dst));
+		__builtin_memcpy(&f->src[0], h + 12, 4);
+		__builtin_memcpy(&f->dst[0], h + 16, 4);
+		covered = sw_service_lookup(SW_FAMILY_V4, f->dst) != NULL;
+		if (hl > SW_IPV4_MIN_HLEN) {
+			r = sw_ipv4_source_routed(ctx, off, hl - SW_IPV4_MIN_HLEN);
+			if (r > 0)
+				return SW_PARSED(SW_PARSED_DROP, SW_DROP_SOURCE_ROUTE);
+			if (r < 0 && covered)
+				return SW_PARSED(SW_PARSED_DROP, SW_DROP_IP_MALFORMED);
+			if (r < 0)
+				return SW_PARSED(SW_PARSED_PASS, SW_PASS_UNPROTECTED);
+		}
+		proto = h[9];
+		frag_off = frag & SW_IPV4_FRAG_OFFSET;
+		fragment = (frag & (SW_IPV4_MF | SW_IPV4_FRAG_OFFSET)) != 0;
+		if (sw_nested(proto, frag_off))
+			return SW_PARSED(SW_PARSED_DROP, SW_DROP_ENCAP_NESTED);
+		if (!covered)
+			return SW_PARSED(SW_PARSED_PASS, SW_PASS_UNPROTECTED);
+		l4 = off + hl;
+	} else {
+		struct sw_ext_walk w;
+		__u32 plen;
+
+		if (end - off < SW_IPV6_HLEN || sw_load(ctx, off, h, SW_IPV6_HLEN))
+			return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
+		plen = sw_be16(h + 4);
+		if ((h[0] >> 4) != 6 || plen == 0)
+			return SW_PARSED(SW_PARSED_DROP, SW_DROP_IP_MALFORMED);
+		if (end - off >= SW_IPV6_HLEN + plen)
+			end = off + SW_IPV6_HLEN + plen;
+		else if (!cut)
+			return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
+		__builtin_memcpy(f->src, h + 8, 16);
+		__builtin_memcpy(f->dst, h + 24, 16);
+		proto = h[6];
+		l4 = off + SW_IPV6_HLEN;
+		frag_off = 0;
+		fragment = 0;
+		if (sw_is_ext_header(proto)) {
+			__builtin_memset(&w, 0, sizeof(w));
+			__builtin_memcpy(w.dst, f->dst, 16);
+			w.off = l4;
+			w.end = end;
+			w.nh = proto;
+			r = sw_ipv6_walk(ctx, &w);
+			if (r != SW_WALK_OK)
+				return sw_walk_drop(r);
+			__builtin_memcpy(f->dst, w.dst, 16);
+			proto = w.nh;
+			l4 = w.off;
+			fragment = w.fragment;
+			frag_off = w.frag_off;
+		}
+		if (sw_nested(proto, frag_off))
+			return SW_PARSED(SW_PARSED_DROP, SW_DROP_ENCAP_NESTED);
+	}
+	svc = sw_service_lookup(f->family, f->dst);
+	if (!svc)
+		return SW_PARSED(SW_PARSED_PASS, SW_PASS_UNPROTECTED);
+	/* In an outer fragment the inner segment is in a fragment too. */
+	return sw_parse_tcp(ctx, f, svc, proto, l4, end, fragment || cut, frag_off, h,
+			    SW_READ_COPY);
+}
+
+/*
  * parse::parse. Fills `f` (zeroed by the caller) for SW_PARSED_TCP.
  *
  * XDP: the first buffer is parsed alone first. Only a frame it does not hold whole can have more
@@ -473,6 +632,8 @@ SW_GLOBAL int sw_parse_multibuf(struct xdp_md *ctx, struct sw_frame *f, __u32 le
  * than the IP length field can say). Any other outcome was decided from bytes inside the IP
  * packet, which is then all in the first buffer. So the frame's full length is asked for
  * (bpf_xdp_get_buff_len) only then, and the usual frame pays nothing for multi-buffer support.
+ *
+ * SRv6 encapsulation: the first parse says where the inner packet is, sw_parse_encap judges it.
  */
 SW_INLINE int sw_parse(SW_CTX *ctx, struct sw_frame *f)
 {
@@ -480,15 +641,17 @@ SW_INLINE int sw_parse(SW_CTX *ctx, struct sw_frame *f)
 #ifdef SW_XDP
 	__u32 len;
 
-	if (r != SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED) &&
-	    r != SW_PARSED(SW_PARSED_DROP, SW_DROP_IP_MALFORMED))
-		return r;
-	len = bpf_xdp_get_buff_len(ctx);
-	if (len != sw_linear_len(ctx)) {
-		__builtin_memset(f, 0, sizeof(*f));
-		return sw_parse_multibuf(ctx, f, len);
+	if (r == SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED) ||
+	    r == SW_PARSED(SW_PARSED_DROP, SW_DROP_IP_MALFORMED)) {
+		len = bpf_xdp_get_buff_len(ctx);
+		if (len != sw_linear_len(ctx)) {
+			__builtin_memset(f, 0, sizeof(*f));
+			r = sw_parse_multibuf(ctx, f, len);
+		}
 	}
 #endif
+	if (r == SW_PARSED(SW_PARSED_ENCAP, 0))
+		r = sw_parse_encap(ctx, f);
 	return r;
 }
 

@@ -157,12 +157,10 @@ SW_INLINE int sw_store_hdrs(struct xdp_md *ctx, __u32 off, const union sw_synack
 	return bpf_xdp_store_bytes(ctx, off, (void *)h, n);
 }
 
-/* Ethernet + 2 VLAN tags: the most a SYN (and so its answer) has before its IP header. */
-#define SW_MAX_L2_LEN (SW_ETH_HLEN + SW_MAX_VLAN_TAGS * SW_VLAN_TAG_LEN)
-
 /*
  * synack::build. Returns the new frame length, or -1 if the frame could not be resized (the
- * driver refused the room) or written. The SYN's segment is all in the first buffer (the caller
+ * driver refused the room) or written. The answer's IP header follows Ethernet and the tags: the
+ * SYN's IPv4 options, IPv6 extension headers and SRv6 encapsulation are gone. The SYN's segment is all in the first buffer (the caller
  * checked), so its Ethernet header and tags are too.
  */
 SW_INLINE int sw_build_synack(struct xdp_md *ctx, const struct sw_frame *f,
@@ -219,6 +217,19 @@ SW_INLINE int sw_build_synack(struct xdp_md *ctx, const struct sw_frame *f,
 	__builtin_memcpy(mac, eth, 6);
 	__builtin_memcpy(eth, eth + 6, 6);
 	__builtin_memcpy(eth + 6, mac, 6);
+	/*
+	 * The answer to a SYN inside SRv6 encapsulation is a plain packet of the inner family: the
+	 * EtherType before it says so (the tags before that stay).
+	 */
+	if (f->ip != l2) {
+		__u16 et = f->family == SW_FAMILY_V4 ? SW_ETHERTYPE_IPV4 : SW_ETHERTYPE_IPV6;
+		__u8 *t = eth + ((l2 - 2) & 0x1f);
+
+		if ((void *)(t + 2) > end)
+			return -1;
+		t[0] = et >> 8;
+		t[1] = et & 0xff;
+	}
 
 	/* All buffers: link padding past the segment may lie in fragments, which a shrink drops. */
 	total = l2 + hdrs_len;

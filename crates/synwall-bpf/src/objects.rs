@@ -217,6 +217,19 @@ impl Edge {
         test_run(&self.skel.progs.sw_edge, frame, repeat)
     }
 
+    /// Run the generic-mode program (`sw_edge_generic`, without multi-buffer support) once on
+    /// `frame` (14 to [`TEST_RUN_MAX_LINEAR`] bytes: a test run splits nothing for it).
+    pub fn test_run_generic(&self, frame: &[u8]) -> Result<TestRun> {
+        if frame.len() > TEST_RUN_MAX_LINEAR {
+            return Err(Error::Config(format!(
+                "the generic-mode program takes one buffer of at most {TEST_RUN_MAX_LINEAR} bytes in \
+                 a test run, not {}",
+                frame.len()
+            )));
+        }
+        test_run(&self.skel.progs.sw_edge_generic, frame, 1)
+    }
+
     /// The program for an attach mode: `sw_edge` (multi-buffer) natively, `sw_edge_generic` (no
     /// multi-buffer) in generic mode, where Linux 6.18 mishandles an xdp.frags program's skbs for
     /// the tc hook behind it (see bpf/edge.bpf.c).

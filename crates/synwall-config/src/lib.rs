@@ -214,6 +214,9 @@ pub enum XdpFallback {
 pub struct BackendSection {
     /// Interfaces the tc validator attaches to (ingress).
     pub interfaces: Vec<String>,
+    /// Drop SYNs to protected services instead of passing them to the kernel: behind an edge
+    /// (not in auto mode) they are answered there, so one that gets here went around it.
+    pub drop_syns: bool,
 }
 
 /// `[auto]`.
@@ -390,6 +393,7 @@ impl NodeConfig {
         let u32_sat = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
         cfg.strict = self.edge.strict;
         cfg.flow_cache = self.edge.flow_cache;
+        cfg.backend_drop_syns = self.backend.drop_syns;
         // On an edge, auto mode passes SYNs below the rate; on a backend it passes ACKs that carry
         // the kernel's own cookies (made while the SYNs went to the kernel) to the kernel.
         cfg.auto = self.auto.enabled.then(|| synwall_engine::AutoConfig {

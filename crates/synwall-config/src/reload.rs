@@ -1,5 +1,5 @@
 //! What a reload (SIGHUP) may change in place. Services, the cookie, the SYN+ACK values, strict
-//! mode, auto mode, the secret file (and its contents, which the daemon re-reads), the log level and
+//! mode, auto mode, whether the backend drops SYNs, the secret file (and its contents, which the daemon re-reads), the log level and
 //! `set_sysctls` are map writes or userspace state; everything else is fixed when the programs are
 //! loaded, pinned and attached, so changing it needs a restart. Keys are compared leaf by leaf, so a
 //! new key is refused until it is listed here as reloadable.
@@ -35,8 +35,9 @@ pub struct Refusal {
 /// Sections whose every key reloads in place (map writes or userspace state).
 const RELOADABLE_SECTIONS: [&str; 4] = ["services", "cookie", "server", "auto"];
 /// Single keys that reload in place.
-const RELOADABLE_KEYS: [&str; 4] = [
+const RELOADABLE_KEYS: [&str; 5] = [
     "edge.strict",
+    "backend.drop_syns",
     "node.secret_file",
     "node.log_level",
     "node.set_sysctls",

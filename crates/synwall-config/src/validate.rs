@@ -195,15 +195,24 @@ pub(crate) fn check(c: &NodeConfig) -> Vec<Finding> {
     // per-key check above, which also covers a disabled [auto].)
     let mut modes = EngineConfig::new(ServiceSet::default());
     c.set_modes(&mut modes);
-    if let Err(e @ InvalidConfig::StrictWithAuto) = modes.validate() {
-        out.push(Finding {
+    match modes.validate() {
+        Err(e @ InvalidConfig::StrictWithAuto) => out.push(Finding {
             key: "edge.strict".into(),
             at: vec!["edge.strict".into(), "auto.enabled".into()],
             message: format!(
                 "strict mode cannot be combined with auto.enabled: {}",
                 e.why()
             ),
-        });
+        }),
+        Err(e @ InvalidConfig::DropSynsWithAuto) => out.push(Finding {
+            key: "backend.drop_syns".into(),
+            at: vec!["backend.drop_syns".into(), "auto.enabled".into()],
+            message: format!(
+                "a backend that drops SYNs cannot be combined with auto.enabled: {}",
+                e.why()
+            ),
+        }),
+        _ => {}
     }
     // The data path holds rates and the hold time as 32-bit values (SYNs/s, milliseconds).
     for (key, v) in [

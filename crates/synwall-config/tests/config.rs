@@ -211,6 +211,8 @@ const BAD: &[(&str, &str, Option<&str>, &str)] = &[
      "auto.hold_seconds", Some("hold_seconds"), "at least 1"),
     ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\nstrict = true\n[auto]\nenabled = true\n",
      "edge.strict", Some("strict"), "cannot be combined with auto.enabled"),
+    ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[backend]\ninterfaces = [\"eth0\"]\ndrop_syns = true\n[auto]\nenabled = true\n",
+     "backend.drop_syns", Some("drop_syns"), "a backend that drops SYNs cannot be combined with auto.enabled"),
     ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[backend]\ninterfaces = [\"eth0\"]\n[auto]\nhold_seconds = 5000000\n",
      "auto.hold_seconds", Some("hold_seconds"), "at most 4294967 seconds"),    // A systemd credential is `%d/NAME`; any other `%`, or a NAME that is no file name, is refused.
     ("[node]\nsecret_file = \"%d/\"\n[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n",
@@ -428,6 +430,7 @@ fn reload_plan_classifies_changes() {
     new.cookie.ecn = false;
     new.server.wscale = 8;
     new.edge.strict = true;
+    new.backend.drop_syns = true;
     new.auto.hold_seconds = 30;
     new.node.secret_file = "/etc/synwall/secret2".into();
     new.node.log_level = synwall_config::LogLevel::Debug;
@@ -438,6 +441,7 @@ fn reload_plan_classifies_changes() {
         keys,
         [
             "auto.hold_seconds",
+            "backend.drop_syns",
             "cookie.ecn",
             "edge.strict",
             "node.log_level",

@@ -68,6 +68,9 @@ pub enum InvalidConfig {
     /// Strict mode with auto mode.
     #[error("strict mode cannot be combined with auto mode: {}", self.why())]
     StrictWithAuto,
+    /// A backend that drops SYNs on a node with auto mode.
+    #[error("a backend that drops SYNs cannot be combined with auto mode: {}", self.why())]
+    DropSynsWithAuto,
     /// Auto mode's off rate is not below its on rate.
     #[error("auto mode: the off rate ({rate_off}/s) must be below the on rate ({rate_on}/s)")]
     AutoRates {
@@ -88,6 +91,11 @@ impl InvalidConfig {
                 "strict drops the ACKs of handshakes the kernel made while cookies were off"
             }
             InvalidConfig::AutoRates { .. } => "or cookies would flap on and off",
+            // Auto mode passes SYNs to the kernel while the SYN rate is low: the backend would
+            // drop every one of them.
+            InvalidConfig::DropSynsWithAuto => {
+                "auto mode hands the SYNs to the kernel while the SYN rate is low"
+            }
         }
     }
 }
@@ -107,6 +115,10 @@ pub struct EngineConfig {
     pub flow_cache: usize,
     /// Auto mode (edge): `None` answers every SYN with a cookie.
     pub auto: Option<AutoConfig>,
+    /// Backend: drop SYNs to protected services instead of passing them to the kernel. Behind an
+    /// edge (not in auto mode) every such SYN is answered there, so one that reaches the backend
+    /// went around the edge; the price is that the backend no longer answers any itself.
+    pub backend_drop_syns: bool,
 }
 
 impl EngineConfig {
@@ -119,16 +131,21 @@ impl EngineConfig {
             strict: false,
             flow_cache: DEFAULT_FLOW_CACHE,
             auto: None,
+            backend_drop_syns: false,
         }
     }
 
     /// The rules no single field states: strict mode and auto mode exclude each other (checked
-    /// first), and auto mode's thresholds must be consistent. Every front end (the flags of
+    /// first), so do auto mode and a backend that drops SYNs, and auto mode's thresholds must be
+    /// consistent. Every front end (the flags of
     /// `synwall edge|single`, the node's config file) and every node start checks them here.
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         if let Some(auto) = &self.auto {
             if self.strict {
                 return Err(InvalidConfig::StrictWithAuto);
+            }
+            if self.backend_drop_syns {
+                return Err(InvalidConfig::DropSynsWithAuto);
             }
             auto.validate()?;
         }
@@ -166,6 +183,12 @@ mod tests {
         );
         cfg.auto = Some(auto(100, 10));
         assert_eq!(cfg.validate(), Ok(()), "auto alone");
+        // A backend that drops SYNs would drop those auto mode passes to the kernel.
+        cfg.backend_drop_syns = true;
+        assert_eq!(cfg.validate(), Err(InvalidConfig::DropSynsWithAuto));
+        cfg.auto = None;
+        assert_eq!(cfg.validate(), Ok(()), "drop_syns alone");
+        cfg.backend_drop_syns = false;
         let msg = InvalidConfig::StrictWithAuto.to_string();
         assert!(msg.starts_with("strict mode cannot be combined with auto mode: strict drops"));
     }

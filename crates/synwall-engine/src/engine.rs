@@ -86,22 +86,61 @@ pub struct Skb {
     pub protocol: u16,
     /// A tag is in the skb's metadata (`skb->vlan_present`): the outer one of stacked tags.
     pub vlan_present: bool,
-    /// The kernel already trusts the TCP checksum (`CHECKSUM_UNNECESSARY`, `csum_valid`, or a
-    /// `CHECKSUM_PARTIAL` skb from this host), as `tcp_checksum_init` does: it is not computed.
-    pub csum_trusted: bool,
+    /// `skb->ip_summed`, with what `tcp_checksum_init` makes of it.
+    pub csum: SkbCsum,
+    /// Where the kernel's network header is, counted from the start of the frame the program
+    /// sees (`skb->mac_len` at tc ingress): the IP header after Ethernet, or, once Linux has
+    /// taken SRv6 encapsulation off and handed the inner packet to the interface again
+    /// (`netif_rx`), the inner IP header, while the frame the program sees still starts at the
+    /// outer Ethernet header.
+    pub network: usize,
+}
+
+/// `skb->ip_summed` as the kernel's TCP receive path reads it (`tcp_checksum_init` ->
+/// `skb_csum_unnecessary`). `skb->csum_valid` is not here: that path clears it before it
+/// looks, so it trusts nothing on its strength.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkbCsum {
+    /// `CHECKSUM_NONE`: nothing verified.
+    None,
+    /// `CHECKSUM_UNNECESSARY`: the device (or the stack) verified the TCP checksum.
+    Unnecessary,
+    /// `CHECKSUM_COMPLETE`: the device summed the packet; the kernel still folds the pseudo-header
+    /// in and checks, which is the same as computing it.
+    Complete,
+    /// `CHECKSUM_PARTIAL`: a segment from this host whose checksum is still to be filled in over
+    /// the bytes from `start` (`csum_start`, counted from the start of the frame the program
+    /// sees; negative: before it).
+    Partial {
+        /// Where the checksummed part starts.
+        start: isize,
+    },
 }
 
 impl Skb {
     /// What a test run or a replayed capture gives: `skb->protocol` is the frame's outer EtherType
-    /// (`eth_type_trans`, nothing untagged, nothing in the metadata) and the checksum is
-    /// unverified (`CHECKSUM_NONE`).
+    /// (`eth_type_trans`, nothing untagged, nothing in the metadata), the network header right
+    /// after the 14 bytes of Ethernet, and the checksum unverified (`CHECKSUM_NONE`).
     pub fn of_frame(frame: &[u8]) -> Skb {
         Skb {
             protocol: frame
                 .get(12..14)
                 .map_or(0, |b| u16::from_be_bytes([b[0], b[1]])),
             vlan_present: false,
-            csum_trusted: false,
+            csum: SkbCsum::None,
+            network: ethernet::HEADER_LEN,
+        }
+    }
+
+    /// Does the kernel take the TCP checksum of the segment at `l4` (a frame offset) as good
+    /// without computing it? `skb_csum_unnecessary` at the time TCP asks, when `skb->data` is at
+    /// the TCP header: `CHECKSUM_UNNECESSARY`, or `CHECKSUM_PARTIAL` whose checksummed part does
+    /// not start before the TCP header (`skb_checksum_start_offset >= 0`).
+    pub fn tcp_csum_trusted(&self, l4: usize) -> bool {
+        match self.csum {
+            SkbCsum::Unnecessary => true,
+            SkbCsum::Partial { start } => start >= l4 as isize,
+            SkbCsum::None | SkbCsum::Complete => false,
         }
     }
 }
@@ -377,6 +416,11 @@ impl Engine {
             if f.fragment {
                 return d(BackendVerdict::Drop, Counter::DropSynFragment);
             }
+            // Behind an edge every SYN to a protected service is answered there: one that gets
+            // here went around it (the operator's choice, backend.drop_syns).
+            if self.cfg.backend_drop_syns {
+                return d(BackendVerdict::Drop, Counter::BackendSynDrop);
+            }
             return d(BackendVerdict::Pass, Counter::BackendSynPass);
         }
         if f.flags & (tcp::ACK | tcp::SYN | tcp::RST) != tcp::ACK {
@@ -404,6 +448,12 @@ impl Engine {
         if f.fragment {
             return d(BackendVerdict::Drop, Counter::DropAckFragment);
         }
+        // SRv6 encapsulation the kernel has not taken off yet: it will, and then hands the inner
+        // packet to this interface again (`netif_rx`), with its network header at the inner IP
+        // header. The socket is made from that pass, whose skb is the inner packet's.
+        if f.inner.is_some_and(|inner| skb.network != inner) {
+            return d(BackendVerdict::Pass, Counter::BackendAckPassEncap);
+        }
         let Some(ack) = Self::ack_of(frame, f) else {
             return d(BackendVerdict::Drop, Counter::DropAckOptions);
         };
@@ -413,7 +463,7 @@ impl Engine {
             None if self.cfg.auto.is_some() => d(BackendVerdict::Pass, Counter::BackendAckPassAuto),
             None => d(BackendVerdict::Drop, Counter::BackendAckInvalid),
             // The kernel would discard a segment with a bad checksum: create nothing from it.
-            Some(_) if !skb.csum_trusted && !f.tcp_checksum_ok(frame) => {
+            Some(_) if !skb.tcp_csum_trusted(f.l4) && !f.tcp_checksum_ok(frame) => {
                 d(BackendVerdict::Drop, Counter::DropAckChecksum)
             }
             Some(_) if !Self::kfunc_takes(skb, f) => {

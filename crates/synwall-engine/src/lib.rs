@@ -18,6 +18,6 @@ pub use auto::AutoState;
 pub use config::{AutoConfig, EngineConfig, InvalidConfig, ServerParams};
 pub use counters::{Counter, Counters};
 pub use engine::{
-    BackendDecision, BackendVerdict, Decision, Engine, ReqAttrs, Skb, SocketState, Verdict,
+    BackendDecision, BackendVerdict, Decision, Engine, ReqAttrs, Skb, SkbCsum, SocketState, Verdict,
 };
 pub use services::{Service, ServiceSet};

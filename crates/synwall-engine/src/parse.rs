@@ -35,6 +35,9 @@ pub enum Ip {
 pub struct TcpFrame {
     /// Offset of the network header (after Ethernet and VLAN tags).
     pub l3: usize,
+    /// The IP header inside SRv6 encapsulation (an IPv4 or IPv6 packet behind a segment routing
+    /// header), which Linux delivers on its own: `ip`, the ports and the segment are its.
+    pub inner: Option<usize>,
     /// Offset of the TCP header.
     pub l4: usize,
     /// End of the TCP segment (end of the IP payload; link padding excluded). In a first fragment,
@@ -99,8 +102,9 @@ impl TcpFrame {
     /// Are the IPv4 header checksum (if any) and the TCP checksum correct?
     pub fn checksums_ok(&self, frame: &[u8]) -> bool {
         // Only SYNs get here: the IPv4 header checksum is checked only when it matters.
+        let ip = self.inner.unwrap_or(self.l3);
         if matches!(self.ip, Ip::V4 { .. })
-            && !Ipv4Packet::new_unchecked(&frame[self.l3..self.l4]).verify_checksum()
+            && !Ipv4Packet::new_unchecked(&frame[ip..self.l4]).verify_checksum()
         {
             return false;
         }
@@ -146,11 +150,45 @@ struct L3Parsed {
     protocol: u8,
     /// `None`: not a fragment; `Some(0)`: first fragment; `Some(n)`: offset n (8-byte units).
     frag_offset: Option<u16>,
+    /// The encapsulated IP header (SRv6) whose addresses `ip` holds.
+    inner: Option<usize>,
 }
 
-fn ipv4(frame: &[u8], l3: usize, services: &ServiceSet) -> Result<L3Parsed, Parsed> {
+/// Where an IP packet may lie in the frame.
+#[derive(Clone, Copy)]
+struct Within {
+    /// Where the bytes it may use end: the frame's end, or the outer packet's payload's.
+    end: usize,
+    /// It is the packet inside an outer one: another IP packet inside it is one level too many.
+    inner: bool,
+    /// The outer packet is a first fragment: this one may be cut short (its header may not).
+    cut: bool,
+}
+
+impl Within {
+    const FRAME_END: usize = usize::MAX;
+}
+
+/// An IPv4 or IPv6 packet (`proto`: an encapsulated one) as the upper layer of an IP packet that
+/// is not a non-first fragment: more than one level of encapsulation.
+fn nested(proto: u8, frag_offset: Option<u16>) -> bool {
+    matches!(proto, ipv4::PROTO_IPV4 | ipv6::NH_IPV6) && frag_offset.is_none_or(|o| o == 0)
+}
+
+fn ipv4(
+    frame: &[u8],
+    l3: usize,
+    within: Within,
+    services: &ServiceSet,
+) -> Result<L3Parsed, Parsed> {
     use Parsed::{Drop, Pass};
-    let p = Ipv4Packet::new_checked(&frame[l3..]).map_err(ip_error)?;
+    let buf = &frame[l3..within.end.min(frame.len())];
+    let p = if within.cut {
+        Ipv4Packet::new_checked_header(buf)
+    } else {
+        Ipv4Packet::new_checked(buf)
+    }
+    .map_err(ip_error)?;
     let covered = services.covers_addr(&IpAddr::from(p.dst()));
     // Options only when there are any: the LSRR/SSRR destination is a next hop, not the end.
     if p.header_len() > ipv4::MIN_HEADER_LEN {
@@ -161,6 +199,10 @@ fn ipv4(frame: &[u8], l3: usize, services: &ServiceSet) -> Result<L3Parsed, Pars
             Err(_) => return Err(Pass(Counter::PassUnprotected)),
         }
     }
+    let frag_offset = p.is_fragment().then(|| p.frag_offset());
+    if within.inner && nested(p.protocol(), frag_offset) {
+        return Err(Drop(Counter::DropEncapNested));
+    }
     if !covered {
         return Err(Pass(Counter::PassUnprotected));
     }
@@ -170,30 +212,65 @@ fn ipv4(frame: &[u8], l3: usize, services: &ServiceSet) -> Result<L3Parsed, Pars
             dst: p.dst(),
         },
         l4: l3 + p.header_len(),
-        end: l3 + p.total_len() as usize,
+        end: (l3 + p.total_len() as usize).min(l3 + buf.len()),
         protocol: p.protocol(),
-        frag_offset: p.is_fragment().then(|| p.frag_offset()),
+        frag_offset,
+        inner: None,
     })
 }
 
-fn ipv6(frame: &[u8], l3: usize, services: &ServiceSet) -> Result<L3Parsed, Parsed> {
+fn ipv6(
+    frame: &[u8],
+    l3: usize,
+    within: Within,
+    services: &ServiceSet,
+) -> Result<L3Parsed, Parsed> {
     use Parsed::{Drop, Pass};
-    let p = Ipv6Packet::new_checked(&frame[l3..]).map_err(ip_error)?;
-    // The walk comes first: a routing header changes the destination that decides.
-    let up = match p.upper_layer() {
-        Ok(up) => up,
-        Err(e) if e.error == WireError::SourceRoute => return Err(Drop(Counter::DropSourceRoute)),
-        Err(e) => {
-            let outer = services.covers_addr(&IpAddr::from(p.dst()));
-            if !outer && !services.covers_addr(&IpAddr::from(e.dst)) {
-                return Err(Pass(Counter::PassUnprotected));
-            }
-            return Err(Drop(match e.error {
-                WireError::ExtHeaderLimit => Counter::DropIpv6ExtDepth,
-                _ => Counter::DropIpMalformed,
-            }));
+    let buf = &frame[l3..within.end.min(frame.len())];
+    let p = if within.cut {
+        Ipv6Packet::new_checked_header(buf)
+    } else {
+        Ipv6Packet::new_checked(buf)
+    }
+    .map_err(ip_error)?;
+    // The walk comes first: a routing header changes the destination that decides. A chain it
+    // cannot finish (too long, or running past the packet or the fragment) may hide a routing
+    // header the kernel would act on: dropped, whatever the destinations seen so far.
+    let up = p.upper_layer().map_err(|e| {
+        Drop(match e.error {
+            WireError::SourceRoute => Counter::DropSourceRoute,
+            WireError::ExtHeaderLimit => Counter::DropIpv6ExtDepth,
+            _ => Counter::DropIpMalformed,
+        })
+    })?;
+    let end = (l3 + p.end()).min(l3 + buf.len());
+    let frag_offset = up.fragment.map(|f| f.offset);
+    if nested(up.protocol, frag_offset) {
+        if within.inner {
+            return Err(Drop(Counter::DropEncapNested));
         }
-    };
+        // SRv6 encapsulation: Linux takes the outer headers off and delivers the inner packet,
+        // so that one is judged, by its own destination (one level).
+        if up.srh {
+            let inner_at = l3 + up.offset;
+            let inner = Within {
+                end,
+                inner: true,
+                cut: frag_offset.is_some(),
+            };
+            let n = if up.protocol == ipv6::NH_IPV6 {
+                ipv6(frame, inner_at, inner, services)?
+            } else {
+                ipv4(frame, inner_at, inner, services)?
+            };
+            // In an outer fragment the inner segment is in a fragment too.
+            return Ok(L3Parsed {
+                frag_offset: n.frag_offset.or(frag_offset),
+                inner: Some(inner_at),
+                ..n
+            });
+        }
+    }
     if !services.covers_addr(&IpAddr::from(up.dst)) {
         return Err(Pass(Counter::PassUnprotected));
     }
@@ -203,9 +280,10 @@ fn ipv6(frame: &[u8], l3: usize, services: &ServiceSet) -> Result<L3Parsed, Pars
             dst: up.dst,
         },
         l4: l3 + up.offset,
-        end: l3 + p.end(),
+        end,
         protocol: up.protocol,
-        frag_offset: up.fragment.map(|f| f.offset),
+        frag_offset,
+        inner: None,
     })
 }
 
@@ -231,9 +309,14 @@ pub fn parse(frame: &[u8], services: &ServiceSet) -> Parsed {
     if is_big_gro(l3.ethertype, &frame[l3.offset..]) {
         return Pass(Counter::PassBigGro);
     }
+    let outer = Within {
+        end: Within::FRAME_END,
+        inner: false,
+        cut: false,
+    };
     let n = match l3.ethertype {
-        ethernet::ETHERTYPE_IPV4 => ipv4(frame, l3.offset, services),
-        ethernet::ETHERTYPE_IPV6 => ipv6(frame, l3.offset, services),
+        ethernet::ETHERTYPE_IPV4 => ipv4(frame, l3.offset, outer, services),
+        ethernet::ETHERTYPE_IPV6 => ipv6(frame, l3.offset, outer, services),
         _ => return Pass(Counter::PassNotIp),
     };
     let n = match n {
@@ -278,6 +361,7 @@ pub fn parse(frame: &[u8], services: &ServiceSet) -> Parsed {
     }
     Parsed::Tcp(TcpFrame {
         l3: l3.offset,
+        inner: n.inner,
         l4: n.l4,
         end: n.end,
         ip: n.ip,

@@ -1,4 +1,6 @@
-//! The SYN+ACK builder (SPEC section 7): rewrite a SYN frame in place into its answer.
+//! The SYN+ACK builder (SPEC section 7): rewrite a SYN frame in place into its answer: Ethernet
+//! and tags as they came (MACs swapped), a fresh IP header right after them (the SYN's extension
+//! headers, options and any SRv6 encapsulation gone), TCP.
 //! The BPF twin is `bpf/lib/synack.h`.
 
 use crate::config::ServerParams;
@@ -6,7 +8,7 @@ use crate::parse::{Ip, TcpFrame};
 use synwall_cookie::synwall_v1::OptionBits;
 use synwall_cookie::Issued;
 use synwall_wire::checksum;
-use synwall_wire::ethernet::EthernetFrame;
+use synwall_wire::ethernet::{self, EthernetFrame};
 use synwall_wire::ipv4::{self, Ipv4Packet};
 use synwall_wire::ipv6::{self, Ipv6Packet};
 use synwall_wire::tcp::{self, kind, TcpSegment};
@@ -90,6 +92,13 @@ pub fn build(
     EthernetFrame::new_checked(&mut buf[..])
         .expect("parsed frame")
         .swap_macs();
+    // The answer is a plain packet of the family of the header it answers (for SRv6
+    // encapsulation: the inner one): the EtherType before it says so.
+    let ethertype = match f.ip {
+        Ip::V4 { .. } => ethernet::ETHERTYPE_IPV4,
+        Ip::V6 { .. } => ethernet::ETHERTYPE_IPV6,
+    };
+    buf[f.l3 - 2..f.l3].copy_from_slice(&ethertype.to_be_bytes());
     let tcp_len = tcp::MIN_HEADER_LEN + opt_len;
     let l4 = f.l3 + ip_len;
     let total = l4 + tcp_len;

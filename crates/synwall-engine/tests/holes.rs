@@ -16,8 +16,8 @@ use synwall_cookie::{Addrs, Flow, Syn, SynOptions};
 use synwall_engine::parse::{parse, Parsed};
 use synwall_engine::synack::MAX_SYNACK_LEN;
 use synwall_engine::{
-    BackendVerdict, Counter, Decision, Engine, EngineConfig, Service, ServiceSet, Skb, SocketState,
-    Verdict,
+    BackendVerdict, Counter, Decision, Engine, EngineConfig, Service, ServiceSet, Skb, SkbCsum,
+    SocketState, Verdict,
 };
 use synwall_wire::ipv6::MAX_EXT_HEADERS;
 
@@ -552,7 +552,7 @@ fn routing_headers_that_hide_the_destination_are_dropped() {
 }
 
 #[test]
-fn walk_errors_count_when_either_destination_is_protected() {
+fn walk_errors_are_dropped_whatever_the_destination() {
     // An SRH too short for the address it must hold.
     let mut short = routing(4, 1, &[]);
     short.1[1] = 0;
@@ -562,10 +562,9 @@ fn walk_errors_count_when_either_destination_is_protected() {
     );
     assert_eq!(
         edge(&v6_syn(OTHER6, &[short], SVC6)),
-        Counter::PassUnprotected
+        Counter::DropIpMalformed
     );
-    // A header running past the payload after a routing header to the protected service: the
-    // outer destination is not protected, the final one is.
+    // A header running past the payload after a routing header, whichever destination it names.
     let srh = routing(4, 1, &[SVC6]);
     let mut f = v6_syn(OTHER6, &[srh.clone(), ext(NH_DEST, 8)], SVC6);
     let dest_at = 14 + 40 + srh.1.len();
@@ -573,7 +572,8 @@ fn walk_errors_count_when_either_destination_is_protected() {
     assert_eq!(edge(&f), Counter::DropIpMalformed);
     let mut f = v6_syn(OTHER6, &[routing(4, 1, &[OTHER6]), ext(NH_DEST, 8)], OTHER6);
     f[dest_at + 1] = 200;
-    assert_eq!(edge(&f), Counter::PassUnprotected);
+    assert_eq!(edge(&f), Counter::DropIpMalformed);
+    assert_eq!(tc(&f, SocketState::None).1, Counter::DropIpMalformed);
     // Too many headers, to the final destination.
     let mut exts = vec![srh];
     exts.extend((0..MAX_EXT_HEADERS).map(|_| ext(NH_DEST, 8)));
@@ -583,6 +583,314 @@ fn walk_errors_count_when_either_destination_is_protected() {
     );
     exts.pop();
     assert_eq!(answered_from(&v6_syn(OTHER6, &exts, SVC6)), SVC6);
+}
+
+// --- Chains the walk cannot finish, SRv6 encapsulation --------------------------------------------
+
+/// A counter by its metric name (a build without it fails the test that names it).
+fn counter(name: &str) -> Counter {
+    *Counter::ALL
+        .iter()
+        .find(|c| c.name() == name)
+        .unwrap_or_else(|| panic!("this build has no counter {name}"))
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Another address of the backend, not protected (its SID or management address).
+const A6: [u8; 16] = [0x20, 1, 0x0d, 0xb8, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+#[test]
+fn a_routing_header_past_the_walk_bound_cannot_pass_as_unprotected() {
+    // Six destination-options headers, then an SRH whose segment list ends at the protected
+    // service, to an unprotected outer address: the walk stops at its bound before the routing
+    // header the kernel routes by. (Frame as captured in the security review.)
+    let f = unhex(
+        "02aabbccdd0202aabbccdd0186dd6000000000743c4020010db800090000000000000000001020010db800\
+         09000000000000000000013c000104000000003c000104000000003c000104000000003c0001040000000\
+         03c000104000000002b00010400000000060404010100000020010db800010000000000000000008020010\
+         db80009000000000000000000019c4201bb11223344000000007002faf049bf0000020405b401010402",
+    );
+    assert_eq!(edge(&f), Counter::DropIpv6ExtDepth);
+    assert_eq!(tc(&f, SocketState::None).1, Counter::DropIpv6ExtDepth);
+    // Built here: one header more than the bound, wherever the routing header is, to any
+    // destination; a SYN whose chain fits the bound is judged by its final destination.
+    let srh = routing(4, 1, &[SVC6, OTHER6]);
+    for outer in [OTHER6, SVC6] {
+        let mut exts: Vec<_> = (0..MAX_EXT_HEADERS).map(|_| ext(NH_DEST, 8)).collect();
+        exts.push(srh.clone());
+        assert_eq!(edge(&v6_syn(outer, &exts, SVC6)), Counter::DropIpv6ExtDepth);
+        exts.truncate(MAX_EXT_HEADERS - 1);
+        exts.push(srh.clone());
+        assert_eq!(answered_from(&v6_syn(outer, &exts, SVC6)), SVC6, "control");
+    }
+    // Past the bound with no routing header at all, to an unprotected address: still not
+    // judged, so dropped.
+    let exts: Vec<_> = (0..=MAX_EXT_HEADERS).map(|_| ext(NH_DEST, 8)).collect();
+    assert_eq!(
+        edge(&v6_syn(OTHER6, &exts, OTHER6)),
+        Counter::DropIpv6ExtDepth
+    );
+}
+
+#[test]
+fn a_first_fragment_whose_chain_goes_on_in_the_next_is_dropped() {
+    // Fragment 1 ends after a destination-options header that names a routing header; fragment
+    // 2 holds the SRH (final destination protected) and the SYN. (Frames of the review.)
+    let first = unhex(
+        "02aabbccdd0202aabbccdd0186dd6000000000102c4020010db800090000000000000000001020010db8000\
+         9000000000000000000013c0000010000abc12b00010400000000",
+    );
+    let second = unhex(
+        "02aabbccdd0202aabbccdd0186dd60000000004c2c4020010db800090000000000000000001020010db8000\
+         9000000000000000000013c0000080000abc1060404010100000020010db80001000000000000000000802\
+         0010db80009000000000000000000019c4301bb11223344000000007002faf049be0000020405b401010402",
+    );
+    assert_eq!(edge(&first), Counter::DropIpMalformed);
+    assert_eq!(tc(&first, SocketState::None).1, Counter::DropIpMalformed);
+    // The second completes nothing without the first: it passes.
+    assert_eq!(edge(&second), Counter::PassUnprotected);
+    // Built here, to an unprotected and to a protected address (what follows in the next
+    // fragment, an SRH or a type-2 header, does not matter: this one is never judged whole).
+    for outer in [A6, SVC6] {
+        let mut f = v6(outer, &[frag(0, true), ext(NH_DEST, 8)], NH_ROUTING, &[]);
+        assert_eq!(
+            edge(&f),
+            Counter::DropIpMalformed,
+            "chain cut after DestOpts"
+        );
+        // A destination-options header whose length runs past the fragment.
+        let dest_at = 14 + 40 + 8;
+        f[dest_at] = NH_TCP;
+        f[dest_at + 1] = 3;
+        assert_eq!(edge(&f), Counter::DropIpMalformed, "DestOpts cut");
+    }
+    // Control: a first fragment whose chain ends in TCP inside it is judged as before.
+    let f = v6_syn(A6, &[frag(0, true), ext(NH_DEST, 8)], A6);
+    assert_eq!(edge(&f), Counter::PassUnprotected);
+    let f = v6_syn(SVC6, &[frag(0, true), ext(NH_DEST, 8)], SVC6);
+    assert_eq!(edge(&f), Counter::DropSynFragment);
+}
+
+/// `IPv6(CLIENT6 -> outer) / SRH(segments left `sl`, `segments`) / inner IP packet`.
+fn srv6(outer: [u8; 16], sl: u8, segments: &[[u8; 16]], inner_nh: u8, inner: &[u8]) -> Vec<u8> {
+    v6(outer, &[routing(4, sl, segments)], inner_nh, inner)
+}
+
+/// An IPv6 packet (no Ethernet) from CLIENT6 to `dst` carrying `seg` (protocol `nh`).
+fn ip6(dst: [u8; 16], nh: u8, seg: &[u8]) -> Vec<u8> {
+    v6(dst, &[], nh, seg)[14..].to_vec()
+}
+
+/// An IPv4 packet (no Ethernet) from CLIENT4 to `dst` carrying the SYN, checksums right.
+fn ip4_syn(dst: [u8; 4]) -> Vec<u8> {
+    v4(dst, &[], false, 0, syn_header(), &[])[14..].to_vec()
+}
+
+#[test]
+fn srv6_encapsulation_is_judged_by_the_inner_packet() {
+    // The review's frame: an SRH with no segments left whose next header is IPv6, to an
+    // unprotected outer address; inside, a SYN to the protected service.
+    let f = unhex(
+        "02aabbccdd0202aabbccdd0186dd60000000005c2b4020010db800090000000000000000001020010db8000\
+         900000000000000000001290204000000000020010db800090000000000000000000160000000001c0640\
+         20010db800090000000000000000001020010db80001000000000000000000809c4401bb1122334400000\
+         0007002faf049bd0000020405b401010402",
+    );
+    let (d, buf) = xdp(&mut engine_with(false), &f);
+    let Verdict::Tx { len } = d.verdict else {
+        panic!("the inner SYN was not answered: {d:?}")
+    };
+    // Answered as the inner destination would: a plain IPv6 SYN+ACK to the inner source.
+    let everything = ServiceSet::new(vec!["[::/0]:1-65535".parse().unwrap()]);
+    let Parsed::Tcp(t) = parse(&buf[..len], &everything) else {
+        panic!("the answer does not parse")
+    };
+    assert!(t.checksums_ok(&buf[..len]));
+    assert_eq!(
+        (t.l3, buf[20]),
+        (14, NH_TCP),
+        "no outer header in the answer"
+    );
+    assert_eq!(&buf[22..38], &SVC6[..]);
+    assert_eq!(
+        &buf[38..54],
+        &[0x20, 1, 0x0d, 0xb8, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10]
+    );
+    // The backend passes it to the kernel as it passes any SYN.
+    assert_eq!(tc(&f, SocketState::None).1, Counter::BackendSynPass);
+
+    // Built here: segments left 1 (the kernel decapsulates once the segment list is done), and
+    // an IPv4 packet inside: answered in IPv4, the EtherType IPv4.
+    let syn6 = ip6(SVC6, NH_TCP, &tcp6(syn_header(), SVC6, &[]));
+    let f = srv6(OTHER6, 1, &[A6, OTHER6], 41, &syn6);
+    assert_eq!(answered_from(&f), SVC6);
+    let f = srv6(OTHER6, 0, &[OTHER6], 4, &ip4_syn(SVC4));
+    let (d, buf) = xdp(&mut engine_with(false), &f);
+    let Verdict::Tx { len } = d.verdict else {
+        panic!("the inner IPv4 SYN was not answered: {d:?}")
+    };
+    assert_eq!(&buf[12..14], &[0x08, 0x00]);
+    assert_eq!(&buf[26..30], &SVC4[..]);
+    assert_eq!(len, 14 + 20 + 40);
+    // A bad inner IPv4 header checksum is a bad SYN.
+    let mut bad = f.clone();
+    bad[14 + 40 + 24 + 10] ^= 1;
+    assert_eq!(edge(&bad), Counter::DropSynChecksum);
+    // The inner destination decides, whatever the outer one: unprotected inside, passed.
+    let other = ip6(OTHER6, NH_TCP, &tcp6(syn_header(), OTHER6, &[]));
+    assert_eq!(
+        edge(&srv6(SVC6, 0, &[SVC6], 41, &other)),
+        Counter::PassUnprotected
+    );
+    // Not TCP inside: not ours.
+    assert_eq!(
+        edge(&srv6(OTHER6, 0, &[A6], 41, &ip6(SVC6, NH_UDP, &[0; 16]))),
+        Counter::PassNotTcp
+    );
+    // One level only: an SRv6 packet inside an SRv6 packet is dropped, whatever the addresses.
+    let nested = &srv6(OTHER6, 0, &[OTHER6], 41, &syn6)[14..];
+    for outer in [OTHER6, SVC6] {
+        assert_eq!(
+            edge(&srv6(outer, 0, &[outer], 41, nested)),
+            counter("drop_encap_nested")
+        );
+    }
+    // ... and so is plain IP in IP inside.
+    let ipip = ip6(OTHER6, 41, &syn6);
+    assert_eq!(
+        edge(&srv6(OTHER6, 0, &[OTHER6], 41, &ipip)),
+        counter("drop_encap_nested")
+    );
+    // An inner packet cut short or malformed cannot be judged.
+    let f = srv6(OTHER6, 0, &[OTHER6], 41, &syn6[..30]);
+    assert_eq!(edge(&f), Counter::DropTruncated);
+    let mut f = srv6(OTHER6, 0, &[OTHER6], 41, &syn6);
+    f[14 + 40 + 24] = 0x40; // version 4 in an IPv6 slot
+    assert_eq!(edge(&f), Counter::DropIpMalformed);
+    // Controls: IP in IP without a segment routing header is left to whoever decapsulates it
+    // (a tunnel device), as before; so is the same SYN when it is not encapsulated at all.
+    assert_eq!(edge(&v6(OTHER6, &[], 41, &syn6)), Counter::PassUnprotected);
+    assert_eq!(answered_from(&v6_syn(SVC6, &[], SVC6)), SVC6);
+}
+
+#[test]
+fn srv6_encapsulation_follows_the_fragment_rules() {
+    let syn6 = ip6(SVC6, NH_TCP, &tcp6(syn_header(), SVC6, &[]));
+    // An atomic fragment header before the SRH: the inner SYN is in a fragment.
+    let f = v6(
+        OTHER6,
+        &[frag(0, false), routing(4, 0, &[OTHER6])],
+        41,
+        &syn6,
+    );
+    assert_eq!(edge(&f), Counter::DropSynFragment);
+    // The first fragment of a larger datagram: the inner header and TCP header are here.
+    let f = v6(
+        OTHER6,
+        &[frag(0, true), routing(4, 0, &[OTHER6])],
+        41,
+        &syn6,
+    );
+    assert_eq!(edge(&f), Counter::DropSynFragment);
+    let ack6 = ip6(SVC6, NH_TCP, &tcp6(v6_ack(SVC6, 0), SVC6, &[]));
+    let mut cut = ack6.clone();
+    cut[4..6].copy_from_slice(&1000u16.to_be_bytes()); // the rest in later fragments
+    let f = v6(OTHER6, &[frag(0, true), routing(4, 0, &[OTHER6])], 41, &cut);
+    assert_eq!(edge(&f), Counter::FwdNonSyn);
+    assert_eq!(
+        tc(&f, SocketState::ListenerOnly).1,
+        Counter::DropAckFragment
+    );
+    // Not a fragment, the same cut inner packet is truncated.
+    let f = v6(OTHER6, &[routing(4, 0, &[OTHER6])], 41, &cut);
+    assert_eq!(edge(&f), Counter::DropTruncated);
+    // A non-first fragment carries no inner header: it passes.
+    let f = v6(
+        SVC6,
+        &[routing(4, 0, &[OTHER6]), frag(20, false)],
+        41,
+        &[0; 24],
+    );
+    assert_eq!(edge(&f), Counter::PassNotTcp);
+}
+
+#[test]
+fn srv6_encapsulated_acks_get_their_socket_after_decapsulation() {
+    let ack6 = ip6(SVC6, NH_TCP, &tcp6(v6_ack(SVC6, 0), SVC6, &[]));
+    let f = srv6(OTHER6, 0, &[OTHER6], 41, &ack6);
+    // The edge forwards it like any ACK.
+    assert_eq!(edge(&f), Counter::FwdNonSyn);
+    // The backend, before the kernel takes the encapsulation off: passed.
+    let mut seen = None;
+    let d = engine_with(false).tc(&f, |flow| {
+        seen = Some(flow.addrs);
+        SocketState::ListenerOnly
+    });
+    assert_eq!(
+        (d.verdict, d.counter),
+        (BackendVerdict::Pass, counter("backend_ack_pass_encap"))
+    );
+    assert_eq!(
+        seen,
+        Some(Addrs::V6 {
+            client: CLIENT6,
+            service: SVC6
+        }),
+        "looked up by the inner addresses"
+    );
+    // The kernel takes the encapsulation off and hands the inner packet to the interface again:
+    // the same frame, its network header now at the inner IP header. The socket is made then.
+    let inner_at = 14 + 40 + 24;
+    let decapsulated = Skb {
+        network: inner_at,
+        ..Skb::of_frame(&f)
+    };
+    let d = engine_with(false).tc_skb(&f, decapsulated, |_| SocketState::ListenerOnly);
+    assert!(matches!(d.verdict, BackendVerdict::AssignReqsk(_)), "{d:?}");
+    // Its checksum counts there too (over the inner pseudo-header).
+    let mut bad = f.clone();
+    bad[inner_at + 40 + 16] ^= 0x20; // the inner TCP checksum field
+    let d = engine_with(false).tc_skb(&bad, decapsulated, |_| SocketState::ListenerOnly);
+    assert_eq!(d.counter, Counter::DropAckChecksum);
+    // A forged cookie inside is just invalid.
+    let mut forged = v6_ack(SVC6, 0);
+    forged.acknowledgment_number ^= 0x40;
+    let f = srv6(
+        OTHER6,
+        0,
+        &[OTHER6],
+        41,
+        &ip6(SVC6, NH_TCP, &tcp6(forged, SVC6, &[])),
+    );
+    let d = engine_with(false).tc_skb(&f, decapsulated, |_| SocketState::ListenerOnly);
+    assert_eq!(d.counter, Counter::BackendAckInvalid);
+}
+
+#[test]
+fn a_backend_can_drop_the_syns_that_went_around_the_edge() {
+    let syn = v6_syn(SVC6, &[], SVC6);
+    let mut cfg = EngineConfig::new(services());
+    cfg.backend_drop_syns = true;
+    let d = Engine::new(cfg.clone(), keys()).tc(&syn, |_| SocketState::None);
+    assert_eq!(
+        (d.verdict, d.counter),
+        (BackendVerdict::Drop, counter("backend_syn_drop"))
+    );
+    // Only SYNs to protected services; everything else as before.
+    let other = v6_syn(OTHER6, &[], OTHER6);
+    let d = Engine::new(cfg.clone(), keys()).tc(&other, |_| SocketState::None);
+    assert_eq!(d.counter, Counter::PassUnprotected);
+    let ack = v6(SVC6, &[], NH_TCP, &tcp6(v6_ack(SVC6, 0), SVC6, &[]));
+    let d = Engine::new(cfg, keys()).tc(&ack, |_| SocketState::ListenerOnly);
+    assert!(matches!(d.verdict, BackendVerdict::AssignReqsk(_)));
+    // Off by default.
+    assert_eq!(tc(&syn, SocketState::None).1, Counter::BackendSynPass);
 }
 
 // --- Multi-buffer frames ------------------------------------------------------------------------
@@ -646,13 +954,41 @@ fn backend_creates_nothing_from_a_bad_checksum() {
             tc(&good, SocketState::ListenerOnly).0,
             BackendVerdict::AssignReqsk(_)
         ));
-        // A checksum the kernel already trusts is not computed again.
-        let skb = Skb {
-            csum_trusted: true,
-            ..Skb::of_frame(&bad)
-        };
-        let d = engine_with(false).tc_skb(&bad, skb, |_| SocketState::ListenerOnly);
-        assert!(matches!(d.verdict, BackendVerdict::AssignReqsk(_)));
+        // A checksum the kernel already trusts is not computed again: verified by the device, or
+        // still to be filled in over the TCP header and what follows (a local sender).
+        let l4 = 14 + 40;
+        for csum in [
+            SkbCsum::Unnecessary,
+            SkbCsum::Partial { start: l4 as isize },
+        ] {
+            let skb = Skb {
+                csum,
+                ..Skb::of_frame(&bad)
+            };
+            let d = engine_with(false).tc_skb(&bad, skb, |_| SocketState::ListenerOnly);
+            assert!(
+                matches!(d.verdict, BackendVerdict::AssignReqsk(_)),
+                "{csum:?}"
+            );
+        }
+        // What the kernel's TCP does not trust is computed: a device sum (CHECKSUM_COMPLETE,
+        // checked by the kernel too), and a partial checksum whose start lies before the TCP
+        // header (the kernel then finds it negative and computes the sum).
+        for csum in [
+            SkbCsum::Complete,
+            SkbCsum::Partial { start: 0 },
+            SkbCsum::Partial {
+                start: l4 as isize - 1,
+            },
+            SkbCsum::Partial { start: -2 },
+        ] {
+            let skb = Skb {
+                csum,
+                ..Skb::of_frame(&bad)
+            };
+            let d = engine_with(false).tc_skb(&bad, skb, |_| SocketState::ListenerOnly);
+            assert_eq!(d.counter, Counter::DropAckChecksum, "{csum:?}");
+        }
     }
     // An invalid cookie is still just invalid, whatever its checksum.
     let mut forged = v6_ack(SVC6, 0);
@@ -677,7 +1013,7 @@ fn backend_moves_stacked_tags_aside_for_the_kfunc() {
             Skb {
                 protocol,
                 vlan_present,
-                csum_trusted: false,
+                ..Skb::of_frame(frame)
             },
             |_| SocketState::ListenerOnly,
         );
@@ -740,14 +1076,8 @@ fn model(outer_protected: bool, chain: &[Hdr]) -> (Counter, bool) {
     let mut fragment = false;
     for (i, h) in chain.iter().enumerate() {
         if i == MAX_EXT_HEADERS {
-            return (
-                if outer_protected || dst_protected {
-                    Counter::DropIpv6ExtDepth
-                } else {
-                    Counter::PassUnprotected
-                },
-                dst_protected,
-            );
+            // Not judged: a routing header further on could send it anywhere.
+            return (Counter::DropIpv6ExtDepth, dst_protected);
         }
         match *h {
             Hdr::Plain(..) => {}

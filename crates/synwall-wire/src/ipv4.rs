@@ -7,6 +7,10 @@ use crate::{be16, put16, Result, WireError};
 pub const MIN_HEADER_LEN: usize = 20;
 /// Protocol number of TCP.
 pub const PROTO_TCP: u8 = 6;
+/// Protocol number of an encapsulated IPv4 packet (IP in IP, RFC 2003).
+pub const PROTO_IPV4: u8 = 4;
+/// Length of the longest header (IHL 15).
+pub const MAX_HEADER_LEN: usize = 60;
 /// Option type of Loose Source and Record Route (RFC 791).
 pub const OPT_LSRR: u8 = 131;
 /// Option type of Strict Source and Record Route (RFC 791).
@@ -40,6 +44,27 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         if p.buffer.as_ref().len() < p.header_len()
             || p.buffer.as_ref().len() < p.total_len() as usize
         {
+            return Err(WireError::Truncated);
+        }
+        Ok(p)
+    }
+
+    /// Like [`Ipv4Packet::new_checked`], but the payload may be cut short: for a packet inside the
+    /// first fragment of an outer one, of which only the start is here. The header (options
+    /// included) must be whole.
+    pub fn new_checked_header(buffer: T) -> Result<Self> {
+        let b = buffer.as_ref();
+        if b.len() < MIN_HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        let p = Ipv4Packet { buffer };
+        if p.version() != 4
+            || p.header_len() < MIN_HEADER_LEN
+            || (p.total_len() as usize) < p.header_len()
+        {
+            return Err(WireError::Malformed);
+        }
+        if p.buffer.as_ref().len() < p.header_len() {
             return Err(WireError::Truncated);
         }
         Ok(p)

@@ -18,6 +18,10 @@ pub const NH_FRAGMENT: u8 = 44;
 pub const NH_AUTH: u8 = 51;
 /// Destination Options.
 pub const NH_DEST_OPTS: u8 = 60;
+/// An encapsulated IPv6 packet (IPv6 in IPv6; RFC 2473, SRv6 encapsulation RFC 8986).
+pub const NH_IPV6: u8 = 41;
+/// The longest extension header: a length field of 255 units of 8 bytes, plus the first 8.
+pub const MAX_EXT_HEADER_LEN: usize = 256 * 8;
 /// Routing type 0 (deprecated by RFC 5095: a list of addresses anyone may route through).
 pub const ROUTING_TYPE_0: u8 = 0;
 /// Routing type 2 (Mobile IPv6, RFC 6275): one address, the home address.
@@ -56,6 +60,10 @@ pub struct Upper {
     /// The final destination: the fixed header's, or the one a routing header with segments
     /// left names (RFC 8200 section 8.1: what the upper layer's pseudo-header uses).
     pub dst: [u8; 16],
+    /// A segment routing header (routing type 4) was walked: an IPv6 or IPv4 packet behind it
+    /// is SRv6 encapsulation, which Linux takes off once segments left reaches 0 and delivers
+    /// the inner packet on its own (`ipv6_srh_rcv`).
+    pub srh: bool,
 }
 
 /// Why [`Ipv6Packet::upper_layer`] stopped, and the final destination found up to there.
@@ -82,6 +90,20 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         }
         if p.buffer.as_ref().len() < HEADER_LEN + p.payload_len() as usize {
             return Err(WireError::Truncated);
+        }
+        Ok(p)
+    }
+
+    /// Like [`Ipv6Packet::new_checked`], but the payload may be cut short: for a packet inside
+    /// the first fragment of an outer one, of which only the start is here. The fixed header
+    /// must be whole; [`Ipv6Packet::upper_layer`] walks what there is.
+    pub fn new_checked_header(buffer: T) -> Result<Self> {
+        if buffer.as_ref().len() < HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        let p = Ipv6Packet { buffer };
+        if p.version() != 6 || p.payload_len() == 0 {
+            return Err(WireError::Malformed);
         }
         Ok(p)
     }
@@ -142,16 +164,19 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     ///   protocol is the one it names); with offset 0 (a first or atomic fragment) the walk goes
     ///   on, since the headers after it are in this fragment.
     ///
-    /// A header running past the payload is [`WireError::Malformed`]; more than [`MAX_EXT_HEADERS`]
-    /// extension headers (Fragment headers included) [`WireError::ExtHeaderLimit`].
+    /// A header running past the payload (or past the buffer of a view made with
+    /// [`Ipv6Packet::new_checked_header`]) is [`WireError::Malformed`]; more than
+    /// [`MAX_EXT_HEADERS`] extension headers (Fragment headers included)
+    /// [`WireError::ExtHeaderLimit`].
     pub fn upper_layer(&self) -> core::result::Result<Upper, ExtError> {
         let b = self.b();
-        let end = self.end();
+        let end = self.end().min(b.len());
         let mut up = Upper {
             protocol: self.next_header(),
             offset: HEADER_LEN,
             fragment: None,
             dst: self.dst(),
+            srh: false,
         };
         let mut routed = false;
         let mut walked = 0;
@@ -192,6 +217,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
                         return Err(fail(WireError::SourceRoute));
                     }
                     routed = true;
+                    up.srh = kind == ROUTING_TYPE_SRH;
                     if segments_left > 0 {
                         if kind != ROUTING_TYPE_2 && kind != ROUTING_TYPE_SRH {
                             return Err(fail(WireError::SourceRoute));

@@ -17,6 +17,22 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod tcp;
 
+/// The end of the deepest header this crate's views reach in a frame, in bytes: Ethernet with the
+/// most tags, then two IPv6 headers (an outer one carrying SRv6 encapsulation, and the packet
+/// inside it) each with the longest extension chain walked, then the longest TCP header.
+pub const MAX_HEADER_END: usize = ethernet::HEADER_LEN
+    + ethernet::MAX_VLAN_TAGS * ethernet::VLAN_TAG_LEN
+    + 2 * (ipv6::HEADER_LEN + ipv6::MAX_EXT_HEADERS * ipv6::MAX_EXT_HEADER_LEN)
+    + tcp::MIN_HEADER_LEN
+    + tcp::MAX_OPTIONS_LEN;
+
+/// The BPF programs mask every header offset with `SW_OFF_MASK` (`bpf/lib/common.h`, which
+/// asserts the same bound): a mask that must change nothing. One more than the mask.
+pub const BPF_OFFSET_LIMIT: usize = 0x8000;
+
+// A bound raised (more extension headers walked, deeper nesting) must not make the mask cut offsets.
+const _: () = assert!(MAX_HEADER_END <= BPF_OFFSET_LIMIT);
+
 /// Why a buffer is not a valid header of its kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WireError {

@@ -91,6 +91,14 @@ pub fn check_config(a: CheckArgs) -> Result<ExitCode> {
             }
         }
     }
+    // (`run` logs this one when it attaches.)
+    if cfg.edge.xdp_mode == synwall_config::XdpMode::Native {
+        for iface in &cfg.edge.interfaces {
+            if let Some(w) = crate::iface::native_vlan_warning(iface) {
+                eprintln!("warning: {w}");
+            }
+        }
+    }
     if let Some(addr) = cfg.node.metrics_addr() {
         let pins = NodePins::new(&cfg.node.pin_root, &cfg.node.name);
         let files = RunFiles::new(Path::new(DEFAULT_RUN_DIR), &cfg.node.name);
@@ -171,6 +179,7 @@ fn check_machine(loaded: &synwall_config::Loaded) -> Result<Vec<Interface>> {
         };
         let idx = nix::net::if_::if_nametoindex(iface.as_str())
             .map_err(|_| anyhow!("{}: no such interface {iface:?}", at(loaded, key)))?;
+        crate::iface::check_ethernet(&iface).map_err(|e| anyhow!("{}: {e:#}", at(loaded, key)))?;
         interfaces.push(Interface {
             name: iface,
             ifindex: idx,

@@ -118,6 +118,10 @@ pub struct BackendArgs {
     /// Set the sysctls the kfunc needs instead of refusing to start.
     #[arg(long)]
     set_sysctls: bool,
+    /// Drop SYNs to protected services instead of passing them to the kernel (behind an edge,
+    /// not in auto mode, every one is answered there: these went around it).
+    #[arg(long)]
+    drop_syns: bool,
 }
 
 #[derive(Args)]
@@ -165,9 +169,11 @@ fn spec(
     auto: &AutoArgs,
     xdp_mode: XdpModeArg,
     set_sysctls: bool,
+    drop_syns: bool,
 ) -> Result<NodeSpec> {
     let mut engine = EngineConfig::new(ServiceSet::new(dp.services.clone()));
     engine.strict = strict;
+    engine.backend_drop_syns = drop_syns;
     engine.auto = auto.config()?;
     engine.validate().map_err(|e| match e {
         InvalidConfig::StrictWithAuto => anyhow!(
@@ -175,6 +181,7 @@ fn spec(
             e.why()
         ),
         InvalidConfig::AutoRates { .. } => anyhow!("{e} (--auto-rate-off < --auto-rate-on)"),
+        InvalidConfig::DropSynsWithAuto => anyhow!("{e}"),
     })?;
     let ifindex = nix::net::if_::if_nametoindex(iface)
         .with_context(|| format!("no such interface {iface:?}"))?;
@@ -245,6 +252,7 @@ pub fn edge(a: EdgeArgs) -> Result<ExitCode> {
         &a.auto,
         a.xdp_mode,
         false,
+        false,
     )?;
     let extra = format!(
         "{}{}",
@@ -263,8 +271,9 @@ pub fn backend(a: BackendArgs) -> Result<ExitCode> {
         &AutoArgs::default(),
         XdpModeArg::Native,
         a.set_sysctls,
+        a.drop_syns,
     )?;
-    run(spec, "")
+    run(spec, if a.drop_syns { " drop_syns" } else { "" })
 }
 
 pub fn single(a: SingleArgs) -> Result<ExitCode> {
@@ -276,6 +285,7 @@ pub fn single(a: SingleArgs) -> Result<ExitCode> {
         &a.auto,
         a.xdp_mode,
         a.set_sysctls,
+        false,
     )?;
     let extra = auto_ready(&spec.engine);
     run(spec, &extra)

@@ -11,6 +11,7 @@ mod daemon;
 mod dataplane_cmd;
 mod gen_cmd;
 mod hints;
+mod iface;
 mod ifstats;
 mod logging;
 mod metrics;

@@ -239,6 +239,15 @@ impl Node {
 
     fn start_inner(spec: NodeSpec) -> Result<Node> {
         spec.engine.validate()?;
+        // Before anything changes: interfaces the programs cannot parse are refused.
+        for i in &spec.interfaces {
+            crate::iface::check_ethernet(&i.name)?;
+            if i.edge && spec.xdp_mode == XdpMode::Native {
+                if let Some(w) = crate::iface::native_vlan_warning(&i.name) {
+                    warn!("{w}");
+                }
+            }
+        }
         if spec.has_backend() {
             sysctl::ensure_for(&spec.engine.cookie, spec.set_sysctls)?;
         }

@@ -57,6 +57,7 @@ fn jumbo(strict: bool) -> Result<()> {
             strict,
             mtu: Some(MTU),
             server_mss: Some((JUMBO_MSS_V4 as u16, JUMBO_MSS_V6 as u16)),
+            ..Default::default()
         },
     )
     .context("the nodes start on MTU 9000 links with the edge attached natively")?;

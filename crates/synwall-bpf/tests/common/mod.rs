@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use synwall_cookie::synwall_v1::{self as v1, EpochKeys, MasterSecret};
 use synwall_cookie::{Addrs, Flow, Syn, SynOptions};
 use synwall_engine::{Counter, Counters, EngineConfig, Service, ServiceSet};
+use synwall_wire::ipv6::MAX_EXT_HEADERS;
 
 pub const MASTER: [u8; 32] = [0x5a; 32];
 pub const EPOCH: u64 = 29_000_000;
@@ -118,6 +119,9 @@ pub struct Seg {
     pub padding: usize,
     /// IP protocol / next header (6 = TCP; anything else gets `payload` as the IP payload).
     pub proto: u8,
+    /// Encapsulation: this packet's upper layer is that whole IP packet (protocol 4 or 41), and
+    /// the TCP fields above are unused (SRv6 when `ext` holds a segment routing header).
+    pub encap: Option<Box<Seg>>,
 }
 
 impl Seg {
@@ -139,6 +143,7 @@ impl Seg {
             ext: Vec::new(),
             padding: 0,
             proto: 6,
+            encap: None,
         }
     }
 }
@@ -162,6 +167,9 @@ fn tcp_header(s: &Seg) -> TcpHeader {
 
 /// The L3 packet (IP header onward) built by etherparse, extension headers spliced in after.
 fn l3_packet(s: &Seg) -> Vec<u8> {
+    if let Some(inner) = &s.encap {
+        return encapsulated(s, &l3_packet(inner), inner.src.is_ipv4());
+    }
     let mut out = Vec::new();
     let ip = match (s.src, s.dst) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {
@@ -211,6 +219,35 @@ fn l3_packet(s: &Seg) -> Vec<u8> {
             fix_checksums(&mut f);
             out = f.split_off(14);
         }
+    }
+    out
+}
+
+/// `s`'s IP header (and extension headers) around the IP packet `inner`.
+fn encapsulated(s: &Seg, inner: &[u8], inner_v4: bool) -> Vec<u8> {
+    let nh = if inner_v4 { 4 } else { 41 };
+    let mut out = match (s.src, s.dst) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            let h = Ipv4Header::new(inner.len() as u16, 64, IpNumber(nh), a.octets(), b.octets())
+                .expect("ipv4 header");
+            h.to_bytes().to_vec()
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => Ipv6Header {
+            traffic_class: 0,
+            flow_label: etherparse::Ipv6FlowLabel::ZERO,
+            payload_length: inner.len() as u16,
+            next_header: IpNumber(nh),
+            hop_limit: 64,
+            source: a.octets(),
+            destination: b.octets(),
+        }
+        .to_bytes()
+        .to_vec(),
+        _ => panic!("mixed families"),
+    };
+    out.extend_from_slice(inner);
+    if s.src.is_ipv6() && !s.ext.is_empty() {
+        splice_ext(&mut out, &s.ext);
     }
     out
 }
@@ -822,7 +859,11 @@ impl Gen {
             s.frag = (self.rng.gen(), offset);
         }
         if v6 && self.rng.gen_bool(0.25) {
-            s.ext = self.ext_chain();
+            s.ext = if self.rng.gen_bool(0.1) {
+                self.chain_past_the_bound()
+            } else {
+                self.ext_chain()
+            };
             if s.ext.iter().any(|(ty, _)| *ty == 43) && self.rng.gen() {
                 s.dst = V6_OTHER[self.rng.gen_range(0..V6_OTHER.len())]
                     .parse()
@@ -839,7 +880,107 @@ impl Gen {
         if self.rng.gen_bool(0.1) {
             s.padding = self.rng.gen_range(1..24);
         }
+        // SRv6 encapsulation (the segment is the inner packet), and other IP in IP.
+        if self.rng.gen_bool(0.08) {
+            s = self.encapsulate(s);
+        }
         s
+    }
+
+    /// `inner` inside an outer packet: mostly IPv6 with a segment routing header (segments left
+    /// 0 to 2, segment list[0] protected or not, other extension headers around it, sometimes an
+    /// offset-0 Fragment header before it), to an unprotected or protected outer destination; a
+    /// few with a second level of encapsulation inside, a few IP in IP without an SRH (IPv6 or
+    /// IPv4 outside: not judged by the inner packet).
+    pub fn encapsulate(&mut self, mut inner: Seg) -> Seg {
+        let outer_v6 = self.rng.gen_bool(0.9);
+        let src = self.src(outer_v6);
+        let dst = if outer_v6 {
+            let pool: &[&str] = if self.rng.gen_bool(0.6) {
+                &V6_OTHER
+            } else {
+                &V6_PROTECTED
+            };
+            pool[self.rng.gen_range(0..pool.len())].parse().unwrap()
+        } else {
+            self.dst(false)
+        };
+        let mut outer = Seg::new(src, dst, 0, 0, 0);
+        outer.vlans = std::mem::take(&mut inner.vlans);
+        outer.padding = std::mem::take(&mut inner.padding);
+        if outer_v6 && self.rng.gen_bool(0.9) {
+            let mut ext = Vec::new();
+            if self.rng.gen_bool(0.2) {
+                let o = [0, 0, 0, 1, 3][self.rng.gen_range(0..5)];
+                ext.push(frag_header(o, self.rng.gen()));
+            }
+            if self.rng.gen_bool(0.2) {
+                ext.push(ext_header(60, self.rng.gen_range(0..3), &mut self.rng));
+            }
+            let sl = [0, 0, 1, 2][self.rng.gen_range(0..4)];
+            let segments: Vec<[u8; 16]> = (0..self.rng.gen_range(1..=3))
+                .map(|_| {
+                    let pool: &[&str] = if self.rng.gen() {
+                        &V6_PROTECTED
+                    } else {
+                        &V6_OTHER
+                    };
+                    let a: std::net::Ipv6Addr =
+                        pool[self.rng.gen_range(0..pool.len())].parse().unwrap();
+                    a.octets()
+                })
+                .collect();
+            ext.push(routing_header(4, sl, &segments));
+            if self.rng.gen_bool(0.1) {
+                ext.push(ext_header(60, 0, &mut self.rng));
+            }
+            outer.ext = ext;
+            // A second level inside, now and then.
+            if self.rng.gen_bool(0.05) && inner.encap.is_none() {
+                inner = self.encapsulate(inner);
+            }
+        }
+        outer.encap = Some(Box::new(inner));
+        outer
+    }
+
+    /// More extension headers than the walk takes (7 or 8), ending in a segment routing header
+    /// whose last segment is protected: the kernel would route by it.
+    pub fn chain_past_the_bound(&mut self) -> Vec<(u8, Vec<u8>)> {
+        let n = self
+            .rng
+            .gen_range(MAX_EXT_HEADERS + 1..=MAX_EXT_HEADERS + 2);
+        let mut out: Vec<(u8, Vec<u8>)> = (0..n - 1)
+            .map(|_| {
+                let ty = [0, 60, 60, 51][self.rng.gen_range(0..4)];
+                ext_header(ty, self.rng.gen_range(0..2), &mut self.rng)
+            })
+            .collect();
+        let final_dst: std::net::Ipv6Addr = V6_PROTECTED[self.rng.gen_range(0..2)].parse().unwrap();
+        out.push(routing_header(4, 1, &[final_dst.octets(), [0x20; 16]]));
+        out
+    }
+
+    /// For an IPv6 segment whose chain holds an offset-0 Fragment header followed by more
+    /// extension headers (now and then): the frame cut right after one of those, its payload
+    /// length made to match, as the first fragment of a datagram whose chain goes on in the next.
+    fn cut_after_first_fragment(&mut self, s: &Seg, f: &[u8]) -> Option<Vec<u8>> {
+        if !s.src.is_ipv6() || s.encap.is_some() || !self.rng.gen_bool(0.3) {
+            return None;
+        }
+        let at = s
+            .ext
+            .iter()
+            .position(|(ty, b)| *ty == 44 && u16::from_be_bytes([b[2], b[3]]) >> 3 == 0)?;
+        if at + 1 >= s.ext.len() {
+            return None;
+        }
+        let l3 = 14 + 4 * s.vlans.len();
+        let upto = self.rng.gen_range(at + 1..s.ext.len());
+        let chain: usize = s.ext[..upto].iter().map(|(_, b)| b.len()).sum();
+        let mut out = f[..l3 + 40 + chain].to_vec();
+        out[l3 + 4..l3 + 6].copy_from_slice(&(chain as u16).to_be_bytes());
+        Some(out)
     }
 
     /// A list of IPv4 options, padded to 4 bytes: NOPs, EOLs, record route, timestamps, router
@@ -879,7 +1020,12 @@ impl Gen {
     pub fn ext_chain(&mut self) -> Vec<(u8, Vec<u8>)> {
         let mut out = Vec::new();
         for _ in 0..self.rng.gen_range(1..=8) {
-            let units = self.rng.gen_range(0..4);
+            // Mostly short headers; now and then one of up to the longest (2 KiB).
+            let units = if self.rng.gen_bool(0.03) {
+                self.rng.gen()
+            } else {
+                self.rng.gen_range(0..4)
+            };
             let h = match self.rng.gen_range(0..10) {
                 0 => ext_header(0, units, &mut self.rng),
                 1..=2 => ext_header(60, units, &mut self.rng),
@@ -891,7 +1037,8 @@ impl Gen {
                 _ => {
                     let kind = [0, 2, 3, 4, 4, 4][self.rng.gen_range(0..6)];
                     let sl = [0, 0, 1, 2][self.rng.gen_range(0..4)];
-                    let addrs: Vec<[u8; 16]> = (0..self.rng.gen_range(1..=3))
+                    // No address at all now and then: too short for the one it must name.
+                    let addrs: Vec<[u8; 16]> = (0..self.rng.gen_range(0..=3))
                         .map(|_| {
                             let pool: &[&str] = if self.rng.gen_bool(0.6) {
                                 &V6_PROTECTED
@@ -917,6 +1064,12 @@ impl Gen {
     pub fn frame(&mut self, cfg: &v1::Config, keys: &EpochKeys) -> (Vec<u8>, &'static str) {
         let s = self.segment(cfg, keys);
         let mut f = build(&s);
+        // The first fragment of a datagram whose header chain goes on in the next fragment: the
+        // packet ends after one of the extension headers that follow its Fragment header.
+        if let Some(at) = self.cut_after_first_fragment(&s, &f) {
+            f = at;
+            return (f, "chain cut by fragmentation");
+        }
         let r = self.rng.gen_range(0..100);
         let label = match r {
             0..=69 => "built",

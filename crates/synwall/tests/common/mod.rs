@@ -149,6 +149,11 @@ pub struct LabOptions {
     pub mtu: Option<u32>,
     /// `[server] mss_v4, mss_v6`: the MSS the edge's SYN+ACKs advertise.
     pub server_mss: Option<(u16, u16)>,
+    /// A port the backend protects but the edge does not: its SYNs pass the edge, as SYNs that
+    /// went around it would reach the backend.
+    pub backend_only_port: Option<u16>,
+    /// `backend.drop_syns`.
+    pub backend_drop_syns: bool,
 }
 
 /// What the programs counted while some frames went through.
@@ -282,15 +287,22 @@ impl Lab {
         std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let run_dir = dir.path().join("run");
         std::fs::create_dir_all(&run_dir)?;
-        let services = format!(
-            "\"{}/32:{PORT}\", \"[{}/128]:{PORT}\"",
-            topo::backend_addr(false),
-            topo::backend_addr(true)
-        );
+        let services = |ports: &str| {
+            format!(
+                "\"{}/32:{ports}\", \"[{}/128]:{ports}\"",
+                topo::backend_addr(false),
+                topo::backend_addr(true)
+            )
+        };
+        let edge_services = services(&PORT.to_string());
+        let backend_services = match o.backend_only_port {
+            Some(p) => services(&format!("{PORT},{p}")),
+            None => edge_services.clone(),
+        };
         let server = o.server_mss.map_or(String::new(), |(v4, v6)| {
             format!("[server]\nmss_v4 = {v4}\nmss_v6 = {v6}\n")
         });
-        let config = |role: &str, section: &str| -> Result<PathBuf> {
+        let config = |role: &str, services: &str, section: &str| -> Result<PathBuf> {
             let path = dir.path().join(format!("{role}.toml"));
             std::fs::write(
                 &path,
@@ -305,6 +317,7 @@ impl Lab {
         };
         let ec = config(
             "edge",
+            &edge_services,
             &format!(
                 "[edge]\ninterfaces = [\"{EDGE_CLIENT_IF}\"]\nxdp_mode = \"native\"\n\
                  xdp_fallback = \"none\"\nstrict = {}\n",
@@ -313,7 +326,11 @@ impl Lab {
         )?;
         let bc = config(
             "backend",
-            &format!("[backend]\ninterfaces = [\"{BACKEND_IF}\"]\n"),
+            &backend_services,
+            &format!(
+                "[backend]\ninterfaces = [\"{BACKEND_IF}\"]\ndrop_syns = {}\n",
+                o.backend_drop_syns
+            ),
         )?;
         let run = |ns: &Netns, cfg: &Path| {
             Daemon::start(
@@ -439,6 +456,31 @@ impl Lab {
         let mut still = Instant::now();
         let deadline = Instant::now() + Duration::from_secs(3);
         while still.elapsed() < Duration::from_millis(80) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            let (e, b) = self.snaps()?;
+            if e != e1 || b != b1 {
+                (e1, b1) = (e, b);
+                still = Instant::now();
+            }
+        }
+        Ok(Probe {
+            edge: delta(&e0, &e1),
+            backend: delta(&b0, &b1),
+        })
+    }
+
+    /// What both programs counted while `send` ran (for frames that do not pass the edge, e.g.
+    /// sent into the backend's link from the edge's namespace): waits until the counters have
+    /// been still for 80 ms after they moved (at most 3 s).
+    pub fn probe_with(&self, send: impl FnOnce() -> Result<()>) -> Result<Probe> {
+        let (e0, b0) = self.snaps()?;
+        send()?;
+        let (mut e1, mut b1) = self.snaps()?;
+        let mut still = Instant::now();
+        let start = Instant::now();
+        while (still.elapsed() < Duration::from_millis(80) || (e1 == e0 && b1 == b0))
+            && start.elapsed() < Duration::from_secs(3)
+        {
             std::thread::sleep(Duration::from_millis(5));
             let (e, b) = self.snaps()?;
             if e != e1 || b != b1 {
@@ -599,6 +641,81 @@ impl Lab {
         {
             let _ = d.stop();
         }
+    }
+}
+
+/// An `AF_PACKET` sender whose frames carry a virtio-net header (`PACKET_VNET_HDR`), as a tap or
+/// virtio guest's do: `NEEDS_CSUM` makes the skb `CHECKSUM_PARTIAL` with the `csum_start` the
+/// sender chooses, which veth keeps up to the receiving end. Open it on a thread in the
+/// interface's namespace.
+pub struct VnetSender {
+    fd: std::os::fd::OwnedFd,
+    ifindex: i32,
+}
+
+impl VnetSender {
+    pub fn open(dev: &str) -> Result<VnetSender> {
+        use std::os::fd::FromRawFd;
+        const PACKET_VNET_HDR: libc::c_int = 15;
+        let c = std::ffi::CString::new(dev)?;
+        // SAFETY: plain libc calls on a descriptor we own.
+        unsafe {
+            let ifindex = libc::if_nametoindex(c.as_ptr());
+            if ifindex == 0 {
+                bail!("no interface {dev}");
+            }
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
+            if fd < 0 {
+                bail!("AF_PACKET socket: {}", std::io::Error::last_os_error());
+            }
+            let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
+            let on: libc::c_int = 1;
+            if libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                libc::SOL_PACKET,
+                PACKET_VNET_HDR,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            ) != 0
+            {
+                bail!("PACKET_VNET_HDR: {}", std::io::Error::last_os_error());
+            }
+            Ok(VnetSender {
+                fd,
+                ifindex: ifindex as i32,
+            })
+        }
+    }
+
+    /// Send `frame` with a virtio-net header saying NEEDS_CSUM: the checksum over the bytes from
+    /// `csum_start` is still to be written at `csum_start + csum_offset`.
+    pub fn send_partial(&self, frame: &[u8], csum_start: u16, csum_offset: u16) -> Result<()> {
+        const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+        // struct virtio_net_hdr: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset.
+        let mut pkt = vec![VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 0, 0];
+        pkt.extend_from_slice(&csum_start.to_le_bytes());
+        pkt.extend_from_slice(&csum_offset.to_le_bytes());
+        pkt.extend_from_slice(frame);
+        // SAFETY: sending from a buffer we own to an address we built.
+        let n = unsafe {
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_ifindex = self.ifindex;
+            sll.sll_halen = 6;
+            sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+            libc::sendto(
+                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
+                pkt.as_ptr().cast(),
+                pkt.len(),
+                0,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if n < 0 {
+            bail!("sendto (vnet header): {}", std::io::Error::last_os_error());
+        }
+        Ok(())
     }
 }
 
