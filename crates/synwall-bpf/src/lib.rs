@@ -35,7 +35,7 @@ pub use maps::Maps;
 pub use maps::{
     config_value, decode_auto_state, percpu_sum, salt_slot, LoadOptions, MAX_CLIENT_PREFIXES,
 };
-pub use objects::{Backend, DataPath, Edge};
+pub use objects::{Backend, DataPath, Edge, EdgePercpuBudget};
 pub use skel::{leak_object, types};
 pub use test_run::{
     tc_action, test_run, xdp_action, TestRun, TEST_RUN_MAX_FRAME, TEST_RUN_MAX_LINEAR,

@@ -4,6 +4,7 @@
 use crate::maps::{LoadOptions, Maps, KEY0};
 use crate::services::ServiceTables;
 use crate::skel::backend_skel::{BackendSkel, BackendSkelBuilder};
+use crate::skel::edge_percpu_skel::{EdgePercpuSkel, EdgePercpuSkelBuilder};
 use crate::skel::edge_skel::{EdgeSkel, EdgeSkelBuilder};
 use crate::{
     bpf, decode_auto_state, leak_object, pin, test_run, types, Error, Link, Result,
@@ -338,6 +339,66 @@ impl Edge {
     pub fn update_link(&self, link: &Link) -> Result<()> {
         let mode = crate::xdp_mode_of(link.ifindex()?)?.unwrap_or(XdpMode::Native);
         link.update(self.prog_fd(mode))
+    }
+}
+
+/// A measurement build of the edge (`bpf/edge.bpf.c` with `-DSW_BUDGET_PERCPU`): the reflection
+/// budget in per-CPU buckets, without atomics, instead of buckets every CPU shares. Not for
+/// nodes: `docs/BENCHMARKS.md` compares the two and says why the shared buckets are the ones
+/// built. Configure it with the budget a CPU may spend (the node's split between the CPUs, or
+/// the whole budget on every CPU).
+pub struct EdgePercpuBudget {
+    skel: EdgePercpuSkel<'static>,
+}
+
+impl sealed::HasMaps for EdgePercpuBudget {
+    fn maps(&self) -> Maps<'_> {
+        maps_of!(self)
+    }
+}
+
+impl DataPath for EdgePercpuBudget {
+    fn load_at(opts: &LoadOptions, pins: Option<&std::path::Path>) -> Result<Self> {
+        if pins.is_some() {
+            return Err(Error::Config(
+                "the per-CPU budget build is for measurements; it is never pinned".into(),
+            ));
+        }
+        let mut open = EdgePercpuSkelBuilder::default()
+            .open(leak_object())
+            .map_err(bpf("open edge_percpu.bpf.o"))?;
+        let m = &mut open.maps;
+        set_sizes(&mut m.sw_services, &mut m.sw_ports, opts)?;
+        m.sw_budget
+            .set_max_entries(opts.budget_prefixes.max(1))
+            .map_err(bpf("size sw_budget"))?;
+        let skel = open.load().map_err(bpf("load edge_percpu.bpf.o"))?;
+        Ok(EdgePercpuBudget { skel })
+    }
+
+    fn repin_maps(&mut self, _dir: &std::path::Path) -> Result<()> {
+        Err(Error::Config(
+            "the per-CPU budget build is for measurements; it is never pinned".into(),
+        ))
+    }
+}
+
+impl EdgePercpuBudget {
+    /// Run the program once on `frame`.
+    pub fn test_run(&self, frame: &[u8]) -> Result<TestRun> {
+        test_run(&self.skel.progs.sw_edge, frame, 1)
+    }
+
+    /// The reflection budget's buckets (each CPU's drops summed).
+    pub fn budget_buckets(
+        &self,
+    ) -> Result<Vec<(synwall_engine::abuse::BucketKey, synwall_engine::abuse::BucketState)>> {
+        crate::abuse::read_buckets(&self.skel.maps.sw_budget)
+    }
+
+    /// Forget every bucket.
+    pub fn clear_budgets(&self) {
+        crate::abuse::clear(&self.skel.maps.sw_budget);
     }
 }
 

@@ -28,6 +28,7 @@ macro_rules! skeleton {
 
 crate::skeleton!(pub(crate) mod edge_skel = "edge.skel.rs");
 crate::skeleton!(pub(crate) mod backend_skel = "backend.skel.rs");
+crate::skeleton!(pub(crate) mod edge_percpu_skel = "edge_percpu.skel.rs");
 
 /// The map value types of `bpf/lib/maps.h`, as the skeleton generator derived them from BTF.
 pub mod types {
