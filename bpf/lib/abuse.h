@@ -183,47 +183,67 @@ refused:
 }
 
 /*
- * engine::take_from: one event from the bucket of the segment's client prefix in `map` (an LRU
- * of buckets). A prefix without a bucket gets a full one, and this event takes from it.
+ * The first event of a client prefix `map` holds no bucket for (engine::take_from): a full bucket
+ * is made, and this event takes from it. A subprogram of its own: new prefixes are the rare case,
+ * and its keys stay out of the caller's stack frame.
  */
-SW_INLINE int sw_budget_take(void *map, const struct sw_config *cfg, const struct sw_frame *f,
-			     __u64 now, __u64 interval, __u64 tolerance, const int local)
+SW_INLINE int sw_budget_new(void *map, const struct sw_config *cfg, const struct sw_frame *f,
+			    __u64 now, __u64 interval, __u64 tolerance, const int local)
 {
 	struct sw_budget_key key;
 	struct sw_budget_state init = {}, *st;
 
 	sw_budget_key_of(cfg, f, &key);
+	init.tat = now + interval;
+	if (bpf_map_update_elem(map, &key, &init, BPF_NOEXIST) == 0)
+		return 1;
+	/* Another CPU made it meanwhile: take from that one. */
 	st = bpf_map_lookup_elem(map, &key);
-	if (!st) {
-		init.tat = now + interval;
-		if (bpf_map_update_elem(map, &key, &init, BPF_NOEXIST) == 0)
-			return 1;
-		/* Another CPU made it meanwhile: take from that one. */
-		st = bpf_map_lookup_elem(map, &key);
-		if (!st)
-			return 0;
-	}
+	if (!st)
+		return 0;
 	return sw_gcra(st, now, interval, tolerance, local);
 }
 
-/* The reflection budget of the segment's client prefix. */
-SW_SUBPROG int sw_reflection_budget_take(const struct sw_config *cfg, const struct sw_frame *f,
+#ifdef SW_BUDGET_PERCPU
+#define SW_BUDGET_LOCAL 1
+#else
+#define SW_BUDGET_LOCAL 0
+#endif
+
+SW_SUBPROG int sw_reflection_budget_new(const struct sw_config *cfg, const struct sw_frame *f,
 					__u64 now)
 {
-#ifdef SW_BUDGET_PERCPU
-	const int local = 1;
-#else
-	const int local = 0;
-#endif
-	return sw_budget_take(&sw_budget, cfg, f, now, cfg->budget_interval_ns,
-			      cfg->budget_tolerance_ns, local);
+	return sw_budget_new(&sw_budget, cfg, f, now, cfg->budget_interval_ns,
+			     cfg->budget_tolerance_ns, SW_BUDGET_LOCAL);
 }
 
-/* Strict mode: the budget of new flows of the segment's client prefix. */
+/* The reflection budget of the segment's client prefix: one lookup and one compare-and-swap. */
+SW_INLINE int sw_reflection_budget_take(const struct sw_config *cfg, const struct sw_frame *f,
+					__u64 now)
+{
+	struct sw_budget_key key;
+	struct sw_budget_state *st;
+
+	sw_budget_key_of(cfg, f, &key);
+	st = bpf_map_lookup_elem(&sw_budget, &key);
+	if (!st)
+		return sw_reflection_budget_new(cfg, f, now);
+	return sw_gcra(st, now, cfg->budget_interval_ns, cfg->budget_tolerance_ns,
+		       SW_BUDGET_LOCAL);
+}
+
+/* Strict mode: the budget of new flows of the segment's client prefix (once per flow). */
 SW_SUBPROG int sw_flow_budget_take(const struct sw_config *cfg, const struct sw_frame *f, __u64 now)
 {
-	return sw_budget_take(&sw_flow_budget, cfg, f, now, cfg->flow_interval_ns,
-			      cfg->flow_tolerance_ns, 0);
+	struct sw_budget_key key;
+	struct sw_budget_state *st;
+
+	sw_budget_key_of(cfg, f, &key);
+	st = bpf_map_lookup_elem(&sw_flow_budget, &key);
+	if (!st)
+		return sw_budget_new(&sw_flow_budget, cfg, f, now, cfg->flow_interval_ns,
+				     cfg->flow_tolerance_ns, 0);
+	return sw_gcra(st, now, cfg->flow_interval_ns, cfg->flow_tolerance_ns, 0);
 }
 
 /* The node's cap: its one bucket (all zero at load: full). */

@@ -178,7 +178,7 @@ fn main() {
             ans as f64 / allowed
         );
         for (label, b) in [("split between the CPUs", split), ("whole on every CPU", budget)] {
-            percpu.set_config(&config(Some(b))).expect("config");
+            percpu.configure(&config(Some(b))).expect("config");
             percpu.clear_budgets();
             let (sent, ans, allowed) = flood(&percpu, cpus, secs);
             println!(
@@ -195,7 +195,7 @@ fn main() {
     };
     let off = Edge::load_with(&config(None), &keys()).expect("load");
     shared.set_config(&config(Some(never))).expect("config");
-    percpu.set_config(&config(Some(never))).expect("config");
+    percpu.configure(&config(Some(never))).expect("config");
     let refusing = Edge::load_with(
         &config(Some(Budget { rate: 1, burst: 1 })),
         &keys(),

@@ -132,9 +132,13 @@ fn preflight(loaded: &synwall_config::Loaded) -> Result<Preflight> {
     let master = synwall_config::read_secret_file(&cfg.node.secret_file)
         .map_err(|e| anyhow!("{}: {e}", at(loaded, "node.secret_file")))?;
     let ecfg = cfg.engine_config();
-    LoadOptions::for_config(&ecfg)
+    let sizes = LoadOptions::for_config(&ecfg);
+    sizes
         .check_services(&ecfg.services)
         .map_err(|e| anyhow!("{}: {e}", at(loaded, "services.protect")))?;
+    sizes
+        .check_lists(&ecfg.lists)
+        .map_err(|e| anyhow!("{}: {e}", at(loaded, "edge.deny.prefixes")))?;
     if !cfg.backend.interfaces.is_empty() && !cfg.node.set_sysctls {
         crate::sysctl::ensure_for(&ecfg.cookie, false)
             .map_err(|e| anyhow!("{e:#} (or node.set_sysctls = true)"))?;
