@@ -2,11 +2,14 @@
 /*
  * The edge: synwall's XDP program, exactly Engine::xdp (crates/synwall-engine/src/engine.rs).
  *
- *   parse -> SYN to a protected service: cookie SYN+ACK, XDP_TX      (syn_answered)
+ *   parse -> client on the deny list: dropped                          (drop_denied)
+ *         -> SYN to a protected service: cookie SYN+ACK, XDP_TX      (syn_answered)
  *            auto mode, SYN rate below the threshold: XDP_PASS        (auto_syn_pass)
+ *            over the client prefix's or the node's reflection budget (drop_syn_budget, ...)
  *         -> default mode: any other segment passes without a MAC   (fwd_non_syn)
- *         -> strict mode: cached flows pass; an ACK whose cookie validates is cached and passes;
- *            the rest is dropped
+ *         -> strict mode: cached flows pass (the first data segment promotes a flow out of
+ *            probation); an ACK whose cookie validates is cached (within its prefix's budget of
+ *            new flows) and passes; the rest is dropped
  * Every outcome increments exactly one per-CPU counter (lib/counters.def).
  */
 #define SW_XDP 1
@@ -21,6 +24,7 @@
 #include "lib/siphash.h"
 #include "lib/cookie.h"
 #include "lib/synack.h"
+#include "lib/abuse.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -116,9 +120,9 @@ SW_INLINE int sw_auto_cookies(const struct sw_config *cfg, __u64 now)
 	return *(volatile __u32 *)&st->cookies_on != 0;
 }
 
-/* Engine::answer_syn */
+/* Engine::answer_syn; `allowed`: the client is on the allow list (exempt from the budgets). */
 SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
-			    const struct sw_config *cfg)
+			    const struct sw_config *cfg, int allowed)
 {
 	struct sw_salt_slot *salts;
 	struct sw_tcp_opts o;
@@ -137,6 +141,16 @@ SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
 	if (cfg->auto_enabled && !sw_auto_cookies(cfg, now))
 		/* No attack: the kernel answers, and the handshake needs no cookie. */
 		return sw_verdict(XDP_PASS, SW_AUTO_SYN_PASS);
+	/*
+	 * The reflection budgets: the client prefix's, then the node's (a SYN its prefix may not have
+	 * answered takes nothing from the node). The allow list is exempt from both.
+	 */
+	if (!allowed) {
+		if (cfg->budget_on && !sw_reflection_budget_take(cfg, f, now))
+			return sw_verdict(XDP_DROP, SW_DROP_SYN_BUDGET);
+		if (cfg->node_budget_on && !sw_node_budget_take(cfg, now))
+			return sw_verdict(XDP_DROP, SW_DROP_SYN_NODE_CAP);
+	}
 	/* The salts only where a MAC is computed (not on the forwarding paths). */
 	salts = sw_get_salts();
 	if (!salts)
@@ -149,11 +163,15 @@ SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
 	if (sw_build_synack(ctx, f, cfg, bits, isn, tsval, o.has_timestamps ? o.tsval : 0) < 0)
 		/* The driver refused the room to resize the frame into its answer. */
 		return sw_verdict(XDP_DROP, SW_DROP_SYNACK_ROOM);
-	return sw_verdict(XDP_TX, SW_SYN_ANSWERED);
+	return sw_verdict(XDP_TX, allowed ? SW_SYN_ANSWERED_ALLOWED : SW_SYN_ANSWERED);
 }
 
-/* Strict mode (the rest of Engine::xdp). */
-SW_INLINE int sw_strict(struct xdp_md *ctx, const struct sw_frame *f)
+/*
+ * Strict mode (the rest of Engine::xdp). `allowed` is the allow list's answer when the caller
+ * looked the client up (it did whenever the deny list is set), else 0.
+ */
+SW_INLINE int sw_strict(struct xdp_md *ctx, const struct sw_frame *f, const struct sw_config *cfg,
+			int allowed)
 {
 	struct sw_salt_slot *salts;
 	struct sw_flow_key key;
@@ -167,8 +185,18 @@ SW_INLINE int sw_strict(struct xdp_md *ctx, const struct sw_frame *f)
 	key.client_port = f->sport;
 	key.service_port = f->dport;
 	key.family = f->family;
-	if (bpf_map_lookup_elem(&sw_flows, &key))
+	/* Promoted flows first: most of a strict edge's traffic. */
+	if (cfg->promote && bpf_map_lookup_elem(&sw_flows_promoted, &key))
 		return sw_verdict(XDP_PASS, SW_STRICT_FWD_CACHED);
+	if (bpf_map_lookup_elem(&sw_flows, &key)) {
+		/* Data after the handshake: the flow is real; new flows may no longer evict it. */
+		if (cfg->promote && f->end > f->l4 + f->tcp_hlen) {
+			bpf_map_update_elem(&sw_flows_promoted, &key, &one, BPF_ANY);
+			bpf_map_delete_elem(&sw_flows, &key);
+			return sw_verdict(XDP_PASS, SW_STRICT_FWD_PROMOTED);
+		}
+		return sw_verdict(XDP_PASS, SW_STRICT_FWD_CACHED);
+	}
 	if ((f->flags & (SW_TCP_ACK | SW_TCP_SYN | SW_TCP_RST)) != SW_TCP_ACK)
 		return sw_verdict(XDP_DROP, SW_STRICT_DROP);
 	if (sw_tcp_options(ctx, f, &o))
@@ -178,6 +206,13 @@ SW_INLINE int sw_strict(struct xdp_md *ctx, const struct sw_frame *f)
 		return sw_verdict(XDP_PASS, SW_PASS_NO_STATE);
 	if (!sw_validate(salts, f, &o, &bits))
 		return sw_verdict(XDP_DROP, SW_STRICT_DROP);
+	if (cfg->flow_budget_on) {
+		/* Only the allow list was set: this segment's client is looked up now, once a flow. */
+		if (!(cfg->lists & SW_LIST_DENY) && (cfg->lists & SW_LIST_ALLOW))
+			allowed = sw_client_flags(f) & SW_LIST_ALLOW;
+		if (!allowed && !sw_flow_budget_take(cfg, f, bpf_ktime_get_ns()))
+			return sw_verdict(XDP_DROP, SW_DROP_FLOW_BUDGET);
+	}
 	bpf_map_update_elem(&sw_flows, &key, &one, BPF_ANY);
 	return sw_verdict(XDP_PASS, SW_STRICT_ACK_VALID);
 }
@@ -191,7 +226,7 @@ SW_INLINE int sw_edge_run(struct xdp_md *ctx)
 {
 	struct sw_config *cfg;
 	struct sw_frame f;
-	int r;
+	int r, syn, lists, allowed = 0;
 
 	__builtin_memset(&f, 0, sizeof(f));
 	r = sw_parse(ctx, &f);
@@ -202,19 +237,31 @@ SW_INLINE int sw_edge_run(struct xdp_md *ctx)
 	cfg = sw_get_config();
 	if (!cfg)
 		return sw_verdict(XDP_PASS, SW_PASS_NO_STATE);
-	if ((f.flags & (SW_TCP_SYN | SW_TCP_ACK)) == SW_TCP_SYN) {
+	syn = (f.flags & (SW_TCP_SYN | SW_TCP_ACK)) == SW_TCP_SYN;
+	/*
+	 * The deny list holds for every segment to a protected service; the allow list matters to
+	 * SYNs (here) and to a strict edge's new flows (sw_strict). Empty lists (the default) cost
+	 * one test of the config.
+	 */
+	if ((cfg->lists & SW_LIST_DENY) || ((cfg->lists & SW_LIST_ALLOW) && syn)) {
+		lists = sw_client_flags(&f);
+		if (lists & SW_LIST_DENY)
+			return sw_verdict(XDP_DROP, SW_DROP_DENIED);
+		allowed = lists & SW_LIST_ALLOW;
+	}
+	if (syn) {
 		/* Never answered from a fragment: the rest of the segment is not here to check. */
 		if (f.fragment)
 			return sw_verdict(XDP_DROP, SW_DROP_SYN_FRAGMENT);
 		/* The checksum and the answer are computed over the first buffer only. */
 		if (f.end > sw_linear_len(ctx))
 			return sw_verdict(XDP_DROP, SW_DROP_SYN_MULTIBUF);
-		return sw_answer_syn(ctx, &f, cfg);
+		return sw_answer_syn(ctx, &f, cfg, allowed);
 	}
 	if (!cfg->strict)
 		/* Cost rule: established traffic is forwarded without a MAC; the backend validates. */
 		return sw_verdict(XDP_PASS, SW_FWD_NON_SYN);
-	return sw_strict(ctx, &f);
+	return sw_strict(ctx, &f, cfg, allowed);
 }
 
 /* Native mode and test runs: multi-buffer frames (jumbo MTUs) reach it as they are. */

@@ -9,6 +9,8 @@
  *   sw_ports        65536-bit port bitmaps
  *   sw_flows        strict mode: the flows whose handshake ACK validated (edge only)
  *   sw_auto_map     auto mode: the shared SYN-rate window and the cookies on/off state (edge only)
+ *   (lib/abuse.h: the edge's lists of client prefixes, budgets and the flow cache's protected
+ *   segment)
  */
 #ifndef SW_MAPS_H
 #define SW_MAPS_H
@@ -36,7 +38,26 @@ struct sw_config {
 	__u32 auto_rate_on;    /* SYNs/s at or above which cookies switch on */
 	__u32 auto_rate_off;   /* SYNs/s below which cookies may switch off again */
 	__u32 auto_hold_ms;    /* ... once the rate stayed below auto_rate_off this long */
+	/* Abuse controls (SPEC 10, edge; engine::abuse). Appended. */
+	__u8 lists;            /* SW_LIST_DENY | SW_LIST_ALLOW: the client lists that are not empty */
+	__u8 budget_on;        /* EngineConfig::budget is Some: the reflection budget per prefix */
+	__u8 node_budget_on;   /* EngineConfig::node_budget is Some: the node's cap */
+	__u8 flow_budget_on;   /* EngineConfig::flow_budget is Some (strict mode) */
+	__u8 promote;          /* EngineConfig::promoted_cache > 0 (strict mode) */
+	__u8 pad2[3];
+	__u32 budget_mask_v4;    /* ClientPrefix::mask_v4, as the address's bytes are loaded */
+	__u32 budget_mask_v6[2]; /* ClientPrefix::mask_v6 (the first 8 bytes of the address) */
+	__u64 budget_interval_ns;  /* Gcra of EngineConfig::budget */
+	__u64 budget_tolerance_ns;
+	__u64 node_interval_ns;    /* Gcra of EngineConfig::node_budget */
+	__u64 node_tolerance_ns;
+	__u64 flow_interval_ns;    /* Gcra of EngineConfig::flow_budget */
+	__u64 flow_tolerance_ns;
 };
+
+/* sw_config.lists */
+#define SW_LIST_DENY 1
+#define SW_LIST_ALLOW 2
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -8,6 +8,14 @@ use std::path::PathBuf;
 
 const PROGRAMS: [&str; 2] = ["edge", "backend"];
 
+/// Builds of a program with a different choice made at compile time, for measurements only:
+/// (object name, source, extra clang arguments).
+const VARIANTS: [(&str, &str, &str); 1] = [
+    // The reflection budget in per-CPU buckets instead of buckets shared by all CPUs
+    // (docs/BENCHMARKS.md, "Reflection budget: shared or per-CPU buckets").
+    ("edge_percpu", "edge", "-DSW_BUDGET_PERCPU"),
+];
+
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let bpf = manifest.join("../../bpf");
@@ -28,14 +36,20 @@ fn main() {
         );
     }
 
-    for name in PROGRAMS {
-        let src = bpf.join(format!("{name}.bpf.c"));
+    let builds = PROGRAMS
+        .iter()
+        .map(|&name| (name, name, None))
+        .chain(VARIANTS.iter().map(|&(name, src, arg)| (name, src, Some(arg))));
+    for (name, source, extra) in builds {
+        let src = bpf.join(format!("{source}.bpf.c"));
         let skel = out.join(format!("{name}.skel.rs"));
+        let mut args = vec!["-Wall", "-Werror", "-I", multiarch.as_str()];
+        args.extend(extra);
         SkeletonBuilder::new()
             .source(&src)
             .obj(out.join(format!("{name}.bpf.o")))
             .clang(&clang)
-            .clang_args(["-Wall", "-Werror", "-I", multiarch.as_str()])
+            .clang_args(args)
             .build_and_generate(&skel)
             .unwrap_or_else(|e| {
                 panic!(

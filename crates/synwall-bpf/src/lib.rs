@@ -14,10 +14,12 @@
 //! One file per concern: `skel` (the generated skeletons and map value types), `pod` (byte
 //! casting), `maps` (map sizes, value encoding, reads and writes), `objects` ([`Edge`],
 //! [`Backend`], [`DataPath`]), `test_run`, `link` (attach, pin, adopt, replace a program), [`pin`]
-//! (the node's bpffs layout), [`services`] (the LPM trie and its port bitmaps).
+//! (the node's bpffs layout), [`services`] (the LPM trie and its port bitmaps), [`abuse`] (the
+//! edge's deny and allow lists, replaced without a gap, and its budgets' buckets).
 
 #![warn(missing_docs)]
 
+pub mod abuse;
 mod link;
 mod maps;
 mod objects;
@@ -30,8 +32,10 @@ mod test_run;
 pub use link::{xdp_mode_of, Link, TcxLink, XdpLink, XdpMode};
 #[doc(hidden)]
 pub use maps::Maps;
-pub use maps::{config_value, decode_auto_state, percpu_sum, salt_slot, LoadOptions};
-pub use objects::{Backend, DataPath, Edge};
+pub use maps::{
+    config_value, decode_auto_state, percpu_sum, salt_slot, LoadOptions, MAX_CLIENT_PREFIXES,
+};
+pub use objects::{Backend, DataPath, Edge, EdgePercpuBudget};
 pub use skel::{leak_object, types};
 pub use test_run::{
     tc_action, test_run, xdp_action, TestRun, TEST_RUN_MAX_FRAME, TEST_RUN_MAX_LINEAR,

@@ -12,18 +12,32 @@ use synwall_engine::{AutoState, Counter, Counters, EngineConfig, ServiceSet};
 /// Sizes fixed when an object is loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// Capacity of the strict-mode flow cache (edge only; `EngineConfig::flow_cache`).
+    /// Capacity of the strict-mode flow cache's probation segment (edge only;
+    /// `EngineConfig::flow_cache`).
     pub flow_cache: u32,
+    /// Capacity of its protected segment (`EngineConfig::promoted_cache`; the map has at least
+    /// one entry, unused when it is 0).
+    pub promoted_cache: u32,
+    /// Client prefixes each budget table holds (`EngineConfig::budget_prefixes`).
+    pub budget_prefixes: u32,
+    /// Most entries of the deny and allow lists together (distinct prefixes).
+    pub max_client_prefixes: u32,
     /// Most distinct service prefixes.
     pub max_prefixes: u32,
     /// Most distinct (merged) port sets; each takes 8 KiB.
     pub max_port_sets: u32,
 }
 
+/// Most entries of the deny and allow lists together (the trie allocates only what it holds).
+pub const MAX_CLIENT_PREFIXES: u32 = 262_144;
+
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             flow_cache: synwall_engine::config::DEFAULT_FLOW_CACHE as u32,
+            promoted_cache: synwall_engine::config::DEFAULT_PROMOTED_CACHE as u32,
+            budget_prefixes: synwall_engine::config::DEFAULT_BUDGET_PREFIXES as u32,
+            max_client_prefixes: MAX_CLIENT_PREFIXES,
             max_prefixes: 1024,
             max_port_sets: 64,
         }
@@ -31,12 +45,26 @@ impl Default for LoadOptions {
 }
 
 impl LoadOptions {
-    /// Defaults, with the flow cache sized as `cfg` says.
+    /// Defaults, with the flow cache and the budget tables sized as `cfg` says.
     pub fn for_config(cfg: &EngineConfig) -> Self {
+        let size = |n: usize| n.clamp(1, u32::MAX as usize) as u32;
         LoadOptions {
-            flow_cache: cfg.flow_cache.clamp(1, u32::MAX as usize) as u32,
+            flow_cache: size(cfg.flow_cache),
+            promoted_cache: size(cfg.promoted_cache),
+            budget_prefixes: size(cfg.budget_prefixes),
             ..Self::default()
         }
+    }
+
+    /// Would the deny and allow lists of `lists` fit the trie? (Checked before anything is
+    /// attached.)
+    pub fn check_lists(&self, lists: &synwall_engine::ClientLists) -> Result<()> {
+        fits(
+            crate::abuse::client_entries(lists).len(),
+            self.max_client_prefixes,
+            "distinct deny and allow prefixes",
+            "max_client_prefixes",
+        )
     }
 }
 
@@ -89,7 +117,38 @@ pub fn config_value(cfg: &EngineConfig) -> types::sw_config {
         auto_rate_on: cfg.auto.map_or(0, |a| a.rate_on),
         auto_rate_off: cfg.auto.map_or(0, |a| a.rate_off),
         auto_hold_ms: cfg.auto.map_or(0, |a| a.hold_ms),
+        lists: crate::abuse::list_flags(&cfg.lists),
+        budget_on: cfg.budget.is_some() as u8,
+        node_budget_on: cfg.node_budget.is_some() as u8,
+        flow_budget_on: cfg.flow_budget.is_some() as u8,
+        promote: (cfg.promoted_cache > 0) as u8,
+        pad2: [0; 3],
+        budget_mask_v4: u32::from_ne_bytes(cfg.client_prefix.mask_v4()),
+        budget_mask_v6: {
+            let m = cfg.client_prefix.mask_v6();
+            [
+                u32::from_ne_bytes(m[..4].try_into().expect("4 bytes")),
+                u32::from_ne_bytes(m[4..].try_into().expect("4 bytes")),
+            ]
+        },
+        budget_interval_ns: gcra(cfg.budget).interval_ns,
+        budget_tolerance_ns: gcra(cfg.budget).tolerance_ns,
+        node_interval_ns: gcra(cfg.node_budget).interval_ns,
+        node_tolerance_ns: gcra(cfg.node_budget).tolerance_ns,
+        flow_interval_ns: gcra(cfg.flow_budget).interval_ns,
+        flow_tolerance_ns: gcra(cfg.flow_budget).tolerance_ns,
     }
+}
+
+/// A budget's GCRA values, zero when it is off.
+fn gcra(b: Option<synwall_engine::Budget>) -> synwall_engine::abuse::Gcra {
+    b.map_or(
+        synwall_engine::abuse::Gcra {
+            interval_ns: 0,
+            tolerance_ns: 0,
+        },
+        |b| b.gcra(),
+    )
 }
 
 /// Decode a `sw_auto_state` map value (`bpf/lib/maps.h`, native byte order) into the engine's
@@ -141,8 +200,12 @@ pub(crate) const KEY0: [u8; 4] = 0u32.to_ne_bytes();
 
 impl Maps<'_> {
     pub(crate) fn set_config(&self, cfg: &EngineConfig) -> Result<()> {
+        self.set_config_value(&config_value(cfg))
+    }
+
+    pub(crate) fn set_config_value(&self, v: &types::sw_config) -> Result<()> {
         self.config
-            .update(&KEY0, bytes_of(&config_value(cfg)), MapFlags::ANY)
+            .update(&KEY0, bytes_of(v), MapFlags::ANY)
             .map_err(bpf("write sw_config_map"))
     }
 

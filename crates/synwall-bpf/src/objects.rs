@@ -4,6 +4,7 @@
 use crate::maps::{LoadOptions, Maps, KEY0};
 use crate::services::ServiceTables;
 use crate::skel::backend_skel::{BackendSkel, BackendSkelBuilder};
+use crate::skel::edge_percpu_skel::{EdgePercpuSkel, EdgePercpuSkelBuilder};
 use crate::skel::edge_skel::{EdgeSkel, EdgeSkelBuilder};
 use crate::{
     bpf, decode_auto_state, leak_object, pin, test_run, types, Error, Link, Result,
@@ -33,6 +34,12 @@ mod sealed {
     /// The maps every object has; implemented only by [`super::Edge`] and [`super::Backend`].
     pub trait HasMaps {
         fn maps(&self) -> super::Maps<'_>;
+
+        /// Write the configuration, and whatever of it lives in maps of this object's own (the
+        /// edge's lists of client prefixes).
+        fn write_config(&self, cfg: &synwall_engine::EngineConfig) -> crate::Result<()> {
+            self.maps().set_config(cfg)
+        }
     }
 }
 
@@ -71,12 +78,13 @@ pub trait DataPath: sealed::HasMaps + Sized {
         Ok(d)
     }
 
-    /// Write the configuration and the services of `cfg` (its `flow_cache` was fixed at load).
+    /// Write the configuration and the services of `cfg` (and, on the edge, its deny and allow
+    /// lists; the sizes of its flow cache and budget tables were fixed at load).
     fn configure(&self, cfg: &EngineConfig) -> Result<()> {
         // Services first: the one step that can refuse (too few free port-set slots) changes
         // nothing when it does.
         self.maps().set_services(&cfg.services)?;
-        self.maps().set_config(cfg)
+        self.write_config(cfg)
     }
 
     /// Would `set` replace the live services ([`Self::set_services`])? Nothing is written.
@@ -86,9 +94,9 @@ pub trait DataPath: sealed::HasMaps + Sized {
             .map(drop)
     }
 
-    /// Write the configuration only.
+    /// Write the configuration only (with, on the edge, the lists it names).
     fn set_config(&self, cfg: &EngineConfig) -> Result<()> {
-        self.maps().set_config(cfg)
+        self.write_config(cfg)
     }
 
     /// Replace the protected services.
@@ -108,25 +116,52 @@ pub trait DataPath: sealed::HasMaps + Sized {
 }
 
 /// The shared maps of a skeleton (both objects name them alike, with different skeleton types).
-macro_rules! has_maps {
-    ($t:ty) => {
-        impl sealed::HasMaps for $t {
-            fn maps(&self) -> Maps<'_> {
-                let m = &self.skel.maps;
-                Maps {
-                    counters: &m.sw_counters,
-                    config: &m.sw_config_map,
-                    salts: &m.sw_salts,
-                    salt_active: &m.sw_salt_active,
-                    services: &m.sw_services,
-                    ports: &m.sw_ports,
-                }
-            }
+macro_rules! maps_of {
+    ($self:ident) => {{
+        let m = &$self.skel.maps;
+        Maps {
+            counters: &m.sw_counters,
+            config: &m.sw_config_map,
+            salts: &m.sw_salts,
+            salt_active: &m.sw_salt_active,
+            services: &m.sw_services,
+            ports: &m.sw_ports,
         }
-    };
+    }};
 }
-has_maps!(Edge);
-has_maps!(Backend);
+
+impl sealed::HasMaps for Backend {
+    fn maps(&self) -> Maps<'_> {
+        maps_of!(self)
+    }
+}
+
+impl sealed::HasMaps for Edge {
+    fn maps(&self) -> Maps<'_> {
+        maps_of!(self)
+    }
+
+    /// The configuration and the lists, without a gap: the config first names the lists either
+    /// configuration has (so the program looks up whenever the old or the new lists need it),
+    /// then the trie changes (`abuse::replace_order`), then the config names the new lists.
+    fn write_config(&self, cfg: &EngineConfig) -> Result<()> {
+        let map = &self.skel.maps.sw_clients;
+        let new = crate::abuse::client_entries(&cfg.lists);
+        crate::maps::fits(
+            new.len(),
+            map.max_entries(),
+            "distinct deny and allow prefixes",
+            "max_client_prefixes",
+        )?;
+        let old = crate::abuse::read_clients(map)?;
+        let live = self.maps().config().map_or(0, |c| c.lists);
+        let mut both = crate::config_value(cfg);
+        both.lists |= live;
+        self.maps().set_config_value(&both)?;
+        crate::abuse::apply(map, &crate::abuse::replace_order(&old, &new))?;
+        self.maps().set_config(cfg)
+    }
+}
 
 impl DataPath for Edge {
     fn load_at(opts: &LoadOptions, pins: Option<&std::path::Path>) -> Result<Self> {
@@ -161,11 +196,82 @@ impl Edge {
         }
         let m = &mut open.maps;
         set_sizes(&mut m.sw_services, &mut m.sw_ports, opts)?;
-        m.sw_flows
-            .set_max_entries(opts.flow_cache)
-            .map_err(bpf("size sw_flows"))?;
+        for (map, n, what) in [
+            (&mut m.sw_flows, opts.flow_cache, "size sw_flows"),
+            (
+                &mut m.sw_flows_promoted,
+                opts.promoted_cache,
+                "size sw_flows_promoted",
+            ),
+            (&mut m.sw_budget, opts.budget_prefixes, "size sw_budget"),
+            (
+                &mut m.sw_flow_budget,
+                opts.budget_prefixes,
+                "size sw_flow_budget",
+            ),
+            (
+                &mut m.sw_clients,
+                opts.max_client_prefixes,
+                "size sw_clients",
+            ),
+        ] {
+            map.set_max_entries(n.max(1)).map_err(bpf(what))?;
+        }
         let skel = open.load().map_err(bpf("load edge.bpf.o"))?;
         Ok(Edge { skel })
+    }
+
+    /// Would `lists` replace the live deny and allow lists? Nothing is written.
+    pub fn check_lists(&self, lists: &synwall_engine::ClientLists) -> Result<()> {
+        crate::maps::fits(
+            crate::abuse::client_entries(lists).len(),
+            self.skel.maps.sw_clients.max_entries(),
+            "distinct deny and allow prefixes",
+            "max_client_prefixes",
+        )
+    }
+
+    /// The trie of the deny and allow lists, entry by entry.
+    pub fn client_entries(
+        &self,
+    ) -> Result<
+        std::collections::BTreeMap<crate::abuse::ClientEntry, crate::abuse::ClientFlags>,
+    > {
+        crate::abuse::read_clients(&self.skel.maps.sw_clients)
+    }
+
+    /// The reflection budget's buckets.
+    pub fn budget_buckets(
+        &self,
+    ) -> Result<Vec<(synwall_engine::abuse::BucketKey, synwall_engine::abuse::BucketState)>> {
+        crate::abuse::read_buckets(&self.skel.maps.sw_budget)
+    }
+
+    /// Strict mode's buckets of new flows.
+    pub fn flow_budget_buckets(
+        &self,
+    ) -> Result<Vec<(synwall_engine::abuse::BucketKey, synwall_engine::abuse::BucketState)>> {
+        crate::abuse::read_buckets(&self.skel.maps.sw_flow_budget)
+    }
+
+    /// Forget every budget bucket (every client prefix starts full; the node's cap too).
+    pub fn clear_budgets(&self) -> Result<()> {
+        crate::abuse::clear(&self.skel.maps.sw_budget);
+        crate::abuse::clear(&self.skel.maps.sw_flow_budget);
+        let zero = types::sw_budget_state::default();
+        self.skel
+            .maps
+            .sw_node_budget
+            .update(&KEY0, crate::pod::bytes_of(&zero), MapFlags::ANY)
+            .map_err(bpf("write sw_node_budget"))
+    }
+
+    /// Flows in the flow cache's segments: (probation, promoted).
+    pub fn flow_cache_len(&self) -> (usize, usize) {
+        (
+            self.skel.maps.sw_flows.keys().count(),
+            self.skel.maps.sw_flows_promoted.keys().count(),
+        )
     }
 
     /// The auto-mode state (all zero until auto mode has seen a SYN).
@@ -181,14 +287,10 @@ impl Edge {
             .ok_or_else(|| Error::Config(format!("sw_auto_map value of {} bytes", v.len())))
     }
 
-    /// Forget every flow of the strict-mode cache.
+    /// Forget every flow of the strict-mode cache (both segments).
     pub fn clear_flow_cache(&self) -> Result<()> {
-        let map = &self.skel.maps.sw_flows;
-        let keys: Vec<Vec<u8>> = map.keys().collect();
-        for k in keys {
-            // A flow evicted meanwhile is fine.
-            let _ = map.delete(&k);
-        }
+        crate::abuse::clear(&self.skel.maps.sw_flows);
+        crate::abuse::clear(&self.skel.maps.sw_flows_promoted);
         Ok(())
     }
 
@@ -250,6 +352,66 @@ impl Edge {
     pub fn update_link(&self, link: &Link) -> Result<()> {
         let mode = crate::xdp_mode_of(link.ifindex()?)?.unwrap_or(XdpMode::Native);
         link.update(self.prog_fd(mode))
+    }
+}
+
+/// A measurement build of the edge (`bpf/edge.bpf.c` with `-DSW_BUDGET_PERCPU`): the reflection
+/// budget in per-CPU buckets, without atomics, instead of buckets every CPU shares. Not for
+/// nodes: `docs/BENCHMARKS.md` compares the two and says why the shared buckets are the ones
+/// built. Configure it with the budget a CPU may spend (the node's split between the CPUs, or
+/// the whole budget on every CPU).
+pub struct EdgePercpuBudget {
+    skel: EdgePercpuSkel<'static>,
+}
+
+impl sealed::HasMaps for EdgePercpuBudget {
+    fn maps(&self) -> Maps<'_> {
+        maps_of!(self)
+    }
+}
+
+impl DataPath for EdgePercpuBudget {
+    fn load_at(opts: &LoadOptions, pins: Option<&std::path::Path>) -> Result<Self> {
+        if pins.is_some() {
+            return Err(Error::Config(
+                "the per-CPU budget build is for measurements; it is never pinned".into(),
+            ));
+        }
+        let mut open = EdgePercpuSkelBuilder::default()
+            .open(leak_object())
+            .map_err(bpf("open edge_percpu.bpf.o"))?;
+        let m = &mut open.maps;
+        set_sizes(&mut m.sw_services, &mut m.sw_ports, opts)?;
+        m.sw_budget
+            .set_max_entries(opts.budget_prefixes.max(1))
+            .map_err(bpf("size sw_budget"))?;
+        let skel = open.load().map_err(bpf("load edge_percpu.bpf.o"))?;
+        Ok(EdgePercpuBudget { skel })
+    }
+
+    fn repin_maps(&mut self, _dir: &std::path::Path) -> Result<()> {
+        Err(Error::Config(
+            "the per-CPU budget build is for measurements; it is never pinned".into(),
+        ))
+    }
+}
+
+impl EdgePercpuBudget {
+    /// Run the program once on `frame`.
+    pub fn test_run(&self, frame: &[u8]) -> Result<TestRun> {
+        test_run(&self.skel.progs.sw_edge, frame, 1)
+    }
+
+    /// The reflection budget's buckets (each CPU's drops summed).
+    pub fn budget_buckets(
+        &self,
+    ) -> Result<Vec<(synwall_engine::abuse::BucketKey, synwall_engine::abuse::BucketState)>> {
+        crate::abuse::read_buckets(&self.skel.maps.sw_budget)
+    }
+
+    /// Forget every bucket.
+    pub fn clear_budgets(&self) {
+        crate::abuse::clear(&self.skel.maps.sw_budget);
     }
 }
 

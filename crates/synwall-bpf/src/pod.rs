@@ -10,6 +10,10 @@ impl Pod for types::sw_svc_key {}
 impl Pod for types::sw_svc_value {}
 impl Pod for types::sw_flow_key {}
 impl Pod for types::sw_auto_state {}
+impl Pod for types::sw_client_key {}
+impl Pod for types::sw_client_value {}
+impl Pod for types::sw_budget_key {}
+impl Pod for types::sw_budget_state {}
 impl Pod for u32 {}
 
 pub(crate) fn from_bytes<T: Pod>(b: &[u8]) -> T {

@@ -30,13 +30,50 @@ fn xdp_code(v: Verdict) -> u32 {
     }
 }
 
-/// A phase: one configuration and salt set, `n` frames.
+/// A phase: one configuration and salt set, `n` frames; with `pool`, most sources come from it.
 struct Phase {
     name: &'static str,
     cfg: EngineConfig,
     keys: EpochKeys,
     n: usize,
+    pool: Vec<std::net::IpAddr>,
 }
+
+/// The abuse controls' phase: lists with nested prefixes (a denied host inside an allowed /24,
+/// both families), budgets small enough that the sources of `abuse_pool` run out of them.
+fn abuse(base: &EngineConfig, deny: bool, allow: bool) -> EngineConfig {
+    let mut c = base.clone();
+    let p = |v: &[&str]| v.iter().map(|s| s.parse().unwrap()).collect();
+    if deny {
+        c.lists.deny = p(&["100.64.1.0/24", "100.64.3.77/32", "2001:db8:dead::/48"]);
+    }
+    if allow {
+        c.lists.allow = p(&["100.64.2.0/24", "100.64.3.0/24", "2001:db8:a11::/48"]);
+    }
+    c.budget = Some(synwall_engine::Budget { rate: 1, burst: 4 });
+    c.node_budget = Some(synwall_engine::Budget { rate: 1, burst: 15 });
+    c.flow_budget = Some(synwall_engine::Budget { rate: 1, burst: 3 });
+    c
+}
+
+fn abuse_pool() -> Vec<std::net::IpAddr> {
+    let mut v = Vec::new();
+    for net in [0u8, 1, 2, 3, 4] {
+        for host in [1u8, 77, 200] {
+            v.push(std::net::IpAddr::from([100, 64, net, host]));
+        }
+    }
+    for p in ["2001:db8:5:", "2001:db8:dead:", "2001:db8:a11:"] {
+        for h in ["1::1", "ffff::9"] {
+            v.push(format!("{p}{h}").parse().unwrap());
+        }
+    }
+    v
+}
+
+/// Frames between two resets of the budgets (both sides): far less than a second, so with
+/// rates of 1/s no bucket refills within one, and the program's clock and the engine's agree.
+const BUDGET_ROUND: usize = 300;
 
 fn phases(strict: bool, n: usize) -> Vec<Phase> {
     let mut base = config();
@@ -67,37 +104,51 @@ fn phases(strict: bool, n: usize) -> Vec<Phase> {
         rate_off: u32::MAX - 1,
         hold_ms: 1000,
     });
+    let phase = |name, cfg, keys, n| Phase {
+        name,
+        cfg,
+        keys,
+        n,
+        pool: Vec::new(),
+    };
     vec![
+        phase("defaults", base.clone(), keys(), n / 2 - n / 6 - n / 8),
         Phase {
-            name: "defaults",
-            cfg: base.clone(),
-            keys: keys(),
-            n: n / 2 - n / 6,
+            pool: abuse_pool(),
+            ..phase(
+                "lists, budgets and node cap",
+                abuse(&base, true, true),
+                keys(),
+                n / 16,
+            )
         },
         Phase {
-            name: "auto mode below its threshold",
-            cfg: auto_low,
-            keys: keys(),
-            n: n / 6,
+            pool: abuse_pool(),
+            ..phase(
+                "allow list only, budgets",
+                abuse(&base, false, true),
+                keys(),
+                n / 32,
+            )
         },
         Phase {
-            name: "no SACK, no timestamps",
-            cfg: no_sack_ts,
-            keys: keys(),
-            n: n / 6,
+            pool: abuse_pool(),
+            ..phase(
+                "deny list only, budgets",
+                abuse(&base, true, false),
+                keys(),
+                n / 8 - n / 16 - n / 32,
+            )
         },
-        Phase {
-            name: "custom tables and server parameters",
-            cfg: custom,
-            keys: keys(),
-            n: n / 6,
-        },
-        Phase {
-            name: "rotated salts, no ECN",
-            cfg: no_ecn,
-            keys: keys_at(EPOCH + 1),
-            n: n - n / 2 - 2 * (n / 6),
-        },
+        phase("auto mode below its threshold", auto_low, keys(), n / 6),
+        phase("no SACK, no timestamps", no_sack_ts, keys(), n / 6),
+        phase("custom tables and server parameters", custom, keys(), n / 6),
+        phase(
+            "rotated salts, no ECN",
+            no_ecn,
+            keys_at(EPOCH + 1),
+            n - n / 2 - 2 * (n / 6),
+        ),
     ]
 }
 
@@ -124,7 +175,9 @@ fn run_edge(strict: bool, total: usize, seed: u64) {
             e.configure(&phase.cfg).unwrap();
             e.set_keys(&phase.keys).unwrap();
             e.clear_flow_cache().unwrap();
+            e.clear_budgets().unwrap();
         }
+        gen.src_pool = phase.pool.clone();
         let mut engine = Engine::new(phase.cfg.clone(), phase.keys);
         let mut engine_g = Engine::new(phase.cfg.clone(), phase.keys);
         // Every SYN size from 54 to 120 bytes, with and without tags, in every phase.
@@ -132,6 +185,12 @@ fn run_edge(strict: bool, total: usize, seed: u64) {
         let sweep_len = sweep.len();
         let mut sweep = sweep.into_iter();
         for i in 0..phase.n {
+            if i % BUDGET_ROUND == 0 {
+                edge.clear_budgets().unwrap();
+                engine.clear_budgets();
+                generic.clear_budgets().unwrap();
+                engine_g.clear_budgets();
+            }
             let (frame, label) = match sweep.next() {
                 Some((f, l)) => (f, l),
                 None => {
@@ -146,6 +205,9 @@ fn run_edge(strict: bool, total: usize, seed: u64) {
             } else {
                 frame.len().min(TEST_RUN_MAX_LINEAR)
             };
+            // The budgets' clock: the program reads bpf_ktime_get_ns (CLOCK_MONOTONIC) a moment
+            // after this.
+            let now_ns = monotonic_ns();
             let run = if first < frame.len().min(TEST_RUN_MAX_LINEAR) {
                 multibuf += 1;
                 edge.test_run_frags(&frame, first).unwrap()
@@ -166,7 +228,7 @@ fn run_edge(strict: bool, total: usize, seed: u64) {
             };
             let mut buf = frame.clone();
             buf.resize(frame.len() + MAX_SYNACK_LEN, 0);
-            let d = engine.xdp_frags(&mut buf, frame.len(), first, clock as u64);
+            let d = engine.xdp_clocks(&mut buf, frame.len(), first, now_ns, clock as u64);
             let ctx = || {
                 format!(
                     "[{}] {label} frame ({} bytes, first buffer {first}) {}\n engine {d:?}\n \
@@ -192,6 +254,7 @@ fn run_edge(strict: bool, total: usize, seed: u64) {
             }
             // The generic-mode program, on frames it takes in one buffer.
             if first == frame.len() && frame.len() <= TEST_RUN_MAX_LINEAR {
+                let now_ns = monotonic_ns();
                 let run = generic.test_run_generic(&frame).unwrap();
                 let after = generic.counters().unwrap();
                 let counter = single_increment(&before_g, &after).unwrap_or_else(|e| {
@@ -209,7 +272,8 @@ fn run_edge(strict: bool, total: usize, seed: u64) {
                 };
                 let mut buf = frame.clone();
                 buf.resize(frame.len() + MAX_SYNACK_LEN, 0);
-                let d = engine_g.xdp(&mut buf, frame.len(), clock as u64);
+                let d =
+                    engine_g.xdp_clocks(&mut buf, frame.len(), frame.len(), now_ns, clock as u64);
                 let ctx = format!(
                     "[{}] generic program: {label} frame {}\n engine {d:?}\n bpf retval {} \
                      counter {counter:?}",
@@ -259,6 +323,10 @@ fn run_edge(strict: bool, total: usize, seed: u64) {
             C::AutoSynPass,
             C::StrictAckValid,
             C::StrictFwdCached,
+            C::StrictFwdPromoted,
+            C::DropFlowBudget,
+            C::DropDenied,
+            C::SynAnsweredAllowed,
             C::StrictDrop,
             C::DropSynFragment,
             C::PassFragmentNonfirst,
@@ -286,6 +354,10 @@ fn run_edge(strict: bool, total: usize, seed: u64) {
             C::DropSourceRoute,
             C::DropSynMultibuf,
             C::DropEncapNested,
+            C::DropDenied,
+            C::DropSynBudget,
+            C::DropSynNodeCap,
+            C::SynAnsweredAllowed,
         ]
     };
     for c in must {
@@ -683,6 +755,15 @@ fn nix_ifindex(name: &str) -> u32 {
     let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
     assert!(i > 0, "no interface {name}");
     i
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: bpf_ktime_get_ns's clock.
+fn monotonic_ns() -> u64 {
+    // SAFETY: a plain clock read into a zeroed timespec.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn too_short_for_skb_test_run(f: &[u8]) -> bool {

@@ -124,7 +124,12 @@ fn a_service_in_every_set_stays_protected_during_replacements() {
     };
     edge.set_keys(&keys()).unwrap();
     let always: Service = "10.0.0.0/8:80".parse().unwrap();
-    edge.configure(&EngineConfig::new(ServiceSet::new(vec![always.clone()])))
+    // Thousands of SYNs from one client: without the reflection budget, which would cut them.
+    let unlimited = |set: ServiceSet| EngineConfig {
+        budget: None,
+        ..EngineConfig::new(set)
+    };
+    edge.configure(&unlimited(ServiceSet::new(vec![always.clone()])))
         .unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
     let frame = build(&Seg::new(
@@ -150,8 +155,7 @@ fn a_service_in_every_set_stays_protected_during_replacements() {
         for _ in 0..400 {
             let mut list: Vec<Service> = random_set(&mut rng).services().to_vec();
             list.insert(rng.gen_range(0..=list.len()), always.clone());
-            edge.configure(&EngineConfig::new(ServiceSet::new(list)))
-                .unwrap();
+            edge.configure(&unlimited(ServiceSet::new(list))).unwrap();
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         prober.join().unwrap()

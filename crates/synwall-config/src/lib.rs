@@ -1,6 +1,7 @@
 //! synwall's node configuration file (`synwall run --config FILE`).
 //!
-//! This crate owns the TOML schema of a node ([`NodeConfig`]: `[node]`, `[services]`, `[edge]`,
+//! This crate owns the TOML schema of a node ([`NodeConfig`]: `[node]`, `[services]`, `[edge]`
+//! with its abuse controls `[edge.budget]`, `[edge.flow_budget]`, `[edge.deny]`, `[edge.allow]`,
 //! `[backend]`, `[auto]`, `[cookie]`, `[server]`), its defaults (taken from the engine's and the
 //! cookie's own defaults, never re-typed), parsing and validation with errors that name the dotted
 //! key and the line ([`ConfigError`]), the mapping to the engine's [`EngineConfig`], what a reload
@@ -24,7 +25,10 @@ pub use secret::{
     parse_secret, read_secret, read_secret_file, secret_file_warning, SecretError, SecretSource,
     CREDENTIALS_DIRECTORY,
 };
-pub use validate::{check_node_name, FLOW_CACHE_RANGE, MAX_EPOCH_SECONDS, MIN_MSS_V4, MIN_MSS_V6};
+pub use validate::{
+    check_node_name, BUDGET_PREFIXES_RANGE, FLOW_CACHE_RANGE, MAX_EPOCH_SECONDS, MIN_MSS_V4,
+    MIN_MSS_V6,
+};
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -171,8 +175,19 @@ pub struct EdgeSection {
     pub xdp_fallback: XdpFallback,
     /// Strict mode: forward only flows whose handshake ACK the edge validated.
     pub strict: bool,
-    /// Strict-mode flow cache entries (1024..=16777216).
+    /// Strict-mode flow cache, probation segment (new flows), entries (1024..=16777216).
     pub flow_cache: usize,
+    /// Strict-mode flow cache, protected segment (flows that carried data after their handshake),
+    /// entries: 0 (no promotion: one LRU for every flow) or 1024..=16777216.
+    pub promoted_cache: usize,
+    /// `[edge.budget]`: the reflection budget per client prefix, and the node's cap.
+    pub budget: BudgetSection,
+    /// `[edge.flow_budget]`: strict mode's budget of new flows per client prefix.
+    pub flow_budget: FlowBudgetSection,
+    /// `[edge.deny]`: client prefixes whose packets to protected services are dropped.
+    pub deny: PrefixList,
+    /// `[edge.allow]`: client prefixes exempt from the budgets.
+    pub allow: PrefixList,
 }
 
 impl Default for EdgeSection {
@@ -184,7 +199,90 @@ impl Default for EdgeSection {
             xdp_fallback: XdpFallback::None,
             strict: engine.strict,
             flow_cache: engine.flow_cache,
+            promoted_cache: engine.promoted_cache,
+            budget: BudgetSection::default(),
+            flow_budget: FlowBudgetSection::default(),
+            deny: PrefixList::default(),
+            allow: PrefixList::default(),
         }
+    }
+}
+
+/// `[edge.budget]`: SYN+ACKs each client prefix may be sent (a token bucket), and the node's cap.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BudgetSection {
+    /// The budget per client prefix is on.
+    pub enabled: bool,
+    /// SYN+ACKs per second to one client prefix (1..=100000000).
+    pub rate: u64,
+    /// SYN+ACKs one idle client prefix may be sent at once (1..=1000000000).
+    pub burst: u64,
+    /// IPv4 client prefix length (0..=32); the flow budget uses it too.
+    pub prefix_v4: u8,
+    /// IPv6 client prefix length (0..=64); the flow budget uses it too.
+    pub prefix_v6: u8,
+    /// Client prefixes tracked by each budget (an LRU; 1024..=16777216).
+    pub prefixes: usize,
+    /// SYN+ACKs per second from the whole node, or 0 for no cap.
+    pub node_rate: u64,
+    /// The node cap's burst (1..=1000000000 when node_rate is set).
+    pub node_burst: u64,
+}
+
+impl Default for BudgetSection {
+    fn default() -> Self {
+        let engine = EngineConfig::new(ServiceSet::default());
+        let b = engine.budget.unwrap_or(synwall_engine::Budget::DEFAULT);
+        BudgetSection {
+            enabled: engine.budget.is_some(),
+            rate: b.rate.into(),
+            burst: b.burst.into(),
+            prefix_v4: engine.client_prefix.v4,
+            prefix_v6: engine.client_prefix.v6,
+            prefixes: engine.budget_prefixes,
+            node_rate: 0,
+            node_burst: 0,
+        }
+    }
+}
+
+/// `[edge.flow_budget]`: new flows each client prefix may add to the strict flow cache.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlowBudgetSection {
+    /// The budget is on (strict mode only).
+    pub enabled: bool,
+    /// New flows per second per client prefix (1..=100000000).
+    pub rate: u64,
+    /// New flows an idle client prefix may add at once (1..=1000000000).
+    pub burst: u64,
+}
+
+impl Default for FlowBudgetSection {
+    fn default() -> Self {
+        let engine = EngineConfig::new(ServiceSet::default());
+        let b = engine.flow_budget.unwrap_or(synwall_engine::Budget::DEFAULT);
+        FlowBudgetSection {
+            enabled: engine.flow_budget.is_some(),
+            rate: b.rate.into(),
+            burst: b.burst.into(),
+        }
+    }
+}
+
+/// `[edge.deny]` and `[edge.allow]`: client prefixes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrefixList {
+    /// `ADDRESS/LENGTH` or a bare address (`synwall_engine::Prefix`'s syntax).
+    pub prefixes: Vec<String>,
+}
+
+impl PrefixList {
+    /// The prefixes, parsed; entries that do not parse are left out (validation reports them).
+    pub fn parsed(&self) -> Vec<synwall_engine::Prefix> {
+        self.prefixes.iter().filter_map(|p| p.parse().ok()).collect()
     }
 }
 
@@ -386,14 +484,35 @@ impl NodeConfig {
         cfg
     }
 
-    /// Strict mode, the flow cache and auto mode as the engine takes them. Values beyond the
-    /// engine's 32-bit fields saturate (validation reports them by key; a validated config has
-    /// none), so the engine's own rules can be checked on any parsed file.
+    /// Strict mode, the flow cache, auto mode and the abuse controls as the engine takes them.
+    /// Values beyond the engine's 32-bit fields saturate (validation reports them by key; a
+    /// validated config has none), so the engine's own rules can be checked on any parsed file.
     pub(crate) fn set_modes(&self, cfg: &mut EngineConfig) {
         let u32_sat = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        let budget = |on: bool, rate: u64, burst: u64| {
+            on.then(|| synwall_engine::Budget {
+                rate: u32_sat(rate),
+                burst: u32_sat(burst),
+            })
+        };
         cfg.strict = self.edge.strict;
         cfg.flow_cache = self.edge.flow_cache;
         cfg.backend_drop_syns = self.backend.drop_syns;
+        cfg.promoted_cache = self.edge.promoted_cache;
+        let b = &self.edge.budget;
+        cfg.budget = budget(b.enabled, b.rate, b.burst);
+        cfg.node_budget = budget(b.node_rate > 0, b.node_rate, b.node_burst);
+        cfg.client_prefix = synwall_engine::ClientPrefix {
+            v4: b.prefix_v4,
+            v6: b.prefix_v6,
+        };
+        cfg.budget_prefixes = b.prefixes;
+        let f = &self.edge.flow_budget;
+        cfg.flow_budget = budget(f.enabled, f.rate, f.burst);
+        cfg.lists = synwall_engine::ClientLists {
+            deny: self.edge.deny.parsed(),
+            allow: self.edge.allow.parsed(),
+        };
         // On an edge, auto mode passes SYNs below the rate; on a backend it passes ACKs that carry
         // the kernel's own cookies (made while the SYNs went to the kernel) to the kernel.
         cfg.auto = self.auto.enabled.then(|| synwall_engine::AutoConfig {
@@ -432,9 +551,10 @@ impl NodeConfig {
 
     /// What a reload (SIGHUP) from `self` to `new` would do: the in-place changes, or, if any
     /// change needs a restart, every such change with why. In place: `services.*`, `cookie.*`,
-    /// `server.*`, `auto.*`, `edge.strict`, `node.secret_file` (the daemon re-reads the secret on
-    /// every reload), `node.log_level`, `node.set_sysctls`. Anything else is refused, including
-    /// keys added to the schema later until they are listed as reloadable.
+    /// `server.*`, `auto.*`, `edge.strict`, `edge.budget.*` but `edge.budget.prefixes`,
+    /// `edge.flow_budget.*`, `edge.deny.*`, `edge.allow.*`, `node.secret_file` (the daemon re-reads
+    /// the secret on every reload), `node.log_level`, `node.set_sysctls`. Anything else is
+    /// refused, including keys added to the schema later until they are listed as reloadable.
     pub fn reload_plan(&self, new: &NodeConfig) -> Result<Vec<Change>, Vec<Refusal>> {
         reload::plan(self, new)
     }

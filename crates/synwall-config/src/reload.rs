@@ -1,6 +1,6 @@
 //! What a reload (SIGHUP) may change in place. Services, the cookie, the SYN+ACK values, strict
-//! mode, auto mode, whether the backend drops SYNs, the secret file (and its contents, which the daemon re-reads), the log level and
-//! `set_sysctls` are map writes or userspace state; everything else is fixed when the programs are
+//! mode, auto mode, whether the backend drops SYNs, the budgets and the deny and allow lists, the
+//! secret file (and its contents, which the daemon re-reads), the log level and `set_sysctls` are map writes or userspace state; everything else is fixed when the programs are
 //! loaded, pinned and attached, so changing it needs a restart. Keys are compared leaf by leaf, so a
 //! new key is refused until it is listed here as reloadable.
 
@@ -33,11 +33,26 @@ pub struct Refusal {
 }
 
 /// Sections whose every key reloads in place (map writes or userspace state).
-const RELOADABLE_SECTIONS: [&str; 4] = ["services", "cookie", "server", "auto"];
+const RELOADABLE_SECTIONS: [&str; 7] = [
+    "services",
+    "cookie",
+    "server",
+    "auto",
+    "edge.flow_budget",
+    "edge.deny",
+    "edge.allow",
+];
 /// Single keys that reload in place.
-const RELOADABLE_KEYS: [&str; 5] = [
+const RELOADABLE_KEYS: [&str; 12] = [
     "edge.strict",
     "backend.drop_syns",
+    "edge.budget.enabled",
+    "edge.budget.rate",
+    "edge.budget.burst",
+    "edge.budget.prefix_v4",
+    "edge.budget.prefix_v6",
+    "edge.budget.node_rate",
+    "edge.budget.node_burst",
     "node.secret_file",
     "node.log_level",
     "node.set_sysctls",
@@ -65,7 +80,10 @@ fn why(key: &str) -> &'static str {
         "edge.xdp_mode" | "edge.xdp_fallback" => {
             "the XDP attach mode is chosen at attach; restart to change it"
         }
-        "edge.flow_cache" => "the flow cache map is sized at load; restart to change it",
+        "edge.flow_cache" | "edge.promoted_cache" => {
+            "the flow cache map is sized at load; restart to change it"
+        }
+        "edge.budget.prefixes" => "the budget tables are sized at load; restart to change it",
         _ => "fixed at start; restart to change it",
     }
 }

@@ -4,7 +4,8 @@
 use crate::NodeConfig;
 use std::net::SocketAddr;
 use synwall_cookie::MssTable;
-use synwall_engine::{EngineConfig, InvalidConfig, Service, ServiceSet};
+use synwall_engine::abuse::{MAX_BURST, MAX_PREFIX_V6, MAX_RATE};
+use synwall_engine::{EngineConfig, InvalidConfig, Prefix, Service, ServiceSet};
 
 /// The smallest IPv4 MSS the backend kfunc accepts (`bpf_sk_assign_tcp_reqsk` refuses less).
 pub const MIN_MSS_V4: u16 = 536;
@@ -14,12 +15,24 @@ pub const MIN_MSS_V6: u16 = 1220;
 pub const MAX_EPOCH_SECONDS: u64 = 86_400;
 /// Strict-mode flow cache bounds (the BPF LRU map is sized from it).
 pub const FLOW_CACHE_RANGE: std::ops::RangeInclusive<usize> = 1024..=16_777_216;
+/// Bounds of the number of client prefixes each budget table holds (BPF LRU maps).
+pub const BUDGET_PREFIXES_RANGE: std::ops::RangeInclusive<usize> = 1024..=16_777_216;
 
 /// The whole-number keys and the values each may take, as the checks below enforce them (a
 /// test holds the two together); messages about a key's type quote it.
 pub(crate) const NUMBER_RANGES: &[(&str, u64, u64)] = &[
     ("node.epoch_seconds", 1, MAX_EPOCH_SECONDS),
     ("edge.flow_cache", 1024, 16_777_216),
+    ("edge.promoted_cache", 0, 16_777_216),
+    ("edge.budget.rate", 1, MAX_RATE as u64),
+    ("edge.budget.burst", 1, MAX_BURST as u64),
+    ("edge.budget.prefix_v4", 0, 32),
+    ("edge.budget.prefix_v6", 0, MAX_PREFIX_V6 as u64),
+    ("edge.budget.prefixes", 1024, 16_777_216),
+    ("edge.budget.node_rate", 0, MAX_RATE as u64),
+    ("edge.budget.node_burst", 0, MAX_BURST as u64),
+    ("edge.flow_budget.rate", 1, MAX_RATE as u64),
+    ("edge.flow_budget.burst", 1, MAX_BURST as u64),
     ("auto.syn_rate_on", 1, u32::MAX as u64),
     // Below syn_rate_on, which is at most u32::MAX.
     ("auto.syn_rate_off", 1, u32::MAX as u64 - 1),
@@ -169,6 +182,112 @@ pub(crate) fn check(c: &NodeConfig) -> Vec<Finding> {
                 FLOW_CACHE_RANGE.end()
             ),
         ));
+    }
+
+    if c.edge.promoted_cache != 0 && !FLOW_CACHE_RANGE.contains(&c.edge.promoted_cache) {
+        out.push(finding(
+            "edge.promoted_cache",
+            format!(
+                "{} is neither 0 (no promotion) nor in range {}..={} entries",
+                c.edge.promoted_cache,
+                FLOW_CACHE_RANGE.start(),
+                FLOW_CACHE_RANGE.end()
+            ),
+        ));
+    }
+
+    // [edge.budget], [edge.flow_budget]
+    let b = &c.edge.budget;
+    let rate = |out: &mut Vec<Finding>, key: &str, v: u64, zero: bool| {
+        if (v == 0 && !zero) || v > u64::from(MAX_RATE) {
+            out.push(finding(
+                key,
+                format!(
+                    "{v} is out of range {}..={MAX_RATE} per second",
+                    if zero { 0 } else { 1 }
+                ),
+            ));
+        }
+    };
+    let burst = |out: &mut Vec<Finding>, key: &str, v: u64, zero: bool| {
+        if (v == 0 && !zero) || v > u64::from(MAX_BURST) {
+            out.push(finding(
+                key,
+                format!("{v} is out of range {}..={MAX_BURST}", if zero { 0 } else { 1 }),
+            ));
+        }
+    };
+    rate(&mut out, "edge.budget.rate", b.rate, false);
+    burst(&mut out, "edge.budget.burst", b.burst, false);
+    if b.prefix_v4 > 32 {
+        out.push(finding(
+            "edge.budget.prefix_v4",
+            format!("/{} is not an IPv4 prefix length (0..=32)", b.prefix_v4),
+        ));
+    }
+    if b.prefix_v6 > MAX_PREFIX_V6 {
+        out.push(finding(
+            "edge.budget.prefix_v6",
+            format!(
+                "/{} is out of range 0..={MAX_PREFIX_V6} (a budget is kept per prefix of at most \
+                 64 bits)",
+                b.prefix_v6
+            ),
+        ));
+    }
+    if !BUDGET_PREFIXES_RANGE.contains(&b.prefixes) {
+        out.push(finding(
+            "edge.budget.prefixes",
+            format!(
+                "{} is out of range {}..={} client prefixes",
+                b.prefixes,
+                BUDGET_PREFIXES_RANGE.start(),
+                BUDGET_PREFIXES_RANGE.end()
+            ),
+        ));
+    }
+    rate(&mut out, "edge.budget.node_rate", b.node_rate, true);
+    burst(&mut out, "edge.budget.node_burst", b.node_burst, true);
+    if b.node_rate > 0 && b.node_burst == 0 {
+        out.push(Finding {
+            key: "edge.budget.node_burst".into(),
+            at: vec!["edge.budget.node_burst".into(), "edge.budget.node_rate".into()],
+            message: format!(
+                "must be at least 1 with edge.budget.node_rate = {} (the SYN+ACKs the node may \
+                 send at once)",
+                b.node_rate
+            ),
+        });
+    }
+    if b.node_rate == 0 && b.node_burst > 0 {
+        out.push(finding(
+            "edge.budget.node_burst",
+            "has no effect without edge.budget.node_rate (0: no cap); set both or neither",
+        ));
+    }
+    let f = &c.edge.flow_budget;
+    rate(&mut out, "edge.flow_budget.rate", f.rate, false);
+    burst(&mut out, "edge.flow_budget.burst", f.burst, false);
+
+    // [edge.deny], [edge.allow]
+    for (key, list) in [
+        ("edge.deny.prefixes", &c.edge.deny.prefixes),
+        ("edge.allow.prefixes", &c.edge.allow.prefixes),
+    ] {
+        let mut seen: Vec<(usize, Prefix)> = Vec::new();
+        for (i, s) in list.iter().enumerate() {
+            match s.parse::<Prefix>() {
+                Err(e) => out.push(element(key, i, e.to_string())),
+                Ok(p) => match seen.iter().find(|(_, q)| *q == p) {
+                    Some((j, _)) => out.push(element(
+                        key,
+                        i,
+                        format!("{s:?} is listed twice (the same prefix as entry {j})"),
+                    )),
+                    None => seen.push((i, p)),
+                },
+            }
+        }
     }
 
     // [auto]
@@ -345,6 +464,22 @@ mod tests {
         match key {
             "node.epoch_seconds" => c.node.epoch_seconds = v,
             "edge.flow_cache" => c.edge.flow_cache = v as usize,
+            "edge.promoted_cache" => c.edge.promoted_cache = v as usize,
+            "edge.budget.rate" => c.edge.budget.rate = v,
+            "edge.budget.burst" => c.edge.budget.burst = v,
+            "edge.budget.prefix_v4" => c.edge.budget.prefix_v4 = v as u8,
+            "edge.budget.prefix_v6" => c.edge.budget.prefix_v6 = v as u8,
+            "edge.budget.prefixes" => c.edge.budget.prefixes = v as usize,
+            "edge.budget.node_rate" => {
+                c.edge.budget.node_rate = v;
+                c.edge.budget.node_burst = u64::from(v > 0);
+            }
+            "edge.budget.node_burst" => {
+                c.edge.budget.node_burst = v;
+                c.edge.budget.node_rate = u64::from(v > 0);
+            }
+            "edge.flow_budget.rate" => c.edge.flow_budget.rate = v,
+            "edge.flow_budget.burst" => c.edge.flow_budget.burst = v,
             "auto.syn_rate_on" => {
                 c.auto.syn_rate_on = v;
                 c.auto.syn_rate_off = 1;
@@ -376,6 +511,7 @@ mod tests {
     fn number_ranges_are_what_the_checks_enforce() {
         let type_max = |key: &str| match key {
             "server.wscale" | "server.ttl" => u8::MAX as u64,
+            "edge.budget.prefix_v4" | "edge.budget.prefix_v6" => u8::MAX as u64,
             k if k.contains("mss") || k == "server.window" => u16::MAX as u64,
             _ => u64::MAX,
         };

@@ -9,18 +9,26 @@ fn dist() -> PathBuf {
 }
 
 /// Every key of the schema, as (section, dotted key), from the defaults serialized by toml: a new
-/// field shows up here without anyone listing it.
+/// field shows up here without anyone listing it. Sections nest (`[edge.budget]`): a nested
+/// section is a section of its own, its keys are listed under it.
 fn schema_keys() -> Vec<(String, String)> {
+    fn walk(section: &str, t: &toml::Table, out: &mut Vec<(String, String)>) {
+        for (key, v) in t {
+            let path = format!("{section}.{key}");
+            match v.as_table() {
+                Some(inner) => walk(&path, inner, out),
+                None => out.push((section.to_string(), path)),
+            }
+        }
+    }
     let v = toml::Value::try_from(NodeConfig::default()).unwrap();
     let mut out = Vec::new();
     for (section, t) in v.as_table().unwrap() {
-        for key in t
-            .as_table()
-            .expect("every top-level key is a section")
-            .keys()
-        {
-            out.push((section.clone(), format!("{section}.{key}")));
-        }
+        walk(
+            section,
+            t.as_table().expect("every top-level key is a section"),
+            &mut out,
+        );
     }
     out
 }
@@ -52,14 +60,16 @@ fn dist_example_is_valid_documented_and_all_defaults() {
         above.starts_with('#')
     };
     let keys = schema_keys();
-    assert!(keys.len() >= 29, "{keys:?}");
+    assert!(keys.len() >= 29 + 14, "{keys:?}");
     let mut sections: Vec<&String> = keys.iter().map(|(s, _)| s).collect();
     sections.dedup();
+    assert!(sections.iter().any(|s| *s == "edge.budget"), "{sections:?}");
     for s in sections {
         let l = loaded
             .line_of(s)
             .unwrap_or_else(|| panic!("[{s}] missing from dist/synwall.toml"));
         assert!(documented(l), "[{s}] (line {l}) has no comment above it");
+        assert_eq!(lines[l - 1].trim(), format!("[{s}]"), "line {l}");
     }
     for (_, key) in &keys {
         let l = loaded
@@ -214,17 +224,36 @@ const BAD: &[(&str, &str, Option<&str>, &str)] = &[
     ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[backend]\ninterfaces = [\"eth0\"]\ndrop_syns = true\n[auto]\nenabled = true\n",
      "backend.drop_syns", Some("drop_syns"), "a backend that drops SYNs cannot be combined with auto.enabled"),
     ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[backend]\ninterfaces = [\"eth0\"]\n[auto]\nhold_seconds = 5000000\n",
-     "auto.hold_seconds", Some("hold_seconds"), "at most 4294967 seconds"),    // A systemd credential is `%d/NAME`; any other `%`, or a NAME that is no file name, is refused.
-    ("[node]\nsecret_file = \"%d/\"\n[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n",
-     "node.secret_file", Some("secret_file"), "\"\" is not a credential name"),
-    ("[node]\nsecret_file = \"%d/keys/master\"\n[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n",
-     "node.secret_file", Some("secret_file"), "\"keys/master\" is not a credential name"),
-    ("[node]\nsecret_file = \"%d/..\"\n[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n",
-     "node.secret_file", Some("secret_file"), "not a credential name"),
-    ("[node]\nsecret_file = \"/etc/%H/secret\"\n[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n",
-     "node.secret_file", Some("secret_file"), "`%` is only understood as a leading %d/"),
-    ("[node]\nsecret_file = \"%D/synwall-secret\"\n[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n",
-     "node.secret_file", Some("secret_file"), "`%` is only understood as a leading %d/"),
+     "auto.hold_seconds", Some("hold_seconds"), "at most 4294967 seconds"),
+    // The abuse controls.
+    ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\npromoted_cache = 100\n",
+     "edge.promoted_cache", Some("promoted_cache"), "neither 0 (no promotion) nor in range 1024..=16777216"),
+    ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n[edge.budget]\nrate = 0\n",
+     "edge.budget.rate", Some("rate"), "0 is out of range 1..=100000000 per second"),
+    ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n[edge.budget]\nburst = 2000000000\n",
+     "edge.budget.burst", Some("burst"), "out of range 1..=1000000000"),
+    ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n[edge.budget]\nprefix_v6 = 96\n",
+     "edge.budget.prefix_v6", Some("prefix_v6"), "/96 is out of range 0..=64"),
+    ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n[edge.budget]\nprefix_v4 = 33\n",
+     "edge.budget.prefix_v4", Some("prefix_v4"), "not an IPv4 prefix length"),
+    ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n[edge.budget]\nprefix_v4 = 300\n",
+     "edge.budget.prefix_v4", Some("prefix_v4"), "expected a whole number from 0 to 32"),
+    ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n[edge.budget]\nprefixes = 10\n",
+     "edge.budget.prefixes", Some("prefixes"), "out of range 1024..=16777216 client prefixes"),
+    ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n[edge.budget]\nnode_rate = 50000\n",
+     "edge.budget.node_burst", Some("node_rate"), "must be at least 1 with edge.budget.node_rate = 50000"),
+    ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n[edge.budget]\nnode_burst = 10\n",
+     "edge.budget.node_burst", Some("node_burst"), "has no effect without edge.budget.node_rate"),
+    ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n[edge.flow_budget]\nburst = 0\n",
+     "edge.flow_budget.burst", Some("burst"), "0 is out of range 1..=1000000000"),
+    ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n[edge.deny]\nprefixes = [\n  \"10.0.0.0/8\",\n  \"10.1.2.3/24\",\n]\n",
+     "edge.deny.prefixes", Some("\"10.1.2.3/24"), "host bits set; did you mean 10.1.2.0/24?"),
+    ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n[edge.allow]\nprefixes = [\"2001:db8::/32\", \"example.com\"]\n",
+     "edge.allow.prefixes", Some("prefixes"), "\"example.com\" is not an IP address"),
+    ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n[edge.allow]\nprefixes = [\n  \"192.0.2.7\",\n  \"192.0.2.7/32\",\n]\n",
+     "edge.allow.prefixes", Some("\"192.0.2.7/32"), "listed twice (the same prefix as entry 0)"),
+    ("[services]\nprotect = [\"10.0.0.0/24:80\"]\n[edge]\ninterfaces = [\"eth0\"]\n[edge.budget]\nrat = 5\n",
+     "edge.budget.rat", Some("rat"), "did you mean edge.budget.rate?"),
 ];
 
 /// The 1-based line of the first line of `text` that contains `marker` (which may span lines: the
@@ -421,6 +450,56 @@ ttl = 128
 }
 
 #[test]
+fn abuse_controls_follow_the_file() {
+    // The defaults: the reflection budget and the flow budget on, no node cap, no lists.
+    let d = NodeConfig::parse(MINIMAL, "m").unwrap().config.engine_config();
+    assert_eq!(d.budget, Some(synwall_engine::Budget::DEFAULT));
+    assert_eq!(d.flow_budget, Some(synwall_engine::Budget::DEFAULT));
+    assert_eq!(d.node_budget, None);
+    assert_eq!(d.client_prefix, synwall_engine::ClientPrefix { v4: 24, v6: 48 });
+    assert_eq!(d.promoted_cache, synwall_engine::config::DEFAULT_PROMOTED_CACHE);
+    assert!(d.lists.is_empty());
+    let text = format!(
+        "{MINIMAL}promoted_cache = 0\n[edge.budget]\nrate = 10\nburst = 20\nprefix_v4 = 16\n\
+         prefix_v6 = 56\nprefixes = 2048\nnode_rate = 5000\nnode_burst = 100\n\
+         [edge.flow_budget]\nenabled = false\n[edge.deny]\nprefixes = [\"203.0.113.0/24\", \
+         \"2001:db8:bad::/48\"]\n[edge.allow]\nprefixes = [\"192.0.2.7\"]\n"
+    );
+    let loaded = NodeConfig::parse(&text, "t").unwrap_or_else(|e| panic!("{e}"));
+    let e = loaded.config.engine_config();
+    assert_eq!(e.promoted_cache, 0);
+    assert_eq!(
+        e.budget,
+        Some(synwall_engine::Budget { rate: 10, burst: 20 })
+    );
+    assert_eq!(
+        e.node_budget,
+        Some(synwall_engine::Budget {
+            rate: 5000,
+            burst: 100
+        })
+    );
+    assert_eq!(e.client_prefix, synwall_engine::ClientPrefix { v4: 16, v6: 56 });
+    assert_eq!(e.budget_prefixes, 2048);
+    assert_eq!(e.flow_budget, None);
+    assert_eq!(
+        e.lists.deny,
+        [
+            "203.0.113.0/24".parse().unwrap(),
+            "2001:db8:bad::/48".parse().unwrap()
+        ]
+    );
+    assert_eq!(e.lists.allow, ["192.0.2.7/32".parse().unwrap()]);
+    assert_eq!(e.validate(), Ok(()));
+    assert_eq!(loaded.line_of("edge.budget.node_rate"), Some(12));
+    let off = NodeConfig::parse(&format!("{MINIMAL}[edge.budget]\nenabled = false\n"), "o")
+        .unwrap()
+        .config
+        .engine_config();
+    assert_eq!(off.budget, None);
+}
+
+#[test]
 fn reload_plan_classifies_changes() {
     let old = NodeConfig::load(&dist()).unwrap().config;
     assert_eq!(old.reload_plan(&old.clone()), Ok(vec![]));
@@ -435,6 +514,14 @@ fn reload_plan_classifies_changes() {
     new.node.secret_file = "/etc/synwall/secret2".into();
     new.node.log_level = synwall_config::LogLevel::Debug;
     new.node.set_sysctls = true;
+    new.edge.budget.rate = 50;
+    new.edge.budget.enabled = false;
+    new.edge.budget.prefix_v4 = 16;
+    new.edge.budget.node_rate = 9;
+    new.edge.budget.node_burst = 9;
+    new.edge.flow_budget.burst = 7;
+    new.edge.deny.prefixes.push("192.0.2.0/24".into());
+    new.edge.allow.prefixes.push("2001:db8::/32".into());
     let changes = old.reload_plan(&new).unwrap();
     let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
     assert_eq!(
@@ -443,6 +530,14 @@ fn reload_plan_classifies_changes() {
             "auto.hold_seconds",
             "backend.drop_syns",
             "cookie.ecn",
+            "edge.allow.prefixes",
+            "edge.budget.enabled",
+            "edge.budget.node_burst",
+            "edge.budget.node_rate",
+            "edge.budget.prefix_v4",
+            "edge.budget.rate",
+            "edge.deny.prefixes",
+            "edge.flow_budget.burst",
             "edge.strict",
             "node.log_level",
             "node.secret_file",
@@ -460,7 +555,9 @@ fn reload_plan_classifies_changes() {
     );
 
     type Edit = fn(&mut NodeConfig);
-    let refused: [(&str, Edit); 9] = [
+    let refused: [(&str, Edit); 11] = [
+        ("edge.promoted_cache", |c| c.edge.promoted_cache = 0),
+        ("edge.budget.prefixes", |c| c.edge.budget.prefixes = 4096),
         ("node.name", |c| c.node.name = "other".into()),
         ("node.pin_root", |c| {
             c.node.pin_root = "/sys/fs/bpf/x".into()

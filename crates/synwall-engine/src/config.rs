@@ -1,6 +1,7 @@
 //! What the engine needs to know: the protected services, the cookie configuration, the server
-//! parameters of the SYN+ACK, the strict mode and the auto mode.
+//! parameters of the SYN+ACK, the strict mode, the auto mode and the abuse controls (SPEC 10).
 
+use crate::abuse::{Budget, ClientLists, ClientPrefix};
 use crate::services::ServiceSet;
 use synwall_cookie::synwall_v1;
 
@@ -32,8 +33,12 @@ impl Default for ServerParams {
     }
 }
 
-/// Default capacity of the strict-mode flow cache.
+/// Default capacity of the strict-mode flow cache's probation segment (new flows).
 pub const DEFAULT_FLOW_CACHE: usize = 65_536;
+/// Default capacity of the strict-mode flow cache's protected segment (flows that carried data).
+pub const DEFAULT_PROMOTED_CACHE: usize = 65_536;
+/// Default number of client prefixes the budgets keep buckets for (each table).
+pub const DEFAULT_BUDGET_PREFIXES: usize = 65_536;
 
 /// Auto mode (edge and single node): SYNs pass to the kernel while the SYN rate is low and are
 /// answered with cookies while it is high, with hysteresis. Rates are SYNs per second to protected
@@ -79,6 +84,26 @@ pub enum InvalidConfig {
         /// SYNs/s below which they switch off.
         rate_off: u32,
     },
+    /// A budget's rate or burst is out of range.
+    #[error("{which}: rate {rate}/s and burst {burst} must be 1..={max_rate} and 1..={max_burst}",
+        max_rate = crate::abuse::MAX_RATE, max_burst = crate::abuse::MAX_BURST)]
+    BudgetRange {
+        /// Which budget (`reflection budget`, `node cap`, `flow budget`).
+        which: &'static str,
+        /// Its rate.
+        rate: u32,
+        /// Its burst.
+        burst: u32,
+    },
+    /// A client prefix length is out of range.
+    #[error("client prefix lengths /{v4} and /{v6} must be 0..=32 (IPv4) and 0..={max} (IPv6)",
+        max = crate::abuse::MAX_PREFIX_V6)]
+    ClientPrefix {
+        /// IPv4 length.
+        v4: u8,
+        /// IPv6 length.
+        v6: u8,
+    },
 }
 
 impl InvalidConfig {
@@ -96,6 +121,8 @@ impl InvalidConfig {
             InvalidConfig::DropSynsWithAuto => {
                 "auto mode hands the SYNs to the kernel while the SYN rate is low"
             }
+            InvalidConfig::BudgetRange { .. } => "a budget's interval is kept in whole nanoseconds",
+            InvalidConfig::ClientPrefix { .. } => "a budget key holds 64 bits of an IPv6 address",
         }
     }
 }
@@ -111,14 +138,31 @@ pub struct EngineConfig {
     pub server: ServerParams,
     /// Strict mode: the edge forwards only flows whose handshake ACK it validated.
     pub strict: bool,
-    /// Capacity of the strict-mode flow cache.
+    /// Capacity of the strict-mode flow cache's probation segment: flows whose handshake ACK
+    /// validated and that have carried no data since.
     pub flow_cache: usize,
+    /// Capacity of its protected segment: flows promoted once they carried data after their
+    /// handshake; only promoted flows enter it, so new flows never evict them. 0: no promotion,
+    /// one LRU for every flow.
+    pub promoted_cache: usize,
+    /// Strict mode: new flows each client prefix may put into the flow cache; `None`: no limit.
+    pub flow_budget: Option<Budget>,
     /// Auto mode (edge): `None` answers every SYN with a cookie.
     pub auto: Option<AutoConfig>,
     /// Backend: drop SYNs to protected services instead of passing them to the kernel. Behind an
     /// edge (not in auto mode) every such SYN is answered there, so one that reaches the backend
     /// went around the edge; the price is that the backend no longer answers any itself.
     pub backend_drop_syns: bool,
+    /// The reflection budget: SYN+ACKs per client prefix; `None`: no limit.
+    pub budget: Option<Budget>,
+    /// The cap on SYN+ACKs of the whole node; `None`: no cap.
+    pub node_budget: Option<Budget>,
+    /// The client prefix lengths of the budgets (reflection and new flows).
+    pub client_prefix: ClientPrefix,
+    /// Client prefixes each budget table holds (LRU).
+    pub budget_prefixes: usize,
+    /// The deny and allow lists.
+    pub lists: ClientLists,
 }
 
 impl EngineConfig {
@@ -130,15 +174,23 @@ impl EngineConfig {
             server: ServerParams::default(),
             strict: false,
             flow_cache: DEFAULT_FLOW_CACHE,
+            promoted_cache: DEFAULT_PROMOTED_CACHE,
+            flow_budget: Some(Budget::DEFAULT),
             auto: None,
             backend_drop_syns: false,
+            budget: Some(Budget::DEFAULT),
+            node_budget: None,
+            client_prefix: ClientPrefix::default(),
+            budget_prefixes: DEFAULT_BUDGET_PREFIXES,
+            lists: ClientLists::default(),
         }
     }
 
     /// The rules no single field states: strict mode and auto mode exclude each other (checked
     /// first), so do auto mode and a backend that drops SYNs, and auto mode's thresholds must be
-    /// consistent. Every front end (the flags of
-    /// `synwall edge|single`, the node's config file) and every node start checks them here.
+    /// consistent; then the budgets' ranges and the client prefix lengths. Every front end (the
+    /// flags of `synwall edge|single`, the node's config file) and every node start checks them
+    /// here.
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         if let Some(auto) = &self.auto {
             if self.strict {
@@ -148,6 +200,25 @@ impl EngineConfig {
                 return Err(InvalidConfig::DropSynsWithAuto);
             }
             auto.validate()?;
+        }
+        for (which, b) in [
+            ("reflection budget", self.budget),
+            ("node cap", self.node_budget),
+            ("flow budget", self.flow_budget),
+        ] {
+            if let Some(b) = b.filter(|b| !b.is_valid()) {
+                return Err(InvalidConfig::BudgetRange {
+                    which,
+                    rate: b.rate,
+                    burst: b.burst,
+                });
+            }
+        }
+        if !self.client_prefix.is_valid() {
+            return Err(InvalidConfig::ClientPrefix {
+                v4: self.client_prefix.v4,
+                v6: self.client_prefix.v6,
+            });
         }
         Ok(())
     }
@@ -191,5 +262,34 @@ mod tests {
         cfg.backend_drop_syns = false;
         let msg = InvalidConfig::StrictWithAuto.to_string();
         assert!(msg.starts_with("strict mode cannot be combined with auto mode: strict drops"));
+    }
+
+    #[test]
+    fn validate_budgets_and_client_prefixes() {
+        let mut cfg = EngineConfig::new(ServiceSet::default());
+        assert_eq!(cfg.budget, Some(Budget::DEFAULT), "the reflection budget is on");
+        assert_eq!(cfg.node_budget, None);
+        cfg.node_budget = Some(Budget { rate: 0, burst: 5 });
+        assert_eq!(
+            cfg.validate(),
+            Err(InvalidConfig::BudgetRange {
+                which: "node cap",
+                rate: 0,
+                burst: 5
+            })
+        );
+        cfg.node_budget = Some(Budget {
+            rate: crate::abuse::MAX_RATE,
+            burst: crate::abuse::MAX_BURST,
+        });
+        assert_eq!(cfg.validate(), Ok(()));
+        cfg.flow_budget = Some(Budget { rate: 5, burst: 0 });
+        assert!(cfg.validate().unwrap_err().to_string().starts_with("flow budget: rate 5/s"));
+        cfg.flow_budget = None;
+        cfg.client_prefix.v6 = 65;
+        assert_eq!(
+            cfg.validate(),
+            Err(InvalidConfig::ClientPrefix { v4: 24, v6: 65 })
+        );
     }
 }

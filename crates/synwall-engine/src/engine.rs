@@ -4,10 +4,11 @@
 //! [`Engine::tc`] the backend's tc ingress program. Each returns one verdict and the one counter
 //! it incremented.
 
+use crate::abuse::{BucketKey, BucketState, ClientClass, Gcra};
 use crate::auto::AutoState;
 use crate::config::EngineConfig;
 use crate::counters::{Counter, Counters};
-use crate::parse::{parse, Parsed, TcpFrame};
+use crate::parse::{parse, Ip, Parsed, TcpFrame};
 use crate::synack;
 use lru::LruCache;
 use std::num::NonZeroUsize;
@@ -167,6 +168,14 @@ pub struct BackendDecision {
     pub counter: Counter,
 }
 
+/// The segment's source: the client of the budgets and the lists.
+fn client_addr(f: &TcpFrame) -> std::net::IpAddr {
+    match f.ip {
+        Ip::V4 { src, .. } => src.into(),
+        Ip::V6 { src, .. } => src.into(),
+    }
+}
+
 /// The counter for a `bpf_sk_assign_tcp_reqsk` return value.
 pub fn kfunc_counter(ret: i32) -> Counter {
     const EINVAL: i32 = 22;
@@ -184,14 +193,60 @@ pub fn kfunc_counter(ret: i32) -> Counter {
 /// The strict-mode flow cache key: (family, addresses, ports) of the client-to-service direction.
 pub type FlowKey = Flow;
 
-/// The reference data path. Holds configuration, the current salts, the strict-mode flow cache,
-/// the auto-mode state and the counters.
+/// A table of budget buckets keyed by client prefix (an LRU, as the BPF maps).
+pub type BucketTable = LruCache<BucketKey, BucketState>;
+
+/// The reference data path. Holds configuration, the current salts, the strict-mode flow cache
+/// (probation and protected segments), the auto-mode state, the budgets' buckets and the
+/// counters.
 pub struct Engine {
     cfg: EngineConfig,
     keys: EpochKeys,
+    /// Strict mode's probation segment: flows whose handshake ACK validated.
     cache: LruCache<FlowKey, ()>,
+    /// Strict mode's protected segment: flows that carried data since (`None`: no promotion).
+    promoted: Option<LruCache<FlowKey, ()>>,
     counters: Counters,
     auto: AutoState,
+    /// Reflection budget buckets per client prefix.
+    budgets: BucketTable,
+    /// Strict mode's new-flow budget buckets per client prefix.
+    flow_budgets: BucketTable,
+    /// The node's cap.
+    node_bucket: BucketState,
+}
+
+/// Take one event from `key`'s bucket at `now` (`sw_budget_take` in `bpf/lib/abuse.h`): a bucket
+/// the table does not hold starts full; a refused event is counted in the bucket.
+pub fn take_from(table: &mut BucketTable, key: BucketKey, g: Gcra, now: u64) -> bool {
+    match table.get_mut(&key) {
+        None => {
+            table.put(
+                key,
+                BucketState {
+                    tat: g.first(now),
+                    ..BucketState::default()
+                },
+            );
+            true
+        }
+        Some(st) => take_bucket(st, g, now),
+    }
+}
+
+/// One event at `now` against one bucket.
+pub fn take_bucket(st: &mut BucketState, g: Gcra, now: u64) -> bool {
+    match g.step(st.tat, now) {
+        Some(tat) => {
+            st.tat = tat;
+            true
+        }
+        None => {
+            st.drops += 1;
+            st.last_drop_ns = now;
+            false
+        }
+    }
 }
 
 /// The SYN options a cookie carries, from parsed TCP options and flags.
@@ -208,14 +263,50 @@ pub fn syn_options(opts: &TcpOptions, flags: u8) -> SynOptions {
 impl Engine {
     /// An engine with salts `keys`.
     pub fn new(cfg: EngineConfig, keys: EpochKeys) -> Self {
-        let cap = NonZeroUsize::new(cfg.flow_cache.max(1)).expect("non-zero");
+        let cap = |n: usize| NonZeroUsize::new(n.max(1)).expect("non-zero");
         Engine {
+            cache: LruCache::new(cap(cfg.flow_cache)),
+            promoted: (cfg.promoted_cache > 0).then(|| LruCache::new(cap(cfg.promoted_cache))),
+            budgets: LruCache::new(cap(cfg.budget_prefixes)),
+            flow_budgets: LruCache::new(cap(cfg.budget_prefixes)),
+            node_bucket: BucketState::default(),
             cfg,
             keys,
-            cache: LruCache::new(cap),
             counters: Counters::default(),
             auto: AutoState::default(),
         }
+    }
+
+    /// The reflection budget's buckets.
+    pub fn budgets(&self) -> &BucketTable {
+        &self.budgets
+    }
+
+    /// The new-flow budget's buckets (strict mode).
+    pub fn flow_budgets(&self) -> &BucketTable {
+        &self.flow_budgets
+    }
+
+    /// The node cap's bucket.
+    pub fn node_bucket(&self) -> &BucketState {
+        &self.node_bucket
+    }
+
+    /// Forget every budget bucket (as emptying the BPF maps does): every prefix starts full.
+    pub fn clear_budgets(&mut self) {
+        self.budgets.clear();
+        self.flow_budgets.clear();
+        self.node_bucket = BucketState::default();
+    }
+
+    /// Is the flow in the flow cache's protected segment (promoted)?
+    pub fn is_promoted(&self, flow: &FlowKey) -> bool {
+        self.promoted.as_ref().is_some_and(|p| p.contains(flow))
+    }
+
+    /// Is the flow in the flow cache's probation segment?
+    pub fn is_on_probation(&self, flow: &FlowKey) -> bool {
+        self.cache.contains(flow)
     }
 
     /// Install the salts of another epoch (a rotation).
@@ -283,9 +374,33 @@ impl Engine {
     }
 
     /// [`Engine::xdp`] with the node's nanosecond clock (`bpf_ktime_get_ns`), the one clock of the
-    /// XDP program: the auto mode's SYN rate uses it, TSval its milliseconds (`now_ns / 1e6`).
+    /// XDP program: the auto mode's SYN rate and the budgets use it, TSval its milliseconds
+    /// (`now_ns / 1e6`).
     pub fn xdp_at(&mut self, buf: &mut [u8], len: usize, now_ns: u64) -> Decision {
         self.decide(buf, len, len, now_ns, now_ns / 1_000_000)
+    }
+
+    /// [`Engine::xdp_frags`] with the two clocks apart: `now_ns` for the rates (auto mode, the
+    /// budgets) and `clock_ms` for TSval. (A test that reads the program's TSval back but times
+    /// the budgets by its own clock.)
+    pub fn xdp_clocks(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        first_buffer: usize,
+        now_ns: u64,
+        clock_ms: u64,
+    ) -> Decision {
+        let first = first_buffer.min(len);
+        self.decide(buf, len, first, now_ns, clock_ms)
+    }
+
+    /// What the deny and allow lists say about the segment's client.
+    fn classify(&self, f: &TcpFrame) -> ClientClass {
+        if self.cfg.lists.is_empty() {
+            return ClientClass::default();
+        }
+        self.cfg.lists.classify(&client_addr(f))
     }
 
     fn decide(
@@ -301,6 +416,11 @@ impl Engine {
             Parsed::Pass(c) => return self.count(Verdict::Pass, c),
             Parsed::Drop(c) => return self.count(Verdict::Drop, c),
         };
+        // The deny list holds for every segment to a protected service (SPEC 10).
+        let class = self.classify(&f);
+        if class.denied {
+            return self.count(Verdict::Drop, Counter::DropDenied);
+        }
         if f.flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
             // Never answered from a fragment: the rest of the segment is not here to check.
             if f.fragment {
@@ -310,14 +430,26 @@ impl Engine {
             if f.end > first_buffer {
                 return self.count(Verdict::Drop, Counter::DropSynMultibuf);
             }
-            return self.answer_syn(buf, len, &f, now_ns, clock_ms);
+            return self.answer_syn(buf, len, &f, now_ns, clock_ms, class.allowed);
         }
         if !self.cfg.strict {
             // Cost rule: established traffic is forwarded without a MAC; the backend validates.
             return self.count(Verdict::Pass, Counter::FwdNonSyn);
         }
         let flow = f.flow();
+        // Promoted flows first: most of a strict edge's traffic.
+        if let Some(p) = self.promoted.as_mut() {
+            if p.get(&flow).is_some() {
+                return self.count(Verdict::Pass, Counter::StrictFwdCached);
+            }
+        }
         if self.cache.get(&flow).is_some() {
+            // Data after the handshake: the flow is real, and new flows may no longer evict it.
+            if let (Some(p), true) = (self.promoted.as_mut(), f.end > f.l4 + f.tcp_header_len) {
+                p.put(flow, ());
+                self.cache.pop(&flow);
+                return self.count(Verdict::Pass, Counter::StrictFwdPromoted);
+            }
             return self.count(Verdict::Pass, Counter::StrictFwdCached);
         }
         if f.flags & (tcp::ACK | tcp::SYN | tcp::RST) != tcp::ACK {
@@ -326,14 +458,20 @@ impl Engine {
         let Some(ack) = Self::ack_of(&buf[..len], &f) else {
             return self.count(Verdict::Drop, Counter::DropAckOptions);
         };
-        if v1::validate(&self.cfg.cookie, &self.keys, &ack).is_some() {
-            self.cache.put(flow, ());
-            self.count(Verdict::Pass, Counter::StrictAckValid)
-        } else {
-            self.count(Verdict::Drop, Counter::StrictDrop)
+        if v1::validate(&self.cfg.cookie, &self.keys, &ack).is_none() {
+            return self.count(Verdict::Drop, Counter::StrictDrop);
         }
+        if let (Some(b), false) = (self.cfg.flow_budget, class.allowed) {
+            let key = self.cfg.client_prefix.key(&client_addr(&f));
+            if !take_from(&mut self.flow_budgets, key, b.gcra(), now_ns) {
+                return self.count(Verdict::Drop, Counter::DropFlowBudget);
+            }
+        }
+        self.cache.put(flow, ());
+        self.count(Verdict::Pass, Counter::StrictAckValid)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn answer_syn(
         &mut self,
         buf: &mut [u8],
@@ -341,6 +479,7 @@ impl Engine {
         f: &TcpFrame,
         now_ns: u64,
         clock_ms: u64,
+        allowed: bool,
     ) -> Decision {
         if f.flags & (tcp::RST | tcp::FIN) != 0 {
             return self.count(Verdict::Drop, Counter::DropSynFlags);
@@ -358,6 +497,21 @@ impl Engine {
                 return self.count(Verdict::Pass, Counter::AutoSynPass);
             }
         }
+        // The reflection budgets: the client prefix's, then the node's (a SYN its prefix may not
+        // have answered takes nothing from the node). The allow list is exempt from both.
+        if !allowed {
+            if let Some(b) = self.cfg.budget {
+                let key = self.cfg.client_prefix.key(&client_addr(f));
+                if !take_from(&mut self.budgets, key, b.gcra(), now_ns) {
+                    return self.count(Verdict::Drop, Counter::DropSynBudget);
+                }
+            }
+            if let Some(b) = self.cfg.node_budget {
+                if !take_bucket(&mut self.node_bucket, b.gcra(), now_ns) {
+                    return self.count(Verdict::Drop, Counter::DropSynNodeCap);
+                }
+            }
+        }
         let syn = synwall_cookie::Syn {
             flow: f.flow(),
             isn: f.seq,
@@ -367,6 +521,7 @@ impl Engine {
         let issued = v1::issue(&self.keys.current, &syn.flow, syn.isn, bits, clock_ms);
         let syn_tsval = opts.timestamps.map_or(0, |t| t.0);
         match synack::build(buf, f, bits, &issued, syn_tsval, &self.cfg.server) {
+            Some(len) if allowed => self.count(Verdict::Tx { len }, Counter::SynAnsweredAllowed),
             Some(len) => self.count(Verdict::Tx { len }, Counter::SynAnswered),
             None => self.count(Verdict::Drop, Counter::DropSynackRoom),
         }

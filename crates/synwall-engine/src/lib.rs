@@ -6,6 +6,7 @@
 //! One path per packet, the same names as the C: [`parse`] -> [`engine`] (decide) -> [`synack`]
 //! (build the reply). Counters come from `bpf/lib/counters.def` ([`counters`]).
 
+pub mod abuse;
 pub mod auto;
 pub mod config;
 pub mod counters;
@@ -14,10 +15,11 @@ pub mod parse;
 pub mod services;
 pub mod synack;
 
+pub use abuse::{Budget, ClientLists, ClientPrefix};
 pub use auto::AutoState;
 pub use config::{AutoConfig, EngineConfig, InvalidConfig, ServerParams};
 pub use counters::{Counter, Counters};
 pub use engine::{
     BackendDecision, BackendVerdict, Decision, Engine, ReqAttrs, Skb, SkbCsum, SocketState, Verdict,
 };
-pub use services::{Service, ServiceSet};
+pub use services::{Prefix, Service, ServiceSet};

@@ -41,6 +41,75 @@ impl fmt::Display for Prefix {
     }
 }
 
+/// Why a prefix string was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("prefix {input:?}: {reason} (expected ADDRESS/LENGTH, e.g. 198.51.100.0/24 or 2001:db8::/32)")]
+pub struct PrefixError {
+    input: String,
+    reason: String,
+}
+
+impl FromStr for Prefix {
+    type Err = PrefixError;
+
+    /// `ADDRESS/LENGTH` or a bare address (all its bits): `10.0.0.0/8`, `2001:db8::/32`,
+    /// `192.0.2.7`. Host bits must be zero.
+    fn from_str(s: &str) -> Result<Self, PrefixError> {
+        let err = |reason: String| PrefixError {
+            input: s.to_string(),
+            reason,
+        };
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| err(format!("{addr:?} is not an IP address")))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len: u8 = match len {
+            None => max,
+            Some(l) => l
+                .parse()
+                .ok()
+                .filter(|&l| l <= max)
+                .ok_or_else(|| err(format!("prefix length {l:?} is not 0..={max}")))?,
+        };
+        let prefix = Prefix { addr, len };
+        let network = prefix.network();
+        if network != addr {
+            return Err(err(format!(
+                "{prefix} has host bits set; did you mean {network}/{len}?"
+            )));
+        }
+        Ok(prefix)
+    }
+}
+
+impl Prefix {
+    /// The address with the host bits cleared.
+    pub fn network(&self) -> IpAddr {
+        match self.addr {
+            IpAddr::V4(a) => {
+                let m = if self.len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.len as u32)
+                };
+                IpAddr::from((u32::from(a) & m).to_be_bytes())
+            }
+            IpAddr::V6(a) => {
+                let m = if self.len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.len as u32)
+                };
+                IpAddr::from((u128::from(a) & m).to_be_bytes())
+            }
+        }
+    }
+}
+
 /// An inclusive port range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PortRange {
@@ -113,49 +182,10 @@ impl FromStr for Service {
             s.rsplit_once(':')
                 .ok_or_else(|| err("missing ':PORTS'".into()))?
         };
-        let (addr, len) = match prefix.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (prefix, None),
-        };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| err(format!("{addr:?} is not an IP address")))?;
-        if let (IpAddr::V6(_), false) = (addr, s.starts_with('[')) {
+        if prefix.contains(':') && !s.starts_with('[') {
             return Err(err("IPv6 prefix must be in brackets: [PREFIX]:PORTS".into()));
         }
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let len: u8 = match len {
-            None => max,
-            Some(l) => l
-                .parse()
-                .ok()
-                .filter(|&l| l <= max)
-                .ok_or_else(|| err(format!("prefix length {l:?} is not 0..={max}")))?,
-        };
-        let prefix = Prefix { addr, len };
-        let network = match addr {
-            IpAddr::V4(a) => {
-                let m = if len == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - len as u32)
-                };
-                IpAddr::from((u32::from(a) & m).to_be_bytes())
-            }
-            IpAddr::V6(a) => {
-                let m = if len == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - len as u32)
-                };
-                IpAddr::from((u128::from(a) & m).to_be_bytes())
-            }
-        };
-        if network != addr {
-            return Err(err(format!(
-                "{prefix} has host bits set; did you mean {network}/{len}?"
-            )));
-        }
+        let prefix: Prefix = prefix.parse().map_err(|e: PrefixError| err(e.reason))?;
         if ports.is_empty() {
             return Err(err("no ports".into()));
         }

@@ -4,7 +4,8 @@
 
 use etherparse::{PacketBuilder, TcpOptionElement};
 use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
-use synwall_engine::{Engine, EngineConfig, Service, ServiceSet};
+use synwall_engine::synack::MAX_SYNACK_LEN;
+use synwall_engine::{Engine, EngineConfig, Service, ServiceSet, Verdict};
 
 pub const MASTER: [u8; 32] = [0x42; 32];
 pub const EPOCH: u64 = 30_000_000;
@@ -134,3 +135,66 @@ pub fn fix_v4_checksums(f: &mut [u8]) {
     let c = synwall_wire::checksum::finish(synwall_wire::checksum::sum(p, &f[l4..14 + total]));
     f[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
 }
+
+/// Answer `s` with `e`, and return the ACK frame a real client would send back.
+pub fn handshake_ack(e: &mut Engine, s: &SynSpec) -> Vec<u8> {
+    let syn = frame(s, None);
+    let mut buf = syn.clone();
+    buf.resize(MAX_SYNACK_LEN.max(syn.len()), 0);
+    let d = e.xdp(&mut buf, syn.len(), 77_777);
+    let Verdict::Tx { len } = d.verdict else {
+        panic!("{d:?}")
+    };
+    let h = etherparse::PacketHeaders::from_ethernet_slice(&buf[..len]).unwrap();
+    let Some(etherparse::TransportHeader::Tcp(t)) = h.transport else {
+        panic!()
+    };
+    let tsval = t.options_iterator().find_map(|o| match o {
+        Ok(etherparse::TcpOptionElement::Timestamp(v, _)) => Some(v),
+        _ => None,
+    });
+    // The client's ACK: seq = ISN+1, ack = cookie+1, TSecr echoing our TSval.
+    let ack_spec = SynSpec {
+        isn: s.isn.wrapping_add(1),
+        mss: None,
+        wscale: None,
+        sack: false,
+        ts: None,
+        ..s.clone()
+    };
+    let mut f = frame(&ack_spec, Some(t.sequence_number.wrapping_add(1)));
+    if let Some(v) = tsval {
+        f = frame_with_ts(&ack_spec, t.sequence_number.wrapping_add(1), 0x5555_0000, v);
+    }
+    f
+}
+
+pub fn frame_with_ts(s: &SynSpec, ack: u32, tsval: u32, tsecr: u32) -> Vec<u8> {
+    use etherparse::{PacketBuilder, TcpOptionElement};
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, ROUTER_MAC);
+    let opts = [
+        TcpOptionElement::Noop,
+        TcpOptionElement::Noop,
+        TcpOptionElement::Timestamp(tsval, tsecr),
+    ];
+    let mut out = Vec::new();
+    if s.v6 {
+        b.ipv6(s.src6, s.dst6, 64)
+            .tcp(s.sport, s.dport, s.isn, 500)
+            .ack(ack)
+            .options(&opts)
+            .unwrap()
+            .write(&mut out, &[])
+            .unwrap();
+    } else {
+        b.ipv4(s.src4, s.dst4, 64)
+            .tcp(s.sport, s.dport, s.isn, 500)
+            .ack(ack)
+            .options(&opts)
+            .unwrap()
+            .write(&mut out, &[])
+            .unwrap();
+    }
+    out
+}
+

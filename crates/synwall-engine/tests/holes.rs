@@ -343,10 +343,12 @@ fn strict_mode_judges_fragments_by_the_tcp_header_they_carry() {
         xdp(&mut e, &wrap(tcp6(early, SVC6, b"hello"))).0.counter,
         Counter::StrictDrop
     );
-    // The handshake ACK validates from its header; the flow's data is then forwarded.
+    // The handshake ACK validates from its header; the flow's data is then forwarded (the first
+    // data segment promotes the flow out of probation).
     let ack = wrap(tcp6(v6_ack(SVC6, 0), SVC6, &[]));
     assert_eq!(xdp(&mut e, &ack).0.counter, Counter::StrictAckValid);
     let data = wrap(tcp6(v6_ack(SVC6, 5), SVC6, b"hello"));
+    assert_eq!(xdp(&mut e, &data).0.counter, Counter::StrictFwdPromoted);
     assert_eq!(xdp(&mut e, &data).0.counter, Counter::StrictFwdCached);
 }
 

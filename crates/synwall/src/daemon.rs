@@ -190,9 +190,13 @@ fn check_machine(loaded: &synwall_config::Loaded) -> Result<Vec<Interface>> {
     synwall_bpf::pin::check_root(&cfg.node.pin_root)
         .map_err(|e| anyhow!("{}: {e}", at(loaded, "node.pin_root")))?;
     let ecfg = cfg.engine_config();
-    LoadOptions::for_config(&ecfg)
+    let sizes = LoadOptions::for_config(&ecfg);
+    sizes
         .check_services(&ecfg.services)
         .map_err(|e| anyhow!("{}: {e}", at(loaded, "services.protect")))?;
+    sizes
+        .check_lists(&ecfg.lists)
+        .map_err(|e| anyhow!("{}: {e}", at(loaded, "edge.deny.prefixes")))?;
     if !cfg.backend.interfaces.is_empty() && !cfg.node.set_sysctls {
         crate::sysctl::ensure_for(&ecfg.cookie, false)
             .map_err(|e| anyhow!("{e:#} (or node.set_sysctls = true)"))?;

@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
 use std::process::ExitCode;
 use synwall_bpf::XdpMode;
-use synwall_engine::{AutoConfig, EngineConfig, InvalidConfig, ServiceSet};
+use synwall_engine::{AutoConfig, Budget, EngineConfig, InvalidConfig, Prefix, ServiceSet};
 
 /// XDP attach mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -91,6 +91,86 @@ impl AutoArgs {
     }
 }
 
+/// A budget on the command line: `RATE/BURST` (events per second, events at once) or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BudgetArg(Option<Budget>);
+
+impl std::str::FromStr for BudgetArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "off" {
+            return Ok(BudgetArg(None));
+        }
+        let parsed = s.split_once('/').and_then(|(r, b)| {
+            Some(Budget {
+                rate: r.trim().parse().ok()?,
+                burst: b.trim().parse().ok()?,
+            })
+        });
+        match parsed {
+            Some(b) if b.is_valid() => Ok(BudgetArg(Some(b))),
+            _ => Err(format!(
+                "{s:?} is not RATE/BURST (per second / at once, RATE 1..={}, BURST 1..={}) or off",
+                synwall_engine::abuse::MAX_RATE,
+                synwall_engine::abuse::MAX_BURST
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for BudgetArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(b) => write!(f, "{}/{}", b.rate, b.burst),
+            None => f.write_str("off"),
+        }
+    }
+}
+
+/// The abuse controls (SPEC 10) of an edge or a single node.
+#[derive(Args, Clone, Debug)]
+pub struct AbuseArgs {
+    /// Drop every packet from this client prefix to the protected services (ADDRESS/LENGTH or an
+    /// address; repeat the flag for more).
+    #[arg(long, value_name = "PREFIX")]
+    deny: Vec<Prefix>,
+    /// Exempt this client prefix from the budgets; its SYNs are still answered with cookies
+    /// (repeatable).
+    #[arg(long, value_name = "PREFIX")]
+    allow: Vec<Prefix>,
+    /// The reflection budget: SYN+ACKs per second and at once to one client /24 (IPv4) or /48
+    /// (IPv6), or off.
+    #[arg(long, value_name = "RATE/BURST|off", default_value = "1000/2000")]
+    budget: BudgetArg,
+    /// Cap on the SYN+ACKs of the whole node, per second and at once (default: no cap).
+    #[arg(long, value_name = "RATE/BURST")]
+    node_cap: Option<BudgetArg>,
+}
+
+impl AbuseArgs {
+    fn apply(&self, e: &mut EngineConfig) {
+        e.lists.deny = self.deny.clone();
+        e.lists.allow = self.allow.clone();
+        e.budget = self.budget.0;
+        e.node_budget = self.node_cap.and_then(|b| b.0);
+    }
+
+    /// ` budget=R/B[ node_cap=R/B][ deny=N][ allow=N]` for the ready line.
+    fn ready(&self) -> String {
+        let mut s = format!(" budget={}", self.budget);
+        if let Some(c) = self.node_cap.filter(|c| c.0.is_some()) {
+            s += &format!(" node_cap={c}");
+        }
+        for (what, n) in [("deny", self.deny.len()), ("allow", self.allow.len())] {
+            if n > 0 {
+                s += &format!(" {what}={n}");
+            }
+        }
+        s
+    }
+}
+
 #[derive(Args)]
 pub struct EdgeArgs {
     /// Interface the SYNs arrive on (SYN+ACKs leave through it).
@@ -98,9 +178,16 @@ pub struct EdgeArgs {
     iface: String,
     #[command(flatten)]
     dp: DataPathArgs,
-    /// Strict mode: forward only flows whose handshake ACK validated (bounded cache).
+    /// Strict mode: forward only flows whose handshake ACK validated (bounded cache; a flow's
+    /// first data segment moves it where new flows cannot evict it).
     #[arg(long)]
     strict: bool,
+    /// Strict mode: new flows per second and at once each client prefix may add to the flow
+    /// cache, or off.
+    #[arg(long, value_name = "RATE/BURST|off", default_value = "1000/2000")]
+    flow_budget: BudgetArg,
+    #[command(flatten)]
+    abuse: AbuseArgs,
     #[command(flatten)]
     auto: AutoArgs,
     /// XDP attach mode.
@@ -135,6 +222,8 @@ pub struct SingleArgs {
     #[arg(long)]
     set_sysctls: bool,
     #[command(flatten)]
+    abuse: AbuseArgs,
+    #[command(flatten)]
     auto: AutoArgs,
     /// XDP attach mode.
     #[arg(long, value_enum, default_value = "native")]
@@ -160,21 +249,19 @@ impl Role {
 }
 
 /// The node the flags describe (nothing pinned). Flag errors name the flags; the engine's rules
-/// are [`EngineConfig::validate`]'s.
+/// are [`EngineConfig::validate`]'s. `edit` sets what only some roles have flags for.
 fn spec(
     role: Role,
     iface: &str,
     dp: &DataPathArgs,
-    strict: bool,
     auto: &AutoArgs,
     xdp_mode: XdpModeArg,
     set_sysctls: bool,
-    drop_syns: bool,
+    edit: impl FnOnce(&mut EngineConfig),
 ) -> Result<NodeSpec> {
     let mut engine = EngineConfig::new(ServiceSet::new(dp.services.clone()));
-    engine.strict = strict;
-    engine.backend_drop_syns = drop_syns;
     engine.auto = auto.config()?;
+    edit(&mut engine);
     engine.validate().map_err(|e| match e {
         InvalidConfig::StrictWithAuto => anyhow!(
             "--strict and auto mode (--auto-rate-on ...) cannot be combined: {}",
@@ -182,6 +269,8 @@ fn spec(
         ),
         InvalidConfig::AutoRates { .. } => anyhow!("{e} (--auto-rate-off < --auto-rate-on)"),
         InvalidConfig::DropSynsWithAuto => anyhow!("{e}"),
+        // The flags' own parsing keeps budgets in range, and no flag sets the prefix lengths.
+        InvalidConfig::BudgetRange { .. } | InvalidConfig::ClientPrefix { .. } => anyhow!("{e}"),
     })?;
     let ifindex = nix::net::if_::if_nametoindex(iface)
         .with_context(|| format!("no such interface {iface:?}"))?;
@@ -248,16 +337,24 @@ pub fn edge(a: EdgeArgs) -> Result<ExitCode> {
         Role::Edge,
         &a.iface,
         &a.dp,
-        a.strict,
         &a.auto,
         a.xdp_mode,
         false,
-        false,
+        |e| {
+            e.strict = a.strict;
+            e.flow_budget = a.flow_budget.0;
+            a.abuse.apply(e);
+        },
     )?;
     let extra = format!(
-        "{}{}",
-        if a.strict { " strict" } else { "" },
-        auto_ready(&spec.engine)
+        "{}{}{}",
+        if a.strict {
+            format!(" strict flow_budget={}", a.flow_budget)
+        } else {
+            String::new()
+        },
+        auto_ready(&spec.engine),
+        a.abuse.ready()
     );
     run(spec, &extra)
 }
@@ -267,11 +364,10 @@ pub fn backend(a: BackendArgs) -> Result<ExitCode> {
         Role::Backend,
         &a.iface,
         &a.dp,
-        false,
         &AutoArgs::default(),
         XdpModeArg::Native,
         a.set_sysctls,
-        a.drop_syns,
+        |e| e.backend_drop_syns = a.drop_syns,
     )?;
     run(spec, if a.drop_syns { " drop_syns" } else { "" })
 }
@@ -281,12 +377,11 @@ pub fn single(a: SingleArgs) -> Result<ExitCode> {
         Role::Single,
         &a.iface,
         &a.dp,
-        false,
         &a.auto,
         a.xdp_mode,
         a.set_sysctls,
-        false,
+        |e| a.abuse.apply(e),
     )?;
-    let extra = auto_ready(&spec.engine);
+    let extra = format!("{}{}", auto_ready(&spec.engine), a.abuse.ready());
     run(spec, &extra)
 }

@@ -98,6 +98,21 @@ const COUNTERS: &[(Counter, When, &str)] = &[
          (`synwall cookie check` says why one ACK fails); otherwise they are forged ACKs.",
     ),
     (
+        Counter::DropSynBudget,
+        When::Growing,
+        "SYNs over their client prefix's reflection budget are dropped unanswered (`synwall \
+         status` names the prefixes being limited). Spoofed SYNs aimed at those prefixes are \
+         what the budget is for; if they are your clients (many behind one NAT or proxy), \
+         raise edge.budget.rate and burst or list the prefix in [edge.allow].",
+    ),
+    (
+        Counter::DropFlowBudget,
+        When::Growing,
+        "validated handshake ACKs over their client prefix's budget of new flows are dropped \
+         (strict mode; their next segment retries). If these are your clients (many behind one \
+         NAT), raise edge.flow_budget.rate and burst or list the prefix in [edge.allow].",
+    ),
+    (
         Counter::BackendNoListener,
         When::Growing,
         "ACKs arrive for a protected port nothing listens on here (the kernel resets them): \

@@ -139,6 +139,80 @@ impl Collector for SnapshotCollector {
             }
         }
 
+        // The abuse controls (edge programs): budgets, how many client prefixes each tracks and
+        // limits, the most limited ones (a bounded list), and the lists' size.
+        let abuse: Vec<(Role, &crate::snapshot::Abuse)> = s
+            .programs
+            .iter()
+            .filter_map(|p| p.abuse.as_ref().map(|a| (p.role, a)))
+            .collect();
+        let labels_of = |role: Role, b: &crate::snapshot::BudgetInfo| {
+            let mut l = role_label(role);
+            l.push(("budget", b.name.to_string()));
+            l
+        };
+        type Field = fn(&crate::snapshot::BudgetInfo) -> Option<u64>;
+        let fields: [(&str, &str, Field); 4] = [
+            (
+                "budget_rate",
+                "Events per second a budget that is on allows: reflection (SYN+ACKs per client \
+                 prefix), node (SYN+ACKs of the node), flow (new strict-mode flows per client \
+                 prefix)",
+                |b| Some(b.rate),
+            ),
+            (
+                "budget_burst",
+                "Events a budget allows at once (its bucket's size)",
+                |b| Some(b.burst),
+            ),
+            (
+                "budget_prefixes_tracked",
+                "Client prefixes a budget holds a bucket for",
+                |b| b.prefixes.as_ref().map(|t| t.tracked),
+            ),
+            (
+                "budget_prefixes_limited",
+                "Client prefixes a budget refused at least one event in the last 10 s: who is \
+                 being limited now (reflection: SYN+ACKs not sent to them)",
+                |b| b.prefixes.as_ref().map(|t| t.limited),
+            ),
+        ];
+        for (name, help, field) in fields {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (role, a) in &abuse {
+                for b in &a.budgets {
+                    if let Some(v) = field(b) {
+                        ConstGauge::new(clamp(v)).encode(m.encode_family(&labels_of(*role, b))?)?;
+                    }
+                }
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "budget_limited_prefix_dropped",
+            "Events a budget refused to one of the client prefixes it limits most (at most 10 \
+             per budget, those limited in the last 10 s), since its bucket was made",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (role, a) in &abuse {
+            for b in &a.budgets {
+                for l in b.prefixes.iter().flat_map(|t| &t.top) {
+                    let mut labels = labels_of(*role, b);
+                    labels.push(("prefix", escape_label(&l.prefix)));
+                    ConstGauge::new(clamp(l.dropped)).encode(m.encode_family(&labels)?)?;
+                }
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "client_list_entries",
+            "Prefixes in the deny and allow lists (distinct, both lists together)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (role, a) in &abuse {
+            ConstGauge::new(clamp(a.list_entries)).encode(m.encode_family(&role_label(*role))?)?;
+        }
+
         let mut m = enc.encode_descriptor(
             "info",
             "Always 1; labels name the node and the synwall version",
@@ -389,6 +463,41 @@ mod tests {
         assert_eq!(value("synwall_auto_syn_rate_on{role=\"edge\"}"), "10000");
         assert_eq!(value("synwall_auto_syn_rate_off{role=\"edge\"}"), "2000");
         assert!(!text.contains("synwall_auto_syn_rate{role=\"backend\"}"));
+        // The abuse controls of the edge: budgets that are on, tables, the most limited prefix.
+        assert_eq!(
+            value("synwall_budget_rate{role=\"edge\",budget=\"reflection\"}"),
+            "1000"
+        );
+        assert_eq!(
+            value("synwall_budget_burst{role=\"edge\",budget=\"reflection\"}"),
+            "2000"
+        );
+        assert_eq!(
+            value("synwall_budget_rate{role=\"edge\",budget=\"node\"}"),
+            "50000"
+        );
+        assert!(
+            !text.contains("synwall_budget_prefixes_tracked{role=\"edge\",budget=\"node\"}"),
+            "the node cap has one bucket"
+        );
+        assert!(!text.contains("budget=\"flow\""), "only on a strict edge");
+        assert_eq!(
+            value("synwall_budget_prefixes_tracked{role=\"edge\",budget=\"reflection\"}"),
+            "3"
+        );
+        assert_eq!(
+            value("synwall_budget_prefixes_limited{role=\"edge\",budget=\"reflection\"}"),
+            "1"
+        );
+        assert_eq!(
+            value(
+                "synwall_budget_limited_prefix_dropped{role=\"edge\",budget=\"reflection\",\
+                 prefix=\"203.0.113.0/24\"}"
+            ),
+            "12345"
+        );
+        assert_eq!(value("synwall_client_list_entries{role=\"edge\"}"), "2");
+        assert!(!text.contains("synwall_client_list_entries{role=\"backend\"}"));
         let info = format!(
             "synwall_info{{node=\"lab\\\\1\",version=\"{}\"}}",
             env!("CARGO_PKG_VERSION")

@@ -398,7 +398,8 @@ impl Node {
     }
 
     /// Change in place what a running node can change: services, cookie, SYN+ACK values, strict
-    /// and auto mode (map writes), and the master secret (its salt goes live at the next
+    /// and auto mode, the budgets and the deny and allow lists (map writes; the lists without a
+    /// gap, `synwall_bpf::abuse`), and the master secret (its salt goes live at the next
     /// boundary). Both objects must take the new services before either changes, so an error
     /// changes nothing. Returns whether the master secret changed.
     pub fn reconfigure(
@@ -413,6 +414,7 @@ impl Node {
         }
         if let Some(e) = &self.edge {
             e.check_services(&engine.services)?;
+            e.check_lists(&engine.lists)?;
         }
         if let Some(b) = &self.backend {
             b.check_services(&engine.services)?;

@@ -52,6 +52,187 @@ pub struct AutoState {
     pub syn_rate_off: u64,
 }
 
+/// A budget's rate and burst, as the program holds them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct BudgetView {
+    /// Events per second.
+    pub rate: u64,
+    /// Events an idle bucket allows at once.
+    pub burst: u64,
+}
+
+impl BudgetView {
+    /// From the GCRA values of `sw_config` (interval = 1e9 / rate, tolerance = (burst - 1) *
+    /// interval); `None` when the budget is off.
+    fn of(on: u8, interval_ns: u64, tolerance_ns: u64) -> Option<BudgetView> {
+        (on != 0 && interval_ns > 0).then(|| BudgetView {
+            rate: (1_000_000_000f64 / interval_ns as f64).round() as u64,
+            burst: tolerance_ns / interval_ns + 1,
+        })
+    }
+}
+
+/// A client prefix a budget refused events to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LimitedPrefix {
+    /// The client prefix (`198.51.100.0/24`).
+    pub prefix: String,
+    /// Events refused since its bucket was made.
+    pub dropped: u64,
+    /// How long ago the last one was refused, ms.
+    pub last_drop_ms_ago: u64,
+}
+
+/// What one budget's table holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BudgetTable {
+    /// Client prefixes with a bucket.
+    pub tracked: u64,
+    /// Client prefixes refused at least one event in the last [`LIMITED_WINDOW_MS`].
+    pub limited: u64,
+    /// The limited prefixes that were refused the most, at most [`TOP_LIMITED`].
+    pub top: Vec<LimitedPrefix>,
+}
+
+/// A prefix counts as limited when a budget refused it something this recently.
+pub const LIMITED_WINDOW_MS: u64 = 10_000;
+/// How many limited prefixes a reading names.
+pub const TOP_LIMITED: usize = 10;
+
+impl BudgetTable {
+    /// The table of `buckets` at monotonic time `now_ns`, their keys made with `lens`.
+    pub fn of(
+        buckets: &[(
+            synwall_engine::abuse::BucketKey,
+            synwall_engine::abuse::BucketState,
+        )],
+        lens: &synwall_engine::ClientPrefix,
+        now_ns: u64,
+    ) -> BudgetTable {
+        let window = LIMITED_WINDOW_MS * 1_000_000;
+        let mut limited: Vec<LimitedPrefix> = buckets
+            .iter()
+            .filter(|(_, st)| st.last_drop_ns > 0 && now_ns.saturating_sub(st.last_drop_ns) < window)
+            .map(|(k, st)| LimitedPrefix {
+                prefix: k.prefix(lens).to_string(),
+                dropped: st.drops,
+                last_drop_ms_ago: now_ns.saturating_sub(st.last_drop_ns) / 1_000_000,
+            })
+            .collect();
+        let n = limited.len() as u64;
+        limited.sort_by(|a, b| b.dropped.cmp(&a.dropped).then(a.prefix.cmp(&b.prefix)));
+        limited.truncate(TOP_LIMITED);
+        BudgetTable {
+            tracked: buckets.len() as u64,
+            limited: n,
+            top: limited,
+        }
+    }
+}
+
+/// One budget that is on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BudgetInfo {
+    /// `reflection` (SYN+ACKs per client prefix), `node` (SYN+ACKs of the node), `flow` (new
+    /// strict-mode flows per client prefix; only on a strict edge).
+    pub name: &'static str,
+    /// Events per second.
+    pub rate: u64,
+    /// Events at once.
+    pub burst: u64,
+    /// Its client prefixes; `None` for the node's cap (one bucket).
+    pub prefixes: Option<BudgetTable>,
+}
+
+/// The edge's abuse controls (SPEC section 10) as its maps hold them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Abuse {
+    /// Client prefix lengths of the budgets.
+    pub client_prefix_v4: u8,
+    pub client_prefix_v6: u8,
+    /// The budgets that are on.
+    pub budgets: Vec<BudgetInfo>,
+    /// The deny list is set.
+    pub deny_list: bool,
+    /// The allow list is set.
+    pub allow_list: bool,
+    /// Entries of the lists' trie (one per distinct listed prefix).
+    pub list_entries: u64,
+}
+
+impl Abuse {
+    /// The budget called `name`, if it is on.
+    pub fn budget(&self, name: &str) -> Option<&BudgetInfo> {
+        self.budgets.iter().find(|b| b.name == name)
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`, which the buckets use.
+pub fn monotonic_ns() -> u64 {
+    // SAFETY: a plain clock read into a zeroed timespec.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The abuse controls of an edge from its pinned maps.
+fn abuse_of(maps: &synwall_bpf::pin::PinnedMaps, c: &synwall_bpf::types::sw_config) -> Abuse {
+    let lens = synwall_engine::ClientPrefix {
+        v4: c.budget_mask_v4.count_ones() as u8,
+        v6: (c.budget_mask_v6[0].count_ones() + c.budget_mask_v6[1].count_ones()) as u8,
+    };
+    let now = monotonic_ns();
+    let table = |name: &str| {
+        maps.extra(name)
+            .and_then(|m| synwall_bpf::abuse::read_buckets(m).ok())
+            .map_or_else(BudgetTable::default, |b| BudgetTable::of(&b, &lens, now))
+    };
+    let mut budgets = Vec::new();
+    let budget = |name, on, interval, tolerance, prefixes: Option<BudgetTable>| {
+        BudgetView::of(on, interval, tolerance).map(|b| BudgetInfo {
+            name,
+            rate: b.rate,
+            burst: b.burst,
+            prefixes,
+        })
+    };
+    budgets.extend(budget(
+        "reflection",
+        c.budget_on,
+        c.budget_interval_ns,
+        c.budget_tolerance_ns,
+        Some(table("sw_budget")),
+    ));
+    budgets.extend(budget(
+        "node",
+        c.node_budget_on,
+        c.node_interval_ns,
+        c.node_tolerance_ns,
+        None,
+    ));
+    if c.strict != 0 {
+        budgets.extend(budget(
+            "flow",
+            c.flow_budget_on,
+            c.flow_interval_ns,
+            c.flow_tolerance_ns,
+            Some(table("sw_flow_budget")),
+        ));
+    }
+    Abuse {
+        client_prefix_v4: lens.v4,
+        client_prefix_v6: lens.v6,
+        budgets,
+        deny_list: c.lists & synwall_bpf::abuse::LIST_DENY != 0,
+        allow_list: c.lists & synwall_bpf::abuse::LIST_ALLOW != 0,
+        list_entries: maps
+            .extra("sw_clients")
+            .and_then(|m| synwall_bpf::abuse::read_clients(m).ok())
+            .map_or(0, |e| e.len() as u64),
+    }
+}
+
 /// One loaded program: its role, the interfaces it is attached to and its summed counters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ProgramSnapshot {
@@ -62,6 +243,8 @@ pub struct ProgramSnapshot {
     pub counters: Counters,
     /// Only for edge programs with auto mode configured.
     pub auto: Option<AutoState>,
+    /// Only for edge programs: the budgets and the lists.
+    pub abuse: Option<Abuse>,
     /// Edge programs: per interface in native XDP mode, the XDP_TX frames its driver failed to
     /// send (`ethtool -S`, summed over queues), for drivers that report it and interfaces
     /// visible from here. (In generic mode XDP_TX does not go through these.)
@@ -118,8 +301,10 @@ pub fn from_pins(
         epoch = epoch.max(maps.live_keys()?.epoch);
         let config = maps.config()?;
         let mut auto = None;
+        let mut abuse = None;
         if role == Role::Edge {
             strict = config.strict != 0;
+            abuse = Some(abuse_of(&maps, &config));
             if config.auto_enabled != 0 {
                 let state = maps.auto_state();
                 auto = Some(AutoState {
@@ -156,6 +341,7 @@ pub fn from_pins(
             interfaces: mine.iter().map(|(_, i, _)| i.clone()).collect(),
             counters,
             auto,
+            abuse,
             xdp_tx_errors,
         });
     }
@@ -201,6 +387,35 @@ pub fn sample(node: &str, taken_ms: u64, answered: u64, not_ip: u64, reqsk: u64)
                     syn_rate_on: 10_000,
                     syn_rate_off: 2_000,
                 }),
+                abuse: Some(Abuse {
+                    client_prefix_v4: 24,
+                    client_prefix_v6: 48,
+                    budgets: vec![
+                        BudgetInfo {
+                            name: "reflection",
+                            rate: 1000,
+                            burst: 2000,
+                            prefixes: Some(BudgetTable {
+                                tracked: 3,
+                                limited: 1,
+                                top: vec![LimitedPrefix {
+                                    prefix: "203.0.113.0/24".into(),
+                                    dropped: 12_345,
+                                    last_drop_ms_ago: 200,
+                                }],
+                            }),
+                        },
+                        BudgetInfo {
+                            name: "node",
+                            rate: 50_000,
+                            burst: 10_000,
+                            prefixes: None,
+                        },
+                    ],
+                    deny_list: true,
+                    allow_list: false,
+                    list_entries: 2,
+                }),
                 xdp_tx_errors: BTreeMap::from([("eth0".into(), 0), ("eth1".into(), 0)]),
             },
             ProgramSnapshot {
@@ -208,6 +423,7 @@ pub fn sample(node: &str, taken_ms: u64, answered: u64, not_ip: u64, reqsk: u64)
                 interfaces: vec!["eth2".into()],
                 counters: backend,
                 auto: None,
+                abuse: None,
                 xdp_tx_errors: BTreeMap::new(),
             },
         ],
@@ -217,6 +433,46 @@ pub fn sample(node: &str, taken_ms: u64, answered: u64, not_ip: u64, reqsk: u64)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn budget_tables_name_the_most_limited_prefixes() {
+        use synwall_engine::abuse::{BucketKey, BucketState};
+        let lens = synwall_engine::ClientPrefix::default();
+        let key = |a: &str| lens.key(&a.parse().unwrap());
+        let now = 100_000_000_000u64;
+        let b = |drops, ago_ms: u64| BucketState {
+            tat: now,
+            drops,
+            last_drop_ns: if drops == 0 { 0 } else { now - ago_ms * 1_000_000 },
+        };
+        let mut buckets: Vec<(BucketKey, BucketState)> = vec![
+            (key("192.0.2.1"), b(0, 0)),
+            (key("198.51.100.9"), b(50, 20)),
+            (key("2001:db8:7::1"), b(900, 9_999)),
+            (key("203.0.113.5"), b(100_000, 10_001)),
+        ];
+        for i in 0..20u8 {
+            buckets.push((key(&format!("10.0.{i}.1")), b(10 + u64::from(i), 1)));
+        }
+        let t = BudgetTable::of(&buckets, &lens, now);
+        assert_eq!(t.tracked, 24);
+        // 203.0.113.0/24 was limited, but more than 10 s ago.
+        assert_eq!(t.limited, 22);
+        assert_eq!(t.top.len(), TOP_LIMITED);
+        assert_eq!(t.top[0].prefix, "2001:db8:7::/48");
+        assert_eq!(t.top[0].last_drop_ms_ago, 9_999);
+        assert_eq!(t.top[1].prefix, "198.51.100.0/24");
+        assert_eq!(t.top[2].prefix, "10.0.19.0/24");
+        assert_eq!(
+            BudgetView::of(1, 1_000_000, 1_999_000_000),
+            Some(BudgetView {
+                rate: 1000,
+                burst: 2000
+            })
+        );
+        assert_eq!(BudgetView::of(1, 333_333_333, 0).unwrap().rate, 3);
+        assert_eq!(BudgetView::of(0, 1_000_000, 0), None);
+    }
 
     /// The lists build.rs reads from the BPF sources: each program's own counters, the parse
     /// counters (bpf/lib/parse.h) in both, every counter in at least one.

@@ -254,6 +254,11 @@ pub fn render_text(cur: &Snapshot, prev: Option<&Snapshot>, all: bool, width: us
     if !any_auto {
         let _ = writeln!(o, "auto mode: not configured");
     }
+    for p in &cur.programs {
+        if let Some(a) = &p.abuse {
+            abuse_lines(&mut o, a);
+        }
+    }
     if cur.programs.is_empty() {
         let _ = writeln!(o, "\nno programs loaded");
     }
@@ -334,6 +339,64 @@ pub fn render_text(cur: &Snapshot, prev: Option<&Snapshot>, all: bool, width: us
         }
     }
     o
+}
+
+/// A budget table's prefixes: how many are tracked and limited, and the most limited ones.
+fn table_lines(o: &mut String, t: &crate::snapshot::BudgetTable) {
+    let _ = writeln!(
+        o,
+        "  {} client prefixes tracked, {} limited in the last {} s",
+        fmt_count(t.tracked),
+        fmt_count(t.limited),
+        crate::snapshot::LIMITED_WINDOW_MS / 1000
+    );
+    for l in &t.top {
+        let _ = writeln!(
+            o,
+            "    limited {:<24} {:>13} dropped, last {:.1} s ago",
+            l.prefix,
+            fmt_count(l.dropped),
+            l.last_drop_ms_ago as f64 / 1000.0
+        );
+    }
+}
+
+/// The edge's abuse controls: budgets (with who is being limited now) and the lists.
+fn abuse_lines(o: &mut String, a: &crate::snapshot::Abuse) {
+    for (name, what) in [
+        ("reflection", "reflection budget (SYN+ACKs per client prefix)"),
+        ("node", "node cap (SYN+ACKs of the node)"),
+        ("flow", "new-flow budget (strict flow cache, per client prefix)"),
+    ] {
+        match a.budget(name) {
+            Some(b) => {
+                let _ = writeln!(
+                    o,
+                    "{what}: {}/s, burst {}",
+                    fmt_count(b.rate),
+                    fmt_count(b.burst)
+                );
+                if let Some(t) = &b.prefixes {
+                    table_lines(o, t);
+                }
+            }
+            // The flow budget only matters on a strict edge (and is only shown there).
+            None if name != "flow" => {
+                let _ = writeln!(o, "{what}: off");
+            }
+            None => {}
+        }
+    }
+    let on = |b: bool| if b { "on" } else { "off" };
+    let _ = writeln!(
+        o,
+        "client prefixes /{} (IPv4), /{} (IPv6); lists: deny {}, allow {} ({} prefixes listed)",
+        a.client_prefix_v4,
+        a.client_prefix_v6,
+        on(a.deny_list),
+        on(a.allow_list),
+        fmt_count(a.list_entries)
+    );
 }
 
 /// `text` as lines of at most `width` characters, broken at spaces; lines after the first start
@@ -421,6 +484,27 @@ mod tests {
         );
         assert!(t.contains("strict mode: off"));
         assert!(t.contains("cookies ON; SYN rate 15,000/s (on above 10,000/s, off below 2,000/s)"));
+        assert!(
+            t.contains(
+                "reflection budget (SYN+ACKs per client prefix): 1,000/s, burst 2,000\n  \
+                 3 client prefixes tracked, 1 limited in the last 10 s\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("node cap (SYN+ACKs of the node): 50,000/s, burst 10,000\n"),
+            "{t}"
+        );
+        let limited = t
+            .lines()
+            .find(|l| l.starts_with("    limited 203.0.113.0/24 "))
+            .expect(&t);
+        assert!(limited.ends_with(" 12,345 dropped, last 0.2 s ago"), "{limited}");
+        assert!(t.contains(
+            "client prefixes /24 (IPv4), /48 (IPv6); lists: deny on, allow off (2 prefixes \
+             listed)"
+        ));
+        assert!(!t.contains("new-flow"), "not strict: {t}");
         assert!(t.contains("over the last 2.0 s"));
 
         let r = row(&t, "edge", "syn_answered").expect("syn_answered row");
@@ -491,6 +575,14 @@ mod tests {
         assert_eq!(j["programs"][0]["rates"]["pass_not_ip"], 0.0);
         assert_eq!(j["programs"][1]["rates"]["backend_reqsk_created"], 5.0);
         assert_eq!(j["programs"][0]["auto"]["syn_rate_on"], 10_000);
+        let a = &j["programs"][0]["abuse"];
+        assert_eq!(a["budgets"][0]["name"], "reflection");
+        assert_eq!(a["budgets"][0]["rate"], 1000);
+        let top = &a["budgets"][0]["prefixes"]["top"][0];
+        assert_eq!(top["prefix"], "203.0.113.0/24");
+        assert_eq!(top["dropped"], 12_345);
+        assert!(a["budgets"][1]["prefixes"].is_null());
+        assert!(j["programs"][1]["abuse"].is_null());
         let rates = j["programs"][1]["rates"].as_object().unwrap();
         assert_eq!(rates.len(), Counter::COUNT);
 

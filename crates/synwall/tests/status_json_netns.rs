@@ -1,7 +1,8 @@
 //! `docs/STATUS_JSON.md` describes what `synwall status --json` really prints: a single node (edge
 //! and backend, auto mode on, native XDP on a veth) runs in a namespace, a client's SYNs reach it
-//! with partial checksums (so a hint is printed), and the one-shot and `--watch` outputs are
-//! checked against the document's table: every field printed is listed with its type, every row
+//! with partial checksums (so a hint is printed), then more than its reflection budget allows
+//! (so a limited prefix is named), and the one-shot and `--watch` outputs are checked against
+//! the document's table: every field printed is listed with its type, every row
 //! of the table is printed, and the map keys are what the table says.
 //!
 //! Needs root (CI=true: fail, else skip with a message).
@@ -161,7 +162,10 @@ fn status_json_is_what_its_document_says() -> Result<()> {
         format!(
             "[node]\nname = \"{name}\"\nsecret_file = \"{}\"\nmetrics = \"\"\nset_sysctls = true\n\
              [services]\nprotect = [\"10.79.0.1/32:80\"]\n[edge]\ninterfaces = [\"n0\"]\n\
-             [backend]\ninterfaces = [\"n0\"]\n[auto]\nenabled = true\n",
+             [edge.budget]\nrate = 1\nburst = 1\nnode_rate = 100000\nnode_burst = 100000\n\
+             [edge.deny]\nprefixes = [\"192.0.2.0/24\"]\n\
+             [backend]\ninterfaces = [\"n0\"]\n[auto]\nenabled = true\nsyn_rate_on = 2\n\
+             syn_rate_off = 1\n",
             secret.display()
         ),
     )?;
@@ -185,10 +189,15 @@ fn status_json_is_what_its_document_says() -> Result<()> {
         Duration::from_secs(20),
     )?;
     // SYNs with partial checksums (TX offload on c0): a hint to print.
-    let _ = client.enter(|| {
-        let to: SocketAddr = "10.79.0.1:80".parse().unwrap();
-        TcpStream::connect_timeout(&to, Duration::from_millis(1500))
-    })?;
+    let to: SocketAddr = "10.79.0.1:80".parse().unwrap();
+    let _ = client.enter(move || TcpStream::connect_timeout(&to, Duration::from_millis(1500)))?;
+    // Then SYNs the edge can check, one every 20 ms: auto mode turns cookies on, and the client's
+    // /24 runs out of its budget of one SYN+ACK per second (a limited prefix to name).
+    client.run(&["ethtool", "-K", "c0", "tx", "off"])?;
+    for _ in 0..40 {
+        let _ = client.enter(move || TcpStream::connect_timeout(&to, Duration::from_millis(20)))?;
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let status = |extra: &[&str]| -> Result<String> {
         let out = node
@@ -208,6 +217,12 @@ fn status_json_is_what_its_document_says() -> Result<()> {
     check_output(&once, &doc, &mut seen)?;
     ensure!(once["interval_seconds"].is_null() && once["programs"][0]["rates"].is_null());
     ensure!(once["hints"][0]["counter"] == "drop_syn_checksum", "{once}");
+    let reflection = &once["programs"][0]["abuse"]["budgets"][0];
+    ensure!(
+        reflection["name"] == "reflection"
+            && reflection["prefixes"]["top"][0]["prefix"] == "10.79.0.0/24",
+        "{once}"
+    );
     // --watch until SIGINT: one object per line, each with rates.
     let watched = status(&["--watch", "--interval", "0.5"])?;
     let lines: Vec<&str> = watched.lines().collect();

@@ -567,6 +567,9 @@ pub struct Gen {
     pub rng: SmallRng,
     /// Flows whose handshake ACK was generated valid (strict mode then sees their data).
     pub flows: Vec<Seg>,
+    /// Client addresses to draw most sources from (the abuse controls' prefixes); empty: every
+    /// source random.
+    pub src_pool: Vec<IpAddr>,
 }
 
 pub const V4_PROTECTED: [[u8; 4]; 4] = [
@@ -587,6 +590,7 @@ impl Gen {
         Gen {
             rng: SmallRng::seed_from_u64(seed),
             flows: Vec::new(),
+            src_pool: Vec::new(),
         }
     }
 
@@ -607,6 +611,17 @@ impl Gen {
     }
 
     fn src(&mut self, v6: bool) -> IpAddr {
+        if !self.src_pool.is_empty() && self.rng.gen_bool(0.7) {
+            let pool: Vec<IpAddr> = self
+                .src_pool
+                .iter()
+                .filter(|a| a.is_ipv6() == v6)
+                .copied()
+                .collect();
+            if !pool.is_empty() {
+                return pool[self.rng.gen_range(0..pool.len())];
+            }
+        }
         if v6 {
             let mut a = [0u8; 16];
             self.rng.fill(&mut a[..]);

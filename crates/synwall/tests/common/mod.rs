@@ -154,6 +154,9 @@ pub struct LabOptions {
     pub backend_only_port: Option<u16>,
     /// `backend.drop_syns`.
     pub backend_drop_syns: bool,
+    /// More of the edge's config: lines of `[edge]` (then, if it likes, its sub-sections such as
+    /// `[edge.budget]`).
+    pub edge_extra: String,
 }
 
 /// What the programs counted while some frames went through.
@@ -191,7 +194,11 @@ pub struct Lab {
     tx: RawSender,
     cap: Capture,
     seen: RefCell<Vec<Captured>>,
+    /// How many of `seen` [`Lab::new_replies`] has handed out.
+    handed: std::cell::Cell<usize>,
     next_port: std::cell::Cell<u16>,
+    /// The edge node's config file (rewrite it and send SIGHUP to reload).
+    pub edge_config: PathBuf,
 }
 
 impl Lab {
@@ -320,8 +327,8 @@ impl Lab {
             &edge_services,
             &format!(
                 "[edge]\ninterfaces = [\"{EDGE_CLIENT_IF}\"]\nxdp_mode = \"native\"\n\
-                 xdp_fallback = \"none\"\nstrict = {}\n",
-                o.strict
+                 xdp_fallback = \"none\"\nstrict = {}\n{}\n",
+                o.strict, o.edge_extra
             ),
         )?;
         let bc = config(
@@ -378,8 +385,27 @@ impl Lab {
             tx,
             cap,
             seen: RefCell::new(Vec::new()),
+            handed: std::cell::Cell::new(0),
             next_port: std::cell::Cell::new(CRAFTED_PORTS),
+            edge_config: ec,
         })
+    }
+
+    /// The edge node's pinned maps (its budget tables, lists, flow cache).
+    pub fn edge_maps(&self) -> &PinnedMaps {
+        &self.edge_maps
+    }
+
+    /// The replies (see [`Reply`]) the client received since the last call, without waiting.
+    pub fn new_replies(&self) -> Result<Vec<Reply>> {
+        self.pull()?;
+        let seen = self.seen.borrow();
+        let from = self.handed.replace(seen.len());
+        Ok(seen[from..]
+            .iter()
+            .filter(|c| !c.outgoing)
+            .filter_map(|c| Reply::decode(&c.frame))
+            .collect())
     }
 
     /// A client port no other crafted frame of this lab used.
