@@ -157,12 +157,20 @@ SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
 }
 
 /*
- * Strict mode on a segment it does not forward: dropped, unless the ring has no salt for the
- * live epoch (the flow may be one the kernel behind made while SYNs were passed: fail-safe).
+ * Salts::strict_passes: strict mode passes what it cannot validate while the ring has no salt
+ * for the live epoch, and in the grace the daemon sets when it writes salts again (the flow may
+ * be one the kernel behind made while SYNs were passed: fail-safe).
  */
+SW_INLINE int sw_strict_passes(const struct sw_clock *clk, __u64 now)
+{
+	return !clk->epoch_ns || !sw_salt_of(sw_unix_ns(clk, now) / clk->epoch_ns) ||
+	       sw_unix_ns(clk, now) < clk->strict_grace_until_ns;
+}
+
+/* Strict mode on a segment it does not forward: dropped, or passed in the fail-safe. */
 SW_INLINE int sw_strict_reject(const struct sw_clock *clk, __u64 now)
 {
-	if (!clk->epoch_ns || !sw_salt_of(sw_unix_ns(clk, now) / clk->epoch_ns))
+	if (sw_strict_passes(clk, now))
 		return sw_verdict(XDP_PASS, SW_STRICT_PASS_STALE);
 	return sw_verdict(XDP_DROP, SW_STRICT_DROP);
 }
@@ -195,12 +203,16 @@ SW_INLINE int sw_strict(struct xdp_md *ctx, const struct sw_frame *f)
 	if (sw_tcp_options(ctx, f, &o))
 		return sw_verdict(XDP_DROP, SW_DROP_ACK_OPTIONS);
 	r = sw_validate_ring(clk, now, f, &o, &bits);
-	if (r == SW_COOKIE_STALE)
-		/* Nothing can be judged without salts: the backend still validates. */
-		return sw_verdict(XDP_PASS, SW_STRICT_PASS_STALE);
-	if (r != SW_COOKIE_VALID)
+	if (r == SW_COOKIE_INVALID && !sw_strict_passes(clk, now))
 		return sw_verdict(XDP_DROP, SW_STRICT_DROP);
+	/*
+	 * Valid: cached. Stale or in the grace after (nothing can be judged; the backend still
+	 * validates): passed and cached too, so a connection the kernel behind made meanwhile is not
+	 * cut when salts come back.
+	 */
 	bpf_map_update_elem(&sw_flows, &key, &one, BPF_ANY);
+	if (r != SW_COOKIE_VALID)
+		return sw_verdict(XDP_PASS, SW_STRICT_PASS_STALE);
 	return sw_verdict(XDP_PASS, SW_STRICT_ACK_VALID);
 }
 

@@ -80,13 +80,20 @@ struct {
 
 /*
  * The clock rule's parameters (synwall_v1::EpochClock), written by the daemon at start and on
- * every tick. The data path reads epoch_ns, lag_ns and tai_offset_ns (rewritten with the same
- * bytes every tick: a torn read sees the same values); the rest is for health (`synwall status`).
+ * every tick. The data path reads epoch_ns, lag_ns, tai_offset_ns and strict_grace_until_ns
+ * (rewritten with the same bytes every tick: a torn read sees the same values); the rest is for
+ * health (`synwall status`).
  */
 struct sw_clock {
 	__u64 epoch_ns;      /* P; 0 (a map never written): no epoch, every salt is missing */
 	__u64 lag_ns;        /* L = min(P / 8, 250 ms): generators switch epochs this late */
 	__s64 tai_offset_ns; /* CLOCK_TAI - CLOCK_REALTIME: UNIX time = bpf_ktime_get_tai_ns - this */
+	/*
+	 * UNIX ns until which strict mode still passes what it cannot validate, after the ring was
+	 * stale: the daemon sets it when it writes salts again, so handshakes the kernel answered
+	 * meanwhile (their ACKs still on the way) are not cut (Salts::strict_grace_until_ns).
+	 */
+	__u64 strict_grace_until_ns;
 	__u64 heartbeat_ns;  /* CLOCK_REALTIME of the daemon's last tick (not read by the programs) */
 	__u32 daemon_pid;    /* the daemon that writes the ring (not read by the programs) */
 	__u32 ahead_epochs;  /* N: the daemon writes epochs up to e + N (not read by the programs) */

@@ -142,6 +142,9 @@ pub fn decode_salt_entry(v: &types::sw_salt_entry) -> SaltEntry {
 pub struct ClockValue {
     /// Epoch length, lag and TAI offset (what the programs read).
     pub clock: EpochClock,
+    /// UNIX nanoseconds until which strict mode passes what it cannot validate (the ring was
+    /// stale until the daemon wrote salts again): what the programs read too.
+    pub strict_grace_until_ns: u64,
     /// `CLOCK_REALTIME` of the daemon's last tick, nanoseconds (0: never).
     pub heartbeat_ns: u64,
     /// The daemon's process id.
@@ -156,6 +159,7 @@ impl ClockValue {
             epoch_ns: self.clock.epoch_ns,
             lag_ns: self.clock.lag_ns,
             tai_offset_ns: self.clock.tai_offset_ns,
+            strict_grace_until_ns: self.strict_grace_until_ns,
             heartbeat_ns: self.heartbeat_ns,
             daemon_pid: self.daemon_pid,
             ahead_epochs: self.ahead_epochs,
@@ -169,6 +173,7 @@ impl ClockValue {
                 lag_ns: v.lag_ns,
                 tai_offset_ns: v.tai_offset_ns,
             },
+            strict_grace_until_ns: v.strict_grace_until_ns,
             heartbeat_ns: v.heartbeat_ns,
             daemon_pid: v.daemon_pid,
             ahead_epochs: v.ahead_epochs,
@@ -258,7 +263,12 @@ impl Maps<'_> {
 
     /// The salts as the programs see them: the ring and the clock rule.
     pub(crate) fn salts(&self) -> Result<Salts> {
-        Ok(Salts::new(self.salt_ring()?, self.clock()?.clock))
+        let c = self.clock()?;
+        Ok(Salts {
+            ring: self.salt_ring()?,
+            clock: c.clock,
+            strict_grace_until_ns: c.strict_grace_until_ns,
+        })
     }
 
     /// Write every slot of `salts`' ring and its clock rule (no heartbeat): for tests and tools
@@ -278,6 +288,7 @@ impl Maps<'_> {
         let old = self.clock()?;
         self.set_clock(&ClockValue {
             clock: salts.clock,
+            strict_grace_until_ns: salts.strict_grace_until_ns,
             ..old
         })
     }

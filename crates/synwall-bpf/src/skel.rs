@@ -49,7 +49,7 @@ const _: () = {
     assert!(size_of::<types::sw_config>() == 3 * 2 + 8 + 2 + 2 * 16 + 3 * 4);
     assert!(size_of::<types::sw_auto_state>() == 6 * 8 + 2 * 4);
     assert!(size_of::<types::sw_salt_entry>() == 8 + 2 * 16 + 2 * 4);
-    assert!(size_of::<types::sw_clock>() == 4 * 8 + 2 * 4);
+    assert!(size_of::<types::sw_clock>() == 5 * 8 + 2 * 4);
     assert!(size_of::<types::sw_svc_key>() == 4 + 1 + 16 + 3);
     assert!(size_of::<types::sw_svc_value>() == 4);
     assert!(size_of::<types::sw_flow_key>() == 16 + 16 + 2 + 2 + 1 + 3);

@@ -219,7 +219,14 @@ fn run_edge(strict: bool, total: usize, seed: u64) {
                     6..=7 => Moment::Late,
                     _ => Moment::Early,
                 };
-                let salts = Salts::new(ring, moment.clock());
+                let mut salts = Salts::new(ring, moment.clock());
+                // Sometimes strict mode's grace after the ring was stale: running, or over.
+                let unix = moment.unix_s() * NS;
+                salts.strict_grace_until_ns = match gen.rng.gen_range(0..6) {
+                    0 => unix + 300 * NS,
+                    1 => unix - 300 * NS,
+                    _ => 0,
+                };
                 edge.set_salts(&salts).unwrap();
                 engine.set_salts(salts);
                 cookie_keys = keys;

@@ -305,17 +305,26 @@ impl Engine {
                 self.cache.put(flow, ());
                 self.count(Verdict::Pass, Counter::StrictAckValid)
             }
+            // Without salts nothing can be judged here (the backend still validates), nor in
+            // the grace after: passed, and cached, so a connection the kernel behind made
+            // meanwhile is not cut when salts come back.
+            Validation::Stale => {
+                self.cache.put(flow, ());
+                self.count(Verdict::Pass, Counter::StrictPassStale)
+            }
+            Validation::Invalid if self.salts.strict_passes(now_ns) => {
+                self.cache.put(flow, ());
+                self.count(Verdict::Pass, Counter::StrictPassStale)
+            }
             Validation::Invalid => self.count(Verdict::Drop, Counter::StrictDrop),
-            // Without salts nothing can be judged here: the backend still validates.
-            Validation::Stale => self.count(Verdict::Pass, Counter::StrictPassStale),
         }
     }
 
     /// Strict mode on a segment that is no handshake ACK of an unknown flow: dropped, unless the
-    /// ring has no salts for the live epoch (then the flow may be one the kernel behind made
-    /// while the edge passed SYNs: fail-safe).
+    /// ring has no salts for the live epoch or has had them only for a moment (then the flow may
+    /// be one the kernel behind made while the edge passed SYNs: fail-safe).
     fn strict_reject(&mut self, now_ns: u64) -> Decision {
-        if self.salts.validation_stale(now_ns) {
+        if self.salts.strict_passes(now_ns) {
             return self.count(Verdict::Pass, Counter::StrictPassStale);
         }
         self.count(Verdict::Drop, Counter::StrictDrop)

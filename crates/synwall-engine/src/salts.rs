@@ -159,12 +159,29 @@ pub struct Salts {
     pub ring: SaltRing,
     /// Epoch length, lag and TAI offset.
     pub clock: EpochClock,
+    /// UNIX nanoseconds until which strict mode passes what it cannot validate, as while stale:
+    /// the daemon sets it a few seconds ahead when it writes salts into a ring that had none
+    /// for the live epoch, so the handshakes the kernel behind answered meanwhile, whose ACKs
+    /// are still on their way, complete.
+    pub strict_grace_until_ns: u64,
 }
 
 impl Salts {
-    /// `ring` read with `clock`.
+    /// `ring` read with `clock` (no grace).
     pub fn new(ring: SaltRing, clock: EpochClock) -> Self {
-        Salts { ring, clock }
+        Salts {
+            ring,
+            clock,
+            strict_grace_until_ns: 0,
+        }
+    }
+
+    /// Does strict mode at `now_tai_ns` pass what it cannot validate (stale, or in the grace
+    /// after)?
+    #[inline]
+    pub fn strict_passes(&self, now_tai_ns: u64) -> bool {
+        self.validation_stale(now_tai_ns)
+            || self.clock.unix_ns(now_tai_ns) < self.strict_grace_until_ns
     }
 
     /// Salts for tests and offline tools: the ring holds `keys` (`K_e`, `K_{e-1}`), epochs are

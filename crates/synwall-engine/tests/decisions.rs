@@ -361,9 +361,52 @@ fn past_the_rings_end_everything_is_passed() {
         (d.verdict, d.counter),
         (BackendVerdict::Pass, Counter::BackendAckPassStale)
     );
-    // While the live slot is there, the same forged ACK is dropped.
+    // Passed while stale, the flow is cached: its segments pass once salts are back (the
+    // kernel behind may have made that connection meanwhile).
     assert_eq!(
         run(&mut strict, &forged, NOW_MS),
+        (Verdict::Pass, Counter::StrictFwdCached)
+    );
+    // While the live slot is there, a forged ACK of another flow is dropped.
+    let forged2 = frame(
+        &SynSpec {
+            sport: 40_002,
+            ..other.clone()
+        },
+        Some(12345),
+    );
+    assert_eq!(
+        run(&mut strict, &forged2, NOW_MS),
+        (Verdict::Drop, Counter::StrictDrop)
+    );
+    // In the grace the daemon gives after writing salts into a stale ring, strict mode still
+    // passes (and caches) what it cannot validate; after it, it drops again.
+    let grace_end = (NOW_MS + 3000) * 1_000_000;
+    strict.salts_mut().strict_grace_until_ns = grace_end;
+    let forged3 = frame(
+        &SynSpec {
+            sport: 40_003,
+            ..other.clone()
+        },
+        Some(12345),
+    );
+    let forged4 = frame(
+        &SynSpec {
+            sport: 40_004,
+            ..other.clone()
+        },
+        Some(12345),
+    );
+    assert_eq!(
+        run(&mut strict, &forged3, NOW_MS + 2999),
+        (Verdict::Pass, Counter::StrictPassStale)
+    );
+    assert_eq!(
+        run(&mut strict, &forged3, NOW_MS + 3000),
+        (Verdict::Pass, Counter::StrictFwdCached)
+    );
+    assert_eq!(
+        run(&mut strict, &forged4, NOW_MS + 3000),
         (Verdict::Drop, Counter::StrictDrop)
     );
     let d = backend.tc(&forged, NOW_MS, |_| SocketState::ListenerOnly);

@@ -181,7 +181,14 @@ pub struct Node {
     /// The epoch last reported to the front end, and whether the ring lacked it.
     reported: LiveSalt,
     stale: bool,
+    /// Strict mode's grace after the ring was stale (UNIX ns; see `sw_clock`).
+    strict_grace_until_ns: u64,
 }
+
+/// How long strict mode passes what it cannot validate after salts came back: longer than any
+/// handshake's round trip, so the ACKs of SYNs the kernel answered while the ring was stale
+/// arrive within it.
+pub const STRICT_GRACE_NS: u64 = 3_000_000_000;
 
 fn load<T: DataPath>(
     opts: &LoadOptions,
@@ -330,8 +337,14 @@ impl Node {
         let found = found_ring(backend.as_ref(), edge.as_ref(), &legacy);
         let now = clock::unix_ns();
         let ahead = rotation::ahead_epochs(spec.epoch_seconds, spec.salts_ahead_seconds);
+        // A ring without the live epoch's salt was stale: strict mode gets its grace.
+        let c = EpochClock::new(spec.epoch_seconds, 0);
+        let was_stale = c
+            .validation(now)
+            .is_some_and(|a| found.get(a.epoch).is_none());
+        let grace = if was_stale { now + STRICT_GRACE_NS } else { 0 };
         let mut plan = RingPlan::start(spec.secrets.clone(), spec.epoch_seconds, ahead, found, now);
-        let clock_value = clock_value(spec.epoch_seconds, ahead, now);
+        let clock_value = clock_value(spec.epoch_seconds, ahead, now, grace);
         // Fresh maps are configured before anything can run on them; adopted ones only once
         // every link is in place, so a failed start leaves the running programs' state alone.
         for l in backend.iter().filter(|l| !l.adopted) {
@@ -408,6 +421,7 @@ impl Node {
                 entry: None,
             },
             stale: false,
+            strict_grace_until_ns: grace,
         };
         node.reported = node.live_salt(now);
         node.stale = node.reported.entry.is_none();
@@ -454,8 +468,21 @@ impl Node {
 
     /// Write what the ring lacks and the clock (with a fresh heartbeat) into every object.
     fn write_ring(&mut self, now: u64) -> Result<()> {
+        let c = EpochClock::new(self.epoch_seconds, 0);
+        if c.validation(now)
+            .is_some_and(|a| self.plan.ring().get(a.epoch).is_none())
+        {
+            // The ring was stale (this process was stopped, or could not write): strict mode
+            // keeps passing for a moment after the salts are back.
+            self.strict_grace_until_ns = now + STRICT_GRACE_NS;
+        }
         let writes = self.plan.tick(now);
-        let cv = clock_value(self.epoch_seconds, self.plan.ahead(), now);
+        let cv = clock_value(
+            self.epoch_seconds,
+            self.plan.ahead(),
+            now,
+            self.strict_grace_until_ns,
+        );
         let objects: [Option<&dyn ObjectSalts>; 2] = [
             self.backend.as_ref().map(|b| b as &dyn ObjectSalts),
             self.edge.as_ref().map(|e| e as &dyn ObjectSalts),
@@ -591,9 +618,10 @@ pub struct SecretChange {
 
 /// The `sw_clock` value a node writes at UNIX time `now`: its epoch rule, the kernel's TAI offset
 /// and the heartbeat.
-fn clock_value(epoch_seconds: u64, ahead: u64, now: u64) -> ClockValue {
+fn clock_value(epoch_seconds: u64, ahead: u64, now: u64, grace: u64) -> ClockValue {
     ClockValue {
         clock: EpochClock::new(epoch_seconds, clock::tai_offset_ns()),
+        strict_grace_until_ns: grace,
         heartbeat_ns: now,
         daemon_pid: std::process::id(),
         ahead_epochs: ahead as u32,

@@ -448,6 +448,7 @@ pub fn sample(node: &str, taken_ms: u64, answered: u64, not_ip: u64, reqsk: u64)
         let ring = synwall_engine::SaltRing::derive(e.saturating_sub(1), e + 10, &master, None);
         let clock = ClockValue {
             clock: synwall_cookie::synwall_v1::EpochClock::new(60, 0),
+            strict_grace_until_ns: 0,
             heartbeat_ns: taken_ms.saturating_sub(10) * 1_000_000,
             daemon_pid: 4242,
             ahead_epochs: 10,
