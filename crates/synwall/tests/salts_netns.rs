@@ -326,11 +326,21 @@ fn serve(ns: &Netns, addrs: &[SocketAddr]) -> Result<Vec<EchoServer>> {
         .collect()
 }
 
-/// One connection to each target first (neighbour discovery, routes): the load's first ones
-/// would otherwise wait for it.
+/// Resolve the neighbours on every hop of both paths first: a connection to a closed port of
+/// each target's address (not protected: the backend's kernel answers with a RST, which takes
+/// the return path). A cookie handshake alone would not: its SYN+ACK comes from the edge, and the
+/// first IPv6 packet back through a fresh lab waits a second for neighbour discovery.
 fn warm_up(ns: &Netns, targets: &[SocketAddr]) -> Result<()> {
     for &t in targets {
-        ns.enter(move || synwall_netns::tcp::connect(t, None, Duration::from_secs(5)).map(drop))??;
+        let closed = SocketAddr::new(t.ip(), 9);
+        let r = ns.enter(move || {
+            std::net::TcpStream::connect_timeout(&closed, Duration::from_secs(5)).map(drop)
+        })?;
+        ensure!(
+            r.as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused),
+            "warm-up {closed}: {r:?}"
+        );
     }
     Ok(())
 }
