@@ -5,11 +5,13 @@
  *   parse -> client on the deny list: dropped                          (drop_denied)
  *         -> SYN to a protected service: cookie SYN+ACK, XDP_TX      (syn_answered)
  *            auto mode, SYN rate below the threshold: XDP_PASS        (auto_syn_pass)
+ *            no salt for the epoch in the ring: XDP_PASS              (syn_pass_stale)
  *            over the client prefix's or the node's reflection budget (drop_syn_budget, ...)
  *         -> default mode: any other segment passes without a MAC   (fwd_non_syn)
  *         -> strict mode: cached flows pass (the first data segment promotes a flow out of
  *            probation); an ACK whose cookie validates is cached (within its prefix's budget of
- *            new flows) and passes; the rest is dropped
+ *            new flows) and passes; the rest is dropped, or passed while the ring has no salt
+ *            for the epoch (strict_pass_stale)
  * Every outcome increments exactly one per-CPU counter (lib/counters.def).
  */
 #define SW_XDP 1
@@ -78,12 +80,16 @@ SW_INLINE int sw_checksums_ok(struct xdp_md *ctx, const struct sw_frame *f)
 
 /* AutoState::WINDOW_NS: the SYN rate is measured over windows of at least 100 ms. */
 #define SW_AUTO_WINDOW_NS 100000000ULL
+/* AutoState::STEP_NS: a window start this far in the future means the clock was stepped back. */
+#define SW_AUTO_STEP_NS 1000000000LL
 
 /*
  * AutoState::on_syn: count this SYN in the shared window; the CPU that closes a window (wins the
  * compare-and-swap of its start) computes the window's rate and applies the hysteresis. Returns
  * whether SYNs are answered with cookies. Differences of clocks are compared signed: a CPU whose
- * `now` is older than a window another CPU just opened must not see a huge elapsed time.
+ * `now` is older than a window another CPU just opened must not see a huge elapsed time. The
+ * clock is TAI, which follows the wall clock: when it is stepped back by more than a second, the
+ * window restarts at `now` (else it would stay open until the clock caught up again).
  */
 SW_INLINE int sw_auto_cookies(const struct sw_config *cfg, __u64 now)
 {
@@ -116,6 +122,11 @@ SW_INLINE int sw_auto_cookies(const struct sw_config *cfg, __u64 now)
 			st->cookies_on = 0;
 			st->switches_off += 1;
 		}
+	} else if ((__s64)elapsed < -SW_AUTO_STEP_NS &&
+		   __sync_val_compare_and_swap(&st->window_start_ns, start, now) == start) {
+		/* Stepped back: a new window from here; the hold counts from here at the latest. */
+		if ((__s64)(now - st->last_high_ns) < 0)
+			st->last_high_ns = now;
 	}
 	return *(volatile __u32 *)&st->cookies_on != 0;
 }
@@ -124,7 +135,8 @@ SW_INLINE int sw_auto_cookies(const struct sw_config *cfg, __u64 now)
 SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
 			    const struct sw_config *cfg, int allowed)
 {
-	struct sw_salt_slot *salts;
+	struct sw_salt_entry *salt;
+	struct sw_clock *clk;
 	struct sw_tcp_opts o;
 	struct sw_opt_bits bits;
 	__u32 isn, tsval = 0;
@@ -136,27 +148,37 @@ SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
 		return sw_verdict(XDP_DROP, SW_DROP_SYN_OPTIONS);
 	if (!sw_checksums_ok(ctx, f))
 		return sw_verdict(XDP_DROP, SW_DROP_SYN_CHECKSUM);
-	/* One clock for the SYN rate and TSval, as Engine::xdp_at takes one `now_ns`. */
-	now = bpf_ktime_get_ns();
+	/*
+	 * One clock for the salt, the SYN rate and TSval, as Engine::xdp_at takes one `now_ns`: TAI,
+	 * which the daemon's UNIX time is a fixed offset from (sw_clock.tai_offset_ns).
+	 */
+	now = bpf_ktime_get_tai_ns();
 	if (cfg->auto_enabled && !sw_auto_cookies(cfg, now))
 		/* No attack: the kernel answers, and the handshake needs no cookie. */
 		return sw_verdict(XDP_PASS, SW_AUTO_SYN_PASS);
+	/* The salts only where a MAC is computed (not on the forwarding paths). */
+	clk = sw_get_clock();
+	if (!clk)
+		return sw_verdict(XDP_PASS, SW_PASS_NO_STATE);
+	salt = sw_generation_salt(clk, now);
+	if (!salt)
+		/* The ring ran out (the daemon stopped writing ahead): the kernel behind answers. */
+		return sw_verdict(XDP_PASS, SW_SYN_PASS_STALE);
 	/*
 	 * The reflection budgets: the client prefix's, then the node's (a SYN its prefix may not have
-	 * answered takes nothing from the node). The allow list is exempt from both.
+	 * answered takes nothing from the node). The allow list is exempt from both. They run on the
+	 * monotonic clock, which no step of the wall clock moves.
 	 */
 	if (!allowed) {
-		if (cfg->budget_on && !sw_reflection_budget_take(cfg, f, now))
+		__u64 mono = bpf_ktime_get_ns();
+
+		if (cfg->budget_on && !sw_reflection_budget_take(cfg, f, mono))
 			return sw_verdict(XDP_DROP, SW_DROP_SYN_BUDGET);
-		if (cfg->node_budget_on && !sw_node_budget_take(cfg, now))
+		if (cfg->node_budget_on && !sw_node_budget_take(cfg, mono))
 			return sw_verdict(XDP_DROP, SW_DROP_SYN_NODE_CAP);
 	}
-	/* The salts only where a MAC is computed (not on the forwarding paths). */
-	salts = sw_get_salts();
-	if (!salts)
-		return sw_verdict(XDP_PASS, SW_PASS_NO_STATE);
 	bits = sw_encode_options(cfg, f->family, &o, f->flags);
-	mac = sw_mac(&salts->current, f, f->seq, bits);
+	mac = sw_mac(&salt->current, f, f->seq, bits);
 	isn = sw_cookie_of(bits, mac);
 	if (sw_bits_timestamps(bits))
 		tsval = sw_tsval_of(now / 1000000, bits, mac);
@@ -167,17 +189,38 @@ SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
 }
 
 /*
+ * Salts::strict_passes: strict mode passes what it cannot validate while the ring has no salt
+ * for the live epoch, and in the grace the daemon sets when it writes salts again (the flow may
+ * be one the kernel behind made while SYNs were passed: fail-safe).
+ */
+SW_INLINE int sw_strict_passes(const struct sw_clock *clk, __u64 now)
+{
+	return !clk->epoch_ns || !sw_salt_of(sw_unix_ns(clk, now) / clk->epoch_ns) ||
+	       sw_unix_ns(clk, now) < clk->strict_grace_until_ns;
+}
+
+/* Strict mode on a segment it does not forward: dropped, or passed in the fail-safe. */
+SW_INLINE int sw_strict_reject(const struct sw_clock *clk, __u64 now)
+{
+	if (sw_strict_passes(clk, now))
+		return sw_verdict(XDP_PASS, SW_STRICT_PASS_STALE);
+	return sw_verdict(XDP_DROP, SW_STRICT_DROP);
+}
+
+/*
  * Strict mode (the rest of Engine::xdp). `allowed` is the allow list's answer when the caller
  * looked the client up (it did whenever the deny list is set), else 0.
  */
 SW_INLINE int sw_strict(struct xdp_md *ctx, const struct sw_frame *f, const struct sw_config *cfg,
 			int allowed)
 {
-	struct sw_salt_slot *salts;
 	struct sw_flow_key key;
+	struct sw_clock *clk;
 	struct sw_tcp_opts o;
 	struct sw_opt_bits bits;
 	__u32 one = 1;
+	__u64 now;
+	int r;
 
 	__builtin_memset(&key, 0, sizeof(key));
 	__builtin_memcpy(key.client, f->src, 16);
@@ -197,23 +240,32 @@ SW_INLINE int sw_strict(struct xdp_md *ctx, const struct sw_frame *f, const stru
 		}
 		return sw_verdict(XDP_PASS, SW_STRICT_FWD_CACHED);
 	}
+	clk = sw_get_clock();
+	if (!clk)
+		return sw_verdict(XDP_PASS, SW_PASS_NO_STATE);
+	now = bpf_ktime_get_tai_ns();
 	if ((f->flags & (SW_TCP_ACK | SW_TCP_SYN | SW_TCP_RST)) != SW_TCP_ACK)
-		return sw_verdict(XDP_DROP, SW_STRICT_DROP);
+		return sw_strict_reject(clk, now);
 	if (sw_tcp_options(ctx, f, &o))
 		return sw_verdict(XDP_DROP, SW_DROP_ACK_OPTIONS);
-	salts = sw_get_salts();
-	if (!salts)
-		return sw_verdict(XDP_PASS, SW_PASS_NO_STATE);
-	if (!sw_validate(salts, f, &o, &bits))
+	r = sw_validate_ring(clk, now, f, &o, &bits);
+	if (r == SW_COOKIE_INVALID && !sw_strict_passes(clk, now))
 		return sw_verdict(XDP_DROP, SW_STRICT_DROP);
-	if (cfg->flow_budget_on) {
+	if (r == SW_COOKIE_VALID && cfg->flow_budget_on) {
 		/* Only the allow list was set: this segment's client is looked up now, once a flow. */
 		if (!(cfg->lists & SW_LIST_DENY) && (cfg->lists & SW_LIST_ALLOW))
 			allowed = sw_client_flags(f) & SW_LIST_ALLOW;
 		if (!allowed && !sw_flow_budget_take(cfg, f, bpf_ktime_get_ns()))
 			return sw_verdict(XDP_DROP, SW_DROP_FLOW_BUDGET);
 	}
+	/*
+	 * Valid: cached. Stale or in the grace after (nothing can be judged; the backend still
+	 * validates): passed and cached too, so a connection the kernel behind made meanwhile is not
+	 * cut when salts come back.
+	 */
 	bpf_map_update_elem(&sw_flows, &key, &one, BPF_ANY);
+	if (r != SW_COOKIE_VALID)
+		return sw_verdict(XDP_PASS, SW_STRICT_PASS_STALE);
 	return sw_verdict(XDP_PASS, SW_STRICT_ACK_VALID);
 }
 

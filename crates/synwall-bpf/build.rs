@@ -36,10 +36,11 @@ fn main() {
         );
     }
 
-    let builds = PROGRAMS
-        .iter()
-        .map(|&name| (name, name, None))
-        .chain(VARIANTS.iter().map(|&(name, src, arg)| (name, src, Some(arg))));
+    let builds = PROGRAMS.iter().map(|&name| (name, name, None)).chain(
+        VARIANTS
+            .iter()
+            .map(|&(name, src, arg)| (name, src, Some(arg))),
+    );
     for (name, source, extra) in builds {
         let src = bpf.join(format!("{source}.bpf.c"));
         let skel = out.join(format!("{name}.skel.rs"));

@@ -19,8 +19,8 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use synwall_bpf::{xdp_action, DataPath, Edge, EdgePercpuBudget, LoadOptions, TestRun};
-use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
-use synwall_engine::{Budget, Counter, EngineConfig, Service, ServiceSet};
+use synwall_cookie::synwall_v1::{EpochClock, MasterSecret};
+use synwall_engine::{Budget, Counter, EngineConfig, SaltRing, Salts, Service, ServiceSet};
 
 /// The budget of the accuracy runs (per client /24).
 const RATE: u32 = 20_000;
@@ -54,8 +54,14 @@ fn config(budget: Option<Budget>) -> EngineConfig {
     cfg
 }
 
-fn keys() -> EpochKeys {
-    EpochKeys::derive(&MasterSecret([0x5a; 32]), 29_000_000)
+/// Salts for the hours around now (the programs read the real clock), hour-long epochs.
+fn salts() -> Salts {
+    let clock = EpochClock::new(3600, synwall_bpf::clock::tai_offset_ns());
+    let e = clock.unix_ns(synwall_bpf::clock::tai_ns()) / clock.epoch_ns;
+    Salts::new(
+        SaltRing::derive(e - 1, e + 3, &MasterSecret([0x5a; 32]), None),
+        clock,
+    )
 }
 
 fn pin_to(cpu: usize) {
@@ -98,7 +104,12 @@ impl Prog for EdgePercpuBudget {
 /// SYNs of one /24 from threads on `cpus` for `secs`: (sent, answered, allowed by the budget).
 fn flood(p: &dyn Prog, cpus: &[usize], secs: f64) -> (u64, u64, f64) {
     let frames: Vec<Vec<u8>> = (0..1000u32)
-        .map(|i| syn(Ipv4Addr::new(203, 0, 113, (i % 254 + 1) as u8), 1024 + i as u16))
+        .map(|i| {
+            syn(
+                Ipv4Addr::new(203, 0, 113, (i % 254 + 1) as u8),
+                1024 + i as u16,
+            )
+        })
         .collect();
     let before = p.answered();
     let stop = AtomicBool::new(false);
@@ -125,11 +136,7 @@ fn flood(p: &dyn Prog, cpus: &[usize], secs: f64) -> (u64, u64, f64) {
     });
     let elapsed = start.elapsed().as_secs_f64();
     let answered = p.answered() - before;
-    (
-        sent,
-        answered,
-        f64::from(BURST) + f64::from(RATE) * elapsed,
-    )
+    (sent, answered, f64::from(BURST) + f64::from(RATE) * elapsed)
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -159,9 +166,9 @@ fn main() {
         rate: RATE / ncpus as u32,
         burst: BURST / ncpus as u32,
     };
-    let shared = Edge::load_with(&config(Some(budget)), &keys()).expect("load the edge");
+    let shared = Edge::load_with(&config(Some(budget)), &salts()).expect("load the edge");
     let percpu = EdgePercpuBudget::load(&LoadOptions::default()).expect("load the per-CPU build");
-    percpu.set_keys(&keys()).expect("salts");
+    percpu.set_salts(&salts()).expect("salts");
 
     println!(
         "## accuracy: SYNs of one client /24 through the program, budget {RATE}/s burst {BURST}, \
@@ -177,7 +184,10 @@ fn main() {
             "| shared (compare-and-swap) | {name} | {sent} | {ans} | {allowed:.0} | {:.2} |",
             ans as f64 / allowed
         );
-        for (label, b) in [("split between the CPUs", split), ("whole on every CPU", budget)] {
+        for (label, b) in [
+            ("split between the CPUs", split),
+            ("whole on every CPU", budget),
+        ] {
             percpu.configure(&config(Some(b))).expect("config");
             percpu.clear_budgets();
             let (sent, ans, allowed) = flood(&percpu, cpus, secs);
@@ -193,16 +203,15 @@ fn main() {
         rate: synwall_engine::abuse::MAX_RATE,
         burst: synwall_engine::abuse::MAX_BURST,
     };
-    let off = Edge::load_with(&config(None), &keys()).expect("load");
+    let off = Edge::load_with(&config(None), &salts()).expect("load");
     shared.set_config(&config(Some(never))).expect("config");
     percpu.configure(&config(Some(never))).expect("config");
-    let refusing = Edge::load_with(
-        &config(Some(Budget { rate: 1, burst: 1 })),
-        &keys(),
-    )
-    .expect("load");
+    let refusing =
+        Edge::load_with(&config(Some(Budget { rate: 1, burst: 1 })), &salts()).expect("load");
     let frame = syn(Ipv4Addr::new(192, 0, 2, 10), 40000);
-    refusing.test_run(&frame).expect("the one SYN the budget allows");
+    refusing
+        .test_run(&frame)
+        .expect("the one SYN the budget allows");
     let progs: [(&str, &dyn Prog, u32); 4] = [
         ("budget off", &off, xdp_action::TX),
         ("shared buckets (compare-and-swap)", &shared, xdp_action::TX),

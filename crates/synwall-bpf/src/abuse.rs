@@ -49,7 +49,11 @@ pub struct ClientFlags {
 /// The `sw_config.lists` flags of a pair of lists.
 pub fn list_flags(lists: &ClientLists) -> u8 {
     (if lists.deny.is_empty() { 0 } else { LIST_DENY })
-        | (if lists.allow.is_empty() { 0 } else { LIST_ALLOW })
+        | (if lists.allow.is_empty() {
+            0
+        } else {
+            LIST_ALLOW
+        })
 }
 
 fn entry_of(p: &Prefix) -> ClientEntry {
@@ -299,12 +303,8 @@ mod tests {
     ];
 
     fn random_lists(rng: &mut rand::rngs::SmallRng) -> ClientLists {
-        let mut pick = || -> Vec<&str> {
-            POOL.iter()
-                .filter(|_| rng.gen_bool(0.3))
-                .copied()
-                .collect()
-        };
+        let mut pick =
+            || -> Vec<&str> { POOL.iter().filter(|_| rng.gen_bool(0.3)).copied().collect() };
         let (d, a) = (pick(), pick());
         lists(&d, &a)
     }
@@ -357,7 +357,10 @@ mod tests {
                     let m = longest_match(&live, &addr).unwrap_or_default();
                     let now = (m.deny, m.allow);
                     let (o, n) = ((was.denied, was.allowed), (will.denied, will.allowed));
-                    assert!(now == o || now == n, "{p}: {now:?} is neither {o:?} nor {n:?}");
+                    assert!(
+                        now == o || now == n,
+                        "{p}: {now:?} is neither {o:?} nor {n:?}"
+                    );
                     if switched[i] {
                         assert_eq!(now, n, "{p} went back");
                     }

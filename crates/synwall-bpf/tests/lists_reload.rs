@@ -69,7 +69,7 @@ fn lists_replaced_in_place_match_the_engine() {
     let Some(edge) = or_skip("lists reload", Edge::load(&LoadOptions::default())) else {
         return;
     };
-    edge.set_keys(&keys()).unwrap();
+    edge.set_salts(&salts()).unwrap();
     let mut rng = SmallRng::seed_from_u64(0x11575);
     let probes = [
         "10.1.2.3",
@@ -130,7 +130,10 @@ fn lists_replaced_in_place_match_the_engine() {
     let live = tiny.client_entries().unwrap();
     cfg.lists.allow = prefixes(&["10.2.0.0/16", "10.3.0.0/16", "10.4.0.0/16"]);
     let e = tiny.configure(&cfg).unwrap_err().to_string();
-    assert!(e.contains("5 distinct deny and allow prefixes, the map holds 4"), "{e}");
+    assert!(
+        e.contains("5 distinct deny and allow prefixes, the map holds 4"),
+        "{e}"
+    );
     assert_eq!(tiny.client_entries().unwrap(), live);
     assert_eq!(tiny.config().unwrap().lists, synwall_bpf::abuse::LIST_DENY);
 }
@@ -142,7 +145,7 @@ fn listed_prefixes_stay_listed_during_replacements() {
     let Some(edge) = or_skip("lists reload race", Edge::load(&LoadOptions::default())) else {
         return;
     };
-    edge.set_keys(&keys()).unwrap();
+    edge.set_salts(&salts()).unwrap();
     // The probes stay listed, but through prefixes that come and go: their longest match
     // changes from one configuration to the next, which is where a careless order would show
     // them unlisted for a moment.
@@ -155,13 +158,20 @@ fn listed_prefixes_stay_listed_during_replacements() {
             .collect()
     };
     let always = |rng: &mut SmallRng, mut l: ClientLists| {
-        l.deny.retain(|p| ALLOWED.iter().all(|a| !p.contains(&a.parse().unwrap())));
-        l.deny.extend(some_of(rng, &["10.1.2.3/32", "10.1.2.0/24", "10.1.0.0/16"]));
+        l.deny
+            .retain(|p| ALLOWED.iter().all(|a| !p.contains(&a.parse().unwrap())));
+        l.deny
+            .extend(some_of(rng, &["10.1.2.3/32", "10.1.2.0/24", "10.1.0.0/16"]));
         l.deny.extend(some_of(
             rng,
-            &["2001:db8:1:2::3/128", "2001:db8:1:2::/64", "2001:db8:1::/48"],
+            &[
+                "2001:db8:1:2::3/128",
+                "2001:db8:1:2::/64",
+                "2001:db8:1::/48",
+            ],
         ));
-        l.allow.extend(some_of(rng, &["10.2.0.0/16", "10.2.3.0/24", "10.2.3.0/28"]));
+        l.allow
+            .extend(some_of(rng, &["10.2.0.0/16", "10.2.3.0/24", "10.2.3.0/28"]));
         l.allow.extend(some_of(
             rng,
             &["2001:db8:2::/48", "2001:db8:2:3::/64", "2001:db8:2:3::/120"],

@@ -48,6 +48,10 @@ pub const DEFAULT_METRICS: &str = "127.0.0.1:9733";
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/synwall";
 /// Default master-secret file.
 pub const DEFAULT_SECRET_FILE: &str = "/etc/synwall/secret";
+/// Default of `node.salts_ahead_seconds`: the salt ring is written ten minutes ahead.
+pub const DEFAULT_SALTS_AHEAD_SECONDS: u64 = 600;
+/// Largest `node.salts_ahead_seconds` (a day; the ring holds at most 253 epochs ahead anyway).
+pub const MAX_SALTS_AHEAD_SECONDS: u64 = 86_400;
 /// Default node name.
 pub const DEFAULT_NAME: &str = "synwall";
 
@@ -82,8 +86,14 @@ pub struct Node {
     /// The master secret: 32 raw bytes or 64 hex characters, in this file, or in the unit's
     /// systemd credential `NAME` for `%d/NAME` ([`SecretSource`]).
     pub secret_file: PathBuf,
+    /// A second master secret that validates only (SPEC 2a: a staged secret rollout), or ""
+    /// for none.
+    pub accepted_secret_file: PathBuf,
     /// Epoch length in seconds (1..=86400).
     pub epoch_seconds: u64,
+    /// How far ahead the salt ring is written, in seconds (rounded up to whole epochs, at least
+    /// two, at most 253): how long the data path keeps rotating on its own if the daemon stops.
+    pub salts_ahead_seconds: u64,
     /// Prometheus listen address, or "" to disable.
     pub metrics: String,
     /// Log level.
@@ -98,7 +108,9 @@ impl Default for Node {
             name: DEFAULT_NAME.into(),
             pin_root: DEFAULT_PIN_ROOT.into(),
             secret_file: DEFAULT_SECRET_FILE.into(),
+            accepted_secret_file: PathBuf::new(),
             epoch_seconds: synwall_v1::DEFAULT_EPOCH_SECONDS,
+            salts_ahead_seconds: DEFAULT_SALTS_AHEAD_SECONDS,
             metrics: DEFAULT_METRICS.into(),
             log_level: LogLevel::Info,
             set_sysctls: false,
@@ -123,6 +135,12 @@ impl Node {
     /// Where this node's pins live: `<pin_root>/<name>`.
     pub fn pin_dir(&self) -> PathBuf {
         self.pin_root.join(&self.name)
+    }
+
+    /// The accepted master secret's file, if one is configured.
+    pub fn accepted_secret(&self) -> Option<&std::path::Path> {
+        (!self.accepted_secret_file.as_os_str().is_empty())
+            .then_some(self.accepted_secret_file.as_path())
     }
 }
 
@@ -262,7 +280,9 @@ pub struct FlowBudgetSection {
 impl Default for FlowBudgetSection {
     fn default() -> Self {
         let engine = EngineConfig::new(ServiceSet::default());
-        let b = engine.flow_budget.unwrap_or(synwall_engine::Budget::DEFAULT);
+        let b = engine
+            .flow_budget
+            .unwrap_or(synwall_engine::Budget::DEFAULT);
         FlowBudgetSection {
             enabled: engine.flow_budget.is_some(),
             rate: b.rate.into(),
@@ -282,7 +302,10 @@ pub struct PrefixList {
 impl PrefixList {
     /// The prefixes, parsed; entries that do not parse are left out (validation reports them).
     pub fn parsed(&self) -> Vec<synwall_engine::Prefix> {
-        self.prefixes.iter().filter_map(|p| p.parse().ok()).collect()
+        self.prefixes
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect()
     }
 }
 
@@ -552,8 +575,9 @@ impl NodeConfig {
     /// What a reload (SIGHUP) from `self` to `new` would do: the in-place changes, or, if any
     /// change needs a restart, every such change with why. In place: `services.*`, `cookie.*`,
     /// `server.*`, `auto.*`, `edge.strict`, `edge.budget.*` but `edge.budget.prefixes`,
-    /// `edge.flow_budget.*`, `edge.deny.*`, `edge.allow.*`, `node.secret_file` (the daemon re-reads
-    /// the secret on every reload), `node.log_level`, `node.set_sysctls`. Anything else is
+    /// `edge.flow_budget.*`, `edge.deny.*`, `edge.allow.*`, `backend.drop_syns`,
+    /// `node.secret_file` and `node.accepted_secret_file` (the daemon re-reads both secrets on
+    /// every reload), `node.salts_ahead_seconds`, `node.log_level`, `node.set_sysctls`. Anything else is
     /// refused, including keys added to the schema later until they are listed as reloadable.
     pub fn reload_plan(&self, new: &NodeConfig) -> Result<Vec<Change>, Vec<Refusal>> {
         reload::plan(self, new)

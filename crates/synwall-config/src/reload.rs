@@ -1,6 +1,7 @@
 //! What a reload (SIGHUP) may change in place. Services, the cookie, the SYN+ACK values, strict
 //! mode, auto mode, whether the backend drops SYNs, the budgets and the deny and allow lists, the
-//! secret file (and its contents, which the daemon re-reads), the log level and `set_sysctls` are map writes or userspace state; everything else is fixed when the programs are
+//! secret files (and their contents, which the daemon re-reads), how far ahead salts are written,
+//! the log level and `set_sysctls` are map writes or userspace state; everything else is fixed when the programs are
 //! loaded, pinned and attached, so changing it needs a restart. Keys are compared leaf by leaf, so a
 //! new key is refused until it is listed here as reloadable.
 
@@ -43,7 +44,7 @@ const RELOADABLE_SECTIONS: [&str; 7] = [
     "edge.allow",
 ];
 /// Single keys that reload in place.
-const RELOADABLE_KEYS: [&str; 12] = [
+const RELOADABLE_KEYS: [&str; 14] = [
     "edge.strict",
     "backend.drop_syns",
     "edge.budget.enabled",
@@ -54,6 +55,8 @@ const RELOADABLE_KEYS: [&str; 12] = [
     "edge.budget.node_rate",
     "edge.budget.node_burst",
     "node.secret_file",
+    "node.accepted_secret_file",
+    "node.salts_ahead_seconds",
     "node.log_level",
     "node.set_sysctls",
 ];

@@ -22,6 +22,11 @@ pub const BUDGET_PREFIXES_RANGE: std::ops::RangeInclusive<usize> = 1024..=16_777
 /// test holds the two together); messages about a key's type quote it.
 pub(crate) const NUMBER_RANGES: &[(&str, u64, u64)] = &[
     ("node.epoch_seconds", 1, MAX_EPOCH_SECONDS),
+    (
+        "node.salts_ahead_seconds",
+        1,
+        crate::MAX_SALTS_AHEAD_SECONDS,
+    ),
     ("edge.flow_cache", 1024, 16_777_216),
     ("edge.promoted_cache", 0, 16_777_216),
     ("edge.budget.rate", 1, MAX_RATE as u64),
@@ -128,6 +133,28 @@ pub(crate) fn check(c: &NodeConfig) -> Vec<Finding> {
             ),
         ));
     }
+    if !(1..=crate::MAX_SALTS_AHEAD_SECONDS).contains(&c.node.salts_ahead_seconds) {
+        out.push(finding(
+            "node.salts_ahead_seconds",
+            format!(
+                "{} is out of range 1..={} seconds",
+                c.node.salts_ahead_seconds,
+                crate::MAX_SALTS_AHEAD_SECONDS
+            ),
+        ));
+    }
+    if c.node.accepted_secret().is_some() && c.node.accepted_secret_file == c.node.secret_file {
+        out.push(Finding {
+            key: "node.accepted_secret_file".into(),
+            at: vec![
+                "node.accepted_secret_file".into(),
+                "node.secret_file".into(),
+            ],
+            message: "is node.secret_file itself: the accepted secret is a second one (the new \
+                      secret while it is rolled out, or the old one after), or \"\" for none"
+                .into(),
+        });
+    }
     if !c.node.metrics.is_empty() && c.node.metrics.parse::<SocketAddr>().is_err() {
         out.push(finding(
             "node.metrics",
@@ -213,7 +240,10 @@ pub(crate) fn check(c: &NodeConfig) -> Vec<Finding> {
         if (v == 0 && !zero) || v > u64::from(MAX_BURST) {
             out.push(finding(
                 key,
-                format!("{v} is out of range {}..={MAX_BURST}", if zero { 0 } else { 1 }),
+                format!(
+                    "{v} is out of range {}..={MAX_BURST}",
+                    if zero { 0 } else { 1 }
+                ),
             ));
         }
     };
@@ -251,7 +281,10 @@ pub(crate) fn check(c: &NodeConfig) -> Vec<Finding> {
     if b.node_rate > 0 && b.node_burst == 0 {
         out.push(Finding {
             key: "edge.budget.node_burst".into(),
-            at: vec!["edge.budget.node_burst".into(), "edge.budget.node_rate".into()],
+            at: vec![
+                "edge.budget.node_burst".into(),
+                "edge.budget.node_rate".into(),
+            ],
             message: format!(
                 "must be at least 1 with edge.budget.node_rate = {} (the SYN+ACKs the node may \
                  send at once)",
@@ -463,6 +496,7 @@ mod tests {
         };
         match key {
             "node.epoch_seconds" => c.node.epoch_seconds = v,
+            "node.salts_ahead_seconds" => c.node.salts_ahead_seconds = v,
             "edge.flow_cache" => c.edge.flow_cache = v as usize,
             "edge.promoted_cache" => c.edge.promoted_cache = v as usize,
             "edge.budget.rate" => c.edge.budget.rate = v,

@@ -452,12 +452,21 @@ ttl = 128
 #[test]
 fn abuse_controls_follow_the_file() {
     // The defaults: the reflection budget and the flow budget on, no node cap, no lists.
-    let d = NodeConfig::parse(MINIMAL, "m").unwrap().config.engine_config();
+    let d = NodeConfig::parse(MINIMAL, "m")
+        .unwrap()
+        .config
+        .engine_config();
     assert_eq!(d.budget, Some(synwall_engine::Budget::DEFAULT));
     assert_eq!(d.flow_budget, Some(synwall_engine::Budget::DEFAULT));
     assert_eq!(d.node_budget, None);
-    assert_eq!(d.client_prefix, synwall_engine::ClientPrefix { v4: 24, v6: 48 });
-    assert_eq!(d.promoted_cache, synwall_engine::config::DEFAULT_PROMOTED_CACHE);
+    assert_eq!(
+        d.client_prefix,
+        synwall_engine::ClientPrefix { v4: 24, v6: 48 }
+    );
+    assert_eq!(
+        d.promoted_cache,
+        synwall_engine::config::DEFAULT_PROMOTED_CACHE
+    );
     assert!(d.lists.is_empty());
     let text = format!(
         "{MINIMAL}promoted_cache = 0\n[edge.budget]\nrate = 10\nburst = 20\nprefix_v4 = 16\n\
@@ -470,7 +479,10 @@ fn abuse_controls_follow_the_file() {
     assert_eq!(e.promoted_cache, 0);
     assert_eq!(
         e.budget,
-        Some(synwall_engine::Budget { rate: 10, burst: 20 })
+        Some(synwall_engine::Budget {
+            rate: 10,
+            burst: 20
+        })
     );
     assert_eq!(
         e.node_budget,
@@ -479,7 +491,10 @@ fn abuse_controls_follow_the_file() {
             burst: 100
         })
     );
-    assert_eq!(e.client_prefix, synwall_engine::ClientPrefix { v4: 16, v6: 56 });
+    assert_eq!(
+        e.client_prefix,
+        synwall_engine::ClientPrefix { v4: 16, v6: 56 }
+    );
     assert_eq!(e.budget_prefixes, 2048);
     assert_eq!(e.flow_budget, None);
     assert_eq!(

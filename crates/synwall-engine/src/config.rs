@@ -267,7 +267,11 @@ mod tests {
     #[test]
     fn validate_budgets_and_client_prefixes() {
         let mut cfg = EngineConfig::new(ServiceSet::default());
-        assert_eq!(cfg.budget, Some(Budget::DEFAULT), "the reflection budget is on");
+        assert_eq!(
+            cfg.budget,
+            Some(Budget::DEFAULT),
+            "the reflection budget is on"
+        );
         assert_eq!(cfg.node_budget, None);
         cfg.node_budget = Some(Budget { rate: 0, burst: 5 });
         assert_eq!(
@@ -284,7 +288,11 @@ mod tests {
         });
         assert_eq!(cfg.validate(), Ok(()));
         cfg.flow_budget = Some(Budget { rate: 5, burst: 0 });
-        assert!(cfg.validate().unwrap_err().to_string().starts_with("flow budget: rate 5/s"));
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("flow budget: rate 5/s"));
         cfg.flow_budget = None;
         cfg.client_prefix.v6 = 65;
         assert_eq!(

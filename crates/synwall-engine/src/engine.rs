@@ -9,10 +9,11 @@ use crate::auto::AutoState;
 use crate::config::EngineConfig;
 use crate::counters::{Counter, Counters};
 use crate::parse::{parse, Ip, Parsed, TcpFrame};
+use crate::salts::{Salts, Validation};
 use crate::synack;
 use lru::LruCache;
 use std::num::NonZeroUsize;
-use synwall_cookie::synwall_v1::{self as v1, EpochKeys};
+use synwall_cookie::synwall_v1 as v1;
 use synwall_cookie::{Ack, Flow, SynOptions, Timestamps};
 use synwall_wire::ethernet::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use synwall_wire::tcp::{self, TcpOptions, TcpSegment};
@@ -196,12 +197,15 @@ pub type FlowKey = Flow;
 /// A table of budget buckets keyed by client prefix (an LRU, as the BPF maps).
 pub type BucketTable = LruCache<BucketKey, BucketState>;
 
-/// The reference data path. Holds configuration, the current salts, the strict-mode flow cache
-/// (probation and protected segments), the auto-mode state, the budgets' buckets and the
-/// counters.
+/// The reference data path. Holds configuration, the salts (the ring and its clock rule), the
+/// strict-mode flow cache (probation and protected segments), the auto-mode state, the budgets'
+/// buckets and the counters. Every call takes the node's TAI clock (`bpf_ktime_get_tai_ns`): it
+/// picks the salts, and gives TSval its milliseconds and auto mode its windows. The budgets run
+/// on the monotonic clock (`bpf_ktime_get_ns`), which no clock step moves; the one-clock calls
+/// use the same value for both.
 pub struct Engine {
     cfg: EngineConfig,
-    keys: EpochKeys,
+    salts: Salts,
     /// Strict mode's probation segment: flows whose handshake ACK validated.
     cache: LruCache<FlowKey, ()>,
     /// Strict mode's protected segment: flows that carried data since (`None`: no promotion).
@@ -261,8 +265,8 @@ pub fn syn_options(opts: &TcpOptions, flags: u8) -> SynOptions {
 }
 
 impl Engine {
-    /// An engine with salts `keys`.
-    pub fn new(cfg: EngineConfig, keys: EpochKeys) -> Self {
+    /// An engine with `salts`.
+    pub fn new(cfg: EngineConfig, salts: Salts) -> Self {
         let cap = |n: usize| NonZeroUsize::new(n.max(1)).expect("non-zero");
         Engine {
             cache: LruCache::new(cap(cfg.flow_cache)),
@@ -271,7 +275,7 @@ impl Engine {
             flow_budgets: LruCache::new(cap(cfg.budget_prefixes)),
             node_bucket: BucketState::default(),
             cfg,
-            keys,
+            salts,
             counters: Counters::default(),
             auto: AutoState::default(),
         }
@@ -309,14 +313,19 @@ impl Engine {
         self.cache.contains(flow)
     }
 
-    /// Install the salts of another epoch (a rotation).
-    pub fn set_keys(&mut self, keys: EpochKeys) {
-        self.keys = keys;
+    /// Replace the salts (ring and clock).
+    pub fn set_salts(&mut self, salts: Salts) {
+        self.salts = salts;
     }
 
-    /// The salts in use.
-    pub fn keys(&self) -> &EpochKeys {
-        &self.keys
+    /// The salts.
+    pub fn salts(&self) -> &Salts {
+        &self.salts
+    }
+
+    /// The salts, to write slots or change the clock as the daemon writes the maps.
+    pub fn salts_mut(&mut self) -> &mut Salts {
+        &mut self.salts
     }
 
     /// The configuration.
@@ -354,9 +363,10 @@ impl Engine {
 
     /// The edge's XDP program on one frame: `buf[..len]` is the frame; a SYN+ACK is written into
     /// `buf` in place (it needs up to [`synack::MAX_SYNACK_LEN`] bytes). `clock_ms` is the node's
-    /// millisecond clock for TSval; this is [`Engine::xdp_at`] at `clock_ms` whole milliseconds.
+    /// TAI clock in milliseconds; this is [`Engine::xdp_at`] at `clock_ms` whole milliseconds.
     pub fn xdp(&mut self, buf: &mut [u8], len: usize, clock_ms: u64) -> Decision {
-        self.decide(buf, len, len, clock_ms.wrapping_mul(1_000_000), clock_ms)
+        let now_ns = clock_ms.wrapping_mul(1_000_000);
+        self.decide(buf, len, len, now_ns, now_ns)
     }
 
     /// [`Engine::xdp`] on a multi-buffer frame (XDP `frags`): its first buffer holds
@@ -369,30 +379,22 @@ impl Engine {
         first_buffer: usize,
         clock_ms: u64,
     ) -> Decision {
-        let first = first_buffer.min(len);
-        self.decide(buf, len, first, clock_ms.wrapping_mul(1_000_000), clock_ms)
+        self.xdp_frags_at(buf, len, first_buffer, clock_ms.wrapping_mul(1_000_000))
     }
 
-    /// [`Engine::xdp`] with the node's nanosecond clock (`bpf_ktime_get_ns`), the one clock of the
-    /// XDP program: the auto mode's SYN rate and the budgets use it, TSval its milliseconds
-    /// (`now_ns / 1e6`).
-    pub fn xdp_at(&mut self, buf: &mut [u8], len: usize, now_ns: u64) -> Decision {
-        self.decide(buf, len, len, now_ns, now_ns / 1_000_000)
-    }
-
-    /// [`Engine::xdp_frags`] with the two clocks apart: `now_ns` for the rates (auto mode, the
-    /// budgets) and `clock_ms` for TSval. (A test that reads the program's TSval back but times
-    /// the budgets by its own clock.)
+    /// [`Engine::xdp_frags`] with the two clocks apart: `budget_ns` (`bpf_ktime_get_ns`) for
+    /// the budgets and `now_ns` (`bpf_ktime_get_tai_ns`) for the rest. (A test that reads the
+    /// program's TSval back but times the budgets by its own clock.)
     pub fn xdp_clocks(
         &mut self,
         buf: &mut [u8],
         len: usize,
         first_buffer: usize,
+        budget_ns: u64,
         now_ns: u64,
-        clock_ms: u64,
     ) -> Decision {
         let first = first_buffer.min(len);
-        self.decide(buf, len, first, now_ns, clock_ms)
+        self.decide(buf, len, first, now_ns, budget_ns)
     }
 
     /// What the deny and allow lists say about the segment's client.
@@ -403,13 +405,32 @@ impl Engine {
         self.cfg.lists.classify(&client_addr(f))
     }
 
+    /// [`Engine::xdp_frags`] with the clock in nanoseconds.
+    pub fn xdp_frags_at(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        first_buffer: usize,
+        now_ns: u64,
+    ) -> Decision {
+        let first = first_buffer.min(len);
+        self.decide(buf, len, first, now_ns, now_ns)
+    }
+
+    /// [`Engine::xdp`] with the node's TAI clock in nanoseconds (`bpf_ktime_get_tai_ns`), the one
+    /// clock of the XDP program: it picks the salt, auto mode's SYN rate uses it, TSval its
+    /// milliseconds (`now_ns / 1e6`).
+    pub fn xdp_at(&mut self, buf: &mut [u8], len: usize, now_ns: u64) -> Decision {
+        self.decide(buf, len, len, now_ns, now_ns)
+    }
+
     fn decide(
         &mut self,
         buf: &mut [u8],
         len: usize,
         first_buffer: usize,
         now_ns: u64,
-        clock_ms: u64,
+        budget_ns: u64,
     ) -> Decision {
         let f = match parse(&buf[..len], &self.cfg.services) {
             Parsed::Tcp(f) => f,
@@ -430,7 +451,7 @@ impl Engine {
             if f.end > first_buffer {
                 return self.count(Verdict::Drop, Counter::DropSynMultibuf);
             }
-            return self.answer_syn(buf, len, &f, now_ns, clock_ms, class.allowed);
+            return self.answer_syn(buf, len, &f, now_ns, budget_ns, class.allowed);
         }
         if !self.cfg.strict {
             // Cost rule: established traffic is forwarded without a MAC; the backend validates.
@@ -453,22 +474,46 @@ impl Engine {
             return self.count(Verdict::Pass, Counter::StrictFwdCached);
         }
         if f.flags & (tcp::ACK | tcp::SYN | tcp::RST) != tcp::ACK {
-            return self.count(Verdict::Drop, Counter::StrictDrop);
+            return self.strict_reject(now_ns);
         }
         let Some(ack) = Self::ack_of(&buf[..len], &f) else {
             return self.count(Verdict::Drop, Counter::DropAckOptions);
         };
-        if v1::validate(&self.cfg.cookie, &self.keys, &ack).is_none() {
-            return self.count(Verdict::Drop, Counter::StrictDrop);
-        }
-        if let (Some(b), false) = (self.cfg.flow_budget, class.allowed) {
-            let key = self.cfg.client_prefix.key(&client_addr(&f));
-            if !take_from(&mut self.flow_budgets, key, b.gcra(), now_ns) {
-                return self.count(Verdict::Drop, Counter::DropFlowBudget);
+        match self.salts.validate(&self.cfg.cookie, &ack, now_ns) {
+            Validation::Valid(_) => {
+                // Within its prefix's budget of new flows (SPEC 10); the allow list is exempt.
+                if let (Some(b), false) = (self.cfg.flow_budget, class.allowed) {
+                    let key = self.cfg.client_prefix.key(&client_addr(&f));
+                    if !take_from(&mut self.flow_budgets, key, b.gcra(), budget_ns) {
+                        return self.count(Verdict::Drop, Counter::DropFlowBudget);
+                    }
+                }
+                self.cache.put(flow, ());
+                self.count(Verdict::Pass, Counter::StrictAckValid)
             }
+            // Without salts nothing can be judged here (the backend still validates), nor in
+            // the grace after: passed, and cached, so a connection the kernel behind made
+            // meanwhile is not cut when salts come back.
+            Validation::Stale => {
+                self.cache.put(flow, ());
+                self.count(Verdict::Pass, Counter::StrictPassStale)
+            }
+            Validation::Invalid if self.salts.strict_passes(now_ns) => {
+                self.cache.put(flow, ());
+                self.count(Verdict::Pass, Counter::StrictPassStale)
+            }
+            Validation::Invalid => self.count(Verdict::Drop, Counter::StrictDrop),
         }
-        self.cache.put(flow, ());
-        self.count(Verdict::Pass, Counter::StrictAckValid)
+    }
+
+    /// Strict mode on a segment that is no handshake ACK of an unknown flow: dropped, unless the
+    /// ring has no salts for the live epoch or has had them only for a moment (then the flow may
+    /// be one the kernel behind made while the edge passed SYNs: fail-safe).
+    fn strict_reject(&mut self, now_ns: u64) -> Decision {
+        if self.salts.strict_passes(now_ns) {
+            return self.count(Verdict::Pass, Counter::StrictPassStale);
+        }
+        self.count(Verdict::Drop, Counter::StrictDrop)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -478,7 +523,7 @@ impl Engine {
         len: usize,
         f: &TcpFrame,
         now_ns: u64,
-        clock_ms: u64,
+        budget_ns: u64,
         allowed: bool,
     ) -> Decision {
         if f.flags & (tcp::RST | tcp::FIN) != 0 {
@@ -497,17 +542,22 @@ impl Engine {
                 return self.count(Verdict::Pass, Counter::AutoSynPass);
             }
         }
+        // The salts only where a MAC is computed; none for this epoch: the kernel answers.
+        let Some(salt) = self.salts.generation(now_ns) else {
+            return self.count(Verdict::Pass, Counter::SynPassStale);
+        };
+        let key = salt.current;
         // The reflection budgets: the client prefix's, then the node's (a SYN its prefix may not
         // have answered takes nothing from the node). The allow list is exempt from both.
         if !allowed {
             if let Some(b) = self.cfg.budget {
-                let key = self.cfg.client_prefix.key(&client_addr(f));
-                if !take_from(&mut self.budgets, key, b.gcra(), now_ns) {
+                let prefix = self.cfg.client_prefix.key(&client_addr(f));
+                if !take_from(&mut self.budgets, prefix, b.gcra(), budget_ns) {
                     return self.count(Verdict::Drop, Counter::DropSynBudget);
                 }
             }
             if let Some(b) = self.cfg.node_budget {
-                if !take_bucket(&mut self.node_bucket, b.gcra(), now_ns) {
+                if !take_bucket(&mut self.node_bucket, b.gcra(), budget_ns) {
                     return self.count(Verdict::Drop, Counter::DropSynNodeCap);
                 }
             }
@@ -518,7 +568,7 @@ impl Engine {
             options: syn_options(&opts, f.flags),
         };
         let bits = v1::encode_options(&self.cfg.cookie, &syn.flow.addrs, &syn.options);
-        let issued = v1::issue(&self.keys.current, &syn.flow, syn.isn, bits, clock_ms);
+        let issued = v1::issue(&key, &syn.flow, syn.isn, bits, now_ns / 1_000_000);
         let syn_tsval = opts.timestamps.map_or(0, |t| t.0);
         match synack::build(buf, f, bits, &issued, syn_tsval, &self.cfg.server) {
             Some(len) if allowed => self.count(Verdict::Tx { len }, Counter::SynAnsweredAllowed),
@@ -528,15 +578,22 @@ impl Engine {
     }
 
     /// The backend's tc ingress program on one frame, with the skb a test run or a replayed
-    /// capture gives ([`Skb::of_frame`]). `lookup` plays `bpf_skc_lookup_tcp` for the segment's
-    /// 4-tuple. For [`BackendVerdict::AssignReqsk`] the caller calls the kfunc and counts
-    /// [`kfunc_counter`] of its result with [`Engine::count_kfunc`].
+    /// capture gives ([`Skb::of_frame`]), at `clock_ms` (the node's TAI clock, milliseconds).
+    /// `lookup` plays `bpf_skc_lookup_tcp` for the segment's 4-tuple. For
+    /// [`BackendVerdict::AssignReqsk`] the caller calls the kfunc and counts [`kfunc_counter`]
+    /// of its result with [`Engine::count_kfunc`].
     pub fn tc(
         &mut self,
         frame: &[u8],
+        clock_ms: u64,
         lookup: impl FnOnce(&Flow) -> SocketState,
     ) -> BackendDecision {
-        self.tc_skb(frame, Skb::of_frame(frame), lookup)
+        self.tc_at(
+            frame,
+            Skb::of_frame(frame),
+            clock_ms.wrapping_mul(1_000_000),
+            lookup,
+        )
     }
 
     /// [`Engine::tc`] with what the program reads from the skb itself.
@@ -544,13 +601,25 @@ impl Engine {
         &mut self,
         frame: &[u8],
         skb: Skb,
+        clock_ms: u64,
+        lookup: impl FnOnce(&Flow) -> SocketState,
+    ) -> BackendDecision {
+        self.tc_at(frame, skb, clock_ms.wrapping_mul(1_000_000), lookup)
+    }
+
+    /// [`Engine::tc_skb`] with the node's TAI clock in nanoseconds (`bpf_ktime_get_tai_ns`).
+    pub fn tc_at(
+        &mut self,
+        frame: &[u8],
+        skb: Skb,
+        now_ns: u64,
         lookup: impl FnOnce(&Flow) -> SocketState,
     ) -> BackendDecision {
         let d = |verdict, counter| BackendDecision { verdict, counter };
         let decision = match parse(frame, &self.cfg.services) {
             Parsed::Pass(c) => d(BackendVerdict::Pass, c),
             Parsed::Drop(c) => d(BackendVerdict::Drop, c),
-            Parsed::Tcp(f) => self.backend_tcp(frame, skb, &f, lookup),
+            Parsed::Tcp(f) => self.backend_tcp(frame, skb, &f, now_ns, lookup),
         };
         if decision.counter != Counter::BackendReqskCreated {
             self.counters.inc(decision.counter);
@@ -563,6 +632,7 @@ impl Engine {
         frame: &[u8],
         skb: Skb,
         f: &TcpFrame,
+        now_ns: u64,
         lookup: impl FnOnce(&Flow) -> SocketState,
     ) -> BackendDecision {
         let d = |verdict, counter| BackendDecision { verdict, counter };
@@ -586,8 +656,12 @@ impl Engine {
             // The kernel would have recycled the TIME_WAIT socket on the SYN the edge answered:
             // a cookie ACK here is counted (the client stalls until TIME_WAIT ends), and passed.
             SocketState::TimeWait => {
-                let valid = Self::ack_of(frame, f)
-                    .is_some_and(|ack| v1::validate(&self.cfg.cookie, &self.keys, &ack).is_some());
+                let valid = Self::ack_of(frame, f).is_some_and(|ack| {
+                    matches!(
+                        self.salts.validate(&self.cfg.cookie, &ack, now_ns),
+                        Validation::Valid(_)
+                    )
+                });
                 let c = if valid {
                     Counter::BackendAckTimewait
                 } else {
@@ -612,7 +686,14 @@ impl Engine {
         let Some(ack) = Self::ack_of(frame, f) else {
             return d(BackendVerdict::Drop, Counter::DropAckOptions);
         };
-        match v1::validate(&self.cfg.cookie, &self.keys, &ack) {
+        let valid = match self.salts.validate(&self.cfg.cookie, &ack, now_ns) {
+            Validation::Valid(dec) => Some(dec),
+            // No salts for the live epoch: nothing can be judged; the edges pass SYNs to the
+            // kernel meanwhile, and it checks the ACKs of its own syncookies.
+            Validation::Stale => return d(BackendVerdict::Pass, Counter::BackendAckPassStale),
+            Validation::Invalid => None,
+        };
+        match valid {
             // Auto mode: the kernel answers SYNs too, and when its SYN queue overflows it sends
             // its own syncookies, whose ACKs find only the listener. It checks them.
             None if self.cfg.auto.is_some() => d(BackendVerdict::Pass, Counter::BackendAckPassAuto),

@@ -12,6 +12,7 @@ pub mod config;
 pub mod counters;
 pub mod engine;
 pub mod parse;
+pub mod salts;
 pub mod services;
 pub mod synack;
 
@@ -22,4 +23,5 @@ pub use counters::{Counter, Counters};
 pub use engine::{
     BackendDecision, BackendVerdict, Decision, Engine, ReqAttrs, Skb, SkbCsum, SocketState, Verdict,
 };
+pub use salts::{SaltEntry, SaltRing, Salts, Validation};
 pub use services::{Prefix, Service, ServiceSet};

@@ -43,7 +43,9 @@ impl fmt::Display for Prefix {
 
 /// Why a prefix string was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("prefix {input:?}: {reason} (expected ADDRESS/LENGTH, e.g. 198.51.100.0/24 or 2001:db8::/32)")]
+#[error(
+    "prefix {input:?}: {reason} (expected ADDRESS/LENGTH, e.g. 198.51.100.0/24 or 2001:db8::/32)"
+)]
 pub struct PrefixError {
     input: String,
     reason: String,

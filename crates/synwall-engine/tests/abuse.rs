@@ -12,7 +12,8 @@ use synwall_engine::{Budget, Counter, Engine, EngineConfig, Verdict};
 fn at(e: &mut Engine, f: &[u8], now_ns: u64) -> (Verdict, Counter) {
     let mut buf = f.to_vec();
     buf.resize(MAX_SYNACK_LEN.max(f.len()), 0);
-    let d = e.xdp_at(&mut buf, f.len(), now_ns);
+    // The budgets at `now_ns`; the salts at the tests' clock (mid-epoch).
+    let d = e.xdp_clocks(&mut buf, f.len(), f.len(), now_ns, NOW_MS * 1_000_000);
     (d.verdict, d.counter)
 }
 
@@ -50,11 +51,15 @@ const T0: u64 = 1_000 * NS_PER_SECOND;
 fn reflection_budget_limits_each_client_prefix() {
     let mut cfg = EngineConfig::new(all_services());
     cfg.budget = Some(Budget { rate: 10, burst: 5 });
-    let mut e = Engine::new(cfg, keys());
+    let mut e = Engine::new(cfg, salts());
     // A victim /24: the burst is answered whatever the host and port, then nothing.
     let mut answered = 0;
     for i in 0..40u16 {
-        match counter(&mut e, &syn_from([203, 0, 113, (i % 250) as u8], 1000 + i), T0) {
+        match counter(
+            &mut e,
+            &syn_from([203, 0, 113, (i % 250) as u8], 1000 + i),
+            T0,
+        ) {
             Counter::SynAnswered => answered += 1,
             Counter::DropSynBudget => {}
             c => panic!("{c:?}"),
@@ -125,14 +130,14 @@ fn reflection_budget_limits_each_client_prefix() {
 
 #[test]
 fn the_default_budget_is_on_and_off_means_off() {
-    let mut e = Engine::new(EngineConfig::new(all_services()), keys());
+    let mut e = Engine::new(EngineConfig::new(all_services()), salts());
     let n = (0..2500)
         .filter(|&i| counter(&mut e, &syn_from([192, 0, 2, 7], i), T0) == Counter::SynAnswered)
         .count();
     assert_eq!(n, 2000, "default burst 2000");
     let mut cfg = EngineConfig::new(all_services());
     cfg.budget = None;
-    let mut e = Engine::new(cfg, keys());
+    let mut e = Engine::new(cfg, salts());
     assert!((0..2500)
         .all(|i| counter(&mut e, &syn_from([192, 0, 2, 7], i), T0) == Counter::SynAnswered));
 }
@@ -142,7 +147,7 @@ fn node_cap_counts_what_the_prefixes_let_through() {
     let mut cfg = EngineConfig::new(all_services());
     cfg.budget = Some(Budget { rate: 1, burst: 2 });
     cfg.node_budget = Some(Budget { rate: 1, burst: 5 });
-    let mut e = Engine::new(cfg, keys());
+    let mut e = Engine::new(cfg, salts());
     // One prefix over its own budget takes nothing from the node: 2 answered, 3 left.
     let seen: Vec<Counter> = (0..6)
         .map(|i| counter(&mut e, &syn_from([10, 0, 0, 1], i), T0))
@@ -178,7 +183,7 @@ fn allow_list_is_exempt_and_deny_list_drops_everything() {
         "198.18.5.0/24".parse().unwrap(),
         "192.0.2.66/32".parse().unwrap(),
     ];
-    let mut e = Engine::new(cfg, keys());
+    let mut e = Engine::new(cfg, salts());
     // Allowed: every SYN answered, its own counter, and the budgets untouched.
     for i in 0..50 {
         assert_eq!(
@@ -226,11 +231,11 @@ fn allow_list_is_exempt_and_deny_list_drops_everything() {
         "192.0.2.10 is not denied"
     );
     // Traffic to what is not protected is not ours to judge.
-    let mut cfg = EngineConfig::new(synwall_engine::ServiceSet::new(vec![
-        "198.51.100.80/32:80".parse().unwrap()
-    ]));
+    let mut cfg = EngineConfig::new(synwall_engine::ServiceSet::new(vec!["198.51.100.80/32:80"
+        .parse()
+        .unwrap()]));
     cfg.lists.deny = vec!["0.0.0.0/0".parse().unwrap()];
-    let mut e = Engine::new(cfg, keys());
+    let mut e = Engine::new(cfg, salts());
     assert_eq!(
         counter(&mut e, &syn_from([1, 2, 3, 4], 1), T0),
         Counter::PassUnprotected
@@ -280,7 +285,7 @@ fn strict(flow_cache: usize, promoted_cache: usize) -> Engine {
     cfg.promoted_cache = promoted_cache;
     cfg.flow_budget = None;
     cfg.budget = None;
-    Engine::new(cfg, keys())
+    Engine::new(cfg, salts())
 }
 
 /// The cache-flushing attack: an idle real flow that carried data, then many completed
@@ -295,7 +300,11 @@ fn flush_attack(e: &mut Engine) -> Counter {
         "{first:?}"
     );
     for i in 0..300u32 {
-        let a = flow(e, [10, 9, (i / 250) as u8, (i % 250) as u8], 1024 + i as u16);
+        let a = flow(
+            e,
+            [10, 9, (i / 250) as u8, (i % 250) as u8],
+            1024 + i as u16,
+        );
         assert_eq!(counter(e, &a.ack, T0), Counter::StrictAckValid);
         assert_eq!(counter(e, &a.ack, T0), Counter::StrictFwdCached);
     }
@@ -362,7 +371,7 @@ fn flow_budget_limits_new_flows_per_client_prefix() {
     cfg.budget = None;
     cfg.flow_budget = Some(Budget { rate: 1, burst: 3 });
     cfg.lists.allow = vec!["192.0.2.128/25".parse().unwrap()];
-    let mut e = Engine::new(cfg, keys());
+    let mut e = Engine::new(cfg, salts());
     let seen: Vec<Counter> = (0..5u16)
         .map(|i| {
             let f = flow(&mut e, [203, 0, 113, i as u8], 1000 + i);

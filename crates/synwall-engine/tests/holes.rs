@@ -53,14 +53,14 @@ fn services() -> ServiceSet {
 fn engine_with(strict: bool) -> Engine {
     let mut cfg = EngineConfig::new(services());
     cfg.strict = strict;
-    Engine::new(cfg, keys())
+    Engine::new(cfg, salts())
 }
 
 fn xdp(e: &mut Engine, f: &[u8]) -> (Decision, Vec<u8>) {
     let before = e.counters().total();
     let mut buf = f.to_vec();
     buf.resize(f.len() + MAX_SYNACK_LEN, 0);
-    let d = e.xdp(&mut buf, f.len(), 77_000);
+    let d = e.xdp(&mut buf, f.len(), NOW_MS);
     assert_eq!(e.counters().total(), before + 1, "one counter per frame");
     (d, buf)
 }
@@ -70,7 +70,7 @@ fn edge(f: &[u8]) -> Counter {
 }
 
 fn tc(f: &[u8], state: SocketState) -> (BackendVerdict, Counter) {
-    let d = engine_with(false).tc(f, |_| state);
+    let d = engine_with(false).tc(f, NOW_MS, |_| state);
     (d.verdict, d.counter)
 }
 
@@ -512,7 +512,7 @@ fn routing_header_final_destination_decides() {
         &tcp6(v6_ack(SVC6, 0), SVC6, &[]),
     );
     let mut seen = None;
-    let d = engine_with(false).tc(&ack, |flow| {
+    let d = engine_with(false).tc(&ack, NOW_MS, |flow| {
         seen = Some(flow.addrs);
         SocketState::ListenerOnly
     });
@@ -830,7 +830,7 @@ fn srv6_encapsulated_acks_get_their_socket_after_decapsulation() {
     assert_eq!(edge(&f), Counter::FwdNonSyn);
     // The backend, before the kernel takes the encapsulation off: passed.
     let mut seen = None;
-    let d = engine_with(false).tc(&f, |flow| {
+    let d = engine_with(false).tc(&f, NOW_MS, |flow| {
         seen = Some(flow.addrs);
         SocketState::ListenerOnly
     });
@@ -853,12 +853,12 @@ fn srv6_encapsulated_acks_get_their_socket_after_decapsulation() {
         network: inner_at,
         ..Skb::of_frame(&f)
     };
-    let d = engine_with(false).tc_skb(&f, decapsulated, |_| SocketState::ListenerOnly);
+    let d = engine_with(false).tc_skb(&f, decapsulated, NOW_MS, |_| SocketState::ListenerOnly);
     assert!(matches!(d.verdict, BackendVerdict::AssignReqsk(_)), "{d:?}");
     // Its checksum counts there too (over the inner pseudo-header).
     let mut bad = f.clone();
     bad[inner_at + 40 + 16] ^= 0x20; // the inner TCP checksum field
-    let d = engine_with(false).tc_skb(&bad, decapsulated, |_| SocketState::ListenerOnly);
+    let d = engine_with(false).tc_skb(&bad, decapsulated, NOW_MS, |_| SocketState::ListenerOnly);
     assert_eq!(d.counter, Counter::DropAckChecksum);
     // A forged cookie inside is just invalid.
     let mut forged = v6_ack(SVC6, 0);
@@ -870,7 +870,7 @@ fn srv6_encapsulated_acks_get_their_socket_after_decapsulation() {
         41,
         &ip6(SVC6, NH_TCP, &tcp6(forged, SVC6, &[])),
     );
-    let d = engine_with(false).tc_skb(&f, decapsulated, |_| SocketState::ListenerOnly);
+    let d = engine_with(false).tc_skb(&f, decapsulated, NOW_MS, |_| SocketState::ListenerOnly);
     assert_eq!(d.counter, Counter::BackendAckInvalid);
 }
 
@@ -879,17 +879,17 @@ fn a_backend_can_drop_the_syns_that_went_around_the_edge() {
     let syn = v6_syn(SVC6, &[], SVC6);
     let mut cfg = EngineConfig::new(services());
     cfg.backend_drop_syns = true;
-    let d = Engine::new(cfg.clone(), keys()).tc(&syn, |_| SocketState::None);
+    let d = Engine::new(cfg.clone(), salts()).tc(&syn, NOW_MS, |_| SocketState::None);
     assert_eq!(
         (d.verdict, d.counter),
         (BackendVerdict::Drop, counter("backend_syn_drop"))
     );
     // Only SYNs to protected services; everything else as before.
     let other = v6_syn(OTHER6, &[], OTHER6);
-    let d = Engine::new(cfg.clone(), keys()).tc(&other, |_| SocketState::None);
+    let d = Engine::new(cfg.clone(), salts()).tc(&other, NOW_MS, |_| SocketState::None);
     assert_eq!(d.counter, Counter::PassUnprotected);
     let ack = v6(SVC6, &[], NH_TCP, &tcp6(v6_ack(SVC6, 0), SVC6, &[]));
-    let d = Engine::new(cfg, keys()).tc(&ack, |_| SocketState::ListenerOnly);
+    let d = Engine::new(cfg, salts()).tc(&ack, NOW_MS, |_| SocketState::ListenerOnly);
     assert!(matches!(d.verdict, BackendVerdict::AssignReqsk(_)));
     // Off by default.
     assert_eq!(tc(&syn, SocketState::None).1, Counter::BackendSynPass);
@@ -904,7 +904,7 @@ fn syn_beyond_the_first_buffer_is_dropped() {
         let mut e = engine_with(false);
         let mut buf = f.to_vec();
         buf.resize(f.len() + MAX_SYNACK_LEN, 0);
-        e.xdp_frags(&mut buf, f.len(), first, 1).counter
+        e.xdp_frags(&mut buf, f.len(), first, NOW_MS).counter
     };
     assert_eq!(run(&f, f.len() - 1), Counter::DropSynMultibuf);
     assert_eq!(run(&f, 54), Counter::DropSynMultibuf);
@@ -967,7 +967,7 @@ fn backend_creates_nothing_from_a_bad_checksum() {
                 csum,
                 ..Skb::of_frame(&bad)
             };
-            let d = engine_with(false).tc_skb(&bad, skb, |_| SocketState::ListenerOnly);
+            let d = engine_with(false).tc_skb(&bad, skb, NOW_MS, |_| SocketState::ListenerOnly);
             assert!(
                 matches!(d.verdict, BackendVerdict::AssignReqsk(_)),
                 "{csum:?}"
@@ -988,7 +988,7 @@ fn backend_creates_nothing_from_a_bad_checksum() {
                 csum,
                 ..Skb::of_frame(&bad)
             };
-            let d = engine_with(false).tc_skb(&bad, skb, |_| SocketState::ListenerOnly);
+            let d = engine_with(false).tc_skb(&bad, skb, NOW_MS, |_| SocketState::ListenerOnly);
             assert_eq!(d.counter, Counter::DropAckChecksum, "{csum:?}");
         }
     }
@@ -1017,6 +1017,7 @@ fn backend_moves_stacked_tags_aside_for_the_kfunc() {
                 vlan_present,
                 ..Skb::of_frame(frame)
             },
+            NOW_MS,
             |_| SocketState::ListenerOnly,
         );
         (d.verdict, d.counter)

@@ -142,3 +142,163 @@ impl EdgeLab {
         Ok(lab)
     }
 }
+
+/// The service address of [`TwoEdgeLab`] (on the backend's loopback), IPv4.
+pub const TWO_EDGE_SVC_V4: Ipv4Addr = Ipv4Addr::new(10, 67, 100, 1);
+/// The service address of [`TwoEdgeLab`], IPv6.
+pub const TWO_EDGE_SVC_V6: Ipv6Addr = Ipv6Addr::new(0xfd67, 0x100, 0, 0, 0, 0, 0, 1);
+
+/// Two edges in front of one backend, with handshakes that cross them: every IPv4 SYN goes
+/// through edge 1 and the rest of its connection (the handshake ACK first) through edge 2; IPv6
+/// the other way round. A node that cannot validate the other edge's cookies is seen at once.
+///
+/// ```text
+///  client c0 10.67.1.2 ── r0 [rtr] r1 ── x1 [edge1] y1 ── b1 ┐
+///         fd67:1::2             r2 ── x2 [edge2] y2 ── b2 ┴ [backend] lo 10.67.100.1, fd67:100::1
+/// ```
+///
+/// `rtr` marks SYNs with nftables and routes by mark (tables 101 and 102); the backend answers
+/// through edge 1. The edges run their XDP program in generic mode (a veth delivers native
+/// XDP_TX only to a peer with an XDP program; `rtr` has none). Interfaces: [`Self::EDGE_IF`].
+pub struct TwoEdgeLab {
+    /// The client namespace.
+    pub client: Netns,
+    /// The router.
+    pub rtr: Netns,
+    /// Edge 1 and edge 2 (routers).
+    pub edges: [Netns; 2],
+    /// The backend, with the service addresses on its loopback.
+    pub backend: Netns,
+}
+
+impl TwoEdgeLab {
+    /// The interface of edge `i` (0 or 1) the SYNs and ACKs arrive on.
+    pub const EDGE_IF: [&'static str; 2] = ["x1", "x2"];
+    /// The backend's interfaces (toward edge 1 and edge 2).
+    pub const BACKEND_IFS: [&'static str; 2] = ["b1", "b2"];
+
+    /// Build the namespaces, links, addresses, routes and the SYN marks.
+    pub fn build(prefix: &str) -> Result<TwoEdgeLab> {
+        let lab = TwoEdgeLab {
+            client: Netns::create(&format!("{prefix}c"))?,
+            rtr: Netns::create(&format!("{prefix}r"))?,
+            edges: [
+                Netns::create(&format!("{prefix}e1"))?,
+                Netns::create(&format!("{prefix}e2"))?,
+            ],
+            backend: Netns::create(&format!("{prefix}b"))?,
+        };
+        let (c, r, b) = (&lab.client, &lab.rtr, &lab.backend);
+        router(r)?;
+        router(b)?;
+        b.sysctl("net.ipv4.tcp_syncookies", "1")?;
+        veth(c, "c0", r, "r0")?;
+        c.addr("c0", "10.67.1.2/24")?;
+        c.addr("c0", "fd67:1::2/64")?;
+        r.addr("r0", "10.67.1.1/24")?;
+        r.addr("r0", "fd67:1::1/64")?;
+        c.route(&["default", "via", "10.67.1.1"])?;
+        c.route(&["::/0", "via", "fd67:1::1"])?;
+        for (i, e) in lab.edges.iter().enumerate() {
+            let n = i + 1;
+            router(e)?;
+            let (ri, x, y, bi) = (
+                format!("r{n}"),
+                format!("x{n}"),
+                format!("y{n}"),
+                format!("b{n}"),
+            );
+            veth(r, &ri, e, &x)?;
+            veth(e, &y, b, &bi)?;
+            r.addr(&ri, &format!("10.67.1{n}.1/24"))?;
+            r.addr(&ri, &format!("fd67:1{n}::1/64"))?;
+            e.addr(&x, &format!("10.67.1{n}.2/24"))?;
+            e.addr(&x, &format!("fd67:1{n}::2/64"))?;
+            e.addr(&y, &format!("10.67.2{n}.1/24"))?;
+            e.addr(&y, &format!("fd67:2{n}::1/64"))?;
+            b.addr(&bi, &format!("10.67.2{n}.2/24"))?;
+            b.addr(&bi, &format!("fd67:2{n}::2/64"))?;
+            e.route(&["default", "via", &format!("10.67.1{n}.1")])?;
+            e.route(&["::/0", "via", &format!("fd67:1{n}::1")])?;
+            e.route(&[
+                &format!("{TWO_EDGE_SVC_V4}/32"),
+                "via",
+                &format!("10.67.2{n}.2"),
+            ])?;
+            e.route(&[
+                &format!("{TWO_EDGE_SVC_V6}/128"),
+                "via",
+                &format!("fd67:2{n}::2"),
+            ])?;
+            // Marked SYNs of table 10n go through this edge.
+            let table = format!("10{n}");
+            r.route(&[
+                &format!("{TWO_EDGE_SVC_V4}/32"),
+                "via",
+                &format!("10.67.1{n}.2"),
+                "table",
+                &table,
+            ])?;
+            r.route(&[
+                &format!("{TWO_EDGE_SVC_V6}/128"),
+                "via",
+                &format!("fd67:1{n}::2"),
+                "table",
+                &table,
+            ])?;
+            for fam in ["-4", "-6"] {
+                r.run(&[
+                    "ip",
+                    fam,
+                    "rule",
+                    "add",
+                    "fwmark",
+                    &n.to_string(),
+                    "table",
+                    &table,
+                ])?;
+            }
+        }
+        b.run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{TWO_EDGE_SVC_V4}/32"),
+            "dev",
+            "lo",
+        ])?;
+        b.run(&[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            &format!("{TWO_EDGE_SVC_V6}/128"),
+            "dev",
+            "lo",
+        ])?;
+        b.route(&["default", "via", "10.67.21.1"])?;
+        b.route(&["::/0", "via", "fd67:21::1"])?;
+        // Unmarked (everything but SYNs): IPv4 through edge 2, IPv6 through edge 1.
+        r.route(&[&format!("{TWO_EDGE_SVC_V4}/32"), "via", "10.67.12.2"])?;
+        r.route(&[&format!("{TWO_EDGE_SVC_V6}/128"), "via", "fd67:11::2"])?;
+        crate::nft::load(
+            r,
+            "table inet swcross {
+  chain pre { type filter hook prerouting priority -150; policy accept;
+    iifname \"r0\" meta nfproto ipv4 tcp flags & (syn | ack) == syn meta mark set 1
+    iifname \"r0\" meta nfproto ipv6 tcp flags & (syn | ack) == syn meta mark set 2
+  }
+}",
+        )?;
+        Ok(lab)
+    }
+
+    /// The service address of a family.
+    pub fn service(v6: bool) -> IpAddr {
+        if v6 {
+            TWO_EDGE_SVC_V6.into()
+        } else {
+            TWO_EDGE_SVC_V4.into()
+        }
+    }
+}

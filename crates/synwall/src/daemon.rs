@@ -14,28 +14,28 @@
 //! ([`NodePins::lock`]), for as long as it runs, whatever its run directory; `synwall stop` finds
 //! the daemon by it. Everything the daemon says goes to one stream, its log ([`crate::logging`]).
 //!
-//! Keys: the live salt slot in the maps is the truth. At a boundary into epoch `e` the new slot is
-//! `{K_e from the master secret, previous = the live K_{e-1}}`. So a replaced master secret takes
-//! effect at the next boundary and the old secret's last salt still validates for one epoch, and
-//! a restarted daemon continues exactly where the last one left off.
+//! Keys: the salt ring in the maps is written `node.salts_ahead_seconds` ahead, and its live slots
+//! are the truth: a restarted daemon continues exactly where the last one left off, a replaced
+//! current secret generates from the first boundary at least `max(2L, 1 s)` away, an accepted
+//! secret (`node.accepted_secret_file`) validates at once ([`crate::rotation`]).
 
 use crate::args::now_unix;
 use crate::hints::HintLog;
 use crate::logging::LIFECYCLE;
-use crate::node::{FrontEnd, Interface, Node, NodeSpec, Signals};
+use crate::node::{FrontEnd, Interface, LiveSalt, Node, NodeSpec, Signals};
 use crate::notify::Notifier;
-use crate::rotation::key_id;
+use crate::rotation::Secrets;
 use crate::snapshot;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use synwall_bpf::pin::{Holder, NodePins};
 use synwall_bpf::{LoadOptions, XdpMode};
 use synwall_config::{NodeConfig, SecretSource, XdpFallback};
-use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
+use synwall_cookie::synwall_v1::MasterSecret;
 use tracing::{debug, error, info, warn};
 
 /// How often the daemon reads its counters for hints.
@@ -141,11 +141,11 @@ fn at(loaded: &synwall_config::Loaded, key: &str) -> String {
     }
 }
 
-/// What the machine checks establish: each interface (with its index), the master secret, and
+/// What the machine checks establish: each interface (with its index), the master secrets, and
 /// what is worth a warning but not a refusal.
 struct Preflight {
     interfaces: Vec<Interface>,
-    master: MasterSecret,
+    secrets: Secrets,
     warnings: Vec<String>,
 }
 
@@ -207,10 +207,35 @@ fn check_machine(loaded: &synwall_config::Loaded) -> Result<Vec<Interface>> {
 /// Everything `run` checks before it starts the node (and a reload before it applies a file).
 fn preflight(loaded: &synwall_config::Loaded) -> Result<Preflight> {
     let interfaces = check_machine(loaded)?;
-    let (master, warnings) = master_secret(loaded)?;
+    let (master, mut warnings) = master_secret(loaded)?;
+    let accepted = match loaded.config.node.accepted_secret() {
+        Some(path) => {
+            let key = "node.accepted_secret_file";
+            let source =
+                SecretSource::parse(path).map_err(|e| anyhow!("{}: {e}", at(loaded, key)))?;
+            let a = source
+                .read()
+                .map_err(|e| anyhow!("{}: {e}", at(loaded, key)))?;
+            if a == master.0 {
+                bail!(
+                    "{}: {} holds the same secret as node.secret_file: the accepted secret is a \
+                     second one (the new secret while it is rolled out, or the old one after), or \
+                     \"\" for none",
+                    at(loaded, key),
+                    path.display()
+                );
+            }
+            warnings.extend(source.warning());
+            Some(MasterSecret(a))
+        }
+        None => None,
+    };
     Ok(Preflight {
         interfaces,
-        master,
+        secrets: Secrets {
+            current: master,
+            accepted,
+        },
         warnings,
     })
 }
@@ -231,10 +256,24 @@ fn node_spec(cfg: &NodeConfig, pf: Preflight) -> NodeSpec {
         },
         xdp_fallback: cfg.edge.xdp_fallback == XdpFallback::Generic,
         epoch_seconds: cfg.node.epoch_seconds,
-        master: pf.master,
+        salts_ahead_seconds: cfg.node.salts_ahead_seconds,
+        secrets: pf.secrets,
         set_sysctls: cfg.node.set_sysctls,
         pins: Some(NodePins::new(&cfg.node.pin_root, &cfg.node.name)),
     }
+}
+
+/// The secret files of a node's config (what `/healthz` and `synwall status --check` read).
+pub fn secret_paths(node: &synwall_config::Node) -> Vec<PathBuf> {
+    // A credential (`%d/NAME`) is checked where systemd put it.
+    let resolve = |p: &Path| {
+        SecretSource::parse(p)
+            .and_then(|s| s.path())
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    let mut v = vec![resolve(&node.secret_file)];
+    v.extend(node.accepted_secret().map(resolve));
+    v
 }
 
 /// `synwall run` around its node: says each rotation, survives a failed one (logged), reloads
@@ -248,6 +287,8 @@ struct Service {
     next_hints: Instant,
     /// The node's interfaces, for systemd's STATUS=.
     where_: String,
+    /// The secret files `/healthz` checks (they may change on a reload).
+    secrets: Arc<Mutex<Vec<PathBuf>>>,
 }
 
 impl Service {
@@ -266,44 +307,76 @@ impl Service {
         })?;
         // The same checks as at start (the interfaces cannot have changed: refused above).
         let Preflight {
-            master, warnings, ..
+            secrets, warnings, ..
         } = preflight(&loaded)?;
         for w in warnings {
             warn!("{w}");
         }
         let new = loaded.config;
-        let replaced = node.reconfigure(new.engine_config(), master, new.node.set_sysctls)?;
+        let accepted_now = secrets.accepted.is_some();
+        let change = node.reconfigure(new.engine_config(), secrets, new.node.set_sysctls)?;
+        node.set_salts_ahead(new.node.salts_ahead_seconds);
         let mut said: Vec<String> = changes
             .iter()
             .map(|c| format!("{}: {} -> {}", c.key, c.old, c.new))
             .collect();
-        if replaced {
-            let (next, wait) = node.next_boundary();
+        if let Some(sw) = change.current {
             said.push(format!(
-                "master secret replaced: it takes effect at epoch {next} (in {wait} s); \
-                 cookies of the old secret validate until that epoch ends"
+                "master secret replaced: this node issues cookies of the new secret from epoch \
+                 {} on ({}); until then the old secret's, and both validate here",
+                sw.epoch,
+                sw.wait_text()
             ));
         }
+        if change.accepted {
+            said.push(if accepted_now {
+                "accepted secret set: its cookies validate here from now on".to_string()
+            } else {
+                "accepted secret dropped: only the current secret's cookies validate here".into()
+            });
+        }
         crate::logging::set_level(new.node.log_level.as_str());
+        *self.secrets.lock().unwrap_or_else(|e| e.into_inner()) = secret_paths(&new.node);
         self.cfg = new;
         Ok(said)
     }
 
     /// systemd's STATUS= line.
-    fn status(&self, k: &EpochKeys) -> String {
-        format!(
-            "epoch {} (key {}), {}",
-            k.epoch,
-            key_id(&k.current),
-            self.where_
-        )
+    fn status(&self, live: &LiveSalt) -> String {
+        match live.entry {
+            Some(e) => format!(
+                "epoch {} (key {}), {}",
+                live.epoch,
+                crate::rotation::key_id(&e.current),
+                self.where_
+            ),
+            None => format!(
+                "epoch {}: no salt (fail-safe, SYNs pass to the kernel), {}",
+                live.epoch, self.where_
+            ),
+        }
     }
 }
 
 impl FrontEnd for Service {
-    fn rotated(&mut self, k: &EpochKeys) {
-        info!(epoch = k.epoch, key = %key_id(&k.current), "rotated");
-        let status = self.status(k);
+    fn rotated(&mut self, live: &LiveSalt) {
+        info!("rotated {}", live.fields());
+        let status = self.status(live);
+        self.notify.status(&status);
+    }
+
+    fn stale(&mut self, stale: bool, live: &LiveSalt) {
+        if stale {
+            error!(
+                epoch = live.epoch,
+                "the salt ring has no salt for epoch {}: SYNs and ACKs pass to the kernel \
+                 (fail-safe) until salts are written again",
+                live.epoch
+            );
+        } else {
+            info!("salts written again: {}", live.fields());
+        }
+        let status = self.status(live);
         self.notify.status(&status);
     }
 
@@ -326,7 +399,7 @@ impl FrontEnd for Service {
                 "reload refused, still running the previous configuration: {e:#}"
             ),
         }
-        let status = self.status(node.salts().backend());
+        let status = self.status(node.live());
         self.notify.ready(&status);
     }
 
@@ -337,7 +410,12 @@ impl FrontEnd for Service {
             return;
         }
         self.next_hints = now + HINT_POLL;
-        match snapshot::from_pins(&self.pins, &self.cfg.node.name, self.cfg.node.epoch_seconds) {
+        match snapshot::from_pins(
+            &self.pins,
+            &self.cfg.node.name,
+            self.cfg.node.epoch_seconds,
+            None,
+        ) {
             Ok(s) => {
                 for h in self.hints.next(s) {
                     warn!("hint: {}", h.line());
@@ -461,15 +539,21 @@ fn serve(a: RunArgs, loaded: synwall_config::Loaded) -> Result<ExitCode> {
     let _run_lock = files.lock()?;
 
     // Bind the metrics listener before attaching: a bad address must not leave anything behind.
+    let secrets = Arc::new(Mutex::new(secret_paths(&cfg.node)));
     let metrics = match cfg.node.metrics_addr() {
         Some(addr) => {
             let pins = pins.clone();
             let name = cfg.node.name.clone();
             let period = cfg.node.epoch_seconds;
+            let secrets = Arc::clone(&secrets);
             let source: Arc<dyn Fn() -> Result<snapshot::Snapshot> + Send + Sync> =
-                Arc::new(move || snapshot::from_pins(&pins, &name, period));
+                Arc::new(move || {
+                    let paths = secrets.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    snapshot::from_pins(&pins, &name, period, Some(&paths))
+                });
             let server = crate::metrics::serve(addr, source)
                 .map_err(|e| anyhow!("{}: {e:#}", at(&loaded, "node.metrics")))?;
+            debug!(addr = %server.local_addr(), "metrics on /metrics, health on /healthz");
             Some(server)
         }
         None => None,
@@ -492,20 +576,22 @@ fn serve(a: RunArgs, loaded: synwall_config::Loaded) -> Result<ExitCode> {
             v.join(",")
         }
     };
-    let keys = *node.salts().backend();
     info!(
         target: LIFECYCLE,
-        node = %node.name(),
-        edge = %ifaces(&cfg.edge.interfaces),
-        backend = %ifaces(&cfg.backend.interfaces),
-        links = node.links().links().len(),
-        adopted = node.links().adopted(),
-        epoch = keys.epoch,
-        key = %key_id(&keys.current),
-        epoch_seconds = cfg.node.epoch_seconds,
-        services = %cfg.services.protect.join(","),
-        metrics = %metrics.as_ref().map_or("-".to_string(), |m| m.local_addr().to_string()),
-        "ready"
+        "ready node={} edge={} backend={} links={} adopted={} {} epoch_seconds={} ahead={} \
+         services={} metrics={}",
+        node.name(),
+        ifaces(&cfg.edge.interfaces),
+        ifaces(&cfg.backend.interfaces),
+        node.links().links().len(),
+        node.links().adopted(),
+        node.live().fields(),
+        cfg.node.epoch_seconds,
+        node.plan().ahead(),
+        cfg.services.protect.join(","),
+        metrics
+            .as_ref()
+            .map_or("-".to_string(), |m| m.local_addr().to_string()),
     );
     if let Some(w) = notify.watchdog() {
         debug!("systemd watchdog: WATCHDOG=1 every {:?}", w / 2);
@@ -523,8 +609,9 @@ fn serve(a: RunArgs, loaded: synwall_config::Loaded) -> Result<ExitCode> {
         hints: HintLog::new(HINT_REPEAT),
         next_hints: Instant::now(),
         where_,
+        secrets,
     };
-    let status = service.status(&keys);
+    let status = service.status(node.live());
     service.notify.ready(&status);
     node.serve(&signals, &mut service)?;
     service.notify.stopping();
@@ -576,6 +663,8 @@ pub struct NodeRef {
     pub pin_root: PathBuf,
     /// The epoch length, if `--config` gave one.
     pub epoch_seconds: Option<u64>,
+    /// The secret files, if `--config` gave them.
+    pub secrets: Option<Vec<PathBuf>>,
 }
 
 impl NodeArgs {
@@ -585,6 +674,7 @@ impl NodeArgs {
             Some(path) => {
                 let n = load_config(path)?.config.node;
                 Ok(NodeRef {
+                    secrets: Some(secret_paths(&n)),
                     name: n.name,
                     pin_root: n.pin_root,
                     epoch_seconds: Some(n.epoch_seconds),
@@ -594,6 +684,7 @@ impl NodeArgs {
                 name: self.node.clone(),
                 pin_root: self.pin_root.clone(),
                 epoch_seconds: None,
+                secrets: None,
             }),
         }
     }

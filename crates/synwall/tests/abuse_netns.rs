@@ -63,7 +63,13 @@ fn syn(sport: u16) -> Tcp {
 
 /// A SYN from `src`:`sport` to the protected service (IPv4 or IPv6 by `src`).
 fn syn_from(lab: &Lab, src: IpAddr, sport: u16) -> Vec<u8> {
-    craft::frame(lab.macs(), &[], src, topo::backend_addr(src.is_ipv6()), &syn(sport))
+    craft::frame(
+        lab.macs(),
+        &[],
+        src,
+        topo::backend_addr(src.is_ipv6()),
+        &syn(sport),
+    )
 }
 
 fn in_prefix(a: &IpAddr, p: &str) -> bool {
@@ -119,20 +125,23 @@ fn reflection_flood_stays_within_the_budget() -> Result<()> {
 
     // Real clients, from 10.66.1.2 (another /24), one connection every 100 ms.
     let to = SocketAddr::new(BACKEND_V4.into(), PORT);
-    let clients = lab.lab.client.spawn_thread(move || -> Vec<Result<Duration>> {
-        (0..30u32)
-            .map(|i| {
-                std::thread::sleep(Duration::from_millis(100));
-                let t0 = Instant::now();
-                let mut s = tcp::connect(to, None, Duration::from_secs(10))?;
-                let took = t0.elapsed();
-                let data = tcp::pattern(200, i);
-                let (got, _) = tcp::exchange(&mut s, &data, Duration::from_secs(10))?;
-                ensure!(got == tcp::transform(&data), "connection {i}: wrong echo");
-                Ok(took)
-            })
-            .collect()
-    })?;
+    let clients = lab
+        .lab
+        .client
+        .spawn_thread(move || -> Vec<Result<Duration>> {
+            (0..30u32)
+                .map(|i| {
+                    std::thread::sleep(Duration::from_millis(100));
+                    let t0 = Instant::now();
+                    let mut s = tcp::connect(to, None, Duration::from_secs(10))?;
+                    let took = t0.elapsed();
+                    let data = tcp::pattern(200, i);
+                    let (got, _) = tcp::exchange(&mut s, &data, Duration::from_secs(10))?;
+                    ensure!(got == tcp::transform(&data), "connection {i}: wrong echo");
+                    Ok(took)
+                })
+                .collect()
+        })?;
 
     // The flood: spoofed sources all over the victim /24, any port.
     let start = Instant::now();
@@ -158,7 +167,11 @@ fn reflection_flood_stays_within_the_budget() -> Result<()> {
     let to_victim = synacks_to(&replies, victim).len() as f64;
     let allowed = BURST + RATE * flood_time;
     let completed = results.iter().filter(|r| r.is_ok()).count();
-    let mut connects: Vec<Duration> = results.iter().filter_map(|r| r.as_ref().ok()).copied().collect();
+    let mut connects: Vec<Duration> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .copied()
+        .collect();
     connects.sort();
     eprintln!(
         "flood: {sent} spoofed SYNs from {victim} in {flood_time:.2} s; {to_victim} SYN+ACKs reached \
@@ -170,8 +183,14 @@ fn reflection_flood_stays_within_the_budget() -> Result<()> {
     for r in results.iter().filter(|r| r.is_err()) {
         eprintln!("  real client failed: {:#}", r.as_ref().unwrap_err());
     }
-    ensure!(completed == 30, "only {completed} of 30 real connections completed");
-    ensure!(sent as f64 > 10.0 * allowed, "the flood was too slow to test a budget");
+    ensure!(
+        completed == 30,
+        "only {completed} of 30 real connections completed"
+    );
+    ensure!(
+        sent as f64 > 10.0 * allowed,
+        "the flood was too slow to test a budget"
+    );
     // Within the budget (a few SYN+ACKs of slack for the clock around the flood's ends) ...
     ensure!(
         to_victim <= allowed * 1.05 + 5.0,
@@ -185,11 +204,13 @@ fn reflection_flood_stays_within_the_budget() -> Result<()> {
     // The operator sees who is being limited.
     let st = status_json(&name)?;
     let edge = &st["programs"][0];
-    ensure!(edge["counters"]["drop_syn_budget"].as_u64() > Some(0), "{edge}");
+    ensure!(
+        edge["counters"]["drop_syn_budget"].as_u64() > Some(0),
+        "{edge}"
+    );
     let reflection = &edge["abuse"]["budgets"][0];
     ensure!(
-        reflection["name"] == "reflection"
-            && reflection["prefixes"]["top"][0]["prefix"] == victim,
+        reflection["name"] == "reflection" && reflection["prefixes"]["top"][0]["prefix"] == victim,
         "status does not name {victim} first: {reflection}"
     );
     Ok(())
@@ -257,7 +278,13 @@ fn allow_list_is_exempt_and_deny_list_gets_nothing() -> Result<()> {
     // Control: the same from a /24 nobody listed is cut to its budget.
     for (net, want_all) in [([10, 99, 1], true), ([10, 98, 1], false)] {
         let frames: Vec<Vec<u8>> = (0..300u16)
-            .map(|i| syn_from(&lab, IpAddr::from([net[0], net[1], net[2], (i % 250 + 1) as u8]), 2000 + i))
+            .map(|i| {
+                syn_from(
+                    &lab,
+                    IpAddr::from([net[0], net[1], net[2], (i % 250 + 1) as u8]),
+                    2000 + i,
+                )
+            })
             .collect();
         let t0 = Instant::now();
         let probe = lab.probe(&frames)?;
@@ -268,8 +295,14 @@ fn allow_list_is_exempt_and_deny_list_gets_nothing() -> Result<()> {
         let e = |c: &str| probe.edge.get(c).copied().unwrap_or(0);
         eprintln!("300 SYNs from {p}: {answered} answered in {took:.2} s; edge {probe}");
         if want_all {
-            ensure!(answered == 300, "{p} is allowed: {answered} of 300 answered");
-            ensure!(e("syn_answered_allowed") == 300 && e("drop_syn_budget") == 0, "{probe}");
+            ensure!(
+                answered == 300,
+                "{p} is allowed: {answered} of 300 answered"
+            );
+            ensure!(
+                e("syn_answered_allowed") == 300 && e("drop_syn_budget") == 0,
+                "{probe}"
+            );
         } else {
             let allowed = 20.0 + 50.0 * took;
             ensure!(
@@ -298,11 +331,41 @@ fn allow_list_is_exempt_and_deny_list_gets_nothing() -> Result<()> {
     const DENIED: Want = &[("drop_denied", 1)];
     const NONE: Want = &[];
     let cases: Vec<(&str, IpAddr, bool, Want, Want)> = vec![
-        ("SYN from a denied /16", IpAddr::from([10, 88, 7, 1]), true, DENIED, NONE),
-        ("SYN denied and allowed", IpAddr::from([10, 88, 1, 1]), true, DENIED, NONE),
-        ("SYN from a denied /32", IpAddr::from([10, 66, 1, 3]), true, DENIED, NONE),
-        ("IPv6 SYN from a denied address", v6("fd66:1::3"), true, DENIED, NONE),
-        ("data from a denied /16", IpAddr::from([10, 88, 7, 1]), false, DENIED, NONE),
+        (
+            "SYN from a denied /16",
+            IpAddr::from([10, 88, 7, 1]),
+            true,
+            DENIED,
+            NONE,
+        ),
+        (
+            "SYN denied and allowed",
+            IpAddr::from([10, 88, 1, 1]),
+            true,
+            DENIED,
+            NONE,
+        ),
+        (
+            "SYN from a denied /32",
+            IpAddr::from([10, 66, 1, 3]),
+            true,
+            DENIED,
+            NONE,
+        ),
+        (
+            "IPv6 SYN from a denied address",
+            v6("fd66:1::3"),
+            true,
+            DENIED,
+            NONE,
+        ),
+        (
+            "data from a denied /16",
+            IpAddr::from([10, 88, 7, 1]),
+            false,
+            DENIED,
+            NONE,
+        ),
         (
             "control: SYN beside the denied /32",
             IpAddr::from([10, 66, 1, 4]),
@@ -310,7 +373,13 @@ fn allow_list_is_exempt_and_deny_list_gets_nothing() -> Result<()> {
             &[("syn_answered", 1)],
             NONE,
         ),
-        ("control: IPv6 SYN beside it", v6("fd66:1::4"), true, &[("syn_answered", 1)], NONE),
+        (
+            "control: IPv6 SYN beside it",
+            v6("fd66:1::4"),
+            true,
+            &[("syn_answered", 1)],
+            NONE,
+        ),
         (
             "control: data from a prefix not listed",
             IpAddr::from([10, 87, 7, 1]),
@@ -329,7 +398,10 @@ fn allow_list_is_exempt_and_deny_list_gets_nothing() -> Result<()> {
             edge,
             be,
         )?;
-        let back = lab.replies(got.port, Duration::from_millis(if is_syn { 500 } else { 0 }))?;
+        let back = lab.replies(
+            got.port,
+            Duration::from_millis(if is_syn { 500 } else { 0 }),
+        )?;
         let answered = back.iter().any(Reply::is_synack);
         eprintln!("{what}: edge {}; answered {answered}", got.probe);
         got.counters.map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
@@ -351,15 +423,23 @@ fn allow_list_is_exempt_and_deny_list_gets_nothing() -> Result<()> {
     })?;
     let after = lab.snaps()?.0["drop_denied"];
     ensure!(denied.is_err(), "a client at a denied address connected");
-    ensure!(after > before, "drop_denied did not count the denied client's SYNs");
+    ensure!(
+        after > before,
+        "drop_denied did not count the denied client's SYNs"
+    );
     let ok = lab.lab.client.enter(move || -> Result<Vec<u8>> {
         let mut s = connect_from(Ipv4Addr::new(10, 66, 1, 4), to, Duration::from_secs(5))?;
         Ok(tcp::exchange(&mut s, b"allowed in", Duration::from_secs(5))?.0)
     })??;
-    ensure!(ok == tcp::transform(b"allowed in"), "control client: wrong echo");
+    ensure!(
+        ok == tcp::transform(b"allowed in"),
+        "control client: wrong echo"
+    );
     let replies = lab.all_replies(Duration::ZERO)?;
     ensure!(
-        replies.iter().all(|r| r.dst != IpAddr::from([10, 66, 1, 3])),
+        replies
+            .iter()
+            .all(|r| r.dst != IpAddr::from([10, 66, 1, 3])),
         "something came back to the denied client"
     );
     drop(srv);
@@ -436,10 +516,9 @@ fn handshakes(lab: &Lab, net: [u8; 3], n: u32, acks: u32) -> Result<u32> {
                 let Some(rt) = r.tcp.as_ref().filter(|_| r.is_synack()) else {
                     continue;
                 };
-                if let Some(i) = pending
-                    .iter()
-                    .position(|(src, t)| r.dst == *src && rt.ack == t.seq.wrapping_add(1) && r.client_port == t.sport)
-                {
+                if let Some(i) = pending.iter().position(|(src, t)| {
+                    r.dst == *src && rt.ack == t.seq.wrapping_add(1) && r.client_port == t.sport
+                }) {
                     let (src, t) = pending.swap_remove(i);
                     let a = Tcp {
                         sport: t.sport,
@@ -526,8 +605,14 @@ fn idle_promoted_connection_survives_a_cache_flush() -> Result<()> {
     protected.context("the promoted connection died in the flush")?;
     ensure!(drops == 0, "{drops} of its segments were strict_drop");
     // The control: the same attack on one LRU evicts it, and its segments are dropped.
-    ensure!(single.is_err(), "the single LRU kept the idle flow: the attack proved nothing");
-    ensure!(old_drops > 0, "the single LRU's lost flow was not counted strict_drop");
+    ensure!(
+        single.is_err(),
+        "the single LRU kept the idle flow: the attack proved nothing"
+    );
+    ensure!(
+        old_drops > 0,
+        "the single LRU's lost flow was not counted strict_drop"
+    );
     Ok(())
 }
 
@@ -568,9 +653,17 @@ fn flow_budget_limits_new_flows_per_prefix() -> Result<()> {
 /// nested prefixes, 10.99.1.0/24 allowed through one of three), other prefixes that come and go,
 /// a budget that alternates, a node cap on and off.
 fn reload_config(round: usize) -> String {
-    let deny_via = ["10.88.1.0/24", "10.88.0.0/16", "10.88.1.0/25\", \"10.88.1.128/25"][round % 3];
+    let deny_via = [
+        "10.88.1.0/24",
+        "10.88.0.0/16",
+        "10.88.1.0/25\", \"10.88.1.128/25",
+    ][round % 3];
     let allow_via = ["10.99.0.0/16", "10.99.1.0/24", "10.0.0.0/8"][(round / 3) % 3];
-    let noise = ["", ", \"192.0.2.0/24\"", ", \"203.0.113.0/24\", \"2001:db8::/32\""][round % 3];
+    let noise = [
+        "",
+        ", \"192.0.2.0/24\"",
+        ", \"203.0.113.0/24\", \"2001:db8::/32\"",
+    ][round % 3];
     let (rate, burst) = [(5, 5), (500, 100), (2, 1)][round % 3];
     let cap = if round % 2 == 0 {
         "node_rate = 100000\nnode_burst = 100000\n"
@@ -625,7 +718,10 @@ fn reload_changes_lists_and_budget_without_a_gap() -> Result<()> {
         let d = lab.edge.as_mut().context("edge node")?;
         d.signal(nix::sys::signal::Signal::SIGHUP)?;
         let said = d.wait_line("reload", Duration::from_secs(10))?;
-        ensure!(said.starts_with("reloaded changes="), "round {round}: {said}");
+        ensure!(
+            said.starts_with("reloaded changes="),
+            "round {round}: {said}"
+        );
         replies.extend(lab.new_replies()?);
         std::thread::sleep(Duration::from_millis(150));
     }
@@ -647,17 +743,27 @@ fn reload_changes_lists_and_budget_without_a_gap() -> Result<()> {
         d("syn_answered")
     );
     ensure!(probes > 500, "only {probes} probes");
-    ensure!(denied_answered == 0, "{denied_answered} SYNs from the denied /24 were answered");
+    ensure!(
+        denied_answered == 0,
+        "{denied_answered} SYNs from the denied /24 were answered"
+    );
     // Every probe was decided by its list, and nothing else was: the allowed /24's SYNs far exceed
     // every budget of the rounds, so a moment without the allow list would show as budget drops.
-    ensure!(d("drop_denied") == u64::from(probes), "drop_denied {}", d("drop_denied"));
+    ensure!(
+        d("drop_denied") == u64::from(probes),
+        "drop_denied {}",
+        d("drop_denied")
+    );
     ensure!(
         d("syn_answered_allowed") == u64::from(probes),
         "syn_answered_allowed {}",
         d("syn_answered_allowed")
     );
     ensure!(d("drop_syn_budget") == 0 && d("syn_answered") == 0);
-    ensure!(allowed_answered == u64::from(probes), "{allowed_answered} of {probes} answered");
+    ensure!(
+        allowed_answered == u64::from(probes),
+        "{allowed_answered} of {probes} answered"
+    );
 
     // A reload's changes are in force: round 13 denies 192.0.2.0/24 (round 12 did not) and
     // raises the burst from 5 to 100.
@@ -667,7 +773,15 @@ fn reload_changes_lists_and_budget_without_a_gap() -> Result<()> {
     let said = d.wait_line("reload", Duration::from_secs(10))?;
     ensure!(said.starts_with("reloaded changes="), "{said}");
     let denied_now = lab.probe_exact(
-        |port| vec![craft::frame(m, &[], IpAddr::from([192, 0, 2, 9]), dst, &syn(port))],
+        |port| {
+            vec![craft::frame(
+                m,
+                &[],
+                IpAddr::from([192, 0, 2, 9]),
+                dst,
+                &syn(port),
+            )]
+        },
         &[("drop_denied", 1)],
         &[],
     )?;
