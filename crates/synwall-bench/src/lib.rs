@@ -16,6 +16,8 @@
 //! per-packet comparison of `synwall-baseline`), builds and removes the lab (`up`, `down`) and
 //! runs the demo (`demo`); it drives the `synwall` binary that sits beside it.
 
+pub mod anycast;
+pub mod churn;
 pub mod defense;
 pub mod lab;
 pub mod load;

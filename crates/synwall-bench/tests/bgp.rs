@@ -1,0 +1,146 @@
+//! The anycast lab (`synwall_bench::anycast`, `synwall-lab bgp`) in CI, short: a BIRD router
+//! spreads flows over synwall edges that announce the service with ExaBGP while healthy, exactly
+//! as `dist/bgp/` ships them. Under a real client load (a new connection every 20 ms, IPv4 and
+//! IPv6 in turn, long-lived transfers throughout, handshakes held across each withdrawal), an edge
+//! joins, one's daemon is killed and started again, one is stopped with `synwall stop --detach`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+use synwall_bench::anycast::{self, AnycastLab, Options, Outcome, Scenario};
+
+/// The `synwall` binary of this target directory (built if missing), or `$SYNWALL_BIN`.
+fn synwall_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SYNWALL_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("synwall");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut c = std::process::Command::new(cargo);
+        c.args(["build", "-p", "synwall", "--bin", "synwall"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            c.arg("--release");
+        }
+        assert!(c.status().unwrap().success(), "cargo build -p synwall");
+    }
+    bin
+}
+
+fn scenario(strict: bool) -> Outcome {
+    let mut lab = AnycastLab::up(
+        &synwall_netns::unique_prefix(),
+        Options {
+            exe: synwall_bin(),
+            strict,
+            epoch_seconds: 60,
+        },
+    )
+    .unwrap();
+    let s = Scenario {
+        settle: Duration::from_secs(2),
+        ..Scenario::default()
+    };
+    let out = anycast::run(&mut lab, &s).unwrap_or_else(|e| panic!("{e:#}"));
+    println!("{}", out.text());
+    out
+}
+
+#[test]
+fn shipped_configs_take_the_lab_addresses() {
+    let e = anycast::exabgp_conf(2).unwrap();
+    assert!(e.contains("neighbor 10.89.12.1 {"), "{e}");
+    assert!(
+        e.contains("--ip 10.89.100.0/24 --next-hop 10.89.12.2;"),
+        "{e}"
+    );
+    assert!(
+        e.contains("--ip fd89:100::/48 --next-hop fd89:12::2;"),
+        "{e}"
+    );
+    assert!(!e.contains("198.51.100.") && !e.contains("2001:db8"), "{e}");
+    let b = anycast::bird_conf().unwrap();
+    assert!(b.contains("neighbor range 10.89.0.0/16 as 64512;"), "{b}");
+    assert!(b.contains("import where net = fd89:100::/48;"), "{b}");
+    assert!(!b.contains("198.51.100.") && !b.contains("2001:db8"), "{b}");
+    // Only whole addresses are replaced, and each must be there.
+    let t = anycast::template("a 10.0.0.1 b 10.0.0.10 c", &[("10.0.0.1", "X".into())]).unwrap();
+    assert_eq!(t, "a X b 10.0.0.10 c");
+    assert!(anycast::template("10.0.0.10", &[("10.0.0.1", "X".into())]).is_err());
+}
+
+#[test]
+fn edges_join_and_leave_without_a_failed_connection() {
+    if !synwall_netns::require_privileges("edges_join_and_leave_without_a_failed_connection") {
+        return;
+    }
+    let out = scenario(false);
+    assert!(out.failed.is_empty(), "failed connections:\n{}", out.text());
+    assert!(out.connections > 300, "{}", out.text());
+    let [join, kill, rejoin, detach] = &out.phases[..] else {
+        panic!("four phases: {}", out.text())
+    };
+    // The joining edge takes new connections once announced; the leaving ones get none after
+    // their route is gone.
+    for p in [join, rejoin] {
+        assert!(
+            p.syn_after > 0,
+            "e{} took no SYN after joining:\n{}",
+            p.edge,
+            out.text()
+        );
+    }
+    for p in [kill, detach] {
+        assert_eq!(
+            p.syn_after,
+            0,
+            "e{} got SYNs after leaving:\n{}",
+            p.edge,
+            out.text()
+        );
+        // Handshakes whose SYN the leaving edge answered and whose ACK another edge carried:
+        // at least the straddling ones, two per family, and none failed.
+        assert!(
+            p.crossed >= 4,
+            "e{}: {} crossed:\n{}",
+            p.edge,
+            p.crossed,
+            out.text()
+        );
+        assert_eq!(p.crossed_failed, 0, "{}", out.text());
+    }
+    assert!(
+        out.long_moved > 0,
+        "no long-lived transfer moved:\n{}",
+        out.text()
+    );
+    assert_eq!(out.long_failed, 0, "{}", out.text());
+}
+
+#[test]
+fn strict_mode_loses_only_flows_that_moved() {
+    if !synwall_netns::require_privileges("strict_mode_loses_only_flows_that_moved") {
+        return;
+    }
+    let out = scenario(true);
+    // Handshakes crossing edges still complete: the edge that gets the ACK validates it itself.
+    for p in &out.phases {
+        assert_eq!(p.crossed_failed, 0, "{}", out.text());
+    }
+    assert!(out.crossed >= 8, "{}", out.text());
+    // What strict mode loses: established flows re-hashed to an edge whose flow cache does not
+    // know them (strict_drop). Every failure is such a flow.
+    assert_eq!(out.failed.len() as u64, out.failed_moved, "{}", out.text());
+    assert!(
+        out.long_failed > 0,
+        "no long-lived transfer lost:\n{}",
+        out.text()
+    );
+    let dropped: u64 = out
+        .edge_counters
+        .values()
+        .map(|c| c.get("strict_drop").copied().unwrap_or(0))
+        .sum();
+    assert!(dropped > 0, "{}", out.text());
+}
