@@ -833,6 +833,12 @@ pub fn run(lab: &mut AnycastLab, s: &Scenario) -> Result<Outcome> {
     lab.start_edge(1)?;
     lab.wait_routes(Instant::now(), limit, |e| e.len() == 2)
         .with_context(|| lab.logs())?;
+    // One BGP session per edge, each a dynamic protocol of the `neighbor range`.
+    let sessions = lab.birdc(&["show", "protocols"])?;
+    ensure!(
+        sessions.matches("Established").count() == 2,
+        "two established sessions expected: {sessions}"
+    );
     let load = Load::start(&lab.cli, &lab.targets(), s.gap, s.long)?;
     std::thread::sleep(s.settle);
     let mut marks: Vec<Mark> = Vec::new();

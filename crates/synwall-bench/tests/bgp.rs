@@ -144,3 +144,48 @@ fn strict_mode_loses_only_flows_that_moved() {
         .sum();
     assert!(dropped > 0, "{}", out.text());
 }
+
+/// docs/DEPLOYMENT.md: every command of its `sh` blocks is in its last table, and every file
+/// that table names as exercising a command exists.
+#[test]
+fn deployment_names_where_every_command_is_exercised() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = std::fs::read_to_string(root.join("docs/DEPLOYMENT.md")).unwrap();
+    let (body, table) = doc
+        .split_once("## Commands and where they are exercised")
+        .expect("the commands table");
+    let mut commands = Vec::new();
+    let mut in_sh = false;
+    for line in body.lines() {
+        match line.trim() {
+            "```sh" => in_sh = true,
+            "```" => in_sh = false,
+            l if in_sh && !l.is_empty() && !l.starts_with('#') => commands.push(l.to_string()),
+            _ => {}
+        }
+    }
+    assert!(commands.len() >= 10, "{commands:?}");
+    let rows: Vec<(&str, &str)> = table
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .filter_map(|l| l.trim_matches('|').split_once(" | "))
+        .collect();
+    for c in &commands {
+        assert!(
+            rows.iter().any(|(cmd, _)| cmd.contains(&format!("`{c}`"))),
+            "{c:?} is not in the table of docs/DEPLOYMENT.md"
+        );
+    }
+    for (cmd, by) in &rows {
+        let paths: Vec<&str> = by
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|p| p.starts_with("crates/") || p.starts_with("dist/"))
+            .collect();
+        assert!(!paths.is_empty(), "{cmd}: names no test");
+        for p in paths {
+            assert!(root.join(p).exists(), "{cmd}: {p} does not exist");
+        }
+    }
+}
