@@ -738,6 +738,8 @@ pub struct Phase {
     pub crossed: u64,
     /// Of those, failed.
     pub crossed_failed: u64,
+    /// Long-lived transfers that stalled for good in the phase (their last answer came in it).
+    pub long_lost: u64,
     /// The client namespace's SYN retransmissions during the phase (`TcpExt:TCPSynRetrans`).
     pub syn_retrans: u64,
     /// Its retransmitted segments during the phase (`Tcp:RetransSegs`).
@@ -970,6 +972,16 @@ fn outcome(
                 retransmits: inside.iter().map(|c| u64::from(c.retrans)).sum(),
                 crossed: crossed.len() as u64,
                 crossed_failed: crossed.iter().filter(|c| c.error.is_some()).count() as u64,
+                long_lost: conns
+                    .iter()
+                    .filter(|c| {
+                        let stalled = c.end - churn::LONG_STALL.as_secs_f64();
+                        c.kind == Kind::Long
+                            && c.error.is_some()
+                            && stalled >= m.from
+                            && stalled < m.until
+                    })
+                    .count() as u64,
                 syn_retrans: m.rt1.0.saturating_sub(m.rt0.0),
                 retrans_segs: m.rt1.1.saturating_sub(m.rt0.1),
             }
@@ -1033,10 +1045,10 @@ impl Outcome {
             self.long,
             self.failed.len()
         );
-        s.push_str("| edge | event | route changed after (IPv4 / IPv6) | connections | failed | max connect | SYN retransmits | retransmitted segments | handshakes crossing edges (failed) |\n|---|---|---|---:|---:|---:|---:|---:|---:|\n");
+        s.push_str("| edge | event | route changed after (IPv4 / IPv6) | connections | failed | max connect | SYN retransmits | retransmitted segments | handshakes crossing edges (failed) | long-lived lost |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
         for p in &self.phases {
             s.push_str(&format!(
-                "| e{} | {} | {:.0} / {:.0} ms | {} | {} | {:.1} ms | {} | {} | {} ({}) |\n",
+                "| e{} | {} | {:.0} / {:.0} ms | {} | {} | {:.1} ms | {} | {} | {} ({}) | {} |\n",
                 p.edge,
                 p.event,
                 p.route_ms[0],
@@ -1047,7 +1059,8 @@ impl Outcome {
                 p.syn_retrans,
                 p.retrans_segs,
                 p.crossed,
-                p.crossed_failed
+                p.crossed_failed,
+                p.long_lost
             ));
         }
         s.push_str(&format!(
