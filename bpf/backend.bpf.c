@@ -12,6 +12,7 @@
  *              only a listener: in a fragment: drop                  (drop_ack_fragment)
  *                  validate the cookie
  *                  invalid: drop                                      (backend_ack_invalid)
+ *                           no salt for the epoch in the ring: pass    (backend_ack_pass_stale)
  *                           auto mode: pass, the kernel judges it      (backend_ack_pass_auto)
  *                  valid: TCP checksum as the kernel checks it; bad: drop (drop_ack_checksum)
  *                         bpf_sk_assign_tcp_reqsk with the decoded options, pass
@@ -143,8 +144,8 @@ SW_INLINE int sw_listener_ack(struct __sk_buff *skb, struct bpf_sock *sk,
 			      const struct sw_frame *f)
 {
 	struct bpf_tcp_req_attrs attrs;
-	struct sw_salt_slot *salts;
 	struct sw_config *cfg;
+	struct sw_clock *clk;
 	struct sw_tcp_opts o;
 	struct sw_opt_bits bits;
 	struct tcp_sock *tsk;
@@ -163,12 +164,21 @@ SW_INLINE int sw_listener_ack(struct __sk_buff *skb, struct bpf_sock *sk,
 		return sw_verdict(SW_TC_ACT_SHOT, SW_DROP_ACK_OPTIONS);
 	}
 	cfg = sw_get_config();
-	salts = sw_get_salts();
-	if (!cfg || !salts) {
+	clk = sw_get_clock();
+	if (!cfg || !clk) {
 		bpf_sk_release(sk);
 		return sw_verdict(SW_TC_ACT_OK, SW_PASS_NO_STATE);
 	}
-	if (!sw_validate(salts, f, &o, &bits)) {
+	ret = sw_validate_ring(clk, bpf_ktime_get_tai_ns(), f, &o, &bits);
+	if (ret == SW_COOKIE_STALE) {
+		/*
+		 * No salts for the live epoch: nothing can be judged. The edges pass SYNs to the
+		 * kernel meanwhile, and it checks the ACKs of its own syncookies.
+		 */
+		bpf_sk_release(sk);
+		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_ACK_PASS_STALE);
+	}
+	if (ret != SW_COOKIE_VALID) {
 		bpf_sk_release(sk);
 		if (cfg->auto_enabled)
 			/*
@@ -212,12 +222,13 @@ SW_INLINE int sw_listener_ack(struct __sk_buff *skb, struct bpf_sock *sk,
  */
 SW_INLINE int sw_timewait_ack(struct __sk_buff *skb, const struct sw_frame *f)
 {
-	struct sw_salt_slot *salts;
+	struct sw_clock *clk;
 	struct sw_tcp_opts o;
 	struct sw_opt_bits bits;
 
-	salts = sw_get_salts();
-	if (salts && !sw_tcp_options(skb, f, &o) && sw_validate(salts, f, &o, &bits))
+	clk = sw_get_clock();
+	if (clk && !sw_tcp_options(skb, f, &o) &&
+	    sw_validate_ring(clk, bpf_ktime_get_tai_ns(), f, &o, &bits) == SW_COOKIE_VALID)
 		return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_ACK_TIMEWAIT);
 	return sw_verdict(SW_TC_ACT_OK, SW_BACKEND_ESTABLISHED);
 }

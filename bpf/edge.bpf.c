@@ -4,9 +4,11 @@
  *
  *   parse -> SYN to a protected service: cookie SYN+ACK, XDP_TX      (syn_answered)
  *            auto mode, SYN rate below the threshold: XDP_PASS        (auto_syn_pass)
+ *            no salt for the epoch in the ring: XDP_PASS              (syn_pass_stale)
  *         -> default mode: any other segment passes without a MAC   (fwd_non_syn)
  *         -> strict mode: cached flows pass; an ACK whose cookie validates is cached and passes;
- *            the rest is dropped
+ *            the rest is dropped, or passed while the ring has no salt for the epoch
+ *            (strict_pass_stale)
  * Every outcome increments exactly one per-CPU counter (lib/counters.def).
  */
 #define SW_XDP 1
@@ -59,12 +61,16 @@ SW_INLINE int sw_checksums_ok(struct xdp_md *ctx, const struct sw_frame *f)
 
 /* AutoState::WINDOW_NS: the SYN rate is measured over windows of at least 100 ms. */
 #define SW_AUTO_WINDOW_NS 100000000ULL
+/* AutoState::STEP_NS: a window start this far in the future means the clock was stepped back. */
+#define SW_AUTO_STEP_NS 1000000000LL
 
 /*
  * AutoState::on_syn: count this SYN in the shared window; the CPU that closes a window (wins the
  * compare-and-swap of its start) computes the window's rate and applies the hysteresis. Returns
  * whether SYNs are answered with cookies. Differences of clocks are compared signed: a CPU whose
- * `now` is older than a window another CPU just opened must not see a huge elapsed time.
+ * `now` is older than a window another CPU just opened must not see a huge elapsed time. The
+ * clock is TAI, which follows the wall clock: when it is stepped back by more than a second, the
+ * window restarts at `now` (else it would stay open until the clock caught up again).
  */
 SW_INLINE int sw_auto_cookies(const struct sw_config *cfg, __u64 now)
 {
@@ -97,6 +103,11 @@ SW_INLINE int sw_auto_cookies(const struct sw_config *cfg, __u64 now)
 			st->cookies_on = 0;
 			st->switches_off += 1;
 		}
+	} else if ((__s64)elapsed < -SW_AUTO_STEP_NS &&
+		   __sync_val_compare_and_swap(&st->window_start_ns, start, now) == start) {
+		/* Stepped back: a new window from here; the hold counts from here at the latest. */
+		if ((__s64)(now - st->last_high_ns) < 0)
+			st->last_high_ns = now;
 	}
 	return *(volatile __u32 *)&st->cookies_on != 0;
 }
@@ -105,7 +116,8 @@ SW_INLINE int sw_auto_cookies(const struct sw_config *cfg, __u64 now)
 SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
 			    const struct sw_config *cfg)
 {
-	struct sw_salt_slot *salts;
+	struct sw_salt_entry *salt;
+	struct sw_clock *clk;
 	struct sw_tcp_opts o;
 	struct sw_opt_bits bits;
 	__u32 isn, tsval = 0;
@@ -117,17 +129,24 @@ SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
 		return sw_verdict(XDP_DROP, SW_DROP_SYN_OPTIONS);
 	if (!sw_checksums_ok(ctx, f))
 		return sw_verdict(XDP_DROP, SW_DROP_SYN_CHECKSUM);
-	/* One clock for the SYN rate and TSval, as Engine::xdp_at takes one `now_ns`. */
-	now = bpf_ktime_get_ns();
+	/*
+	 * One clock for the salt, the SYN rate and TSval, as Engine::xdp_at takes one `now_ns`: TAI,
+	 * which the daemon's UNIX time is a fixed offset from (sw_clock.tai_offset_ns).
+	 */
+	now = bpf_ktime_get_tai_ns();
 	if (cfg->auto_enabled && !sw_auto_cookies(cfg, now))
 		/* No attack: the kernel answers, and the handshake needs no cookie. */
 		return sw_verdict(XDP_PASS, SW_AUTO_SYN_PASS);
 	/* The salts only where a MAC is computed (not on the forwarding paths). */
-	salts = sw_get_salts();
-	if (!salts)
+	clk = sw_get_clock();
+	if (!clk)
 		return sw_verdict(XDP_PASS, SW_PASS_NO_STATE);
+	salt = sw_generation_salt(clk, now);
+	if (!salt)
+		/* The ring ran out (the daemon stopped writing ahead): the kernel behind answers. */
+		return sw_verdict(XDP_PASS, SW_SYN_PASS_STALE);
 	bits = sw_encode_options(cfg, f->family, &o, f->flags);
-	mac = sw_mac(&salts->current, f, f->seq, bits);
+	mac = sw_mac(&salt->current, f, f->seq, bits);
 	isn = sw_cookie_of(bits, mac);
 	if (sw_bits_timestamps(bits))
 		tsval = sw_tsval_of(now / 1000000, bits, mac);
@@ -137,14 +156,27 @@ SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
 	return sw_verdict(XDP_TX, SW_SYN_ANSWERED);
 }
 
+/*
+ * Strict mode on a segment it does not forward: dropped, unless the ring has no salt for the
+ * live epoch (the flow may be one the kernel behind made while SYNs were passed: fail-safe).
+ */
+SW_INLINE int sw_strict_reject(const struct sw_clock *clk, __u64 now)
+{
+	if (!clk->epoch_ns || !sw_salt_of(sw_unix_ns(clk, now) / clk->epoch_ns))
+		return sw_verdict(XDP_PASS, SW_STRICT_PASS_STALE);
+	return sw_verdict(XDP_DROP, SW_STRICT_DROP);
+}
+
 /* Strict mode (the rest of Engine::xdp). */
 SW_INLINE int sw_strict(struct xdp_md *ctx, const struct sw_frame *f)
 {
-	struct sw_salt_slot *salts;
 	struct sw_flow_key key;
+	struct sw_clock *clk;
 	struct sw_tcp_opts o;
 	struct sw_opt_bits bits;
 	__u32 one = 1;
+	__u64 now;
+	int r;
 
 	__builtin_memset(&key, 0, sizeof(key));
 	__builtin_memcpy(key.client, f->src, 16);
@@ -154,14 +186,19 @@ SW_INLINE int sw_strict(struct xdp_md *ctx, const struct sw_frame *f)
 	key.family = f->family;
 	if (bpf_map_lookup_elem(&sw_flows, &key))
 		return sw_verdict(XDP_PASS, SW_STRICT_FWD_CACHED);
+	clk = sw_get_clock();
+	if (!clk)
+		return sw_verdict(XDP_PASS, SW_PASS_NO_STATE);
+	now = bpf_ktime_get_tai_ns();
 	if ((f->flags & (SW_TCP_ACK | SW_TCP_SYN | SW_TCP_RST)) != SW_TCP_ACK)
-		return sw_verdict(XDP_DROP, SW_STRICT_DROP);
+		return sw_strict_reject(clk, now);
 	if (sw_tcp_options(ctx, f, &o))
 		return sw_verdict(XDP_DROP, SW_DROP_ACK_OPTIONS);
-	salts = sw_get_salts();
-	if (!salts)
-		return sw_verdict(XDP_PASS, SW_PASS_NO_STATE);
-	if (!sw_validate(salts, f, &o, &bits))
+	r = sw_validate_ring(clk, now, f, &o, &bits);
+	if (r == SW_COOKIE_STALE)
+		/* Nothing can be judged without salts: the backend still validates. */
+		return sw_verdict(XDP_PASS, SW_STRICT_PASS_STALE);
+	if (r != SW_COOKIE_VALID)
 		return sw_verdict(XDP_DROP, SW_STRICT_DROP);
 	bpf_map_update_elem(&sw_flows, &key, &one, BPF_ANY);
 	return sw_verdict(XDP_PASS, SW_STRICT_ACK_VALID);

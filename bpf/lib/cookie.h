@@ -177,17 +177,70 @@ SW_INLINE int sw_mac_matches(__u64 mac, const struct sw_frame *f, const struct s
 	return 1;
 }
 
-/* validate (SPEC 6): the ACK's cookie under K_e or K_{e-1}; its option bits go to `bits`. */
-SW_INLINE int sw_validate(const struct sw_salt_slot *salts, const struct sw_frame *f,
-			  const struct sw_tcp_opts *o, struct sw_opt_bits *bits)
+/* EpochClock::unix_ns: UNIX time at the TAI reading `now`. */
+SW_INLINE __u64 sw_unix_ns(const struct sw_clock *c, __u64 now)
+{
+	return now - (__u64)c->tai_offset_ns;
+}
+
+/*
+ * Salts::generation: the salt a generator (edge, single node) issues cookies with at `now`
+ * (bpf_ktime_get_tai_ns), e(now - L); NULL when the ring has none (stale).
+ */
+SW_INLINE struct sw_salt_entry *sw_generation_salt(const struct sw_clock *c, __u64 now)
+{
+	if (!c->epoch_ns)
+		return NULL;
+	return sw_salt_of((sw_unix_ns(c, now) - c->lag_ns) / c->epoch_ns);
+}
+
+/* What sw_validate_ring makes of an ACK (engine::salts::Validation). */
+#define SW_COOKIE_INVALID 0
+#define SW_COOKIE_VALID 1
+#define SW_COOKIE_STALE 2
+
+/* Does the cookie's MAC match under `key`? */
+SW_INLINE int sw_cookie_under(const struct sw_sipkey *key, const struct sw_frame *f,
+			      const struct sw_tcp_opts *o, struct sw_opt_bits b)
+{
+	return sw_mac_matches(sw_mac(key, f, f->seq - 1, b), f, o);
+}
+
+/*
+ * Salts::validate (SPEC 6 over the ring): v = e(now); the current salts of slots v, v - 1 and,
+ * in the last L of v, v + 1; then the accepted salts of the same slots. The ACK's option bits go
+ * to `bits`. No match: SW_COOKIE_STALE when slot v is missing (nothing can be judged), else
+ * SW_COOKIE_INVALID.
+ */
+SW_INLINE int sw_validate_ring(const struct sw_clock *c, __u64 now, const struct sw_frame *f,
+			       const struct sw_tcp_opts *o, struct sw_opt_bits *bits)
 {
 	struct sw_opt_bits b = sw_ack_option_bits(f, o);
-	__u32 client_isn = f->seq - 1;
+	struct sw_salt_entry *live, *prev, *next = NULL;
+	__u64 t, v;
 
 	*bits = b;
-	if (sw_mac_matches(sw_mac(&salts->current, f, client_isn, b), f, o))
-		return 1;
-	return sw_mac_matches(sw_mac(&salts->previous, f, client_isn, b), f, o);
+	if (!c->epoch_ns)
+		return SW_COOKIE_STALE;
+	t = sw_unix_ns(c, now);
+	v = t / c->epoch_ns;
+	live = sw_salt_of(v);
+	prev = sw_salt_of(v - 1);
+	if (t - v * c->epoch_ns >= c->epoch_ns - c->lag_ns)
+		next = sw_salt_of(v + 1);
+	if (live && sw_cookie_under(&live->current, f, o, b))
+		return SW_COOKIE_VALID;
+	if (prev && sw_cookie_under(&prev->current, f, o, b))
+		return SW_COOKIE_VALID;
+	if (next && sw_cookie_under(&next->current, f, o, b))
+		return SW_COOKIE_VALID;
+	if (live && live->has_accepted && sw_cookie_under(&live->accepted, f, o, b))
+		return SW_COOKIE_VALID;
+	if (prev && prev->has_accepted && sw_cookie_under(&prev->accepted, f, o, b))
+		return SW_COOKIE_VALID;
+	if (next && next->has_accepted && sw_cookie_under(&next->accepted, f, o, b))
+		return SW_COOKIE_VALID;
+	return live ? SW_COOKIE_INVALID : SW_COOKIE_STALE;
 }
 
 #endif /* SW_COOKIE_H */

@@ -4,7 +4,9 @@
  * the Rust side uses the types the skeleton generator derives from this file's BTF.
  *
  *   sw_config       the engine configuration (EngineConfig: ServerParams + cookie Config + strict)
- *   sw_salts        two salt slots; sw_salt_active names the live one (rotation without tearing)
+ *   sw_salt_ring    the salts of each epoch, written ahead by the daemon (slot = epoch % 256)
+ *   sw_clock        epoch length, lag and TAI offset the programs pick salts with; the daemon's
+ *                   heartbeat (health)
  *   sw_services     LPM trie: destination prefix -> index of a port bitmap in sw_ports
  *   sw_ports        65536-bit port bitmaps
  *   sw_flows        strict mode: the flows whose handshake ACK validated (edge only)
@@ -50,31 +52,52 @@ struct sw_sipkey {
 	__u64 k1;
 };
 
-/* One salt slot (EpochKeys): generate with `current`, also accept `previous`. */
-struct sw_salt_slot {
-	__u64 epoch;
-	struct sw_sipkey current;  /* K_e */
-	struct sw_sipkey previous; /* K_{e-1} */
+/*
+ * The salt ring (engine::salts::SaltEntry): one slot per epoch, slot = epoch % SW_SALT_RING. The
+ * daemon writes epochs e - 1 .. e + N ahead of time; the programs pick the slot from their own
+ * clock (sw_generation_salt, sw_validation_epoch in cookie.h), so salts keep rotating while the
+ * daemon is down, until the ring runs out (then: stale, the fail-safe). A reader checks `epoch`:
+ * a slot holding another epoch is missing. The daemon rewrites a slot with different content only
+ * while no reader can want it (epochs beyond e + 1); the accepted key may change at any time (a
+ * torn read of it can only reject a cookie nobody issues).
+ */
+#define SW_SALT_RING 256
+
+struct sw_salt_entry {
+	__u64 epoch;               /* the epoch this slot holds */
+	struct sw_sipkey current;  /* K_e of the current master: generates and validates */
+	struct sw_sipkey accepted; /* K'_e of the accepted master (SPEC 2a), iff has_accepted */
+	__u32 has_accepted;
+	__u32 pad;
 };
 
-/*
- * Rotation: userspace writes the slot sw_salt_active does not name, then flips sw_salt_active to
- * it. A reader loads the index once and reads one whole slot, which nobody writes while it is
- * live (the next rotation, an epoch later, writes the other one).
- */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, SW_SALT_RING);
 	__type(key, __u32);
-	__type(value, struct sw_salt_slot);
-} sw_salts SEC(".maps");
+	__type(value, struct sw_salt_entry);
+} sw_salt_ring SEC(".maps");
+
+/*
+ * The clock rule's parameters (synwall_v1::EpochClock), written by the daemon at start and on
+ * every tick. The data path reads epoch_ns, lag_ns and tai_offset_ns (rewritten with the same
+ * bytes every tick: a torn read sees the same values); the rest is for health (`synwall status`).
+ */
+struct sw_clock {
+	__u64 epoch_ns;      /* P; 0 (a map never written): no epoch, every salt is missing */
+	__u64 lag_ns;        /* L = min(P / 8, 250 ms): generators switch epochs this late */
+	__s64 tai_offset_ns; /* CLOCK_TAI - CLOCK_REALTIME: UNIX time = bpf_ktime_get_tai_ns - this */
+	__u64 heartbeat_ns;  /* CLOCK_REALTIME of the daemon's last tick (not read by the programs) */
+	__u32 daemon_pid;    /* the daemon that writes the ring (not read by the programs) */
+	__u32 ahead_epochs;  /* N: the daemon writes epochs up to e + N (not read by the programs) */
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u32);
-} sw_salt_active SEC(".maps");
+	__type(value, struct sw_clock);
+} sw_clock_map SEC(".maps");
 
 /*
  * Services key. The family byte comes first so that an IPv6 prefix never matches an IPv4 packet
@@ -168,17 +191,22 @@ SW_INLINE struct sw_config *sw_get_config(void)
 	return bpf_map_lookup_elem(&sw_config_map, &zero);
 }
 
-/* The live salt slot. */
-SW_INLINE struct sw_salt_slot *sw_get_salts(void)
+SW_INLINE struct sw_clock *sw_get_clock(void)
 {
 	__u32 zero = 0;
-	__u32 *active = bpf_map_lookup_elem(&sw_salt_active, &zero);
-	__u32 idx;
 
-	if (!active)
+	return bpf_map_lookup_elem(&sw_clock_map, &zero);
+}
+
+/* SaltRing::get: the salts of `epoch`, or NULL when its slot holds another epoch. */
+SW_INLINE struct sw_salt_entry *sw_salt_of(__u64 epoch)
+{
+	__u32 idx = epoch & (SW_SALT_RING - 1);
+	struct sw_salt_entry *s = bpf_map_lookup_elem(&sw_salt_ring, &idx);
+
+	if (!s || s->epoch != epoch)
 		return NULL;
-	idx = *active & 1;
-	return bpf_map_lookup_elem(&sw_salts, &idx);
+	return s;
 }
 
 #endif /* SW_MAPS_H */

@@ -16,7 +16,8 @@ use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
 use synwall_engine::parse::{parse, Parsed};
 use synwall_engine::synack::MAX_SYNACK_LEN;
 use synwall_engine::{
-    BackendVerdict, Counter, Engine, EngineConfig, Service, ServiceSet, Skb, SocketState, Verdict,
+    BackendVerdict, Counter, Engine, EngineConfig, Salts, Service, ServiceSet, Skb, SocketState,
+    Verdict,
 };
 use synwall_wire::checksum;
 
@@ -282,6 +283,9 @@ fn build(r: &mut Recipe) -> Built {
     }
 }
 
+/// The middle of epoch 5 of 60 s (the salts' epoch), milliseconds: SYNs are answered.
+const NOW_MS: u64 = 5 * 60_000 + 30_000;
+
 fuzz_target!(|data: &[u8]| {
     let mut r = Recipe(data);
     let b = build(&mut r);
@@ -295,10 +299,10 @@ fuzz_target!(|data: &[u8]| {
         let mut cfg = EngineConfig::new(services());
         cfg.strict = strict;
         cfg.flow_cache = 4;
-        let mut e = Engine::new(cfg, keys);
+        let mut e = Engine::new(cfg, Salts::from_keys(&keys, 60));
         let mut buf = b.frame.clone();
         buf.resize(b.frame.len() + MAX_SYNACK_LEN, 0);
-        let d = e.xdp_frags(&mut buf, b.frame.len(), first, 123_456);
+        let d = e.xdp_frags(&mut buf, b.frame.len(), first, NOW_MS);
         assert_eq!(e.counters().total(), 1);
         if b.source_routed {
             assert_eq!(
@@ -333,7 +337,7 @@ fuzz_target!(|data: &[u8]| {
                 csum_trusted: trusted,
                 ..Skb::of_frame(&b.frame)
             };
-            let d = e.tc_skb(&b.frame, skb, |_| state);
+            let d = e.tc_skb(&b.frame, skb, NOW_MS, |_| state);
             if b.source_routed {
                 assert_eq!(d.counter, Counter::DropSourceRoute);
             }

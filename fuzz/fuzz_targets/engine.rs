@@ -11,7 +11,9 @@ use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
 use synwall_engine::parse::{parse, Parsed};
 use synwall_engine::services::PortRange;
 use synwall_engine::synack::MAX_SYNACK_LEN;
-use synwall_engine::{Engine, EngineConfig, Service, ServiceSet, Skb, SocketState, Verdict};
+use synwall_engine::{
+    Engine, EngineConfig, Salts, Service, ServiceSet, Skb, SocketState, Verdict,
+};
 
 fn services() -> ServiceSet {
     ServiceSet::new(vec![
@@ -33,20 +35,23 @@ fn everything() -> ServiceSet {
     ServiceSet::new(all)
 }
 
+/// The middle of epoch 5 of 60 s (the salts' epoch), milliseconds: SYNs are answered.
+const NOW_MS: u64 = 5 * 60_000 + 30_000;
+
 fuzz_target!(|data: &[u8]| {
     let keys = EpochKeys::derive(&MasterSecret([1; 32]), 5);
     for strict in [false, true] {
         let mut cfg = EngineConfig::new(services());
         cfg.strict = strict;
         cfg.flow_cache = 4;
-        let mut e = Engine::new(cfg, keys);
+        let mut e = Engine::new(cfg, Salts::from_keys(&keys, 60));
         let first = match data.first() {
             Some(&b) if b & 1 == 1 => (14 + b as usize).min(data.len()),
             _ => data.len(),
         };
         let mut buf = data.to_vec();
         buf.resize(data.len().max(MAX_SYNACK_LEN), 0);
-        let d = e.xdp_frags(&mut buf, data.len(), first, 123_456);
+        let d = e.xdp_frags(&mut buf, data.len(), first, NOW_MS);
         assert_eq!(e.counters().total(), 1);
         if let Verdict::Tx { len } = d.verdict {
             match parse(&data[..], &services()) {
@@ -63,13 +68,13 @@ fuzz_target!(|data: &[u8]| {
             SocketState::Connection,
             SocketState::None,
         ] {
-            let _ = e.tc(data, |_| state);
+            let _ = e.tc(data, NOW_MS, |_| state);
             let lower = Skb {
                 vlan_present: true,
                 csum_trusted: true,
                 ..Skb::of_frame(data)
             };
-            let _ = e.tc_skb(data, lower, |_| state);
+            let _ = e.tc_skb(data, lower, NOW_MS, |_| state);
         }
     }
 });

@@ -18,8 +18,8 @@ use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 use std::net::IpAddr;
 use synwall_bpf::{xdp_action, DataPath, Edge, TestRun};
-use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
-use synwall_engine::{EngineConfig, Service, ServiceSet};
+use synwall_cookie::synwall_v1::{EpochClock, MasterSecret};
+use synwall_engine::{EngineConfig, SaltRing, Salts, Service, ServiceSet};
 use synwall_netns::packet::Segment;
 
 /// What to run.
@@ -314,9 +314,12 @@ pub fn run(opts: &Opts) -> Result<Report> {
     ensure!(opts.rounds > 0, "--rounds must be at least 1");
     let load_start = loadavg();
     let cfg = EngineConfig::new(services());
-    let keys = EpochKeys::derive(&MasterSecret([0x5a; 32]), 29_000_000);
+    // Salts for the hours around now (the program reads the real clock), hour-long epochs.
+    let clock = EpochClock::new(3600, synwall_bpf::clock::tai_offset_ns());
+    let e = clock.unix_ns(synwall_bpf::clock::tai_ns()) / clock.epoch_ns;
+    let ring = SaltRing::derive(e - 1, e + 3, &MasterSecret([0x5a; 32]), None);
     let progs = Programs {
-        edge: Edge::load_with(&cfg, &keys).context("loading synwall's edge")?,
+        edge: Edge::load_with(&cfg, &Salts::new(ring, clock)).context("loading synwall's edge")?,
         helper: HelperCookie::load_with(&HelperConfig {
             mss_v4: cfg.server.mss_v4,
             mss_v6: cfg.server.mss_v6,

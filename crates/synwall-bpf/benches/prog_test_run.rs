@@ -76,7 +76,7 @@ fn main() {
         .args(["link", "set", "lo", "up"])
         .status();
     let cfg = config();
-    let edge = match Edge::load_with(&cfg, &keys()) {
+    let edge = match Edge::load_with(&cfg, &salts()) {
         Ok(e) => e,
         Err(e) => {
             println!("SKIPPED: cannot load BPF: {e}");
@@ -186,7 +186,7 @@ fn main() {
     edge.set_config(&cfg).unwrap();
 
     // Backend: a valid cookie ACK to a listener (lookup, MAC, kfunc), and an established flow.
-    let backend = Backend::load_with(&cfg, &keys()).unwrap();
+    let backend = Backend::load_with(&cfg, &salts()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let server = listener.local_addr().unwrap();
     let syn = syn_seg("127.0.0.2:40000".parse().unwrap(), server);

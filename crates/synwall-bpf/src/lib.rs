@@ -2,7 +2,7 @@
 //! (`bpf/backend.bpf.c`), compiled by `build.rs` into libbpf-rs skeletons.
 //!
 //! This crate owns loading the two objects, writing their maps from the reference engine's types
-//! (configuration from [`EngineConfig`], salts from [`EpochKeys`] with tear-free rotation, services
+//! (configuration from [`EngineConfig`], the salt ring and its clock rule from [`Salts`], services
 //! from [`ServiceSet`]), reading the per-CPU counters into [`Counters`], running a program once on
 //! a frame with `BPF_PROG_TEST_RUN`, and attaching: XDP (native or generic) for the edge, tcx
 //! ingress for the backend. The map value layouts are the C types of `bpf/lib/maps.h`, used here
@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod clock;
 mod link;
 mod maps;
 mod objects;
@@ -30,7 +31,10 @@ mod test_run;
 pub use link::{xdp_mode_of, Link, TcxLink, XdpLink, XdpMode};
 #[doc(hidden)]
 pub use maps::Maps;
-pub use maps::{config_value, decode_auto_state, percpu_sum, salt_slot, LoadOptions};
+pub use maps::{
+    config_value, decode_auto_state, decode_salt_entry, percpu_sum, salt_entry_value, ClockValue,
+    LoadOptions,
+};
 pub use objects::{Backend, DataPath, Edge};
 pub use skel::{leak_object, types};
 pub use test_run::{

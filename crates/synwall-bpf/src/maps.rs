@@ -5,9 +5,12 @@ use crate::pod::{bytes_of, from_bytes};
 use crate::services::{self, ServiceTables};
 use crate::{bpf, types, Error, Result};
 use libbpf_rs::{MapCore, MapFlags};
-use synwall_cookie::synwall_v1::EpochKeys;
+use synwall_cookie::synwall_v1::EpochClock;
 use synwall_cookie::SipKey;
-use synwall_engine::{AutoState, Counter, Counters, EngineConfig, ServiceSet};
+use synwall_engine::salts::SALT_RING_SLOTS;
+use synwall_engine::{
+    AutoState, Counter, Counters, EngineConfig, SaltEntry, SaltRing, Salts, ServiceSet,
+};
 
 /// Sizes fixed when an object is loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,18 +112,67 @@ pub fn decode_auto_state(bytes: &[u8]) -> Option<AutoState> {
     })
 }
 
-/// The `sw_salt_slot` value for a set of epoch keys.
-pub fn salt_slot(keys: &EpochKeys) -> types::sw_salt_slot {
-    types::sw_salt_slot {
-        epoch: keys.epoch,
-        current: types::sw_sipkey {
-            k0: keys.current.k0,
-            k1: keys.current.k1,
-        },
-        previous: types::sw_sipkey {
-            k0: keys.previous.k0,
-            k1: keys.previous.k1,
-        },
+/// The `sw_salt_entry` value of a ring slot.
+pub fn salt_entry_value(e: &SaltEntry) -> types::sw_salt_entry {
+    let key = |k: &SipKey| types::sw_sipkey { k0: k.k0, k1: k.k1 };
+    types::sw_salt_entry {
+        epoch: e.epoch,
+        current: key(&e.current),
+        accepted: e
+            .accepted
+            .as_ref()
+            .map_or(types::sw_sipkey { k0: 0, k1: 0 }, key),
+        has_accepted: e.accepted.is_some() as u32,
+        pad: 0,
+    }
+}
+
+/// The ring slot a `sw_salt_entry` value holds.
+pub fn decode_salt_entry(v: &types::sw_salt_entry) -> SaltEntry {
+    let key = |k: &types::sw_sipkey| SipKey { k0: k.k0, k1: k.k1 };
+    SaltEntry {
+        epoch: v.epoch,
+        current: key(&v.current),
+        accepted: (v.has_accepted != 0).then(|| key(&v.accepted)),
+    }
+}
+
+/// `struct sw_clock`: the clock rule the programs pick salts with, and the daemon's heartbeat.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClockValue {
+    /// Epoch length, lag and TAI offset (what the programs read).
+    pub clock: EpochClock,
+    /// `CLOCK_REALTIME` of the daemon's last tick, nanoseconds (0: never).
+    pub heartbeat_ns: u64,
+    /// The daemon's process id.
+    pub daemon_pid: u32,
+    /// How many epochs ahead of the current one the daemon writes.
+    pub ahead_epochs: u32,
+}
+
+impl ClockValue {
+    fn to_map(self) -> types::sw_clock {
+        types::sw_clock {
+            epoch_ns: self.clock.epoch_ns,
+            lag_ns: self.clock.lag_ns,
+            tai_offset_ns: self.clock.tai_offset_ns,
+            heartbeat_ns: self.heartbeat_ns,
+            daemon_pid: self.daemon_pid,
+            ahead_epochs: self.ahead_epochs,
+        }
+    }
+
+    fn from_map(v: &types::sw_clock) -> Self {
+        ClockValue {
+            clock: EpochClock {
+                epoch_ns: v.epoch_ns,
+                lag_ns: v.lag_ns,
+                tai_offset_ns: v.tai_offset_ns,
+            },
+            heartbeat_ns: v.heartbeat_ns,
+            daemon_pid: v.daemon_pid,
+            ahead_epochs: v.ahead_epochs,
+        }
     }
 }
 
@@ -130,8 +182,8 @@ pub fn salt_slot(keys: &EpochKeys) -> types::sw_salt_slot {
 pub struct Maps<'a> {
     pub(crate) counters: &'a dyn MapCore,
     pub(crate) config: &'a dyn MapCore,
-    pub(crate) salts: &'a dyn MapCore,
-    pub(crate) salt_active: &'a dyn MapCore,
+    pub(crate) salt_ring: &'a dyn MapCore,
+    pub(crate) clock: &'a dyn MapCore,
     pub(crate) services: &'a dyn MapCore,
     pub(crate) ports: &'a dyn MapCore,
 }
@@ -155,53 +207,79 @@ impl Maps<'_> {
         Ok(from_bytes(&v))
     }
 
-    /// The live salt slot (what the programs generate and validate with now).
-    pub(crate) fn live_keys(&self) -> Result<EpochKeys> {
-        let active = self.active_slot()?;
+    /// Slot `index` of the salt ring as it is.
+    pub(crate) fn salt_slot(&self, index: u32) -> Result<SaltEntry> {
         let v = self
-            .salts
-            .lookup(&active.to_ne_bytes(), MapFlags::ANY)
-            .map_err(bpf("read sw_salts"))?
-            .ok_or_else(|| Error::Config("sw_salts has no live slot".into()))?;
-        let slot: types::sw_salt_slot = from_bytes(&v);
-        Ok(EpochKeys {
-            epoch: slot.epoch,
-            current: SipKey {
-                k0: slot.current.k0,
-                k1: slot.current.k1,
-            },
-            previous: SipKey {
-                k0: slot.previous.k0,
-                k1: slot.previous.k1,
-            },
-        })
+            .salt_ring
+            .lookup(&index.to_ne_bytes(), MapFlags::ANY)
+            .map_err(bpf("read sw_salt_ring"))?
+            .ok_or_else(|| Error::Config(format!("sw_salt_ring has no slot {index}")))?;
+        Ok(decode_salt_entry(&from_bytes(&v)))
     }
 
-    pub(crate) fn active_slot(&self) -> Result<u32> {
-        Ok(self
-            .salt_active
-            .lookup(&KEY0, MapFlags::ANY)
-            .map_err(bpf("read sw_salt_active"))?
-            .map_or(0, |v| {
-                u32::from_ne_bytes(v[..4].try_into().expect("u32 value"))
-            })
-            & 1)
+    /// The whole salt ring.
+    pub(crate) fn salt_ring(&self) -> Result<SaltRing> {
+        let mut ring = SaltRing::new();
+        for i in 0..SALT_RING_SLOTS {
+            ring.set_slot(i, self.salt_slot(i as u32)?);
+        }
+        Ok(ring)
     }
 
-    /// Rotation: write the slot that is not live, then make it live. A reader holds the index
-    /// for the few nanoseconds of one packet; the slot it reads is rewritten only an epoch later.
-    pub(crate) fn set_keys(&self, keys: &EpochKeys) -> Result<()> {
-        let next = self.active_slot()? ^ 1;
-        self.salts
+    /// Write one slot of the ring (the slot of `e.epoch`). Readers see the old or the new bytes
+    /// of a slot; the caller writes different salts only into slots no reader wants yet.
+    pub(crate) fn set_salt(&self, e: &SaltEntry) -> Result<()> {
+        let index = SaltRing::index(e.epoch) as u32;
+        self.salt_ring
             .update(
-                &next.to_ne_bytes(),
-                bytes_of(&salt_slot(keys)),
+                &index.to_ne_bytes(),
+                bytes_of(&salt_entry_value(e)),
                 MapFlags::ANY,
             )
-            .map_err(bpf("write sw_salts"))?;
-        self.salt_active
-            .update(&KEY0, &next.to_ne_bytes(), MapFlags::ANY)
-            .map_err(bpf("write sw_salt_active"))
+            .map_err(bpf("write sw_salt_ring"))
+    }
+
+    /// The clock rule and the heartbeat.
+    pub(crate) fn clock(&self) -> Result<ClockValue> {
+        let v = self
+            .clock
+            .lookup(&KEY0, MapFlags::ANY)
+            .map_err(bpf("read sw_clock_map"))?
+            .ok_or_else(|| Error::Config("sw_clock_map has no entry".into()))?;
+        Ok(ClockValue::from_map(&from_bytes(&v)))
+    }
+
+    /// Write the clock rule and the heartbeat.
+    pub(crate) fn set_clock(&self, c: &ClockValue) -> Result<()> {
+        self.clock
+            .update(&KEY0, bytes_of(&c.to_map()), MapFlags::ANY)
+            .map_err(bpf("write sw_clock_map"))
+    }
+
+    /// The salts as the programs see them: the ring and the clock rule.
+    pub(crate) fn salts(&self) -> Result<Salts> {
+        Ok(Salts::new(self.salt_ring()?, self.clock()?.clock))
+    }
+
+    /// Write every slot of `salts`' ring and its clock rule (no heartbeat): for tests and tools
+    /// that set the whole state at once.
+    pub(crate) fn set_salts(&self, salts: &Salts) -> Result<()> {
+        for i in 0..SALT_RING_SLOTS {
+            let e = salts.ring.slot(i);
+            let index = i as u32;
+            self.salt_ring
+                .update(
+                    &index.to_ne_bytes(),
+                    bytes_of(&salt_entry_value(e)),
+                    MapFlags::ANY,
+                )
+                .map_err(bpf("write sw_salt_ring"))?;
+        }
+        let old = self.clock()?;
+        self.set_clock(&ClockValue {
+            clock: salts.clock,
+            ..old
+        })
     }
 
     /// Where the port sets of `t` go in `sw_ports` beside the live ones

@@ -1,7 +1,7 @@
 //! The two objects, [`Edge`] (XDP) and [`Backend`] (tc), and what they share ([`DataPath`]):
 //! loading (with fresh or pinned maps), configuring, and their programs' test runs and links.
 
-use crate::maps::{LoadOptions, Maps, KEY0};
+use crate::maps::{ClockValue, LoadOptions, Maps, KEY0};
 use crate::services::ServiceTables;
 use crate::skel::backend_skel::{BackendSkel, BackendSkelBuilder};
 use crate::skel::edge_skel::{EdgeSkel, EdgeSkelBuilder};
@@ -13,8 +13,7 @@ use crate::{TcxLink, TestRun, XdpLink, XdpMode};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags};
 use std::os::fd::{AsFd, AsRawFd};
-use synwall_cookie::synwall_v1::EpochKeys;
-use synwall_engine::{AutoState, Counters, EngineConfig, ServiceSet};
+use synwall_engine::{AutoState, Counters, EngineConfig, SaltEntry, SaltRing, Salts, ServiceSet};
 
 fn set_sizes(
     services: &mut libbpf_rs::OpenMapMut<'_>,
@@ -58,16 +57,27 @@ pub trait DataPath: sealed::HasMaps + Sized {
         self.maps().config()
     }
 
-    /// The live salts.
-    fn live_keys(&self) -> Result<EpochKeys> {
-        self.maps().live_keys()
+    /// The salts as the program sees them: the ring and the clock rule.
+    fn salts(&self) -> Result<Salts> {
+        self.maps().salts()
     }
 
-    /// Load and configure in one go: configuration and services from `cfg`, salts `keys`.
-    fn load_with(cfg: &EngineConfig, keys: &EpochKeys) -> Result<Self> {
+    /// The salt ring.
+    fn salt_ring(&self) -> Result<SaltRing> {
+        self.maps().salt_ring()
+    }
+
+    /// The clock rule and the daemon's heartbeat (`sw_clock`).
+    fn clock(&self) -> Result<ClockValue> {
+        self.maps().clock()
+    }
+
+    /// Load and configure in one go: configuration and services from `cfg`, the ring and clock
+    /// rule of `salts`.
+    fn load_with(cfg: &EngineConfig, salts: &Salts) -> Result<Self> {
         let d = Self::load(&LoadOptions::for_config(cfg))?;
         d.configure(cfg)?;
-        d.set_keys(keys)?;
+        d.set_salts(salts)?;
         Ok(d)
     }
 
@@ -96,9 +106,21 @@ pub trait DataPath: sealed::HasMaps + Sized {
         self.maps().set_services(set)
     }
 
-    /// Install the salts of an epoch (a rotation; readers never see a half-written key).
-    fn set_keys(&self, keys: &EpochKeys) -> Result<()> {
-        self.maps().set_keys(keys)
+    /// Write the whole ring and the clock rule of `salts` (tests and tools; a running node writes
+    /// slot by slot with [`DataPath::set_salt`]).
+    fn set_salts(&self, salts: &Salts) -> Result<()> {
+        self.maps().set_salts(salts)
+    }
+
+    /// Write one slot of the ring. A program reading the slot sees the old or the new bytes: write
+    /// different salts only into slots of epochs no reader wants yet (beyond the next one).
+    fn set_salt(&self, e: &SaltEntry) -> Result<()> {
+        self.maps().set_salt(e)
+    }
+
+    /// Write the clock rule and the heartbeat.
+    fn set_clock(&self, c: &ClockValue) -> Result<()> {
+        self.maps().set_clock(c)
     }
 
     /// The counters summed over CPUs.
@@ -116,8 +138,8 @@ macro_rules! has_maps {
                 Maps {
                     counters: &m.sw_counters,
                     config: &m.sw_config_map,
-                    salts: &m.sw_salts,
-                    salt_active: &m.sw_salt_active,
+                    salt_ring: &m.sw_salt_ring,
+                    clock: &m.sw_clock_map,
                     services: &m.sw_services,
                     ports: &m.sw_ports,
                 }

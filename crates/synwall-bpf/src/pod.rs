@@ -5,7 +5,8 @@ use crate::types;
 /// Marker for the generated map types: `#[repr(C)]`, `Copy`, no implicit padding (checked above).
 pub(crate) trait Pod: Copy {}
 impl Pod for types::sw_config {}
-impl Pod for types::sw_salt_slot {}
+impl Pod for types::sw_salt_entry {}
+impl Pod for types::sw_clock {}
 impl Pod for types::sw_svc_key {}
 impl Pod for types::sw_svc_value {}
 impl Pod for types::sw_flow_key {}

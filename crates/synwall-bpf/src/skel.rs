@@ -32,8 +32,8 @@ crate::skeleton!(pub(crate) mod backend_skel = "backend.skel.rs");
 /// The map value types of `bpf/lib/maps.h`, as the skeleton generator derived them from BTF.
 pub mod types {
     pub use super::edge_skel::types::{
-        sw_auto_state, sw_config, sw_flow_key, sw_port_bitmap, sw_salt_slot, sw_sipkey, sw_svc_key,
-        sw_svc_value,
+        sw_auto_state, sw_clock, sw_config, sw_flow_key, sw_port_bitmap, sw_salt_entry, sw_sipkey,
+        sw_svc_key, sw_svc_value,
     };
 }
 
@@ -42,12 +42,14 @@ pub mod types {
 const _: () = {
     use std::mem::size_of;
     assert!(size_of::<types::sw_config>() == size_of::<backend_skel::types::sw_config>());
-    assert!(size_of::<types::sw_salt_slot>() == size_of::<backend_skel::types::sw_salt_slot>());
+    assert!(size_of::<types::sw_salt_entry>() == size_of::<backend_skel::types::sw_salt_entry>());
+    assert!(size_of::<types::sw_clock>() == size_of::<backend_skel::types::sw_clock>());
     assert!(size_of::<types::sw_svc_key>() == size_of::<backend_skel::types::sw_svc_key>());
     assert!(size_of::<types::sw_svc_value>() == size_of::<backend_skel::types::sw_svc_value>());
     assert!(size_of::<types::sw_config>() == 3 * 2 + 8 + 2 + 2 * 16 + 3 * 4);
     assert!(size_of::<types::sw_auto_state>() == 6 * 8 + 2 * 4);
-    assert!(size_of::<types::sw_salt_slot>() == 8 + 2 * 16);
+    assert!(size_of::<types::sw_salt_entry>() == 8 + 2 * 16 + 2 * 4);
+    assert!(size_of::<types::sw_clock>() == 4 * 8 + 2 * 4);
     assert!(size_of::<types::sw_svc_key>() == 4 + 1 + 16 + 3);
     assert!(size_of::<types::sw_svc_value>() == 4);
     assert!(size_of::<types::sw_flow_key>() == 16 + 16 + 2 + 2 + 1 + 3);

@@ -65,7 +65,7 @@ fn xdp_answers_a_syn_on_a_veth_native_and_generic() {
     };
     or_skip("veth setup", links()).expect("veth");
     let cfg = config();
-    let Some(edge) = or_skip("xdp attach", Edge::load_with(&cfg, &keys())) else {
+    let Some(edge) = or_skip("xdp attach", Edge::load_with(&cfg, &salts())) else {
         return;
     };
     let c = std::ffi::CString::new("swe0").unwrap();
@@ -110,8 +110,8 @@ fn xdp_answers_a_syn_on_a_veth_native_and_generic() {
                 )
             });
         // The engine, at the clock the program used, builds the same bytes.
-        let clock = (tsval_of(&reply).unwrap() & 0xffff_ff00) as u64;
-        let mut engine = Engine::new(cfg.clone(), keys());
+        let clock = engine_ms(tsval_of(&reply));
+        let mut engine = Engine::new(cfg.clone(), salts());
         let mut buf = frame.clone();
         buf.resize(frame.len() + MAX_SYNACK_LEN, 0);
         let d = engine.xdp(&mut buf, frame.len(), clock);
@@ -172,7 +172,7 @@ fn native_veth_answers_short_syns_and_attaches_at_mtu_9000() {
     };
     or_skip("veth setup", links()).expect("veth");
     let cfg = config();
-    let Some(edge) = or_skip("native veth", Edge::load_with(&cfg, &keys())) else {
+    let Some(edge) = or_skip("native veth", Edge::load_with(&cfg, &salts())) else {
         return;
     };
     let index = |name: &str| {
@@ -220,10 +220,10 @@ fn native_veth_answers_short_syns_and_attaches_at_mtu_9000() {
                         .collect::<Vec<_>>()
                 )
             });
-        let mut engine = Engine::new(cfg.clone(), keys());
+        let mut engine = Engine::new(cfg.clone(), salts());
         let mut buf = frame.to_vec();
         buf.resize(frame.len() + MAX_SYNACK_LEN, 0);
-        let d = engine.xdp(&mut buf, frame.len(), 0);
+        let d = engine.xdp(&mut buf, frame.len(), engine_ms(None));
         let Verdict::Tx { len } = d.verdict else {
             panic!("engine: {d:?}")
         };

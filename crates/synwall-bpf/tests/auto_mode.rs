@@ -34,7 +34,7 @@ fn auto_cfg(rate_on: u32, rate_off: u32) -> EngineConfig {
 }
 
 fn load(what: &str, cfg: &EngineConfig) -> Option<Edge> {
-    or_skip(what, Edge::load_with(cfg, &keys()))
+    or_skip(what, Edge::load_with(cfg, &salts()))
 }
 
 #[test]
@@ -107,10 +107,10 @@ fn above_the_threshold_syns_get_cookies() {
         "{st:?}"
     );
     assert_eq!(st.last_high_ns, st.window_start_ns);
-    let mut engine = Engine::new(config(), keys());
+    let mut engine = Engine::new(config(), salts());
     let mut buf = f.clone();
     buf.resize(f.len() + MAX_SYNACK_LEN, 0);
-    let Verdict::Tx { len } = engine.xdp(&mut buf, f.len(), 0).verdict else {
+    let Verdict::Tx { len } = engine.xdp(&mut buf, f.len(), engine_ms(None)).verdict else {
         panic!("the engine does not answer the SYN")
     };
     assert_eq!(hex(&run.data), hex(&buf[..len]));

@@ -2,6 +2,9 @@
 //! - through BPF_PROG_TEST_RUN: SYN, no listener, established connection, invalid cookie,
 //!   malformed options, other segments, and a valid cookie reaching the kfunc, each against the
 //!   engine with the socket state the kernel actually has;
+//! - the salt ring: which epochs' salts a listener's ACK validates under at each moment (the
+//!   next epoch's in the last `L`, the accepted master's), and what passes once the ring has no
+//!   salt for the live epoch (`backend_ack_pass_stale`);
 //! - end to end: tcx on a veth, a real listener, a handshake ACK crafted from a synwall cookie
 //!   (no SYN was ever sent): the kernel creates the socket through `bpf_sk_assign_tcp_reqsk`
 //!   and `accept()` returns it with the options the cookie carried.
@@ -16,9 +19,11 @@ use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use synwall_bpf::{tc_action, Backend, DataPath, LoadOptions};
+use synwall_cookie::synwall_v1::{EpochClock, MasterSecret};
 use synwall_cookie::SynOptions;
 use synwall_engine::{
-    engine::kfunc_counter, BackendVerdict, Counter, Engine, ReqAttrs, SocketState,
+    engine::kfunc_counter, BackendVerdict, Counter, Engine, ReqAttrs, SaltEntry, SaltRing, Salts,
+    SocketState,
 };
 
 fn enter_new_netns() -> Result<(), String> {
@@ -48,7 +53,7 @@ fn setup() -> Option<Backend> {
     or_skip("backend namespace", enter_new_netns())?;
     let b = or_skip("backend", Backend::load(&LoadOptions::default()))?;
     b.configure(&config()).unwrap();
-    b.set_keys(&keys()).unwrap();
+    b.set_salts(&salts()).unwrap();
     Some(b)
 }
 
@@ -80,7 +85,7 @@ fn check(
     let before = b.counters().unwrap();
     let run = b.test_run(frame).unwrap();
     let counter = single_increment(&before, &b.counters().unwrap()).unwrap();
-    let d = engine.tc(frame, |_| state);
+    let d = engine.tc(frame, engine_ms(None), |_| state);
     let want = match d.verdict {
         BackendVerdict::Drop => tc_action::SHOT,
         _ => tc_action::OK,
@@ -106,7 +111,7 @@ fn check(
 
 fn paths(listen: &str, client: &str) {
     let Some(b) = setup() else { return };
-    let mut engine = Engine::new(config(), keys());
+    let mut engine = Engine::new(config(), salts());
     let listener = TcpListener::bind(listen).unwrap();
     let server = listener.local_addr().unwrap();
     let client: SocketAddr = client.parse().unwrap();
@@ -208,7 +213,7 @@ fn paths(listen: &str, client: &str) {
         hold_ms: 1000,
     });
     b.set_config(&auto_cfg).unwrap();
-    let mut auto_engine = Engine::new(auto_cfg, keys());
+    let mut auto_engine = Engine::new(auto_cfg, salts());
     let (c, v) = check(
         &b,
         &mut auto_engine,
@@ -271,6 +276,101 @@ fn ipv4_paths_through_test_run() {
 fn ipv6_paths_through_test_run() {
     paths("[::1]:0", "[::1]:40002");
 }
+
+/// The salt ring with a listener: for each ring and moment, which salts' cookies reach the kfunc,
+/// which are dropped as invalid and which pass as stale, each against the engine.
+#[test]
+fn listener_acks_over_the_salt_ring() {
+    let Some(b) = setup() else { return };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    let syn = syn_seg("127.0.0.2:40003".parse().unwrap(), server);
+    let cookie = config().cookie;
+    let (cur, acc) = (MasterSecret(MASTER), MasterSecret(ACCEPTED));
+    let k = |m: &MasterSecret, e: u64| SaltEntry::derive(e, m, None).current;
+    let slot = |e: u64, accepted: bool| SaltEntry::derive(e, &cur, accepted.then_some(&acc));
+    let ring = |slots: &[SaltEntry]| {
+        let mut r = SaltRing::new();
+        for s in slots {
+            r.set(*s);
+        }
+        r
+    };
+    let (e, valid) = (EPOCH, Counter::BackendKfuncEinval);
+    let (invalid, stale) = (Counter::BackendAckInvalid, Counter::BackendAckPassStale);
+    let cases: Vec<RingCase> = vec![
+        (
+            "mid-epoch: the live and the previous salt",
+            ring(&[slot(e - 1, false), slot(e, false), slot(e + 1, false)]),
+            Some(Moment::Mid),
+            vec![
+                (k(&cur, e), valid),
+                (k(&cur, e - 1), valid),
+                (k(&cur, e + 1), invalid),
+                (k(&cur, e - 2), invalid),
+                (k(&acc, e), invalid),
+            ],
+        ),
+        (
+            "the last L: the next epoch's salt too",
+            ring(&[slot(e - 1, false), slot(e, false), slot(e + 1, false)]),
+            Some(Moment::Late),
+            vec![
+                (k(&cur, e + 1), valid),
+                (k(&cur, e), valid),
+                (k(&cur, e - 1), valid),
+            ],
+        ),
+        (
+            "an accepted master in some slots",
+            ring(&[slot(e - 1, true), slot(e, false), slot(e + 1, true)]),
+            Some(Moment::Mid),
+            vec![
+                (k(&acc, e - 1), valid),
+                (k(&acc, e), invalid),
+                (k(&acc, e + 1), invalid),
+                (k(&cur, e), valid),
+            ],
+        ),
+        (
+            "the first L of the next epoch, which the ring does not hold",
+            ring(&[slot(e - 1, false), slot(e, false)]),
+            Some(Moment::Early),
+            vec![
+                (k(&cur, e), valid),
+                (k(&cur, e - 1), stale),
+                (k(&acc, e), stale),
+            ],
+        ),
+        (
+            "a clock never written (no epoch length)",
+            ring(&[slot(e - 1, false), slot(e, false)]),
+            None,
+            vec![(k(&cur, e), stale)],
+        ),
+    ];
+    for (what, r, moment, acks) in cases {
+        let clock = moment.map_or(EpochClock::default(), Moment::clock);
+        let salts = Salts::new(r, clock);
+        b.set_salts(&salts).unwrap();
+        let mut engine = Engine::new(config(), salts);
+        for (i, (key, want)) in acks.into_iter().enumerate() {
+            let ack = handshake_ack(&cookie, &key, &syn, full_syn_options(), 0x4400 + i as u64);
+            let (c, _) = check(&b, &mut engine, &build(&ack), SocketState::ListenerOnly);
+            assert_eq!(c, want, "{what}: ACK {i}");
+        }
+    }
+    b.set_salts(&salts()).unwrap();
+}
+
+/// What a ring case is: its name, the ring, the moment (`None`: a clock never written), and
+/// ACKs made with each key and the counter each must reach.
+type RingCase = (
+    &'static str,
+    SaltRing,
+    Option<Moment>,
+    Vec<(synwall_cookie::SipKey, Counter)>,
+);
 
 const BACKEND_MAC: &str = "02:00:00:00:0b:01";
 const CLIENT_MAC_STR: &str = "02:00:00:00:0c:01";

@@ -693,7 +693,7 @@ fn expected_synack(cfg: &EngineConfig, syn_frame: &[u8], o: SynOptions, clock_ms
 }
 
 fn run(edge: &Edge, cfg: &EngineConfig, table: Vec<Fixture>) -> usize {
-    let mut engine = Engine::new(cfg.clone(), keys());
+    let mut engine = Engine::new(cfg.clone(), salts());
     let mut before = edge.counters().unwrap();
     let mut failures = Vec::new();
     let n = table.len();
@@ -702,7 +702,9 @@ fn run(edge: &Edge, cfg: &EngineConfig, table: Vec<Fixture>) -> usize {
         let after = edge.counters().unwrap();
         let counter = single_increment(&before, &after).unwrap();
         before = after;
-        let clock = tsval_of(&out.data).map_or(0, |t| t & 0xffff_ff00) as u64;
+        // The program's clock, from its SYN+ACK's TSval when it answered.
+        let answered = out.retval == xdp_action::TX;
+        let clock = engine_ms(answered.then(|| tsval_of(&out.data)).flatten());
         let (want_ret, want_counter) = match fx.want {
             Want::Tx(_) => (xdp_action::TX, Counter::SynAnswered),
             Want::Pass(c) => (xdp_action::PASS, c),
@@ -759,7 +761,7 @@ fn edge_fixtures() {
     };
     let cfg = config();
     edge.configure(&cfg).unwrap();
-    edge.set_keys(&keys()).unwrap();
+    edge.set_salts(&salts()).unwrap();
     let n = run(&edge, &cfg, fixtures());
     eprintln!("{n} edge fixtures passed");
 }
@@ -772,7 +774,7 @@ fn strict_fixtures() {
     let mut cfg = config();
     cfg.strict = true;
     edge.configure(&cfg).unwrap();
-    edge.set_keys(&keys()).unwrap();
+    edge.set_salts(&salts()).unwrap();
     let syn = syn4();
     let ack = handshake_ack(&cfg.cookie, &keys().current, &syn, o4_mss(1460), 0x5500);
     let mut data = ack.clone();
@@ -865,7 +867,7 @@ fn strict_fixtures_behind_fragment_headers() {
     let mut cfg = config();
     cfg.strict = true;
     edge.configure(&cfg).unwrap();
-    edge.set_keys(&keys()).unwrap();
+    edge.set_salts(&salts()).unwrap();
     let mut rng: rand::rngs::SmallRng = rand::SeedableRng::seed_from_u64(3);
     let mut wrap = |mut s: Seg| {
         s.ext = vec![frag_header(0, false), ext_header(60, 0, &mut rng)];

@@ -86,7 +86,7 @@ fn services_replaced_in_place_match_the_engine() {
     let Some(edge) = or_skip("services reload", Edge::load(&opts)) else {
         return;
     };
-    edge.set_keys(&keys()).unwrap();
+    edge.set_salts(&salts()).unwrap();
     let mut rng = SmallRng::seed_from_u64(0x5e7);
     let mut live: Option<ServiceSet> = None;
     let (mut applied, mut refused) = (0, 0);
@@ -122,7 +122,7 @@ fn a_service_in_every_set_stays_protected_during_replacements() {
     let Some(edge) = or_skip("services reload race", Edge::load(&LoadOptions::default())) else {
         return;
     };
-    edge.set_keys(&keys()).unwrap();
+    edge.set_salts(&salts()).unwrap();
     let always: Service = "10.0.0.0/8:80".parse().unwrap();
     edge.configure(&EngineConfig::new(ServiceSet::new(vec![always.clone()])))
         .unwrap();

@@ -40,6 +40,10 @@ pub const DEFAULT_METRICS: &str = "127.0.0.1:9733";
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/synwall";
 /// Default master-secret file.
 pub const DEFAULT_SECRET_FILE: &str = "/etc/synwall/secret";
+/// Default of `node.salts_ahead_seconds`: the salt ring is written ten minutes ahead.
+pub const DEFAULT_SALTS_AHEAD_SECONDS: u64 = 600;
+/// Largest `node.salts_ahead_seconds` (a day; the ring holds at most 253 epochs ahead anyway).
+pub const MAX_SALTS_AHEAD_SECONDS: u64 = 86_400;
 /// Default node name.
 pub const DEFAULT_NAME: &str = "synwall";
 
@@ -73,8 +77,14 @@ pub struct Node {
     pub pin_root: PathBuf,
     /// The master secret: 32 raw bytes or 64 hex characters.
     pub secret_file: PathBuf,
+    /// A second master secret that validates only (SPEC 2a: a staged secret rollout), or ""
+    /// for none.
+    pub accepted_secret_file: PathBuf,
     /// Epoch length in seconds (1..=86400).
     pub epoch_seconds: u64,
+    /// How far ahead the salt ring is written, in seconds (rounded up to whole epochs, at least
+    /// two, at most 253): how long the data path keeps rotating on its own if the daemon stops.
+    pub salts_ahead_seconds: u64,
     /// Prometheus listen address, or "" to disable.
     pub metrics: String,
     /// Log level.
@@ -89,7 +99,9 @@ impl Default for Node {
             name: DEFAULT_NAME.into(),
             pin_root: DEFAULT_PIN_ROOT.into(),
             secret_file: DEFAULT_SECRET_FILE.into(),
+            accepted_secret_file: PathBuf::new(),
             epoch_seconds: synwall_v1::DEFAULT_EPOCH_SECONDS,
+            salts_ahead_seconds: DEFAULT_SALTS_AHEAD_SECONDS,
             metrics: DEFAULT_METRICS.into(),
             log_level: LogLevel::Info,
             set_sysctls: false,
@@ -114,6 +126,12 @@ impl Node {
     /// Where this node's pins live: `<pin_root>/<name>`.
     pub fn pin_dir(&self) -> PathBuf {
         self.pin_root.join(&self.name)
+    }
+
+    /// The accepted master secret's file, if one is configured.
+    pub fn accepted_secret(&self) -> Option<&std::path::Path> {
+        (!self.accepted_secret_file.as_os_str().is_empty())
+            .then_some(self.accepted_secret_file.as_path())
     }
 }
 
@@ -423,8 +441,9 @@ impl NodeConfig {
 
     /// What a reload (SIGHUP) from `self` to `new` would do: the in-place changes, or, if any
     /// change needs a restart, every such change with why. In place: `services.*`, `cookie.*`,
-    /// `server.*`, `auto.*`, `edge.strict`, `node.secret_file` (the daemon re-reads the secret on
-    /// every reload), `node.log_level`, `node.set_sysctls`. Anything else is refused, including
+    /// `server.*`, `auto.*`, `edge.strict`, `node.secret_file` and `node.accepted_secret_file`
+    /// (the daemon re-reads both secrets on every reload), `node.salts_ahead_seconds`,
+    /// `node.log_level`, `node.set_sysctls`. Anything else is refused, including
     /// keys added to the schema later until they are listed as reloadable.
     pub fn reload_plan(&self, new: &NodeConfig) -> Result<Vec<Change>, Vec<Refusal>> {
         reload::plan(self, new)

@@ -1,6 +1,6 @@
 //! What a reload (SIGHUP) may change in place. Services, the cookie, the SYN+ACK values, strict
-//! mode, auto mode, the secret file (and its contents, which the daemon re-reads), the log level and
-//! `set_sysctls` are map writes or userspace state; everything else is fixed when the programs are
+//! mode, auto mode, the secret files (and their contents, which the daemon re-reads), how far
+//! ahead salts are written, the log level and `set_sysctls` are map writes or userspace state; everything else is fixed when the programs are
 //! loaded, pinned and attached, so changing it needs a restart. Keys are compared leaf by leaf, so a
 //! new key is refused until it is listed here as reloadable.
 
@@ -35,9 +35,11 @@ pub struct Refusal {
 /// Sections whose every key reloads in place (map writes or userspace state).
 const RELOADABLE_SECTIONS: [&str; 4] = ["services", "cookie", "server", "auto"];
 /// Single keys that reload in place.
-const RELOADABLE_KEYS: [&str; 4] = [
+const RELOADABLE_KEYS: [&str; 6] = [
     "edge.strict",
     "node.secret_file",
+    "node.accepted_secret_file",
+    "node.salts_ahead_seconds",
     "node.log_level",
     "node.set_sysctls",
 ];

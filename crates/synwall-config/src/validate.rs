@@ -19,6 +19,11 @@ pub const FLOW_CACHE_RANGE: std::ops::RangeInclusive<usize> = 1024..=16_777_216;
 /// test holds the two together); messages about a key's type quote it.
 pub(crate) const NUMBER_RANGES: &[(&str, u64, u64)] = &[
     ("node.epoch_seconds", 1, MAX_EPOCH_SECONDS),
+    (
+        "node.salts_ahead_seconds",
+        1,
+        crate::MAX_SALTS_AHEAD_SECONDS,
+    ),
     ("edge.flow_cache", 1024, 16_777_216),
     ("auto.syn_rate_on", 1, u32::MAX as u64),
     // Below syn_rate_on, which is at most u32::MAX.
@@ -112,6 +117,28 @@ pub(crate) fn check(c: &NodeConfig) -> Vec<Finding> {
                 c.node.epoch_seconds
             ),
         ));
+    }
+    if !(1..=crate::MAX_SALTS_AHEAD_SECONDS).contains(&c.node.salts_ahead_seconds) {
+        out.push(finding(
+            "node.salts_ahead_seconds",
+            format!(
+                "{} is out of range 1..={} seconds",
+                c.node.salts_ahead_seconds,
+                crate::MAX_SALTS_AHEAD_SECONDS
+            ),
+        ));
+    }
+    if c.node.accepted_secret().is_some() && c.node.accepted_secret_file == c.node.secret_file {
+        out.push(Finding {
+            key: "node.accepted_secret_file".into(),
+            at: vec![
+                "node.accepted_secret_file".into(),
+                "node.secret_file".into(),
+            ],
+            message: "is node.secret_file itself: the accepted secret is a second one (the new \
+                      secret while it is rolled out, or the old one after), or \"\" for none"
+                .into(),
+        });
     }
     if !c.node.metrics.is_empty() && c.node.metrics.parse::<SocketAddr>().is_err() {
         out.push(finding(
@@ -333,6 +360,7 @@ mod tests {
         };
         match key {
             "node.epoch_seconds" => c.node.epoch_seconds = v,
+            "node.salts_ahead_seconds" => c.node.salts_ahead_seconds = v,
             "edge.flow_cache" => c.edge.flow_cache = v as usize,
             "auto.syn_rate_on" => {
                 c.auto.syn_rate_on = v;

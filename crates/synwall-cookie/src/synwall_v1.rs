@@ -83,6 +83,84 @@ impl EpochKeys {
     }
 }
 
+/// The largest lag L (SPEC section 2): generators switch to a new epoch's salt this long after the
+/// boundary, at most.
+pub const MAX_LAG_NS: u64 = 250_000_000;
+
+/// The lag L of epochs `epoch_ns` long: `min(P / 8, 250 ms)`.
+pub fn lag_ns(epoch_ns: u64) -> u64 {
+    (epoch_ns / 8).min(MAX_LAG_NS)
+}
+
+/// The clock rule of the salt ring (docs/SPEC-PROPOSALS.md, section 2): from one reading of the
+/// node's TAI clock, which epoch a generator issues cookies in and which a validator accepts. The
+/// BPF programs compute exactly this (`bpf/lib/cookie.h`, `sw_generation_epoch` and
+/// `sw_validation_epoch`) with the values the daemon writes into `sw_clock`; arithmetic is on
+/// `u64` and wraps as the BPF instructions do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EpochClock {
+    /// `P` in nanoseconds (0: no epoch can be computed: every reading is stale).
+    pub epoch_ns: u64,
+    /// `L` in nanoseconds ([`lag_ns`]).
+    pub lag_ns: u64,
+    /// `CLOCK_TAI - CLOCK_REALTIME` in nanoseconds: UNIX time = TAI - this.
+    pub tai_offset_ns: i64,
+}
+
+/// What a validator accepts at one moment ([`EpochClock::validation`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Accepts {
+    /// `v = e(now)`: the salts of `v` and `v - 1` are accepted.
+    pub epoch: u64,
+    /// In the last `L` of epoch `v`: the salt of `v + 1` is accepted too (a generator whose clock
+    /// is ahead may already issue it).
+    pub next: bool,
+}
+
+impl EpochClock {
+    /// Epochs of `epoch_seconds` (> 0), the lag they imply, and the node's TAI offset.
+    pub fn new(epoch_seconds: u64, tai_offset_ns: i64) -> Self {
+        let epoch_ns = epoch_seconds.saturating_mul(1_000_000_000);
+        EpochClock {
+            epoch_ns,
+            lag_ns: lag_ns(epoch_ns),
+            tai_offset_ns,
+        }
+    }
+
+    /// UNIX time in nanoseconds at the TAI reading `now_tai_ns`.
+    #[inline]
+    pub fn unix_ns(&self, now_tai_ns: u64) -> u64 {
+        now_tai_ns.wrapping_sub(self.tai_offset_ns as u64)
+    }
+
+    /// The epoch whose salt a generator (edge, single node) issues cookies with:
+    /// `e(now - L)`; `None` without an epoch length.
+    #[inline]
+    pub fn generation_epoch(&self, now_tai_ns: u64) -> Option<u64> {
+        if self.epoch_ns == 0 {
+            return None;
+        }
+        Some(self.unix_ns(now_tai_ns).wrapping_sub(self.lag_ns) / self.epoch_ns)
+    }
+
+    /// The epochs a validator (backend, strict edge) accepts: `v = e(now)` and `v - 1`, and
+    /// `v + 1` in the last `L` of `v`; `None` without an epoch length.
+    #[inline]
+    pub fn validation(&self, now_tai_ns: u64) -> Option<Accepts> {
+        if self.epoch_ns == 0 {
+            return None;
+        }
+        let t = self.unix_ns(now_tai_ns);
+        let v = t / self.epoch_ns;
+        let into = t.wrapping_sub(v.wrapping_mul(self.epoch_ns));
+        Some(Accepts {
+            epoch: v,
+            next: into >= self.epoch_ns.wrapping_sub(self.lag_ns),
+        })
+    }
+}
+
 /// Which options the cookie carries, and the MSS tables. All nodes of a deployment must agree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -594,5 +672,61 @@ impl CookieCodec for SynwallV1 {
 
     fn diagnose(&self, ack: &Ack, now: Clock) -> Diagnosis {
         diagnose(&self.cfg, &self.master, &self.keys_at(now.unix_secs), ack)
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn lag_is_an_eighth_at_most_250_ms() {
+        assert_eq!(lag_ns(S), 125_000_000);
+        assert_eq!(lag_ns(2 * S), 250_000_000);
+        assert_eq!(lag_ns(60 * S), MAX_LAG_NS);
+        assert_eq!(EpochClock::new(60, 0).lag_ns, MAX_LAG_NS);
+    }
+
+    #[test]
+    fn generators_lag_validators_lead() {
+        let c = EpochClock::new(2, 37 * S as i64);
+        // TAI is 37 s ahead of UNIX time: the epoch comes from TAI - 37 s.
+        let at = |unix_ms: u64| unix_ms * 1_000_000 + 37 * S;
+        let acc = |v, next| Some(Accepts { epoch: v, next });
+        // Epoch 5 is [10 s, 12 s); the lag is 250 ms.
+        assert_eq!(c.generation_epoch(at(10_000)), Some(4));
+        assert_eq!(c.generation_epoch(at(10_249)), Some(4));
+        assert_eq!(c.generation_epoch(at(10_250)), Some(5));
+        assert_eq!(c.validation(at(10_000)), acc(5, false));
+        assert_eq!(c.validation(at(11_749)), acc(5, false));
+        assert_eq!(c.validation(at(11_750)), acc(5, true));
+        assert_eq!(c.validation(at(11_999)), acc(5, true));
+        assert_eq!(c.validation(at(12_000)), acc(6, false));
+        // Whatever the moment, what a generator whose clock is up to 2L ahead issues is accepted.
+        for t in (10_000..14_000).step_by(7) {
+            for ahead in [0, 100, 250, 499] {
+                let g = c.generation_epoch(at(t + ahead)).unwrap();
+                let a = c.validation(at(t)).unwrap();
+                assert!(
+                    g == a.epoch || g + 1 == a.epoch || (a.next && g == a.epoch + 1),
+                    "t={t} ahead={ahead}: generated {g}, accepts {a:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn no_epoch_length_is_always_stale_and_arithmetic_wraps() {
+        let none = EpochClock::default();
+        assert_eq!(none.generation_epoch(123), None);
+        assert_eq!(none.validation(123), None);
+        // Before the lag has passed since 1970 (or with an offset beyond the clock), u64 wraps
+        // as in BPF: a huge epoch no ring holds.
+        let c = EpochClock::new(1, 0);
+        assert_eq!(c.generation_epoch(0), Some(u64::MAX / S));
+        let c = EpochClock::new(1, -5);
+        assert_eq!(c.unix_ns(10), 15);
     }
 }

@@ -9,7 +9,14 @@ use etherparse::{PacketBuilder, TcpOptionElement};
 use std::hint::black_box;
 use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
 use synwall_engine::synack::MAX_SYNACK_LEN;
-use synwall_engine::{Engine, EngineConfig, Service, ServiceSet, SocketState, Verdict};
+use synwall_engine::{Engine, EngineConfig, Salts, Service, ServiceSet, SocketState, Verdict};
+
+/// The middle of epoch 1000 of 60 s (the salts' epoch), milliseconds.
+const NOW: u64 = 1000 * 60_000 + 30_000;
+
+fn salts() -> Salts {
+    Salts::from_keys(&EpochKeys::derive(&MasterSecret([3; 32]), 1000), 60)
+}
 
 fn services() -> ServiceSet {
     ServiceSet::new(vec![
@@ -21,7 +28,7 @@ fn services() -> ServiceSet {
 fn engine(strict: bool) -> Engine {
     let mut cfg = EngineConfig::new(services());
     cfg.strict = strict;
-    Engine::new(cfg, EpochKeys::derive(&MasterSecret([3; 32]), 1000))
+    Engine::new(cfg, salts())
 }
 
 fn syn(v6: bool, vlan: bool) -> Vec<u8> {
@@ -100,7 +107,7 @@ fn ack_for(e: &mut Engine, syn: &[u8]) -> Vec<u8> {
 fn ack_for_port(e: &mut Engine, syn: &[u8], sport: u16) -> Vec<u8> {
     let mut buf = syn.to_vec();
     buf.resize(MAX_SYNACK_LEN.max(syn.len()), 0);
-    let Verdict::Tx { len } = e.xdp(&mut buf, syn.len(), 1000).verdict else {
+    let Verdict::Tx { len } = e.xdp(&mut buf, syn.len(), NOW).verdict else {
         panic!()
     };
     let h = etherparse::PacketHeaders::from_ethernet_slice(&buf[..len]).unwrap();
@@ -143,7 +150,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 buf[..frame.len()].copy_from_slice(&frame);
-                black_box(e.xdp(&mut buf, frame.len(), 1000))
+                black_box(e.xdp(&mut buf, frame.len(), NOW))
             })
         });
     }
@@ -153,7 +160,7 @@ fn bench(c: &mut Criterion) {
     buf.copy_from_slice(&data);
     // Forwarding never writes the frame, so no copy per iteration.
     g.bench_function("established_default", |b| {
-        b.iter(|| black_box(e.xdp(black_box(&mut buf), data.len(), 1000)))
+        b.iter(|| black_box(e.xdp(black_box(&mut buf), data.len(), NOW)))
     });
     let mut e = engine(true);
     let ack = ack_for(&mut e, &syn(false, false));
@@ -162,7 +169,7 @@ fn bench(c: &mut Criterion) {
     let mut cfg = EngineConfig::new(services());
     cfg.strict = true;
     cfg.flow_cache = 1;
-    let mut small = Engine::new(cfg, EpochKeys::derive(&MasterSecret([3; 32]), 1000));
+    let mut small = Engine::new(cfg, salts());
     let mut syn2 = syn(false, false);
     syn2[34..36].copy_from_slice(&40001u16.to_be_bytes());
     fix_checksums(&mut syn2);
@@ -175,22 +182,22 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             i ^= 1;
             abuf.copy_from_slice(&acks[i]);
-            let d = small.xdp(&mut abuf, acks[i].len(), 1000);
+            let d = small.xdp(&mut abuf, acks[i].len(), NOW);
             debug_assert_eq!(d.verdict, Verdict::Pass);
             black_box(d)
         })
     });
-    assert_eq!(e.xdp(&mut abuf, ack.len(), 1000).verdict, Verdict::Pass);
+    assert_eq!(e.xdp(&mut abuf, ack.len(), NOW).verdict, Verdict::Pass);
     abuf.copy_from_slice(&ack);
     g.bench_function("strict_established_cached", |b| {
-        b.iter(|| black_box(e.xdp(black_box(&mut abuf), ack.len(), 1000)))
+        b.iter(|| black_box(e.xdp(black_box(&mut abuf), ack.len(), NOW)))
     });
     let mut be = engine(false);
     g.bench_function("backend_ack_validate", |b| {
-        b.iter(|| black_box(be.tc(black_box(&ack), |_| SocketState::ListenerOnly)))
+        b.iter(|| black_box(be.tc(black_box(&ack), NOW, |_| SocketState::ListenerOnly)))
     });
     g.bench_function("backend_established", |b| {
-        b.iter(|| black_box(be.tc(black_box(&data), |_| SocketState::Connection)))
+        b.iter(|| black_box(be.tc(black_box(&data), NOW, |_| SocketState::Connection)))
     });
     g.finish();
 }

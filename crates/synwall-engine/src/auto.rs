@@ -11,6 +11,11 @@
 //! - cookies on, rate < `rate_off` and no high window for `hold_ms`: cookies off.
 //!
 //! The SYN that closes a window is decided with the state it leaves.
+//!
+//! The clock is the node's TAI clock, which follows the wall clock: a window start more than
+//! [`AutoState::STEP_NS`] ahead of `now` means the clock was stepped back, and the window restarts
+//! at `now` (`last_high_ns` is pulled back to `now` if it is ahead too), instead of staying open
+//! until the clock caught up.
 
 use crate::config::AutoConfig;
 
@@ -36,6 +41,8 @@ pub struct AutoState {
 impl AutoState {
     /// Shortest measurement window.
     pub const WINDOW_NS: u64 = 100_000_000;
+    /// A window start further than this ahead of the clock: the clock was stepped back.
+    pub const STEP_NS: u64 = 1_000_000_000;
 
     /// Count one SYN at `now_ns`; returns whether it is answered with a cookie. Clock differences
     /// are compared as signed numbers, as the C does (a clock older than the window start is no
@@ -63,6 +70,11 @@ impl AutoState {
             {
                 self.cookies_on = false;
                 self.switches_off += 1;
+            }
+        } else if (elapsed as i64) < -(Self::STEP_NS as i64) {
+            self.window_start_ns = now_ns;
+            if (now_ns.wrapping_sub(self.last_high_ns) as i64) < 0 {
+                self.last_high_ns = now_ns;
             }
         }
         self.cookies_on
@@ -206,5 +218,30 @@ mod tests {
         // Another CPU opened the window at T0; this one read its clock 1 us earlier.
         st.on_syn(&c, T0 - 1_000);
         assert_eq!((st.window_start_ns, st.window_syns, st.rate), (T0, 1, 0));
+    }
+
+    #[test]
+    fn a_clock_stepped_back_restarts_the_window() {
+        let c = cfg();
+        // Cookies on after a high window at T0 + 100 ms.
+        let mut st = AutoState::default();
+        drive(&mut st, &c, T0, 200 * MS, 5000);
+        assert!(st.cookies_on);
+        let high = st.last_high_ns;
+        // The wall clock (and TAI with it) steps back an hour: the window restarts there, and
+        // the hold counts from there, so quiet traffic switches cookies off a hold later.
+        let back = T0 - 3600 * S;
+        assert!(st.on_syn(&c, back));
+        assert_eq!((st.window_start_ns, st.last_high_ns), (back, back));
+        assert!(high > back);
+        assert!(st.on_syn(&c, back + 500 * MS), "within the hold");
+        assert!(
+            !st.on_syn(&c, back + 1500 * MS),
+            "quiet for longer than the hold"
+        );
+        // A step back of less than a second is another CPU's older reading: nothing restarts.
+        let start = st.window_start_ns;
+        st.on_syn(&c, start - 900 * MS);
+        assert_eq!(st.window_start_ns, start);
     }
 }

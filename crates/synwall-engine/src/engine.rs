@@ -8,10 +8,11 @@ use crate::auto::AutoState;
 use crate::config::EngineConfig;
 use crate::counters::{Counter, Counters};
 use crate::parse::{parse, Parsed, TcpFrame};
+use crate::salts::{Salts, Validation};
 use crate::synack;
 use lru::LruCache;
 use std::num::NonZeroUsize;
-use synwall_cookie::synwall_v1::{self as v1, EpochKeys};
+use synwall_cookie::synwall_v1 as v1;
 use synwall_cookie::{Ack, Flow, SynOptions, Timestamps};
 use synwall_wire::ethernet::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use synwall_wire::tcp::{self, TcpOptions, TcpSegment};
@@ -145,11 +146,13 @@ pub fn kfunc_counter(ret: i32) -> Counter {
 /// The strict-mode flow cache key: (family, addresses, ports) of the client-to-service direction.
 pub type FlowKey = Flow;
 
-/// The reference data path. Holds configuration, the current salts, the strict-mode flow cache,
-/// the auto-mode state and the counters.
+/// The reference data path. Holds configuration, the salts (the ring and its clock rule), the
+/// strict-mode flow cache, the auto-mode state and the counters. Every call takes the node's TAI
+/// clock (`bpf_ktime_get_tai_ns`, the programs' one clock): it picks the salts, and gives TSval
+/// its milliseconds and auto mode its windows.
 pub struct Engine {
     cfg: EngineConfig,
-    keys: EpochKeys,
+    salts: Salts,
     cache: LruCache<FlowKey, ()>,
     counters: Counters,
     auto: AutoState,
@@ -167,26 +170,31 @@ pub fn syn_options(opts: &TcpOptions, flags: u8) -> SynOptions {
 }
 
 impl Engine {
-    /// An engine with salts `keys`.
-    pub fn new(cfg: EngineConfig, keys: EpochKeys) -> Self {
+    /// An engine with `salts`.
+    pub fn new(cfg: EngineConfig, salts: Salts) -> Self {
         let cap = NonZeroUsize::new(cfg.flow_cache.max(1)).expect("non-zero");
         Engine {
             cfg,
-            keys,
+            salts,
             cache: LruCache::new(cap),
             counters: Counters::default(),
             auto: AutoState::default(),
         }
     }
 
-    /// Install the salts of another epoch (a rotation).
-    pub fn set_keys(&mut self, keys: EpochKeys) {
-        self.keys = keys;
+    /// Replace the salts (ring and clock).
+    pub fn set_salts(&mut self, salts: Salts) {
+        self.salts = salts;
     }
 
-    /// The salts in use.
-    pub fn keys(&self) -> &EpochKeys {
-        &self.keys
+    /// The salts.
+    pub fn salts(&self) -> &Salts {
+        &self.salts
+    }
+
+    /// The salts, to write slots or change the clock as the daemon writes the maps.
+    pub fn salts_mut(&mut self) -> &mut Salts {
+        &mut self.salts
     }
 
     /// The configuration.
@@ -224,9 +232,9 @@ impl Engine {
 
     /// The edge's XDP program on one frame: `buf[..len]` is the frame; a SYN+ACK is written into
     /// `buf` in place (it needs up to [`synack::MAX_SYNACK_LEN`] bytes). `clock_ms` is the node's
-    /// millisecond clock for TSval; this is [`Engine::xdp_at`] at `clock_ms` whole milliseconds.
+    /// TAI clock in milliseconds; this is [`Engine::xdp_at`] at `clock_ms` whole milliseconds.
     pub fn xdp(&mut self, buf: &mut [u8], len: usize, clock_ms: u64) -> Decision {
-        self.decide(buf, len, len, clock_ms.wrapping_mul(1_000_000), clock_ms)
+        self.decide(buf, len, len, clock_ms.wrapping_mul(1_000_000))
     }
 
     /// [`Engine::xdp`] on a multi-buffer frame (XDP `frags`): its first buffer holds
@@ -239,24 +247,29 @@ impl Engine {
         first_buffer: usize,
         clock_ms: u64,
     ) -> Decision {
-        let first = first_buffer.min(len);
-        self.decide(buf, len, first, clock_ms.wrapping_mul(1_000_000), clock_ms)
+        self.xdp_frags_at(buf, len, first_buffer, clock_ms.wrapping_mul(1_000_000))
     }
 
-    /// [`Engine::xdp`] with the node's nanosecond clock (`bpf_ktime_get_ns`), the one clock of the
-    /// XDP program: the auto mode's SYN rate uses it, TSval its milliseconds (`now_ns / 1e6`).
-    pub fn xdp_at(&mut self, buf: &mut [u8], len: usize, now_ns: u64) -> Decision {
-        self.decide(buf, len, len, now_ns, now_ns / 1_000_000)
-    }
-
-    fn decide(
+    /// [`Engine::xdp_frags`] with the clock in nanoseconds.
+    pub fn xdp_frags_at(
         &mut self,
         buf: &mut [u8],
         len: usize,
         first_buffer: usize,
         now_ns: u64,
-        clock_ms: u64,
     ) -> Decision {
+        let first = first_buffer.min(len);
+        self.decide(buf, len, first, now_ns)
+    }
+
+    /// [`Engine::xdp`] with the node's TAI clock in nanoseconds (`bpf_ktime_get_tai_ns`), the one
+    /// clock of the XDP program: it picks the salt, auto mode's SYN rate uses it, TSval its
+    /// milliseconds (`now_ns / 1e6`).
+    pub fn xdp_at(&mut self, buf: &mut [u8], len: usize, now_ns: u64) -> Decision {
+        self.decide(buf, len, len, now_ns)
+    }
+
+    fn decide(&mut self, buf: &mut [u8], len: usize, first_buffer: usize, now_ns: u64) -> Decision {
         let f = match parse(&buf[..len], &self.cfg.services) {
             Parsed::Tcp(f) => f,
             Parsed::Pass(c) => return self.count(Verdict::Pass, c),
@@ -271,7 +284,7 @@ impl Engine {
             if f.end > first_buffer {
                 return self.count(Verdict::Drop, Counter::DropSynMultibuf);
             }
-            return self.answer_syn(buf, len, &f, now_ns, clock_ms);
+            return self.answer_syn(buf, len, &f, now_ns);
         }
         if !self.cfg.strict {
             // Cost rule: established traffic is forwarded without a MAC; the backend validates.
@@ -282,27 +295,33 @@ impl Engine {
             return self.count(Verdict::Pass, Counter::StrictFwdCached);
         }
         if f.flags & (tcp::ACK | tcp::SYN | tcp::RST) != tcp::ACK {
-            return self.count(Verdict::Drop, Counter::StrictDrop);
+            return self.strict_reject(now_ns);
         }
         let Some(ack) = Self::ack_of(&buf[..len], &f) else {
             return self.count(Verdict::Drop, Counter::DropAckOptions);
         };
-        if v1::validate(&self.cfg.cookie, &self.keys, &ack).is_some() {
-            self.cache.put(flow, ());
-            self.count(Verdict::Pass, Counter::StrictAckValid)
-        } else {
-            self.count(Verdict::Drop, Counter::StrictDrop)
+        match self.salts.validate(&self.cfg.cookie, &ack, now_ns) {
+            Validation::Valid(_) => {
+                self.cache.put(flow, ());
+                self.count(Verdict::Pass, Counter::StrictAckValid)
+            }
+            Validation::Invalid => self.count(Verdict::Drop, Counter::StrictDrop),
+            // Without salts nothing can be judged here: the backend still validates.
+            Validation::Stale => self.count(Verdict::Pass, Counter::StrictPassStale),
         }
     }
 
-    fn answer_syn(
-        &mut self,
-        buf: &mut [u8],
-        len: usize,
-        f: &TcpFrame,
-        now_ns: u64,
-        clock_ms: u64,
-    ) -> Decision {
+    /// Strict mode on a segment that is no handshake ACK of an unknown flow: dropped, unless the
+    /// ring has no salts for the live epoch (then the flow may be one the kernel behind made
+    /// while the edge passed SYNs: fail-safe).
+    fn strict_reject(&mut self, now_ns: u64) -> Decision {
+        if self.salts.validation_stale(now_ns) {
+            return self.count(Verdict::Pass, Counter::StrictPassStale);
+        }
+        self.count(Verdict::Drop, Counter::StrictDrop)
+    }
+
+    fn answer_syn(&mut self, buf: &mut [u8], len: usize, f: &TcpFrame, now_ns: u64) -> Decision {
         if f.flags & (tcp::RST | tcp::FIN) != 0 {
             return self.count(Verdict::Drop, Counter::DropSynFlags);
         }
@@ -319,13 +338,18 @@ impl Engine {
                 return self.count(Verdict::Pass, Counter::AutoSynPass);
             }
         }
+        // The salts only where a MAC is computed; none for this epoch: the kernel answers.
+        let Some(salt) = self.salts.generation(now_ns) else {
+            return self.count(Verdict::Pass, Counter::SynPassStale);
+        };
+        let key = salt.current;
         let syn = synwall_cookie::Syn {
             flow: f.flow(),
             isn: f.seq,
             options: syn_options(&opts, f.flags),
         };
         let bits = v1::encode_options(&self.cfg.cookie, &syn.flow.addrs, &syn.options);
-        let issued = v1::issue(&self.keys.current, &syn.flow, syn.isn, bits, clock_ms);
+        let issued = v1::issue(&key, &syn.flow, syn.isn, bits, now_ns / 1_000_000);
         let syn_tsval = opts.timestamps.map_or(0, |t| t.0);
         match synack::build(buf, f, bits, &issued, syn_tsval, &self.cfg.server) {
             Some(len) => self.count(Verdict::Tx { len }, Counter::SynAnswered),
@@ -334,15 +358,22 @@ impl Engine {
     }
 
     /// The backend's tc ingress program on one frame, with the skb a test run or a replayed
-    /// capture gives ([`Skb::of_frame`]). `lookup` plays `bpf_skc_lookup_tcp` for the segment's
-    /// 4-tuple. For [`BackendVerdict::AssignReqsk`] the caller calls the kfunc and counts
-    /// [`kfunc_counter`] of its result with [`Engine::count_kfunc`].
+    /// capture gives ([`Skb::of_frame`]), at `clock_ms` (the node's TAI clock, milliseconds).
+    /// `lookup` plays `bpf_skc_lookup_tcp` for the segment's 4-tuple. For
+    /// [`BackendVerdict::AssignReqsk`] the caller calls the kfunc and counts [`kfunc_counter`]
+    /// of its result with [`Engine::count_kfunc`].
     pub fn tc(
         &mut self,
         frame: &[u8],
+        clock_ms: u64,
         lookup: impl FnOnce(&Flow) -> SocketState,
     ) -> BackendDecision {
-        self.tc_skb(frame, Skb::of_frame(frame), lookup)
+        self.tc_at(
+            frame,
+            Skb::of_frame(frame),
+            clock_ms.wrapping_mul(1_000_000),
+            lookup,
+        )
     }
 
     /// [`Engine::tc`] with what the program reads from the skb itself.
@@ -350,13 +381,25 @@ impl Engine {
         &mut self,
         frame: &[u8],
         skb: Skb,
+        clock_ms: u64,
+        lookup: impl FnOnce(&Flow) -> SocketState,
+    ) -> BackendDecision {
+        self.tc_at(frame, skb, clock_ms.wrapping_mul(1_000_000), lookup)
+    }
+
+    /// [`Engine::tc_skb`] with the node's TAI clock in nanoseconds (`bpf_ktime_get_tai_ns`).
+    pub fn tc_at(
+        &mut self,
+        frame: &[u8],
+        skb: Skb,
+        now_ns: u64,
         lookup: impl FnOnce(&Flow) -> SocketState,
     ) -> BackendDecision {
         let d = |verdict, counter| BackendDecision { verdict, counter };
         let decision = match parse(frame, &self.cfg.services) {
             Parsed::Pass(c) => d(BackendVerdict::Pass, c),
             Parsed::Drop(c) => d(BackendVerdict::Drop, c),
-            Parsed::Tcp(f) => self.backend_tcp(frame, skb, &f, lookup),
+            Parsed::Tcp(f) => self.backend_tcp(frame, skb, &f, now_ns, lookup),
         };
         if decision.counter != Counter::BackendReqskCreated {
             self.counters.inc(decision.counter);
@@ -369,6 +412,7 @@ impl Engine {
         frame: &[u8],
         skb: Skb,
         f: &TcpFrame,
+        now_ns: u64,
         lookup: impl FnOnce(&Flow) -> SocketState,
     ) -> BackendDecision {
         let d = |verdict, counter| BackendDecision { verdict, counter };
@@ -387,8 +431,12 @@ impl Engine {
             // The kernel would have recycled the TIME_WAIT socket on the SYN the edge answered:
             // a cookie ACK here is counted (the client stalls until TIME_WAIT ends), and passed.
             SocketState::TimeWait => {
-                let valid = Self::ack_of(frame, f)
-                    .is_some_and(|ack| v1::validate(&self.cfg.cookie, &self.keys, &ack).is_some());
+                let valid = Self::ack_of(frame, f).is_some_and(|ack| {
+                    matches!(
+                        self.salts.validate(&self.cfg.cookie, &ack, now_ns),
+                        Validation::Valid(_)
+                    )
+                });
                 let c = if valid {
                     Counter::BackendAckTimewait
                 } else {
@@ -407,7 +455,14 @@ impl Engine {
         let Some(ack) = Self::ack_of(frame, f) else {
             return d(BackendVerdict::Drop, Counter::DropAckOptions);
         };
-        match v1::validate(&self.cfg.cookie, &self.keys, &ack) {
+        let valid = match self.salts.validate(&self.cfg.cookie, &ack, now_ns) {
+            Validation::Valid(dec) => Some(dec),
+            // No salts for the live epoch: nothing can be judged; the edges pass SYNs to the
+            // kernel meanwhile, and it checks the ACKs of its own syncookies.
+            Validation::Stale => return d(BackendVerdict::Pass, Counter::BackendAckPassStale),
+            Validation::Invalid => None,
+        };
+        match valid {
             // Auto mode: the kernel answers SYNs too, and when its SYN queue overflows it sends
             // its own syncookies, whose ACKs find only the listener. It checks them.
             None if self.cfg.auto.is_some() => d(BackendVerdict::Pass, Counter::BackendAckPassAuto),

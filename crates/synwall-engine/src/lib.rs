@@ -11,6 +11,7 @@ pub mod config;
 pub mod counters;
 pub mod engine;
 pub mod parse;
+pub mod salts;
 pub mod services;
 pub mod synack;
 
@@ -20,4 +21,5 @@ pub use counters::{Counter, Counters};
 pub use engine::{
     BackendDecision, BackendVerdict, Decision, Engine, ReqAttrs, Skb, SocketState, Verdict,
 };
+pub use salts::{SaltEntry, SaltRing, Salts, Validation};
 pub use services::{Service, ServiceSet};

@@ -4,13 +4,23 @@
 
 use etherparse::{PacketBuilder, TcpOptionElement};
 use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
-use synwall_engine::{Engine, EngineConfig, Service, ServiceSet};
+use synwall_engine::{Engine, EngineConfig, Salts, Service, ServiceSet};
 
 pub const MASTER: [u8; 32] = [0x42; 32];
 pub const EPOCH: u64 = 30_000_000;
+/// Epoch length of these tests, seconds.
+pub const P: u64 = 60;
+/// The middle of epoch `EPOCH` on the engine's clock (TAI = UNIX time here), milliseconds: the
+/// salts of [`keys`] are the ones a node holds then.
+pub const NOW_MS: u64 = EPOCH * P * 1000 + P * 500;
 
 pub fn keys() -> EpochKeys {
     EpochKeys::derive(&MasterSecret(MASTER), EPOCH)
+}
+
+/// A ring holding `K_EPOCH` and `K_{EPOCH-1}`, epochs of `P` seconds.
+pub fn salts() -> Salts {
+    Salts::from_keys(&keys(), P)
 }
 
 pub fn all_services() -> ServiceSet {
@@ -21,7 +31,7 @@ pub fn all_services() -> ServiceSet {
 }
 
 pub fn engine() -> Engine {
-    Engine::new(EngineConfig::new(all_services()), keys())
+    Engine::new(EngineConfig::new(all_services()), salts())
 }
 
 #[derive(Clone, Debug)]

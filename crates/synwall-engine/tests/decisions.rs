@@ -4,11 +4,12 @@
 mod common;
 
 use common::*;
+use synwall_cookie::synwall_v1::EpochClock;
 use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
 use synwall_engine::engine::kfunc_counter;
 use synwall_engine::synack::MAX_SYNACK_LEN;
 use synwall_engine::{
-    BackendVerdict, Counter, Engine, EngineConfig, ReqAttrs, SocketState, Verdict,
+    BackendVerdict, Counter, Engine, EngineConfig, ReqAttrs, SaltRing, Salts, SocketState, Verdict,
 };
 
 /// Answer `s` with `e`, and return the ACK frame a real client would send back.
@@ -16,7 +17,7 @@ fn handshake_ack(e: &mut Engine, s: &SynSpec) -> Vec<u8> {
     let syn = frame(s, None);
     let mut buf = syn.clone();
     buf.resize(MAX_SYNACK_LEN.max(syn.len()), 0);
-    let d = e.xdp(&mut buf, syn.len(), 77_777);
+    let d = e.xdp(&mut buf, syn.len(), NOW_MS);
     let Verdict::Tx { len } = d.verdict else {
         panic!("{d:?}")
     };
@@ -76,7 +77,7 @@ fn frame_with_ts(s: &SynSpec, ack: u32, tsval: u32, tsecr: u32) -> Vec<u8> {
 fn xdp(e: &mut Engine, f: &[u8]) -> (Verdict, Counter) {
     let mut buf = f.to_vec();
     buf.resize(MAX_SYNACK_LEN.max(f.len()), 0);
-    let d = e.xdp(&mut buf, f.len(), 1);
+    let d = e.xdp(&mut buf, f.len(), NOW_MS);
     (d.verdict, d.counter)
 }
 
@@ -102,7 +103,7 @@ fn strict_mode_forwards_only_validated_flows() {
     let mut cfg = EngineConfig::new(all_services());
     cfg.strict = true;
     cfg.flow_cache = 2;
-    let mut e = Engine::new(cfg, keys());
+    let mut e = Engine::new(cfg, salts());
     for v6 in [false, true] {
         let s = SynSpec {
             v6,
@@ -188,7 +189,7 @@ fn backend_assigns_a_request_socket_with_the_decoded_options() {
             ..SynSpec::default()
         };
         let ack = handshake_ack(&mut e, &s);
-        let d = e.tc(&ack, |_| SocketState::ListenerOnly);
+        let d = e.tc(&ack, NOW_MS, |_| SocketState::ListenerOnly);
         let BackendVerdict::AssignReqsk(a) = d.verdict else {
             panic!("{d:?}")
         };
@@ -210,11 +211,11 @@ fn backend_assigns_a_request_socket_with_the_decoded_options() {
         );
         assert_eq!(e.count_kfunc(0), Counter::BackendReqskCreated);
         assert_eq!(
-            e.tc(&ack, |_| SocketState::Connection).counter,
+            e.tc(&ack, NOW_MS, |_| SocketState::Connection).counter,
             Counter::BackendEstablished
         );
         assert_eq!(
-            e.tc(&ack, |_| SocketState::None).counter,
+            e.tc(&ack, NOW_MS, |_| SocketState::None).counter,
             Counter::BackendNoListener
         );
         let mut bad = ack.clone();
@@ -223,14 +224,14 @@ fn backend_assigns_a_request_socket_with_the_decoded_options() {
         let l4 = if v6 { 14 + 40 } else { 14 + 20 };
         bad[l4 + 9] ^= 0x10;
         assert_eq!(n, bad.len());
-        let d = e.tc(&bad, |_| SocketState::ListenerOnly);
+        let d = e.tc(&bad, NOW_MS, |_| SocketState::ListenerOnly);
         assert_eq!(
             (d.verdict, d.counter),
             (BackendVerdict::Drop, Counter::BackendAckInvalid)
         );
     }
     assert_eq!(
-        e.tc(&frame(&SynSpec::default(), None), |_| {
+        e.tc(&frame(&SynSpec::default(), None), NOW_MS, |_| {
             SocketState::ListenerOnly
         })
         .counter,
@@ -250,26 +251,126 @@ fn ack_expires_after_two_epochs_and_other_secret_fails() {
         ..SynSpec::default()
     };
     let ack = handshake_ack(&mut edge, &s);
-    let mut backend = engine();
-    let at = |e: u64| EpochKeys::derive(&MasterSecret(MASTER), e);
-    backend.set_keys(at(EPOCH + 1));
+    // A backend whose ring holds this secret's salts from EPOCH - 1 to EPOCH + 3.
+    let master = MasterSecret(MASTER);
+    let ring = SaltRing::derive(EPOCH - 1, EPOCH + 3, &master, None);
+    let mut backend = Engine::new(
+        EngineConfig::new(all_services()),
+        Salts::new(ring, EpochClock::new(P, 0)),
+    );
+    let epoch_ms = P * 1000;
     assert!(matches!(
-        backend.tc(&ack, |_| SocketState::ListenerOnly).verdict,
+        backend
+            .tc(&ack, NOW_MS + epoch_ms, |_| SocketState::ListenerOnly)
+            .verdict,
         BackendVerdict::AssignReqsk(_)
     ));
-    backend.set_keys(at(EPOCH + 2));
     assert_eq!(
-        backend.tc(&ack, |_| SocketState::ListenerOnly).counter,
+        backend
+            .tc(&ack, NOW_MS + 2 * epoch_ms, |_| SocketState::ListenerOnly)
+            .counter,
         Counter::BackendAckInvalid
     );
+    // Issued a little before its epoch began (a generator's clock ahead): accepted in the last
+    // L of the epoch before, not earlier.
+    let lag_ms = synwall_cookie::synwall_v1::lag_ns(P * 1_000_000_000) / 1_000_000;
+    let start = EPOCH * epoch_ms;
+    assert_eq!(
+        backend
+            .tc(&ack, start - lag_ms - 1, |_| SocketState::ListenerOnly)
+            .counter,
+        Counter::BackendAckInvalid
+    );
+    assert!(matches!(
+        backend
+            .tc(&ack, start - lag_ms, |_| SocketState::ListenerOnly)
+            .verdict,
+        BackendVerdict::AssignReqsk(_)
+    ));
     let mut other = Engine::new(
         EngineConfig::new(all_services()),
-        EpochKeys::derive(&MasterSecret([7; 32]), EPOCH),
+        Salts::from_keys(&EpochKeys::derive(&MasterSecret([7; 32]), EPOCH), P),
     );
     assert_eq!(
-        other.tc(&ack, |_| SocketState::ListenerOnly).counter,
+        other
+            .tc(&ack, NOW_MS, |_| SocketState::ListenerOnly)
+            .counter,
         Counter::BackendAckInvalid
     );
+}
+
+/// The salt ring runs out (the daemon stopped writing ahead): the edge passes SYNs to the kernel
+/// behind, a strict edge passes what it cannot judge, the backend passes ACKs it cannot validate;
+/// cookies of the ring's last epoch still validate while it is the epoch before.
+#[test]
+fn past_the_rings_end_everything_is_passed() {
+    let master = MasterSecret(MASTER);
+    let ring = SaltRing::derive(EPOCH - 1, EPOCH, &master, None);
+    let salts = Salts::new(ring, EpochClock::new(P, 0));
+    let mut cfg = EngineConfig::new(all_services());
+    let mut edge = Engine::new(cfg.clone(), salts.clone());
+    cfg.strict = true;
+    let mut strict = Engine::new(cfg.clone(), salts.clone());
+    let mut backend = Engine::new(EngineConfig::new(all_services()), salts);
+    let s = SynSpec::default();
+    let ack = handshake_ack(&mut edge, &s);
+    let syn = frame(&s, None);
+    let run = |e: &mut Engine, f: &[u8], ms: u64| {
+        let mut buf = f.to_vec();
+        buf.resize(MAX_SYNACK_LEN.max(f.len()), 0);
+        let d = e.xdp(&mut buf, f.len(), ms);
+        (d.verdict, d.counter)
+    };
+    let epoch_ms = P * 1000;
+    let lag_ms = 250;
+    let next = (EPOCH + 1) * epoch_ms;
+    // Generation switches to EPOCH + 1 at its start + L: no salt there.
+    assert_eq!(
+        run(&mut edge, &syn, next + lag_ms - 1).1,
+        Counter::SynAnswered
+    );
+    assert_eq!(
+        run(&mut edge, &syn, next + lag_ms),
+        (Verdict::Pass, Counter::SynPassStale)
+    );
+    // The ACK of a cookie of EPOCH still validates during EPOCH + 1 (as v - 1).
+    assert_eq!(
+        run(&mut strict, &ack, next + 1000),
+        (Verdict::Pass, Counter::StrictAckValid)
+    );
+    assert!(matches!(
+        backend
+            .tc(&ack, next + 1000, |_| SocketState::ListenerOnly)
+            .verdict,
+        BackendVerdict::AssignReqsk(_)
+    ));
+    // Anything else cannot be judged: passed, counted as stale.
+    // Another flow than the validated one (which the strict edge now caches).
+    let other = SynSpec {
+        isn: 9,
+        sport: 40_001,
+        ..s.clone()
+    };
+    let forged = frame(&other, Some(12345));
+    assert_eq!(
+        run(&mut strict, &forged, next + 1000),
+        (Verdict::Pass, Counter::StrictPassStale)
+    );
+    let d = backend.tc(&forged, next + 1000, |_| SocketState::ListenerOnly);
+    assert_eq!(
+        (d.verdict, d.counter),
+        (BackendVerdict::Pass, Counter::BackendAckPassStale)
+    );
+    // While the live slot is there, the same forged ACK is dropped.
+    assert_eq!(
+        run(&mut strict, &forged, NOW_MS),
+        (Verdict::Drop, Counter::StrictDrop)
+    );
+    let d = backend.tc(&forged, NOW_MS, |_| SocketState::ListenerOnly);
+    assert_eq!(d.counter, Counter::BackendAckInvalid);
+    // Two epochs on, even the last cookies are gone: the ACK is passed as stale too.
+    let d = backend.tc(&ack, next + epoch_ms + 1000, |_| SocketState::ListenerOnly);
+    assert_eq!(d.counter, Counter::BackendAckPassStale);
 }
 
 /// Found by the fuzzer (its oracle assumed replies never go to port 0): SPEC section 8 answers any
@@ -295,14 +396,14 @@ fn syn_from_source_port_zero_is_answered() {
 #[test]
 fn auto_mode_passes_syns_until_the_rate_is_high() {
     const MS: u64 = 1_000_000;
-    let t0 = 7_200_000 * MS;
+    let t0 = NOW_MS * MS;
     let mut cfg = EngineConfig::new(all_services());
     cfg.auto = Some(synwall_engine::AutoConfig {
         rate_on: 1000,
         rate_off: 100,
         hold_ms: 500,
     });
-    let mut e = Engine::new(cfg, keys());
+    let mut e = Engine::new(cfg, salts());
     let syn = frame(&SynSpec::default(), None);
     let run = |e: &mut Engine, f: &[u8], now: u64| {
         let mut buf = f.to_vec();

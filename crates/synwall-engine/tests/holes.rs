@@ -53,14 +53,14 @@ fn services() -> ServiceSet {
 fn engine_with(strict: bool) -> Engine {
     let mut cfg = EngineConfig::new(services());
     cfg.strict = strict;
-    Engine::new(cfg, keys())
+    Engine::new(cfg, salts())
 }
 
 fn xdp(e: &mut Engine, f: &[u8]) -> (Decision, Vec<u8>) {
     let before = e.counters().total();
     let mut buf = f.to_vec();
     buf.resize(f.len() + MAX_SYNACK_LEN, 0);
-    let d = e.xdp(&mut buf, f.len(), 77_000);
+    let d = e.xdp(&mut buf, f.len(), NOW_MS);
     assert_eq!(e.counters().total(), before + 1, "one counter per frame");
     (d, buf)
 }
@@ -70,7 +70,7 @@ fn edge(f: &[u8]) -> Counter {
 }
 
 fn tc(f: &[u8], state: SocketState) -> (BackendVerdict, Counter) {
-    let d = engine_with(false).tc(f, |_| state);
+    let d = engine_with(false).tc(f, NOW_MS, |_| state);
     (d.verdict, d.counter)
 }
 
@@ -510,7 +510,7 @@ fn routing_header_final_destination_decides() {
         &tcp6(v6_ack(SVC6, 0), SVC6, &[]),
     );
     let mut seen = None;
-    let d = engine_with(false).tc(&ack, |flow| {
+    let d = engine_with(false).tc(&ack, NOW_MS, |flow| {
         seen = Some(flow.addrs);
         SocketState::ListenerOnly
     });
@@ -594,7 +594,7 @@ fn syn_beyond_the_first_buffer_is_dropped() {
         let mut e = engine_with(false);
         let mut buf = f.to_vec();
         buf.resize(f.len() + MAX_SYNACK_LEN, 0);
-        e.xdp_frags(&mut buf, f.len(), first, 1).counter
+        e.xdp_frags(&mut buf, f.len(), first, NOW_MS).counter
     };
     assert_eq!(run(&f, f.len() - 1), Counter::DropSynMultibuf);
     assert_eq!(run(&f, 54), Counter::DropSynMultibuf);
@@ -651,7 +651,7 @@ fn backend_creates_nothing_from_a_bad_checksum() {
             csum_trusted: true,
             ..Skb::of_frame(&bad)
         };
-        let d = engine_with(false).tc_skb(&bad, skb, |_| SocketState::ListenerOnly);
+        let d = engine_with(false).tc_skb(&bad, skb, NOW_MS, |_| SocketState::ListenerOnly);
         assert!(matches!(d.verdict, BackendVerdict::AssignReqsk(_)));
     }
     // An invalid cookie is still just invalid, whatever its checksum.
@@ -679,6 +679,7 @@ fn backend_moves_stacked_tags_aside_for_the_kfunc() {
                 vlan_present,
                 csum_trusted: false,
             },
+            NOW_MS,
             |_| SocketState::ListenerOnly,
         );
         (d.verdict, d.counter)

@@ -12,7 +12,7 @@ fn run_out(e: &mut Engine, f: &[u8]) -> (Decision, Vec<u8>) {
     let before = e.counters().total();
     let mut buf = f.to_vec();
     buf.resize(f.len().max(MAX_SYNACK_LEN), 0);
-    let d = e.xdp(&mut buf, f.len(), 5_000);
+    let d = e.xdp(&mut buf, f.len(), NOW_MS);
     assert_eq!(
         e.counters().total(),
         before + 1,
@@ -195,7 +195,7 @@ fn not_ours_is_untouched() {
         synwall_engine::EngineConfig::new(synwall_engine::ServiceSet::new(vec![
             "198.51.100.0/24:443".parse().unwrap(),
         ])),
-        keys(),
+        salts(),
     );
     let d = run(
         &mut e,
@@ -295,7 +295,7 @@ fn no_room_for_the_answer_is_counted() {
     let mut e = engine();
     // Exactly the SYN's own length: the SYN+ACK needs 4 more bytes for its MSS option.
     let mut buf = f.clone();
-    let d = e.xdp(&mut buf, f.len(), 1);
+    let d = e.xdp(&mut buf, f.len(), NOW_MS);
     assert_eq!(
         (d.verdict, d.counter),
         (Verdict::Drop, Counter::DropSynackRoom)
@@ -322,7 +322,7 @@ fn big_gro_packets_pass_and_small_zero_lengths_stay_malformed() {
         let field = if v6 { 14 + 4 } else { 14 + 2 };
         big[field..field + 2].copy_from_slice(&[0, 0]);
         let mut e = engine();
-        let d = e.tc(&big, |_| SocketState::ListenerOnly);
+        let d = e.tc(&big, NOW_MS, |_| SocketState::ListenerOnly);
         assert_eq!(
             (d.verdict, d.counter),
             (BackendVerdict::Pass, Counter::PassBigGro),

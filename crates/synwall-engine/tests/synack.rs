@@ -86,7 +86,7 @@ fn check(s: &SynSpec) -> Result<(), TestCaseError> {
     let mut e = engine();
     let mut buf = syn.clone();
     buf.resize(syn.len().max(synwall_engine::synack::MAX_SYNACK_LEN), 0);
-    let clock_ms = 0x0abc_def0_1234u64;
+    let clock_ms = NOW_MS + 0x1234;
     let d = e.xdp(&mut buf, syn.len(), clock_ms);
     prop_assert_eq!(d.counter, Counter::SynAnswered);
     let Verdict::Tx { len } = d.verdict else {

@@ -49,6 +49,10 @@ pub struct DataPathArgs {
     /// The master secret: 32 raw bytes or 64 hex characters.
     #[arg(long, value_name = "FILE")]
     pub secret_file: std::path::PathBuf,
+    /// A second master secret that validates only (a staged secret rollout: the new secret while
+    /// it is rolled out, then the old one until every node issues the new one's cookies).
+    #[arg(long, value_name = "FILE")]
+    pub accepted_secret_file: Option<std::path::PathBuf>,
     /// Epoch length in seconds (salts rotate every epoch; a cookie lives 1-2 epochs).
     #[arg(long, default_value_t = synwall_cookie::synwall_v1::DEFAULT_EPOCH_SECONDS,
           value_parser = clap::value_parser!(u64).range(1..=synwall_config::MAX_EPOCH_SECONDS))]
@@ -61,5 +65,25 @@ impl DataPathArgs {
         Ok(synwall_cookie::synwall_v1::MasterSecret(read_secret_file(
             &self.secret_file,
         )?))
+    }
+
+    /// Read the master secrets: the current one and, with `--accepted-secret-file`, the accepted
+    /// one (which must be another secret).
+    pub fn secrets(&self) -> Result<crate::rotation::Secrets> {
+        let current = self.master()?;
+        let accepted = match &self.accepted_secret_file {
+            Some(p) => {
+                let a = synwall_cookie::synwall_v1::MasterSecret(read_secret_file(p)?);
+                anyhow::ensure!(
+                    a != current,
+                    "--accepted-secret-file {} holds the same secret as --secret-file: the \
+                     accepted secret is a second one",
+                    p.display()
+                );
+                Some(a)
+            }
+            None => None,
+        };
+        Ok(crate::rotation::Secrets { current, accepted })
     }
 }

@@ -8,25 +8,25 @@
 //! `synwall run` adopts them, so a restart or an upgrade drops nothing; `synwall stop --detach`
 //! removes them.
 //!
-//! Keys: the live salt slot in the maps is the truth. At a boundary into epoch `e` the new slot is
-//! `{K_e from the master secret, previous = the live K_{e-1}}`. So a replaced master secret takes
-//! effect at the next boundary and the old secret's last salt still validates for one epoch, and
-//! a restarted daemon continues exactly where the last one left off.
+//! Keys: the salt ring in the maps is written `node.salts_ahead_seconds` ahead, and its live slots
+//! are the truth: a restarted daemon continues exactly where the last one left off, a replaced
+//! current secret generates from the first boundary at least `max(2L, 1 s)` away, an accepted
+//! secret (`node.accepted_secret_file`) validates at once ([`crate::rotation`]).
 
 use crate::args::now_unix;
-use crate::node::{FrontEnd, Interface, Node, NodeSpec, Signals};
-use crate::rotation::key_id;
+use crate::node::{FrontEnd, Interface, LiveSalt, Node, NodeSpec, Signals};
+use crate::rotation::Secrets;
 use crate::snapshot;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use synwall_bpf::pin::NodePins;
 use synwall_bpf::{LoadOptions, XdpMode};
 use synwall_config::{NodeConfig, XdpFallback};
-use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
+use synwall_cookie::synwall_v1::MasterSecret;
 use tracing::{error, info, warn};
 
 /// Where runtime state (lock, pid) lives by default.
@@ -101,11 +101,11 @@ fn at(loaded: &synwall_config::Loaded, key: &str) -> String {
     }
 }
 
-/// What the machine checks establish: each interface (with its index), the master secret, and
+/// What the machine checks establish: each interface (with its index), the master secrets, and
 /// what is worth a warning but not a refusal.
 struct Preflight {
     interfaces: Vec<Interface>,
-    master: MasterSecret,
+    secrets: Secrets,
     warnings: Vec<String>,
 }
 
@@ -131,6 +131,23 @@ fn preflight(loaded: &synwall_config::Loaded) -> Result<Preflight> {
     }
     let master = synwall_config::read_secret_file(&cfg.node.secret_file)
         .map_err(|e| anyhow!("{}: {e}", at(loaded, "node.secret_file")))?;
+    let accepted = match cfg.node.accepted_secret() {
+        Some(path) => {
+            let a = synwall_config::read_secret_file(path)
+                .map_err(|e| anyhow!("{}: {e}", at(loaded, "node.accepted_secret_file")))?;
+            if a == master {
+                bail!(
+                    "{}: {} holds the same secret as node.secret_file: the accepted secret is a \
+                     second one (the new secret while it is rolled out, or the old one after), or \
+                     \"\" for none",
+                    at(loaded, "node.accepted_secret_file"),
+                    path.display()
+                );
+            }
+            Some(MasterSecret(a))
+        }
+        None => None,
+    };
     let ecfg = cfg.engine_config();
     LoadOptions::for_config(&ecfg)
         .check_services(&ecfg.services)
@@ -139,12 +156,19 @@ fn preflight(loaded: &synwall_config::Loaded) -> Result<Preflight> {
         crate::sysctl::ensure_for(&ecfg.cookie, false)
             .map_err(|e| anyhow!("{e:#} (or node.set_sysctls = true)"))?;
     }
+    let mut warnings: Vec<String> = synwall_config::secret_file_warning(&cfg.node.secret_file)
+        .into_iter()
+        .collect();
+    if let Some(p) = cfg.node.accepted_secret() {
+        warnings.extend(synwall_config::secret_file_warning(p));
+    }
     Ok(Preflight {
         interfaces,
-        master: MasterSecret(master),
-        warnings: synwall_config::secret_file_warning(&cfg.node.secret_file)
-            .into_iter()
-            .collect(),
+        secrets: Secrets {
+            current: MasterSecret(master),
+            accepted,
+        },
+        warnings,
     })
 }
 
@@ -164,10 +188,18 @@ fn node_spec(cfg: &NodeConfig, pf: Preflight) -> NodeSpec {
         },
         xdp_fallback: cfg.edge.xdp_fallback == XdpFallback::Generic,
         epoch_seconds: cfg.node.epoch_seconds,
-        master: pf.master,
+        salts_ahead_seconds: cfg.node.salts_ahead_seconds,
+        secrets: pf.secrets,
         set_sysctls: cfg.node.set_sysctls,
         pins: Some(NodePins::new(&cfg.node.pin_root, &cfg.node.name)),
     }
+}
+
+/// The secret files of a node's config (what `/healthz` and `synwall status --check` read).
+pub fn secret_paths(node: &synwall_config::Node) -> Vec<PathBuf> {
+    let mut v = vec![node.secret_file.clone()];
+    v.extend(node.accepted_secret().map(Path::to_path_buf));
+    v
 }
 
 /// `synwall run` around its node: says each rotation, survives a failed one (logged), reloads
@@ -175,6 +207,8 @@ fn node_spec(cfg: &NodeConfig, pf: Preflight) -> NodeSpec {
 struct Service {
     config_path: PathBuf,
     cfg: NodeConfig,
+    /// The secret files `/healthz` checks (they may change on a reload).
+    secrets: Arc<Mutex<Vec<PathBuf>>>,
 }
 
 impl Service {
@@ -193,34 +227,60 @@ impl Service {
         })?;
         // The same checks as at start (the interfaces cannot have changed: refused above).
         let Preflight {
-            master, warnings, ..
+            secrets, warnings, ..
         } = preflight(&loaded)?;
         for w in warnings {
             warn!("{w}");
         }
         let new = loaded.config;
-        let replaced = node.reconfigure(new.engine_config(), master, new.node.set_sysctls)?;
+        let accepted_now = secrets.accepted.is_some();
+        let change = node.reconfigure(new.engine_config(), secrets, new.node.set_sysctls)?;
+        node.set_salts_ahead(new.node.salts_ahead_seconds);
         let mut said: Vec<String> = changes
             .iter()
             .map(|c| format!("{}: {} -> {}", c.key, c.old, c.new))
             .collect();
-        if replaced {
-            let (next, wait) = node.next_boundary();
+        if let Some(sw) = change.current {
             said.push(format!(
-                "master secret replaced: it takes effect at epoch {next} (in {wait} s); \
-                 cookies of the old secret validate until that epoch ends"
+                "master secret replaced: this node issues cookies of the new secret from epoch \
+                 {} on ({}); until then the old secret's, and both validate here",
+                sw.epoch,
+                sw.wait_text()
             ));
         }
+        if change.accepted {
+            said.push(if accepted_now {
+                "accepted secret set: its cookies validate here from now on".to_string()
+            } else {
+                "accepted secret dropped: only the current secret's cookies validate here".into()
+            });
+        }
         crate::logging::set_level(new.node.log_level.as_str());
+        *self.secrets.lock().unwrap_or_else(|e| e.into_inner()) = secret_paths(&new.node);
         self.cfg = new;
         Ok(said)
     }
 }
 
 impl FrontEnd for Service {
-    fn rotated(&mut self, k: &EpochKeys) {
-        info!(epoch = k.epoch, key = key_id(&k.current), "salts rotated");
-        println!("rotated epoch={} key={}", k.epoch, key_id(&k.current));
+    fn rotated(&mut self, live: &LiveSalt) {
+        info!("salts rotated: {}", live.fields());
+        println!("rotated {}", live.fields());
+    }
+
+    fn stale(&mut self, stale: bool, live: &LiveSalt) {
+        if stale {
+            error!(
+                epoch = live.epoch,
+                "the salt ring has no salt for epoch {}: SYNs and ACKs pass to the kernel \
+                 (fail-safe) until salts are written again",
+                live.epoch
+            );
+            println!("stale epoch={}", live.epoch);
+        } else {
+            info!(epoch = live.epoch, "salts written again: {}", live.fields());
+            println!("salts {}", live.fields());
+        }
     }
 
     fn rotation_failed(&mut self, e: anyhow::Error) -> Result<()> {
@@ -308,16 +368,21 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     // Bind the metrics listener before attaching: a bad address must not leave anything behind.
     let cfg = &loaded.config;
     let pins = NodePins::new(&cfg.node.pin_root, &cfg.node.name);
+    let secrets = Arc::new(Mutex::new(secret_paths(&cfg.node)));
     let _metrics = match cfg.node.metrics_addr() {
         Some(addr) => {
             let pins = pins.clone();
             let name = cfg.node.name.clone();
             let period = cfg.node.epoch_seconds;
+            let secrets = Arc::clone(&secrets);
             let source: Arc<dyn Fn() -> Result<snapshot::Snapshot> + Send + Sync> =
-                Arc::new(move || snapshot::from_pins(&pins, &name, period));
+                Arc::new(move || {
+                    let paths = secrets.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    snapshot::from_pins(&pins, &name, period, Some(&paths))
+                });
             let server = crate::metrics::serve(addr, source)
                 .map_err(|e| anyhow!("{}: {e:#}", at(&loaded, "node.metrics")))?;
-            info!(addr = %server.local_addr(), "metrics on /metrics");
+            info!(addr = %server.local_addr(), "metrics on /metrics, health on /healthz");
             Some(server)
         }
         None => None,
@@ -341,20 +406,21 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         }
     };
     println!(
-        "ready node={} edge={} backend={} links={} adopted={} epoch={} key={} epoch_seconds={} services={}",
+        "ready node={} edge={} backend={} links={} adopted={} {} epoch_seconds={} ahead={} services={}",
         node.name(),
         ifaces(&cfg.edge.interfaces),
         ifaces(&cfg.backend.interfaces),
         node.links().links().len(),
         node.links().adopted(),
-        node.salts().backend().epoch,
-        key_id(&node.salts().backend().current),
+        node.live().fields(),
         cfg.node.epoch_seconds,
+        node.plan().ahead(),
         cfg.services.protect.join(",")
     );
     let mut service = Service {
         config_path: a.config.clone(),
         cfg: loaded.config.clone(),
+        secrets,
     };
     node.serve(&signals, &mut service)?;
     node.print_counters()?;
@@ -389,6 +455,8 @@ pub struct NodeRef {
     pub pin_root: PathBuf,
     /// The epoch length, if `--config` gave one.
     pub epoch_seconds: Option<u64>,
+    /// The secret files, if `--config` gave them.
+    pub secrets: Option<Vec<PathBuf>>,
 }
 
 impl NodeArgs {
@@ -398,6 +466,7 @@ impl NodeArgs {
             Some(path) => {
                 let n = load_config(path)?.config.node;
                 Ok(NodeRef {
+                    secrets: Some(secret_paths(&n)),
                     name: n.name,
                     pin_root: n.pin_root,
                     epoch_seconds: Some(n.epoch_seconds),
@@ -407,6 +476,7 @@ impl NodeArgs {
                 name: self.node.clone(),
                 pin_root: self.pin_root.clone(),
                 epoch_seconds: None,
+                secrets: None,
             }),
         }
     }

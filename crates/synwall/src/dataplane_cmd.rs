@@ -91,6 +91,16 @@ impl AutoArgs {
     }
 }
 
+/// How far ahead the salt ring is written (the foreground commands' `node.salts_ahead_seconds`).
+#[derive(Args, Clone, Copy, Debug)]
+pub struct AheadArgs {
+    /// Write the salts this many seconds ahead (rounded up to whole epochs, at least 2, at most
+    /// 253): the programs rotate on their own clock this long if this process stops answering.
+    #[arg(long, value_name = "SECONDS", default_value_t = synwall_config::DEFAULT_SALTS_AHEAD_SECONDS,
+          value_parser = clap::value_parser!(u64).range(1..=synwall_config::MAX_SALTS_AHEAD_SECONDS))]
+    salts_ahead_seconds: u64,
+}
+
 #[derive(Args)]
 pub struct EdgeArgs {
     /// Interface the SYNs arrive on (SYN+ACKs leave through it).
@@ -98,6 +108,8 @@ pub struct EdgeArgs {
     iface: String,
     #[command(flatten)]
     dp: DataPathArgs,
+    #[command(flatten)]
+    ahead: AheadArgs,
     /// Strict mode: forward only flows whose handshake ACK validated (bounded cache).
     #[arg(long)]
     strict: bool,
@@ -115,6 +127,8 @@ pub struct BackendArgs {
     iface: String,
     #[command(flatten)]
     dp: DataPathArgs,
+    #[command(flatten)]
+    ahead: AheadArgs,
     /// Set the sysctls the kfunc needs instead of refusing to start.
     #[arg(long)]
     set_sysctls: bool,
@@ -127,6 +141,8 @@ pub struct SingleArgs {
     iface: String,
     #[command(flatten)]
     dp: DataPathArgs,
+    #[command(flatten)]
+    ahead: AheadArgs,
     /// Set the sysctls the kfunc needs instead of refusing to start.
     #[arg(long)]
     set_sysctls: bool,
@@ -157,10 +173,12 @@ impl Role {
 
 /// The node the flags describe (nothing pinned). Flag errors name the flags; the engine's rules
 /// are [`EngineConfig::validate`]'s.
+#[allow(clippy::too_many_arguments)]
 fn spec(
     role: Role,
     iface: &str,
     dp: &DataPathArgs,
+    ahead: AheadArgs,
     strict: bool,
     auto: &AutoArgs,
     xdp_mode: XdpModeArg,
@@ -178,7 +196,7 @@ fn spec(
     })?;
     let ifindex = nix::net::if_::if_nametoindex(iface)
         .with_context(|| format!("no such interface {iface:?}"))?;
-    let master = dp.master()?;
+    let secrets = dp.secrets()?;
     Ok(NodeSpec {
         name: role.name().into(),
         engine,
@@ -191,7 +209,8 @@ fn spec(
         xdp_mode: xdp_mode.into(),
         xdp_fallback: false,
         epoch_seconds: dp.epoch_seconds,
-        master,
+        salts_ahead_seconds: ahead.salts_ahead_seconds,
+        secrets,
         set_sysctls,
         pins: None,
     })
@@ -239,6 +258,7 @@ pub fn edge(a: EdgeArgs) -> Result<ExitCode> {
         Role::Edge,
         &a.iface,
         &a.dp,
+        a.ahead,
         a.strict,
         &a.auto,
         a.xdp_mode,
@@ -257,6 +277,7 @@ pub fn backend(a: BackendArgs) -> Result<ExitCode> {
         Role::Backend,
         &a.iface,
         &a.dp,
+        a.ahead,
         false,
         &AutoArgs::default(),
         XdpModeArg::Native,
@@ -270,6 +291,7 @@ pub fn single(a: SingleArgs) -> Result<ExitCode> {
         Role::Single,
         &a.iface,
         &a.dp,
+        a.ahead,
         false,
         &a.auto,
         a.xdp_mode,

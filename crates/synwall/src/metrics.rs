@@ -105,6 +105,86 @@ impl Collector for SnapshotCollector {
             "1 when the edge runs in strict mode (only validated flows are forwarded)",
             i64::from(s.strict),
         )?;
+        gauge(
+            "healthy",
+            "1 when the node is fit to receive traffic (programs attached, daemon alive, salts for \
+             this epoch and the next, secret files readable; /healthz says why not)",
+            i64::from(s.health.healthy),
+        )?;
+        gauge(
+            "daemon_alive",
+            "1 while the daemon's heartbeat in the maps is fresh (it writes one every 25 ms)",
+            i64::from(s.daemon_alive()),
+        )?;
+        if let Some((_, ms)) = s.heartbeat() {
+            ConstGauge::new(s.taken_ms.saturating_sub(ms) as f64 / 1000.0).encode(
+                enc.encode_descriptor(
+                    "daemon_heartbeat_age_seconds",
+                    "Seconds since the daemon last wrote its heartbeat into the maps",
+                    None,
+                    MetricType::Gauge,
+                )?,
+            )?;
+        }
+
+        type SaltField = fn(&Snapshot, &crate::snapshot::SaltView) -> i64;
+        let salt_gauges: [(&str, &str, SaltField); 4] = [
+            (
+                "salt_epoch",
+                "The epoch whose salt the program uses now (the edge issues cookies in it, the \
+                 backend validates from it)",
+                |_, v| clamp(v.live_epoch),
+            ),
+            (
+                "salts_stale",
+                "1 when the program's salt ring holds no salt for the epoch it is in: it passes \
+                 SYNs (and ACKs it cannot validate) to the kernel (fail-safe)",
+                |_, v| i64::from(v.stale),
+            ),
+            (
+                "salts_remaining_seconds",
+                "Seconds until the program's salt ring runs out (the daemon writes it \
+                 node.salts_ahead_seconds ahead); 0 once it has",
+                |s, v| {
+                    clamp(
+                        v.runs_out_ms
+                            .map_or(0, |end| end.saturating_sub(s.taken_ms))
+                            .saturating_add(999)
+                            / 1000,
+                    )
+                },
+            ),
+            (
+                "accepted_secret",
+                "1 while an accepted master secret validates beside the current one (a staged \
+                 secret rollout, SPEC 2a)",
+                |_, v| i64::from(v.accepted_secret),
+            ),
+        ];
+        for (name, help, field) in salt_gauges {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for p in &s.programs {
+                ConstGauge::new(field(s, &p.salts))
+                    .encode(m.encode_family(&role_label(p.role))?)?;
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "salt_key_info",
+            "Always 1; labels name the key ids of the salts the program uses now (a MAC under \
+             each salt, never the salt): key of the current secret, accepted_key of the \
+             accepted one (empty without one). Nodes with the same secret show the same key",
+            None,
+            MetricType::Gauge,
+        )?;
+        for p in &s.programs {
+            let mut labels = role_label(p.role);
+            labels.push(("key", p.salts.key.clone().unwrap_or_default()));
+            labels.push((
+                "accepted_key",
+                p.salts.accepted_key.clone().unwrap_or_default(),
+            ));
+            ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
+        }
 
         type AutoField = fn(&AutoState) -> i64;
         let auto: [(&str, &str, AutoField); 4] = [
@@ -317,12 +397,28 @@ fn respond(
                 )
             }
         },
+        // Fit to receive traffic: 200 `ok`, or 503 and one line of reason.
+        "/healthz" => match source() {
+            Ok(s) if s.health.healthy => text(200, PLAIN, "ok\n".into()),
+            Ok(s) => text(503, PLAIN, format!("{}\n", s.health.line())),
+            Err(e) => text(
+                503,
+                PLAIN,
+                format!("unhealthy: cannot read the node's maps: {e:#}\n"),
+            ),
+        },
         "/" => text(
             200,
             PLAIN,
-            "synwall exporter: counters and state are at /metrics (OpenMetrics text)\n".into(),
+            "synwall exporter: counters and state are at /metrics (OpenMetrics text), health at \
+             /healthz\n"
+                .into(),
         ),
-        _ => text(404, PLAIN, format!("not found: {path} (try /metrics)\n")),
+        _ => text(
+            404,
+            PLAIN,
+            format!("not found: {path} (try /metrics or /healthz)\n"),
+        ),
     }
 }
 
@@ -384,6 +480,24 @@ mod tests {
         assert_eq!(value("synwall_epoch"), "28333333");
         assert_eq!(value("synwall_epoch_seconds"), "60");
         assert_eq!(value("synwall_strict"), "1");
+        assert_eq!(value("synwall_healthy"), "1");
+        assert_eq!(value("synwall_daemon_alive"), "1");
+        assert_eq!(value("synwall_daemon_heartbeat_age_seconds"), "0.01");
+        let edge_salts = &s.programs[0].salts;
+        assert_eq!(value("synwall_salt_epoch{role=\"edge\"}"), "28333333");
+        assert_eq!(value("synwall_salts_stale{role=\"backend\"}"), "0");
+        assert_eq!(value("synwall_accepted_secret{role=\"edge\"}"), "0");
+        // 1700000000.25 s into epoch 28333333; epochs up to 28333343 are written: the backend
+        // runs out at 1700000640 s.
+        assert_eq!(
+            value("synwall_salts_remaining_seconds{role=\"backend\"}"),
+            "640"
+        );
+        let info = format!(
+            "synwall_salt_key_info{{role=\"edge\",key=\"{}\",accepted_key=\"\"}}",
+            edge_salts.key.as_deref().unwrap()
+        );
+        assert_eq!(value(&info), "1");
         assert_eq!(value("synwall_auto_cookies_on{role=\"edge\"}"), "1");
         assert_eq!(value("synwall_auto_syn_rate{role=\"edge\"}"), "15000");
         assert_eq!(value("synwall_auto_syn_rate_on{role=\"edge\"}"), "10000");

@@ -5,12 +5,13 @@
 //! A front end describes the node ([`NodeSpec`]), having checked what it can name in its own
 //! terms (flags or config keys). [`Node::start`] checks the engine configuration and the sysctls,
 //! loads the objects (on the pinned maps, if any), configures them, puts the links in place
-//! (adopting what an earlier process pinned) and pins what is new. [`Node::serve`] rotates salts
-//! (backends at each epoch boundary, edges `edge_lag_ms` later) until SIGINT/SIGTERM, handing
-//! rotations and SIGHUP to the front end. A start that fails leaves nothing of its own attached.
+//! (adopting what an earlier process pinned) and pins what is new. [`Node::serve`] keeps the salt
+//! ring written ahead and the heartbeat fresh every tick until SIGINT/SIGTERM (the programs
+//! rotate by themselves: backends at each epoch boundary, edges `L` later), tells the front end
+//! when the programs entered a new epoch, and hands it SIGHUP. A start that fails leaves nothing
+//! of its own attached.
 
-use crate::args::now_unix;
-use crate::rotation::{Salts, TICK_MS};
+use crate::rotation::{self, key_id, RingPlan, Secrets, Switch, TICK_MS};
 use crate::sysctl;
 use anyhow::{anyhow, Context, Result};
 use std::path::Path;
@@ -18,9 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use synwall_bpf::pin::{self, Hook, NodeLinks, NodePins, PinnedObject, WantedLink};
-use synwall_bpf::{Backend, DataPath, Edge, Link, LoadOptions, XdpMode};
-use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
-use synwall_engine::{Counters, EngineConfig};
+use synwall_bpf::{clock, Backend, ClockValue, DataPath, Edge, Link, LoadOptions, XdpMode};
+use synwall_cookie::synwall_v1::EpochClock;
+use synwall_engine::{Counters, EngineConfig, SaltEntry, SaltRing};
 use tracing::{info, warn};
 
 /// One interface of a node and its roles.
@@ -50,8 +51,11 @@ pub struct NodeSpec {
     pub xdp_fallback: bool,
     /// Epoch length in seconds.
     pub epoch_seconds: u64,
-    /// The master secret the salts come from.
-    pub master: MasterSecret,
+    /// How far ahead the salt ring is written, in seconds (rounded up to whole epochs, at least
+    /// [`rotation::MIN_AHEAD_EPOCHS`]).
+    pub salts_ahead_seconds: u64,
+    /// The master secrets the salts come from.
+    pub secrets: Secrets,
     /// Set the sysctls the backend needs instead of refusing to start.
     pub set_sysctls: bool,
     /// Where maps and links are pinned (`synwall run`); `None`: nothing is pinned and the
@@ -122,13 +126,40 @@ impl Signals {
     }
 }
 
+/// What the programs of a node use now: the epoch and its salts, as the node reports them (a
+/// node with a backend: what it validates with, switched at the boundary; an edge-only node:
+/// what it issues cookies with, `L` later).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LiveSalt {
+    /// The epoch.
+    pub epoch: u64,
+    /// Its slot, if the ring holds it (`None`: stale, SYNs and ACKs pass to the kernel).
+    pub entry: Option<SaltEntry>,
+}
+
+impl LiveSalt {
+    /// `epoch=E key=K accepted=A` (`-` for a missing key).
+    pub fn fields(&self) -> String {
+        let key = self.entry.map_or("-".to_string(), |e| key_id(&e.current));
+        let acc = self
+            .entry
+            .and_then(|e| e.accepted)
+            .map_or("-".to_string(), |k| key_id(&k));
+        format!("epoch={} key={key} accepted={acc}", self.epoch)
+    }
+}
+
 /// What a front end adds to the node's loop.
 pub trait FrontEnd {
-    /// The node rotated into a new epoch (reported once per epoch: the backend's switch, or an
-    /// edge-only node's edge's).
-    fn rotated(&mut self, _keys: &EpochKeys) {}
+    /// The programs entered a new epoch (reported once per epoch: a backend's switch at the
+    /// boundary, or an edge-only node's `L` later).
+    fn rotated(&mut self, _live: &LiveSalt) {}
 
-    /// Writing new salts failed; an error ends the loop with it (the default).
+    /// The ring has no salt for the epoch the programs are in (`true`), or has one again
+    /// (`false`): reported once per change.
+    fn stale(&mut self, _stale: bool, _live: &LiveSalt) {}
+
+    /// Writing the salts failed; an error ends the loop with it (the default).
     fn rotation_failed(&mut self, e: anyhow::Error) -> Result<()> {
         Err(e)
     }
@@ -137,7 +168,7 @@ pub trait FrontEnd {
     fn reload(&mut self, _node: &mut Node) {}
 }
 
-/// A running node: its objects, its links and the salts each role holds.
+/// A running node: its objects, its links and the plan of its salt ring.
 pub struct Node {
     name: String,
     engine: EngineConfig,
@@ -146,7 +177,10 @@ pub struct Node {
     edge: Option<Edge>,
     /// Dropped with the node: they detach unless pinned.
     links: NodeLinks,
-    salts: Salts,
+    plan: RingPlan,
+    /// The epoch last reported to the front end, and whether the ring lacked it.
+    reported: LiveSalt,
+    stale: bool,
 }
 
 fn load<T: DataPath>(
@@ -173,10 +207,66 @@ fn load<T: DataPath>(
     Ok(loaded)
 }
 
-fn configure(obj: &impl DataPath, engine: &EngineConfig, keys: &EpochKeys) -> Result<()> {
-    obj.configure(engine)?;
-    obj.set_keys(keys)?;
+/// Write the slots of `plan` that `obj`'s ring does not hold as planned, and the clock.
+fn write_salts(obj: &impl DataPath, plan: &RingPlan, clock: &ClockValue, now: u64) -> Result<()> {
+    let have = obj.salt_ring()?;
+    let e = plan.epoch_at(now);
+    for epoch in e.saturating_sub(1)..=e.saturating_add(plan.ahead()) {
+        let want = plan.desired(epoch);
+        if have.get(epoch) != Some(&want) {
+            obj.set_salt(&want)?;
+        }
+    }
+    obj.set_clock(clock)?;
     Ok(())
+}
+
+fn configure(
+    obj: &impl DataPath,
+    engine: &EngineConfig,
+    plan: &RingPlan,
+    clock: &ClockValue,
+    now: u64,
+) -> Result<()> {
+    obj.configure(engine)?;
+    write_salts(obj, plan, clock, now)
+}
+
+/// What the maps of the adopted objects hold: the backend's slots, then the edge's where the
+/// backend has none, then the live salts an earlier version pinned (its two-slot map).
+fn found_ring(
+    backend: Option<&PinnedObject<Backend>>,
+    edge: Option<&PinnedObject<Edge>>,
+    legacy: &[Option<(u64, synwall_cookie::SipKey, synwall_cookie::SipKey)>],
+) -> SaltRing {
+    let rings: Vec<SaltRing> = [
+        backend
+            .filter(|l| l.adopted)
+            .and_then(|l| l.obj.salt_ring().ok()),
+        edge.filter(|l| l.adopted)
+            .and_then(|l| l.obj.salt_ring().ok()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut found = SaltRing::new();
+    for i in 0..synwall_engine::salts::SALT_RING_SLOTS {
+        if let Some(r) = rings.iter().find(|r| *r.slot(i) != SaltEntry::default()) {
+            found.set_slot(i, *r.slot(i));
+        }
+    }
+    for (epoch, current, previous) in legacy.iter().flatten() {
+        for (e, key) in [(*epoch, *current), (epoch.wrapping_sub(1), *previous)] {
+            if found.get(e).is_none() {
+                found.set(SaltEntry {
+                    epoch: e,
+                    current: key,
+                    accepted: None,
+                });
+            }
+        }
+    }
+    found
 }
 
 fn attach_xdp(edge: &Edge, spec: &NodeSpec, w: &WantedLink) -> Result<Link> {
@@ -230,24 +320,25 @@ impl Node {
             .then(|| load::<Edge>(&opts, edge_dir.as_deref(), "edge"))
             .transpose()?;
 
-        // The salts: continue from the live slot of an adopted object, else start fresh.
-        let live = backend
-            .as_ref()
-            .filter(|l| l.adopted)
-            .and_then(|l| l.obj.live_keys().ok())
-            .or_else(|| {
-                edge.as_ref()
-                    .filter(|l| l.adopted)
-                    .and_then(|l| l.obj.live_keys().ok())
-            });
-        let salts = Salts::start(spec.master.clone(), spec.epoch_seconds, live, now_unix().1);
+        // The salts: the current salts of the live slots as the adopted maps hold them (or an
+        // earlier version's two-slot map), the rest from the secrets.
+        let legacy: Vec<_> = [backend_dir.as_deref(), edge_dir.as_deref()]
+            .into_iter()
+            .flatten()
+            .map(pin::legacy_salts)
+            .collect();
+        let found = found_ring(backend.as_ref(), edge.as_ref(), &legacy);
+        let now = clock::unix_ns();
+        let ahead = rotation::ahead_epochs(spec.epoch_seconds, spec.salts_ahead_seconds);
+        let mut plan = RingPlan::start(spec.secrets.clone(), spec.epoch_seconds, ahead, found, now);
+        let clock_value = clock_value(spec.epoch_seconds, ahead, now);
         // Fresh maps are configured before anything can run on them; adopted ones only once
         // every link is in place, so a failed start leaves the running programs' state alone.
         for l in backend.iter().filter(|l| !l.adopted) {
-            configure(&l.obj, &spec.engine, salts.backend())?;
+            configure(&l.obj, &spec.engine, &plan, &clock_value, now)?;
         }
         for l in edge.iter().filter(|l| !l.adopted) {
-            configure(&l.obj, &spec.engine, salts.edge())?;
+            configure(&l.obj, &spec.engine, &plan, &clock_value, now)?;
         }
 
         let links = NodeLinks::adopt_or_attach(
@@ -272,10 +363,18 @@ impl Node {
             },
         )?;
         for l in backend.iter().filter(|l| l.adopted) {
-            configure(&l.obj, &spec.engine, salts.backend())?;
+            configure(&l.obj, &spec.engine, &plan, &clock_value, now)?;
         }
         for l in edge.iter().filter(|l| l.adopted) {
-            configure(&l.obj, &spec.engine, salts.edge())?;
+            configure(&l.obj, &spec.engine, &plan, &clock_value, now)?;
+        }
+        // Every object holds the plan now: the mirror follows.
+        plan.tick(now);
+        for dir in [backend_dir.as_deref(), edge_dir.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            pin::remove_legacy_salts(dir);
         }
         if let (Some(pins), Some(l)) = (&spec.pins, backend.as_mut()) {
             if l.replaced.is_some() {
@@ -296,22 +395,31 @@ impl Node {
                 );
             }
         }
-        info!(
-            node = spec.name,
-            adopted = links.adopted(),
-            attached = links.attached(),
-            epoch = salts.backend().epoch,
-            "data path running"
-        );
-        Ok(Node {
+        let mut node = Node {
             name: spec.name,
             engine: spec.engine,
             epoch_seconds: spec.epoch_seconds,
             backend: backend.map(|l| l.obj),
             edge: edge.map(|l| l.obj),
             links,
-            salts,
-        })
+            plan,
+            reported: LiveSalt {
+                epoch: 0,
+                entry: None,
+            },
+            stale: false,
+        };
+        node.reported = node.live_salt(now);
+        node.stale = node.reported.entry.is_none();
+        info!(
+            node = node.name,
+            adopted = node.links.adopted(),
+            attached = node.links.attached(),
+            epoch = node.reported.epoch,
+            ahead_epochs = ahead,
+            "data path running"
+        );
+        Ok(node)
     }
 
     /// The node's links.
@@ -319,36 +427,85 @@ impl Node {
         &self.links
     }
 
-    /// The salts each role holds.
-    pub fn salts(&self) -> &Salts {
-        &self.salts
+    /// What the programs use now (see [`LiveSalt`]), as of the last tick or the start.
+    pub fn live(&self) -> &LiveSalt {
+        &self.reported
     }
 
-    /// Rotate what entered a new epoch: the backend at the boundary, the edge `edge_lag_ms`
-    /// later. Returns the rotation to report: the backend's, or an edge-only node's edge's.
-    fn tick(&mut self) -> Result<Option<EpochKeys>> {
-        let r = self.salts.tick(now_unix().1);
-        if let (Some(k), Some(b)) = (&r.backend, &self.backend) {
-            b.set_keys(k)?;
-        }
-        if let (Some(k), Some(e)) = (&r.edge, &self.edge) {
-            e.set_keys(k)?;
-        }
-        Ok(if self.backend.is_some() {
-            r.backend
+    /// The plan of the salt ring.
+    pub fn plan(&self) -> &RingPlan {
+        &self.plan
+    }
+
+    /// The epoch the node reports at UNIX time `now` and its slot: validation's (`e(now)`) with a
+    /// backend, generation's (`e(now - L)`) on an edge-only node.
+    fn live_salt(&self, now: u64) -> LiveSalt {
+        let c = EpochClock::new(self.epoch_seconds, 0);
+        let epoch = if self.backend.is_some() {
+            c.validation(now).map_or(0, |a| a.epoch)
         } else {
-            r.edge
-        })
+            c.generation_epoch(now).unwrap_or(0)
+        };
+        LiveSalt {
+            epoch,
+            entry: self.plan.ring().get(epoch).copied(),
+        }
     }
 
-    /// Run until SIGINT/SIGTERM: every `TICK_MS` rotate salts (the first tick catches up with
-    /// the clock right after the start) and hand SIGHUP to the front end.
+    /// Write what the ring lacks and the clock (with a fresh heartbeat) into every object.
+    fn write_ring(&mut self, now: u64) -> Result<()> {
+        let writes = self.plan.tick(now);
+        let cv = clock_value(self.epoch_seconds, self.plan.ahead(), now);
+        let objects: [Option<&dyn ObjectSalts>; 2] = [
+            self.backend.as_ref().map(|b| b as &dyn ObjectSalts),
+            self.edge.as_ref().map(|e| e as &dyn ObjectSalts),
+        ];
+        let mut failed = None;
+        for obj in objects.into_iter().flatten() {
+            for w in &writes {
+                if let Err(e) = obj.set_salt(w) {
+                    failed.get_or_insert(e);
+                }
+            }
+            if let Err(e) = obj.set_clock(&cv) {
+                failed.get_or_insert(e);
+            }
+        }
+        if let Some(e) = failed {
+            // Try every slot again next time.
+            for w in &writes {
+                self.plan.forget(w);
+            }
+            return Err(e).context("write the salt ring");
+        }
+        Ok(())
+    }
+
+    /// One tick: keep the ring written ahead and the heartbeat fresh; report a new epoch and
+    /// stale changes to the front end.
+    fn tick(&mut self, front: &mut impl FrontEnd) -> Result<()> {
+        let now = clock::unix_ns();
+        let written = self.write_ring(now);
+        let live = self.live_salt(now);
+        let rotated = live.epoch != self.reported.epoch;
+        self.reported = live;
+        if rotated && live.entry.is_some() {
+            front.rotated(&live);
+        }
+        let stale = live.entry.is_none();
+        if stale != self.stale {
+            self.stale = stale;
+            front.stale(stale, &live);
+        }
+        written
+    }
+
+    /// Run until SIGINT/SIGTERM: every `TICK_MS` keep the ring and the heartbeat written (the
+    /// first tick right after the start) and hand SIGHUP to the front end.
     pub fn serve(&mut self, signals: &Signals, front: &mut impl FrontEnd) -> Result<()> {
         while !signals.stopped() {
-            match self.tick() {
-                Ok(Some(k)) => front.rotated(&k),
-                Ok(None) => {}
-                Err(e) => front.rotation_failed(e)?,
+            if let Err(e) = self.tick(front) {
+                front.rotation_failed(e)?;
             }
             if signals.take_hup() {
                 front.reload(self);
@@ -359,15 +516,16 @@ impl Node {
     }
 
     /// Change in place what a running node can change: services, cookie, SYN+ACK values, strict
-    /// and auto mode (map writes), and the master secret (its salt goes live at the next
-    /// boundary). Both objects must take the new services before either changes, so an error
-    /// changes nothing. Returns whether the master secret changed.
+    /// and auto mode (map writes), and the master secrets (a new current master generates from
+    /// the first boundary at least `max(2L, 1 s)` away; an accepted one validates at once). Both
+    /// objects must take the new services before either changes, so an error changes nothing.
+    /// Returns what changed in the secrets.
     pub fn reconfigure(
         &mut self,
         engine: EngineConfig,
-        master: MasterSecret,
+        secrets: Secrets,
         set_sysctls: bool,
-    ) -> Result<bool> {
+    ) -> Result<SecretChange> {
         engine.validate()?;
         if self.backend.is_some() {
             sysctl::ensure_for(&engine.cookie, set_sysctls)?;
@@ -385,14 +543,21 @@ impl Node {
             b.configure(&engine)?;
         }
         self.engine = engine;
-        Ok(self.salts.replace_master(master))
+        let now = clock::unix_ns();
+        let change = SecretChange {
+            current: self.plan.replace_current(secrets.current, now),
+            accepted: self.plan.set_accepted(secrets.accepted),
+        };
+        if change.current.is_some() || change.accepted {
+            self.write_ring(now)?;
+        }
+        Ok(change)
     }
 
-    /// The epoch boundary a replaced master secret waits for: (epoch, seconds until it).
-    pub fn next_boundary(&self) -> (u64, u64) {
-        let next = self.salts.backend().epoch + 1;
-        let wait = (next * self.epoch_seconds).saturating_sub(now_unix().0);
-        (next, wait)
+    /// Write the salt ring `seconds` ahead from the next tick on (`node.salts_ahead_seconds`).
+    pub fn set_salts_ahead(&mut self, seconds: u64) {
+        self.plan
+            .set_ahead(rotation::ahead_epochs(self.epoch_seconds, seconds));
     }
 
     /// The final printout: each role's non-zero counters (edge first), and auto mode's state.
@@ -412,6 +577,41 @@ impl Node {
     /// The node's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+}
+
+/// What a reload changed in the master secrets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SecretChange {
+    /// A new current master, and when it starts generating.
+    pub current: Option<Switch>,
+    /// The accepted master changed (set, replaced or dropped): in effect at once.
+    pub accepted: bool,
+}
+
+/// The `sw_clock` value a node writes at UNIX time `now`: its epoch rule, the kernel's TAI offset
+/// and the heartbeat.
+fn clock_value(epoch_seconds: u64, ahead: u64, now: u64) -> ClockValue {
+    ClockValue {
+        clock: EpochClock::new(epoch_seconds, clock::tai_offset_ns()),
+        heartbeat_ns: now,
+        daemon_pid: std::process::id(),
+        ahead_epochs: ahead as u32,
+    }
+}
+
+/// The ring writes both objects take (dyn-compatible, unlike [`DataPath`]).
+trait ObjectSalts {
+    fn set_salt(&self, e: &SaltEntry) -> Result<()>;
+    fn set_clock(&self, c: &ClockValue) -> Result<()>;
+}
+
+impl<T: DataPath> ObjectSalts for T {
+    fn set_salt(&self, e: &SaltEntry) -> Result<()> {
+        Ok(DataPath::set_salt(self, e)?)
+    }
+    fn set_clock(&self, c: &ClockValue) -> Result<()> {
+        Ok(DataPath::set_clock(self, c)?)
     }
 }
 

@@ -7,9 +7,9 @@ use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use synwall_cookie::synwall_v1::{epoch_of, EpochKeys};
+use synwall_cookie::synwall_v1::{epoch_of, EpochClock};
 use synwall_engine::synack::MAX_SYNACK_LEN;
-use synwall_engine::{Engine, EngineConfig, ServiceSet, Verdict};
+use synwall_engine::{Engine, EngineConfig, SaltRing, Salts, ServiceSet, Verdict};
 
 #[derive(Args)]
 pub struct ReplayArgs {
@@ -32,15 +32,23 @@ pub struct ReplayArgs {
 }
 
 pub fn run(a: ReplayArgs) -> Result<ExitCode> {
-    let master = a.dp.master()?;
+    let secrets = a.dp.secrets()?;
     let mut cfg = EngineConfig::new(ServiceSet::new(a.dp.services.clone()));
     cfg.strict = a.strict;
     let (now_s, now_ms) = match a.now {
         Some(s) => (s, s.saturating_mul(1000)),
         None => now_unix(),
     };
-    let keys = EpochKeys::derive(&master, epoch_of(now_s, a.dp.epoch_seconds));
-    let mut engine = Engine::new(cfg, keys);
+    // The salts a node holds then (epochs e - 1 to e + 1), on a clock where TAI = UNIX time.
+    let e = epoch_of(now_s, a.dp.epoch_seconds);
+    let ring = SaltRing::derive(
+        e.saturating_sub(1),
+        e + 1,
+        &secrets.current,
+        secrets.accepted.as_ref(),
+    );
+    let salts = Salts::new(ring, EpochClock::new(a.dp.epoch_seconds, 0));
+    let mut engine = Engine::new(cfg, salts);
     // The output is created only once the input's header parsed, and moved into place only when
     // the whole run worked: a failing replay leaves the old --out as it was.
     let input = pcap_io::Capture::open(&a.input)?;

@@ -2,9 +2,12 @@
 //! (and `synwall status`, from the pinned maps) fills it; the renderers in `metrics.rs` and
 //! `status_view.rs` only read it.
 
+use crate::rotation::key_id;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use synwall_engine::{Counter, Counters};
+use std::path::PathBuf;
+use synwall_bpf::ClockValue;
+use synwall_engine::{Counter, Counters, Salts};
 
 /// The program a counter set belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -52,11 +55,140 @@ pub struct AutoState {
     pub syn_rate_off: u64,
 }
 
+/// A program's salts as its maps hold them, at the reading's time: the epoch it uses, the key
+/// ids of that epoch's salts, how far ahead the ring is written, and the heartbeat of the daemon
+/// that writes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SaltView {
+    /// Epoch length in seconds, as the program has it (0: never written).
+    pub epoch_seconds: u64,
+    /// The kernel's TAI offset the program subtracts from its clock, in seconds.
+    pub tai_offset_seconds: i64,
+    /// The epoch validators are in now: `floor(unix time / P)`.
+    pub validation_epoch: u64,
+    /// The epoch generators issue cookies in now: `L` behind.
+    pub generation_epoch: u64,
+    /// The one this program uses: the edge generates (its strict mode validates too), the
+    /// backend validates.
+    pub live_epoch: u64,
+    /// When the program switches to the next epoch's salts (milliseconds since the Unix epoch):
+    /// at the boundary for a validator, `L` later for a generator.
+    pub next_rotation_ms: u64,
+    /// Key id of the live epoch's current salt (a MAC under it, not the key); `None`: the ring
+    /// has no salt for the live epoch (stale).
+    pub key: Option<String>,
+    /// Key id of the live epoch's accepted salt (SPEC 2a); `None` when there is none.
+    pub accepted_key: Option<String>,
+    /// An accepted master secret validates here (the live slot holds an accepted salt).
+    pub accepted_secret: bool,
+    /// The last epoch of the run of salts from the live one; `None` when stale.
+    pub written_until_epoch: Option<u64>,
+    /// When the program runs out of salts (milliseconds since the Unix epoch): from then on it
+    /// passes SYNs (and, validating, ACKs) to the kernel. When stale: when it ran out. `None`:
+    /// the ring was never written.
+    pub runs_out_ms: Option<u64>,
+    /// No salt for the live epoch: the fail-safe is on.
+    pub stale: bool,
+    /// The process that writes the ring (its last heartbeat's).
+    pub daemon_pid: u32,
+    /// Its last heartbeat, milliseconds since the Unix epoch; 0: never.
+    pub heartbeat_ms: u64,
+    /// How many epochs ahead of the current one it writes.
+    pub ahead_epochs: u32,
+}
+
+impl SaltView {
+    /// What `salts` and `clock` say for a program of `role` at UNIX time `now_ns`.
+    pub fn read(role: Role, salts: &Salts, clock: &ClockValue, now_ns: u64) -> SaltView {
+        let c = &clock.clock;
+        let p = c.epoch_ns;
+        let mut v = SaltView {
+            epoch_seconds: p / 1_000_000_000,
+            tai_offset_seconds: c.tai_offset_ns / 1_000_000_000,
+            validation_epoch: 0,
+            generation_epoch: 0,
+            live_epoch: 0,
+            next_rotation_ms: 0,
+            key: None,
+            accepted_key: None,
+            accepted_secret: false,
+            written_until_epoch: None,
+            runs_out_ms: None,
+            stale: true,
+            daemon_pid: clock.daemon_pid,
+            heartbeat_ms: clock.heartbeat_ns / 1_000_000,
+            ahead_epochs: clock.ahead_epochs,
+        };
+        if p == 0 {
+            return v;
+        }
+        v.validation_epoch = now_ns / p;
+        v.generation_epoch = now_ns.saturating_sub(c.lag_ns) / p;
+        let (live, lag) = match role {
+            Role::Edge => (v.generation_epoch, c.lag_ns),
+            Role::Backend => (v.validation_epoch, 0),
+        };
+        v.live_epoch = live;
+        // The moment the program leaves epoch `last`.
+        let end = |last: u64| (last.saturating_add(1).saturating_mul(p) + lag) / 1_000_000;
+        v.next_rotation_ms = end(live);
+        match salts.ring.get(live) {
+            Some(e) => {
+                v.stale = false;
+                v.key = Some(key_id(&e.current));
+                v.accepted_key = e.accepted.as_ref().map(key_id);
+                v.accepted_secret = e.accepted.is_some();
+                let last = salts.ring.covered_until(live).unwrap_or(live);
+                v.written_until_epoch = Some(last);
+                v.runs_out_ms = Some(end(last));
+            }
+            None => {
+                // The newest salt before the live epoch: the ring ran out after it.
+                v.runs_out_ms = (1..synwall_engine::salts::SALT_RING_SLOTS as u64)
+                    .map(|back| live.wrapping_sub(back))
+                    .find(|&e| salts.ring.get(e).is_some())
+                    .map(end);
+            }
+        }
+        v
+    }
+}
+
+/// Is a node fit to receive traffic, and if not, why (each reason one line).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// Fit: every program attached, the daemon alive, salts for the live epoch and at least an
+    /// epoch ahead, the secret files readable.
+    pub healthy: bool,
+    /// Why not, most important first; empty when healthy.
+    pub reasons: Vec<String>,
+    /// What was not checked (e.g. the secret files, without the node's config).
+    pub unchecked: Vec<String>,
+}
+
+impl Health {
+    /// One line: `ok` or `unhealthy: <first reason>` (and how many more).
+    pub fn line(&self) -> String {
+        match self.reasons.as_slice() {
+            [] => "ok".to_string(),
+            [one] => format!("unhealthy: {one}"),
+            [first, rest @ ..] => format!("unhealthy: {first} (and {} more)", rest.len()),
+        }
+    }
+}
+
+/// A heartbeat older than this: the daemon is not alive (stopped, killed, or hung).
+pub const HEARTBEAT_STALE_MS: u64 = 2_000;
+
 /// One loaded program: its role, the interfaces it is attached to and its summed counters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ProgramSnapshot {
     pub role: Role,
     pub interfaces: Vec<String>,
+    /// Every pinned link of this program is attached to its interface (and there is one).
+    pub attached: bool,
+    /// Its salts.
+    pub salts: SaltView,
     /// Summed over CPUs.
     #[serde(serialize_with = "counters_as_map")]
     pub counters: Counters,
@@ -75,12 +207,119 @@ pub struct Snapshot {
     pub node: String,
     /// When it was taken, milliseconds since the Unix epoch.
     pub taken_ms: u64,
-    /// Current salt epoch and its length.
+    /// The salt epoch now (`floor(unix time / epoch_seconds)`), and its length.
     pub epoch: u64,
     pub epoch_seconds: u64,
     /// Strict mode on the edge programs.
     pub strict: bool,
     pub programs: Vec<ProgramSnapshot>,
+    /// Fit to receive traffic?
+    pub health: Health,
+}
+
+impl Snapshot {
+    /// The freshest heartbeat of the programs' daemon: (pid, milliseconds since the Unix epoch).
+    pub fn heartbeat(&self) -> Option<(u32, u64)> {
+        self.programs
+            .iter()
+            .map(|p| (p.salts.daemon_pid, p.salts.heartbeat_ms))
+            .filter(|(_, ms)| *ms > 0)
+            .max_by_key(|(_, ms)| *ms)
+    }
+
+    /// Is the daemon alive (a heartbeat within [`HEARTBEAT_STALE_MS`] of the reading)?
+    pub fn daemon_alive(&self) -> bool {
+        self.heartbeat()
+            .is_some_and(|(_, ms)| self.taken_ms.saturating_sub(ms) < HEARTBEAT_STALE_MS)
+    }
+
+    /// Judge the reading's health; `secrets` are the node's secret files (`None`: unknown,
+    /// not checked).
+    pub fn judge(&mut self, secrets: Option<&[PathBuf]>) {
+        let mut reasons = Vec::new();
+        let mut unchecked = Vec::new();
+        for p in &self.programs {
+            let role = p.role.as_str();
+            if !p.attached {
+                reasons.push(format!(
+                    "{role}: not attached to {}",
+                    if p.interfaces.is_empty() {
+                        "any interface (no pinned link)".to_string()
+                    } else {
+                        p.interfaces.join(", ")
+                    }
+                ));
+            }
+        }
+        match self.heartbeat() {
+            None => reasons.push("the daemon never wrote a heartbeat: it is not running".into()),
+            Some((pid, ms)) if !self.daemon_alive() => reasons.push(format!(
+                "the daemon (pid {pid}) is not alive: no heartbeat for {}",
+                duration(self.taken_ms.saturating_sub(ms))
+            )),
+            Some(_) => {}
+        }
+        for p in &self.programs {
+            let role = p.role.as_str();
+            let s = &p.salts;
+            match s.runs_out_ms {
+                _ if s.stale && s.epoch_seconds == 0 => {
+                    reasons.push(format!("{role}: no salts were ever written"))
+                }
+                Some(at) if s.stale => reasons.push(format!(
+                    "{role}: no salt for epoch {}: the salts ran out at {} ({} ago); SYNs pass \
+                     to the kernel",
+                    s.live_epoch,
+                    fmt_utc(at),
+                    duration(self.taken_ms.saturating_sub(at))
+                )),
+                None if s.stale => {
+                    reasons.push(format!("{role}: no salt for epoch {}", s.live_epoch))
+                }
+                Some(at) if at.saturating_sub(self.taken_ms) < s.epoch_seconds * 1000 => reasons
+                    .push(format!(
+                        "{role}: salts written only {} ahead (they run out at {})",
+                        duration(at.saturating_sub(self.taken_ms)),
+                        fmt_utc(at)
+                    )),
+                _ => {}
+            }
+        }
+        match secrets {
+            None => unchecked.push("the secret files (no config file known)".to_string()),
+            Some(paths) => {
+                for path in paths {
+                    if let Err(e) = synwall_config::read_secret_file(path) {
+                        reasons.push(e.to_string());
+                    }
+                }
+            }
+        }
+        self.health = Health {
+            healthy: reasons.is_empty(),
+            reasons,
+            unchecked,
+        };
+    }
+}
+
+/// `HH:MM:SS UTC` of a moment in milliseconds since the Unix epoch.
+pub fn fmt_utc(ms: u64) -> String {
+    let s = ms / 1000;
+    let (h, m, sec) = ((s / 3600) % 24, (s / 60) % 60, s % 60);
+    format!("{h:02}:{m:02}:{sec:02} UTC")
+}
+
+/// A duration for people: `1.2 s`, `9 min 12 s`, `3 h 4 min`.
+pub fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    if ms < 60_000 {
+        format!("{}.{} s", ms / 1000, (ms % 1000) / 100)
+    } else if s < 3600 {
+        format!("{} min {} s", s / 60, s % 60)
+    } else {
+        format!("{} h {} min", s / 3600, (s / 60) % 60)
+    }
 }
 
 fn counters_as_map<S: serde::Serializer>(c: &Counters, s: S) -> Result<S::Ok, S::Error> {
@@ -93,18 +332,22 @@ fn counters_as_map<S: serde::Serializer>(c: &Counters, s: S) -> Result<S::Ok, S:
 }
 
 /// Read a node's pinned maps (what `synwall status` and `/metrics` show): no program is loaded,
-/// nothing is written.
+/// nothing is written. The health is judged with `secrets`, the node's secret files (`None`:
+/// not known, not checked).
 pub fn from_pins(
     pins: &synwall_bpf::pin::NodePins,
     node: &str,
     epoch_seconds: u64,
+    secrets: Option<&[PathBuf]>,
 ) -> anyhow::Result<Snapshot> {
     use anyhow::Context;
     use synwall_bpf::pin::{Hook, PinnedMaps};
     let links = pins.links();
     let mut programs = Vec::new();
     let mut epoch = 0;
+    let mut period = epoch_seconds;
     let mut strict = false;
+    let now_ns = synwall_bpf::clock::unix_ns();
     for (role, dir, hook) in [
         (Role::Edge, pins.edge(), Hook::Xdp),
         (Role::Backend, pins.backend(), Hook::Tcx),
@@ -115,7 +358,11 @@ pub fn from_pins(
         let maps = PinnedMaps::open(&dir)
             .with_context(|| format!("open the maps pinned in {}", dir.display()))?;
         let counters = maps.counters()?;
-        epoch = epoch.max(maps.live_keys()?.epoch);
+        let salts = SaltView::read(role, &maps.salts()?, &maps.clock()?, now_ns);
+        epoch = epoch.max(salts.validation_epoch);
+        if salts.epoch_seconds > 0 {
+            period = salts.epoch_seconds;
+        }
         let config = maps.config()?;
         let mut auto = None;
         if role == Role::Edge {
@@ -132,6 +379,12 @@ pub fn from_pins(
         }
         let mine: Vec<&(Hook, String, std::path::PathBuf)> =
             links.iter().filter(|(h, _, _)| *h == hook).collect();
+        let attached = !mine.is_empty()
+            && mine.iter().all(|(_, _, path)| {
+                synwall_bpf::Link::open_pinned(path)
+                    .and_then(|l| l.ifindex())
+                    .is_ok_and(|i| i > 0)
+            });
         let mut xdp_tx_errors = BTreeMap::new();
         if role == Role::Edge {
             for (_, iface, path) in &mine {
@@ -154,6 +407,8 @@ pub fn from_pins(
         programs.push(ProgramSnapshot {
             role,
             interfaces: mine.iter().map(|(_, i, _)| i.clone()).collect(),
+            attached,
+            salts,
             counters,
             auto,
             xdp_tx_errors,
@@ -165,14 +420,17 @@ pub fn from_pins(
             pins.dir.display()
         );
     }
-    Ok(Snapshot {
+    let mut snap = Snapshot {
         node: node.to_string(),
-        taken_ms: crate::args::now_unix().1,
+        taken_ms: now_ns / 1_000_000,
         epoch,
-        epoch_seconds,
+        epoch_seconds: period,
         strict,
         programs,
-    })
+        health: Health::default(),
+    };
+    snap.judge(secrets);
+    Ok(snap)
 }
 
 /// A two-role snapshot for the renderers' tests: an edge on `eth0,eth1` (auto mode, cookies on)
@@ -184,16 +442,40 @@ pub fn sample(node: &str, taken_ms: u64, answered: u64, not_ip: u64, reqsk: u64)
     edge.set(Counter::PassNotIp, not_ip);
     let mut backend = Counters::default();
     backend.set(Counter::BackendReqskCreated, reqsk);
+    let salts = |role| {
+        let e = taken_ms / 60_000;
+        let master = synwall_cookie::synwall_v1::MasterSecret([9; 32]);
+        let ring = synwall_engine::SaltRing::derive(e.saturating_sub(1), e + 10, &master, None);
+        let clock = ClockValue {
+            clock: synwall_cookie::synwall_v1::EpochClock::new(60, 0),
+            heartbeat_ns: taken_ms.saturating_sub(10) * 1_000_000,
+            daemon_pid: 4242,
+            ahead_epochs: 10,
+        };
+        SaltView::read(
+            role,
+            &Salts::new(ring, clock.clock),
+            &clock,
+            taken_ms * 1_000_000,
+        )
+    };
     Snapshot {
         node: node.into(),
         taken_ms,
         epoch: taken_ms / 60_000,
         epoch_seconds: 60,
         strict: false,
+        health: Health {
+            healthy: true,
+            reasons: vec![],
+            unchecked: vec![],
+        },
         programs: vec![
             ProgramSnapshot {
                 role: Role::Edge,
                 interfaces: vec!["eth0".into(), "eth1".into()],
+                attached: true,
+                salts: salts(Role::Edge),
                 counters: edge,
                 auto: Some(AutoState {
                     cookies_on: true,
@@ -206,6 +488,8 @@ pub fn sample(node: &str, taken_ms: u64, answered: u64, not_ip: u64, reqsk: u64)
             ProgramSnapshot {
                 role: Role::Backend,
                 interfaces: vec!["eth2".into()],
+                attached: true,
+                salts: salts(Role::Backend),
                 counters: backend,
                 auto: None,
                 xdp_tx_errors: BTreeMap::new(),

@@ -1,5 +1,6 @@
-//! `synwall status [--json] [--watch]`: read a node's pinned maps (no daemon needed: it works as
-//! long as the programs are attached) and show counters and rates.
+//! `synwall status [--json] [--watch] [--check]`: read a node's pinned maps (no daemon needed: it
+//! works as long as the programs are attached) and show counters and rates, the salts and the
+//! daemon's heartbeat; `--check` says in one line whether the node is fit to receive traffic.
 
 use crate::daemon::{NodeArgs, RunFiles};
 use crate::snapshot::Snapshot;
@@ -30,6 +31,12 @@ pub struct StatusArgs {
     /// Show counters that are zero too (each program's own: those it can increment).
     #[arg(long)]
     pub all: bool,
+    /// Only say whether the node is fit to receive traffic, in one line: programs attached, the
+    /// daemon alive (its heartbeat in the maps), salts for the current epoch and at least one
+    /// more, the secret files readable (with --config, or the running daemon's config). Exit 0
+    /// when it is, 1 when it is not.
+    #[arg(long, conflicts_with_all = ["json", "watch", "all"])]
+    pub check: bool,
 }
 
 fn interval(s: &str) -> Result<f64, String> {
@@ -43,15 +50,41 @@ pub fn run(a: StatusArgs) -> Result<ExitCode> {
     let node = a.node.resolve()?;
     let name = node.name;
     let pins = NodePins::new(&node.pin_root, &name);
+    let state = RunFiles::new(&a.node.run_dir, &name).read_state();
     let period = node
         .epoch_seconds
-        .or_else(|| {
-            RunFiles::new(&a.node.run_dir, &name)
-                .read_state()
-                .and_then(|s| s.get("epoch_seconds")?.as_u64())
-        })
+        .or_else(|| state.as_ref()?.get("epoch_seconds")?.as_u64())
         .unwrap_or(0);
-    let mut read = || snapshot::from_pins(&pins, &name, period);
+    // The secret files: from --config, else from the config file the running daemon named.
+    let secrets = node.secrets.or_else(|| {
+        let path = state.as_ref()?.get("config")?.as_str()?.to_string();
+        let n = synwall_config::NodeConfig::load(std::path::Path::new(&path)).ok()?;
+        Some(crate::daemon::secret_paths(&n.config.node))
+    });
+    let mut read = || snapshot::from_pins(&pins, &name, period, secrets.as_deref());
+    if a.check {
+        return Ok(match read() {
+            Ok(s) => {
+                let mut line = s.health.line();
+                if s.health.healthy && !s.health.unchecked.is_empty() {
+                    line.push_str(&format!(
+                        " (not checked: {})",
+                        s.health.unchecked.join(", ")
+                    ));
+                }
+                println!("{line}");
+                if s.health.healthy {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                println!("unhealthy: {e:#}");
+                ExitCode::from(1)
+            }
+        });
+    }
     let mut keys = if a.watch {
         let stop = Arc::new(AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -238,6 +271,7 @@ mod tests {
             watch,
             interval: 0.1,
             all: false,
+            check: false,
         }
     }
 

@@ -176,10 +176,90 @@ fn shorten(help: &str, room: usize) -> String {
     h
 }
 
-fn fmt_utc(ms: u64) -> String {
-    let s = ms / 1000;
-    let (h, m, sec) = ((s / 3600) % 24, (s / 60) % 60, s % 60);
-    format!("{h:02}:{m:02}:{sec:02} UTC")
+use crate::snapshot::{duration, fmt_utc};
+
+/// The daemon, the salts and the health: what a reader must know first, loudly when something
+/// is wrong (the data path keeps running without a daemon, until its salts run out).
+fn salt_lines(out: &mut String, cur: &Snapshot, width: usize) {
+    let mut o = String::new();
+    let now = cur.taken_ms;
+    match cur.heartbeat() {
+        Some((pid, ms)) if cur.daemon_alive() => {
+            let _ = writeln!(
+                o,
+                "daemon: alive (pid {pid}, heartbeat {} ago)",
+                duration(now.saturating_sub(ms))
+            );
+        }
+        Some((pid, ms)) => {
+            let _ = writeln!(
+                o,
+                "daemon: NOT ALIVE: no heartbeat from pid {pid} for {} (stopped, killed or hung); \
+                 the programs keep running on the salts written ahead",
+                duration(now.saturating_sub(ms))
+            );
+        }
+        None => {
+            let _ = writeln!(o, "daemon: NOT RUNNING: no heartbeat was ever written");
+        }
+    }
+    for p in &cur.programs {
+        let s = &p.salts;
+        let role = p.role.as_str();
+        if s.epoch_seconds == 0 {
+            let _ = writeln!(
+                o,
+                "salts ({role}): NONE WRITTEN: SYNs and ACKs pass to the kernel"
+            );
+            continue;
+        }
+        let next = duration(s.next_rotation_ms.saturating_sub(now));
+        let keys = format!(
+            "key {}{}",
+            s.key.as_deref().unwrap_or("-"),
+            s.accepted_key
+                .as_deref()
+                .map_or(String::new(), |k| format!(", accepted secret's key {k}"))
+        );
+        match (s.stale, s.runs_out_ms) {
+            (false, Some(end)) => {
+                let _ = writeln!(
+                    o,
+                    "salts ({role}): epoch {} of {} s, {keys}; next rotation in {next}; written up \
+                     to epoch {}: they run out at {} (in {})",
+                    s.live_epoch,
+                    s.epoch_seconds,
+                    s.written_until_epoch.unwrap_or(s.live_epoch),
+                    fmt_utc(end),
+                    duration(end.saturating_sub(now))
+                );
+            }
+            (_, end) => {
+                let when = end.map_or(String::new(), |e| {
+                    format!(
+                        " at {} ({} ago)",
+                        fmt_utc(e),
+                        duration(now.saturating_sub(e))
+                    )
+                });
+                let _ = writeln!(
+                    o,
+                    "salts ({role}): RAN OUT{when}: no salt for epoch {}; {} pass to the kernel \
+                     (fail-safe) until the daemon writes salts again",
+                    s.live_epoch,
+                    if p.role == crate::snapshot::Role::Edge {
+                        "SYNs"
+                    } else {
+                        "ACKs that do not validate"
+                    }
+                );
+            }
+        }
+    }
+    let _ = writeln!(o, "health: {}", cur.health.line());
+    for line in o.lines() {
+        out.push_str(&wrap(line, width, "    "));
+    }
 }
 
 // The longest counter name today is 25 characters; a total up to 999,999,999,999 fits.
@@ -218,15 +298,7 @@ pub fn render_text(cur: &Snapshot, prev: Option<&Snapshot>, all: bool, width: us
         o,
         "counters are named as in /metrics: synwall_<COUNTER>_total{{role=\"edge\"|\"backend\"}}"
     );
-    if cur.epoch_seconds > 0 {
-        let epoch_ms = cur.epoch_seconds.saturating_mul(1000);
-        let next = (epoch_ms - cur.taken_ms % epoch_ms).div_ceil(1000);
-        let _ = writeln!(
-            o,
-            "cookie salt: epoch {} of {} s, next rotation in {} s",
-            cur.epoch, cur.epoch_seconds, next
-        );
-    }
+    salt_lines(&mut o, cur, width);
     let _ = writeln!(
         o,
         "strict mode: {}",
@@ -414,11 +486,20 @@ mod tests {
             assert!(l.chars().count() <= WIDTH, "too wide: {l}");
         }
         assert!(t.contains("node \"edge-1\""), "{t}");
-        // 1700000002.25 s: 22.25 s into a 60 s epoch, so the next one starts in 38 s (rounded up).
-        assert!(
-            t.contains("epoch 28333333 of 60 s, next rotation in 38 s"),
-            "{t}"
-        );
+        // 1700000002.25 s: 22.25 s into a 60 s epoch: the backend rotates in 37.7 s, the edge
+        // 250 ms later; ten epochs are written ahead.
+        let joined = t.replace("\n    ", " ");
+        for want in [
+            "daemon: alive (pid 4242, heartbeat 0.0 s ago)",
+            "salts (backend): epoch 28333333 of 60 s, key ",
+            "next rotation in 37.7 s; written up to epoch 28333343: they run out at 22:24:00 UTC \
+             (in 10 min 37 s)",
+            "next rotation in 38.0 s; written up to epoch 28333343: they run out at 22:24:00 UTC \
+             (in 10 min 38 s)",
+            "health: ok",
+        ] {
+            assert!(joined.contains(want), "{want:?} not in\n{t}");
+        }
         assert!(t.contains("strict mode: off"));
         assert!(t.contains("cookies ON; SYN rate 15,000/s (on above 10,000/s, off below 2,000/s)"));
         assert!(t.contains("over the last 2.0 s"));

@@ -2,7 +2,7 @@
 //!
 //! A node's objects live under one directory (`<pin_root>/<node>`):
 //! ```text
-//! edge/<map>        maps of the XDP object (sw_counters, sw_config_map, sw_salts, ...)
+//! edge/<map>        maps of the XDP object (sw_counters, sw_config_map, sw_salt_ring, ...)
 //! backend/<map>     maps of the tc object
 //! links/xdp_<iface> XDP links       links/tcx_<iface> tcx ingress links
 //! ```
@@ -221,6 +221,43 @@ pub fn load_pinned<T: DataPath>(opts: &LoadOptions, dir: &Path) -> Result<Pinned
     }
 }
 
+/// The maps an earlier version pinned for its salts (two slots and the index of the live one),
+/// which this version replaced by the ring.
+const LEGACY_SALT_MAPS: [&str; 2] = ["sw_salts", "sw_salt_active"];
+
+/// The live salts an earlier version of synwall left pinned in `dir` (its two-slot `sw_salts` and
+/// `sw_salt_active`): `(epoch, K_e, K_{e-1})`, so an upgraded node keeps validating the cookies
+/// that version issued. `None` when there are none (or they cannot be read).
+pub fn legacy_salts(dir: &Path) -> Option<(u64, synwall_cookie::SipKey, synwall_cookie::SipKey)> {
+    let open = |n: &str| MapHandle::from_pinned_path(dir.join(n)).ok();
+    let (slots, active) = (open(LEGACY_SALT_MAPS[0])?, open(LEGACY_SALT_MAPS[1])?);
+    let key0 = 0u32.to_ne_bytes();
+    let flags = libbpf_rs::MapFlags::ANY;
+    let idx = active.lookup(&key0, flags).ok()??;
+    let idx = u32::from_ne_bytes(idx.get(..4)?.try_into().ok()?) & 1;
+    let v = slots.lookup(&idx.to_ne_bytes(), flags).ok()??;
+    // struct { u64 epoch; u64 k0, k1 (current); u64 k0, k1 (previous) }
+    let word = |i: usize| -> Option<u64> {
+        Some(u64::from_ne_bytes(
+            v.get(i * 8..i * 8 + 8)?.try_into().ok()?,
+        ))
+    };
+    let key = |i: usize| -> Option<synwall_cookie::SipKey> {
+        Some(synwall_cookie::SipKey {
+            k0: word(i)?,
+            k1: word(i + 1)?,
+        })
+    };
+    Some((word(0)?, key(1)?, key(3)?))
+}
+
+/// Remove an earlier version's salt pins from `dir` (once this version's ring holds their salts).
+pub fn remove_legacy_salts(dir: &Path) {
+    for n in LEGACY_SALT_MAPS {
+        let _ = std::fs::remove_file(dir.join(n));
+    }
+}
+
 /// After a load without pins: pin every map of ours under `dir`, replacing older pins.
 pub(crate) fn repin(obj: &mut libbpf_rs::Object, dir: &Path) -> Result<()> {
     for mut m in obj.maps_mut() {
@@ -239,8 +276,8 @@ pub(crate) fn repin(obj: &mut libbpf_rs::Object, dir: &Path) -> Result<()> {
 pub struct PinnedMaps {
     counters: MapHandle,
     config: MapHandle,
-    salts: MapHandle,
-    salt_active: MapHandle,
+    salt_ring: MapHandle,
+    clock: MapHandle,
     services: MapHandle,
     ports: MapHandle,
     extra: Vec<(String, MapHandle)>,
@@ -262,8 +299,8 @@ impl PinnedMaps {
                 if ![
                     "sw_counters",
                     "sw_config_map",
-                    "sw_salts",
-                    "sw_salt_active",
+                    "sw_salt_ring",
+                    "sw_clock_map",
                     "sw_services",
                     "sw_ports",
                 ]
@@ -278,8 +315,8 @@ impl PinnedMaps {
         Ok(PinnedMaps {
             counters: open("sw_counters")?,
             config: open("sw_config_map")?,
-            salts: open("sw_salts")?,
-            salt_active: open("sw_salt_active")?,
+            salt_ring: open("sw_salt_ring")?,
+            clock: open("sw_clock_map")?,
             services: open("sw_services")?,
             ports: open("sw_ports")?,
             extra,
@@ -290,8 +327,8 @@ impl PinnedMaps {
         Maps {
             counters: &self.counters,
             config: &self.config,
-            salts: &self.salts,
-            salt_active: &self.salt_active,
+            salt_ring: &self.salt_ring,
+            clock: &self.clock,
             services: &self.services,
             ports: &self.ports,
         }
@@ -307,9 +344,14 @@ impl PinnedMaps {
         self.maps().config()
     }
 
-    /// The live salts.
-    pub fn live_keys(&self) -> Result<synwall_cookie::synwall_v1::EpochKeys> {
-        self.maps().live_keys()
+    /// The salts as the programs see them: the ring and the clock rule.
+    pub fn salts(&self) -> Result<synwall_engine::Salts> {
+        self.maps().salts()
+    }
+
+    /// The clock rule and the daemon's heartbeat (`sw_clock`).
+    pub fn clock(&self) -> Result<crate::ClockValue> {
+        self.maps().clock()
     }
 
     /// The edge's auto-mode state (`sw_auto_map`), if this object has one.

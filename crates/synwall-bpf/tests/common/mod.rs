@@ -11,12 +11,16 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
-use synwall_cookie::synwall_v1::{self as v1, EpochKeys, MasterSecret};
-use synwall_cookie::{Addrs, Flow, Syn, SynOptions};
-use synwall_engine::{Counter, Counters, EngineConfig, Service, ServiceSet};
+use synwall_cookie::synwall_v1::{self as v1, EpochClock, EpochKeys, MasterSecret};
+use synwall_cookie::{Addrs, Flow, SipKey, Syn, SynOptions};
+use synwall_engine::{Counter, Counters, EngineConfig, SaltRing, Salts, Service, ServiceSet};
 
 pub const MASTER: [u8; 32] = [0x5a; 32];
-pub const EPOCH: u64 = 29_000_000;
+/// The epoch the programs under test run in (with epochs of [`P`] seconds: in 2027).
+pub const EPOCH: u64 = 500_000;
+/// Epoch length of the programs under test, seconds: an hour, so the whole test binary runs
+/// within the epoch [`test_clock`] puts it in.
+pub const P: u64 = 3600;
 
 pub fn keys() -> EpochKeys {
     EpochKeys::derive(&MasterSecret(MASTER), EPOCH)
@@ -24,6 +28,88 @@ pub fn keys() -> EpochKeys {
 
 pub fn keys_at(epoch: u64) -> EpochKeys {
     EpochKeys::derive(&MasterSecret(MASTER), epoch)
+}
+
+/// The node's TAI clock now (`bpf_ktime_get_tai_ns` reads the same clock), nanoseconds.
+pub fn tai_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the struct we own.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_TAI, &mut t) };
+    assert_eq!(r, 0, "clock_gettime(CLOCK_TAI)");
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// The clock rule the programs under test run with: epochs of [`P`] seconds, and a TAI offset
+/// that puts their UNIX time in the middle of epoch [`EPOCH`] when the test binary started (the
+/// programs read the real clock; the offset moves the epochs instead). The same for every test
+/// of the binary.
+pub fn test_clock() -> EpochClock {
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let offset = *OFFSET.get_or_init(|| {
+        let want = (EPOCH * P + P / 2) * 1_000_000_000;
+        tai_ns() as i64 - want as i64
+    });
+    EpochClock::new(P, offset)
+}
+
+/// The accepted master secret of the ring tests (SPEC 2a).
+pub const ACCEPTED: [u8; 32] = [0x77; 32];
+/// The ring tests' clock rule: hour-long epochs and a ten-minute lag (the rule takes the lag from
+/// the map), so each [`Moment`] is minutes from any switch whatever the test's pace.
+pub const EPOCH_S: u64 = 3600;
+pub const LAG_S: u64 = 600;
+pub const NS: u64 = 1_000_000_000;
+
+/// Where in the epochs the programs' clock stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moment {
+    /// The middle of EPOCH: generate EPOCH, accept EPOCH and EPOCH - 1.
+    Mid,
+    /// The last L of EPOCH: generate EPOCH, accept EPOCH + 1 too.
+    Late,
+    /// The first L of EPOCH + 1: generate EPOCH still, accept EPOCH + 1 and EPOCH.
+    Early,
+}
+
+impl Moment {
+    pub fn unix_s(self) -> u64 {
+        match self {
+            Moment::Mid => EPOCH * EPOCH_S + EPOCH_S / 2,
+            Moment::Late => (EPOCH + 1) * EPOCH_S - LAG_S / 2,
+            Moment::Early => (EPOCH + 1) * EPOCH_S + LAG_S / 2,
+        }
+    }
+
+    /// The clock rule that puts the programs' UNIX time at this moment now.
+    pub fn clock(self) -> EpochClock {
+        EpochClock {
+            epoch_ns: EPOCH_S * NS,
+            lag_ns: LAG_S * NS,
+            tai_offset_ns: tai_ns() as i64 - (self.unix_s() * NS) as i64,
+        }
+    }
+}
+
+/// What a node holds mid-[`EPOCH`]: `K_EPOCH` and `K_{EPOCH-1}` in the ring, [`test_clock`].
+pub fn salts() -> Salts {
+    Salts::new(SaltRing::from_keys(&keys()), test_clock())
+}
+
+/// The engine's clock for a frame a program just handled, in TAI milliseconds: now, with the
+/// bits of TSval a program's SYN+ACK carries (`tsval & 0xffffff00`, its millisecond clock), so
+/// the engine builds the same TSval.
+pub fn engine_ms(tsval: Option<u32>) -> u64 {
+    let now = tai_ns() / 1_000_000;
+    let Some(t) = tsval else { return now };
+    // The candidate nearest `now` whose low 32 bits have TSval's top 24.
+    let base = (now & !0xffff_ffff) | u64::from(t & 0xffff_ff00) | (now & 0xff);
+    [base.wrapping_sub(1 << 32), base, base.wrapping_add(1 << 32)]
+        .into_iter()
+        .min_by_key(|c| c.abs_diff(now))
+        .expect("three candidates")
 }
 
 /// Is this a CI run (where a test that cannot load BPF must fail, never skip)?
@@ -666,8 +752,9 @@ impl Gen {
         (opts_bytes(&items), o)
     }
 
-    /// A segment of a random kind.
-    pub fn segment(&mut self, cfg: &v1::Config, keys: &EpochKeys) -> Seg {
+    /// A segment of a random kind. Handshake ACKs carry cookies made with one of `keys` (or, one
+    /// in ten, with a salt no node holds).
+    pub fn segment(&mut self, cfg: &v1::Config, keys: &[SipKey]) -> Seg {
         let v6 = self.rng.gen_bool(0.4);
         let (src, sport) = (self.src(v6), self.rng.gen_range(1024..65535));
         let (dst, dport) = if self.rng.gen_bool(0.7) {
@@ -729,10 +816,11 @@ impl Gen {
                 }
                 so.ece_cwr = self.rng.gen();
                 s.opts = opts_bytes(&items);
-                let key = match self.rng.gen_range(0..10) {
-                    0..=6 => keys.current,
-                    7..=8 => keys.previous,
-                    _ => keys_at(keys.epoch + 7).current,
+                let known = !keys.is_empty() && self.rng.gen_range(0..10) < 9;
+                let key = if known {
+                    keys[self.rng.gen_range(0..keys.len())]
+                } else {
+                    keys_at(EPOCH + 7).current
                 };
                 let clock = self.rng.gen::<u32>() as u64;
                 s = handshake_ack(cfg, &key, &s, so, clock);
@@ -751,7 +839,7 @@ impl Gen {
                     // Malformed options on the ACK.
                     s.opts = vec![1, 1, 8, 1];
                 }
-                if key == keys.current || key == keys.previous {
+                if known {
                     self.flows.push(s.clone());
                     if self.flows.len() > 64 {
                         self.flows.remove(0);
@@ -914,7 +1002,7 @@ impl Gen {
     /// A frame: a segment, then with some probability mutated (bytes flipped, fields bent,
     /// truncated, or a non-IP EtherType), with checksums sometimes fixed afterwards so the
     /// mutation reaches past the checksum checks. Never shorter than 14 bytes (test runs refuse).
-    pub fn frame(&mut self, cfg: &v1::Config, keys: &EpochKeys) -> (Vec<u8>, &'static str) {
+    pub fn frame(&mut self, cfg: &v1::Config, keys: &[SipKey]) -> (Vec<u8>, &'static str) {
         let s = self.segment(cfg, keys);
         let mut f = build(&s);
         let r = self.rng.gen_range(0..100);
