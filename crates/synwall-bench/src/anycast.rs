@@ -123,6 +123,8 @@ pub struct Options {
     pub strict: bool,
     /// `node.epoch_seconds` of every node.
     pub epoch_seconds: u64,
+    /// `node.salts_ahead_seconds` of every node (`None`: the default).
+    pub salts_ahead_seconds: Option<u64>,
 }
 
 /// One edge's processes.
@@ -334,11 +336,14 @@ impl AnycastLab {
         std::fs::write(
             &path,
             format!(
-                "[node]\nname = \"{}\"\nsecret_file = \"{}\"\nepoch_seconds = {}\nmetrics = \"{metrics}\"\n\
+                "[node]\nname = \"{}\"\nsecret_file = \"{}\"\nepoch_seconds = {}\n{}metrics = \"{metrics}\"\n\
                  set_sysctls = true\nlog_level = \"warn\"\n\n[services]\nprotect = [\"{SVC_V4}/32:{PORT}\", \"[{SVC_V6}/128]:{PORT}\"]\n\n{section}",
                 self.node_name(role),
                 self.secret().display(),
                 self.opts.epoch_seconds,
+                self.opts
+                    .salts_ahead_seconds
+                    .map_or(String::new(), |n| format!("salts_ahead_seconds = {n}\n")),
             ),
         )?;
         Ok(path)
@@ -494,6 +499,35 @@ impl AnycastLab {
             .signal(sig)
     }
 
+    /// SIGSTOP or SIGCONT the healthcheck processes of edge `i`'s ExaBGP (its children): while
+    /// they are stopped, ExaBGP keeps the session and the route as they are, whatever the node's
+    /// health (a watcher that does not notice).
+    pub fn signal_healthchecks(&self, i: usize, sig: nix::sys::signal::Signal) -> Result<usize> {
+        let parent = self.nodes[i].exabgp.as_ref().context("no ExaBGP")?.id();
+        let mut n = 0;
+        for e in std::fs::read_dir("/proc")? {
+            let e = e?;
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // Field 4 (after the parenthesised name) is the parent's pid.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if ppid == Some(parent) && cmdline.windows(11).any(|w| w == b"healthcheck") {
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)?;
+                n += 1;
+            }
+        }
+        ensure!(n > 0, "edge {}: no healthcheck process under ExaBGP", i + 1);
+        Ok(n)
+    }
+
     /// `synwall stop --detach` on edge `i`: the daemon stops and the programs go.
     pub fn stop_detach(&mut self, i: usize) -> Result<()> {
         let cfg = self.edge_config(i).display().to_string();
@@ -515,15 +549,24 @@ impl AnycastLab {
 
     /// Edge `i`'s counters (`synwall status --json`), by name; empty when it has no pins.
     pub fn edge_counters(&self, i: usize) -> Result<BTreeMap<String, u64>> {
-        let cfg = self.edge_config(i).display().to_string();
+        self.counters(&self.edges[i], &self.edge_config(i), "edge")
+    }
+
+    /// The backend's counters.
+    pub fn backend_counters(&self) -> Result<BTreeMap<String, u64>> {
+        self.counters(&self.be, &self.dir.join("be.toml"), "backend")
+    }
+
+    fn counters(&self, ns: &Netns, cfg: &Path, role: &str) -> Result<BTreeMap<String, u64>> {
+        let cfg = cfg.display().to_string();
         let exe = self.opts.exe.display().to_string();
-        let Ok(out) = self.edges[i].run(&[&exe, "status", "--json", "--config", &cfg]) else {
+        let Ok(out) = ns.run(&[&exe, "status", "--json", "--config", &cfg]) else {
             return Ok(BTreeMap::new());
         };
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
         let mut m = BTreeMap::new();
         for p in v["programs"].as_array().into_iter().flatten() {
-            if p["role"] == "edge" {
+            if p["role"] == role {
                 for (k, c) in p["counters"].as_object().into_iter().flatten() {
                     m.insert(k.clone(), c.as_u64().unwrap_or(0));
                 }
@@ -1085,6 +1128,160 @@ impl Outcome {
             .collect();
             s.push_str(&format!("{e}: {}\n", pick.join(" ")));
         }
+        for f in &self.failed {
+            s.push_str(&format!("FAILED {f}\n"));
+        }
+        s
+    }
+}
+
+/// The fail-safe of a stale edge behind ECMP, and what health does about it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Stale {
+    /// The frozen edge (1-based).
+    pub edge: usize,
+    /// From the freeze to the edge's first `syn_pass_stale`, seconds.
+    pub stale_after_s: f64,
+    /// How long the edge served stale (its route kept by a frozen watcher), seconds.
+    pub stale_for_s: f64,
+    /// Connections started while it was stale whose SYN went to it; all of them succeeded if
+    /// `failed` is empty.
+    pub through_stale: u64,
+    /// Short connections of the whole run.
+    pub connections: u64,
+    /// Every failed connection.
+    pub failed: Vec<String>,
+    /// The stale edge's counters over the stale window (those that moved).
+    pub edge_delta: BTreeMap<String, u64>,
+    /// The backend's counters over the same window (those that moved).
+    pub backend_delta: BTreeMap<String, u64>,
+    /// From resuming the healthcheck (the daemon still frozen) to the route gone, ms.
+    pub withdraw_ms: [f64; 2],
+    /// From resuming the daemon to the route back, ms.
+    pub announce_ms: [f64; 2],
+}
+
+fn delta(a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    b.iter()
+        .filter_map(|(k, v)| {
+            let d = v.saturating_sub(a.get(k).copied().unwrap_or(0));
+            (d > 0).then(|| (k.clone(), d))
+        })
+        .collect()
+}
+
+/// Edges 1 and 2 announce; under load, edge 1's healthcheck is frozen (ExaBGP keeps its route, as
+/// a watcher that does not notice would) and its daemon too, until its salts run out; it serves
+/// stale for `s.settle`. Then the healthcheck resumes with the daemon still frozen (the route
+/// must go: `/healthz` does not answer), and the daemon resumes (the route must come back).
+pub fn stale_edge(lab: &mut AnycastLab, s: &Scenario) -> Result<Stale> {
+    use nix::sys::signal::Signal::{SIGCONT, SIGSTOP};
+    let limit = Duration::from_secs(30);
+    lab.start_edge(0)?;
+    lab.start_edge(1)?;
+    lab.wait_routes(Instant::now(), limit, |e| e.len() == 2)
+        .with_context(|| lab.logs())?;
+    let load = Load::start(&lab.cli, &lab.targets(), s.gap, s.long)?;
+    std::thread::sleep(s.settle);
+    lab.signal_healthchecks(0, SIGSTOP)?;
+    lab.signal_synwall(0, SIGSTOP)?;
+    let frozen = Instant::now();
+    let ahead = lab.opts.salts_ahead_seconds.unwrap_or(600);
+    let stale_limit = Duration::from_secs(ahead + 4 * lab.opts.epoch_seconds + 10);
+    let (e0, b0) = loop {
+        let e = lab.edge_counters(0)?;
+        if e.get("syn_pass_stale").copied().unwrap_or(0) > 0 {
+            break (e, lab.backend_counters()?);
+        }
+        ensure!(
+            frozen.elapsed() < stale_limit,
+            "edge 1 not stale {stale_limit:?} after its daemon froze"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stale_after_s = frozen.elapsed().as_secs_f64();
+    let (from, t_stale) = (load.now(), Instant::now());
+    std::thread::sleep(s.settle);
+    let (e1, b1) = (lab.edge_counters(0)?, lab.backend_counters()?);
+    let until = load.now();
+    let stale_for_s = t_stale.elapsed().as_secs_f64();
+    ensure!(
+        lab.nexthops(false)?.contains(&0) && lab.nexthops(true)?.contains(&0),
+        "edge 1's route went while its watcher was frozen"
+    );
+    let t = Instant::now();
+    lab.signal_healthchecks(0, SIGCONT)?;
+    let withdraw = lab
+        .wait_routes(t, limit, |e| !e.contains(&0))
+        .with_context(|| lab.logs())?;
+    let t = Instant::now();
+    lab.signal_synwall(0, SIGCONT)?;
+    let announce = lab
+        .wait_routes(t, limit, |e| e.contains(&0))
+        .with_context(|| lab.logs())?;
+    std::thread::sleep(Duration::from_secs(1));
+    let conns = load.finish();
+    let flows = lab.flows()?;
+    let through_stale = conns
+        .iter()
+        .filter(|c| {
+            c.kind == Kind::Short
+                && c.start >= from
+                && c.start < until
+                && flows.syn_edges(c.v6, c.sport).contains(&0)
+        })
+        .count() as u64;
+    Ok(Stale {
+        edge: 1,
+        stale_after_s,
+        stale_for_s,
+        through_stale,
+        connections: conns.iter().filter(|c| c.kind == Kind::Short).count() as u64,
+        failed: conns
+            .iter()
+            .filter_map(|c| {
+                c.error
+                    .as_ref()
+                    .map(|e| format!("{:?} port {} at {:.2} s: {e}", c.kind, c.sport, c.start))
+            })
+            .collect(),
+        edge_delta: delta(&e0, &e1),
+        backend_delta: delta(&b0, &b1),
+        withdraw_ms: [ms(withdraw[0]), ms(withdraw[1])],
+        announce_ms: [ms(announce[0]), ms(announce[1])],
+    })
+}
+
+impl Stale {
+    /// The report as text.
+    pub fn text(&self) -> String {
+        let show = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut s = format!(
+            "stale edge e{}: salts ran out {:.1} s after its daemon froze; it served {:.1} s stale \
+             with its route kept (watcher frozen)\n\
+             connections: {} in all, {} failed; {} started while it was stale went through it\n\
+             e{} while stale: {}\nbackend while stale: {}\n\
+             healthcheck resumed, daemon still frozen: route gone after {:.0} / {:.0} ms (IPv4 / IPv6)\n\
+             daemon resumed: route back after {:.0} / {:.0} ms\n",
+            self.edge,
+            self.stale_after_s,
+            self.stale_for_s,
+            self.connections,
+            self.failed.len(),
+            self.through_stale,
+            self.edge,
+            show(&self.edge_delta),
+            show(&self.backend_delta),
+            self.withdraw_ms[0],
+            self.withdraw_ms[1],
+            self.announce_ms[0],
+            self.announce_ms[1],
+        );
         for f in &self.failed {
             s.push_str(&format!("FAILED {f}\n"));
         }

@@ -28,20 +28,29 @@ fn synwall_bin() -> PathBuf {
     bin
 }
 
-fn scenario(strict: bool) -> Outcome {
-    let mut lab = AnycastLab::up(
+fn lab(strict: bool, epoch_seconds: u64, salts_ahead_seconds: Option<u64>) -> AnycastLab {
+    AnycastLab::up(
         &synwall_netns::unique_prefix(),
         Options {
             exe: synwall_bin(),
             strict,
-            epoch_seconds: 60,
+            epoch_seconds,
+            salts_ahead_seconds,
         },
     )
-    .unwrap();
-    let s = Scenario {
+    .unwrap()
+}
+
+fn short() -> Scenario {
+    Scenario {
         settle: Duration::from_secs(2),
         ..Scenario::default()
-    };
+    }
+}
+
+fn scenario(strict: bool) -> Outcome {
+    let mut lab = lab(strict, 60, None);
+    let s = short();
     let out = anycast::run(&mut lab, &s).unwrap_or_else(|e| panic!("{e:#}"));
     println!("{}", out.text());
     out
@@ -143,6 +152,37 @@ fn strict_mode_loses_only_flows_that_moved() {
         .map(|c| c.get("strict_drop").copied().unwrap_or(0))
         .sum();
     assert!(dropped > 0, "{}", out.text());
+}
+
+/// The fail-safe behind ECMP: an edge whose daemon froze past its salts, while something keeps
+/// routing to it (its watcher frozen too), passes SYNs to the kernel behind it (`syn_pass_stale`)
+/// and issues no cookie at all; every connection through it succeeds on the kernel's own
+/// handshake, and the backend rejects nothing. Its health then withdraws it, and brings it back.
+#[test]
+fn stale_edge_issues_no_cookie_and_connections_still_succeed() {
+    if !synwall_netns::require_privileges(
+        "stale_edge_issues_no_cookie_and_connections_still_succeed",
+    ) {
+        return;
+    }
+    let mut lab = lab(false, 2, Some(1));
+    let out = anycast::stale_edge(&mut lab, &short()).unwrap_or_else(|e| panic!("{e:#}"));
+    drop(lab);
+    println!("{}", out.text());
+    assert!(out.failed.is_empty(), "{}", out.text());
+    let e = |k: &str| out.edge_delta.get(k).copied().unwrap_or(0);
+    let b = |k: &str| out.backend_delta.get(k).copied().unwrap_or(0);
+    assert!(out.through_stale > 10, "{}", out.text());
+    assert!(e("syn_pass_stale") >= out.through_stale, "{}", out.text());
+    assert_eq!(
+        e("syn_answered"),
+        0,
+        "a stale edge issued cookies:\n{}",
+        out.text()
+    );
+    // The kernel answered those SYNs and got their ACKs (its own handshakes); no cookie failed.
+    assert!(b("backend_syn_pass") >= out.through_stale, "{}", out.text());
+    assert_eq!(b("backend_ack_invalid"), 0, "{}", out.text());
 }
 
 /// docs/DEPLOYMENT.md: every command of its `sh` blocks is in its last table, and every file

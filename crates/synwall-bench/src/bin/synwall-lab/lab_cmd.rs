@@ -31,6 +31,11 @@ pub struct BgpArgs {
     /// Run the edges in strict mode.
     #[arg(long)]
     strict: bool,
+    /// Instead: the fail-safe of a stale edge (epochs of 2 s, salts 2 epochs ahead): edge 1's
+    /// daemon and healthcheck frozen until its salts run out, its route kept; then the
+    /// healthcheck resumes (the route must go) and the daemon (it must come back).
+    #[arg(long, conflicts_with = "strict")]
+    stale: bool,
     /// Seconds of load after each event.
     #[arg(long, default_value_t = 5.0)]
     settle: f64,
@@ -226,7 +231,8 @@ fn bgp(a: BgpArgs) -> Result<ExitCode> {
         Options {
             exe: crate::synwall_exe()?,
             strict: a.strict,
-            epoch_seconds: 60,
+            epoch_seconds: if a.stale { 2 } else { 60 },
+            salts_ahead_seconds: a.stale.then_some(1),
         },
     )?;
     let s = Scenario {
@@ -234,6 +240,20 @@ fn bgp(a: BgpArgs) -> Result<ExitCode> {
         long: a.long,
         ..Scenario::default()
     };
+    if a.stale {
+        let out = anycast::stale_edge(&mut lab, &s)?;
+        drop(lab);
+        print!("{}", out.text());
+        if let Some(p) = &a.json {
+            std::fs::write(p, serde_json::to_string_pretty(&out)?)
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        return Ok(if out.failed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
     let out = anycast::run(&mut lab, &s)?;
     drop(lab);
     print!("{}", out.text());
