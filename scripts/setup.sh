@@ -35,6 +35,10 @@ want wrk wrk
 want curl curl
 want iptables iptables
 want chrt util-linux
+# The anycast lab (synwall-lab bgp, crates/synwall-bench/tests/bgp.rs): BIRD 2 on the router,
+# ExaBGP with its healthcheck on the edges (dist/bgp/), which asks /healthz with curl.
+want bird bird2
+want exabgp exabgp
 # The man-page and unit-file checks (groff renders the pages, systemd-analyze verifies the unit),
 # setpriv (util-linux) runs the daemon with exactly the unit's capabilities.
 want groff groff-base

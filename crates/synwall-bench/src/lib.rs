@@ -9,6 +9,10 @@
 //!   socket's options (TCP_INFO via `ss`) per client profile;
 //! - [`scale`]: one vs two edges behind ECMP, and ACKs crossing edges.
 //!
+//! Beside them, [`anycast`] is the reference deployment of docs/DEPLOYMENT.md in namespaces: a
+//! BIRD router, three edges that announce the service by ExaBGP while healthy (`dist/bgp/`), a
+//! backend, and [`churn`]'s client load while edges join and leave (`synwall-lab bgp`).
+//!
 //! Each returns a [`report::Report`] (table, JSON, SVG). Only addresses inside the lab's
 //! namespaces are ever targeted, and every load is bounded by `timeout`.
 //!
@@ -16,6 +20,8 @@
 //! per-packet comparison of `synwall-baseline`), builds and removes the lab (`up`, `down`) and
 //! runs the demo (`demo`); it drives the `synwall` binary that sits beside it.
 
+pub mod anycast;
+pub mod churn;
 pub mod defense;
 pub mod lab;
 pub mod load;

@@ -19,6 +19,35 @@ pub enum LabCommand {
     Down(PrefixArgs),
     /// Build a fresh lab, run benchmarks, print their tables, write JSON + SVG, tear down.
     Bench(BenchArgs),
+    /// The anycast lab: a BIRD router spreading flows over three synwall edges that announce the
+    /// service with ExaBGP while healthy (dist/bgp/). Under a constant client load an edge joins,
+    /// one's daemon is killed and started again, one is stopped with `synwall stop --detach`;
+    /// prints how long the routes took to change and what the clients saw, then tears down.
+    Bgp(BgpArgs),
+}
+
+#[derive(Args)]
+pub struct BgpArgs {
+    /// Run the edges in strict mode.
+    #[arg(long)]
+    strict: bool,
+    /// Instead: the fail-safe of a stale edge (epochs of 2 s, salts 2 epochs ahead): edge 1's
+    /// daemon and healthcheck frozen until its salts run out, its route kept; then the
+    /// healthcheck resumes (the route must go) and the daemon (it must come back).
+    #[arg(long, conflicts_with = "strict")]
+    stale: bool,
+    /// Seconds of load after each event.
+    #[arg(long, default_value_t = 5.0)]
+    settle: f64,
+    /// Long-lived transfers per address family.
+    #[arg(long, default_value_t = 8)]
+    long: usize,
+    /// Write every connection and the phases as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Prefix of every namespace name.
+    #[arg(long, default_value = "swa")]
+    prefix: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -183,7 +212,60 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Bench(a) => bench(a),
+        LabCommand::Bgp(a) => bgp(a),
     }
+}
+
+fn bgp(a: BgpArgs) -> Result<ExitCode> {
+    use synwall_bench::anycast::{self, AnycastLab, Options, Scenario};
+    check_prefix(&a.prefix)?;
+    if !(1.0..=120.0).contains(&a.settle) {
+        bail!(
+            "--settle must be between 1 and 120 seconds, got {}",
+            a.settle
+        );
+    }
+    root()?;
+    let mut lab = AnycastLab::up(
+        &a.prefix,
+        Options {
+            exe: crate::synwall_exe()?,
+            strict: a.strict,
+            epoch_seconds: if a.stale { 2 } else { 60 },
+            salts_ahead_seconds: a.stale.then_some(1),
+        },
+    )?;
+    let s = Scenario {
+        settle: std::time::Duration::from_secs_f64(a.settle),
+        long: a.long,
+        ..Scenario::default()
+    };
+    if a.stale {
+        let out = anycast::stale_edge(&mut lab, &s)?;
+        drop(lab);
+        print!("{}", out.text());
+        if let Some(p) = &a.json {
+            std::fs::write(p, serde_json::to_string_pretty(&out)?)
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        return Ok(if out.failed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let out = anycast::run(&mut lab, &s)?;
+    drop(lab);
+    print!("{}", out.text());
+    if let Some(p) = &a.json {
+        std::fs::write(p, serde_json::to_string_pretty(&out)?)
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(if out.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn bench(a: BenchArgs) -> Result<ExitCode> {
