@@ -6,9 +6,6 @@
 //! Needs root and BPF: in CI (CI=true) a failure to load fails the test; elsewhere it is skipped
 //! with a message.
 
-mod common;
-
-use common::*;
 use rand::Rng;
 use std::time::Instant;
 use synwall_bpf::{
@@ -20,6 +17,7 @@ use synwall_engine::{
     synack::MAX_SYNACK_LEN, BackendVerdict, Counters, Engine, EngineConfig, ServerParams,
     SocketState, Verdict,
 };
+use synwall_testkit::prelude::*;
 
 fn xdp_code(v: Verdict) -> u32 {
     match v {

@@ -1,15 +1,15 @@
 //! The decision of SPEC section 8 beyond SYNs: default-mode forwarding without a MAC, the strict
 //! mode's bounded flow cache, the backend's kfunc attributes, and expiry across epochs.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
 use synwall_engine::engine::kfunc_counter;
 use synwall_engine::synack::MAX_SYNACK_LEN;
 use synwall_engine::{
     BackendVerdict, Counter, Engine, EngineConfig, ReqAttrs, SocketState, Verdict,
 };
+use synwall_testkit::deploy::{all_services, keys, keys_at, EPOCH};
+use synwall_testkit::frame::{opt_ts, opts_bytes, Frame, ACK};
 
 /// Answer `s` with `e`, and return the ACK frame a real client would send back.
 fn handshake_ack(e: &mut Engine, s: &SynSpec) -> Vec<u8> {
@@ -45,32 +45,15 @@ fn handshake_ack(e: &mut Engine, s: &SynSpec) -> Vec<u8> {
 }
 
 fn frame_with_ts(s: &SynSpec, ack: u32, tsval: u32, tsecr: u32) -> Vec<u8> {
-    use etherparse::{PacketBuilder, TcpOptionElement};
-    let b = PacketBuilder::ethernet2(CLIENT_MAC, ROUTER_MAC);
-    let opts = [
-        TcpOptionElement::Noop,
-        TcpOptionElement::Noop,
-        TcpOptionElement::Timestamp(tsval, tsecr),
-    ];
-    let mut out = Vec::new();
-    if s.v6 {
-        b.ipv6(s.src6, s.dst6, 64)
-            .tcp(s.sport, s.dport, s.isn, 500)
-            .ack(ack)
-            .options(&opts)
-            .unwrap()
-            .write(&mut out, &[])
-            .unwrap();
-    } else {
-        b.ipv4(s.src4, s.dst4, 64)
-            .tcp(s.sport, s.dport, s.isn, 500)
-            .ack(ack)
-            .options(&opts)
-            .unwrap()
-            .write(&mut out, &[])
-            .unwrap();
+    Frame {
+        vlans: Vec::new(),
+        flags: ACK,
+        window: 500,
+        options: opts_bytes(&[vec![1, 1], opt_ts(tsval, tsecr)]),
+        payload: Vec::new(),
+        ..s.to_frame(Some(ack))
     }
-    out
+    .build()
 }
 
 fn xdp(e: &mut Engine, f: &[u8]) -> (Verdict, Counter) {
@@ -251,7 +234,7 @@ fn ack_expires_after_two_epochs_and_other_secret_fails() {
     };
     let ack = handshake_ack(&mut edge, &s);
     let mut backend = engine();
-    let at = |e: u64| EpochKeys::derive(&MasterSecret(MASTER), e);
+    let at = keys_at;
     backend.set_keys(at(EPOCH + 1));
     assert!(matches!(
         backend.tc(&ack, |_| SocketState::ListenerOnly).verdict,

@@ -6,10 +6,7 @@
 
 use std::path::Path;
 use std::process::Command;
-
-fn exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_synwall"))
-}
+use synwall_testkit::synwall;
 
 struct Case {
     what: &'static str,
@@ -97,7 +94,7 @@ fn bad_configs_are_rejected_naming_file_line_and_key() {
                 run_dir.to_str().unwrap(),
             ],
         ] {
-            let out = Command::new(exe()).args(&args).output().unwrap();
+            let out = Command::new(synwall()).args(&args).output().unwrap();
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{}: {args:?}: {err}", c.what);
             assert!(
@@ -132,7 +129,7 @@ fn unbindable_metrics_address_attaches_nothing() {
     )
     .unwrap();
     // check-config finds it too, naming the key and line as run does.
-    let check = Command::new(exe())
+    let check = Command::new(synwall())
         .args(["check-config", path.to_str().unwrap()])
         .output()
         .unwrap();
@@ -145,7 +142,7 @@ fn unbindable_metrics_address_attaches_nothing() {
         )),
         "{err}"
     );
-    let out = Command::new(exe())
+    let out = Command::new(synwall())
         .args([
             "run",
             "--config",
@@ -184,7 +181,7 @@ fn check_config_finds_a_metrics_address_in_use() {
     )
     .unwrap();
     let check = || {
-        Command::new(exe())
+        Command::new(synwall())
             .args(["check-config", path.to_str().unwrap()])
             .output()
             .unwrap()
@@ -220,7 +217,7 @@ fn node_names_that_escape_the_pin_root_are_refused() {
     std::fs::create_dir_all(&sibling).unwrap();
     for name in ["..", "", "a/b", "x".repeat(33).as_str()] {
         for cmd in [&["stop", "--detach"][..], &["status"][..]] {
-            let out = Command::new(exe())
+            let out = Command::new(synwall())
                 .args(cmd)
                 .args(["--node", name, "--pin-root", root.to_str().unwrap()])
                 .args(["--run-dir", dir.path().join("run").to_str().unwrap()])
@@ -243,7 +240,7 @@ fn stop_with_nothing_to_stop_is_consistent() {
     let root = dir.path().join("pins");
     std::fs::create_dir_all(&root).unwrap();
     for detach in [false, true] {
-        let out = Command::new(exe())
+        let out = Command::new(synwall())
             .arg("stop")
             .args(detach.then_some("--detach"))
             .args(["--node", "swidle", "--pin-root", root.to_str().unwrap()])
@@ -270,7 +267,7 @@ fn stop_with_nothing_to_stop_is_consistent() {
 #[test]
 fn bad_status_intervals_are_refused() {
     for bad in ["nan", "inf", "0", "-1", "3601", "soon"] {
-        let out = Command::new(exe())
+        let out = Command::new(synwall())
             .args(["status", "--node", "swnone", &format!("--interval={bad}")])
             .output()
             .unwrap();
@@ -285,10 +282,11 @@ fn bad_status_intervals_are_refused() {
 /// `set_sysctls = true` it passes (run would set it) and the sysctl is left as it was.
 #[test]
 fn check_config_checks_the_backends_sysctls() {
-    if !synwall_netns::require_privileges("check_config_checks_the_backends_sysctls") {
+    if !synwall_testkit::require_privileges("check_config_checks_the_backends_sysctls") {
         return;
     }
-    let ns = synwall_netns::Netns::create(&format!("{}k", synwall_netns::unique_prefix())).unwrap();
+    let ns =
+        synwall_testkit::Netns::create(&format!("{}k", synwall_testkit::unique_prefix())).unwrap();
     ns.sysctl("net.ipv4.tcp_syncookies", "0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let secret = write_secret(dir.path());
@@ -302,7 +300,7 @@ fn check_config_checks_the_backends_sysctls() {
         )
         .unwrap();
         let out = ns
-            .command(exe().to_str().unwrap())
+            .command(synwall().to_str().unwrap())
             .args(["check-config", path.to_str().unwrap()])
             .output()
             .unwrap();
@@ -324,11 +322,11 @@ fn check_config_checks_the_backends_sysctls() {
 /// interface's pin path is taken by a directory.
 #[test]
 fn a_failed_pin_leaves_no_link_behind() {
-    if !synwall_netns::require_privileges("a_failed_pin_leaves_no_link_behind") {
+    if !synwall_testkit::require_privileges("a_failed_pin_leaves_no_link_behind") {
         return;
     }
-    let p = synwall_netns::unique_prefix();
-    let ns = synwall_netns::Netns::create(&format!("{p}p")).unwrap();
+    let p = synwall_testkit::unique_prefix();
+    let ns = synwall_testkit::Netns::create(&format!("{p}p")).unwrap();
     for d in ["d0", "d1"] {
         let peer = format!("{d}p");
         ns.run(&[
@@ -354,7 +352,7 @@ fn a_failed_pin_leaves_no_link_behind() {
     )
     .unwrap();
     let out = ns
-        .command(exe().to_str().unwrap())
+        .command(synwall().to_str().unwrap())
         .args(["run", "--config", path.to_str().unwrap()])
         .args(["--run-dir", dir.path().join("run").to_str().unwrap()])
         .output()

@@ -20,14 +20,14 @@
 use anyhow::{ensure, Context, Result};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::time::{Duration, Instant};
 use synwall_cookie::synwall_v1::{self as v1, epoch_of, EpochKeys, MasterSecret};
 use synwall_cookie::{Addrs, Flow, Syn, SynOptions};
-use synwall_netns::packet::{Segment, ACK};
-use synwall_netns::tcp::{self, EchoServer, TcpInfo};
-use synwall_netns::topo::{self, EdgeLab, BACKEND_IF, CLIENT_IF, EDGE_CLIENT_IF};
-use synwall_netns::{nft, require_privileges, unique_prefix, veth, Counts, Daemon, Netns};
+use synwall_testkit::frame::{Frame, ACK};
+use synwall_testkit::synwall;
+use synwall_testkit::tcp::{self, EchoServer, TcpInfo};
+use synwall_testkit::topo::{self, EdgeLab, BACKEND_IF, CLIENT_IF, EDGE_CLIENT_IF};
+use synwall_testkit::{nft, require_privileges, unique_prefix, veth, Counts, Daemon, Netns};
 
 const PORT: u16 = 8080;
 const READY: Duration = Duration::from_secs(20);
@@ -38,10 +38,6 @@ const SPEC_MSS_V4: [u32; 8] = [536, 1200, 1360, 1400, 1440, 1452, 1460, 8960];
 const SPEC_MSS_V6: [u32; 8] = [1220, 1280, 1360, 1420, 1432, 1440, 8940, 65476];
 /// SPEC section 7: the default server window-scale shift (the backends' rcv_wscale).
 const SPEC_SERVER_WSCALE: u8 = 7;
-
-fn exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_synwall"))
-}
 
 /// A master-secret file (hex), removed on drop.
 struct Secret {
@@ -63,7 +59,7 @@ impl Secret {
 }
 
 fn start(ns: &Netns, args: &[String]) -> Result<Daemon> {
-    Daemon::start(ns, exe(), args, READY)
+    Daemon::start(ns, synwall(), args, READY)
 }
 
 fn args(list: &[&str], extra: &[String]) -> Vec<String> {
@@ -639,21 +635,15 @@ fn forged_ack(key: &synwall_cookie::SipKey, client_port: u16, macs: ([u8; 6], [u
         },
     };
     let issued = v1::generate(&v1::Config::default(), key, &syn, 0);
-    Segment {
+    Frame {
         dst_mac: macs.0,
         src_mac: macs.1,
-        src: c.into(),
-        dst: s.into(),
-        sport: client_port,
-        dport: PORT,
         seq: syn.isn.wrapping_add(1),
         ack: issued.isn.wrapping_add(1),
-        flags: ACK,
         window: 502,
-        options: Vec::new(),
-        payload: Vec::new(),
+        ..Frame::new(c.into(), s.into(), client_port, PORT, ACK)
     }
-    .frame()
+    .build()
 }
 
 fn accept_within(l: &TcpListener, limit: Duration) -> Option<TcpStream> {
@@ -736,7 +726,7 @@ fn cookie_expires_after_two_epochs() -> Result<()> {
     );
     let sender = lab
         .client
-        .enter(|| synwall_netns::packet::RawSender::open(CLIENT_IF))??;
+        .enter(|| synwall_testkit::RawSender::open(CLIENT_IF))??;
 
     // The daemons rotate up to a tick after each boundary (edges a lag later): a cookie made
     // here from the wall clock is only meaningful once they have.

@@ -55,18 +55,16 @@
 //!
 //! The jumbo-frame hole is proven in `jumbo_netns.rs`. Needs root (CI=true: fail, else skip).
 
-mod common;
-
+use crate::common::{describe, Lab, LabOptions, Measured, Reply, ReplyTcp, OPEN_PORT, PORT};
 use anyhow::{ensure, Context, Result};
-use common::craft::{self, Macs, Tcp, ACK, CWR, ECE, FIN, PSH, RST, SYN, URG};
-use common::{describe, Lab, LabOptions, Measured, Reply, ReplyTcp, OPEN_PORT, PORT};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use synwall_netns::topo::{self, BACKEND_V4, BACKEND_V6, CLIENT_V4, CLIENT_V6};
-use synwall_netns::{require_privileges, tcp, unique_prefix};
+use synwall_testkit::frame::{self, Macs, Tcp, ACK, CWR, ECE, FIN, PSH, RST, SYN, URG};
+use synwall_testkit::topo::{self, BACKEND_V4, BACKEND_V6, CLIENT_V4, CLIENT_V6};
+use synwall_testkit::{require_privileges, tcp, unique_prefix};
 
 /// The backend's second IPv6 address: not protected (the outer destination of routing headers).
 const OUTER_V6: Ipv6Addr = Ipv6Addr::new(0xfd66, 2, 0, 0, 0, 0, 0, 3);
@@ -257,7 +255,7 @@ fn accept_any(ls: &[TcpListener], limit: Duration) -> Option<(TcpStream, SocketA
 
 /// A SYN (Linux options) wrapped as `IPv6 / Fragment(0, M=0, nh=DestOpts) / DestOpts / TCP`.
 fn wrapped_syn(m: Macs, port: u16, dport: u16) -> Vec<u8> {
-    craft::atomic_fragment(
+    frame::atomic_fragment(
         m,
         CLIENT_V6,
         BACKEND_V6,
@@ -273,14 +271,14 @@ fn wrapped_syn(m: Macs, port: u16, dport: u16) -> Vec<u8> {
 fn two_fragment_syn(m: Macs, port: u16, dport: u16) -> Vec<Vec<u8>> {
     let mut syn = Tcp::syn(port, dport);
     syn.payload = b"syn-data".to_vec();
-    let mut inner = craft::dest_opts(craft::NH_TCP);
+    let mut inner = frame::dest_opts(frame::NH_TCP);
     inner.extend(syn.bytes(CLIENT_V6.into(), BACKEND_V6.into()));
     // DestOpts (8) + TCP header (40) in the first fragment, the 8 bytes of data in the second.
-    craft::two_fragments(
+    frame::two_fragments(
         m,
         CLIENT_V6,
         BACKEND_V6,
-        craft::NH_DEST_OPTS,
+        frame::NH_DEST_OPTS,
         &inner,
         48,
         0x1000 + port as u32,
@@ -293,7 +291,7 @@ fn v4_two_fragment_syn(m: Macs, port: u16, dport: u16) -> Vec<Vec<u8>> {
     let mut syn = Tcp::syn(port, dport);
     syn.payload = b"syn-data".to_vec();
     let seg = syn.bytes(CLIENT_V4.into(), BACKEND_V4.into());
-    craft::v4_two_fragments(m, CLIENT_V4.into(), BACKEND_V4.into(), &seg, 40).to_vec()
+    frame::v4_two_fragments(m, CLIENT_V4.into(), BACKEND_V4.into(), &seg, 40).to_vec()
 }
 
 /// Fragment-header bypass of the edge: a SYN to a protected service hidden behind an IPv6
@@ -315,7 +313,7 @@ fn ipv6_fragment_header_cannot_smuggle_a_syn() -> Result<()> {
         let case = format!("control: plain {} SYN answered by the edge", fam(v6));
         let x = lab.probe_exact(
             |p| {
-                vec![craft::frame(
+                vec![frame::frame(
                     m,
                     &[],
                     client(v6),
@@ -398,7 +396,7 @@ fn ipv6_fragment_header_cannot_smuggle_a_syn() -> Result<()> {
     let x = lab.probe_exact(
         |p| {
             let seg = Tcp::syn(p, PORT).bytes(CLIENT_V6.into(), BACKEND_V6.into());
-            craft::two_fragments(m, CLIENT_V6, BACKEND_V6, craft::NH_TCP, &seg, 24, p as u32)
+            frame::two_fragments(m, CLIENT_V6, BACKEND_V6, frame::NH_TCP, &seg, 24, p as u32)
                 .to_vec()
         },
         &[("drop_fragment", 1), ("pass_fragment_nonfirst", 1)],
@@ -417,15 +415,18 @@ fn ipv6_fragment_header_cannot_smuggle_a_syn() -> Result<()> {
     eprintln!("      {case}: {p}");
     r.check(
         &format!("{case}: counters"),
-        common::exactly(&common::without_noise(&p.edge), &[("drop_syn_fragment", n)])
-            .and_then(|_| common::exactly(&common::without_noise(&p.backend), &[]))
-            .map_err(|e| {
-                format!(
-                    "{e} (edge {}; backend {})",
-                    common::show(&p.edge),
-                    common::show(&p.backend)
-                )
-            }),
+        crate::common::exactly(
+            &crate::common::without_noise(&p.edge),
+            &[("drop_syn_fragment", n)],
+        )
+        .and_then(|_| crate::common::exactly(&crate::common::without_noise(&p.backend), &[]))
+        .map_err(|e| {
+            format!(
+                "{e} (edge {}; backend {})",
+                crate::common::show(&p.edge),
+                crate::common::show(&p.backend)
+            )
+        }),
     );
     let replies = lab.all_replies(Duration::from_millis(500))?;
     let answered = replies
@@ -567,7 +568,7 @@ fn strict_mode_cannot_be_bypassed_with_fragment_headers() -> Result<()> {
     let x = lab.probe_exact(
         |p| {
             syn.sport = p;
-            vec![craft::atomic_fragment(
+            vec![frame::atomic_fragment(
                 m, CLIENT_V6, BACKEND_V6, &syn, p as u32,
             )]
         },
@@ -582,7 +583,7 @@ fn strict_mode_cannot_be_bypassed_with_fragment_headers() -> Result<()> {
         Some(sa) => {
             let t = tcp_of(&sa).map_err(anyhow::Error::msg)?.clone();
             let mut ack = ack_for(&syn, &t);
-            let wrap = |t: &Tcp, id: u32| craft::atomic_fragment(m, CLIENT_V6, BACKEND_V6, t, id);
+            let wrap = |t: &Tcp, id: u32| frame::atomic_fragment(m, CLIENT_V6, BACKEND_V6, t, id);
             lab.send(&wrap(&ack, 1))?;
             ack.flags = PSH | ACK;
             ack.payload = b"GET / HTTP/1.0\r\n\r\n".to_vec();
@@ -635,7 +636,7 @@ fn strict_mode_cannot_be_bypassed_with_fragment_headers() -> Result<()> {
                     options: Vec::new(),
                     payload: payload.to_vec(),
                 };
-                vec![craft::atomic_fragment(
+                vec![frame::atomic_fragment(
                     m, CLIENT_V6, BACKEND_V6, &t, p as u32,
                 )]
             },
@@ -662,7 +663,7 @@ fn strict_mode_cannot_be_bypassed_with_fragment_headers() -> Result<()> {
             t.payload = vec![0x63; 64];
             let seg = t.bytes(CLIENT_V6.into(), BACKEND_V6.into());
             vec![
-                craft::two_fragments(m, CLIENT_V6, BACKEND_V6, craft::NH_TCP, &seg, 48, p as u32)
+                frame::two_fragments(m, CLIENT_V6, BACKEND_V6, frame::NH_TCP, &seg, 48, p as u32)
                     [1]
                 .clone(),
             ]
@@ -678,7 +679,7 @@ fn strict_mode_cannot_be_bypassed_with_fragment_headers() -> Result<()> {
     let accepted0 = http.accepted();
     let x = lab.probe_exact(
         |p| {
-            vec![craft::frame(
+            vec![frame::frame(
                 m,
                 &[],
                 client(true),
@@ -695,18 +696,21 @@ fn strict_mode_cannot_be_bypassed_with_fragment_headers() -> Result<()> {
         Err(e) => r.check(&format!("{case}: the edge answers the plain SYN"), Err(e)),
         Ok(sa) => {
             let ack = ack_for(&syn, &sa);
-            let wrapped = craft::atomic_fragment(m, CLIENT_V6, BACKEND_V6, &ack, port as u32);
+            let wrapped = frame::atomic_fragment(m, CLIENT_V6, BACKEND_V6, &ack, port as u32);
             let p = lab.probe(&[wrapped])?;
             eprintln!("      {case} [port {port}]: {p}");
             r.check(
                 &format!("{case}: counters"),
-                common::exactly(&common::without_noise(&p.edge), &[("strict_ack_valid", 1)])
-                    .and_then(|_| {
-                        common::exactly(
-                            &common::without_noise(&p.backend),
-                            &[("drop_ack_fragment", 1)],
-                        )
-                    }),
+                crate::common::exactly(
+                    &crate::common::without_noise(&p.edge),
+                    &[("strict_ack_valid", 1)],
+                )
+                .and_then(|_| {
+                    crate::common::exactly(
+                        &crate::common::without_noise(&p.backend),
+                        &[("drop_ack_fragment", 1)],
+                    )
+                }),
             );
             r.check(
                 &format!("{case}: no socket"),
@@ -718,7 +722,7 @@ fn strict_mode_cannot_be_bypassed_with_fragment_headers() -> Result<()> {
             );
             r.silent_after_synack(port, case);
             // Control: the same ACK unwrapped creates the socket (the cookie was valid).
-            let plain = craft::frame(m, &[], client(true), server(true), &ack);
+            let plain = frame::frame(m, &[], client(true), server(true), &ack);
             let p = lab.probe(&[plain])?;
             let case = "control: the same handshake ACK unwrapped creates the socket";
             eprintln!("      {case} [port {port}]: {p}");
@@ -762,12 +766,12 @@ fn routing_header_cannot_hide_the_protected_destination() -> Result<()> {
     // Segment list[0] is the last segment (the final destination), list[1] the current one.
     let srh_syn = |p: u16, dport: u16, outer: Ipv6Addr, sl: u8| {
         let seg = Tcp::syn(p, dport).bytes(CLIENT_V6.into(), BACKEND_V6.into());
-        craft::v6_frame(
+        frame::v6_frame(
             m,
             CLIENT_V6,
             outer,
-            craft::NH_ROUTING,
-            &[craft::srh(craft::NH_TCP, sl, &[BACKEND_V6, outer])],
+            frame::NH_ROUTING,
+            &[frame::srh(frame::NH_TCP, sl, &[BACKEND_V6, outer])],
             &seg,
         )
     };
@@ -775,7 +779,7 @@ fn routing_header_cannot_hide_the_protected_destination() -> Result<()> {
     let case = "control: plain IPv6 SYN answered by the edge";
     let x = lab.probe_exact(
         |p| {
-            vec![craft::frame(
+            vec![frame::frame(
                 m,
                 &[],
                 client(true),
@@ -827,7 +831,7 @@ fn routing_header_cannot_hide_the_protected_destination() -> Result<()> {
     if let (Ok(sa), Some(1)) = (&answer, x.probe.edge.get("syn_answered")) {
         // The cookie is the final destination's: its plain ACK creates the socket.
         let ack = ack_for(&Tcp::syn(x.port, PORT), sa);
-        let p = lab.probe(&[craft::frame(m, &[], client(true), server(true), &ack)])?;
+        let p = lab.probe(&[frame::frame(m, &[], client(true), server(true), &ack)])?;
         let case = format!("{case}: its cookie ACK creates the socket");
         eprintln!("      {case}: {p}");
         let acc = accept_any(&listeners, ANSWER);
@@ -867,14 +871,14 @@ fn routing_header_cannot_hide_the_protected_destination() -> Result<()> {
     // offset-0 fragment, so the SRH still names the destination, and the SYN is in a fragment.
     let frag_srh_syn = |p: u16, dport: u16| {
         let seg = Tcp::syn(p, dport).bytes(CLIENT_V6.into(), BACKEND_V6.into());
-        craft::v6_frame(
+        frame::v6_frame(
             m,
             CLIENT_V6,
             OUTER_V6,
-            craft::NH_FRAGMENT,
+            frame::NH_FRAGMENT,
             &[
-                craft::frag6(craft::NH_ROUTING, 0, false, p as u32),
-                craft::srh(craft::NH_TCP, 1, &[BACKEND_V6, OUTER_V6]),
+                frame::frag6(frame::NH_ROUTING, 0, false, p as u32),
+                frame::srh(frame::NH_TCP, 1, &[BACKEND_V6, OUTER_V6]),
             ],
             &seg,
         )
@@ -904,12 +908,12 @@ fn routing_header_cannot_hide_the_protected_destination() -> Result<()> {
     // IPv4 source-route options.
     let rh0 = |p: u16, outer: Ipv6Addr, sl: u8| {
         let seg = Tcp::syn(p, PORT).bytes(CLIENT_V6.into(), BACKEND_V6.into());
-        craft::v6_frame(
+        frame::v6_frame(
             m,
             CLIENT_V6,
             outer,
-            craft::NH_ROUTING,
-            &[craft::rh0(craft::NH_TCP, sl, &[BACKEND_V6])],
+            frame::NH_ROUTING,
+            &[frame::rh0(frame::NH_TCP, sl, &[BACKEND_V6])],
             &seg,
         )
     };
@@ -926,14 +930,14 @@ fn routing_header_cannot_hide_the_protected_destination() -> Result<()> {
             "two routing headers (SRH, segments left 0, twice) to the protected address",
             Box::new(|p| {
                 let seg = Tcp::syn(p, PORT).bytes(CLIENT_V6.into(), BACKEND_V6.into());
-                craft::v6_frame(
+                frame::v6_frame(
                     m,
                     CLIENT_V6,
                     BACKEND_V6,
-                    craft::NH_ROUTING,
+                    frame::NH_ROUTING,
                     &[
-                        craft::srh(craft::NH_ROUTING, 0, &[BACKEND_V6]),
-                        craft::srh(craft::NH_TCP, 0, &[BACKEND_V6]),
+                        frame::srh(frame::NH_ROUTING, 0, &[BACKEND_V6]),
+                        frame::srh(frame::NH_TCP, 0, &[BACKEND_V6]),
                     ],
                     &seg,
                 )
@@ -1001,12 +1005,12 @@ fn rh_syn(m: Macs, p: u16, outer: Ipv6Addr, rtype: u8, segments_left: u8, addrs:
     let seg = Tcp::syn(p, PORT).bytes(CLIENT_V6.into(), BACKEND_V6.into());
     let mut rest = vec![0u8; 4];
     rest.extend_from_slice(addrs);
-    craft::v6_frame(
+    frame::v6_frame(
         m,
         CLIENT_V6,
         outer,
-        craft::NH_ROUTING,
-        &[craft::routing(craft::NH_TCP, rtype, segments_left, &rest)],
+        frame::NH_ROUTING,
+        &[frame::routing(frame::NH_TCP, rtype, segments_left, &rest)],
         &seg,
     )
 }
@@ -1015,10 +1019,10 @@ fn rh_syn(m: Macs, p: u16, outer: Ipv6Addr, rtype: u8, segments_left: u8, addrs:
 /// whose route ends at the protected address, sent to `outer`.
 fn v4_source_routed(m: Macs, p: u16, kind: u8, outer: Ipv4Addr) -> Vec<u8> {
     let seg = Tcp::syn(p, PORT).bytes(CLIENT_V4.into(), BACKEND_V4.into());
-    let mut ip = craft::V4::new(CLIENT_V4.into(), outer.into());
+    let mut ip = frame::V4::new(CLIENT_V4.into(), outer.into());
     let b = BACKEND_V4.octets();
     ip.options = vec![kind, 7, 4, b[0], b[1], b[2], b[3], 0];
-    let mut f = craft::eth(m, &[], 0x0800);
+    let mut f = frame::eth(m, &[], 0x0800);
     f.extend(ip.bytes(seg.len()));
     f.extend(seg);
     f
@@ -1035,7 +1039,7 @@ fn size_options(len: usize) -> Vec<u8> {
         8 => vec![4, 2, 3, 3, 7, 0, 0, 0],
         12 => vec![1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 0],
         16 => vec![4, 2, 8, 10, 0, 0, 0, 9, 0, 0, 0, 0, 1, 3, 3, 7],
-        _ => craft::linux_syn_options(),
+        _ => frame::linux_syn_options(),
     }
 }
 
@@ -1069,9 +1073,9 @@ fn every_syn_size_is_answered_in_native_xdp_on_veth() -> Result<()> {
                     syn.options = opts.clone();
                     let mut f = if as_data {
                         syn.payload = vec![0x61; rest];
-                        craft::frame(m, &vlans, client(v6), server(v6), &syn)
+                        frame::frame(m, &vlans, client(v6), server(v6), &syn)
                     } else {
-                        let mut f = craft::frame(m, &vlans, client(v6), server(v6), &syn);
+                        let mut f = frame::frame(m, &vlans, client(v6), server(v6), &syn);
                         f.resize(f.len() + rest, 0);
                         f
                     };
@@ -1129,8 +1133,8 @@ fn every_syn_size_is_answered_in_native_xdp_on_veth() -> Result<()> {
         "{n} SYNs of 54..120 bytes: {} answered; {p}",
         n - failures.len() as u64
     );
-    let noise_free = common::without_noise(&p.edge);
-    if let Err(e) = common::exactly(&noise_free, &[("syn_answered", n)]) {
+    let noise_free = crate::common::without_noise(&p.edge);
+    if let Err(e) = crate::common::exactly(&noise_free, &[("syn_answered", n)]) {
         failures.push(format!("edge counters: {e}"));
     }
     ensure!(
@@ -1210,12 +1214,12 @@ fn fragmented_ipv4_connection_without_df_completes() -> Result<()> {
         c.net_counter("Ip:ReasmOKs")?,
     );
     let frags = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
-    let edge = common::Delta::from_iter(
+    let edge = crate::common::Delta::from_iter(
         c1.iter()
             .map(|(k, v)| (k.to_string(), v - c0.get(k).copied().unwrap_or(0)))
             .filter(|(_, v)| *v > 0),
     );
-    let backend = common::Delta::from_iter(
+    let backend = crate::common::Delta::from_iter(
         b1.iter()
             .map(|(k, v)| (k.to_string(), v - b0.get(k).copied().unwrap_or(0)))
             .filter(|(_, v)| *v > 0),
@@ -1225,8 +1229,8 @@ fn fragmented_ipv4_connection_without_df_completes() -> Result<()> {
         frags.0,
         frags.1,
         frags.2,
-        common::show(&edge),
-        common::show(&backend)
+        crate::common::show(&edge),
+        crate::common::show(&backend)
     );
     r.context("the exchange without DF through MTU 1000 (the backend drops fragments?)")?;
     let acc = acc?;
@@ -1238,11 +1242,15 @@ fn fragmented_ipv4_connection_without_df_completes() -> Result<()> {
     ensure!(
         backend.get("pass_fragment_nonfirst").copied().unwrap_or(0) > 0,
         "the backend counted no non-first fragments: {}",
-        common::show(&backend)
+        crate::common::show(&backend)
     );
     for (who, d) in [("edge", &edge), ("backend", &backend)] {
         let drops: Vec<_> = d.keys().filter(|k| k.starts_with("drop_")).collect();
-        ensure!(drops.is_empty(), "{who} dropped: {}", common::show(d));
+        ensure!(
+            drops.is_empty(),
+            "{who} dropped: {}",
+            crate::common::show(d)
+        );
     }
     Ok(())
 }
@@ -1335,7 +1343,7 @@ fn fragmented_ipv6_data_segment_is_delivered() -> Result<()> {
 
     // Control: the crafted segment unfragmented is delivered (the state was read right).
     let plain = b"[crafted, whole]";
-    let p = lab.probe(&[craft::frame(
+    let p = lab.probe(&[frame::frame(
         m,
         &[],
         client(true),
@@ -1358,7 +1366,7 @@ fn fragmented_ipv6_data_segment_is_delivered() -> Result<()> {
     let s = seg(next.wrapping_add(plain.len() as u32), data);
     let bytes = s.bytes(CLIENT_V6.into(), BACKEND_V6.into());
     let cut = (bytes.len() - data.len() + 8) / 8 * 8;
-    let frags = craft::two_fragments(m, CLIENT_V6, BACKEND_V6, craft::NH_TCP, &bytes, cut, 0x77);
+    let frags = frame::two_fragments(m, CLIENT_V6, BACKEND_V6, frame::NH_TCP, &bytes, cut, 0x77);
     let p = lab.probe(&frags)?;
     let case = "a data segment in two IPv6 fragments on an established connection";
     eprintln!("      {case}: {p}");
@@ -1423,7 +1431,7 @@ fn valid_cookie_ack_with_bad_checksum_creates_nothing() -> Result<()> {
         let f = format!("{} handshake ACK with {len} bytes of data", fam(v6));
         let x = lab.probe_exact(
             |p| {
-                vec![craft::frame(
+                vec![frame::frame(
                     m,
                     &[],
                     client(v6),
@@ -1446,7 +1454,7 @@ fn valid_cookie_ack_with_bad_checksum_creates_nothing() -> Result<()> {
         if len > 0 {
             ack.flags |= PSH;
         }
-        let good = craft::frame(m, &[], client(v6), server(v6), &ack);
+        let good = frame::frame(m, &[], client(v6), server(v6), &ack);
         let mut bad = good.clone();
         let l4 = 14 + if v6 { 40 } else { 20 };
         if len == 0 {
@@ -1463,14 +1471,16 @@ fn valid_cookie_ack_with_bad_checksum_creates_nothing() -> Result<()> {
         eprintln!("      {case} [port {}]: {p}", x.port);
         r.check(
             &format!("{case}: counters"),
-            common::exactly(&common::without_noise(&p.edge), &[("fwd_non_syn", 1)]).and_then(
-                |_| {
-                    common::exactly(
-                        &common::without_noise(&p.backend),
-                        &[("drop_ack_checksum", 1)],
-                    )
-                },
-            ),
+            crate::common::exactly(
+                &crate::common::without_noise(&p.edge),
+                &[("fwd_non_syn", 1)],
+            )
+            .and_then(|_| {
+                crate::common::exactly(
+                    &crate::common::without_noise(&p.backend),
+                    &[("drop_ack_checksum", 1)],
+                )
+            }),
         );
         let acc = accept_any(&listeners, Duration::from_millis(300));
         let errs = lab.lab.backend.net_counter("Tcp:InCsumErrors")?;
@@ -1524,7 +1534,7 @@ fn valid_cookie_ack_with_bad_checksum_creates_nothing() -> Result<()> {
         let f = format!("{} handshake ACK with data, in two fragments", fam(v6));
         let x = lab.probe_exact(
             |p| {
-                vec![craft::frame(
+                vec![frame::frame(
                     m,
                     &[],
                     client(v6),
@@ -1547,22 +1557,22 @@ fn valid_cookie_ack_with_bad_checksum_creates_nothing() -> Result<()> {
         ack.flags |= PSH;
         let seg = ack.bytes(client(v6), server(v6));
         let frags = if v6 {
-            craft::two_fragments(m, CLIENT_V6, BACKEND_V6, craft::NH_TCP, &seg, 48, 0x99).to_vec()
+            frame::two_fragments(m, CLIENT_V6, BACKEND_V6, frame::NH_TCP, &seg, 48, 0x99).to_vec()
         } else {
-            craft::v4_two_fragments(m, client(v6), server(v6), &seg, 48).to_vec()
+            frame::v4_two_fragments(m, client(v6), server(v6), &seg, 48).to_vec()
         };
         let opens0 = lab.lab.backend.net_counter("Tcp:PassiveOpens")?;
         let p = lab.probe(&frags)?;
         eprintln!("      {f} [port {}]: {p}", x.port);
         r.check(
             &format!("{f}: counters"),
-            common::exactly(
-                &common::without_noise(&p.edge),
+            crate::common::exactly(
+                &crate::common::without_noise(&p.edge),
                 &[("fwd_non_syn", 1), ("pass_fragment_nonfirst", 1)],
             )
             .and_then(|_| {
-                common::exactly(
-                    &common::without_noise(&p.backend),
+                crate::common::exactly(
+                    &crate::common::without_noise(&p.backend),
                     &[("drop_ack_fragment", 1), ("pass_fragment_nonfirst", 1)],
                 )
             }),
@@ -1581,7 +1591,7 @@ fn valid_cookie_ack_with_bad_checksum_creates_nothing() -> Result<()> {
                 ))
             },
         );
-        let p = lab.probe(&[craft::frame(m, &[], client(v6), server(v6), &ack)])?;
+        let p = lab.probe(&[frame::frame(m, &[], client(v6), server(v6), &ack)])?;
         let case = format!("control: {f}: the same ACK whole creates the socket");
         eprintln!("      {case}: {p}");
         r.check(
@@ -1617,7 +1627,7 @@ fn good_syn(
 ) -> (Vec<u8>, usize, usize) {
     let mut syn = Tcp::syn(p, PORT);
     t(&mut syn);
-    let f = craft::frame(m, vlans, client(v6), server(v6), &syn);
+    let f = frame::frame(m, vlans, client(v6), server(v6), &syn);
     let l3 = 14 + 4 * vlans.len();
     (f, l3, l3 + if v6 { 40 } else { 20 })
 }
@@ -1655,7 +1665,7 @@ fn malformed_set(m: Macs) -> Vec<Bad> {
         "drop_truncated",
         None,
         Box::new(move |p| {
-            let mut f = craft::eth(m, &[], 0x8100);
+            let mut f = frame::eth(m, &[], 0x8100);
             f.extend_from_slice(&(p & 0x0fff).to_be_bytes());
             f
         }),
@@ -1798,14 +1808,14 @@ fn malformed_set(m: Macs) -> Vec<Bad> {
             let seg = Tcp::syn(p, PORT).bytes(CLIENT_V6.into(), BACKEND_V6.into());
             let exts: Vec<Vec<u8>> = (0..depth)
                 .map(|i| {
-                    craft::dest_opts(if i + 1 == depth {
-                        craft::NH_TCP
+                    frame::dest_opts(if i + 1 == depth {
+                        frame::NH_TCP
                     } else {
-                        craft::NH_DEST_OPTS
+                        frame::NH_DEST_OPTS
                     })
                 })
                 .collect();
-            craft::v6_frame(m, CLIENT_V6, BACKEND_V6, craft::NH_DEST_OPTS, &exts, &seg)
+            frame::v6_frame(m, CLIENT_V6, BACKEND_V6, frame::NH_DEST_OPTS, &exts, &seg)
         }),
     );
     add(
@@ -1814,9 +1824,9 @@ fn malformed_set(m: Macs) -> Vec<Bad> {
         None,
         Box::new(move |p| {
             let seg = Tcp::syn(p, PORT).bytes(CLIENT_V6.into(), BACKEND_V6.into());
-            let mut d = craft::dest_opts(craft::NH_TCP);
+            let mut d = frame::dest_opts(frame::NH_TCP);
             d[1] = 8; // 72 bytes claimed, 8 + the 40-byte segment present
-            craft::v6_frame(m, CLIENT_V6, BACKEND_V6, craft::NH_DEST_OPTS, &[d], &seg)
+            frame::v6_frame(m, CLIENT_V6, BACKEND_V6, frame::NH_DEST_OPTS, &[d], &seg)
         }),
     );
     // TCP option lists.
@@ -1913,10 +1923,10 @@ fn malformed_set(m: Macs) -> Vec<Bad> {
         None,
         Box::new(move |p| {
             let seg = Tcp::syn(p, PORT).bytes(CLIENT_V4.into(), BACKEND_V4.into());
-            let mut ip = craft::V4::new(CLIENT_V4.into(), BACKEND_V4.into());
+            let mut ip = frame::V4::new(CLIENT_V4.into(), BACKEND_V4.into());
             ip.df = false;
             ip.frag_offset = 1;
-            let mut f = craft::eth(m, &[], 0x0800);
+            let mut f = frame::eth(m, &[], 0x0800);
             f.extend(ip.bytes(seg.len() - 8));
             f.extend_from_slice(&seg[8..]);
             f
@@ -1928,12 +1938,12 @@ fn malformed_set(m: Macs) -> Vec<Bad> {
         None,
         Box::new(move |p| {
             let seg = Tcp::syn(p, PORT).bytes(CLIENT_V6.into(), BACKEND_V6.into());
-            craft::v6_frame(
+            frame::v6_frame(
                 m,
                 CLIENT_V6,
                 BACKEND_V6,
-                craft::NH_FRAGMENT,
-                &[craft::frag6(craft::NH_TCP, 1, false, p as u32)],
+                frame::NH_FRAGMENT,
+                &[frame::frag6(frame::NH_TCP, 1, false, p as u32)],
                 &seg[8..],
             )
         }),
@@ -1944,7 +1954,7 @@ fn malformed_set(m: Macs) -> Vec<Bad> {
         None,
         Box::new(move |p| {
             let seg = Tcp::syn(p, PORT).bytes(CLIENT_V4.into(), BACKEND_V4.into());
-            craft::v4_two_fragments(m, CLIENT_V4.into(), BACKEND_V4.into(), &seg, 16)[0].clone()
+            frame::v4_two_fragments(m, CLIENT_V4.into(), BACKEND_V4.into(), &seg, 16)[0].clone()
         }),
     );
     add(
@@ -1955,7 +1965,7 @@ fn malformed_set(m: Macs) -> Vec<Bad> {
             let mut syn = Tcp::syn(p, PORT);
             syn.payload = vec![0x62; 16];
             let seg = syn.bytes(CLIENT_V4.into(), BACKEND_V4.into());
-            craft::v4_two_fragments(m, CLIENT_V4.into(), BACKEND_V4.into(), &seg, 40)[1].clone()
+            frame::v4_two_fragments(m, CLIENT_V4.into(), BACKEND_V4.into(), &seg, 40)[1].clone()
         }),
     );
     add(
@@ -1966,7 +1976,7 @@ fn malformed_set(m: Macs) -> Vec<Bad> {
             let mut syn = Tcp::syn(p, PORT);
             syn.payload = vec![0x62; 16];
             let seg = syn.bytes(CLIENT_V6.into(), BACKEND_V6.into());
-            craft::two_fragments(m, CLIENT_V6, BACKEND_V6, craft::NH_TCP, &seg, 40, p as u32)[1]
+            frame::two_fragments(m, CLIENT_V6, BACKEND_V6, frame::NH_TCP, &seg, 40, p as u32)[1]
                 .clone()
         }),
     );
@@ -1992,9 +2002,9 @@ fn malformed_set(m: Macs) -> Vec<Bad> {
         None,
         Box::new(move |p| {
             let seg = Tcp::syn(p, PORT).bytes(CLIENT_V4.into(), BACKEND_V4.into());
-            let mut ip = craft::V4::new(CLIENT_V4.into(), BACKEND_V4.into());
+            let mut ip = frame::V4::new(CLIENT_V4.into(), BACKEND_V4.into());
             ip.options = vec![7, 0, 0, 0];
-            let mut f = craft::eth(m, &[], 0x0800);
+            let mut f = frame::eth(m, &[], 0x0800);
             f.extend(ip.bytes(seg.len()));
             f.extend(seg);
             f
@@ -2046,9 +2056,9 @@ fn malformed_frames_counted_exactly_never_answered() -> Result<()> {
             "control: IPv4 SYN with a record-route option (IHL 8)",
             Box::new(move |p| {
                 let seg = Tcp::syn(p, PORT).bytes(CLIENT_V4.into(), BACKEND_V4.into());
-                let mut ip = craft::V4::new(CLIENT_V4.into(), BACKEND_V4.into());
+                let mut ip = frame::V4::new(CLIENT_V4.into(), BACKEND_V4.into());
                 ip.options = vec![7, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-                let mut f = craft::eth(m, &[], 0x0800);
+                let mut f = frame::eth(m, &[], 0x0800);
                 f.extend(ip.bytes(seg.len()));
                 f.extend(seg);
                 f
@@ -2063,14 +2073,14 @@ fn malformed_frames_counted_exactly_never_answered() -> Result<()> {
                 // Hop-by-hop first (it must be), then destination options.
                 let exts: Vec<Vec<u8>> = (0..depth)
                     .map(|i| {
-                        craft::dest_opts(if i + 1 == depth {
-                            craft::NH_TCP
+                        frame::dest_opts(if i + 1 == depth {
+                            frame::NH_TCP
                         } else {
-                            craft::NH_DEST_OPTS
+                            frame::NH_DEST_OPTS
                         })
                     })
                     .collect();
-                craft::v6_frame(m, CLIENT_V6, BACKEND_V6, 0, &exts, &seg)
+                frame::v6_frame(m, CLIENT_V6, BACKEND_V6, 0, &exts, &seg)
             }),
             true,
         ),

@@ -1,0 +1,5 @@
+//! The integration tests of synwall-bench (the synwall-lab binary), one binary: one module per
+//! concern.
+
+mod lab_cli;
+mod smoke;
