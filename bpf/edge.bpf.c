@@ -57,8 +57,7 @@ SW_INLINE int sw_checksums_ok(struct xdp_md *ctx, const struct sw_frame *f)
 	return sw_csum_fold(sum) == 0xffff;
 }
 
-/* AutoState::WINDOW_NS: the SYN rate is measured over windows of at least 100 ms. */
-#define SW_AUTO_WINDOW_NS 100000000ULL
+/* The SYN rate is measured over windows of at least SW_AUTO_WINDOW_NS (constants.def). */
 
 /*
  * AutoState::on_syn: count this SYN in the shared window; the CPU that closes a window (wins the

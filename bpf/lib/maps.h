@@ -98,7 +98,7 @@ struct sw_svc_value {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 1024);
+	__uint(max_entries, SW_MAX_PREFIXES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct sw_svc_key);
 	__type(value, struct sw_svc_value);
@@ -106,12 +106,12 @@ struct {
 
 /* Bit p of bits[p / 64] (bit p % 64) is set iff port p is protected. */
 struct sw_port_bitmap {
-	__u64 bits[1024];
+	__u64 bits[SW_PORTS / 64];
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 64);
+	__uint(max_entries, SW_MAX_PORT_SETS);
 	__type(key, __u32);
 	__type(value, struct sw_port_bitmap);
 } sw_ports SEC(".maps");
@@ -129,7 +129,7 @@ struct sw_flow_key {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, SW_FLOW_CACHE);
 	__type(key, struct sw_flow_key);
 	__type(value, __u32);
 } sw_flows SEC(".maps");

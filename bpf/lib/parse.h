@@ -267,8 +267,8 @@ SW_GLOBAL int sw_ipv6_walk(SW_CTX *ctx, struct sw_ext_walk *w)
 	return SW_WALK_DEPTH;
 }
 
-/* RFC 1858: a fragment offset below 3 units (24 bytes) would overwrite a TCP header. */
-#define SW_MIN_NONFIRST_OFFSET 3
+/* RFC 1858: a fragment offset below SW_MIN_NONFIRST_OFFSET (constants.def) would overwrite a
+ * TCP header. */
 
 /*
  * parse::parse on a frame of `len` bytes, reading headers as `read` says. Fills `f` for

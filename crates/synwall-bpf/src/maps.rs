@@ -9,6 +9,10 @@ use synwall_cookie::synwall_v1::EpochKeys;
 use synwall_cookie::SipKey;
 use synwall_engine::{AutoState, Counter, Counters, EngineConfig, ServiceSet};
 
+// DEFAULT_MAX_PREFIXES, DEFAULT_MAX_PORT_SETS, from `bpf/lib/constants.def` (the C's
+// max_entries; a load sets them from `LoadOptions`).
+include!(concat!(env!("OUT_DIR"), "/constants_maps.rs"));
+
 /// Sizes fixed when an object is loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoadOptions {
@@ -24,8 +28,8 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             flow_cache: synwall_engine::config::DEFAULT_FLOW_CACHE as u32,
-            max_prefixes: 1024,
-            max_port_sets: 64,
+            max_prefixes: DEFAULT_MAX_PREFIXES,
+            max_port_sets: DEFAULT_MAX_PORT_SETS,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! `sw_auto_cookies` in `bpf/edge.bpf.c` does over the shared map `sw_auto_map`.
 //!
 //! Every SYN to a protected service that passed the SYN checks counts in the current window. The
-//! first SYN at least [`AutoState::WINDOW_NS`] after the window opened closes it: the window's
+//! first SYN at least [`WINDOW_NS`] after the window opened closes it: the window's
 //! rate is `syns * 1e9 / elapsed` (integer arithmetic, so a long quiet window averages its rare
 //! SYNs correctly), then the hysteresis:
 //!
@@ -13,6 +13,9 @@
 //! The SYN that closes a window is decided with the state it leaves.
 
 use crate::config::AutoConfig;
+
+// WINDOW_NS, the shortest measurement window, from `bpf/lib/constants.def`.
+include!(concat!(env!("OUT_DIR"), "/constants_auto.rs"));
 
 /// The auto-mode state (`struct sw_auto_state`): one per node, shared by all CPUs in BPF.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,16 +37,13 @@ pub struct AutoState {
 }
 
 impl AutoState {
-    /// Shortest measurement window.
-    pub const WINDOW_NS: u64 = 100_000_000;
-
     /// Count one SYN at `now_ns`; returns whether it is answered with a cookie. Clock differences
     /// are compared as signed numbers, as the C does (a clock older than the window start is no
     /// huge elapsed time).
     pub fn on_syn(&mut self, cfg: &AutoConfig, now_ns: u64) -> bool {
         self.window_syns = self.window_syns.wrapping_add(1);
         let elapsed = now_ns.wrapping_sub(self.window_start_ns);
-        if elapsed as i64 >= Self::WINDOW_NS as i64 {
+        if elapsed as i64 >= WINDOW_NS as i64 {
             self.window_start_ns = now_ns;
             let syns = std::mem::take(&mut self.window_syns);
             let rate = syns.wrapping_mul(1_000_000_000) / elapsed;

@@ -32,8 +32,7 @@ impl Default for ServerParams {
     }
 }
 
-/// Default capacity of the strict-mode flow cache.
-pub const DEFAULT_FLOW_CACHE: usize = 65_536;
+include!(concat!(env!("OUT_DIR"), "/constants_config.rs"));
 
 /// Auto mode (edge and single node): SYNs pass to the kernel while the SYN rate is low and are
 /// answered with cookies while it is high, with hysteresis. Rates are SYNs per second to protected

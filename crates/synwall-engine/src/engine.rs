@@ -98,7 +98,7 @@ impl Skb {
     pub fn of_frame(frame: &[u8]) -> Skb {
         Skb {
             protocol: frame
-                .get(12..14)
+                .get(ethernet::field::ETHERTYPE)
                 .map_or(0, |b| u16::from_be_bytes([b[0], b[1]])),
             vlan_present: false,
             csum_trusted: false,
@@ -128,11 +128,11 @@ pub struct BackendDecision {
     pub counter: Counter,
 }
 
+// The errno values the backend tells apart, from `bpf/lib/constants.def`.
+include!(concat!(env!("OUT_DIR"), "/constants_engine.rs"));
+
 /// The counter for a `bpf_sk_assign_tcp_reqsk` return value.
 pub fn kfunc_counter(ret: i32) -> Counter {
-    const EINVAL: i32 = 22;
-    const ENOMEM: i32 = 12;
-    const ENETUNREACH: i32 = 101;
     match -ret {
         0 => Counter::BackendReqskCreated,
         EINVAL => Counter::BackendKfuncEinval,
