@@ -333,7 +333,7 @@ fuzz_target!(|data: &[u8]| {
                 csum_trusted: trusted,
                 ..Skb::of_frame(&b.frame)
             };
-            let d = e.tc_skb(&b.frame, skb, |_| state);
+            let d = e.tc_skb(&b.frame, skb, |_| state, |_| 0);
             if b.source_routed {
                 assert_eq!(d.counter, Counter::DropSourceRoute);
             }

@@ -63,13 +63,13 @@ fuzz_target!(|data: &[u8]| {
             SocketState::Connection,
             SocketState::None,
         ] {
-            let _ = e.tc(data, |_| state);
+            let _ = e.tc(data, |_| state, |_| 0);
             let lower = Skb {
                 vlan_present: true,
                 csum_trusted: true,
                 ..Skb::of_frame(data)
             };
-            let _ = e.tc_skb(data, lower, |_| state);
+            let _ = e.tc_skb(data, lower, |_| state, |_| 0);
         }
     }
 });

@@ -78,7 +78,7 @@ fn check(
     let before = b.counters().unwrap();
     let run = b.test_run(frame).unwrap();
     let counter = single_increment(&before, &b.counters().unwrap()).unwrap();
-    let d = engine.tc(frame, |_| state);
+    let d = engine.tc(frame, |_| state, |_| 0);
     let want = match d.verdict {
         BackendVerdict::Drop => tc_action::SHOT,
         _ => tc_action::OK,

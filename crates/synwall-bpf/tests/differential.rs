@@ -281,7 +281,7 @@ fn backend_matches_engine_without_sockets() {
         let counter = single_increment(&before, &after)
             .unwrap_or_else(|e| panic!("{label} frame {}: {e}", hex(&frame)));
         before = after;
-        let d = engine.tc(&frame, |_| SocketState::None);
+        let d = engine.tc(&frame, |_| SocketState::None, |_| 0);
         let want = match d.verdict {
             BackendVerdict::Pass => tc_action::OK,
             BackendVerdict::Drop => tc_action::SHOT,

@@ -146,10 +146,10 @@ fn bench(c: &mut Criterion) {
     });
     let mut be = engine(false);
     g.bench_function("backend_ack_validate", |b| {
-        b.iter(|| black_box(be.tc(black_box(&ack), |_| SocketState::ListenerOnly)))
+        b.iter(|| black_box(be.tc(black_box(&ack), |_| SocketState::ListenerOnly, |_| 0)))
     });
     g.bench_function("backend_established", |b| {
-        b.iter(|| black_box(be.tc(black_box(&data), |_| SocketState::Connection)))
+        b.iter(|| black_box(be.tc(black_box(&data), |_| SocketState::Connection, |_| 0)))
     });
     g.finish();
 }

@@ -113,19 +113,27 @@ pub enum BackendVerdict {
     Pass,
     /// `TC_ACT_SHOT`.
     Drop,
-    /// Call `bpf_sk_assign_tcp_reqsk` with these attributes, then `TC_ACT_OK`; the counter is
-    /// then [`kfunc_counter`] of its return value.
+    /// `bpf_sk_assign_tcp_reqsk` was called with these attributes, then `TC_ACT_OK`; the counter
+    /// is [`kfunc_counter`] of its return value.
     AssignReqsk(ReqAttrs),
 }
 
-/// A backend verdict and its counter ([`Counter::BackendReqskCreated`] for `AssignReqsk`, to be
-/// replaced by [`kfunc_counter`] of the kfunc's result).
+/// A backend verdict and the counter incremented (for `AssignReqsk`, the one the kfunc's
+/// return value names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BackendDecision {
     /// What to do.
     pub verdict: BackendVerdict,
     /// The counter incremented.
     pub counter: Counter,
+}
+
+/// Where the backend's decision on a TCP segment stands.
+enum TcpStep {
+    /// Decided, counter and all.
+    Decided(BackendDecision),
+    /// The kfunc, called with these attributes, decides (its return value names the counter).
+    Kfunc(ReqAttrs),
 }
 
 // The errno values the backend tells apart, from `bpf/lib/constants.def`.
@@ -335,14 +343,16 @@ impl Engine {
 
     /// The backend's tc ingress program on one frame, with the skb a test run or a replayed
     /// capture gives ([`Skb::of_frame`]). `lookup` plays `bpf_skc_lookup_tcp` for the segment's
-    /// 4-tuple. For [`BackendVerdict::AssignReqsk`] the caller calls the kfunc and counts
-    /// [`kfunc_counter`] of its result with [`Engine::count_kfunc`].
+    /// 4-tuple; `kfunc` plays `bpf_sk_assign_tcp_reqsk` (its return value: 0 or `-errno`), called
+    /// once, for [`BackendVerdict::AssignReqsk`] only. Exactly one counter is incremented: the
+    /// decision's, which for a kfunc call is the one its return value names.
     pub fn tc(
         &mut self,
         frame: &[u8],
         lookup: impl FnOnce(&Flow) -> SocketState,
+        kfunc: impl FnOnce(&ReqAttrs) -> i32,
     ) -> BackendDecision {
-        self.tc_skb(frame, Skb::of_frame(frame), lookup)
+        self.tc_skb(frame, Skb::of_frame(frame), lookup, kfunc)
     }
 
     /// [`Engine::tc`] with what the program reads from the skb itself.
@@ -351,27 +361,33 @@ impl Engine {
         frame: &[u8],
         skb: Skb,
         lookup: impl FnOnce(&Flow) -> SocketState,
+        kfunc: impl FnOnce(&ReqAttrs) -> i32,
     ) -> BackendDecision {
         let d = |verdict, counter| BackendDecision { verdict, counter };
         let decision = match parse(frame, &self.cfg.services) {
             Parsed::Pass(c) => d(BackendVerdict::Pass, c),
             Parsed::Drop(c) => d(BackendVerdict::Drop, c),
-            Parsed::Tcp(f) => self.backend_tcp(frame, skb, &f, lookup),
+            Parsed::Tcp(f) => match self.backend_tcp(frame, skb, &f, lookup) {
+                TcpStep::Decided(decision) => decision,
+                TcpStep::Kfunc(attrs) => d(
+                    BackendVerdict::AssignReqsk(attrs),
+                    kfunc_counter(kfunc(&attrs)),
+                ),
+            },
         };
-        if decision.counter != Counter::BackendReqskCreated {
-            self.counters.inc(decision.counter);
-        }
+        self.counters.inc(decision.counter);
         decision
     }
 
+    /// The decision for a TCP segment, or the attributes of the kfunc call that decides it.
     fn backend_tcp(
         &self,
         frame: &[u8],
         skb: Skb,
         f: &TcpFrame,
         lookup: impl FnOnce(&Flow) -> SocketState,
-    ) -> BackendDecision {
-        let d = |verdict, counter| BackendDecision { verdict, counter };
+    ) -> TcpStep {
+        let d = |verdict, counter| TcpStep::Decided(BackendDecision { verdict, counter });
         if f.flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
             // A SYN hidden in a fragment never reaches the kernel's listener either.
             if f.fragment {
@@ -437,10 +453,7 @@ impl Engine {
                     tstamp_ok: dec.tstamp_ok,
                     usec_ts_ok: false,
                 };
-                d(
-                    BackendVerdict::AssignReqsk(attrs),
-                    Counter::BackendReqskCreated,
-                )
+                TcpStep::Kfunc(attrs)
             }
         }
     }
@@ -450,12 +463,5 @@ impl Engine {
     fn kfunc_takes(skb: Skb, f: &TcpFrame) -> bool {
         matches!(skb.protocol, ETHERTYPE_IPV4 | ETHERTYPE_IPV6)
             || (skb.vlan_present && f.l3 == ethernet::HEADER_LEN + ethernet::VLAN_TAG_LEN)
-    }
-
-    /// Count the result of a `bpf_sk_assign_tcp_reqsk` call; returns the counter.
-    pub fn count_kfunc(&mut self, ret: i32) -> Counter {
-        let c = kfunc_counter(ret);
-        self.counters.inc(c);
-        c
     }
 }

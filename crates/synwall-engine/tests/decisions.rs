@@ -171,7 +171,7 @@ fn backend_assigns_a_request_socket_with_the_decoded_options() {
             ..SynSpec::default()
         };
         let ack = handshake_ack(&mut e, &s);
-        let d = e.tc(&ack, |_| SocketState::ListenerOnly);
+        let d = e.tc(&ack, |_| SocketState::ListenerOnly, |_| 0);
         let BackendVerdict::AssignReqsk(a) = d.verdict else {
             panic!("{d:?}")
         };
@@ -191,13 +191,13 @@ fn backend_assigns_a_request_socket_with_the_decoded_options() {
                 usec_ts_ok: false,
             }
         );
-        assert_eq!(e.count_kfunc(0), Counter::BackendReqskCreated);
+        assert_eq!(d.counter, Counter::BackendReqskCreated);
         assert_eq!(
-            e.tc(&ack, |_| SocketState::Connection).counter,
+            e.tc(&ack, |_| SocketState::Connection, |_| 0).counter,
             Counter::BackendEstablished
         );
         assert_eq!(
-            e.tc(&ack, |_| SocketState::None).counter,
+            e.tc(&ack, |_| SocketState::None, |_| 0).counter,
             Counter::BackendNoListener
         );
         let mut bad = ack.clone();
@@ -206,16 +206,18 @@ fn backend_assigns_a_request_socket_with_the_decoded_options() {
         let l4 = if v6 { 14 + 40 } else { 14 + 20 };
         bad[l4 + 9] ^= 0x10;
         assert_eq!(n, bad.len());
-        let d = e.tc(&bad, |_| SocketState::ListenerOnly);
+        let d = e.tc(&bad, |_| SocketState::ListenerOnly, |_| 0);
         assert_eq!(
             (d.verdict, d.counter),
             (BackendVerdict::Drop, Counter::BackendAckInvalid)
         );
     }
     assert_eq!(
-        e.tc(&frame(&SynSpec::default(), None), |_| {
-            SocketState::ListenerOnly
-        })
+        e.tc(
+            &frame(&SynSpec::default(), None),
+            |_| { SocketState::ListenerOnly },
+            |_| 0
+        )
         .counter,
         Counter::BackendSynPass
     );
@@ -237,12 +239,16 @@ fn ack_expires_after_two_epochs_and_other_secret_fails() {
     let at = keys_at;
     backend.set_keys(at(EPOCH + 1));
     assert!(matches!(
-        backend.tc(&ack, |_| SocketState::ListenerOnly).verdict,
+        backend
+            .tc(&ack, |_| SocketState::ListenerOnly, |_| 0)
+            .verdict,
         BackendVerdict::AssignReqsk(_)
     ));
     backend.set_keys(at(EPOCH + 2));
     assert_eq!(
-        backend.tc(&ack, |_| SocketState::ListenerOnly).counter,
+        backend
+            .tc(&ack, |_| SocketState::ListenerOnly, |_| 0)
+            .counter,
         Counter::BackendAckInvalid
     );
     let mut other = Engine::new(
@@ -250,7 +256,7 @@ fn ack_expires_after_two_epochs_and_other_secret_fails() {
         EpochKeys::derive(&MasterSecret([7; 32]), EPOCH),
     );
     assert_eq!(
-        other.tc(&ack, |_| SocketState::ListenerOnly).counter,
+        other.tc(&ack, |_| SocketState::ListenerOnly, |_| 0).counter,
         Counter::BackendAckInvalid
     );
 }
@@ -333,4 +339,44 @@ fn auto_mode_passes_syns_until_the_rate_is_high() {
     );
     assert_eq!(e.counters().get(Counter::AutoSynPass), 201);
     assert_eq!(e.counters().get(Counter::SynAnswered), 2);
+}
+
+/// The backend counts exactly one counter per frame: for a valid handshake ACK the one the kfunc's
+/// return value names (the kfunc called once, with the attributes of the verdict); for anything
+/// else the decision's, without calling the kfunc.
+#[test]
+fn the_kfunc_result_is_counted_once() {
+    let mut e = engine();
+    let ack = handshake_ack(&mut e, &SynSpec::default());
+    for (ret, want) in [
+        (0, Counter::BackendReqskCreated),
+        (-22, Counter::BackendKfuncEinval),
+        (-12, Counter::BackendKfuncEnomem),
+        (-101, Counter::BackendKfuncEnetunreach),
+        (-7, Counter::BackendKfuncEother),
+    ] {
+        let before = e.counters().clone();
+        let mut calls = Vec::new();
+        let d = e.tc(
+            &ack,
+            |_| SocketState::ListenerOnly,
+            |attrs| {
+                calls.push(*attrs);
+                ret
+            },
+        );
+        let BackendVerdict::AssignReqsk(attrs) = d.verdict else {
+            panic!("{d:?}")
+        };
+        assert_eq!(calls, [attrs], "one call, with the verdict's attributes");
+        assert_eq!(d.counter, want, "kfunc returned {ret}");
+        assert_eq!(e.counters().total(), before.total() + 1);
+        assert_eq!(e.counters().get(want), before.get(want) + 1);
+    }
+    for state in [SocketState::Connection, SocketState::None] {
+        let before = e.counters().total();
+        let d = e.tc(&ack, |_| state, |_| panic!("kfunc called for {state:?}"));
+        assert_eq!(d.verdict, BackendVerdict::Pass);
+        assert_eq!(e.counters().total(), before + 1);
+    }
 }

@@ -69,7 +69,7 @@ fn edge(f: &[u8]) -> Counter {
 }
 
 fn tc(f: &[u8], state: SocketState) -> (BackendVerdict, Counter) {
-    let d = engine_with(false).tc(f, |_| state);
+    let d = engine_with(false).tc(f, |_| state, |_| 0);
     (d.verdict, d.counter)
 }
 
@@ -468,10 +468,14 @@ fn routing_header_final_destination_decides() {
         &tcp6(v6_ack(SVC6, 0), SVC6, &[]),
     );
     let mut seen = None;
-    let d = engine_with(false).tc(&ack, |flow| {
-        seen = Some(flow.addrs);
-        SocketState::ListenerOnly
-    });
+    let d = engine_with(false).tc(
+        &ack,
+        |flow| {
+            seen = Some(flow.addrs);
+            SocketState::ListenerOnly
+        },
+        |_| 0,
+    );
     assert!(matches!(d.verdict, BackendVerdict::AssignReqsk(_)), "{d:?}");
     assert_eq!(
         seen,
@@ -613,7 +617,7 @@ fn backend_creates_nothing_from_a_bad_checksum() {
             csum_trusted: true,
             ..Skb::of_frame(&bad)
         };
-        let d = engine_with(false).tc_skb(&bad, skb, |_| SocketState::ListenerOnly);
+        let d = engine_with(false).tc_skb(&bad, skb, |_| SocketState::ListenerOnly, |_| 0);
         assert!(matches!(d.verdict, BackendVerdict::AssignReqsk(_)));
     }
     // An invalid cookie is still just invalid, whatever its checksum.
@@ -642,6 +646,7 @@ fn backend_moves_stacked_tags_aside_for_the_kfunc() {
                 csum_trusted: false,
             },
             |_| SocketState::ListenerOnly,
+            |_| 0,
         );
         (d.verdict, d.counter)
     };

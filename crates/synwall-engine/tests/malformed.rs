@@ -322,7 +322,7 @@ fn big_gro_packets_pass_and_small_zero_lengths_stay_malformed() {
         let field = if v6 { 14 + 4 } else { 14 + 2 };
         big[field..field + 2].copy_from_slice(&[0, 0]);
         let mut e = engine();
-        let d = e.tc(&big, |_| SocketState::ListenerOnly);
+        let d = e.tc(&big, |_| SocketState::ListenerOnly, |_| 0);
         assert_eq!(
             (d.verdict, d.counter),
             (BackendVerdict::Pass, Counter::PassBigGro),
