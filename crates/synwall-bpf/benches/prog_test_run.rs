@@ -9,26 +9,15 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 use synwall_bpf::{Backend, DataPath, Edge, TestRun};
-use synwall_cookie::SynOptions;
 use synwall_testkit::prelude::*;
 
 const REPEAT: u32 = 2_000_000;
 const SINGLE_RUNS: u32 = 200_000;
 
-fn syn_opts() -> SynOptions {
-    SynOptions {
-        mss: Some(1460),
-        wscale: Some(7),
-        sack_permitted: true,
-        timestamps: true,
-        ece_cwr: false,
-    }
-}
-
 fn syn_seg(src: SocketAddr, dst: SocketAddr) -> Frame {
     let mut s = Frame::new(src.ip(), dst.ip(), src.port(), dst.port(), SYN);
     s.seq = 0x0102_0304;
-    s.options = opts_bytes(&[opt_mss(1460), opt_sack(), opt_ts(0x1111_2222, 0), opt_ws(7)]);
+    s.options = linux_syn_options_ts(0x1111_2222);
     s
 }
 
@@ -158,7 +147,7 @@ fn main() {
         "192.0.2.11:40001".parse().unwrap(),
         "198.51.100.7:443".parse().unwrap(),
     );
-    let ack = handshake_ack(&cfg.cookie, &keys().current, &syn, syn_opts(), 0x1234_0000);
+    let ack = handshake_ack(&cfg.cookie, &keys().current, &syn, LINUX_SYN, 0x1234_0000);
     edge.test_run(&ack.build()).unwrap();
     let mut cached = ack.clone();
     cached.flags = ACK | PSH;
@@ -189,7 +178,7 @@ fn main() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let server = listener.local_addr().unwrap();
     let syn = syn_seg("127.0.0.2:40000".parse().unwrap(), server);
-    let ack = handshake_ack(&cfg.cookie, &keys().current, &syn, syn_opts(), 0x1234_0000).build();
+    let ack = handshake_ack(&cfg.cookie, &keys().current, &syn, LINUX_SYN, 0x1234_0000).build();
     let before = backend.counters().unwrap();
     let (ns, _) = repeated(|n| backend.test_run_repeat(&ack, n).unwrap());
     report(

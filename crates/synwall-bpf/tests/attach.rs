@@ -5,25 +5,10 @@
 //!
 //! Needs root and BPF (CI=true: fail, else skip with a message).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 use synwall_bpf::{DataPath, Edge, XdpMode};
 use synwall_engine::{synack::MAX_SYNACK_LEN, Engine, Verdict};
 use synwall_testkit::prelude::*;
-
-fn ip(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip {args:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 fn xdp_attached(dev: &str) -> bool {
     ip(&["-d", "link", "show", "dev", dev])
@@ -88,7 +73,7 @@ fn xdp_answers_a_syn_on_a_veth_native_and_generic() {
             443,
             SYN,
         );
-        syn.options = opts_bytes(&[opt_mss(1460), opt_sack(), opt_ts(0x1111_2222, 0), opt_ws(7)]);
+        syn.options = linux_syn_options_ts(0x1111_2222);
         let mut frame = syn.build();
         frame[..6].copy_from_slice(&[2, 0, 0, 0, 0x0e, 1]);
         frame[6..12].copy_from_slice(&[2, 0, 0, 0, 0x0f, 1]);

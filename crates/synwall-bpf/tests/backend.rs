@@ -10,10 +10,8 @@
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use synwall_bpf::{tc_action, Backend, DataPath, LoadOptions};
-use synwall_cookie::SynOptions;
 use synwall_engine::{
     engine::kfunc_counter, BackendVerdict, Counter, Engine, ReqAttrs, SocketState,
 };
@@ -24,22 +22,7 @@ fn enter_new_netns() -> Result<(), String> {
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
         return Err(format!("unshare: {}", std::io::Error::last_os_error()));
     }
-    ip(&["link", "set", "lo", "up"])
-}
-
-/// Run `ip` (a child inherits this thread's network namespace).
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip {args:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
+    ip(&["link", "set", "lo", "up"]).map(drop)
 }
 
 fn setup() -> Option<Backend> {
@@ -50,20 +33,10 @@ fn setup() -> Option<Backend> {
     Some(b)
 }
 
-fn full_syn_options() -> SynOptions {
-    SynOptions {
-        mss: Some(1460),
-        wscale: Some(7),
-        sack_permitted: true,
-        timestamps: true,
-        ece_cwr: false,
-    }
-}
-
 fn syn_seg(src: SocketAddr, dst: SocketAddr) -> Frame {
     let mut s = Frame::new(src.ip(), dst.ip(), src.port(), dst.port(), SYN);
     s.seq = 0x1234_5678;
-    s.options = opts_bytes(&[opt_mss(1460), opt_sack(), opt_ts(0x0a0b_0c0d, 0), opt_ws(7)]);
+    s.options = linux_syn_options_ts(0x0a0b_0c0d);
     s
 }
 
@@ -116,13 +89,7 @@ fn paths(listen: &str, client: &str) {
     assert_eq!(c, Counter::BackendSynPass);
 
     // A valid handshake ACK reaches the kfunc with the attributes the engine computes.
-    let ack = handshake_ack(
-        &cookie,
-        &keys().current,
-        &syn,
-        full_syn_options(),
-        0x1234_5600,
-    );
+    let ack = handshake_ack(&cookie, &keys().current, &syn, LINUX_SYN, 0x1234_5600);
     let (c, v) = check(&b, &mut engine, &ack.build(), SocketState::ListenerOnly);
     let BackendVerdict::AssignReqsk(attrs) = v else {
         panic!("engine did not validate: {v:?}")
@@ -147,13 +114,7 @@ fn paths(listen: &str, client: &str) {
     assert_eq!(c, kfunc_counter(-22), "kfunc result in a test run");
 
     // The same ACK validated with the previous epoch's salt.
-    let prev = handshake_ack(
-        &cookie,
-        &keys().previous,
-        &syn,
-        full_syn_options(),
-        0x99_0000,
-    );
+    let prev = handshake_ack(&cookie, &keys().previous, &syn, LINUX_SYN, 0x99_0000);
     let (c, _) = check(&b, &mut engine, &prev.build(), SocketState::ListenerOnly);
     assert_eq!(c, Counter::BackendKfuncEinval);
 
@@ -163,13 +124,7 @@ fn paths(listen: &str, client: &str) {
     let (c, _) = check(&b, &mut engine, &bad.build(), SocketState::ListenerOnly);
     assert_eq!(c, Counter::BackendAckInvalid);
     // A stale salt: dropped.
-    let stale = handshake_ack(
-        &cookie,
-        &keys_at(EPOCH - 5).current,
-        &syn,
-        full_syn_options(),
-        0,
-    );
+    let stale = handshake_ack(&cookie, &keys_at(EPOCH - 5).current, &syn, LINUX_SYN, 0);
     let (c, _) = check(&b, &mut engine, &stale.build(), SocketState::ListenerOnly);
     assert_eq!(c, Counter::BackendAckInvalid);
     // Malformed options on an ACK to a listener: dropped.
@@ -251,7 +206,7 @@ fn paths(listen: &str, client: &str) {
     drop(reuse);
     std::thread::sleep(std::time::Duration::from_millis(50));
     let syn2 = syn_seg(tw_client, server);
-    let tw_ack = handshake_ack(&cookie, &keys().current, &syn2, full_syn_options(), 7);
+    let tw_ack = handshake_ack(&cookie, &keys().current, &syn2, LINUX_SYN, 7);
     let (c, v) = check(&b, &mut engine, &tw_ack.build(), SocketState::TimeWait);
     assert_eq!((c, v), (Counter::BackendAckTimewait, BackendVerdict::Pass));
     let mut tw_other = tw_ack.clone();
@@ -356,13 +311,7 @@ fn handshake_ack_becomes_a_socket_end_to_end() {
         let client: SocketAddr = client.parse().unwrap();
         let listener = TcpListener::bind(server).unwrap();
         let syn = syn_seg(client, server);
-        let mut ack = handshake_ack(
-            &cookie,
-            &keys().current,
-            &syn,
-            full_syn_options(),
-            0x4242_0000,
-        );
+        let mut ack = handshake_ack(&cookie, &keys().current, &syn, LINUX_SYN, 0x4242_0000);
         ack.payload = b"hello".to_vec();
         let mut frame = ack.build();
         frame[..6].copy_from_slice(&BACKEND_MAC_B);
@@ -490,7 +439,7 @@ fn ack_with_a_bad_checksum_creates_nothing() {
             port += 1;
             let client = SocketAddr::new(client.parse().unwrap(), port);
             let syn = syn_seg(client, server);
-            let mut ack = handshake_ack(&cookie, &keys().current, &syn, full_syn_options(), 1);
+            let mut ack = handshake_ack(&cookie, &keys().current, &syn, LINUX_SYN, 1);
             ack.flags |= if data > 0 { PSH } else { 0 };
             ack.payload = (0..data).map(|i| (i * 7) as u8).collect();
             let good = to_backend(&ack);
@@ -594,7 +543,7 @@ fn fragmented_established_traffic_reaches_its_socket() {
         let client: SocketAddr = client.parse().unwrap();
         let listener = TcpListener::bind(server).unwrap();
         let syn = syn_seg(client, server);
-        let mut ack = handshake_ack(&cookie, &keys().current, &syn, full_syn_options(), 1);
+        let mut ack = handshake_ack(&cookie, &keys().current, &syn, LINUX_SYN, 1);
         ack.flags |= PSH;
         ack.payload = b"hello".to_vec();
         send_raw("swc0", &to_backend(&ack)).unwrap();
@@ -694,7 +643,7 @@ fn stacked_vlan_tags_are_moved_aside_for_the_kfunc() {
     let tagged_ack = |port: u16, tags: &[(u16, u16)]| {
         let client: SocketAddr = SocketAddr::new("198.51.100.2".parse().unwrap(), port);
         let syn = syn_seg(client, server);
-        let mut ack = handshake_ack(&cookie, &keys().current, &syn, full_syn_options(), 1);
+        let mut ack = handshake_ack(&cookie, &keys().current, &syn, LINUX_SYN, 1);
         ack.vlans = tags.iter().map(|&(tpid, id)| Vlan { tpid, id }).collect();
         to_backend(&ack)
     };

@@ -48,7 +48,7 @@ const SVC6: &str = "2001:db8:1::80";
 
 fn syn4() -> Frame {
     let mut s = Frame::new(v4(CLIENT4), v4(SVC4), 40000, 443, SYN);
-    s.options = opts_bytes(&[opt_mss(1460), opt_sack(), opt_ts(0x1111_2222, 0), opt_ws(7)]);
+    s.options = linux_syn_options_ts(0x1111_2222);
     s
 }
 

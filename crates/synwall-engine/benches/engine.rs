@@ -11,7 +11,7 @@ use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
 use synwall_engine::synack::MAX_SYNACK_LEN;
 use synwall_engine::{Engine, EngineConfig, Service, ServiceSet, SocketState, Verdict};
 use synwall_testkit::frame::{
-    opt_mss, opt_sack, opt_ts, opt_ws, opts_bytes, stack, tsval_of, Frame, ACK, SYN,
+    linux_syn_options_ts, opt_ts, opts_bytes, stack, tsval_of, Frame, ACK, SYN,
 };
 
 fn services() -> ServiceSet {
@@ -45,7 +45,7 @@ fn syn_seg(v6: bool, vlan: bool) -> Frame {
         traffic_class: 0,
         flow_label: 0,
         seq: 7,
-        options: opts_bytes(&[opt_mss(1460), opt_sack(), opt_ts(12345, 0), opt_ws(7)]),
+        options: linux_syn_options_ts(12345),
         ..Frame::new(src, dst, 40000, 443, SYN)
     }
 }

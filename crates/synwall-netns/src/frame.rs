@@ -121,7 +121,12 @@ pub fn opts_bytes(items: &[Vec<u8>]) -> Vec<u8> {
 
 /// Linux's SYN options: MSS 1460, SACK-Permitted, Timestamps (TSval 0x1000), NOP, WScale 7.
 pub fn linux_syn_options() -> Vec<u8> {
-    opts_bytes(&[opt_mss(1460), opt_sack(), opt_ts(0x1000, 0), opt_ws(7)])
+    linux_syn_options_ts(0x1000)
+}
+
+/// [`linux_syn_options`] with TSval `tsval`.
+pub fn linux_syn_options_ts(tsval: u32) -> Vec<u8> {
+    opts_bytes(&[opt_mss(1460), opt_sack(), opt_ts(tsval, 0), opt_ws(7)])
 }
 
 // --- the whole frame -----------------------------------------------------------------------------

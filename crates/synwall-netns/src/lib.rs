@@ -177,6 +177,12 @@ impl Netns {
         }))
     }
 
+    /// A TCP listener on `addr` inside the namespace.
+    pub fn listen(&self, addr: std::net::SocketAddr) -> Result<std::net::TcpListener> {
+        self.enter(move || std::net::TcpListener::bind(addr))?
+            .with_context(|| format!("bind {addr} in {}", self.name))
+    }
+
     /// Add an address to an interface and bring it up.
     pub fn addr(&self, dev: &str, cidr: &str) -> Result<()> {
         if cidr.contains(':') {

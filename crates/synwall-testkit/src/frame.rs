@@ -9,6 +9,15 @@ use std::net::IpAddr;
 use synwall_cookie::synwall_v1::{self as v1};
 use synwall_cookie::{Addrs, Flow, SipKey, Syn, SynOptions};
 
+/// What [`linux_syn_options`] mean to the cookie.
+pub const LINUX_SYN: SynOptions = SynOptions {
+    mss: Some(1460),
+    wscale: Some(7),
+    sack_permitted: true,
+    timestamps: true,
+    ece_cwr: false,
+};
+
 /// Where things are in a frame, walked leniently (up to 4 VLAN tags, an extension-header chain
 /// of up to 8 headers that fits): (l3, is_v6, l4, end of the IP packet, protocol).
 pub fn locate(f: &[u8]) -> Option<(usize, bool, usize, usize, u8)> {

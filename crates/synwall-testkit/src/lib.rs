@@ -58,6 +58,43 @@ impl Raw {
     }
 }
 
+/// Run `ip` with `args` in the calling thread's network namespace (a test that entered its own
+/// with `unshare`); its stdout, or what it said on stderr.
+pub fn ip(args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip {args:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Join `a:a_if` and `b:b_if` with a veth pair as `ip link add` makes it: TX checksum offload
+/// on, links down (unlike [`veth`], which readies a pair for XDP).
+pub fn veth_as_made(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> anyhow::Result<()> {
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        a_if,
+        "netns",
+        a.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
+        b.name(),
+    ])
+    .map(drop)
+}
+
 /// Bytes as lowercase hex (for comparing frames in assertion messages).
 pub fn hex(b: &[u8]) -> String {
     hex::encode(b)
@@ -69,5 +106,5 @@ pub mod prelude {
     pub use crate::frame::*;
     pub use crate::random::*;
     pub use crate::skip::*;
-    pub use crate::{hex, synwall, synwall_lab, Raw, RawSender};
+    pub use crate::{hex, ip, synwall, synwall_lab, Raw, RawSender};
 }

@@ -8,7 +8,7 @@
 
 use anyhow::{ensure, Context, Result};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 use synwall_testkit::deploy::{write_secret, LAB_SECRET_FILL};
 use synwall_testkit::synwall;
@@ -54,7 +54,7 @@ fn backend_passes_big_tcp_super_packets() -> Result<()> {
     )?;
 
     let addr: SocketAddr = format!("[fd77::2]:{PORT}").parse()?;
-    let listener = host.enter(move || TcpListener::bind(addr))??;
+    let listener = host.listen(addr)?;
     let server = std::thread::spawn(move || -> std::io::Result<usize> {
         let (mut s, _) = listener.accept()?;
         s.set_read_timeout(Some(Duration::from_secs(15)))?;

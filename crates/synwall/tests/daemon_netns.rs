@@ -14,7 +14,7 @@
 //! Needs root (CI=true: fail, else skip with a message).
 
 use anyhow::{ensure, Context, Result};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
@@ -105,13 +105,7 @@ impl Lab {
 
     fn serve(&mut self, port: u16) -> Result<Vec<SocketAddr>> {
         let mut addrs = Vec::new();
-        for v6 in [false, true] {
-            let addr = SocketAddr::new(topo::backend_addr(v6), port);
-            let l = self
-                .lab
-                .backend
-                .enter(move || TcpListener::bind(addr))?
-                .with_context(|| format!("bind {addr}"))?;
+        for (addr, l) in self.lab.backend_listeners(port)? {
             self._servers.push(EchoServer::start(l)?);
             addrs.push(addr);
         }

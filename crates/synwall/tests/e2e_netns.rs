@@ -75,12 +75,6 @@ fn one(mut counts: BTreeMap<String, Counts>, role: &str) -> Result<Counts> {
         .with_context(|| format!("no {role} counters in {counts:?}"))
 }
 
-/// Listen on `addr` inside `ns`.
-fn listen(ns: &Netns, addr: SocketAddr) -> Result<TcpListener> {
-    ns.enter(move || TcpListener::bind(addr))?
-        .with_context(|| format!("bind {addr}"))
-}
-
 /// One client connection from `ns`: connect (TCP_MAXSEG = `mss`), send `len` bytes, check the
 /// transformed answer; returns the client's local address and its TCP_INFO.
 fn connect_and_exchange(
@@ -318,7 +312,7 @@ fn client_profiles(v6: bool) -> Result<()> {
     backend_nft(&lab.backend)?;
     let opens_before = lab.backend.net_counter("Tcp:PassiveOpens")?;
     let server_addr = SocketAddr::new(topo::backend_addr(v6), PORT);
-    let server = EchoServer::start(listen(&lab.backend, server_addr)?)?;
+    let server = EchoServer::start(lab.backend.listen(server_addr)?)?;
 
     let profiles = profiles();
     let len = 100_000;
@@ -481,7 +475,7 @@ fn misrouted_ack_validated_by_another_edge() -> Result<()> {
         ),
     )?;
     let server_addr = SocketAddr::new(topo::backend_addr(false), PORT);
-    let server = EchoServer::start(listen(&backend, server_addr)?)?;
+    let server = EchoServer::start(backend.listen(server_addr)?)?;
     let n = 3u64;
     for i in 0..n {
         let (local, _) = connect_and_exchange(&client, server_addr, None, 20_000, i as u32, IO)?;
@@ -587,7 +581,7 @@ fn single_node_protects_its_own_server() -> Result<()> {
     let mut servers = Vec::new();
     for v6 in [false, true] {
         let addr = SocketAddr::new(topo::backend_addr(v6), PORT);
-        servers.push((addr, EchoServer::start(listen(&host, addr)?)?));
+        servers.push((addr, EchoServer::start(host.listen(addr)?)?));
     }
     for (i, (addr, server)) in servers.iter().enumerate() {
         let (local, _) = connect_and_exchange(&client, *addr, None, 50_000, i as u32, IO)?;
@@ -715,10 +709,9 @@ fn cookie_expires_after_two_epochs() -> Result<()> {
             &services,
         ),
     )?;
-    let listener = listen(
-        &lab.backend,
-        SocketAddr::new(topo::backend_addr(false), PORT),
-    )?;
+    let listener = lab
+        .backend
+        .listen(SocketAddr::new(topo::backend_addr(false), PORT))?;
     listener.set_nonblocking(true)?;
     let macs = (
         topo::mac(&lab.edge, EDGE_CLIENT_IF)?,

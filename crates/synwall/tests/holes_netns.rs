@@ -18,7 +18,7 @@
 //! Needs root (CI=true: fail, else skip with a message).
 
 use anyhow::{ensure, Context, Result};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -164,7 +164,7 @@ fn partial_checksum_ack_from_a_real_client_creates_its_socket() -> Result<()> {
         &["backend", "--iface", "b1", "--secret-file", &sf],
     )?;
     let addr = SocketAddr::new(IpAddr::V4(SERVICE), PORT);
-    let listener = backend.enter(move || TcpListener::bind(addr))??;
+    let listener = backend.listen(addr)?;
     let server = EchoServer::start(listener)?;
 
     let stop = Arc::new(AtomicBool::new(false));

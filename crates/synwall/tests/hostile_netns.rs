@@ -1186,7 +1186,7 @@ fn fragmented_ipv4_connection_without_df_completes() -> Result<()> {
     c.sysctl("net.ipv4.ip_no_pmtu_disc", "1")?;
     b.sysctl("net.ipv4.ip_no_pmtu_disc", "1")?;
     let addr = SocketAddr::new(server(false), PORT);
-    let listener = b.enter(move || TcpListener::bind(addr))??;
+    let listener = b.listen(addr)?;
     let srv = tcp::EchoServer::start(listener)?;
     let before = (
         e.net_counter("Ip:FragCreates")?,
@@ -1265,7 +1265,7 @@ fn fragmented_ipv6_data_segment_is_delivered() -> Result<()> {
     let lab = lab(false)?;
     let m = lab.macs();
     let addr = SocketAddr::new(server(true), PORT);
-    let listener = lab.lab.backend.enter(move || TcpListener::bind(addr))??;
+    let listener = lab.lab.backend.listen(addr)?;
     // The server collects everything it reads.
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let srv = std::thread::spawn(move || -> std::io::Result<()> {

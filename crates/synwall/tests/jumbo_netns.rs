@@ -17,7 +17,6 @@
 
 use crate::common::{Lab, LabOptions, Reply, PORT};
 use anyhow::{ensure, Context, Result};
-use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 use synwall_testkit::frame::{self, Tcp};
 use synwall_testkit::tcp::{self, EchoServer};
@@ -71,9 +70,7 @@ fn jumbo(strict: bool) -> Result<()> {
     );
 
     let mut servers = Vec::new();
-    for v6 in [false, true] {
-        let addr = SocketAddr::new(topo::backend_addr(v6), PORT);
-        let l = lab.lab.backend.enter(move || TcpListener::bind(addr))??;
+    for (addr, l) in lab.lab.backend_listeners(PORT)? {
         servers.push((addr, EchoServer::start(l)?));
     }
     let mut n = 0;

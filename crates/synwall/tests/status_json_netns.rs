@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 use synwall_engine::Counter;
 use synwall_testkit::synwall;
-use synwall_testkit::{require_privileges, sh, unique_prefix, Daemon, Netns};
+use synwall_testkit::{require_privileges, unique_prefix, veth_as_made, Daemon, Netns};
 
 fn doc() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/STATUS_JSON.md")
@@ -131,21 +131,7 @@ fn status_json_is_what_its_document_says() -> Result<()> {
     let name = unique_prefix();
     let node = Netns::create(&format!("{name}n"))?;
     let client = Netns::create(&format!("{name}c"))?;
-    sh(&[
-        "ip",
-        "link",
-        "add",
-        "n0",
-        "netns",
-        node.name(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "c0",
-        "netns",
-        client.name(),
-    ])?;
+    veth_as_made(&node, "n0", &client, "c0")?;
     node.addr("n0", "10.79.0.1/24")?;
     client.addr("c0", "10.79.0.2/24")?;
     let dir = tempfile::tempdir()?;

@@ -20,7 +20,7 @@ use std::time::Duration;
 use synwall_testkit::synwall;
 use synwall_testkit::tcp::EchoServer;
 use synwall_testkit::topo::pass_all_args;
-use synwall_testkit::{require_privileges, sh, unique_prefix, Daemon, Netns};
+use synwall_testkit::{require_privileges, unique_prefix, veth_as_made, Daemon, Netns};
 
 const READY: Duration = Duration::from_secs(20);
 
@@ -146,21 +146,7 @@ fn veth_pitfalls_are_named_in_status_with_a_fix_that_works() -> Result<()> {
     let node = Netns::create(&format!("{name}n"))?;
     let client = Netns::create(&format!("{name}c"))?;
     // A veth pair as `ip link add` makes it: TX checksum offload on, no XDP on the peer.
-    sh(&[
-        "ip",
-        "link",
-        "add",
-        "n0",
-        "netns",
-        node.name(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "c0",
-        "netns",
-        client.name(),
-    ])?;
+    veth_as_made(&node, "n0", &client, "c0")?;
     node.addr("n0", "10.78.0.1/24")?;
     client.addr("c0", "10.78.0.2/24")?;
     let listener = node.enter(|| TcpListener::bind("10.78.0.1:80"))??;

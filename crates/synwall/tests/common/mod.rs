@@ -7,10 +7,10 @@
 //!   `AF_PACKET` capture on `c0`.
 //! - [`Reply`]: what came back to the client, decoded by etherparse.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{IpAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use synwall_bpf::pin::{NodePins, PinnedMaps};
@@ -381,13 +381,7 @@ impl Lab {
     /// Listen on `port` of both backend addresses (non-blocking listeners).
     pub fn listen(&self, port: u16) -> Result<Vec<TcpListener>> {
         let mut out = Vec::new();
-        for v6 in [false, true] {
-            let addr = SocketAddr::new(topo::backend_addr(v6), port);
-            let l = self
-                .lab
-                .backend
-                .enter(move || TcpListener::bind(addr))?
-                .with_context(|| format!("bind {addr}"))?;
+        for (_, l) in self.lab.backend_listeners(port)? {
             l.set_nonblocking(true)?;
             out.push(l);
         }

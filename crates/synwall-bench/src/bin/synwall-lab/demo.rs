@@ -13,7 +13,7 @@
 //! (`synwall stop --detach`), on error and on Ctrl-C. Needs root and Linux >= 6.9.
 
 use anyhow::{bail, Context, Result};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -248,9 +248,7 @@ pub fn run() -> Result<ExitCode> {
     )
     .is_ok();
     let mut servers = Vec::new();
-    for v6 in [false, true] {
-        let addr = SocketAddr::new(topo::backend_addr(v6), PORT);
-        let l = lab.backend.enter(move || TcpListener::bind(addr))??;
+    for (_, l) in lab.backend_listeners(PORT)? {
         servers.push(EchoServer::start(l)?);
     }
     println!("   server: a TCP server in the backend namespace answers every request transformed");
