@@ -78,10 +78,10 @@ SW_INLINE int sw_checksums_ok(struct xdp_md *ctx, const struct sw_frame *f)
 	return sw_csum_fold(sum) == 0xffff;
 }
 
-/* AutoState::WINDOW_NS: the SYN rate is measured over windows of at least 100 ms. */
-#define SW_AUTO_WINDOW_NS 100000000ULL
-/* AutoState::STEP_NS: a window start this far in the future means the clock was stepped back. */
-#define SW_AUTO_STEP_NS 1000000000LL
+/*
+ * The SYN rate is measured over windows of at least SW_AUTO_WINDOW_NS; a window start more than
+ * SW_AUTO_STEP_NS in the future means the clock was stepped back (constants.def).
+ */
 
 /*
  * AutoState::on_syn: count this SYN in the shared window; the CPU that closes a window (wins the
@@ -122,7 +122,7 @@ SW_INLINE int sw_auto_cookies(const struct sw_config *cfg, __u64 now)
 			st->cookies_on = 0;
 			st->switches_off += 1;
 		}
-	} else if ((__s64)elapsed < -SW_AUTO_STEP_NS &&
+	} else if ((__s64)elapsed < -(__s64)SW_AUTO_STEP_NS &&
 		   __sync_val_compare_and_swap(&st->window_start_ns, start, now) == start) {
 		/* Stepped back: a new window from here; the hold counts from here at the latest. */
 		if ((__s64)(now - st->last_high_ns) < 0)

@@ -67,7 +67,7 @@ struct {
 #else
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 #endif
-	__uint(max_entries, 65536);
+	__uint(max_entries, SW_BUDGET_PREFIXES);
 	__type(key, struct sw_budget_key);
 	__type(value, struct sw_budget_state);
 } sw_budget SEC(".maps");
@@ -81,14 +81,14 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, SW_BUDGET_PREFIXES);
 	__type(key, struct sw_budget_key);
 	__type(value, struct sw_budget_state);
 } sw_flow_budget SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, SW_PROMOTED_CACHE);
 	__type(key, struct sw_flow_key);
 	__type(value, __u32);
 } sw_flows_promoted SEC(".maps");

@@ -34,71 +34,15 @@
 /* Verified once on its own (a global BPF function): keeps the verifier's work linear. */
 #define SW_GLOBAL __attribute__((noinline))
 
-/* Ethernet (synwall_wire::ethernet). */
-#define SW_ETH_HLEN 14
-#define SW_VLAN_TAG_LEN 4
-#define SW_MAX_VLAN_TAGS 2
-#define SW_ETHERTYPE_IPV4 0x0800
-#define SW_ETHERTYPE_IPV6 0x86dd
-#define SW_ETHERTYPE_VLAN 0x8100
-#define SW_ETHERTYPE_QINQ 0x88a8
-
-/* IPv4 (synwall_wire::ipv4). */
-#define SW_IPV4_MIN_HLEN 20
-#define SW_PROTO_TCP 6
-#define SW_IPV4_DF 0x4000
-#define SW_IPV4_MF 0x2000
-#define SW_IPV4_FRAG_OFFSET 0x1fff
-#define SW_IPV4_MAX_OPTS 40
-/* An encapsulated IPv4 packet (IP in IP): ipv4::PROTO_IPV4. */
-#define SW_PROTO_IPV4 4
-#define SW_IPOPT_EOL 0
-#define SW_IPOPT_NOP 1
-#define SW_IPOPT_LSRR 131
-#define SW_IPOPT_SSRR 137
-
-/* IPv6 (synwall_wire::ipv6). */
-#define SW_IPV6_HLEN 40
-/* The largest value of the IPv4 total length and IPv6 payload length fields. */
-#define SW_MAX_IP_LEN 0xffff
-/* ipv6::MAX_EXT_HEADERS: RFC 8200's longest recommended chain without ESP. */
-#define SW_MAX_EXT_HEADERS 6
-#define SW_NH_HOP_BY_HOP 0
-#define SW_NH_ROUTING 43
-#define SW_NH_FRAGMENT 44
-#define SW_NH_AUTH 51
-#define SW_NH_DEST_OPTS 60
-/* An encapsulated IPv6 packet: ipv6::NH_IPV6. */
-#define SW_NH_IPV6 41
-/* The longest extension header (ipv6::MAX_EXT_HEADER_LEN): 256 units of 8 bytes. */
-#define SW_MAX_EXT_HEADER_LEN 2048
-#define SW_ROUTING_TYPE_0 0
-#define SW_ROUTING_TYPE_2 2
-#define SW_ROUTING_TYPE_SRH 4
-/* Where a type 2 / type 4 routing header holds the final destination (segment list[0]). */
-#define SW_ROUTING_FINAL_DST 8
-
-/* TCP (synwall_wire::tcp). */
-#define SW_TCP_MIN_HLEN 20
-#define SW_TCP_MAX_OPTS 40
-#define SW_TCP_FIN 0x01
-#define SW_TCP_SYN 0x02
-#define SW_TCP_RST 0x04
-#define SW_TCP_PSH 0x08
-#define SW_TCP_ACK 0x10
-#define SW_TCP_URG 0x20
-#define SW_TCP_ECE 0x40
-#define SW_TCP_CWR 0x80
-#define SW_TCPOPT_EOL 0
-#define SW_TCPOPT_NOP 1
-#define SW_TCPOPT_MSS 2
-#define SW_TCPOPT_WSCALE 3
-#define SW_TCPOPT_SACK_PERMITTED 4
-#define SW_TCPOPT_TIMESTAMPS 8
-
-/* Address families as stored in map keys. */
-#define SW_FAMILY_V4 4
-#define SW_FAMILY_V6 6
+/*
+ * The constants the Rust crates hold too (header lengths, EtherTypes, flags, option kinds, bounds,
+ * errno values, map sizes): defined once in constants.def, here as SW_<NAME> enum constants.
+ */
+#define SW_CONST(name, value, rust, type, doc) SW_##name = value,
+enum sw_constants {
+#include "constants.def"
+};
+#undef SW_CONST
 
 /* Ethernet + 2 VLAN tags: the most a frame has before its IP header. */
 #define SW_MAX_L2_LEN (SW_ETH_HLEN + SW_MAX_VLAN_TAGS * SW_VLAN_TAG_LEN)
@@ -125,10 +69,5 @@ _Static_assert(SW_MAX_HEADER_END <= SW_OFF_MASK + 1,
 /* tc return codes (linux/pkt_cls.h). */
 #define SW_TC_ACT_OK 0
 #define SW_TC_ACT_SHOT 2
-
-/* Errno values the backend counts (engine::kfunc_counter). */
-#define SW_EINVAL 22
-#define SW_ENOMEM 12
-#define SW_ENETUNREACH 101
 
 #endif /* SW_COMMON_H */

@@ -15,10 +15,7 @@
 #include "parse.h"
 #include "siphash.h"
 
-#define SW_WSCALE_NONE 15
-#define SW_WSCALE_MAX 14
-#define SW_MSG_LEN_V4 18
-#define SW_MSG_LEN_V6 42
+/* SW_WSCALE_NONE, SW_WSCALE_MAX, SW_MSG_LEN_V4, SW_MSG_LEN_V6: constants.def. */
 
 /* The two option bytes that enter the MAC (OptionBits): opt = S<<7 | W<<3 | M, ext = E<<1 | T. */
 struct sw_opt_bits {

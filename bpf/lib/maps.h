@@ -57,9 +57,7 @@ struct sw_config {
 	__u64 flow_tolerance_ns;
 };
 
-/* sw_config.lists */
-#define SW_LIST_DENY 1
-#define SW_LIST_ALLOW 2
+/* sw_config.lists: SW_LIST_DENY | SW_LIST_ALLOW (constants.def). */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -81,9 +79,8 @@ struct sw_sipkey {
  * daemon is down, until the ring runs out (then: stale, the fail-safe). A reader checks `epoch`:
  * a slot holding another epoch is missing. The daemon rewrites a slot with different content only
  * while no reader can want it (epochs beyond e + 1); the accepted key may change at any time (a
- * torn read of it can only reject a cookie nobody issues).
+ * torn read of it can only reject a cookie nobody issues). SW_SALT_RING: constants.def.
  */
-#define SW_SALT_RING 256
 
 struct sw_salt_entry {
 	__u64 epoch;               /* the epoch this slot holds */
@@ -150,7 +147,7 @@ struct sw_svc_value {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 1024);
+	__uint(max_entries, SW_MAX_PREFIXES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct sw_svc_key);
 	__type(value, struct sw_svc_value);
@@ -158,12 +155,12 @@ struct {
 
 /* Bit p of bits[p / 64] (bit p % 64) is set iff port p is protected. */
 struct sw_port_bitmap {
-	__u64 bits[1024];
+	__u64 bits[SW_PORTS / 64];
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 64);
+	__uint(max_entries, SW_MAX_PORT_SETS);
 	__type(key, __u32);
 	__type(value, struct sw_port_bitmap);
 } sw_ports SEC(".maps");
@@ -181,7 +178,7 @@ struct sw_flow_key {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, SW_FLOW_CACHE);
 	__type(key, struct sw_flow_key);
 	__type(value, __u32);
 } sw_flows SEC(".maps");

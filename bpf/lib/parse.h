@@ -292,8 +292,8 @@ SW_INLINE int sw_nested(__u8 proto, __u16 frag_off)
 	return (proto == SW_PROTO_IPV4 || proto == SW_NH_IPV6) && frag_off == 0;
 }
 
-/* RFC 1858: a fragment offset below 3 units (24 bytes) would overwrite a TCP header. */
-#define SW_MIN_NONFIRST_OFFSET 3
+/* RFC 1858: a fragment offset below SW_MIN_NONFIRST_OFFSET (constants.def) would overwrite a
+ * TCP header. */
 
 /*
  * The TCP step of parse::parse, once the network layer left the upper protocol `proto` at `l4`

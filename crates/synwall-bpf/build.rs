@@ -2,6 +2,9 @@
 //! generate their libbpf-rs skeletons into `OUT_DIR`. The compiler is `clang-19` unless the
 //! environment variable `SYNWALL_BPF_CLANG` names another.
 
+#[path = "../../tools/build/defs.rs"]
+mod defs;
+
 use libbpf_cargo::SkeletonBuilder;
 use std::env;
 use std::path::PathBuf;
@@ -17,6 +20,7 @@ const VARIANTS: [(&str, &str, &str); 1] = [
 ];
 
 fn main() {
+    defs::constants("bpf");
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let bpf = manifest.join("../../bpf");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets it"));

@@ -1,34 +1,21 @@
-//! Generate the counter enum from `bpf/lib/counters.def`, the one list the BPF C also includes.
+//! Generate the counter enum from `bpf/lib/counters.def` and this crate's constants from
+//! `bpf/lib/constants.def`, the lists the BPF C also includes.
+
+#[path = "../../tools/build/defs.rs"]
+mod defs;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 fn main() {
-    let def = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())
-        .join("../../bpf/lib/counters.def");
-    println!("cargo:rerun-if-changed={}", def.display());
-    let text = std::fs::read_to_string(&def).unwrap_or_else(|e| panic!("{}: {e}", def.display()));
+    defs::constants("engine");
     let mut rows = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let Some(rest) = line.trim().strip_prefix("SW_COUNTER(") else {
-            continue;
+    for (line, args) in defs::rows(&defs::def_file("counters.def"), "SW_COUNTER") {
+        let [ident, name, help] = args.as_slice() else {
+            panic!("counters.def:{line}: want SW_COUNTER(IDENT, \"name\", \"help\")")
         };
-        let rest = rest
-            .strip_suffix(')')
-            .unwrap_or_else(|| panic!("counters.def:{}: missing ')'", n + 1));
-        let (ident, rest) = rest
-            .split_once(',')
-            .unwrap_or_else(|| panic!("counters.def:{}: bad line", n + 1));
-        let mut quoted = rest.split('"').skip(1).step_by(2);
-        let name = quoted
-            .next()
-            .unwrap_or_else(|| panic!("counters.def:{}: no name", n + 1));
-        let help = quoted
-            .next()
-            .unwrap_or_else(|| panic!("counters.def:{}: no help", n + 1));
-        rows.push((ident.trim().to_string(), name.to_string(), help.to_string()));
+        rows.push((ident.clone(), name.clone(), help.clone()));
     }
-    assert!(!rows.is_empty(), "counters.def has no SW_COUNTER lines");
     let camel = |s: &str| {
         s.split('_')
             .map(|w| {

@@ -337,7 +337,7 @@ fuzz_target!(|data: &[u8]| {
                 csum_trusted: trusted,
                 ..Skb::of_frame(&b.frame)
             };
-            let d = e.tc_skb(&b.frame, skb, NOW_MS, |_| state);
+            let d = e.tc_skb(&b.frame, skb, NOW_MS, |_| state, |_| 0);
             if b.source_routed {
                 assert_eq!(d.counter, Counter::DropSourceRoute);
             }

@@ -68,13 +68,13 @@ fuzz_target!(|data: &[u8]| {
             SocketState::Connection,
             SocketState::None,
         ] {
-            let _ = e.tc(data, NOW_MS, |_| state);
+            let _ = e.tc(data, NOW_MS, |_| state, |_| 0);
             let lower = Skb {
                 vlan_present: true,
                 csum_trusted: true,
                 ..Skb::of_frame(data)
             };
-            let _ = e.tc_skb(data, lower, NOW_MS, |_| state);
+            let _ = e.tc_skb(data, lower, NOW_MS, |_| state, |_| 0);
         }
     }
 });

@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use synwall_bpf::{xdp_action, DataPath, Edge, TestRun};
 use synwall_cookie::synwall_v1::{EpochClock, MasterSecret};
 use synwall_engine::{EngineConfig, SaltRing, Salts, Service, ServiceSet};
-use synwall_netns::packet::Segment;
+use synwall_netns::frame::{Frame, SYN};
 
 /// What to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,21 +132,12 @@ pub fn syn_frame(family: Family, profile: Profile) -> Vec<u8> {
         ],
         Profile::NoTimestamps => vec![2, 4, m[0], m[1], 1, 1, 4, 2, 1, 3, 3, 7],
     };
-    Segment {
-        dst_mac: [0x02, 0, 0, 0, 0, 0x02],
-        src_mac: [0x02, 0, 0, 0, 0, 0x01],
-        src,
-        dst,
-        sport: 40000,
-        dport: PORT,
+    Frame {
         seq: CLIENT_ISN,
-        ack: 0,
-        flags: synwall_netns::packet::SYN,
-        window: 64240,
         options,
-        payload: Vec::new(),
+        ..Frame::new(src, dst, 40000, PORT, SYN)
     }
-    .frame()
+    .build()
 }
 
 /// The services synwall's edge protects in the benchmark (the benchmark servers, port 443).

@@ -5,7 +5,7 @@ use synwall_baseline::per_packet::{run, Family, Opts, Profile, Program};
 
 #[test]
 fn every_row_is_measured() {
-    if !synwall_netns::require_privileges("every_row_is_measured") {
+    if !synwall_testkit::require_privileges("every_row_is_measured") {
         return;
     }
     let report = run(&Opts {

@@ -14,10 +14,11 @@ use synwall_baseline::per_packet::{
 };
 use synwall_baseline::{BareTx, Error, HelperConfig, HelperCookie};
 use synwall_bpf::xdp_action;
-use synwall_netns::packet::{Segment, ACK, CWR, ECE, SYN};
+use synwall_testkit::frame::{Frame, ACK, CWR, ECE, SYN};
+use synwall_testkit::require_privileges;
 
 fn helper(test: &str) -> Option<HelperCookie> {
-    if !synwall_netns::require_privileges(test) {
+    if !require_privileges(test) {
         return None;
     }
     Some(HelperCookie::load(PORT).expect("load syncookie_helper.bpf.o"))
@@ -198,20 +199,17 @@ fn helper_answers_syn_without_timestamps_with_mss_only() {
     }
 }
 
-fn segment(flags: u8, options: Vec<u8>, sport: u16) -> Segment {
-    Segment {
-        dst_mac: [0x02, 0, 0, 0, 0, 0x02],
-        src_mac: [0x02, 0, 0, 0, 0, 0x01],
-        src: CLIENT_V4.parse().unwrap(),
-        dst: SERVER_V4.parse().unwrap(),
-        sport,
-        dport: PORT,
+fn segment(flags: u8, options: Vec<u8>, sport: u16) -> Frame {
+    Frame {
         seq: CLIENT_ISN,
-        ack: 0,
-        flags,
-        window: 64240,
         options,
-        payload: Vec::new(),
+        ..Frame::new(
+            CLIENT_V4.parse().unwrap(),
+            SERVER_V4.parse().unwrap(),
+            sport,
+            PORT,
+            flags,
+        )
     }
 }
 
@@ -227,7 +225,7 @@ fn helper_ecn_vlan_payload_and_other_layouts() {
     };
     let mut opts = vec![2, 4, 0x05, 0xb4];
     opts.extend(ts(CLIENT_TSVAL));
-    let syn = segment(SYN | ECE | CWR, opts, 40000).frame();
+    let syn = segment(SYN | ECE | CWR, opts, 40000).build();
     let before = monotonic_ms();
     let out = h.test_run(&syn).unwrap();
     let after = monotonic_ms();
@@ -253,7 +251,7 @@ fn helper_ecn_vlan_payload_and_other_layouts() {
     // A SYN carrying data (TFO-style) and an 802.1Q tag: the data goes, the tag stays.
     let mut s = segment(SYN, vec![2, 4, 0x05, 0xb4], 40000);
     s.payload = vec![0xab; 100];
-    let plain = s.frame();
+    let plain = s.build();
     let mut tagged = plain[..12].to_vec();
     tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
     tagged.extend_from_slice(&plain[12..]);
@@ -272,7 +270,7 @@ fn helper_ecn_vlan_payload_and_other_layouts() {
         vec![8, 10, t[0], t[1], t[2], t[3], 0, 0, 0, 0, 1, 1],
         40000,
     )
-    .frame();
+    .build();
     let out = h.test_run(&syn).unwrap();
     assert_eq!(out.retval, xdp_action::TX);
     assert_eq!(out.data.len(), syn.len() + 4);
@@ -284,7 +282,7 @@ fn helper_ecn_vlan_payload_and_other_layouts() {
     // different port or MSS class another.
     let isn = |sport: u16, mss: u16| {
         let m = mss.to_be_bytes();
-        let f = segment(SYN, vec![2, 4, m[0], m[1]], sport).frame();
+        let f = segment(SYN, vec![2, 4, m[0], m[1]], sport).build();
         let out = h.test_run(&f).unwrap();
         assert_eq!(out.retval, xdp_action::TX);
         decode(&f, &out.data).tcp.sequence_number
@@ -322,15 +320,15 @@ fn helper_passes_what_is_not_its_syn() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "ACK",
-            segment(ACK, vec![1, 1, 1, 1], 40000).frame(),
+            segment(ACK, vec![1, 1, 1, 1], 40000).build(),
             "pass_not_syn",
         ),
         (
             "SYN+ACK",
-            segment(SYN | ACK, vec![], 40000).frame(),
+            segment(SYN | ACK, vec![], 40000).build(),
             "pass_not_syn",
         ),
-        ("SYN to port 80", other_port.frame(), "pass_other_port"),
+        ("SYN to port 80", other_port.build(), "pass_other_port"),
         ("IPv6 SYN to port 442", v6_other, "pass_other_port"),
         ("ARP", arp, "pass_not_ip"),
         ("UDP", udp, "pass_not_tcp"),
@@ -386,7 +384,7 @@ fn helper_config_is_checked_before_loading() {
 
 #[test]
 fn bare_swaps_macs_and_transmits() {
-    if !synwall_netns::require_privileges("bare_swaps_macs_and_transmits") {
+    if !require_privileges("bare_swaps_macs_and_transmits") {
         return;
     }
     let b = BareTx::load().unwrap();

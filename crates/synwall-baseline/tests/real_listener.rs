@@ -11,12 +11,12 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 use synwall_baseline::HelperCookie;
 use synwall_bpf::{Link, XdpMode};
-use synwall_netns::tcp::{connect, exchange, transform, EchoServer};
-use synwall_netns::{unique_prefix, veth, Netns};
+use synwall_testkit::tcp::{connect, exchange, transform, EchoServer};
+use synwall_testkit::{require_privileges, unique_prefix, veth, Netns};
 
 #[test]
 fn kernel_listener_accepts_the_helpers_cookies() {
-    if !synwall_netns::require_privileges("kernel_listener_accepts_the_helpers_cookies") {
+    if !require_privileges("kernel_listener_accepts_the_helpers_cookies") {
         return;
     }
     let p = unique_prefix();
@@ -34,7 +34,7 @@ fn kernel_listener_accepts_the_helpers_cookies() {
         .unwrap()
         .unwrap();
     let echo = EchoServer::start(listener).unwrap();
-    let data = synwall_netns::tcp::pattern(20_000, 7);
+    let data = synwall_testkit::tcp::pattern(20_000, 7);
     let talk = |data: &Vec<u8>| {
         let sent = data.clone();
         client

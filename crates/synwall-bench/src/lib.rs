@@ -466,7 +466,7 @@ pub fn quality(lab: &Lab, o: &Opts) -> Result<Report> {
     for v6 in [false, true] {
         let ip: std::net::IpAddr = if v6 { lab::SVC_V6 } else { lab::SVC_V4 }.parse()?;
         let addr = std::net::SocketAddr::new(ip, lab::INFO_PORT);
-        let l = lab.be.enter(move || std::net::TcpListener::bind(addr))??;
+        let l = lab.be.listen(addr)?;
         servers.push((addr, synwall_netns::tcp::EchoServer::start(l)?));
     }
     let mut matrix = Vec::new();

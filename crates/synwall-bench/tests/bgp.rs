@@ -4,35 +4,14 @@
 //! IPv6 in turn, long-lived transfers throughout, handshakes held across each withdrawal), an edge
 //! joins, one's daemon is killed and started again, one is stopped with `synwall stop --detach`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 use synwall_bench::anycast::{self, AnycastLab, Options, Outcome, Scenario};
 
-/// The `synwall` binary of this target directory (built if missing), or `$SYNWALL_BIN`.
-fn synwall_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("SYNWALL_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("synwall");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut c = std::process::Command::new(cargo);
-        c.args(["build", "-p", "synwall", "--bin", "synwall"]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            c.arg("--release");
-        }
-        assert!(c.status().unwrap().success(), "cargo build -p synwall");
-    }
-    bin
-}
-
 fn lab(strict: bool, epoch_seconds: u64, salts_ahead_seconds: Option<u64>) -> AnycastLab {
     AnycastLab::up(
-        &synwall_netns::unique_prefix(),
+        &synwall_testkit::unique_prefix(),
         Options {
-            exe: synwall_bin(),
+            exe: synwall_testkit::synwall().to_path_buf(),
             strict,
             epoch_seconds,
             salts_ahead_seconds,
@@ -81,7 +60,7 @@ fn shipped_configs_take_the_lab_addresses() {
 
 #[test]
 fn edges_join_and_leave_without_a_failed_connection() {
-    if !synwall_netns::require_privileges("edges_join_and_leave_without_a_failed_connection") {
+    if !synwall_testkit::require_privileges("edges_join_and_leave_without_a_failed_connection") {
         return;
     }
     let out = scenario(false);
@@ -129,7 +108,7 @@ fn edges_join_and_leave_without_a_failed_connection() {
 
 #[test]
 fn strict_mode_loses_only_flows_that_moved() {
-    if !synwall_netns::require_privileges("strict_mode_loses_only_flows_that_moved") {
+    if !synwall_testkit::require_privileges("strict_mode_loses_only_flows_that_moved") {
         return;
     }
     let out = scenario(true);
@@ -160,7 +139,7 @@ fn strict_mode_loses_only_flows_that_moved() {
 /// handshake, and the backend rejects nothing. Its health then withdraws it, and brings it back.
 #[test]
 fn stale_edge_issues_no_cookie_and_connections_still_succeed() {
-    if !synwall_netns::require_privileges(
+    if !synwall_testkit::require_privileges(
         "stale_edge_issues_no_cookie_and_connections_still_succeed",
     ) {
         return;

@@ -3,7 +3,7 @@
 use std::process::Command;
 
 fn synwall_lab(args: &[&str]) -> (i32, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_synwall-lab"))
+    let o = Command::new(synwall_testkit::synwall_lab())
         .args(args)
         .output()
         .unwrap();

@@ -3,30 +3,9 @@
 //! and SVG are written, not how big the numbers are.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use synwall_bench::lab::Lab;
 use synwall_bench::Opts;
-
-/// The `synwall` binary of this target directory (built if missing), or `$SYNWALL_BIN`.
-fn synwall_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("SYNWALL_BIN") {
-        return PathBuf::from(p);
-    }
-    // target/<profile>/deps/smoke-<hash> -> target/<profile>/synwall
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("synwall");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut c = std::process::Command::new(cargo);
-        c.args(["build", "-p", "synwall", "--bin", "synwall"]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            c.arg("--release");
-        }
-        assert!(c.status().unwrap().success(), "cargo build -p synwall");
-    }
-    bin
-}
 
 fn read(dir: &Path, name: &str) -> Value {
     let json = dir.join(format!("{name}.json"));
@@ -49,16 +28,16 @@ fn num(v: &Value, path: &[&str]) -> f64 {
 
 #[test]
 fn every_benchmark_produces_its_numbers() {
-    if !synwall_netns::require_privileges("every_benchmark_produces_its_numbers") {
+    if !synwall_testkit::require_privileges("every_benchmark_produces_its_numbers") {
         return;
     }
     let out = tempfile::tempdir().unwrap();
     let o = Opts {
-        exe: synwall_bin(),
+        exe: synwall_testkit::synwall().to_path_buf(),
         seconds: 3.0,
         command: "smoke".into(),
     };
-    let lab = Lab::up(&synwall_netns::unique_prefix()).unwrap();
+    let lab = Lab::up(&synwall_testkit::unique_prefix()).unwrap();
     for name in synwall_bench::BENCHES {
         let r = synwall_bench::run(name, &lab, &o).unwrap();
         let table = r.table();

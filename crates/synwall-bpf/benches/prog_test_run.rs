@@ -6,32 +6,18 @@
 //! (that figure includes the timer reads around one run: the "baseline" line shows their cost on
 //! a frame the program passes at once).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
-use common::*;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 use synwall_bpf::{Backend, DataPath, Edge, TestRun};
-use synwall_cookie::SynOptions;
+use synwall_testkit::prelude::*;
 
 const REPEAT: u32 = 2_000_000;
 const SINGLE_RUNS: u32 = 200_000;
 
-fn syn_opts() -> SynOptions {
-    SynOptions {
-        mss: Some(1460),
-        wscale: Some(7),
-        sack_permitted: true,
-        timestamps: true,
-        ece_cwr: false,
-    }
-}
-
-fn syn_seg(src: SocketAddr, dst: SocketAddr) -> Seg {
-    let mut s = Seg::new(src.ip(), dst.ip(), src.port(), dst.port(), SYN);
+fn syn_seg(src: SocketAddr, dst: SocketAddr) -> Frame {
+    let mut s = Frame::new(src.ip(), dst.ip(), src.port(), dst.port(), SYN);
     s.seq = 0x0102_0304;
-    s.opts = opts_bytes(&[opt_mss(1460), opt_sack(), opt_ts(0x1111_2222, 0), opt_ws(7)]);
+    s.options = linux_syn_options_ts(0x1111_2222);
     s
 }
 
@@ -88,14 +74,16 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
-    let v4_syn = build(&syn_seg(
+    let v4_syn = syn_seg(
         "192.0.2.10:40000".parse().unwrap(),
         "198.51.100.7:443".parse().unwrap(),
-    ));
-    let v6_syn = build(&syn_seg(
+    )
+    .build();
+    let v6_syn = syn_seg(
         "[2001:db8:ffff::10]:40000".parse().unwrap(),
         "[2001:db8:1::80]:443".parse().unwrap(),
-    ));
+    )
+    .build();
     let mut arp = v4_syn.clone();
     arp[12..14].copy_from_slice(&[0x08, 0x06]);
 
@@ -140,9 +128,9 @@ fn main() {
         "198.51.100.7:443".parse().unwrap(),
     );
     data.flags = ACK | PSH;
-    data.opts = opts_bytes(&[vec![1, 1], opt_ts(1, 2)]);
+    data.options = opts_bytes(&[vec![1, 1], opt_ts(1, 2)]);
     data.payload = vec![0x55; 1000];
-    let data_frame = build(&data);
+    let data_frame = data.build();
     let before = edge.counters().unwrap();
     let (ns, _) = repeated(|n| edge.test_run_repeat(&data_frame, n).unwrap());
     report(
@@ -159,12 +147,12 @@ fn main() {
         "192.0.2.11:40001".parse().unwrap(),
         "198.51.100.7:443".parse().unwrap(),
     );
-    let ack = handshake_ack(&cfg.cookie, &keys().current, &syn, syn_opts(), 0x1234_0000);
-    edge.test_run(&build(&ack)).unwrap();
+    let ack = handshake_ack(&cfg.cookie, &keys().current, &syn, LINUX_SYN, 0x1234_0000);
+    edge.test_run(&ack.build()).unwrap();
     let mut cached = ack.clone();
     cached.flags = ACK | PSH;
     cached.payload = vec![0x55; 1000];
-    let cached_frame = build(&cached);
+    let cached_frame = cached.build();
     let before = edge.counters().unwrap();
     let (ns, _) = repeated(|n| edge.test_run_repeat(&cached_frame, n).unwrap());
     report(
@@ -175,7 +163,7 @@ fn main() {
     let mut forged = ack.clone();
     forged.sport = 40002;
     forged.ack ^= 1;
-    let forged_frame = build(&forged);
+    let forged_frame = forged.build();
     let before = edge.counters().unwrap();
     let (ns, _) = repeated(|n| edge.test_run_repeat(&forged_frame, n).unwrap());
     report(
@@ -190,13 +178,7 @@ fn main() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let server = listener.local_addr().unwrap();
     let syn = syn_seg("127.0.0.2:40000".parse().unwrap(), server);
-    let ack = build(&handshake_ack(
-        &cfg.cookie,
-        &keys().current,
-        &syn,
-        syn_opts(),
-        0x1234_0000,
-    ));
+    let ack = handshake_ack(&cfg.cookie, &keys().current, &syn, LINUX_SYN, 0x1234_0000).build();
     let before = backend.counters().unwrap();
     let (ns, _) = repeated(|n| backend.test_run_repeat(&ack, n).unwrap());
     report(
@@ -210,7 +192,7 @@ fn main() {
     let stream = TcpStream::connect(server).unwrap();
     let _accepted = listener.accept().unwrap();
     let local = stream.local_addr().unwrap();
-    let mut est = Seg::new(
+    let mut est = Frame::new(
         local.ip(),
         server.ip(),
         local.port(),
@@ -218,7 +200,7 @@ fn main() {
         ACK | PSH,
     );
     est.payload = vec![0x55; 1000];
-    let est_frame = build(&est);
+    let est_frame = est.build();
     let before = backend.counters().unwrap();
     let (ns, _) = repeated(|n| backend.test_run_repeat(&est_frame, n).unwrap());
     report(

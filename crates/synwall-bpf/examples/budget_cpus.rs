@@ -14,36 +14,26 @@
 //! target/release/examples/budget_cpus --seconds 3 --runs 200000 --rounds 5
 //! ```
 
-use etherparse::{PacketBuilder, TcpOptionElement};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use synwall_bpf::{xdp_action, DataPath, Edge, EdgePercpuBudget, LoadOptions, TestRun};
 use synwall_cookie::synwall_v1::{EpochClock, MasterSecret};
 use synwall_engine::{Budget, Counter, EngineConfig, SaltRing, Salts, Service, ServiceSet};
+use synwall_testkit::deploy::SERVICE4;
+use synwall_testkit::frame::{linux_syn_options_ts, Frame, SYN};
 
 /// The budget of the accuracy runs (per client /24).
 const RATE: u32 = 20_000;
 const BURST: u32 = 2_000;
 
+/// A Linux-default SYN from `src` to the protected service.
 fn syn(src: Ipv4Addr, sport: u16) -> Vec<u8> {
-    let opts = [
-        TcpOptionElement::MaximumSegmentSize(1460),
-        TcpOptionElement::SelectiveAcknowledgementPermitted,
-        TcpOptionElement::Timestamp(0x1111_2222, 0),
-        TcpOptionElement::Noop,
-        TcpOptionElement::WindowScale(7),
-    ];
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4(src.octets(), [198, 51, 100, 7], 64)
-        .tcp(sport, 443, 0x0102_0304, 64240)
-        .syn()
-        .options(&opts)
-        .expect("options fit")
-        .write(&mut out, &[])
-        .expect("frame");
-    out
+    Frame {
+        options: linux_syn_options_ts(0x1111_2222),
+        ..Frame::new(src.into(), SERVICE4.into(), sport, 443, SYN)
+    }
+    .build()
 }
 
 fn config(budget: Option<Budget>) -> EngineConfig {

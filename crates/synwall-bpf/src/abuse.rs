@@ -21,10 +21,8 @@ use std::collections::BTreeMap;
 use synwall_engine::abuse::{BucketKey, BucketState, ClientLists};
 use synwall_engine::services::Prefix;
 
-/// `SW_LIST_DENY` in `bpf/lib/maps.h`.
-pub const LIST_DENY: u8 = 1;
-/// `SW_LIST_ALLOW`.
-pub const LIST_ALLOW: u8 = 2;
+// LIST_DENY, LIST_ALLOW, the bits of `sw_config.lists`, from `bpf/lib/constants.def`.
+include!(concat!(env!("OUT_DIR"), "/constants_abuse.rs"));
 
 /// One trie entry: (prefix length counting the family byte, family, 16-byte address) -> flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -12,6 +12,10 @@ use synwall_engine::{
     AutoState, Counter, Counters, EngineConfig, SaltEntry, SaltRing, Salts, ServiceSet,
 };
 
+// DEFAULT_MAX_PREFIXES, DEFAULT_MAX_PORT_SETS, from `bpf/lib/constants.def` (the C's
+// max_entries; a load sets them from `LoadOptions`).
+include!(concat!(env!("OUT_DIR"), "/constants_maps.rs"));
+
 /// Sizes fixed when an object is loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoadOptions {
@@ -41,8 +45,8 @@ impl Default for LoadOptions {
             promoted_cache: synwall_engine::config::DEFAULT_PROMOTED_CACHE as u32,
             budget_prefixes: synwall_engine::config::DEFAULT_BUDGET_PREFIXES as u32,
             max_client_prefixes: MAX_CLIENT_PREFIXES,
-            max_prefixes: 1024,
-            max_port_sets: 64,
+            max_prefixes: DEFAULT_MAX_PREFIXES,
+            max_port_sets: DEFAULT_MAX_PORT_SETS,
         }
     }
 }

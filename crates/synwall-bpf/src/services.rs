@@ -12,14 +12,10 @@ use std::net::IpAddr;
 use synwall_engine::services::Prefix;
 use synwall_engine::ServiceSet;
 
-/// Bits in a port bitmap.
-pub const PORTS: usize = 65536;
+// PORTS, FAMILY_V4, FAMILY_V6, from `bpf/lib/constants.def`.
+include!(concat!(env!("OUT_DIR"), "/constants_services.rs"));
 /// 64-bit words in a port bitmap (`struct sw_port_bitmap`).
 pub const BITMAP_WORDS: usize = PORTS / 64;
-/// `SW_FAMILY_V4` in `bpf/lib/common.h`.
-pub const FAMILY_V4: u8 = 4;
-/// `SW_FAMILY_V6`.
-pub const FAMILY_V6: u8 = 6;
 
 /// A port set: bit `p % 64` of word `p / 64` is port `p`.
 #[derive(Clone, PartialEq, Eq, Hash)]

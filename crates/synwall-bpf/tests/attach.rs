@@ -5,27 +5,10 @@
 //!
 //! Needs root and BPF (CI=true: fail, else skip with a message).
 
-mod common;
-
-use common::*;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use synwall_bpf::{DataPath, Edge, XdpMode};
 use synwall_engine::{synack::MAX_SYNACK_LEN, Engine, Verdict};
-
-fn ip(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip {args:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+use synwall_testkit::prelude::*;
 
 fn xdp_attached(dev: &str) -> bool {
     ip(&["-d", "link", "show", "dev", dev])
@@ -83,15 +66,15 @@ fn xdp_answers_a_syn_on_a_veth_native_and_generic() {
     for (i, mode) in [XdpMode::Generic, XdpMode::Native].into_iter().enumerate() {
         let link = edge.attach_xdp(ifindex, mode).unwrap();
         assert!(xdp_attached("swe0"), "{mode:?}: not attached");
-        let mut syn = Seg::new(
+        let mut syn = Frame::new(
             "192.0.2.10".parse().unwrap(),
             "198.51.100.7".parse().unwrap(),
             40000 + i as u16,
             443,
             SYN,
         );
-        syn.opts = opts_bytes(&[opt_mss(1460), opt_sack(), opt_ts(0x1111_2222, 0), opt_ws(7)]);
-        let mut frame = build(&syn);
+        syn.options = linux_syn_options_ts(0x1111_2222);
+        let mut frame = syn.build();
         frame[..6].copy_from_slice(&[2, 0, 0, 0, 0x0e, 1]);
         frame[6..12].copy_from_slice(&[2, 0, 0, 0, 0x0f, 1]);
         peer.send(&frame);
@@ -182,22 +165,22 @@ fn native_veth_answers_short_syns_and_attaches_at_mtu_9000() {
     };
     let pass_all = Edge::load(&synwall_bpf::LoadOptions::default()).unwrap();
     let peer = Raw::open("swp0");
-    let to_edge = |s: &Seg| {
-        let mut f = build(s);
+    let to_edge = |s: &Frame| {
+        let mut f = s.build();
         f[..6].copy_from_slice(&[2, 0, 0, 0, 0x0e, 1]);
         f[6..12].copy_from_slice(&[2, 0, 0, 0, 0x0f, 1]);
         f
     };
     let syn = |sport: u16, opts: Vec<u8>, vlans: Vec<u16>| {
-        let mut s = Seg::new(
+        let mut s = Frame::new(
             "192.0.2.10".parse().unwrap(),
             "198.51.100.7".parse().unwrap(),
             sport,
             443,
             SYN,
         );
-        s.opts = opts;
-        s.vlans = vlans;
+        s.options = opts;
+        s.vlans = tags(&vlans);
         s
     };
     // The reply to `frame` from the peer's side: the SYN+ACK for its port (the kernel has moved

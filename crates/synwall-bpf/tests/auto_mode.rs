@@ -5,22 +5,20 @@
 //!
 //! Needs root and BPF (CI=true: fail, else skip with a message).
 
-mod common;
-
-use common::*;
 use std::net::IpAddr;
 use std::time::Duration;
 use synwall_bpf::{xdp_action, DataPath, Edge};
 use synwall_engine::{synack::MAX_SYNACK_LEN, AutoConfig, Counter, Engine, EngineConfig, Verdict};
+use synwall_testkit::prelude::*;
 
 /// A valid SYN to a protected service, without timestamps (so its SYN+ACK does not depend on the
 /// clock and the engine's bytes can be compared).
 fn syn(sport: u16) -> Vec<u8> {
     let src: IpAddr = "192.0.2.33".parse().unwrap();
     let dst: IpAddr = "198.51.100.7".parse().unwrap();
-    let mut s = Seg::new(src, dst, sport, 443, SYN);
-    s.opts = opts_bytes(&[opt_mss(1460), vec![1], opt_ws(7), opt_sack()]);
-    build(&s)
+    let mut s = Frame::new(src, dst, sport, 443, SYN);
+    s.options = opts_bytes(&[opt_mss(1460), vec![1], opt_ws(7), opt_sack()]);
+    s.build()
 }
 
 fn auto_cfg(rate_on: u32, rate_off: u32) -> EngineConfig {

@@ -11,42 +11,23 @@
 //!
 //! Needs root and BPF (CI=true: fail, else skip with a message).
 
-mod common;
-
-use common::*;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use synwall_bpf::{tc_action, Backend, DataPath, LoadOptions};
 use synwall_cookie::synwall_v1::{EpochClock, MasterSecret};
-use synwall_cookie::SynOptions;
 use synwall_engine::{
     engine::kfunc_counter, BackendVerdict, Counter, Engine, ReqAttrs, SaltEntry, SaltRing, Salts,
     SocketState,
 };
+use synwall_testkit::prelude::*;
 
 fn enter_new_netns() -> Result<(), String> {
     // SAFETY: unshare changes only the calling thread's network namespace.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
         return Err(format!("unshare: {}", std::io::Error::last_os_error()));
     }
-    ip(&["link", "set", "lo", "up"])
-}
-
-/// Run `ip` (a child inherits this thread's network namespace).
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip {args:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
+    ip(&["link", "set", "lo", "up"]).map(drop)
 }
 
 fn setup() -> Option<Backend> {
@@ -57,20 +38,10 @@ fn setup() -> Option<Backend> {
     Some(b)
 }
 
-fn full_syn_options() -> SynOptions {
-    SynOptions {
-        mss: Some(1460),
-        wscale: Some(7),
-        sack_permitted: true,
-        timestamps: true,
-        ece_cwr: false,
-    }
-}
-
-fn syn_seg(src: SocketAddr, dst: SocketAddr) -> Seg {
-    let mut s = Seg::new(src.ip(), dst.ip(), src.port(), dst.port(), SYN);
+fn syn_seg(src: SocketAddr, dst: SocketAddr) -> Frame {
+    let mut s = Frame::new(src.ip(), dst.ip(), src.port(), dst.port(), SYN);
     s.seq = 0x1234_5678;
-    s.opts = opts_bytes(&[opt_mss(1460), opt_sack(), opt_ts(0x0a0b_0c0d, 0), opt_ws(7)]);
+    s.options = linux_syn_options_ts(0x0a0b_0c0d);
     s
 }
 
@@ -85,7 +56,7 @@ fn check(
     let before = b.counters().unwrap();
     let run = b.test_run(frame).unwrap();
     let counter = single_increment(&before, &b.counters().unwrap()).unwrap();
-    let d = engine.tc(frame, engine_ms(None), |_| state);
+    let d = engine.tc(frame, engine_ms(None), |_| state, |_| 0);
     let want = match d.verdict {
         BackendVerdict::Drop => tc_action::SHOT,
         _ => tc_action::OK,
@@ -119,18 +90,12 @@ fn paths(listen: &str, client: &str) {
     let syn = syn_seg(client, server);
 
     // SYN: always the kernel's.
-    let (c, _) = check(&b, &mut engine, &build(&syn), SocketState::ListenerOnly);
+    let (c, _) = check(&b, &mut engine, &syn.build(), SocketState::ListenerOnly);
     assert_eq!(c, Counter::BackendSynPass);
 
     // A valid handshake ACK reaches the kfunc with the attributes the engine computes.
-    let ack = handshake_ack(
-        &cookie,
-        &keys().current,
-        &syn,
-        full_syn_options(),
-        0x1234_5600,
-    );
-    let (c, v) = check(&b, &mut engine, &build(&ack), SocketState::ListenerOnly);
+    let ack = handshake_ack(&cookie, &keys().current, &syn, LINUX_SYN, 0x1234_5600);
+    let (c, v) = check(&b, &mut engine, &ack.build(), SocketState::ListenerOnly);
     let BackendVerdict::AssignReqsk(attrs) = v else {
         panic!("engine did not validate: {v:?}")
     };
@@ -154,38 +119,26 @@ fn paths(listen: &str, client: &str) {
     assert_eq!(c, kfunc_counter(-22), "kfunc result in a test run");
 
     // The same ACK validated with the previous epoch's salt.
-    let prev = handshake_ack(
-        &cookie,
-        &keys().previous,
-        &syn,
-        full_syn_options(),
-        0x99_0000,
-    );
-    let (c, _) = check(&b, &mut engine, &build(&prev), SocketState::ListenerOnly);
+    let prev = handshake_ack(&cookie, &keys().previous, &syn, LINUX_SYN, 0x99_0000);
+    let (c, _) = check(&b, &mut engine, &prev.build(), SocketState::ListenerOnly);
     assert_eq!(c, Counter::BackendKfuncEinval);
 
     // A forged cookie: dropped.
     let mut bad = ack.clone();
     bad.ack ^= 0x10;
-    let (c, _) = check(&b, &mut engine, &build(&bad), SocketState::ListenerOnly);
+    let (c, _) = check(&b, &mut engine, &bad.build(), SocketState::ListenerOnly);
     assert_eq!(c, Counter::BackendAckInvalid);
     // A stale salt: dropped.
-    let stale = handshake_ack(
-        &cookie,
-        &keys_at(EPOCH - 5).current,
-        &syn,
-        full_syn_options(),
-        0,
-    );
-    let (c, _) = check(&b, &mut engine, &build(&stale), SocketState::ListenerOnly);
+    let stale = handshake_ack(&cookie, &keys_at(EPOCH - 5).current, &syn, LINUX_SYN, 0);
+    let (c, _) = check(&b, &mut engine, &stale.build(), SocketState::ListenerOnly);
     assert_eq!(c, Counter::BackendAckInvalid);
     // Malformed options on an ACK to a listener: dropped.
     let mut malformed = ack.clone();
-    malformed.opts = vec![1, 1, 8, 1];
+    malformed.options = vec![1, 1, 8, 1];
     let (c, _) = check(
         &b,
         &mut engine,
-        &build(&malformed),
+        &malformed.build(),
         SocketState::ListenerOnly,
     );
     assert_eq!(c, Counter::DropAckOptions);
@@ -194,14 +147,14 @@ fn paths(listen: &str, client: &str) {
     for flags in [RST, RST | ACK, FIN, PSH] {
         let mut s = ack.clone();
         s.flags = flags;
-        let (c, _) = check(&b, &mut engine, &build(&s), SocketState::ListenerOnly);
+        let (c, _) = check(&b, &mut engine, &s.build(), SocketState::ListenerOnly);
         assert_eq!(c, Counter::BackendPassOther);
     }
 
     // No listener on the port: passed (the kernel answers with RST).
     let mut none = ack.clone();
     none.dport = server.port().wrapping_add(1).max(1);
-    let (c, _) = check(&b, &mut engine, &build(&none), SocketState::None);
+    let (c, _) = check(&b, &mut engine, &none.build(), SocketState::None);
     assert_eq!(c, Counter::BackendNoListener);
 
     // Auto mode: the kernel answers SYNs too and may have sent its own syncookie, so an ACK that
@@ -217,14 +170,14 @@ fn paths(listen: &str, client: &str) {
     let (c, v) = check(
         &b,
         &mut auto_engine,
-        &build(&bad),
+        &bad.build(),
         SocketState::ListenerOnly,
     );
     assert_eq!((c, v), (Counter::BackendAckPassAuto, BackendVerdict::Pass));
     let (c, _) = check(
         &b,
         &mut auto_engine,
-        &build(&ack),
+        &ack.build(),
         SocketState::ListenerOnly,
     );
     assert_eq!(c, Counter::BackendKfuncEinval);
@@ -234,7 +187,7 @@ fn paths(listen: &str, client: &str) {
     let stream = TcpStream::connect(server).unwrap();
     let (_accepted, _) = listener.accept().unwrap();
     let local = stream.local_addr().unwrap();
-    let mut est = Seg::new(
+    let mut est = Frame::new(
         local.ip(),
         server.ip(),
         local.port(),
@@ -244,7 +197,7 @@ fn paths(listen: &str, client: &str) {
     est.seq = 1;
     est.ack = 2;
     est.payload = b"data".to_vec();
-    let (c, _) = check(&b, &mut engine, &build(&est), SocketState::Connection);
+    let (c, _) = check(&b, &mut engine, &est.build(), SocketState::Connection);
     assert_eq!(c, Counter::BackendEstablished);
 
     // TIME_WAIT: the server closes first, so its end of this 4-tuple lingers in TIME_WAIT. A new
@@ -258,12 +211,12 @@ fn paths(listen: &str, client: &str) {
     drop(reuse);
     std::thread::sleep(std::time::Duration::from_millis(50));
     let syn2 = syn_seg(tw_client, server);
-    let tw_ack = handshake_ack(&cookie, &keys().current, &syn2, full_syn_options(), 7);
-    let (c, v) = check(&b, &mut engine, &build(&tw_ack), SocketState::TimeWait);
+    let tw_ack = handshake_ack(&cookie, &keys().current, &syn2, LINUX_SYN, 7);
+    let (c, v) = check(&b, &mut engine, &tw_ack.build(), SocketState::TimeWait);
     assert_eq!((c, v), (Counter::BackendAckTimewait, BackendVerdict::Pass));
     let mut tw_other = tw_ack.clone();
     tw_other.ack ^= 0x10;
-    let (c, _) = check(&b, &mut engine, &build(&tw_other), SocketState::TimeWait);
+    let (c, _) = check(&b, &mut engine, &tw_other.build(), SocketState::TimeWait);
     assert_eq!(c, Counter::BackendEstablished);
 }
 
@@ -355,8 +308,8 @@ fn listener_acks_over_the_salt_ring() {
         b.set_salts(&salts).unwrap();
         let mut engine = Engine::new(config(), salts);
         for (i, (key, want)) in acks.into_iter().enumerate() {
-            let ack = handshake_ack(&cookie, &key, &syn, full_syn_options(), 0x4400 + i as u64);
-            let (c, _) = check(&b, &mut engine, &build(&ack), SocketState::ListenerOnly);
+            let ack = handshake_ack(&cookie, &key, &syn, LINUX_SYN, 0x4400 + i as u64);
+            let (c, _) = check(&b, &mut engine, &ack.build(), SocketState::ListenerOnly);
             assert_eq!(c, want, "{what}: ACK {i}");
         }
     }
@@ -378,38 +331,10 @@ const BACKEND_MAC_B: [u8; 6] = [2, 0, 0, 0, 0x0b, 1];
 const CLIENT_MAC_B: [u8; 6] = [2, 0, 0, 0, 0x0c, 1];
 
 /// Send a raw Ethernet frame out of `ifname`.
-fn send_raw(ifname: &str, frame: &[u8]) -> std::io::Result<()> {
-    let c = std::ffi::CString::new(ifname).unwrap();
-    // SAFETY: plain libc calls on a socket we own and close.
-    unsafe {
-        let ifindex = libc::if_nametoindex(c.as_ptr());
-        if ifindex == 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = ifindex as i32;
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
-        let n = libc::sendto(
-            fd,
-            frame.as_ptr().cast(),
-            frame.len(),
-            0,
-            (&sll as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        );
-        let err = std::io::Error::last_os_error();
-        libc::close(fd);
-        if n < 0 {
-            return Err(err);
-        }
-    }
-    Ok(())
+fn send_raw(ifname: &str, frame: &[u8]) -> Result<(), String> {
+    RawSender::open(ifname)
+        .and_then(|tx| tx.send(frame))
+        .map_err(|e| format!("{e:#}"))
 }
 
 fn accept_within(l: &TcpListener, limit: Duration) -> Option<TcpStream> {
@@ -486,15 +411,9 @@ fn handshake_ack_becomes_a_socket_end_to_end() {
         let client: SocketAddr = client.parse().unwrap();
         let listener = TcpListener::bind(server).unwrap();
         let syn = syn_seg(client, server);
-        let mut ack = handshake_ack(
-            &cookie,
-            &keys().current,
-            &syn,
-            full_syn_options(),
-            0x4242_0000,
-        );
+        let mut ack = handshake_ack(&cookie, &keys().current, &syn, LINUX_SYN, 0x4242_0000);
         ack.payload = b"hello".to_vec();
-        let mut frame = build(&ack);
+        let mut frame = ack.build();
         frame[..6].copy_from_slice(&BACKEND_MAC_B);
         frame[6..12].copy_from_slice(&CLIENT_MAC_B);
         let before = b.counters().unwrap();
@@ -589,8 +508,8 @@ fn backend_link(b: &Backend, mtu: u32) -> synwall_bpf::TcxLink {
 }
 
 /// `seg` as a frame from the client's MAC to the backend's.
-fn to_backend(seg: &Seg) -> Vec<u8> {
-    let mut frame = build(seg);
+fn to_backend(seg: &Frame) -> Vec<u8> {
+    let mut frame = seg.build();
     frame[..6].copy_from_slice(&BACKEND_MAC_B);
     frame[6..12].copy_from_slice(&CLIENT_MAC_B);
     frame
@@ -620,7 +539,7 @@ fn ack_with_a_bad_checksum_creates_nothing() {
             port += 1;
             let client = SocketAddr::new(client.parse().unwrap(), port);
             let syn = syn_seg(client, server);
-            let mut ack = handshake_ack(&cookie, &keys().current, &syn, full_syn_options(), 1);
+            let mut ack = handshake_ack(&cookie, &keys().current, &syn, LINUX_SYN, 1);
             ack.flags |= if data > 0 { PSH } else { 0 };
             ack.payload = (0..data).map(|i| (i * 7) as u8).collect();
             let good = to_backend(&ack);
@@ -724,7 +643,7 @@ fn fragmented_established_traffic_reaches_its_socket() {
         let client: SocketAddr = client.parse().unwrap();
         let listener = TcpListener::bind(server).unwrap();
         let syn = syn_seg(client, server);
-        let mut ack = handshake_ack(&cookie, &keys().current, &syn, full_syn_options(), 1);
+        let mut ack = handshake_ack(&cookie, &keys().current, &syn, LINUX_SYN, 1);
         ack.flags |= PSH;
         ack.payload = b"hello".to_vec();
         send_raw("swc0", &to_backend(&ack)).unwrap();
@@ -780,10 +699,9 @@ fn syn_behind_a_fragment_header_never_reaches_the_kernel() {
                 && f[67] & (SYN | ACK) == SYN | ACK
         }
     };
-    let mut rng: rand::rngs::SmallRng = rand::SeedableRng::seed_from_u64(4);
     let before = b.counters().unwrap();
     let mut hidden = syn_seg("[2001:db8:1:2::2]:44001".parse().unwrap(), server);
-    hidden.ext = vec![frag_header(0, false), ext_header(60, 0, &mut rng)];
+    hidden.ext = vec![frag_header(0, false), ext_header(60, 0)];
     client.send(&to_backend(&hidden));
     assert!(
         client
@@ -825,13 +743,9 @@ fn stacked_vlan_tags_are_moved_aside_for_the_kfunc() {
     let tagged_ack = |port: u16, tags: &[(u16, u16)]| {
         let client: SocketAddr = SocketAddr::new("198.51.100.2".parse().unwrap(), port);
         let syn = syn_seg(client, server);
-        let mut ack = handshake_ack(&cookie, &keys().current, &syn, full_syn_options(), 1);
-        ack.vlans = tags.iter().map(|t| t.0).collect();
-        let mut f = to_backend(&ack);
-        for (i, (_, vid)) in tags.iter().enumerate() {
-            f[14 + 4 * i..16 + 4 * i].copy_from_slice(&vid.to_be_bytes());
-        }
-        f
+        let mut ack = handshake_ack(&cookie, &keys().current, &syn, LINUX_SYN, 1);
+        ack.vlans = tags.iter().map(|&(tpid, id)| Vlan { tpid, id }).collect();
+        to_backend(&ack)
     };
 
     // Priority-tagged QinQ: the kernel takes both tags off and delivers; the socket is created.

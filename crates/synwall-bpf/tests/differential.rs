@@ -13,9 +13,6 @@
 //! Needs root and BPF: in CI (CI=true) a failure to load fails the test; elsewhere it is skipped
 //! with a message.
 
-mod common;
-
-use common::*;
 use rand::Rng;
 use std::time::Instant;
 use synwall_bpf::{
@@ -28,6 +25,7 @@ use synwall_engine::{
     synack::MAX_SYNACK_LEN, BackendVerdict, Counters, Engine, EngineConfig, SaltEntry, SaltRing,
     Salts, ServerParams, SocketState, Verdict,
 };
+use synwall_testkit::prelude::*;
 
 fn xdp_code(v: Verdict) -> u32 {
     match v {
@@ -549,7 +547,7 @@ fn backend_matches_engine_without_sockets() {
         let counter = single_increment(&before, &after)
             .unwrap_or_else(|e| panic!("{label} frame {}: {e}", hex(&frame)));
         before = after;
-        let d = engine.tc(&frame, engine_ms(None), |_| SocketState::None);
+        let d = engine.tc(&frame, engine_ms(None), |_| SocketState::None, |_| 0);
         let want = match d.verdict {
             BackendVerdict::Pass => tc_action::OK,
             BackendVerdict::Drop => tc_action::SHOT,
@@ -632,13 +630,18 @@ fn backend_matches_engine_with_a_listener() {
         let counter = single_increment(&before, &after)
             .unwrap_or_else(|e| panic!("{label} frame {}: {e}", hex(&frame)));
         before = after;
-        let d = engine.tc(&frame, engine_ms(None), |flow| {
-            if flow.service_port == 443 {
-                SocketState::ListenerOnly
-            } else {
-                SocketState::None
-            }
-        });
+        let d = engine.tc(
+            &frame,
+            engine_ms(None),
+            |flow| {
+                if flow.service_port == 443 {
+                    SocketState::ListenerOnly
+                } else {
+                    SocketState::None
+                }
+            },
+            |_| 0,
+        );
         let ctx = || format!("{label} frame {}\n engine {d:?}", hex(&frame));
         match d.verdict {
             BackendVerdict::AssignReqsk(_) => {
@@ -700,11 +703,10 @@ fn backend_matches_engine_with_a_listener() {
 /// kind, each compared with the engine (counter, and the SYN+ACK byte for byte).
 #[test]
 fn edge_generic_mode_on_a_veth_matches_engine() {
-    if !synwall_netns::require_privileges("edge_generic_mode_on_a_veth_matches_engine") {
+    if !require_privileges("edge_generic_mode_on_a_veth_matches_engine") {
         return;
     }
-    use synwall_netns::packet::{Capture, RawSender};
-    use synwall_netns::{unique_prefix, veth, Netns};
+    use synwall_testkit::{unique_prefix, veth, Capture, Netns, RawSender};
     let p = unique_prefix();
     let a = Netns::create(&format!("{p}a")).unwrap();
     let b = Netns::create(&format!("{p}b")).unwrap();
@@ -738,8 +740,8 @@ fn edge_generic_mode_on_a_veth_matches_engine() {
 /// namespace.
 fn live_generic(
     iface: &str,
-    tx: synwall_netns::packet::RawSender,
-    cap: synwall_netns::packet::Capture,
+    tx: synwall_testkit::RawSender,
+    cap: synwall_testkit::Capture,
 ) -> String {
     use std::net::IpAddr;
     use std::time::Duration;
@@ -778,12 +780,12 @@ fn live_generic(
                         "198.51.100.7".parse().unwrap(),
                     )
                 };
-                let mut s = Seg::new(src, dst, 40_000 + seg_len as u16 % 1000, 443, SYN);
+                let mut s = Frame::new(src, dst, 40_000 + seg_len as u16 % 1000, 443, SYN);
                 s.seq = rng.rng.gen();
-                s.opts = opts_bytes(&[opt_mss(1460), opt_sack(), opt_ts(7, 0), opt_ws(7)]);
-                s.payload = vec![0x5a; seg_len - 20 - s.opts.len()];
-                s.vlans = vec![0x8100; tags];
-                let f = build(&s);
+                s.options = linux_syn_options_ts(7);
+                s.payload = vec![0x5a; seg_len - 20 - s.options.len()];
+                s.vlans = synwall_testkit::frame::tags(&vec![TPID_8021Q; tags]);
+                let f = s.build();
                 let mut bad = f.clone();
                 let last = bad.len() - 1;
                 bad[last] ^= 0x40;
@@ -798,7 +800,7 @@ fn live_generic(
                 if v6 && tags == 0 && seg_len < 60_000 {
                     let inner = s.clone();
                     let outer = rng.encapsulate(inner);
-                    frames.push((build(&outer), format!("SRv6 SYN of {seg_len} bytes")));
+                    frames.push((outer.build(), format!("SRv6 SYN of {seg_len} bytes")));
                 }
             }
         }

@@ -6,9 +6,6 @@
 //!
 //! Needs root and BPF (CI=true: fail, else skip with a message).
 
-mod common;
-
-use common::*;
 use etherparse::{
     DoubleVlanHeader, EtherType, PacketBuilder, SingleVlanHeader, TcpHeader, TcpOptionElement,
     VlanHeader, VlanId,
@@ -18,6 +15,7 @@ use synwall_bpf::{xdp_action, DataPath, Edge, LoadOptions, TEST_RUN_MAX_LINEAR};
 use synwall_cookie::synwall_v1 as v1;
 use synwall_cookie::{Syn, SynOptions};
 use synwall_engine::{synack::MAX_SYNACK_LEN, Counter, Engine, EngineConfig, Verdict};
+use synwall_testkit::prelude::*;
 use synwall_wire::ipv6::MAX_EXT_HEADERS;
 
 /// What the edge must do with a fixture.
@@ -48,15 +46,15 @@ const SVC4: [u8; 4] = [198, 51, 100, 7];
 const CLIENT6: &str = "2001:db8:ffff::10";
 const SVC6: &str = "2001:db8:1::80";
 
-fn syn4() -> Seg {
-    let mut s = Seg::new(v4(CLIENT4), v4(SVC4), 40000, 443, SYN);
-    s.opts = opts_bytes(&[opt_mss(1460), opt_sack(), opt_ts(0x1111_2222, 0), opt_ws(7)]);
+fn syn4() -> Frame {
+    let mut s = Frame::new(v4(CLIENT4), v4(SVC4), 40000, 443, SYN);
+    s.options = linux_syn_options_ts(0x1111_2222);
     s
 }
 
-fn syn6() -> Seg {
-    let mut s = Seg::new(v6(CLIENT6), v6(SVC6), 40000, 443, SYN);
-    s.opts = opts_bytes(&[opt_mss(1440), opt_sack(), opt_ts(0x3333_4444, 0), opt_ws(9)]);
+fn syn6() -> Frame {
+    let mut s = Frame::new(v6(CLIENT6), v6(SVC6), 40000, 443, SYN);
+    s.options = opts_bytes(&[opt_mss(1440), opt_sack(), opt_ts(0x3333_4444, 0), opt_ws(9)]);
     s
 }
 
@@ -70,8 +68,8 @@ fn all_opts(mss: u16, ws: u8) -> SynOptions {
     }
 }
 
-fn edit(s: &Seg, f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-    let mut b = build(s);
+fn edit(s: &Frame, f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut b = s.build();
     f(&mut b);
     b
 }
@@ -82,41 +80,41 @@ fn fixtures() -> Vec<Fixture> {
     let o4 = all_opts(1460, 7);
     let o6 = all_opts(1440, 9);
     let mut v = vec![
-        fx("v4 SYN, MSS SACK TS WS", build(&syn4()), Want::Tx(o4)),
-        fx("v6 SYN, MSS SACK TS WS", build(&syn6()), Want::Tx(o6)),
+        fx("v4 SYN, MSS SACK TS WS", syn4().build(), Want::Tx(o4)),
+        fx("v6 SYN, MSS SACK TS WS", syn6().build(), Want::Tx(o6)),
     ];
     let mut s = syn4();
-    s.vlans = vec![0x88a8, 0x8100];
+    s.vlans = tags(&[0x88a8, 0x8100]);
     v.push(fx(
         "v4 SYN behind 802.1ad + 802.1Q (tags kept)",
-        build(&s),
+        s.build(),
         Want::Tx(o4),
     ));
     let mut s = syn6();
-    s.vlans = vec![0x8100];
-    v.push(fx("v6 SYN behind 802.1Q", build(&s), Want::Tx(o6)));
+    s.vlans = tags(&[0x8100]);
+    v.push(fx("v6 SYN behind 802.1Q", s.build(), Want::Tx(o6)));
     let mut s = syn4();
     s.flags |= ECE | CWR;
     v.push(fx(
         "v4 ECN-setup SYN with timestamps (ECE in reply)",
-        build(&s),
+        s.build(),
         Want::Tx(SynOptions {
             ece_cwr: true,
             ..o4
         }),
     ));
     let mut s = syn4();
-    s.opts.clear();
+    s.options.clear();
     v.push(fx(
         "v4 SYN without options",
-        build(&s),
+        s.build(),
         Want::Tx(SynOptions::default()),
     ));
     let mut s = syn4();
-    s.opts = opts_bytes(&[opt_mss(1200), opt_sack()]);
+    s.options = opts_bytes(&[opt_mss(1200), opt_sack()]);
     v.push(fx(
         "v4 SYN, SACK only",
-        build(&s),
+        s.build(),
         Want::Tx(SynOptions {
             mss: Some(1200),
             sack_permitted: true,
@@ -124,10 +122,10 @@ fn fixtures() -> Vec<Fixture> {
         }),
     ));
     let mut s = syn6();
-    s.opts = opts_bytes(&[vec![1, 1], opt_ts(7, 0), opt_ws(15)]);
+    s.options = opts_bytes(&[vec![1, 1], opt_ts(7, 0), opt_ws(15)]);
     v.push(fx(
         "v6 SYN, timestamps and window scale 15 (encoded as 14)",
-        build(&s),
+        s.build(),
         Want::Tx(SynOptions {
             wscale: Some(15),
             timestamps: true,
@@ -135,41 +133,40 @@ fn fixtures() -> Vec<Fixture> {
         }),
     ));
     let mut s = syn4();
-    s.ipv4_opts = vec![1, 1, 1, 0];
+    s.ipv4_options = vec![1, 1, 1, 0];
     v.push(fx(
         "v4 SYN with IP options (reply has IHL 5)",
-        build(&s),
+        s.build(),
         Want::Tx(o4),
     ));
     let mut s = syn4();
     s.padding = 12;
-    v.push(fx("v4 SYN with link padding", build(&s), Want::Tx(o4)));
+    v.push(fx("v4 SYN with link padding", s.build(), Want::Tx(o4)));
     let mut s = syn4();
     s.payload = b"TFO-less data on a SYN".to_vec();
     v.push(fx(
         "v4 SYN with payload (not echoed)",
-        build(&s),
+        s.build(),
         Want::Tx(o4),
     ));
     let mut s = syn6();
-    let mut rng: rand::rngs::SmallRng = rand::SeedableRng::seed_from_u64(1);
-    s.ext = vec![ext_header(0, 0, &mut rng), ext_header(60, 1, &mut rng)];
+    s.ext = vec![ext_header(0, 0), ext_header(60, 1)];
     v.push(fx(
         "v6 SYN after hop-by-hop + dest-opts (dropped in reply)",
-        build(&s),
+        s.build(),
         Want::Tx(o6),
     ));
-    let mut s = Seg::new(
+    let mut s = Frame::new(
         v6("2001:db8:ffff::10"),
         v6("::ffff:192.0.2.1"),
         40000,
         443,
         SYN,
     );
-    s.opts = syn4().opts;
+    s.options = syn4().options;
     v.push(fx(
         "v6 SYN to the v4-mapped IPv6 prefix",
-        build(&s),
+        s.build(),
         Want::Tx(o4_mss(1460)),
     ));
 
@@ -191,48 +188,44 @@ fn fixtures() -> Vec<Fixture> {
     ));
     let mut s = syn4();
     s.flags |= FIN;
-    v.push(fx("v4 SYN|FIN", build(&s), Want::Drop(C::DropSynFlags)));
+    v.push(fx("v4 SYN|FIN", s.build(), Want::Drop(C::DropSynFlags)));
     let mut s = syn6();
     s.flags |= RST;
-    v.push(fx("v6 SYN|RST", build(&s), Want::Drop(C::DropSynFlags)));
+    v.push(fx("v6 SYN|RST", s.build(), Want::Drop(C::DropSynFlags)));
     let mut s = syn4();
-    s.opts = vec![2, 4, 5, 0xb4, 8, 12, 0, 0];
+    s.options = vec![2, 4, 5, 0xb4, 8, 12, 0, 0];
     v.push(fx(
         "v4 SYN, option past the end",
-        build(&s),
+        s.build(),
         Want::Drop(C::DropSynOptions),
     ));
     let mut s = syn4();
-    s.opts = vec![1, 3, 1, 0];
+    s.options = vec![1, 3, 1, 0];
     v.push(fx(
         "v4 SYN, option length 1",
-        build(&s),
+        s.build(),
         Want::Drop(C::DropSynOptions),
     ));
     let mut s = syn4();
-    s.vlans = vec![0x88a8, 0x8100, 0x8100];
+    s.vlans = tags(&[0x88a8, 0x8100, 0x8100]);
     v.push(fx(
         "three VLAN tags",
-        build(&s),
+        s.build(),
         Want::Drop(C::DropVlanDepth),
     ));
     v.extend(hole_fixtures(o4, o6));
     let mut s = syn6();
-    s.ext = (0..=MAX_EXT_HEADERS)
-        .map(|_| ext_header(60, 0, &mut rng))
-        .collect();
+    s.ext = (0..=MAX_EXT_HEADERS).map(|_| ext_header(60, 0)).collect();
     v.push(fx(
         "v6 one extension header more than the bound",
-        build(&s),
+        s.build(),
         Want::Drop(C::DropIpv6ExtDepth),
     ));
     let mut s = syn6();
-    s.ext = (0..MAX_EXT_HEADERS)
-        .map(|_| ext_header(60, 0, &mut rng))
-        .collect();
+    s.ext = (0..MAX_EXT_HEADERS).map(|_| ext_header(60, 0)).collect();
     v.push(fx(
         "v6 as many extension headers as the bound (still walked)",
-        build(&s),
+        s.build(),
         Want::Tx(o6),
     ));
     v.push(fx(
@@ -275,7 +268,7 @@ fn fixtures() -> Vec<Fixture> {
     v.push(fx(
         "VLAN tag cut short",
         {
-            let mut b = build(&syn4());
+            let mut b = syn4().build();
             b[12..14].copy_from_slice(&[0x81, 0x00]);
             b.truncate(16);
             b
@@ -303,28 +296,28 @@ fn fixtures() -> Vec<Fixture> {
     s.proto = 17;
     v.push(fx(
         "v4 UDP to a protected prefix",
-        build(&s),
+        s.build(),
         Want::Pass(C::PassNotTcp),
     ));
     let mut s = syn6();
     s.proto = 58;
     v.push(fx(
         "v6 ICMPv6 to a protected prefix",
-        build(&s),
+        s.build(),
         Want::Pass(C::PassNotTcp),
     ));
     let mut s = syn4();
     s.dst = v4([192, 0, 2, 99]);
     v.push(fx(
         "v4 SYN to an unprotected address",
-        build(&s),
+        s.build(),
         Want::Pass(C::PassUnprotected),
     ));
     let mut s = syn4();
     s.dport = 444;
     v.push(fx(
         "v4 SYN to an unprotected port",
-        build(&s),
+        s.build(),
         Want::Pass(C::PassUnprotected),
     ));
     let mut s = syn4();
@@ -332,21 +325,21 @@ fn fixtures() -> Vec<Fixture> {
     s.dport = 22;
     v.push(fx(
         "v4 SYN to a port of the longer prefix",
-        build(&s),
+        s.build(),
         Want::Tx(o4),
     ));
     let mut s = syn4();
     s.dport = 22;
     v.push(fx(
         "v4 SYN to that port outside it",
-        build(&s),
+        s.build(),
         Want::Pass(C::PassUnprotected),
     ));
     let mut s = syn4();
     s.dst = v4([192, 0, 2, 1]);
     v.push(fx(
         "v4 SYN to 192.0.2.1:443 (only the v4-mapped IPv6 prefix covers it)",
-        build(&s),
+        s.build(),
         Want::Pass(C::PassUnprotected),
     ));
     let mut s = syn4();
@@ -354,7 +347,7 @@ fn fixtures() -> Vec<Fixture> {
     s.frag = (true, 0);
     v.push(fx(
         "v4 fragment to an unprotected address",
-        build(&s),
+        s.build(),
         Want::Pass(C::PassUnprotected),
     ));
     let mut s = syn4();
@@ -362,20 +355,20 @@ fn fixtures() -> Vec<Fixture> {
     s.flags |= FIN;
     v.push(fx(
         "v4 SYN|FIN to an unprotected address",
-        build(&s),
+        s.build(),
         Want::Pass(C::PassUnprotected),
     ));
     let mut s = syn4();
     s.flags = ACK | PSH;
     s.ack = 77;
     s.payload = b"data".to_vec();
-    v.push(fx("v4 data segment", build(&s), Want::Pass(C::FwdNonSyn)));
+    v.push(fx("v4 data segment", s.build(), Want::Pass(C::FwdNonSyn)));
     let mut s = syn6();
     s.flags = SYN | ACK;
-    v.push(fx("v6 SYN|ACK", build(&s), Want::Pass(C::FwdNonSyn)));
+    v.push(fx("v6 SYN|ACK", s.build(), Want::Pass(C::FwdNonSyn)));
     let mut s = syn4();
     s.flags = RST;
-    v.push(fx("v4 RST", build(&s), Want::Pass(C::FwdNonSyn)));
+    v.push(fx("v4 RST", s.build(), Want::Pass(C::FwdNonSyn)));
     v
 }
 
@@ -389,15 +382,14 @@ fn hole_fixtures(o4: SynOptions, o6: SynOptions) -> Vec<Fixture> {
         .parse::<std::net::Ipv6Addr>()
         .unwrap()
         .octets();
-    let mut rng: rand::rngs::SmallRng = rand::SeedableRng::seed_from_u64(2);
     let mut v = Vec::new();
 
     // IPv6 fragment header: an atomic fragment with destination options after it.
     let mut s = syn6();
-    s.ext = vec![frag_header(0, false), ext_header(60, 0, &mut rng)];
+    s.ext = vec![frag_header(0, false), ext_header(60, 0)];
     v.push(fx(
         "v6 SYN behind Fragment(offset 0, M=0) / DestOpts",
-        build(&s),
+        s.build(),
         Want::Drop(C::DropSynFragment),
     ));
     // Two real fragments of a SYN: the first carries the TCP header, the second only data.
@@ -405,36 +397,36 @@ fn hole_fixtures(o4: SynOptions, o6: SynOptions) -> Vec<Fixture> {
     s.ext = vec![frag_header(0, true)];
     v.push(fx(
         "v6 SYN in a first fragment",
-        build(&s),
+        s.build(),
         Want::Drop(C::DropSynFragment),
     ));
     let mut s = syn6();
     s.ext = vec![frag_header(5, false)];
     v.push(fx(
         "v6 second fragment (offset 40 bytes)",
-        build(&s),
+        s.build(),
         Want::Pass(C::PassFragmentNonfirst),
     ));
     let mut s = syn6();
     s.ext = vec![frag_header(2, false)];
     v.push(fx(
         "v6 fragment overlapping the TCP header (offset 2)",
-        build(&s),
+        s.build(),
         Want::Drop(C::DropFragment),
     ));
     let mut s = syn6();
-    s.ext = vec![ext_header(60, 0, &mut rng)];
+    s.ext = vec![ext_header(60, 0)];
     v.push(fx(
         "v6 SYN behind DestOpts alone (positive control)",
-        build(&s),
+        s.build(),
         Want::Tx(o6),
     ));
     let mut s = syn6();
     s.flags = ACK;
-    s.ext = vec![frag_header(0, false), ext_header(60, 0, &mut rng)];
+    s.ext = vec![frag_header(0, false), ext_header(60, 0)];
     v.push(fx(
         "v6 ACK behind Fragment(offset 0) / DestOpts (forwarded)",
-        build(&s),
+        s.build(),
         Want::Pass(C::FwdNonSyn),
     ));
     // IPv4 fragments.
@@ -442,7 +434,7 @@ fn hole_fixtures(o4: SynOptions, o6: SynOptions) -> Vec<Fixture> {
     s.frag = (true, 0);
     v.push(fx(
         "v4 SYN in a first fragment",
-        build(&s),
+        s.build(),
         Want::Drop(C::DropSynFragment),
     ));
     for (offset, want) in [
@@ -453,7 +445,7 @@ fn hole_fixtures(o4: SynOptions, o6: SynOptions) -> Vec<Fixture> {
     ] {
         let mut s = syn4();
         s.frag = (false, offset);
-        v.push(fx("v4 non-first fragment", build(&s), want));
+        v.push(fx("v4 non-first fragment", s.build(), want));
     }
     // Routing headers.
     let mut s = syn6();
@@ -461,7 +453,7 @@ fn hole_fixtures(o4: SynOptions, o6: SynOptions) -> Vec<Fixture> {
     s.ext = vec![routing_header(4, 1, &[svc6, other6])];
     v.push(fx(
         "v6 SYN to an unprotected address whose segment list ends at the service",
-        build(&s),
+        s.build(),
         Want::Tx(o6),
     ));
     let mut s = syn6();
@@ -469,7 +461,7 @@ fn hole_fixtures(o4: SynOptions, o6: SynOptions) -> Vec<Fixture> {
     s.ext = vec![routing_header(2, 1, &[svc6])];
     v.push(fx(
         "v6 SYN with a type 2 routing header naming the service",
-        build(&s),
+        s.build(),
         Want::Tx(o6),
     ));
     let mut s = syn6();
@@ -477,7 +469,7 @@ fn hole_fixtures(o4: SynOptions, o6: SynOptions) -> Vec<Fixture> {
     s.ext = vec![routing_header(4, 0, &[svc6])];
     v.push(fx(
         "v6 SYN with a segment routing header, no segments left",
-        build(&s),
+        s.build(),
         Want::Pass(C::PassUnprotected),
     ));
     for (name, kind, sl) in [
@@ -491,34 +483,34 @@ fn hole_fixtures(o4: SynOptions, o6: SynOptions) -> Vec<Fixture> {
     ] {
         let mut s = syn6();
         s.ext = vec![routing_header(kind, sl, &[svc6])];
-        v.push(fx(name, build(&s), Want::Drop(C::DropSourceRoute)));
+        v.push(fx(name, s.build(), Want::Drop(C::DropSourceRoute)));
     }
     let mut s = syn6();
     s.ext = vec![routing_header(4, 0, &[svc6]), routing_header(4, 0, &[svc6])];
     v.push(fx(
         "v6 SYN with two routing headers",
-        build(&s),
+        s.build(),
         Want::Drop(C::DropSourceRoute),
     ));
     // IPv4 source routes.
     for (name, opt) in [("v4 SYN with LSRR", 131u8), ("v4 SYN with SSRR", 137)] {
         let mut s = syn4();
         s.dst = v4([192, 0, 2, 99]);
-        s.ipv4_opts = vec![1, opt, 7, 4, 198, 51, 100, 7];
-        v.push(fx(name, build(&s), Want::Drop(C::DropSourceRoute)));
+        s.ipv4_options = vec![1, opt, 7, 4, 198, 51, 100, 7];
+        v.push(fx(name, s.build(), Want::Drop(C::DropSourceRoute)));
     }
     let mut s = syn4();
-    s.ipv4_opts = vec![7, 7, 4, 0, 0, 0, 0, 0];
+    s.ipv4_options = vec![7, 7, 4, 0, 0, 0, 0, 0];
     v.push(fx(
         "v4 SYN with a record-route option",
-        build(&s),
+        s.build(),
         Want::Tx(o4),
     ));
     // A SYN whose answer is longer than it: SACK-Permitted, WScale 7, EOL, no MSS (62 bytes,
     // answered with 66).
     let mut s = syn4();
-    s.opts = vec![4, 2, 1, 3, 3, 7, 0, 0];
-    let f = build(&s);
+    s.options = vec![4, 2, 1, 3, 3, 7, 0, 0];
+    let f = s.build();
     assert_eq!(f.len(), 62);
     v.push(fx(
         "v4 62-byte SYN answered with 66 bytes",
@@ -530,11 +522,11 @@ fn hole_fixtures(o4: SynOptions, o6: SynOptions) -> Vec<Fixture> {
         }),
     ));
     let mut s = syn4();
-    s.vlans = vec![0x8100];
-    s.opts = vec![4, 2, 1, 3, 3, 7, 0, 0];
+    s.vlans = tags(&[0x8100]);
+    s.options = vec![4, 2, 1, 3, 3, 7, 0, 0];
     v.push(fx(
         "v4 66-byte 802.1Q SYN answered with 70 bytes",
-        build(&s),
+        s.build(),
         Want::Tx(SynOptions {
             sack_permitted: true,
             wscale: Some(7),
@@ -543,7 +535,7 @@ fn hole_fixtures(o4: SynOptions, o6: SynOptions) -> Vec<Fixture> {
     ));
     // Multi-buffer: a SYN whose segment ends exactly at the end of the first buffer, and one byte
     // past it.
-    let base = build(&syn4()).len();
+    let base = syn4().build().len();
     for (extra, want) in [
         (TEST_RUN_MAX_LINEAR - base, Want::Tx(o4)),
         (
@@ -553,7 +545,7 @@ fn hole_fixtures(o4: SynOptions, o6: SynOptions) -> Vec<Fixture> {
     ] {
         let mut s = syn4();
         s.payload = vec![0x61; extra];
-        v.push(fx("v4 SYN at the end of the first buffer", build(&s), want));
+        v.push(fx("v4 SYN at the end of the first buffer", s.build(), want));
     }
     let mut s = syn4();
     s.flags = ACK | PSH;
@@ -561,7 +553,7 @@ fn hole_fixtures(o4: SynOptions, o6: SynOptions) -> Vec<Fixture> {
     s.payload = vec![0x62; 8900];
     v.push(fx(
         "v4 jumbo data segment (multi-buffer)",
-        build(&s),
+        s.build(),
         Want::Pass(C::FwdNonSyn),
     ));
     v
@@ -590,7 +582,7 @@ fn expected_synack(cfg: &EngineConfig, syn_frame: &[u8], o: SynOptions, clock_ms
     let be32 = |i: usize| u32::from_be_bytes(syn_frame[i..i + 4].try_into().unwrap());
     let (sport, dport, isn) = (be16(l4), be16(l4 + 2), be32(l4 + 4));
     let syn_tsval = tsval_of(syn_frame).unwrap_or(0);
-    let seg = Seg::new(src, dst, sport, dport, SYN);
+    let seg = Frame::new(src, dst, sport, dport, SYN);
 
     // SPEC 3/4: which options the cookie carries.
     let c = &cfg.cookie;
@@ -795,7 +787,7 @@ fn strict_fixtures() {
     rst.flags = RST;
     let mut bad_opts = ack.clone();
     bad_opts.sport += 1;
-    bad_opts.opts = vec![1, 1, 8, 0];
+    bad_opts.options = vec![1, 1, 8, 0];
     let prev = handshake_ack(&cfg.cookie, &keys().previous, &syn6(), o4_mss(1440), 0);
     let mut syn = syn4();
     syn.sport = 40001;
@@ -803,52 +795,52 @@ fn strict_fixtures() {
     let table = vec![
         Fixture {
             name: "strict: data with a wrong cookie before the handshake",
-            frame: build(&early),
+            frame: early.build(),
             want: Want::Drop(C::StrictDrop),
         },
         Fixture {
             name: "strict: forged cookie",
-            frame: build(&forged),
+            frame: forged.build(),
             want: Want::Drop(C::StrictDrop),
         },
         Fixture {
             name: "strict: valid handshake ACK",
-            frame: build(&ack),
+            frame: ack.build(),
             want: Want::Pass(C::StrictAckValid),
         },
         Fixture {
             name: "strict: data of the validated flow",
-            frame: build(&data),
+            frame: data.build(),
             want: Want::Pass(C::StrictFwdCached),
         },
         Fixture {
             name: "strict: handshake ACK again (cached)",
-            frame: build(&ack),
+            frame: ack.build(),
             want: Want::Pass(C::StrictFwdCached),
         },
         Fixture {
             name: "strict: ACK validated by the previous salt",
-            frame: build(&prev),
+            frame: prev.build(),
             want: Want::Pass(C::StrictAckValid),
         },
         Fixture {
             name: "strict: ACK of an unknown flow",
-            frame: build(&other),
+            frame: other.build(),
             want: Want::Drop(C::StrictDrop),
         },
         Fixture {
             name: "strict: RST of an unknown flow",
-            frame: build(&rst),
+            frame: rst.build(),
             want: Want::Drop(C::StrictDrop),
         },
         Fixture {
             name: "strict: ACK with malformed options",
-            frame: build(&bad_opts),
+            frame: bad_opts.build(),
             want: Want::Drop(C::DropAckOptions),
         },
         Fixture {
             name: "strict: SYNs are still answered",
-            frame: build(&syn),
+            frame: syn.build(),
             want: Want::Tx(o4_mss(1460)),
         },
     ];
@@ -868,10 +860,9 @@ fn strict_fixtures_behind_fragment_headers() {
     cfg.strict = true;
     edge.configure(&cfg).unwrap();
     edge.set_salts(&salts()).unwrap();
-    let mut rng: rand::rngs::SmallRng = rand::SeedableRng::seed_from_u64(3);
-    let mut wrap = |mut s: Seg| {
-        s.ext = vec![frag_header(0, false), ext_header(60, 0, &mut rng)];
-        build(&s)
+    let wrap = |mut s: Frame| {
+        s.ext = vec![frag_header(0, false), ext_header(60, 0)];
+        s.build()
     };
     let syn = syn6();
     let ack = handshake_ack(
@@ -910,7 +901,7 @@ fn strict_fixtures_behind_fragment_headers() {
         },
         Fixture {
             name: "strict: the SYN unwrapped (positive control)",
-            frame: build(&syn),
+            frame: syn.build(),
             want: Want::Tx(all_opts(1440, 9)),
         },
     ];

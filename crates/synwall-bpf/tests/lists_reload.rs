@@ -5,15 +5,13 @@
 //!
 //! Needs root (CI=true: fail, else skip with a message).
 
-mod common;
-
-use common::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use synwall_bpf::{DataPath, Edge, LoadOptions};
 use synwall_engine::{Budget, ClientLists, Counter, Prefix};
+use synwall_testkit::prelude::*;
 
 /// Prefixes the random lists draw from: nested ones, both families, some containing the probes.
 const POOL: [&str; 12] = [
@@ -60,7 +58,7 @@ fn syn_from(src: &str, sport: u16) -> Vec<u8> {
     } else {
         "2001:db8:1::80".parse().unwrap()
     };
-    build(&Seg::new(src, dst, sport, 443, SYN))
+    Frame::new(src, dst, sport, 443, SYN).build()
 }
 
 /// Every probe through the program after every replacement: the counter the lists call for.

@@ -5,14 +5,12 @@
 //!
 //! Needs root (CI=true: fail, else skip with a message).
 
-mod common;
-
-use common::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::net::IpAddr;
 use synwall_bpf::{DataPath, Edge, LoadOptions};
 use synwall_engine::{Counter, EngineConfig, Service, ServiceSet};
+use synwall_testkit::prelude::*;
 
 const PREFIXES: [&str; 5] = [
     "10.0.0.0/8",
@@ -58,7 +56,7 @@ fn check(edge: &Edge, set: &ServiceSet, round: usize) {
         };
         for port in PROBE_PORTS {
             let before = edge.counters().unwrap();
-            edge.test_run(&build(&Seg::new(client, addr, 40000, port, SYN)))
+            edge.test_run(&Frame::new(client, addr, 40000, port, SYN).build())
                 .unwrap();
             let got = single_increment(&before, &edge.counters().unwrap()).unwrap();
             let want = if set.is_protected(&addr, port) {
@@ -132,13 +130,14 @@ fn a_service_in_every_set_stays_protected_during_replacements() {
     edge.configure(&unlimited(ServiceSet::new(vec![always.clone()])))
         .unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let frame = build(&Seg::new(
+    let frame = Frame::new(
         "198.18.0.1".parse().unwrap(),
         "10.2.3.4".parse().unwrap(),
         40000,
         80,
         SYN,
-    ));
+    )
+    .build();
     let (sent, wrong) = std::thread::scope(|s| {
         let prober = s.spawn(|| {
             let (mut sent, mut wrong) = (0u64, 0u64);

@@ -23,14 +23,8 @@ pub const DEFAULT_EPOCH_SECONDS: u64 = 60;
 pub const DEFAULT_MSS_V4: [u16; 8] = [536, 1200, 1360, 1400, 1440, 1452, 1460, 8960];
 /// Default IPv6 MSS table.
 pub const DEFAULT_MSS_V6: [u16; 8] = [1220, 1280, 1360, 1420, 1432, 1440, 8940, 65476];
-/// `W` value meaning "the SYN had no window-scale option".
-pub const WSCALE_NONE: u8 = 15;
-/// Largest window-scale shift (RFC 7323); larger requests are encoded as this.
-pub const WSCALE_MAX: u8 = 14;
-/// Length of the IPv4 MAC message.
-pub const MSG_LEN_V4: usize = 18;
-/// Length of the IPv6 MAC message.
-pub const MSG_LEN_V6: usize = 42;
+// The window-scale field's values and the MAC messages' lengths, from `bpf/lib/constants.def`.
+include!(concat!(env!("OUT_DIR"), "/constants_synwall_v1.rs"));
 
 /// The 32-byte master secret shared by every node.
 #[derive(Clone, PartialEq, Eq)]

@@ -5,11 +5,14 @@
 //! `cargo bench -p synwall-engine --bench engine`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use etherparse::{PacketBuilder, TcpOptionElement};
 use std::hint::black_box;
+use std::net::IpAddr;
 use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
 use synwall_engine::synack::MAX_SYNACK_LEN;
 use synwall_engine::{Engine, EngineConfig, Salts, Service, ServiceSet, SocketState, Verdict};
+use synwall_testkit::frame::{
+    linux_syn_options_ts, opt_ts, opts_bytes, stack, tsval_of, Frame, ACK, SYN,
+};
 
 /// The middle of epoch 1000 of 60 s (the salts' epoch), milliseconds.
 const NOW: u64 = 1000 * 60_000 + 30_000;
@@ -31,72 +34,48 @@ fn engine(strict: bool) -> Engine {
     Engine::new(cfg, salts())
 }
 
-fn syn(v6: bool, vlan: bool) -> Vec<u8> {
-    let opts = [
-        TcpOptionElement::MaximumSegmentSize(1460),
-        TcpOptionElement::SelectiveAcknowledgementPermitted,
-        TcpOptionElement::Timestamp(12345, 0),
-        TcpOptionElement::Noop,
-        TcpOptionElement::WindowScale(7),
-    ];
-    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
-    let mut out = Vec::new();
-    match (v6, vlan) {
-        (false, false) => b
-            .ipv4([192, 0, 2, 1], [198, 51, 100, 1], 64)
-            .tcp(40000, 443, 7, 64240)
-            .syn()
-            .options(&opts)
-            .unwrap()
-            .write(&mut out, &[]),
-        (false, true) => b
-            .single_vlan(etherparse::VlanId::try_new(7).unwrap())
-            .ipv4([192, 0, 2, 1], [198, 51, 100, 1], 64)
-            .tcp(40000, 443, 7, 64240)
-            .syn()
-            .options(&opts)
-            .unwrap()
-            .write(&mut out, &[]),
-        (true, _) => {
-            let src = [0x20, 1, 0xd, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-            let dst = [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-            b.ipv6(src, dst, 64)
-                .tcp(40000, 443, 7, 64240)
-                .syn()
-                .options(&opts)
-                .unwrap()
-                .write(&mut out, &[])
-        }
+const SRC4: [u8; 4] = [192, 0, 2, 1];
+const DST4: [u8; 4] = [198, 51, 100, 1];
+
+/// A Linux-like SYN (MSS, SACK, timestamps, window scale) to port 443.
+fn syn_seg(v6: bool, vlan: bool) -> Frame {
+    let (src, dst): (IpAddr, IpAddr) = if v6 {
+        (
+            "2001:db8:2::1".parse().unwrap(),
+            "2001:db8:1::1".parse().unwrap(),
+        )
+    } else {
+        (SRC4.into(), DST4.into())
+    };
+    Frame {
+        vlans: if vlan { stack(&[7]) } else { Vec::new() },
+        traffic_class: 0,
+        flow_label: 0,
+        seq: 7,
+        options: linux_syn_options_ts(12345),
+        ..Frame::new(src, dst, 40000, 443, SYN)
     }
-    .unwrap();
-    out
+}
+
+fn syn(v6: bool, vlan: bool) -> Vec<u8> {
+    syn_seg(v6, vlan).build()
+}
+
+/// An IPv4 segment of the flow after its handshake: `flags`, timestamps, `payload`.
+fn segment(sport: u16, ack: u32, tsecr: u32, payload: Vec<u8>) -> Vec<u8> {
+    Frame {
+        seq: 8,
+        ack,
+        window: 501,
+        options: opts_bytes(&[vec![1, 1], opt_ts(5, tsecr)]),
+        payload,
+        ..Frame::new(SRC4.into(), DST4.into(), sport, 443, ACK)
+    }
+    .build()
 }
 
 fn data_segment() -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4([192, 0, 2, 1], [198, 51, 100, 1], 64)
-        .tcp(40000, 443, 8, 501)
-        .ack(99)
-        .options(&[
-            TcpOptionElement::Noop,
-            TcpOptionElement::Noop,
-            TcpOptionElement::Timestamp(5, 6),
-        ])
-        .unwrap()
-        .write(&mut out, &[0u8; 1200])
-        .unwrap();
-    out
-}
-
-fn fix_checksums(f: &mut [u8]) {
-    f[50] = 0;
-    f[51] = 0;
-    let src: [u8; 4] = f[26..30].try_into().unwrap();
-    let dst: [u8; 4] = f[30..34].try_into().unwrap();
-    let p = synwall_wire::checksum::pseudo_v4(&src, &dst, 6, (f.len() - 34) as u16);
-    let c = synwall_wire::checksum::finish(synwall_wire::checksum::sum(p, &f[34..]));
-    f[50..52].copy_from_slice(&c.to_be_bytes());
+    segment(40000, 99, 6, vec![0u8; 1200])
 }
 
 /// The handshake ACK for `syn` answered by `e`.
@@ -110,31 +89,9 @@ fn ack_for_port(e: &mut Engine, syn: &[u8], sport: u16) -> Vec<u8> {
     let Verdict::Tx { len } = e.xdp(&mut buf, syn.len(), NOW).verdict else {
         panic!()
     };
-    let h = etherparse::PacketHeaders::from_ethernet_slice(&buf[..len]).unwrap();
-    let Some(etherparse::TransportHeader::Tcp(t)) = h.transport else {
-        panic!()
-    };
-    let tsval = t
-        .options_iterator()
-        .find_map(|o| match o {
-            Ok(TcpOptionElement::Timestamp(v, _)) => Some(v),
-            _ => None,
-        })
-        .unwrap();
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4([192, 0, 2, 1], [198, 51, 100, 1], 64)
-        .tcp(sport, 443, 8, 501)
-        .ack(t.sequence_number.wrapping_add(1))
-        .options(&[
-            TcpOptionElement::Noop,
-            TcpOptionElement::Noop,
-            TcpOptionElement::Timestamp(5, tsval),
-        ])
-        .unwrap()
-        .write(&mut out, &[])
-        .unwrap();
-    out
+    let tsval = tsval_of(&buf[..len]).unwrap();
+    let seq = u32::from_be_bytes(buf[38..42].try_into().unwrap());
+    segment(sport, seq.wrapping_add(1), tsval, Vec::new())
 }
 
 fn bench(c: &mut Criterion) {
@@ -170,9 +127,11 @@ fn bench(c: &mut Criterion) {
     cfg.strict = true;
     cfg.flow_cache = 1;
     let mut small = Engine::new(cfg, salts());
-    let mut syn2 = syn(false, false);
-    syn2[34..36].copy_from_slice(&40001u16.to_be_bytes());
-    fix_checksums(&mut syn2);
+    let syn2 = Frame {
+        sport: 40001,
+        ..syn_seg(false, false)
+    }
+    .build();
     let acks = [
         ack_for(&mut small, &syn(false, false)),
         ack_for_port(&mut small, &syn2, 40001),
@@ -194,10 +153,10 @@ fn bench(c: &mut Criterion) {
     });
     let mut be = engine(false);
     g.bench_function("backend_ack_validate", |b| {
-        b.iter(|| black_box(be.tc(black_box(&ack), NOW, |_| SocketState::ListenerOnly)))
+        b.iter(|| black_box(be.tc(black_box(&ack), NOW, |_| SocketState::ListenerOnly, |_| 0)))
     });
     g.bench_function("backend_established", |b| {
-        b.iter(|| black_box(be.tc(black_box(&data), NOW, |_| SocketState::Connection)))
+        b.iter(|| black_box(be.tc(black_box(&data), NOW, |_| SocketState::Connection, |_| 0)))
     });
     g.finish();
 }

@@ -2,7 +2,7 @@
 //! `sw_auto_cookies` in `bpf/edge.bpf.c` does over the shared map `sw_auto_map`.
 //!
 //! Every SYN to a protected service that passed the SYN checks counts in the current window. The
-//! first SYN at least [`AutoState::WINDOW_NS`] after the window opened closes it: the window's
+//! first SYN at least [`WINDOW_NS`] after the window opened closes it: the window's
 //! rate is `syns * 1e9 / elapsed` (integer arithmetic, so a long quiet window averages its rare
 //! SYNs correctly), then the hysteresis:
 //!
@@ -13,11 +13,15 @@
 //! The SYN that closes a window is decided with the state it leaves.
 //!
 //! The clock is the node's TAI clock, which follows the wall clock: a window start more than
-//! [`AutoState::STEP_NS`] ahead of `now` means the clock was stepped back, and the window restarts
+//! [`STEP_NS`] ahead of `now` means the clock was stepped back, and the window restarts
 //! at `now` (`last_high_ns` is pulled back to `now` if it is ahead too), instead of staying open
 //! until the clock caught up.
 
 use crate::config::AutoConfig;
+
+// WINDOW_NS, the shortest measurement window, and STEP_NS, how far ahead of the clock a window
+// start means the clock was stepped back, from `bpf/lib/constants.def`.
+include!(concat!(env!("OUT_DIR"), "/constants_auto.rs"));
 
 /// The auto-mode state (`struct sw_auto_state`): one per node, shared by all CPUs in BPF.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,18 +43,13 @@ pub struct AutoState {
 }
 
 impl AutoState {
-    /// Shortest measurement window.
-    pub const WINDOW_NS: u64 = 100_000_000;
-    /// A window start further than this ahead of the clock: the clock was stepped back.
-    pub const STEP_NS: u64 = 1_000_000_000;
-
     /// Count one SYN at `now_ns`; returns whether it is answered with a cookie. Clock differences
     /// are compared as signed numbers, as the C does (a clock older than the window start is no
     /// huge elapsed time).
     pub fn on_syn(&mut self, cfg: &AutoConfig, now_ns: u64) -> bool {
         self.window_syns = self.window_syns.wrapping_add(1);
         let elapsed = now_ns.wrapping_sub(self.window_start_ns);
-        if elapsed as i64 >= Self::WINDOW_NS as i64 {
+        if elapsed as i64 >= WINDOW_NS as i64 {
             self.window_start_ns = now_ns;
             let syns = std::mem::take(&mut self.window_syns);
             let rate = syns.wrapping_mul(1_000_000_000) / elapsed;
@@ -71,7 +70,7 @@ impl AutoState {
                 self.cookies_on = false;
                 self.switches_off += 1;
             }
-        } else if (elapsed as i64) < -(Self::STEP_NS as i64) {
+        } else if (elapsed as i64) < -(STEP_NS as i64) {
             self.window_start_ns = now_ns;
             if (now_ns.wrapping_sub(self.last_high_ns) as i64) < 0 {
                 self.last_high_ns = now_ns;

@@ -33,12 +33,9 @@ impl Default for ServerParams {
     }
 }
 
-/// Default capacity of the strict-mode flow cache's probation segment (new flows).
-pub const DEFAULT_FLOW_CACHE: usize = 65_536;
-/// Default capacity of the strict-mode flow cache's protected segment (flows that carried data).
-pub const DEFAULT_PROMOTED_CACHE: usize = 65_536;
-/// Default number of client prefixes the budgets keep buckets for (each table).
-pub const DEFAULT_BUDGET_PREFIXES: usize = 65_536;
+// DEFAULT_FLOW_CACHE, DEFAULT_PROMOTED_CACHE, DEFAULT_BUDGET_PREFIXES: the default table sizes
+// of strict mode and the budgets, from `bpf/lib/constants.def`.
+include!(concat!(env!("OUT_DIR"), "/constants_config.rs"));
 
 /// Auto mode (edge and single node): SYNs pass to the kernel while the SYN rate is low and are
 /// answered with cookies while it is high, with hysteresis. Rates are SYNs per second to protected

@@ -126,7 +126,7 @@ impl Skb {
     pub fn of_frame(frame: &[u8]) -> Skb {
         Skb {
             protocol: frame
-                .get(12..14)
+                .get(ethernet::field::ETHERTYPE)
                 .map_or(0, |b| u16::from_be_bytes([b[0], b[1]])),
             vlan_present: false,
             csum: SkbCsum::None,
@@ -154,13 +154,13 @@ pub enum BackendVerdict {
     Pass,
     /// `TC_ACT_SHOT`.
     Drop,
-    /// Call `bpf_sk_assign_tcp_reqsk` with these attributes, then `TC_ACT_OK`; the counter is
-    /// then [`kfunc_counter`] of its return value.
+    /// `bpf_sk_assign_tcp_reqsk` was called with these attributes, then `TC_ACT_OK`; the counter
+    /// is [`kfunc_counter`] of its return value.
     AssignReqsk(ReqAttrs),
 }
 
-/// A backend verdict and its counter ([`Counter::BackendReqskCreated`] for `AssignReqsk`, to be
-/// replaced by [`kfunc_counter`] of the kfunc's result).
+/// A backend verdict and the counter incremented (for `AssignReqsk`, the one the kfunc's
+/// return value names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BackendDecision {
     /// What to do.
@@ -177,11 +177,19 @@ fn client_addr(f: &TcpFrame) -> std::net::IpAddr {
     }
 }
 
+/// Where the backend's decision on a TCP segment stands.
+enum TcpStep {
+    /// Decided, counter and all.
+    Decided(BackendDecision),
+    /// The kfunc, called with these attributes, decides (its return value names the counter).
+    Kfunc(ReqAttrs),
+}
+
+// The errno values the backend tells apart, from `bpf/lib/constants.def`.
+include!(concat!(env!("OUT_DIR"), "/constants_engine.rs"));
+
 /// The counter for a `bpf_sk_assign_tcp_reqsk` return value.
 pub fn kfunc_counter(ret: i32) -> Counter {
-    const EINVAL: i32 = 22;
-    const ENOMEM: i32 = 12;
-    const ENETUNREACH: i32 = 101;
     match -ret {
         0 => Counter::BackendReqskCreated,
         EINVAL => Counter::BackendKfuncEinval,
@@ -579,20 +587,23 @@ impl Engine {
 
     /// The backend's tc ingress program on one frame, with the skb a test run or a replayed
     /// capture gives ([`Skb::of_frame`]), at `clock_ms` (the node's TAI clock, milliseconds).
-    /// `lookup` plays `bpf_skc_lookup_tcp` for the segment's 4-tuple. For
-    /// [`BackendVerdict::AssignReqsk`] the caller calls the kfunc and counts [`kfunc_counter`]
-    /// of its result with [`Engine::count_kfunc`].
+    /// `lookup` plays `bpf_skc_lookup_tcp` for the segment's 4-tuple; `kfunc` plays
+    /// `bpf_sk_assign_tcp_reqsk` (its return value: 0 or `-errno`), called once, for
+    /// [`BackendVerdict::AssignReqsk`] only. Exactly one counter is incremented: the decision's,
+    /// which for a kfunc call is the one its return value names.
     pub fn tc(
         &mut self,
         frame: &[u8],
         clock_ms: u64,
         lookup: impl FnOnce(&Flow) -> SocketState,
+        kfunc: impl FnOnce(&ReqAttrs) -> i32,
     ) -> BackendDecision {
         self.tc_at(
             frame,
             Skb::of_frame(frame),
             clock_ms.wrapping_mul(1_000_000),
             lookup,
+            kfunc,
         )
     }
 
@@ -603,8 +614,9 @@ impl Engine {
         skb: Skb,
         clock_ms: u64,
         lookup: impl FnOnce(&Flow) -> SocketState,
+        kfunc: impl FnOnce(&ReqAttrs) -> i32,
     ) -> BackendDecision {
-        self.tc_at(frame, skb, clock_ms.wrapping_mul(1_000_000), lookup)
+        self.tc_at(frame, skb, clock_ms.wrapping_mul(1_000_000), lookup, kfunc)
     }
 
     /// [`Engine::tc_skb`] with the node's TAI clock in nanoseconds (`bpf_ktime_get_tai_ns`).
@@ -614,19 +626,25 @@ impl Engine {
         skb: Skb,
         now_ns: u64,
         lookup: impl FnOnce(&Flow) -> SocketState,
+        kfunc: impl FnOnce(&ReqAttrs) -> i32,
     ) -> BackendDecision {
         let d = |verdict, counter| BackendDecision { verdict, counter };
         let decision = match parse(frame, &self.cfg.services) {
             Parsed::Pass(c) => d(BackendVerdict::Pass, c),
             Parsed::Drop(c) => d(BackendVerdict::Drop, c),
-            Parsed::Tcp(f) => self.backend_tcp(frame, skb, &f, now_ns, lookup),
+            Parsed::Tcp(f) => match self.backend_tcp(frame, skb, &f, now_ns, lookup) {
+                TcpStep::Decided(decision) => decision,
+                TcpStep::Kfunc(attrs) => d(
+                    BackendVerdict::AssignReqsk(attrs),
+                    kfunc_counter(kfunc(&attrs)),
+                ),
+            },
         };
-        if decision.counter != Counter::BackendReqskCreated {
-            self.counters.inc(decision.counter);
-        }
+        self.counters.inc(decision.counter);
         decision
     }
 
+    /// The decision for a TCP segment, or the attributes of the kfunc call that decides it.
     fn backend_tcp(
         &self,
         frame: &[u8],
@@ -634,8 +652,8 @@ impl Engine {
         f: &TcpFrame,
         now_ns: u64,
         lookup: impl FnOnce(&Flow) -> SocketState,
-    ) -> BackendDecision {
-        let d = |verdict, counter| BackendDecision { verdict, counter };
+    ) -> TcpStep {
+        let d = |verdict, counter| TcpStep::Decided(BackendDecision { verdict, counter });
         if f.flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
             // A SYN hidden in a fragment never reaches the kernel's listener either.
             if f.fragment {
@@ -723,10 +741,7 @@ impl Engine {
                     tstamp_ok: dec.tstamp_ok,
                     usec_ts_ok: false,
                 };
-                d(
-                    BackendVerdict::AssignReqsk(attrs),
-                    Counter::BackendReqskCreated,
-                )
+                TcpStep::Kfunc(attrs)
             }
         }
     }
@@ -736,12 +751,5 @@ impl Engine {
     fn kfunc_takes(skb: Skb, f: &TcpFrame) -> bool {
         matches!(skb.protocol, ETHERTYPE_IPV4 | ETHERTYPE_IPV6)
             || (skb.vlan_present && f.l3 == ethernet::HEADER_LEN + ethernet::VLAN_TAG_LEN)
-    }
-
-    /// Count the result of a `bpf_sk_assign_tcp_reqsk` call; returns the counter.
-    pub fn count_kfunc(&mut self, ret: i32) -> Counter {
-        let c = kfunc_counter(ret);
-        self.counters.inc(c);
-        c
     }
 }

@@ -126,19 +126,24 @@ pub enum Parsed {
 /// A BIG TCP super-packet, as tc sees one after GRO (or from a local GSO sender): more bytes than
 /// the IP length field can say, so the field is 0. Never a SYN or a handshake ACK: untouched.
 fn is_big_gro(ethertype: u16, ip: &[u8]) -> bool {
-    const MAX: usize = 0xffff;
     match ethertype {
-        ethernet::ETHERTYPE_IPV4 => ip.len() > MAX && ip[0] >> 4 == 4 && ip[2..4] == [0, 0],
+        ethernet::ETHERTYPE_IPV4 => {
+            ip.len() > MAX_IP_LEN
+                && ip[ipv4::field::VER_IHL] >> 4 == 4
+                && ip[ipv4::field::LENGTH] == [0, 0]
+        }
         ethernet::ETHERTYPE_IPV6 => {
-            ip.len() > ipv6::HEADER_LEN + MAX && ip[0] >> 4 == 6 && ip[4..6] == [0, 0]
+            ip.len() > ipv6::HEADER_LEN + MAX_IP_LEN
+                && ip[ipv6::field::VER_TC_FLOW.start] >> 4 == 6
+                && ip[ipv6::field::LENGTH] == [0, 0]
         }
         _ => false,
     }
 }
 
-/// The shortest a fragment offset may be without overlapping a TCP header (RFC 1858): 3 units of
-/// 8 bytes (24 >= the 20 bytes of a header without options).
-const MIN_NONFIRST_OFFSET: u16 = 3;
+// MIN_NONFIRST_OFFSET (3 units of 8 bytes: 24 >= the 20 bytes of a TCP header without options)
+// and MAX_IP_LEN, from `bpf/lib/constants.def`.
+include!(concat!(env!("OUT_DIR"), "/constants_parse.rs"));
 
 /// What the network layer leaves to the TCP step.
 struct L3Parsed {
@@ -344,7 +349,7 @@ pub fn parse(frame: &[u8], services: &ServiceSet) -> Parsed {
             Counter::DropTcpMalformed
         });
     }
-    let header_len = ((seg[12] >> 4) as usize) * 4;
+    let header_len = ((seg[tcp::field::DATA_OFF] >> 4) as usize) * 4;
     if fragment && header_len >= tcp::MIN_HEADER_LEN && seg.len() < header_len {
         return Drop(Counter::DropFragment);
     }

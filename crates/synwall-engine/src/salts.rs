@@ -12,8 +12,11 @@
 use synwall_cookie::synwall_v1::{self as v1, Accepts, EpochClock, EpochKeys};
 use synwall_cookie::{Ack, Decoded, SipKey};
 
-/// Slots in the ring (`SW_SALT_RING`): slot of epoch `e` = `e % SALT_RING_SLOTS`.
-pub const SALT_RING_SLOTS: usize = 256;
+// SALT_RING_SLOTS, the slots in the ring (slot of epoch `e` = `e % SALT_RING_SLOTS`), from
+// `bpf/lib/constants.def`.
+include!(concat!(env!("OUT_DIR"), "/constants_salts.rs"));
+// The C picks the slot as `epoch & (SW_SALT_RING - 1)`.
+const _: () = assert!(SALT_RING_SLOTS.is_power_of_two());
 /// How far ahead a daemon may write: the ring minus the live slots `e - 1`, `e`, `e + 1`.
 pub const MAX_AHEAD_EPOCHS: u64 = SALT_RING_SLOTS as u64 - 3;
 

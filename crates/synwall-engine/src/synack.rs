@@ -9,8 +9,9 @@ use synwall_cookie::synwall_v1::OptionBits;
 use synwall_cookie::Issued;
 use synwall_wire::checksum;
 use synwall_wire::ethernet::{self, EthernetFrame};
-use synwall_wire::ipv4::{self, Ipv4Packet};
-use synwall_wire::ipv6::{self, Ipv6Packet};
+use synwall_wire::ipv4::{self, Ipv4Packet, Ipv4Repr};
+use synwall_wire::ipv6::{self, Ipv6Packet, Ipv6Repr};
+use synwall_wire::tcp::field::{OPT_KIND, OPT_LEN, OPT_MSS, OPT_TSECR, OPT_TSVAL};
 use synwall_wire::tcp::{self, kind, TcpSegment};
 
 /// Largest SYN+ACK: Ethernet + 2 VLAN tags + IPv6 + TCP with 20 option bytes.
@@ -26,15 +27,15 @@ pub fn synack_options(
     tsecr: u32,
 ) -> ([u8; 20], usize) {
     let mut o = [0u8; 20];
-    o[0] = kind::MSS;
-    o[1] = 4;
-    o[2..4].copy_from_slice(&mss.to_be_bytes());
+    o[OPT_KIND] = kind::MSS;
+    o[OPT_LEN] = 4;
+    o[OPT_MSS].copy_from_slice(&mss.to_be_bytes());
     let mut n = 4;
     let ts = |o: &mut [u8]| {
-        o[0] = kind::TIMESTAMPS;
-        o[1] = 10;
-        o[2..6].copy_from_slice(&tsval.to_be_bytes());
-        o[6..10].copy_from_slice(&tsecr.to_be_bytes());
+        o[OPT_KIND] = kind::TIMESTAMPS;
+        o[OPT_LEN] = 10;
+        o[OPT_TSVAL].copy_from_slice(&tsval.to_be_bytes());
+        o[OPT_TSECR].copy_from_slice(&tsecr.to_be_bytes());
     };
     match (bits.sack(), bits.timestamps()) {
         (true, true) => {
@@ -104,23 +105,23 @@ pub fn build(
     let total = l4 + tcp_len;
     let pseudo = match f.ip {
         Ip::V4 { src, dst, .. } => {
-            Ipv4Packet::new_unchecked(&mut buf[f.l3..l4]).emit_basic(
-                (ip_len + tcp_len) as u16,
-                server.ttl,
-                ipv4::PROTO_TCP,
-                dst,
-                src,
-            );
+            Ipv4Packet::new_unchecked(&mut buf[f.l3..l4]).emit(&Ipv4Repr {
+                src: dst,
+                dst: src,
+                next_header: ipv4::PROTO_TCP,
+                hop_limit: server.ttl,
+                payload_len: tcp_len as u16,
+            });
             checksum::pseudo_v4(&dst, &src, ipv4::PROTO_TCP, tcp_len as u16)
         }
         Ip::V6 { src, dst } => {
-            Ipv6Packet::new_unchecked(&mut buf[f.l3..l4]).emit_basic(
-                tcp_len as u16,
-                ipv4::PROTO_TCP,
-                server.ttl,
-                dst,
-                src,
-            );
+            Ipv6Packet::new_unchecked(&mut buf[f.l3..l4]).emit(&Ipv6Repr {
+                src: dst,
+                dst: src,
+                next_header: ipv4::PROTO_TCP,
+                hop_limit: server.ttl,
+                payload_len: tcp_len as u16,
+            });
             checksum::pseudo_v6(&dst, &src, ipv4::PROTO_TCP, tcp_len as u32)
         }
     };

@@ -2,12 +2,11 @@
 //! prefix and the node cap, the deny and allow lists, and the strict flow cache's probation and
 //! protected segments with its budget of new flows.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use synwall_engine::abuse::NS_PER_SECOND;
 use synwall_engine::synack::MAX_SYNACK_LEN;
 use synwall_engine::{Budget, Counter, Engine, EngineConfig, Verdict};
+use synwall_testkit::deploy::all_services;
 
 fn at(e: &mut Engine, f: &[u8], now_ns: u64) -> (Verdict, Counter) {
     let mut buf = f.to_vec();

@@ -1,34 +1,23 @@
-//! Test helpers: SYN frames built by etherparse (an independent builder), and the engine set up
-//! with every address protected.
-#![allow(dead_code)]
+//! The engine's tests' SYN description ([`SynSpec`]: the fields a SYN's answer depends on, built
+//! into a frame by the test kit's builder) and the engine set up with every address protected.
 
-use etherparse::{PacketBuilder, TcpOptionElement};
-use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
+use std::net::IpAddr;
 use synwall_engine::synack::MAX_SYNACK_LEN;
-use synwall_engine::{Engine, EngineConfig, Salts, Service, ServiceSet, Verdict};
+use synwall_engine::{Engine, EngineConfig, Salts, Verdict};
+use synwall_testkit::deploy::{all_services, EPOCH};
+pub use synwall_testkit::deploy::{keys, MASTER};
+use synwall_testkit::frame::{opt_mss, opt_sack, opt_ts, opt_ws, opts_bytes, stack, Frame};
+use synwall_testkit::frame::{ACK, CWR, ECE, SYN};
 
-pub const MASTER: [u8; 32] = [0x42; 32];
-pub const EPOCH: u64 = 30_000_000;
 /// Epoch length of these tests, seconds.
 pub const P: u64 = 60;
 /// The middle of epoch `EPOCH` on the engine's clock (TAI = UNIX time here), milliseconds: the
 /// salts of [`keys`] are the ones a node holds then.
 pub const NOW_MS: u64 = EPOCH * P * 1000 + P * 500;
 
-pub fn keys() -> EpochKeys {
-    EpochKeys::derive(&MasterSecret(MASTER), EPOCH)
-}
-
 /// A ring holding `K_EPOCH` and `K_{EPOCH-1}`, epochs of `P` seconds.
 pub fn salts() -> Salts {
     Salts::from_keys(&keys(), P)
-}
-
-pub fn all_services() -> ServiceSet {
-    ServiceSet::new(vec![
-        "0.0.0.0/0:1-65535".parse::<Service>().unwrap(),
-        "[::/0]:1-65535".parse::<Service>().unwrap(),
-    ])
 }
 
 pub fn engine() -> Engine {
@@ -80,70 +69,52 @@ impl Default for SynSpec {
     }
 }
 
-pub const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-pub const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
-
-/// A SYN (or, with `ack`, another segment) built by etherparse.
-pub fn frame(s: &SynSpec, flags_ack: Option<u32>) -> Vec<u8> {
-    let mut opts = Vec::new();
-    if let Some(m) = s.mss {
-        opts.push(TcpOptionElement::MaximumSegmentSize(m));
-    }
-    if s.sack {
-        opts.push(TcpOptionElement::SelectiveAcknowledgementPermitted);
-    }
-    if let Some(t) = s.ts {
-        opts.push(TcpOptionElement::Timestamp(t, 0));
-    }
-    if let Some(w) = s.wscale {
-        opts.push(TcpOptionElement::Noop);
-        opts.push(TcpOptionElement::WindowScale(w));
-    }
-    let eth = PacketBuilder::ethernet2(CLIENT_MAC, ROUTER_MAC);
-    macro_rules! finish {
-        ($ip:expr) => {{
-            let mut t = $ip.tcp(s.sport, s.dport, s.isn, 64240);
-            t = match flags_ack {
-                None => t.syn(),
-                Some(a) => t.ack(a),
-            };
-            if s.ece_cwr {
-                t = t.ece().cwr();
-            }
-            let t = t.options(&opts).unwrap();
-            let mut out = Vec::new();
-            t.write(&mut out, &s.payload).unwrap();
-            out
-        }};
-    }
-    let v1 = etherparse::VlanId::try_new(100).unwrap();
-    let v2 = etherparse::VlanId::try_new(200).unwrap();
-    match (s.vlans, s.v6) {
-        (0, false) => finish!(eth.ipv4(s.src4, s.dst4, 64)),
-        (0, true) => finish!(eth.ipv6(s.src6, s.dst6, 64)),
-        (1, false) => finish!(eth.single_vlan(v1).ipv4(s.src4, s.dst4, 64)),
-        (1, true) => finish!(eth.single_vlan(v1).ipv6(s.src6, s.dst6, 64)),
-        (_, false) => finish!(eth.double_vlan(v1, v2).ipv4(s.src4, s.dst4, 64)),
-        (_, true) => finish!(eth.double_vlan(v1, v2).ipv6(s.src6, s.dst6, 64)),
+impl SynSpec {
+    /// The SYN (or, with `ack`, an ACK-only segment with these options) as a [`Frame`]: options
+    /// in Linux's order (MSS, SACK-Permitted, Timestamps, NOP, WScale), VLAN ids 100 and 200, IPv6
+    /// traffic class and flow label 0.
+    pub fn to_frame(&self, ack: Option<u32>) -> Frame {
+        let (src, dst): (IpAddr, IpAddr) = if self.v6 {
+            (self.src6.into(), self.dst6.into())
+        } else {
+            (self.src4.into(), self.dst4.into())
+        };
+        let mut opts = Vec::new();
+        if let Some(m) = self.mss {
+            opts.push(opt_mss(m));
+        }
+        if self.sack {
+            opts.push(opt_sack());
+        }
+        if let Some(t) = self.ts {
+            opts.push(opt_ts(t, 0));
+        }
+        if let Some(w) = self.wscale {
+            opts.push(opt_ws(w));
+        }
+        let mut flags = match ack {
+            None => SYN,
+            Some(_) => ACK,
+        };
+        if self.ece_cwr {
+            flags |= ECE | CWR;
+        }
+        Frame {
+            vlans: stack(&[100, 200][..self.vlans.min(2) as usize]),
+            traffic_class: 0,
+            flow_label: 0,
+            seq: self.isn,
+            ack: ack.unwrap_or(0),
+            options: opts_bytes(&opts),
+            payload: self.payload.clone(),
+            ..Frame::new(src, dst, self.sport, self.dport, flags)
+        }
     }
 }
 
-/// Recompute IPv4 header and TCP checksums of an untagged IPv4 frame after a test edits it.
-pub fn fix_v4_checksums(f: &mut [u8]) {
-    let ihl = ((f[14] & 0xf) as usize) * 4;
-    f[24] = 0;
-    f[25] = 0;
-    let c = synwall_wire::checksum::checksum(&f[14..14 + ihl]);
-    f[24..26].copy_from_slice(&c.to_be_bytes());
-    let total = u16::from_be_bytes([f[16], f[17]]) as usize;
-    let l4 = 14 + ihl;
-    let src: [u8; 4] = f[26..30].try_into().unwrap();
-    let dst: [u8; 4] = f[30..34].try_into().unwrap();
-    f[l4 + 16] = 0;
-    f[l4 + 17] = 0;
-    let p = synwall_wire::checksum::pseudo_v4(&src, &dst, 6, (total - ihl) as u16);
-    let c = synwall_wire::checksum::finish(synwall_wire::checksum::sum(p, &f[l4..14 + total]));
-    f[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+/// A SYN (or, with `ack`, another segment) described by `s`.
+pub fn frame(s: &SynSpec, flags_ack: Option<u32>) -> Vec<u8> {
+    s.to_frame(flags_ack).build()
 }
 
 /// Answer `s` with `e`, and return the ACK frame a real client would send back.
@@ -180,30 +151,13 @@ pub fn handshake_ack(e: &mut Engine, s: &SynSpec) -> Vec<u8> {
 }
 
 pub fn frame_with_ts(s: &SynSpec, ack: u32, tsval: u32, tsecr: u32) -> Vec<u8> {
-    use etherparse::{PacketBuilder, TcpOptionElement};
-    let b = PacketBuilder::ethernet2(CLIENT_MAC, ROUTER_MAC);
-    let opts = [
-        TcpOptionElement::Noop,
-        TcpOptionElement::Noop,
-        TcpOptionElement::Timestamp(tsval, tsecr),
-    ];
-    let mut out = Vec::new();
-    if s.v6 {
-        b.ipv6(s.src6, s.dst6, 64)
-            .tcp(s.sport, s.dport, s.isn, 500)
-            .ack(ack)
-            .options(&opts)
-            .unwrap()
-            .write(&mut out, &[])
-            .unwrap();
-    } else {
-        b.ipv4(s.src4, s.dst4, 64)
-            .tcp(s.sport, s.dport, s.isn, 500)
-            .ack(ack)
-            .options(&opts)
-            .unwrap()
-            .write(&mut out, &[])
-            .unwrap();
+    Frame {
+        vlans: Vec::new(),
+        flags: ACK,
+        window: 500,
+        options: opts_bytes(&[vec![1, 1], opt_ts(tsval, tsecr)]),
+        payload: Vec::new(),
+        ..s.to_frame(Some(ack))
     }
-    out
+    .build()
 }

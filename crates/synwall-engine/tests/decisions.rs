@@ -1,16 +1,14 @@
 //! The decision of SPEC section 8 beyond SYNs: default-mode forwarding without a MAC, the strict
 //! mode's bounded flow cache, the backend's kfunc attributes, and expiry across epochs.
 
-mod common;
-
-use common::*;
-use synwall_cookie::synwall_v1::EpochClock;
-use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
+use crate::common::*;
+use synwall_cookie::synwall_v1::{EpochClock, EpochKeys, MasterSecret};
 use synwall_engine::engine::kfunc_counter;
 use synwall_engine::synack::MAX_SYNACK_LEN;
 use synwall_engine::{
     BackendVerdict, Counter, Engine, EngineConfig, ReqAttrs, SaltRing, Salts, SocketState, Verdict,
 };
+use synwall_testkit::deploy::{all_services, EPOCH};
 
 fn xdp(e: &mut Engine, f: &[u8]) -> (Verdict, Counter) {
     let mut buf = f.to_vec();
@@ -129,7 +127,7 @@ fn backend_assigns_a_request_socket_with_the_decoded_options() {
             ..SynSpec::default()
         };
         let ack = handshake_ack(&mut e, &s);
-        let d = e.tc(&ack, NOW_MS, |_| SocketState::ListenerOnly);
+        let d = e.tc(&ack, NOW_MS, |_| SocketState::ListenerOnly, |_| 0);
         let BackendVerdict::AssignReqsk(a) = d.verdict else {
             panic!("{d:?}")
         };
@@ -149,13 +147,14 @@ fn backend_assigns_a_request_socket_with_the_decoded_options() {
                 usec_ts_ok: false,
             }
         );
-        assert_eq!(e.count_kfunc(0), Counter::BackendReqskCreated);
+        assert_eq!(d.counter, Counter::BackendReqskCreated);
         assert_eq!(
-            e.tc(&ack, NOW_MS, |_| SocketState::Connection).counter,
+            e.tc(&ack, NOW_MS, |_| SocketState::Connection, |_| 0)
+                .counter,
             Counter::BackendEstablished
         );
         assert_eq!(
-            e.tc(&ack, NOW_MS, |_| SocketState::None).counter,
+            e.tc(&ack, NOW_MS, |_| SocketState::None, |_| 0).counter,
             Counter::BackendNoListener
         );
         let mut bad = ack.clone();
@@ -164,16 +163,19 @@ fn backend_assigns_a_request_socket_with_the_decoded_options() {
         let l4 = if v6 { 14 + 40 } else { 14 + 20 };
         bad[l4 + 9] ^= 0x10;
         assert_eq!(n, bad.len());
-        let d = e.tc(&bad, NOW_MS, |_| SocketState::ListenerOnly);
+        let d = e.tc(&bad, NOW_MS, |_| SocketState::ListenerOnly, |_| 0);
         assert_eq!(
             (d.verdict, d.counter),
             (BackendVerdict::Drop, Counter::BackendAckInvalid)
         );
     }
     assert_eq!(
-        e.tc(&frame(&SynSpec::default(), None), NOW_MS, |_| {
-            SocketState::ListenerOnly
-        })
+        e.tc(
+            &frame(&SynSpec::default(), None),
+            NOW_MS,
+            |_| { SocketState::ListenerOnly },
+            |_| 0
+        )
         .counter,
         Counter::BackendSynPass
     );
@@ -201,13 +203,23 @@ fn ack_expires_after_two_epochs_and_other_secret_fails() {
     let epoch_ms = P * 1000;
     assert!(matches!(
         backend
-            .tc(&ack, NOW_MS + epoch_ms, |_| SocketState::ListenerOnly)
+            .tc(
+                &ack,
+                NOW_MS + epoch_ms,
+                |_| SocketState::ListenerOnly,
+                |_| 0
+            )
             .verdict,
         BackendVerdict::AssignReqsk(_)
     ));
     assert_eq!(
         backend
-            .tc(&ack, NOW_MS + 2 * epoch_ms, |_| SocketState::ListenerOnly)
+            .tc(
+                &ack,
+                NOW_MS + 2 * epoch_ms,
+                |_| SocketState::ListenerOnly,
+                |_| 0
+            )
             .counter,
         Counter::BackendAckInvalid
     );
@@ -217,13 +229,18 @@ fn ack_expires_after_two_epochs_and_other_secret_fails() {
     let start = EPOCH * epoch_ms;
     assert_eq!(
         backend
-            .tc(&ack, start - lag_ms - 1, |_| SocketState::ListenerOnly)
+            .tc(
+                &ack,
+                start - lag_ms - 1,
+                |_| SocketState::ListenerOnly,
+                |_| 0
+            )
             .counter,
         Counter::BackendAckInvalid
     );
     assert!(matches!(
         backend
-            .tc(&ack, start - lag_ms, |_| SocketState::ListenerOnly)
+            .tc(&ack, start - lag_ms, |_| SocketState::ListenerOnly, |_| 0)
             .verdict,
         BackendVerdict::AssignReqsk(_)
     ));
@@ -233,7 +250,7 @@ fn ack_expires_after_two_epochs_and_other_secret_fails() {
     );
     assert_eq!(
         other
-            .tc(&ack, NOW_MS, |_| SocketState::ListenerOnly)
+            .tc(&ack, NOW_MS, |_| SocketState::ListenerOnly, |_| 0)
             .counter,
         Counter::BackendAckInvalid
     );
@@ -280,7 +297,7 @@ fn past_the_rings_end_everything_is_passed() {
     );
     assert!(matches!(
         backend
-            .tc(&ack, next + 1000, |_| SocketState::ListenerOnly)
+            .tc(&ack, next + 1000, |_| SocketState::ListenerOnly, |_| 0)
             .verdict,
         BackendVerdict::AssignReqsk(_)
     ));
@@ -296,7 +313,7 @@ fn past_the_rings_end_everything_is_passed() {
         run(&mut strict, &forged, next + 1000),
         (Verdict::Pass, Counter::StrictPassStale)
     );
-    let d = backend.tc(&forged, next + 1000, |_| SocketState::ListenerOnly);
+    let d = backend.tc(&forged, next + 1000, |_| SocketState::ListenerOnly, |_| 0);
     assert_eq!(
         (d.verdict, d.counter),
         (BackendVerdict::Pass, Counter::BackendAckPassStale)
@@ -349,10 +366,15 @@ fn past_the_rings_end_everything_is_passed() {
         run(&mut strict, &forged4, NOW_MS + 3000),
         (Verdict::Drop, Counter::StrictDrop)
     );
-    let d = backend.tc(&forged, NOW_MS, |_| SocketState::ListenerOnly);
+    let d = backend.tc(&forged, NOW_MS, |_| SocketState::ListenerOnly, |_| 0);
     assert_eq!(d.counter, Counter::BackendAckInvalid);
     // Two epochs on, even the last cookies are gone: the ACK is passed as stale too.
-    let d = backend.tc(&ack, next + epoch_ms + 1000, |_| SocketState::ListenerOnly);
+    let d = backend.tc(
+        &ack,
+        next + epoch_ms + 1000,
+        |_| SocketState::ListenerOnly,
+        |_| 0,
+    );
     assert_eq!(d.counter, Counter::BackendAckPassStale);
 }
 
@@ -434,4 +456,50 @@ fn auto_mode_passes_syns_until_the_rate_is_high() {
     );
     assert_eq!(e.counters().get(Counter::AutoSynPass), 201);
     assert_eq!(e.counters().get(Counter::SynAnswered), 2);
+}
+
+/// The backend counts exactly one counter per frame: for a valid handshake ACK the one the kfunc's
+/// return value names (the kfunc called once, with the attributes of the verdict); for anything
+/// else the decision's, without calling the kfunc.
+#[test]
+fn the_kfunc_result_is_counted_once() {
+    let mut e = engine();
+    let ack = handshake_ack(&mut e, &SynSpec::default());
+    for (ret, want) in [
+        (0, Counter::BackendReqskCreated),
+        (-22, Counter::BackendKfuncEinval),
+        (-12, Counter::BackendKfuncEnomem),
+        (-101, Counter::BackendKfuncEnetunreach),
+        (-7, Counter::BackendKfuncEother),
+    ] {
+        let before = e.counters().clone();
+        let mut calls = Vec::new();
+        let d = e.tc(
+            &ack,
+            NOW_MS,
+            |_| SocketState::ListenerOnly,
+            |attrs| {
+                calls.push(*attrs);
+                ret
+            },
+        );
+        let BackendVerdict::AssignReqsk(attrs) = d.verdict else {
+            panic!("{d:?}")
+        };
+        assert_eq!(calls, [attrs], "one call, with the verdict's attributes");
+        assert_eq!(d.counter, want, "kfunc returned {ret}");
+        assert_eq!(e.counters().total(), before.total() + 1);
+        assert_eq!(e.counters().get(want), before.get(want) + 1);
+    }
+    for state in [SocketState::Connection, SocketState::None] {
+        let before = e.counters().total();
+        let d = e.tc(
+            &ack,
+            NOW_MS,
+            |_| state,
+            |_| panic!("kfunc called for {state:?}"),
+        );
+        assert_eq!(d.verdict, BackendVerdict::Pass);
+        assert_eq!(e.counters().total(), before + 1);
+    }
 }

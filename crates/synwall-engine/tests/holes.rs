@@ -3,13 +3,10 @@
 //! Every "must not reach" case has a positive control: the same segment without the disguise is
 //! answered (or validated), so the engine would have seen it.
 //!
-//! Frames are built here byte by byte for the headers etherparse cannot chain freely, with TCP
-//! checksums from etherparse (an independent implementation) over the pseudo-header the test names.
+//! Frames come from the test kit's builder pieces, each segment's TCP checksum over the
+//! pseudo-header the test names.
 
-mod common;
-
-use common::*;
-use etherparse::{IpNumber, Ipv4Header, PacketBuilder, TcpHeader, TcpOptionElement};
+use crate::common::{salts, NOW_MS};
 use proptest::prelude::*;
 use synwall_cookie::synwall_v1::{self as v1};
 use synwall_cookie::{Addrs, Flow, Syn, SynOptions};
@@ -18,6 +15,12 @@ use synwall_engine::synack::MAX_SYNACK_LEN;
 use synwall_engine::{
     BackendVerdict, Counter, Decision, Engine, EngineConfig, Service, ServiceSet, Skb, SkbCsum,
     SocketState, Verdict,
+};
+use synwall_testkit::deploy::keys;
+use synwall_testkit::frame::{
+    chain, eth, fix_ip_checksum, frag_header, opt_mss, opt_sack, opt_ts, opt_ws, opts_bytes,
+    routing_header, v6_frame, Macs, Tcp, ACK, CLIENT_MAC, NH_AUTH, NH_DEST_OPTS as NH_DEST,
+    NH_FRAGMENT, NH_HOP_BY_HOP as NH_HBH, NH_ROUTING, NH_TCP, NH_UDP, PSH, ROUTER_MAC, SYN, V4,
 };
 use synwall_wire::ipv6::MAX_EXT_HEADERS;
 
@@ -33,13 +36,10 @@ const CLIENT4: [u8; 4] = [192, 0, 2, 10];
 const SVC4: [u8; 4] = [198, 51, 100, 80];
 const OTHER4: [u8; 4] = [192, 0, 2, 99];
 
-const NH_TCP: u8 = 6;
-const NH_UDP: u8 = 17;
-const NH_HBH: u8 = 0;
-const NH_ROUTING: u8 = 43;
-const NH_FRAGMENT: u8 = 44;
-const NH_AUTH: u8 = 51;
-const NH_DEST: u8 = 60;
+const MACS: Macs = Macs {
+    dst: ROUTER_MAC,
+    src: CLIENT_MAC,
+};
 
 fn services() -> ServiceSet {
     ServiceSet::new(
@@ -70,25 +70,21 @@ fn edge(f: &[u8]) -> Counter {
 }
 
 fn tc(f: &[u8], state: SocketState) -> (BackendVerdict, Counter) {
-    let d = engine_with(false).tc(f, NOW_MS, |_| state);
+    let d = engine_with(false).tc(f, NOW_MS, |_| state, |_| 0);
     (d.verdict, d.counter)
 }
 
-fn syn_options() -> Vec<TcpOptionElement> {
-    vec![
-        TcpOptionElement::MaximumSegmentSize(1440),
-        TcpOptionElement::SelectiveAcknowledgementPermitted,
-        TcpOptionElement::Timestamp(0x1111_2222, 0),
-        TcpOptionElement::Noop,
-        TcpOptionElement::WindowScale(7),
-    ]
-}
-
-fn syn_header() -> TcpHeader {
-    let mut t = TcpHeader::new(40000, 443, 0x0102_0304, 64240);
-    t.syn = true;
-    t.set_options(&syn_options()).unwrap();
-    t
+fn syn_header() -> Tcp {
+    Tcp {
+        sport: 40000,
+        dport: 443,
+        seq: 0x0102_0304,
+        ack: 0,
+        flags: SYN,
+        window: 64240,
+        options: opts_bytes(&[opt_mss(1440), opt_sack(), opt_ts(0x1111_2222, 0), opt_ws(7)]),
+        payload: Vec::new(),
+    }
 }
 
 /// The options `syn_header` carries, as the cookie sees them.
@@ -104,7 +100,7 @@ fn syn_opts() -> SynOptions {
 
 /// The handshake ACK for `syn_header` sent from `client` to `service` (a cookie issued with the
 /// current salt), with `payload` after it.
-fn ack_header(client: Addrs, seq_isn: u32, payload_len: usize) -> TcpHeader {
+fn ack_header(client: Addrs, seq_isn: u32, payload_len: usize) -> Tcp {
     let issued = v1::generate(
         &EngineConfig::new(services()).cookie,
         &keys().current,
@@ -119,20 +115,19 @@ fn ack_header(client: Addrs, seq_isn: u32, payload_len: usize) -> TcpHeader {
         },
         5_000,
     );
-    let mut t = TcpHeader::new(40000, 443, seq_isn.wrapping_add(1), 64240);
-    t.ack = true;
-    t.psh = payload_len > 0;
-    t.acknowledgment_number = issued.isn.wrapping_add(1);
-    t.set_options(&[
-        TcpOptionElement::Noop,
-        TcpOptionElement::Noop,
-        TcpOptionElement::Timestamp(0x0a0b_0c0d, issued.tsval.unwrap()),
-    ])
-    .unwrap();
-    t
+    Tcp {
+        sport: 40000,
+        dport: 443,
+        seq: seq_isn.wrapping_add(1),
+        ack: issued.isn.wrapping_add(1),
+        flags: if payload_len > 0 { ACK | PSH } else { ACK },
+        window: 64240,
+        options: opts_bytes(&[vec![1, 1], opt_ts(0x0a0b_0c0d, issued.tsval.unwrap())]),
+        payload: Vec::new(),
+    }
 }
 
-fn v6_ack(dst: [u8; 16], payload_len: usize) -> TcpHeader {
+fn v6_ack(dst: [u8; 16], payload_len: usize) -> Tcp {
     ack_header(
         Addrs::V6 {
             client: CLIENT6,
@@ -144,77 +139,32 @@ fn v6_ack(dst: [u8; 16], payload_len: usize) -> TcpHeader {
 }
 
 /// A TCP segment whose checksum covers the IPv6 pseudo-header with `csum_dst`.
-fn tcp6(mut t: TcpHeader, csum_dst: [u8; 16], payload: &[u8]) -> Vec<u8> {
-    t.checksum = t
-        .calc_checksum_ipv6_raw(CLIENT6, csum_dst, payload)
-        .unwrap();
-    let mut out = t.to_bytes().to_vec();
-    out.extend_from_slice(payload);
-    out
+fn tcp6(t: Tcp, csum_dst: [u8; 16], payload: &[u8]) -> Vec<u8> {
+    Tcp {
+        payload: payload.to_vec(),
+        ..t
+    }
+    .bytes(CLIENT6.into(), csum_dst.into())
 }
 
 /// An extension header of `kind` with `len` bytes (a multiple of 8, or of 4 for AH); its next
-/// header byte is filled in by [`v6`]. Options areas are one PadN.
+/// header byte is filled in by [`v6`].
 fn ext(kind: u8, len: usize) -> (u8, Vec<u8>) {
-    let mut b = vec![0u8; len];
-    match kind {
-        NH_AUTH => b[1] = (len / 4 - 2) as u8,
-        NH_FRAGMENT => assert_eq!(len, 8),
-        _ => {
-            b[1] = (len / 8 - 1) as u8;
-            if kind != NH_ROUTING && len > 2 {
-                b[2] = 1;
-                b[3] = (len - 4) as u8;
-            }
+    let units = match kind {
+        NH_AUTH => len / 4 - 2,
+        NH_FRAGMENT => {
+            assert_eq!(len, 8);
+            0
         }
-    }
-    (kind, b)
-}
-
-/// A Fragment header: offset in 8-byte units, M flag.
-fn frag(offset: u16, more: bool) -> (u8, Vec<u8>) {
-    let mut b = vec![0u8; 8];
-    b[2..4].copy_from_slice(&((offset << 3) | more as u16).to_be_bytes());
-    b[4..8].copy_from_slice(&0x5eed_f00du32.to_be_bytes());
-    (NH_FRAGMENT, b)
-}
-
-/// A routing header of `kind` with `segments_left`, holding `addrs` (16 bytes each) after its
-/// first 8 bytes (an SRH's segment list; a type 2 header's home address).
-fn routing(kind: u8, segments_left: u8, addrs: &[[u8; 16]]) -> (u8, Vec<u8>) {
-    let mut b = vec![0u8; 8];
-    b[1] = (2 * addrs.len()) as u8;
-    b[2] = kind;
-    b[3] = segments_left;
-    if kind == 4 && !addrs.is_empty() {
-        b[4] = (addrs.len() - 1) as u8; // last entry
-    }
-    for a in addrs {
-        b.extend_from_slice(a);
-    }
-    (NH_ROUTING, b)
+        _ => len / 8 - 1,
+    };
+    synwall_testkit::frame::ext_header(kind, units as u8)
 }
 
 /// Ethernet + IPv6 to `dst` + the extension headers + `upper` (protocol `proto`).
 fn v6(dst: [u8; 16], exts: &[(u8, Vec<u8>)], proto: u8, upper: &[u8]) -> Vec<u8> {
-    let mut chain = Vec::new();
-    for (i, (_, b)) in exts.iter().enumerate() {
-        let mut b = b.clone();
-        b[0] = exts.get(i + 1).map_or(proto, |e| e.0);
-        chain.extend(b);
-    }
-    let first = exts.first().map_or(proto, |e| e.0);
-    let mut f = Vec::new();
-    f.extend_from_slice(&ROUTER_MAC);
-    f.extend_from_slice(&CLIENT_MAC);
-    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
-    f.extend_from_slice(&((chain.len() + upper.len()) as u16).to_be_bytes());
-    f.extend_from_slice(&[first, 64]);
-    f.extend_from_slice(&CLIENT6);
-    f.extend_from_slice(&dst);
-    f.extend(chain);
-    f.extend_from_slice(upper);
-    f
+    let (first, chain) = chain(exts, proto);
+    v6_frame(MACS, CLIENT6.into(), dst.into(), first, &[chain], upper)
 }
 
 /// An IPv6 SYN to `dst` behind `exts`, its checksum over `csum_dst`.
@@ -222,19 +172,23 @@ fn v6_syn(dst: [u8; 16], exts: &[(u8, Vec<u8>)], csum_dst: [u8; 16]) -> Vec<u8> 
     v6(dst, exts, NH_TCP, &tcp6(syn_header(), csum_dst, &[]))
 }
 
-/// An IPv4 frame built by etherparse: `opts` IP options, fragment (MF, offset), TCP `t`.
-fn v4(dst: [u8; 4], opts: &[u8], more: bool, offset: u16, t: TcpHeader, payload: &[u8]) -> Vec<u8> {
-    let mut h = Ipv4Header::new(0, 64, IpNumber::TCP, CLIENT4, dst).unwrap();
-    h.options = opts.try_into().unwrap();
-    h.more_fragments = more;
-    h.fragment_offset = etherparse::IpFragOffset::try_new(offset).unwrap();
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, ROUTER_MAC)
-        .ip(etherparse::IpHeaders::Ipv4(h, Default::default()))
-        .tcp_header(t)
-        .write(&mut out, payload)
-        .unwrap();
-    out
+/// An IPv4 frame: `opts` IP options, fragment (MF, offset), TCP `t` with `payload`.
+fn v4(dst: [u8; 4], opts: &[u8], more: bool, offset: u16, t: Tcp, payload: &[u8]) -> Vec<u8> {
+    let (src, dst) = (CLIENT4.into(), dst.into());
+    let seg = Tcp {
+        payload: payload.to_vec(),
+        ..t
+    }
+    .bytes(src, dst);
+    let mut ip = V4::new(src, dst);
+    ip.ident = 0;
+    ip.options = opts.to_vec();
+    ip.mf = more;
+    ip.frag_offset = offset;
+    let mut f = eth(MACS, &[], 0x0800);
+    f.extend(ip.bytes(seg.len()));
+    f.extend(seg);
+    f
 }
 
 fn v4_syn(dst: [u8; 4], opts: &[u8], more: bool, offset: u16) -> Vec<u8> {
@@ -260,7 +214,7 @@ fn answered_from(f: &[u8]) -> [u8; 16] {
 #[test]
 fn ipv6_syn_behind_an_atomic_fragment_and_dest_opts_is_never_answered() {
     // The reported bypass: Fragment(offset 0, M=0, next header DestOpts) / DestOpts / TCP SYN.
-    let hidden = v6_syn(SVC6, &[frag(0, false), ext(NH_DEST, 8)], SVC6);
+    let hidden = v6_syn(SVC6, &[frag_header(0, false), ext(NH_DEST, 8)], SVC6);
     assert_eq!(edge(&hidden), Counter::DropSynFragment);
     assert_eq!(
         xdp(&mut engine_with(true), &hidden).0.counter,
@@ -272,9 +226,9 @@ fn ipv6_syn_behind_an_atomic_fragment_and_dest_opts_is_never_answered() {
     );
     // A real first fragment (M=1), with or without headers after the Fragment header.
     for exts in [
-        vec![frag(0, true)],
-        vec![frag(0, true), ext(NH_DEST, 16)],
-        vec![ext(NH_HBH, 8), frag(0, true), ext(NH_AUTH, 12)],
+        vec![frag_header(0, true)],
+        vec![frag_header(0, true), ext(NH_DEST, 16)],
+        vec![ext(NH_HBH, 8), frag_header(0, true), ext(NH_AUTH, 12)],
     ] {
         assert_eq!(edge(&v6_syn(SVC6, &exts, SVC6)), Counter::DropSynFragment);
     }
@@ -291,7 +245,7 @@ fn ipv6_non_first_fragments_pass_unless_they_overlap_the_tcp_header() {
         (3, Counter::PassFragmentNonfirst, BackendVerdict::Pass),
         (185, Counter::PassFragmentNonfirst, BackendVerdict::Pass),
     ] {
-        let f = v6(SVC6, &[frag(offset, false)], NH_TCP, &data);
+        let f = v6(SVC6, &[frag_header(offset, false)], NH_TCP, &data);
         assert_eq!(edge(&f), want_edge, "offset {offset}");
         let mut strict = engine_with(true);
         assert_eq!(
@@ -301,14 +255,19 @@ fn ipv6_non_first_fragments_pass_unless_they_overlap_the_tcp_header() {
         );
         assert_eq!(tc(&f, SocketState::None), (want_tc, want_edge));
         // Whatever follows the Fragment header is data: headers-looking bytes are not walked.
-        let f = v6(SVC6, &[ext(NH_DEST, 8), frag(offset, true)], NH_TCP, &data);
+        let f = v6(
+            SVC6,
+            &[ext(NH_DEST, 8), frag_header(offset, true)],
+            NH_TCP,
+            &data,
+        );
         assert_eq!(edge(&f), want_edge);
     }
     // Not TCP: not ours, whatever the offset.
-    let f = v6(SVC6, &[frag(100, false)], NH_UDP, &data);
+    let f = v6(SVC6, &[frag_header(100, false)], NH_UDP, &data);
     assert_eq!(edge(&f), Counter::PassNotTcp);
     // To an unprotected address: untouched.
-    let f = v6(OTHER6, &[frag(1, false)], NH_TCP, &data);
+    let f = v6(OTHER6, &[frag_header(1, false)], NH_TCP, &data);
     assert_eq!(edge(&f), Counter::PassUnprotected);
 }
 
@@ -317,28 +276,35 @@ fn first_fragment_must_hold_the_whole_tcp_header() {
     let seg = tcp6(v6_ack(SVC6, 0), SVC6, &[]);
     // 32-byte header (NOP NOP TS): 19 bytes, then 31 bytes of it.
     for cut in [19, 31] {
-        let f = v6(SVC6, &[frag(0, true)], NH_TCP, &seg[..cut]);
+        let f = v6(SVC6, &[frag_header(0, true)], NH_TCP, &seg[..cut]);
         assert_eq!(edge(&f), Counter::DropFragment, "cut at {cut}");
     }
-    let f = v6(SVC6, &[frag(0, true)], NH_TCP, &seg);
+    let f = v6(SVC6, &[frag_header(0, true)], NH_TCP, &seg);
     assert_eq!(edge(&f), Counter::FwdNonSyn);
     // A data offset below 5 stays malformed.
     let mut bad = seg.clone();
     bad[12] = 0x40;
-    let f = v6(SVC6, &[frag(0, true)], NH_TCP, &bad);
+    let f = v6(SVC6, &[frag_header(0, true)], NH_TCP, &bad);
     assert_eq!(edge(&f), Counter::DropTcpMalformed);
 }
 
 #[test]
 fn strict_mode_judges_fragments_by_the_tcp_header_they_carry() {
     // SYN, handshake ACK and data, each wrapped in Fragment(0) / DestOpts.
-    let wrap = |seg: Vec<u8>| v6(SVC6, &[frag(0, false), ext(NH_DEST, 8)], NH_TCP, &seg);
+    let wrap = |seg: Vec<u8>| {
+        v6(
+            SVC6,
+            &[frag_header(0, false), ext(NH_DEST, 8)],
+            NH_TCP,
+            &seg,
+        )
+    };
     let mut e = engine_with(true);
     let syn = wrap(tcp6(syn_header(), SVC6, &[]));
     assert_eq!(xdp(&mut e, &syn).0.counter, Counter::DropSynFragment);
     // Data before its handshake, with a wrong cookie: dropped.
     let mut early = v6_ack(SVC6, 5);
-    early.acknowledgment_number ^= 0x100;
+    early.ack ^= 0x100;
     assert_eq!(
         xdp(&mut e, &wrap(tcp6(early, SVC6, b"hello"))).0.counter,
         Counter::StrictDrop
@@ -354,7 +320,7 @@ fn strict_mode_judges_fragments_by_the_tcp_header_they_carry() {
 
 #[test]
 fn backend_fragments() {
-    let wrap = |seg: Vec<u8>| v6(SVC6, &[frag(0, true)], NH_TCP, &seg);
+    let wrap = |seg: Vec<u8>| v6(SVC6, &[frag_header(0, true)], NH_TCP, &seg);
     let ack = wrap(tcp6(v6_ack(SVC6, 0), SVC6, &[]));
     // A listener only: no socket from a fragment.
     assert_eq!(
@@ -422,17 +388,10 @@ fn ipv4_fragments() {
     let cut = 14 + 20 + 30;
     f.truncate(cut);
     f[16..18].copy_from_slice(&((cut - 14) as u16).to_be_bytes());
-    fix_v4_checksums_ip_only(&mut f);
+    fix_ip_checksum(&mut f);
     assert_eq!(edge(&f), Counter::DropFragment);
     // Positive control.
     assert_eq!(edge(&v4_syn(SVC4, &[], false, 0)), Counter::SynAnswered);
-}
-
-fn fix_v4_checksums_ip_only(f: &mut [u8]) {
-    f[24] = 0;
-    f[25] = 0;
-    let c = synwall_wire::checksum::checksum(&f[14..34]);
-    f[24..26].copy_from_slice(&c.to_be_bytes());
 }
 
 #[test]
@@ -487,22 +446,22 @@ fn ipv4_source_routes_are_dropped_wherever_they_go() {
 fn routing_header_final_destination_decides() {
     // The reported bypass: outer destination unprotected, the segment list ends at the protected
     // service. Answered as the service, the checksum taken over the final destination.
-    let srh = routing(4, 1, &[SVC6, OTHER6]);
+    let srh = routing_header(4, 1, &[SVC6, OTHER6]);
     let f = v6_syn(OTHER6, std::slice::from_ref(&srh), SVC6);
     assert_eq!(answered_from(&f), SVC6);
     // The same SYN checksummed over the outer destination is a bad checksum.
     let f = v6_syn(OTHER6, std::slice::from_ref(&srh), OTHER6);
     assert_eq!(edge(&f), Counter::DropSynChecksum);
     // Mobile IPv6 (type 2): the home address.
-    let f = v6_syn(OTHER6, &[routing(2, 1, &[SVC6])], SVC6);
+    let f = v6_syn(OTHER6, &[routing_header(2, 1, &[SVC6])], SVC6);
     assert_eq!(answered_from(&f), SVC6);
     // Segments left 0: the packet is at its final destination, the outer one.
-    let f = v6_syn(OTHER6, &[routing(4, 0, &[SVC6, OTHER6])], OTHER6);
+    let f = v6_syn(OTHER6, &[routing_header(4, 0, &[SVC6, OTHER6])], OTHER6);
     assert_eq!(edge(&f), Counter::PassUnprotected);
-    let f = v6_syn(SVC6, &[routing(4, 0, &[OTHER6])], SVC6);
+    let f = v6_syn(SVC6, &[routing_header(4, 0, &[OTHER6])], SVC6);
     assert_eq!(answered_from(&f), SVC6);
     // The reverse: a protected outer destination routed on to an unprotected one.
-    let f = v6_syn(SVC6, &[routing(4, 2, &[OTHER6, SVC6])], OTHER6);
+    let f = v6_syn(SVC6, &[routing_header(4, 2, &[OTHER6, SVC6])], OTHER6);
     assert_eq!(edge(&f), Counter::PassUnprotected);
     // The backend looks the final destination up too.
     let ack = v6(
@@ -512,10 +471,15 @@ fn routing_header_final_destination_decides() {
         &tcp6(v6_ack(SVC6, 0), SVC6, &[]),
     );
     let mut seen = None;
-    let d = engine_with(false).tc(&ack, NOW_MS, |flow| {
-        seen = Some(flow.addrs);
-        SocketState::ListenerOnly
-    });
+    let d = engine_with(false).tc(
+        &ack,
+        NOW_MS,
+        |flow| {
+            seen = Some(flow.addrs);
+            SocketState::ListenerOnly
+        },
+        |_| 0,
+    );
     assert!(matches!(d.verdict, BackendVerdict::AssignReqsk(_)), "{d:?}");
     assert_eq!(
         seen,
@@ -530,22 +494,22 @@ fn routing_header_final_destination_decides() {
 fn routing_headers_that_hide_the_destination_are_dropped() {
     // Type 0, even with no segments left and to an unprotected address.
     for (dst, sl) in [(SVC6, 1), (SVC6, 0), (OTHER6, 0)] {
-        let f = v6_syn(dst, &[routing(0, sl, &[SVC6])], SVC6);
+        let f = v6_syn(dst, &[routing_header(0, sl, &[SVC6])], SVC6);
         assert_eq!(edge(&f), Counter::DropSourceRoute, "type 0, sl {sl}");
     }
     // Another type with segments left (RPL, type 3): the destination is unknown.
-    let f = v6_syn(OTHER6, &[routing(3, 1, &[SVC6])], SVC6);
+    let f = v6_syn(OTHER6, &[routing_header(3, 1, &[SVC6])], SVC6);
     assert_eq!(edge(&f), Counter::DropSourceRoute);
     // ... but with none left it is ignored.
-    let f = v6_syn(SVC6, &[routing(3, 0, &[OTHER6])], SVC6);
+    let f = v6_syn(SVC6, &[routing_header(3, 0, &[OTHER6])], SVC6);
     assert_eq!(answered_from(&f), SVC6);
     // A second routing header.
     let f = v6_syn(
         SVC6,
         &[
-            routing(4, 0, &[SVC6]),
+            routing_header(4, 0, &[SVC6]),
             ext(NH_DEST, 8),
-            routing(4, 0, &[SVC6]),
+            routing_header(4, 0, &[SVC6]),
         ],
         SVC6,
     );
@@ -556,7 +520,7 @@ fn routing_headers_that_hide_the_destination_are_dropped() {
 #[test]
 fn walk_errors_are_dropped_whatever_the_destination() {
     // An SRH too short for the address it must hold.
-    let mut short = routing(4, 1, &[]);
+    let mut short = routing_header(4, 1, &[]);
     short.1[1] = 0;
     assert_eq!(
         edge(&v6_syn(SVC6, &[short.clone()], SVC6)),
@@ -567,12 +531,16 @@ fn walk_errors_are_dropped_whatever_the_destination() {
         Counter::DropIpMalformed
     );
     // A header running past the payload after a routing header, whichever destination it names.
-    let srh = routing(4, 1, &[SVC6]);
+    let srh = routing_header(4, 1, &[SVC6]);
     let mut f = v6_syn(OTHER6, &[srh.clone(), ext(NH_DEST, 8)], SVC6);
     let dest_at = 14 + 40 + srh.1.len();
     f[dest_at + 1] = 200;
     assert_eq!(edge(&f), Counter::DropIpMalformed);
-    let mut f = v6_syn(OTHER6, &[routing(4, 1, &[OTHER6]), ext(NH_DEST, 8)], OTHER6);
+    let mut f = v6_syn(
+        OTHER6,
+        &[routing_header(4, 1, &[OTHER6]), ext(NH_DEST, 8)],
+        OTHER6,
+    );
     f[dest_at + 1] = 200;
     assert_eq!(edge(&f), Counter::DropIpMalformed);
     assert_eq!(tc(&f, SocketState::None).1, Counter::DropIpMalformed);
@@ -622,7 +590,7 @@ fn a_routing_header_past_the_walk_bound_cannot_pass_as_unprotected() {
     assert_eq!(tc(&f, SocketState::None).1, Counter::DropIpv6ExtDepth);
     // Built here: one header more than the bound, wherever the routing header is, to any
     // destination; a SYN whose chain fits the bound is judged by its final destination.
-    let srh = routing(4, 1, &[SVC6, OTHER6]);
+    let srh = routing_header(4, 1, &[SVC6, OTHER6]);
     for outer in [OTHER6, SVC6] {
         let mut exts: Vec<_> = (0..MAX_EXT_HEADERS).map(|_| ext(NH_DEST, 8)).collect();
         exts.push(srh.clone());
@@ -660,7 +628,12 @@ fn a_first_fragment_whose_chain_goes_on_in_the_next_is_dropped() {
     // Built here, to an unprotected and to a protected address (what follows in the next
     // fragment, an SRH or a type-2 header, does not matter: this one is never judged whole).
     for outer in [A6, SVC6] {
-        let mut f = v6(outer, &[frag(0, true), ext(NH_DEST, 8)], NH_ROUTING, &[]);
+        let mut f = v6(
+            outer,
+            &[frag_header(0, true), ext(NH_DEST, 8)],
+            NH_ROUTING,
+            &[],
+        );
         assert_eq!(
             edge(&f),
             Counter::DropIpMalformed,
@@ -673,15 +646,15 @@ fn a_first_fragment_whose_chain_goes_on_in_the_next_is_dropped() {
         assert_eq!(edge(&f), Counter::DropIpMalformed, "DestOpts cut");
     }
     // Control: a first fragment whose chain ends in TCP inside it is judged as before.
-    let f = v6_syn(A6, &[frag(0, true), ext(NH_DEST, 8)], A6);
+    let f = v6_syn(A6, &[frag_header(0, true), ext(NH_DEST, 8)], A6);
     assert_eq!(edge(&f), Counter::PassUnprotected);
-    let f = v6_syn(SVC6, &[frag(0, true), ext(NH_DEST, 8)], SVC6);
+    let f = v6_syn(SVC6, &[frag_header(0, true), ext(NH_DEST, 8)], SVC6);
     assert_eq!(edge(&f), Counter::DropSynFragment);
 }
 
 /// `IPv6(CLIENT6 -> outer) / SRH(segments left `sl`, `segments`) / inner IP packet`.
 fn srv6(outer: [u8; 16], sl: u8, segments: &[[u8; 16]], inner_nh: u8, inner: &[u8]) -> Vec<u8> {
-    v6(outer, &[routing(4, sl, segments)], inner_nh, inner)
+    v6(outer, &[routing_header(4, sl, segments)], inner_nh, inner)
 }
 
 /// An IPv6 packet (no Ethernet) from CLIENT6 to `dst` carrying `seg` (protocol `nh`).
@@ -787,7 +760,7 @@ fn srv6_encapsulation_follows_the_fragment_rules() {
     // An atomic fragment header before the SRH: the inner SYN is in a fragment.
     let f = v6(
         OTHER6,
-        &[frag(0, false), routing(4, 0, &[OTHER6])],
+        &[frag_header(0, false), routing_header(4, 0, &[OTHER6])],
         41,
         &syn6,
     );
@@ -795,7 +768,7 @@ fn srv6_encapsulation_follows_the_fragment_rules() {
     // The first fragment of a larger datagram: the inner header and TCP header are here.
     let f = v6(
         OTHER6,
-        &[frag(0, true), routing(4, 0, &[OTHER6])],
+        &[frag_header(0, true), routing_header(4, 0, &[OTHER6])],
         41,
         &syn6,
     );
@@ -803,19 +776,24 @@ fn srv6_encapsulation_follows_the_fragment_rules() {
     let ack6 = ip6(SVC6, NH_TCP, &tcp6(v6_ack(SVC6, 0), SVC6, &[]));
     let mut cut = ack6.clone();
     cut[4..6].copy_from_slice(&1000u16.to_be_bytes()); // the rest in later fragments
-    let f = v6(OTHER6, &[frag(0, true), routing(4, 0, &[OTHER6])], 41, &cut);
+    let f = v6(
+        OTHER6,
+        &[frag_header(0, true), routing_header(4, 0, &[OTHER6])],
+        41,
+        &cut,
+    );
     assert_eq!(edge(&f), Counter::FwdNonSyn);
     assert_eq!(
         tc(&f, SocketState::ListenerOnly).1,
         Counter::DropAckFragment
     );
     // Not a fragment, the same cut inner packet is truncated.
-    let f = v6(OTHER6, &[routing(4, 0, &[OTHER6])], 41, &cut);
+    let f = v6(OTHER6, &[routing_header(4, 0, &[OTHER6])], 41, &cut);
     assert_eq!(edge(&f), Counter::DropTruncated);
     // A non-first fragment carries no inner header: it passes.
     let f = v6(
         SVC6,
-        &[routing(4, 0, &[OTHER6]), frag(20, false)],
+        &[routing_header(4, 0, &[OTHER6]), frag_header(20, false)],
         41,
         &[0; 24],
     );
@@ -830,10 +808,15 @@ fn srv6_encapsulated_acks_get_their_socket_after_decapsulation() {
     assert_eq!(edge(&f), Counter::FwdNonSyn);
     // The backend, before the kernel takes the encapsulation off: passed.
     let mut seen = None;
-    let d = engine_with(false).tc(&f, NOW_MS, |flow| {
-        seen = Some(flow.addrs);
-        SocketState::ListenerOnly
-    });
+    let d = engine_with(false).tc(
+        &f,
+        NOW_MS,
+        |flow| {
+            seen = Some(flow.addrs);
+            SocketState::ListenerOnly
+        },
+        |_| 0,
+    );
     assert_eq!(
         (d.verdict, d.counter),
         (BackendVerdict::Pass, counter("backend_ack_pass_encap"))
@@ -853,16 +836,28 @@ fn srv6_encapsulated_acks_get_their_socket_after_decapsulation() {
         network: inner_at,
         ..Skb::of_frame(&f)
     };
-    let d = engine_with(false).tc_skb(&f, decapsulated, NOW_MS, |_| SocketState::ListenerOnly);
+    let d = engine_with(false).tc_skb(
+        &f,
+        decapsulated,
+        NOW_MS,
+        |_| SocketState::ListenerOnly,
+        |_| 0,
+    );
     assert!(matches!(d.verdict, BackendVerdict::AssignReqsk(_)), "{d:?}");
     // Its checksum counts there too (over the inner pseudo-header).
     let mut bad = f.clone();
     bad[inner_at + 40 + 16] ^= 0x20; // the inner TCP checksum field
-    let d = engine_with(false).tc_skb(&bad, decapsulated, NOW_MS, |_| SocketState::ListenerOnly);
+    let d = engine_with(false).tc_skb(
+        &bad,
+        decapsulated,
+        NOW_MS,
+        |_| SocketState::ListenerOnly,
+        |_| 0,
+    );
     assert_eq!(d.counter, Counter::DropAckChecksum);
     // A forged cookie inside is just invalid.
     let mut forged = v6_ack(SVC6, 0);
-    forged.acknowledgment_number ^= 0x40;
+    forged.ack ^= 0x40;
     let f = srv6(
         OTHER6,
         0,
@@ -870,7 +865,13 @@ fn srv6_encapsulated_acks_get_their_socket_after_decapsulation() {
         41,
         &ip6(SVC6, NH_TCP, &tcp6(forged, SVC6, &[])),
     );
-    let d = engine_with(false).tc_skb(&f, decapsulated, NOW_MS, |_| SocketState::ListenerOnly);
+    let d = engine_with(false).tc_skb(
+        &f,
+        decapsulated,
+        NOW_MS,
+        |_| SocketState::ListenerOnly,
+        |_| 0,
+    );
     assert_eq!(d.counter, Counter::BackendAckInvalid);
 }
 
@@ -879,17 +880,17 @@ fn a_backend_can_drop_the_syns_that_went_around_the_edge() {
     let syn = v6_syn(SVC6, &[], SVC6);
     let mut cfg = EngineConfig::new(services());
     cfg.backend_drop_syns = true;
-    let d = Engine::new(cfg.clone(), salts()).tc(&syn, NOW_MS, |_| SocketState::None);
+    let d = Engine::new(cfg.clone(), salts()).tc(&syn, NOW_MS, |_| SocketState::None, |_| 0);
     assert_eq!(
         (d.verdict, d.counter),
         (BackendVerdict::Drop, counter("backend_syn_drop"))
     );
     // Only SYNs to protected services; everything else as before.
     let other = v6_syn(OTHER6, &[], OTHER6);
-    let d = Engine::new(cfg.clone(), salts()).tc(&other, NOW_MS, |_| SocketState::None);
+    let d = Engine::new(cfg.clone(), salts()).tc(&other, NOW_MS, |_| SocketState::None, |_| 0);
     assert_eq!(d.counter, Counter::PassUnprotected);
     let ack = v6(SVC6, &[], NH_TCP, &tcp6(v6_ack(SVC6, 0), SVC6, &[]));
-    let d = Engine::new(cfg, salts()).tc(&ack, NOW_MS, |_| SocketState::ListenerOnly);
+    let d = Engine::new(cfg, salts()).tc(&ack, NOW_MS, |_| SocketState::ListenerOnly, |_| 0);
     assert!(matches!(d.verdict, BackendVerdict::AssignReqsk(_)));
     // Off by default.
     assert_eq!(tc(&syn, SocketState::None).1, Counter::BackendSynPass);
@@ -967,7 +968,8 @@ fn backend_creates_nothing_from_a_bad_checksum() {
                 csum,
                 ..Skb::of_frame(&bad)
             };
-            let d = engine_with(false).tc_skb(&bad, skb, NOW_MS, |_| SocketState::ListenerOnly);
+            let d =
+                engine_with(false).tc_skb(&bad, skb, NOW_MS, |_| SocketState::ListenerOnly, |_| 0);
             assert!(
                 matches!(d.verdict, BackendVerdict::AssignReqsk(_)),
                 "{csum:?}"
@@ -988,13 +990,14 @@ fn backend_creates_nothing_from_a_bad_checksum() {
                 csum,
                 ..Skb::of_frame(&bad)
             };
-            let d = engine_with(false).tc_skb(&bad, skb, NOW_MS, |_| SocketState::ListenerOnly);
+            let d =
+                engine_with(false).tc_skb(&bad, skb, NOW_MS, |_| SocketState::ListenerOnly, |_| 0);
             assert_eq!(d.counter, Counter::DropAckChecksum, "{csum:?}");
         }
     }
     // An invalid cookie is still just invalid, whatever its checksum.
     let mut forged = v6_ack(SVC6, 0);
-    forged.acknowledgment_number ^= 0x10;
+    forged.ack ^= 0x10;
     let mut f = v6(SVC6, &[], NH_TCP, &tcp6(forged, SVC6, &[]));
     f[14 + 40 + 17] ^= 1;
     assert_eq!(
@@ -1019,6 +1022,7 @@ fn backend_moves_stacked_tags_aside_for_the_kfunc() {
             },
             NOW_MS,
             |_| SocketState::ListenerOnly,
+            |_| 0,
         );
         (d.verdict, d.counter)
     };
@@ -1132,10 +1136,10 @@ proptest! {
         let mut final_dst = outer;
         let exts: Vec<(u8, Vec<u8>)> = chain.iter().map(|h| match *h {
             Hdr::Plain(k, n) => ext(k, n * 8),
-            Hdr::Frag(o, m) => frag(o, m),
+            Hdr::Frag(o, m) => frag_header(o, m),
             Hdr::Routing(t, sl, p) => {
                 let a = if p { SVC6 } else { OTHER6 };
-                routing(t, sl, &[a])
+                routing_header(t, sl, &[a])
             }
         }).collect();
         // The checksum over the destination the model says is final.

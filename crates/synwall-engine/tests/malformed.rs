@@ -1,12 +1,12 @@
 //! Malformed and hostile frames are dropped (or passed, when not ours) and counted; never answered,
 //! never a panic. Every frame increments exactly one counter.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use synwall_engine::synack::MAX_SYNACK_LEN;
 use synwall_engine::{Counter, Decision, Engine, Verdict};
+use synwall_testkit::deploy::all_services;
+use synwall_testkit::frame::fix_checksums;
 
 fn run_out(e: &mut Engine, f: &[u8]) -> (Decision, Vec<u8>) {
     let before = e.counters().total();
@@ -84,7 +84,7 @@ fn bad_ip_and_tcp_headers() {
         let mut f = good.clone();
         edit(&mut f);
         if fix {
-            fix_v4_checksums(&mut f);
+            fix_checksums(&mut f);
         }
         f
     };
@@ -272,7 +272,7 @@ fn non_tcp_fragments_are_not_ours() {
     let mut f = frame(&SynSpec::default(), None);
     f[20] = 0x20;
     f[23] = 17;
-    fix_v4_checksums(&mut f);
+    fix_checksums(&mut f);
     expect(&f, Counter::PassNotTcp);
     let mut f = v6_with_ext(&[44]);
     // The Fragment header's next header is the fragmented protocol: make it UDP.
@@ -322,7 +322,7 @@ fn big_gro_packets_pass_and_small_zero_lengths_stay_malformed() {
         let field = if v6 { 14 + 4 } else { 14 + 2 };
         big[field..field + 2].copy_from_slice(&[0, 0]);
         let mut e = engine();
-        let d = e.tc(&big, NOW_MS, |_| SocketState::ListenerOnly);
+        let d = e.tc(&big, NOW_MS, |_| SocketState::ListenerOnly, |_| 0);
         assert_eq!(
             (d.verdict, d.counter),
             (BackendVerdict::Pass, Counter::PassBigGro),

@@ -1,14 +1,13 @@
 //! Every SYN+ACK the engine emits, decoded by etherparse and checked field by field against
 //! SPEC section 7; the cookie in it validates and decodes to the SYN's options after rounding.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use etherparse::{LinkExtHeader, NetHeaders, PacketHeaders, TcpOptionElement, TransportHeader};
 use proptest::prelude::*;
 use synwall_cookie::synwall_v1::{self as v1, Config};
 use synwall_cookie::{Ack, Addrs, Flow, Timestamps};
 use synwall_engine::{Counter, Verdict};
+use synwall_testkit::deploy::{keys, CLIENT_MAC, ROUTER_MAC};
 
 fn arb_spec() -> impl Strategy<Value = SynSpec> {
     (

@@ -1,11 +1,11 @@
 //! Network-namespace plumbing: create namespaces and veth links, run commands and closures inside a
 //! namespace, and tear everything down on drop. The end-to-end tests, the demo and the lab
 //! benchmarks build their topologies with this; traffic only ever goes to addresses inside them.
-//!
-//! Privileged tests call [`require_privileges`]: outside CI they skip with a printed reason when
-//! the machine cannot make namespaces; with `CI=true` they fail instead, never skip.
+//! Frames for them come from [`frame`] (the only frame builder: the lab's floods need it at run
+//! time, the tests reach it through `synwall-testkit`).
 
 pub mod daemon;
+pub mod frame;
 pub mod load;
 pub mod nft;
 pub mod packet;
@@ -30,33 +30,6 @@ pub fn unique_prefix() -> String {
         std::process::id() % 100_000,
         SEQ.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// Can this process make network namespaces? With `CI=true` a `false` answer panics: privileged
-/// tests never skip in CI.
-pub fn require_privileges(test: &str) -> bool {
-    let why = if !nix::unistd::Uid::effective().is_root() {
-        Some("not root".to_string())
-    } else {
-        match Command::new("ip").args(["netns", "list"]).output() {
-            Ok(o) if o.status.success() => None,
-            Ok(o) => Some(format!(
-                "`ip netns` failed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            )),
-            Err(e) => Some(format!("cannot run `ip`: {e}")),
-        }
-    };
-    match why {
-        None => true,
-        Some(why) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{test}: privileged test cannot run in CI: {why}")
-        }
-        Some(why) => {
-            eprintln!("SKIPPED {test}: {why} (privileged test; it runs in CI as root)");
-            false
-        }
-    }
 }
 
 fn check(what: &str, out: Output) -> Result<Output> {
@@ -204,6 +177,12 @@ impl Netns {
         }))
     }
 
+    /// A TCP listener on `addr` inside the namespace.
+    pub fn listen(&self, addr: std::net::SocketAddr) -> Result<std::net::TcpListener> {
+        self.enter(move || std::net::TcpListener::bind(addr))?
+            .with_context(|| format!("bind {addr} in {}", self.name))
+    }
+
     /// Add an address to an interface and bring it up.
     pub fn addr(&self, dev: &str, cidr: &str) -> Result<()> {
         if cidr.contains(':') {
@@ -258,42 +237,4 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
         ns.run(&["ethtool", "-K", dev, "tx", "off"])?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn two_namespaces_talk_over_veth() {
-        if !require_privileges("two_namespaces_talk_over_veth") {
-            return;
-        }
-        let p = unique_prefix();
-        let a = Netns::create(&format!("{p}a")).unwrap();
-        let b = Netns::create(&format!("{p}b")).unwrap();
-        veth(&a, "va", &b, "vb").unwrap();
-        a.addr("va", "10.99.0.1/24").unwrap();
-        b.addr("vb", "10.99.0.2/24").unwrap();
-        let listener = b
-            .enter(|| std::net::TcpListener::bind("10.99.0.2:7000").unwrap())
-            .unwrap();
-        let server = std::thread::spawn(move || {
-            use std::io::Read;
-            let (mut s, _) = listener.accept().unwrap();
-            let mut buf = String::new();
-            s.read_to_string(&mut buf).unwrap();
-            buf
-        });
-        a.enter(|| {
-            use std::io::Write;
-            let mut c = std::net::TcpStream::connect("10.99.0.2:7000").unwrap();
-            c.write_all(b"hello").unwrap();
-        })
-        .unwrap();
-        assert_eq!(server.join().unwrap(), "hello");
-        let path = a.path();
-        drop(a);
-        assert!(!path.exists(), "namespace removed on drop");
-    }
 }

@@ -14,7 +14,7 @@
 
 use crate::{veth, Netns};
 use anyhow::{Context, Result};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 
 /// Client interface.
 pub const CLIENT_IF: &str = "c0";
@@ -116,6 +116,17 @@ pub struct EdgeLab {
 }
 
 impl EdgeLab {
+    /// TCP listeners on `port` of the backend's two addresses (IPv4, then IPv6).
+    pub fn backend_listeners(&self, port: u16) -> Result<Vec<(SocketAddr, TcpListener)>> {
+        [false, true]
+            .into_iter()
+            .map(|v6| {
+                let addr = SocketAddr::new(backend_addr(v6), port);
+                Ok((addr, self.backend.listen(addr)?))
+            })
+            .collect()
+    }
+
     /// Build the three namespaces, links, addresses, routes and sysctls.
     pub fn build(prefix: &str) -> Result<EdgeLab> {
         let lab = EdgeLab {

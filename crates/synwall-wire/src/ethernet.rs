@@ -1,21 +1,25 @@
 //! Ethernet II frames with up to two VLAN tags (802.1Q `0x8100`, 802.1ad `0x88a8`).
 
 use crate::{be16, Result, WireError};
+use field::*;
 
-/// Length of the Ethernet header without tags.
-pub const HEADER_LEN: usize = 14;
-/// Length of one VLAN tag.
-pub const VLAN_TAG_LEN: usize = 4;
-/// Most tags walked (802.1ad outer + 802.1Q inner); deeper stacks are refused, not skipped.
-pub const MAX_VLAN_TAGS: usize = 2;
-/// EtherType IPv4.
-pub const ETHERTYPE_IPV4: u16 = 0x0800;
-/// EtherType IPv6.
-pub const ETHERTYPE_IPV6: u16 = 0x86dd;
-/// EtherType 802.1Q VLAN tag.
-pub const ETHERTYPE_VLAN: u16 = 0x8100;
-/// EtherType 802.1ad service VLAN tag.
-pub const ETHERTYPE_QINQ: u16 = 0x88a8;
+// Header lengths, the tag bound and EtherTypes, from `bpf/lib/constants.def`.
+include!(concat!(env!("OUT_DIR"), "/constants_ethernet.rs"));
+
+/// Where each field of the header is.
+pub mod field {
+    use crate::Field;
+    /// Destination MAC.
+    pub const DESTINATION: Field = 0..6;
+    /// Source MAC.
+    pub const SOURCE: Field = 6..12;
+    /// EtherType, or the protocol identifier of the first VLAN tag.
+    pub const ETHERTYPE: Field = 12..14;
+    /// From the end of the previous type field: a tag's control information (priority, VLAN id).
+    pub const TAG_TCI: Field = 0..2;
+    /// From the end of the previous type field: what follows the tag (EtherType or next tag).
+    pub const TAG_ETHERTYPE: Field = 2..4;
+}
 
 /// A view of an Ethernet frame.
 #[derive(Debug, Clone, Copy)]
@@ -45,17 +49,19 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 
     /// Destination MAC.
     pub fn dst(&self) -> [u8; 6] {
-        self.buffer.as_ref()[0..6].try_into().expect("6 bytes")
+        self.buffer.as_ref()[DESTINATION]
+            .try_into()
+            .expect("6 bytes")
     }
 
     /// Source MAC.
     pub fn src(&self) -> [u8; 6] {
-        self.buffer.as_ref()[6..12].try_into().expect("6 bytes")
+        self.buffer.as_ref()[SOURCE].try_into().expect("6 bytes")
     }
 
     /// The outer EtherType (a tag type if the frame is tagged).
     pub fn ethertype(&self) -> u16 {
-        be16(self.buffer.as_ref(), 12)
+        be16(self.buffer.as_ref(), ETHERTYPE)
     }
 
     /// Walk the VLAN tags to the network layer.
@@ -71,7 +77,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
             if b.len() < offset + VLAN_TAG_LEN {
                 return Err(WireError::Truncated);
             }
-            ethertype = be16(b, offset + 2);
+            ethertype = be16(&b[offset..], TAG_ETHERTYPE);
             offset += VLAN_TAG_LEN;
             vlan_tags += 1;
         }
@@ -87,8 +93,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
     /// Swap source and destination MACs (the reply goes back where the frame came from).
     pub fn swap_macs(&mut self) {
         let b = self.buffer.as_mut();
-        for i in 0..6 {
-            b.swap(i, 6 + i);
+        for (d, s) in DESTINATION.zip(SOURCE) {
+            b.swap(d, s);
         }
     }
 }

@@ -2,24 +2,55 @@
 
 use crate::checksum;
 use crate::{be16, put16, Result, WireError};
+use field::*;
 
-/// Length of a header without options.
-pub const MIN_HEADER_LEN: usize = 20;
-/// Protocol number of TCP.
-pub const PROTO_TCP: u8 = 6;
-/// Protocol number of an encapsulated IPv4 packet (IP in IP, RFC 2003).
-pub const PROTO_IPV4: u8 = 4;
+// Header lengths, flags and option types, from `bpf/lib/constants.def`.
+include!(concat!(env!("OUT_DIR"), "/constants_ipv4.rs"));
 /// Length of the longest header (IHL 15).
-pub const MAX_HEADER_LEN: usize = 60;
-/// Option type of Loose Source and Record Route (RFC 791).
-pub const OPT_LSRR: u8 = 131;
-/// Option type of Strict Source and Record Route (RFC 791).
-pub const OPT_SSRR: u8 = 137;
-const OPT_EOL: u8 = 0;
-const OPT_NOP: u8 = 1;
-const FLAG_DF: u16 = 0x4000;
-const FLAG_MF: u16 = 0x2000;
-const FRAG_OFFSET_MASK: u16 = 0x1fff;
+pub const MAX_HEADER_LEN: usize = MIN_HEADER_LEN + MAX_OPTIONS_LEN;
+
+/// Where each field of the header is.
+pub mod field {
+    use crate::{Field, Rest};
+    /// Version (high nibble) and header length in 32-bit words (IHL, low nibble).
+    pub const VER_IHL: usize = 0;
+    /// Type of service (DSCP and ECN).
+    pub const TOS: usize = 1;
+    /// Total length (header and payload).
+    pub const LENGTH: Field = 2..4;
+    /// Identification.
+    pub const IDENT: Field = 4..6;
+    /// Flags (DF, MF) and fragment offset.
+    pub const FLG_OFF: Field = 6..8;
+    /// Time to live.
+    pub const TTL: usize = 8;
+    /// Protocol of the payload.
+    pub const PROTOCOL: usize = 9;
+    /// Header checksum.
+    pub const CHECKSUM: Field = 10..12;
+    /// Source address.
+    pub const SRC_ADDR: Field = 12..16;
+    /// Destination address.
+    pub const DST_ADDR: Field = 16..20;
+    /// Options, up to the header length.
+    pub const OPTIONS: Rest = 20..;
+}
+
+/// The fields of an option-less header that [`Ipv4Packet::emit`] writes; the rest are fixed
+/// (TOS 0, identification 0, DF, no fragment offset).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Repr {
+    /// Source address.
+    pub src: [u8; 4],
+    /// Destination address.
+    pub dst: [u8; 4],
+    /// Protocol of the payload.
+    pub next_header: u8,
+    /// Time to live.
+    pub hop_limit: u8,
+    /// Payload length (the total length is this plus the header).
+    pub payload_len: u16,
+}
 
 /// A view of an IPv4 packet. `new_checked` guarantees the header and the declared total length fit.
 #[derive(Debug, Clone, Copy)]
@@ -80,59 +111,59 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
     /// Version field.
     pub fn version(&self) -> u8 {
-        self.b()[0] >> 4
+        self.b()[VER_IHL] >> 4
     }
     /// Header length in bytes (IHL * 4).
     pub fn header_len(&self) -> usize {
-        ((self.b()[0] & 0x0f) as usize) * 4
+        ((self.b()[VER_IHL] & 0x0f) as usize) * 4
     }
     /// Type of service / DSCP+ECN byte.
     pub fn tos(&self) -> u8 {
-        self.b()[1]
+        self.b()[TOS]
     }
     /// Total length.
     pub fn total_len(&self) -> u16 {
-        be16(self.b(), 2)
+        be16(self.b(), LENGTH)
     }
     /// Identification.
     pub fn ident(&self) -> u16 {
-        be16(self.b(), 4)
+        be16(self.b(), IDENT)
     }
     /// Don't Fragment.
     pub fn dont_frag(&self) -> bool {
-        be16(self.b(), 6) & FLAG_DF != 0
+        be16(self.b(), FLG_OFF) & FLAG_DF != 0
     }
     /// More Fragments.
     pub fn more_frags(&self) -> bool {
-        be16(self.b(), 6) & FLAG_MF != 0
+        be16(self.b(), FLG_OFF) & FLAG_MF != 0
     }
     /// Fragment offset in 8-byte units.
     pub fn frag_offset(&self) -> u16 {
-        be16(self.b(), 6) & FRAG_OFFSET_MASK
+        be16(self.b(), FLG_OFF) & FRAG_OFFSET_MASK
     }
     /// Part of a fragmented datagram (MF set or a non-zero offset).
     pub fn is_fragment(&self) -> bool {
-        be16(self.b(), 6) & (FLAG_MF | FRAG_OFFSET_MASK) != 0
+        be16(self.b(), FLG_OFF) & (FLAG_MF | FRAG_OFFSET_MASK) != 0
     }
     /// Time to live.
     pub fn ttl(&self) -> u8 {
-        self.b()[8]
+        self.b()[TTL]
     }
     /// Protocol.
     pub fn protocol(&self) -> u8 {
-        self.b()[9]
+        self.b()[PROTOCOL]
     }
     /// Header checksum field.
     pub fn checksum(&self) -> u16 {
-        be16(self.b(), 10)
+        be16(self.b(), CHECKSUM)
     }
     /// Source address.
     pub fn src(&self) -> [u8; 4] {
-        self.b()[12..16].try_into().expect("4 bytes")
+        self.b()[SRC_ADDR].try_into().expect("4 bytes")
     }
     /// Destination address.
     pub fn dst(&self) -> [u8; 4] {
-        self.b()[16..20].try_into().expect("4 bytes")
+        self.b()[DST_ADDR].try_into().expect("4 bytes")
     }
     /// The header checksum is correct.
     pub fn verify_checksum(&self) -> bool {
@@ -148,7 +179,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// next hop), `Ok(false)` when the list ends (EOL or its end) without one. An option with a
     /// length below 2, or running past the header, makes the list malformed.
     pub fn source_routed(&self) -> Result<bool> {
-        let opts = &self.b()[MIN_HEADER_LEN..self.header_len()];
+        let opts = &self.b()[..self.header_len()][OPTIONS];
         let mut i = 0;
         while i < opts.len() {
             match opts[i] {
@@ -177,27 +208,20 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     fn bm(&mut self) -> &mut [u8] {
         self.buffer.as_mut()
     }
-    /// Write a fresh option-less header: version 4, IHL 5, TOS 0, ID 0, DF, no fragment offset.
-    pub fn emit_basic(
-        &mut self,
-        total_len: u16,
-        ttl: u8,
-        protocol: u8,
-        src: [u8; 4],
-        dst: [u8; 4],
-    ) {
+    /// Write a fresh option-less header from `repr` (checksum included).
+    pub fn emit(&mut self, repr: &Ipv4Repr) {
         let b = self.bm();
-        b[0] = 0x45;
-        b[1] = 0;
-        put16(b, 2, total_len);
-        put16(b, 4, 0);
-        put16(b, 6, FLAG_DF);
-        b[8] = ttl;
-        b[9] = protocol;
-        put16(b, 10, 0);
-        b[12..16].copy_from_slice(&src);
-        b[16..20].copy_from_slice(&dst);
+        b[VER_IHL] = 0x40 | (MIN_HEADER_LEN / 4) as u8;
+        b[TOS] = 0;
+        put16(b, LENGTH, MIN_HEADER_LEN as u16 + repr.payload_len);
+        put16(b, IDENT, 0);
+        put16(b, FLG_OFF, FLAG_DF);
+        b[TTL] = repr.hop_limit;
+        b[PROTOCOL] = repr.next_header;
+        put16(b, CHECKSUM, 0);
+        b[SRC_ADDR].copy_from_slice(&repr.src);
+        b[DST_ADDR].copy_from_slice(&repr.dst);
         let c = checksum::checksum(&b[..MIN_HEADER_LEN]);
-        put16(b, 10, c);
+        put16(b, CHECKSUM, c);
     }
 }

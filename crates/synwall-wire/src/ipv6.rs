@@ -1,36 +1,58 @@
 //! IPv6 headers (RFC 8200) and a bounded walk over extension headers.
 
-use crate::{be16, put16, put32, Result, WireError};
+use crate::{be16, be32, put16, put32, Result, WireError};
+use field::*;
 
-/// Length of the fixed header.
-pub const HEADER_LEN: usize = 40;
-/// Most extension headers walked before the packet is refused (the BPF walk has the same bound):
-/// RFC 8200's longest recommended chain without ESP (hop-by-hop, destination options, routing,
-/// fragment, AH, destination options).
-pub const MAX_EXT_HEADERS: usize = 6;
-/// Hop-by-Hop Options.
-pub const NH_HOP_BY_HOP: u8 = 0;
-/// Routing.
-pub const NH_ROUTING: u8 = 43;
-/// Fragment.
-pub const NH_FRAGMENT: u8 = 44;
-/// Authentication Header.
-pub const NH_AUTH: u8 = 51;
-/// Destination Options.
-pub const NH_DEST_OPTS: u8 = 60;
-/// An encapsulated IPv6 packet (IPv6 in IPv6; RFC 2473, SRv6 encapsulation RFC 8986).
-pub const NH_IPV6: u8 = 41;
-/// The longest extension header: a length field of 255 units of 8 bytes, plus the first 8.
-pub const MAX_EXT_HEADER_LEN: usize = 256 * 8;
-/// Routing type 0 (deprecated by RFC 5095: a list of addresses anyone may route through).
-pub const ROUTING_TYPE_0: u8 = 0;
-/// Routing type 2 (Mobile IPv6, RFC 6275): one address, the home address.
-pub const ROUTING_TYPE_2: u8 = 2;
-/// Routing type 4, the Segment Routing Header (RFC 8754): segment 0 is the last segment.
-pub const ROUTING_TYPE_SRH: u8 = 4;
-/// Where a routing header of type 2 or 4 holds the final destination (the home address, or
-/// segment list\[0\]).
-const ROUTING_FINAL_DST: usize = 8;
+// The fixed header's length, the walk's bound, next-header and routing types, from
+// `bpf/lib/constants.def`.
+include!(concat!(env!("OUT_DIR"), "/constants_ipv6.rs"));
+
+/// Where each field of the fixed header and of the extension headers is.
+pub mod field {
+    use super::ROUTING_FINAL_DST;
+    use crate::Field;
+    /// Version (4 bits), traffic class (8) and flow label (20).
+    pub const VER_TC_FLOW: Field = 0..4;
+    /// Payload length (extension headers included).
+    pub const LENGTH: Field = 4..6;
+    /// The first next header.
+    pub const NXT_HDR: usize = 6;
+    /// Hop limit.
+    pub const HOP_LIMIT: usize = 7;
+    /// Source address.
+    pub const SRC_ADDR: Field = 8..24;
+    /// Destination address (the outer one: a routing header may name another).
+    pub const DST_ADDR: Field = 24..40;
+    /// Any extension header: the next header.
+    pub const EXT_NXT_HDR: usize = 0;
+    /// Hop-by-hop, routing, destination options: length in 8-byte units past the first 8; AH: in
+    /// 4-byte units past the first 8.
+    pub const EXT_LEN: usize = 1;
+    /// Routing header: its type.
+    pub const ROUTING_TYPE: usize = 2;
+    /// Routing header: segments left.
+    pub const SEG_LEFT: usize = 3;
+    /// Routing header of type 2 or 4: the final destination (the home address, segment list[0]).
+    pub const ROUTING_DST: Field = ROUTING_FINAL_DST..ROUTING_FINAL_DST + 16;
+    /// Fragment header: offset (13 bits, 8-byte units), 2 reserved bits, the M flag.
+    pub const FRAG_OFF_M: Field = 2..4;
+}
+
+/// The fields of a fixed header that [`Ipv6Packet::emit`] writes (traffic class and flow label
+/// 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv6Repr {
+    /// Source address.
+    pub src: [u8; 16],
+    /// Destination address.
+    pub dst: [u8; 16],
+    /// The next header (no extension headers are written: the payload's protocol).
+    pub next_header: u8,
+    /// Hop limit.
+    pub hop_limit: u8,
+    /// Payload length.
+    pub payload_len: u16,
+}
 
 /// A view of an IPv6 packet. `new_checked` guarantees the fixed header and the declared payload fit.
 #[derive(Debug, Clone, Copy)]
@@ -118,35 +140,35 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     }
     /// Version field.
     pub fn version(&self) -> u8 {
-        self.b()[0] >> 4
+        (be32(self.b(), VER_TC_FLOW) >> 28) as u8
     }
     /// Traffic class.
     pub fn traffic_class(&self) -> u8 {
-        (be16(self.b(), 0) >> 4) as u8
+        (be32(self.b(), VER_TC_FLOW) >> 20) as u8
     }
     /// Flow label.
     pub fn flow_label(&self) -> u32 {
-        u32::from_be_bytes([0, self.b()[1] & 0x0f, self.b()[2], self.b()[3]])
+        be32(self.b(), VER_TC_FLOW) & 0x000f_ffff
     }
     /// Payload length.
     pub fn payload_len(&self) -> u16 {
-        be16(self.b(), 4)
+        be16(self.b(), LENGTH)
     }
     /// Next header of the fixed header.
     pub fn next_header(&self) -> u8 {
-        self.b()[6]
+        self.b()[NXT_HDR]
     }
     /// Hop limit.
     pub fn hop_limit(&self) -> u8 {
-        self.b()[7]
+        self.b()[HOP_LIMIT]
     }
     /// Source address.
     pub fn src(&self) -> [u8; 16] {
-        self.b()[8..24].try_into().expect("16 bytes")
+        self.b()[SRC_ADDR].try_into().expect("16 bytes")
     }
     /// Destination address.
     pub fn dst(&self) -> [u8; 16] {
-        self.b()[24..40].try_into().expect("16 bytes")
+        self.b()[DST_ADDR].try_into().expect("16 bytes")
     }
     /// End of the packet (fixed header + payload), excluding link-layer padding.
     pub fn end(&self) -> usize {
@@ -196,13 +218,13 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
             }
             let len = match up.protocol {
                 NH_HOP_BY_HOP | NH_ROUTING | NH_DEST_OPTS | NH_AUTH => {
-                    if off + 2 > end {
+                    if off + EXT_LEN + 1 > end {
                         return Err(fail(WireError::Malformed));
                     }
                     if up.protocol == NH_AUTH {
-                        (b[off + 1] as usize + 2) * 4
+                        (b[off + EXT_LEN] as usize + 2) * 4
                     } else {
-                        (b[off + 1] as usize + 1) * 8
+                        (b[off + EXT_LEN] as usize + 1) * 8
                     }
                 }
                 _ => 8, // Fragment
@@ -210,9 +232,10 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
             if off + len > end {
                 return Err(fail(WireError::Malformed));
             }
+            let h = &b[off..off + len];
             match up.protocol {
                 NH_ROUTING => {
-                    let (kind, segments_left) = (b[off + 2], b[off + 3]);
+                    let (kind, segments_left) = (h[ROUTING_TYPE], h[SEG_LEFT]);
                     if routed || kind == ROUTING_TYPE_0 {
                         return Err(fail(WireError::SourceRoute));
                     }
@@ -222,29 +245,28 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
                         if kind != ROUTING_TYPE_2 && kind != ROUTING_TYPE_SRH {
                             return Err(fail(WireError::SourceRoute));
                         }
-                        if len < ROUTING_FINAL_DST + 16 {
+                        if len < ROUTING_DST.end {
                             return Err(fail(WireError::Malformed));
                         }
-                        let at = off + ROUTING_FINAL_DST;
-                        up.dst.copy_from_slice(&b[at..at + 16]);
+                        up.dst.copy_from_slice(&h[ROUTING_DST]);
                     }
                 }
                 NH_FRAGMENT => {
-                    let field = be16(b, off + 2);
+                    let field = be16(h, FRAG_OFF_M);
                     let frag = Fragment {
                         offset: field >> 3,
                         more: field & 1 != 0,
                     };
                     up.fragment = Some(frag);
                     if frag.offset > 0 {
-                        up.protocol = b[off];
+                        up.protocol = h[EXT_NXT_HDR];
                         up.offset = off + len;
                         return Ok(up);
                     }
                 }
                 _ => {}
             }
-            up.protocol = b[off];
+            up.protocol = h[EXT_NXT_HDR];
             up.offset = off + len;
             walked += 1;
         }
@@ -252,21 +274,14 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
-    /// Write a fresh fixed header: traffic class 0, flow label 0.
-    pub fn emit_basic(
-        &mut self,
-        payload_len: u16,
-        next_header: u8,
-        hop_limit: u8,
-        src: [u8; 16],
-        dst: [u8; 16],
-    ) {
+    /// Write a fresh fixed header from `repr`.
+    pub fn emit(&mut self, repr: &Ipv6Repr) {
         let b = self.buffer.as_mut();
-        put32(b, 0, 6 << 28);
-        put16(b, 4, payload_len);
-        b[6] = next_header;
-        b[7] = hop_limit;
-        b[8..24].copy_from_slice(&src);
-        b[24..40].copy_from_slice(&dst);
+        put32(b, VER_TC_FLOW, 6 << 28);
+        put16(b, LENGTH, repr.payload_len);
+        b[NXT_HDR] = repr.next_header;
+        b[HOP_LIMIT] = repr.hop_limit;
+        b[SRC_ADDR].copy_from_slice(&repr.src);
+        b[DST_ADDR].copy_from_slice(&repr.dst);
     }
 }

@@ -3,7 +3,8 @@
 //! them), and no allocation. The BPF C (`bpf/lib/parse.h`, `bpf/lib/csum.h`) mirrors these steps.
 //!
 //! Modules: [`ethernet`] (with 802.1Q / 802.1ad tags), [`ipv4`], [`ipv6`] (bounded extension-header
-//! walk), [`tcp`] (header and options), [`checksum`].
+//! walk), [`tcp`] (header and options), [`checksum`]. Each header module names the byte range of
+//! every field once, in its `field` module; accessors and emitters read and write through those.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -67,22 +68,27 @@ impl core::fmt::Display for WireError {
 /// Result of a wire operation.
 pub type Result<T> = core::result::Result<T, WireError>;
 
+/// The bytes of a header field, from the start of its header (smoltcp's `Field`).
+pub type Field = core::ops::Range<usize>;
+/// Everything from a byte of a header on (an options area, a payload).
+pub type Rest = core::ops::RangeFrom<usize>;
+
 #[inline]
-pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
+pub(crate) fn be16(b: &[u8], f: Field) -> u16 {
+    u16::from_be_bytes(b[f].try_into().expect("a 2-byte field"))
 }
 
 #[inline]
-pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+pub(crate) fn be32(b: &[u8], f: Field) -> u32 {
+    u32::from_be_bytes(b[f].try_into().expect("a 4-byte field"))
 }
 
 #[inline]
-pub(crate) fn put16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+pub(crate) fn put16(b: &mut [u8], f: Field, v: u16) {
+    b[f].copy_from_slice(&v.to_be_bytes());
 }
 
 #[inline]
-pub(crate) fn put32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+pub(crate) fn put32(b: &mut [u8], f: Field, v: u32) {
+    b[f].copy_from_slice(&v.to_be_bytes());
 }

@@ -2,43 +2,51 @@
 
 use crate::checksum;
 use crate::{be16, be32, put16, put32, Result, WireError};
+use field::*;
 
-/// Length of a header without options.
-pub const MIN_HEADER_LEN: usize = 20;
-/// Most option bytes a header can carry.
-pub const MAX_OPTIONS_LEN: usize = 40;
+// Header lengths and flags, from `bpf/lib/constants.def`.
+include!(concat!(env!("OUT_DIR"), "/constants_tcp.rs"));
 
-/// FIN flag.
-pub const FIN: u8 = 0x01;
-/// SYN flag.
-pub const SYN: u8 = 0x02;
-/// RST flag.
-pub const RST: u8 = 0x04;
-/// PSH flag.
-pub const PSH: u8 = 0x08;
-/// ACK flag.
-pub const ACK: u8 = 0x10;
-/// URG flag.
-pub const URG: u8 = 0x20;
-/// ECE flag.
-pub const ECE: u8 = 0x40;
-/// CWR flag.
-pub const CWR: u8 = 0x80;
-
-/// Option kinds.
+/// Option kinds (from `bpf/lib/constants.def`).
 pub mod kind {
-    /// End of option list.
-    pub const EOL: u8 = 0;
-    /// No-operation.
-    pub const NOP: u8 = 1;
-    /// Maximum segment size.
-    pub const MSS: u8 = 2;
-    /// Window scale.
-    pub const WSCALE: u8 = 3;
-    /// SACK permitted.
-    pub const SACK_PERMITTED: u8 = 4;
-    /// Timestamps.
-    pub const TIMESTAMPS: u8 = 8;
+    include!(concat!(env!("OUT_DIR"), "/constants_tcp_kind.rs"));
+}
+
+/// Where each field of the header, and of the options a SYN proxy reads, is.
+pub mod field {
+    use crate::{Field, Rest};
+    /// Source port.
+    pub const SRC_PORT: Field = 0..2;
+    /// Destination port.
+    pub const DST_PORT: Field = 2..4;
+    /// Sequence number.
+    pub const SEQ_NUM: Field = 4..8;
+    /// Acknowledgment number.
+    pub const ACK_NUM: Field = 8..12;
+    /// Data offset (high nibble, 32-bit words) and reserved bits.
+    pub const DATA_OFF: usize = 12;
+    /// Flags (CWR ECE URG ACK PSH RST SYN FIN).
+    pub const FLAGS: usize = 13;
+    /// Window.
+    pub const WIN_SIZE: Field = 14..16;
+    /// Checksum.
+    pub const CHECKSUM: Field = 16..18;
+    /// Urgent pointer.
+    pub const URGENT: Field = 18..20;
+    /// Options, up to the header length.
+    pub const OPTIONS: Rest = 20..;
+    /// Within an option: its kind.
+    pub const OPT_KIND: usize = 0;
+    /// Within an option: its length (kind and length bytes included).
+    pub const OPT_LEN: usize = 1;
+    /// Within an MSS option: the MSS.
+    pub const OPT_MSS: Field = 2..4;
+    /// Within a window-scale option: the shift.
+    pub const OPT_WSCALE: usize = 2;
+    /// Within a timestamps option: TSval.
+    pub const OPT_TSVAL: Field = 2..6;
+    /// Within a timestamps option: TSecr.
+    pub const OPT_TSECR: Field = 6..10;
 }
 
 /// A view of a TCP segment. `new_checked` guarantees the header (with its options) fits.
@@ -67,23 +75,26 @@ pub fn parse_options(opts: &[u8]) -> Result<TcpOptions> {
     let mut out = TcpOptions::default();
     let mut i = 0;
     while i < opts.len() {
-        match opts[i] {
+        let o = &opts[i..];
+        match o[OPT_KIND] {
             kind::EOL => break,
             kind::NOP => i += 1,
             k => {
-                if i + 1 >= opts.len() {
+                if o.len() <= OPT_LEN {
                     return Err(WireError::BadOption);
                 }
-                let len = opts[i + 1] as usize;
-                if len < 2 || i + len > opts.len() {
+                let len = o[OPT_LEN] as usize;
+                if len < 2 || len > o.len() {
                     return Err(WireError::BadOption);
                 }
-                let o = &opts[i..i + len];
+                let o = &o[..len];
                 match (k, len) {
-                    (kind::MSS, 4) => out.mss = Some(be16(o, 2)),
-                    (kind::WSCALE, 3) => out.wscale = Some(o[2]),
+                    (kind::MSS, 4) => out.mss = Some(be16(o, OPT_MSS)),
+                    (kind::WSCALE, 3) => out.wscale = Some(o[OPT_WSCALE]),
                     (kind::SACK_PERMITTED, 2) => out.sack_permitted = true,
-                    (kind::TIMESTAMPS, 10) => out.timestamps = Some((be32(o, 2), be32(o, 6))),
+                    (kind::TIMESTAMPS, 10) => {
+                        out.timestamps = Some((be32(o, OPT_TSVAL), be32(o, OPT_TSECR)))
+                    }
                     _ => {}
                 }
                 i += len;
@@ -120,43 +131,43 @@ impl<T: AsRef<[u8]>> TcpSegment<T> {
     }
     /// Source port.
     pub fn src_port(&self) -> u16 {
-        be16(self.b(), 0)
+        be16(self.b(), SRC_PORT)
     }
     /// Destination port.
     pub fn dst_port(&self) -> u16 {
-        be16(self.b(), 2)
+        be16(self.b(), DST_PORT)
     }
     /// Sequence number.
     pub fn seq(&self) -> u32 {
-        be32(self.b(), 4)
+        be32(self.b(), SEQ_NUM)
     }
     /// Acknowledgment number.
     pub fn ack(&self) -> u32 {
-        be32(self.b(), 8)
+        be32(self.b(), ACK_NUM)
     }
     /// Header length in bytes (data offset * 4).
     pub fn header_len(&self) -> usize {
-        ((self.b()[12] >> 4) as usize) * 4
+        ((self.b()[DATA_OFF] >> 4) as usize) * 4
     }
     /// The flags byte (CWR ECE URG ACK PSH RST SYN FIN).
     pub fn flags(&self) -> u8 {
-        self.b()[13]
+        self.b()[FLAGS]
     }
     /// Window.
     pub fn window(&self) -> u16 {
-        be16(self.b(), 14)
+        be16(self.b(), WIN_SIZE)
     }
     /// Checksum field.
     pub fn checksum(&self) -> u16 {
-        be16(self.b(), 16)
+        be16(self.b(), CHECKSUM)
     }
     /// Urgent pointer.
     pub fn urgent(&self) -> u16 {
-        be16(self.b(), 18)
+        be16(self.b(), URGENT)
     }
     /// The options area.
     pub fn options_raw(&self) -> &[u8] {
-        &self.b()[MIN_HEADER_LEN..self.header_len()]
+        &self.b()[..self.header_len()][OPTIONS]
     }
     /// Parsed options.
     pub fn options(&self) -> Result<TcpOptions> {
@@ -178,36 +189,36 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpSegment<T> {
     }
     /// Set the ports.
     pub fn set_ports(&mut self, src: u16, dst: u16) {
-        put16(self.bm(), 0, src);
-        put16(self.bm(), 2, dst);
+        put16(self.bm(), SRC_PORT, src);
+        put16(self.bm(), DST_PORT, dst);
     }
     /// Set sequence and acknowledgment numbers.
     pub fn set_seq_ack(&mut self, seq: u32, ack: u32) {
-        put32(self.bm(), 4, seq);
-        put32(self.bm(), 8, ack);
+        put32(self.bm(), SEQ_NUM, seq);
+        put32(self.bm(), ACK_NUM, ack);
     }
     /// Set the header length (a multiple of 4, 20..=60) and the flags; clears the reserved bits.
     pub fn set_header_len_flags(&mut self, header_len: usize, flags: u8) {
         debug_assert!(header_len % 4 == 0 && (MIN_HEADER_LEN..=60).contains(&header_len));
         let b = self.bm();
-        b[12] = ((header_len / 4) as u8) << 4;
-        b[13] = flags;
+        b[DATA_OFF] = ((header_len / 4) as u8) << 4;
+        b[FLAGS] = flags;
     }
     /// Set window and urgent pointer.
     pub fn set_window_urgent(&mut self, window: u16, urgent: u16) {
-        put16(self.bm(), 14, window);
-        put16(self.bm(), 18, urgent);
+        put16(self.bm(), WIN_SIZE, window);
+        put16(self.bm(), URGENT, urgent);
     }
     /// Compute and store the checksum over the whole buffer given the pseudo-header sum.
     pub fn fill_checksum(&mut self, pseudo: u32) {
-        put16(self.bm(), 16, 0);
+        put16(self.bm(), CHECKSUM, 0);
         let c = checksum::finish(checksum::sum(pseudo, self.b()));
-        put16(self.bm(), 16, c);
+        put16(self.bm(), CHECKSUM, c);
     }
     /// The options area, writable.
     pub fn options_mut(&mut self) -> &mut [u8] {
         let end = self.header_len();
-        &mut self.bm()[MIN_HEADER_LEN..end]
+        &mut self.bm()[..end][OPTIONS]
     }
 }
 

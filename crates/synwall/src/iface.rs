@@ -192,11 +192,11 @@ mod tests {
     /// devices of the warning cannot be made here; the table's parser is tested above.)
     #[test]
     fn link_types_and_rx_vlan_offload_from_the_kernel() {
-        if !synwall_netns::require_privileges("link_types_and_rx_vlan_offload_from_the_kernel") {
+        if !synwall_testkit::require_privileges("link_types_and_rx_vlan_offload_from_the_kernel") {
             return;
         }
-        let p = synwall_netns::unique_prefix();
-        let ns = synwall_netns::Netns::create(&format!("{p}i")).unwrap();
+        let p = synwall_testkit::unique_prefix();
+        let ns = synwall_testkit::Netns::create(&format!("{p}i")).unwrap();
         let (veth, peer, tun) = (format!("{p}v"), format!("{p}w"), format!("{p}t"));
         ns.run(&[
             "ip", "link", "add", &veth, "type", "veth", "peer", "name", &peer,
@@ -204,7 +204,7 @@ mod tests {
         .unwrap();
         ns.run(&["ip", "tuntap", "add", "dev", &tun, "mode", "tun"])
             .unwrap();
-        let read = |ns: &synwall_netns::Netns| {
+        let read = |ns: &synwall_testkit::Netns| {
             let (veth, tun) = (veth.clone(), tun.clone());
             ns.enter(move || {
                 (

@@ -114,7 +114,7 @@ pub fn xdp_tx_errors(iface: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use synwall_netns::{require_privileges, unique_prefix, Netns};
+    use synwall_testkit::{require_privileges, unique_prefix, Netns};
 
     /// What `ethtool -S` (the real tool) prints for a veth in a namespace is what we read, and
     /// `lo` (no driver statistics) is an empty list.

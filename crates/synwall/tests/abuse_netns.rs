@@ -26,17 +26,14 @@
 //!
 //! Needs root (CI=true: fail, else skip).
 
-mod common;
-
+use crate::common::{Lab, LabOptions, Reply, PORT};
 use anyhow::{ensure, Context, Result};
-use common::craft::{self, Tcp, ACK, PSH};
-use common::{Lab, LabOptions, Reply, PORT};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
-use synwall_netns::packet::RawSender;
-use synwall_netns::topo::{self, BACKEND_V4, CLIENT_IF};
-use synwall_netns::{require_privileges, tcp, unique_prefix};
+use synwall_testkit::frame::{self, Tcp, ACK, PSH};
+use synwall_testkit::topo::{self, BACKEND_V4, CLIENT_IF};
+use synwall_testkit::{require_privileges, synwall, tcp, unique_prefix, RawSender};
 
 fn lab(strict: bool, edge_extra: &str) -> Result<Lab> {
     Lab::build(
@@ -63,7 +60,7 @@ fn syn(sport: u16) -> Tcp {
 
 /// A SYN from `src`:`sport` to the protected service (IPv4 or IPv6 by `src`).
 fn syn_from(lab: &Lab, src: IpAddr, sport: u16) -> Vec<u8> {
-    craft::frame(
+    frame::frame(
         lab.macs(),
         &[],
         src,
@@ -86,7 +83,7 @@ fn synacks_to(replies: &[Reply], p: &str) -> Vec<Reply> {
 }
 
 fn status_json(lab_name: &str) -> Result<serde_json::Value> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_synwall"))
+    let out = std::process::Command::new(synwall())
         .args(["status", "--json", "--node", &format!("{lab_name}edge")])
         .output()?;
     ensure!(
@@ -393,7 +390,7 @@ fn allow_list_is_exempt_and_deny_list_gets_nothing() -> Result<()> {
         let got = lab.probe_exact(
             |port| {
                 let t = if is_syn { syn(port) } else { ack(port) };
-                vec![craft::frame(m, &[], src, dst, &t)]
+                vec![frame::frame(m, &[], src, dst, &t)]
             },
             edge,
             be,
@@ -508,7 +505,7 @@ fn handshakes(lab: &Lab, net: [u8; 3], n: u32, acks: u32) -> Result<u32> {
             .collect();
         let mut pending: Vec<(IpAddr, Tcp)> = batch.clone();
         for (src, t) in &batch {
-            lab.send(&craft::frame(m, &[], *src, dst, t))?;
+            lab.send(&frame::frame(m, &[], *src, dst, t))?;
         }
         let deadline = Instant::now() + Duration::from_secs(3);
         while !pending.is_empty() && Instant::now() < deadline {
@@ -530,7 +527,7 @@ fn handshakes(lab: &Lab, net: [u8; 3], n: u32, acks: u32) -> Result<u32> {
                         options: Vec::new(),
                         payload: Vec::new(),
                     };
-                    let f = craft::frame(m, &[], src, dst, &a);
+                    let f = frame::frame(m, &[], src, dst, &a);
                     for _ in 0..acks {
                         lab.send(&f)?;
                     }
@@ -703,7 +700,7 @@ fn reload_changes_lists_and_budget_without_a_gap() -> Result<()> {
             for (net, base) in [([10, 88, 1], 10_000u32), ([10, 99, 1], 30_000)] {
                 let src = IpAddr::from([net[0], net[1], net[2], (n % 250 + 1) as u8]);
                 let port = (base + n % 20_000) as u16;
-                tx.send(&craft::frame(m, &[], src, dst, &syn(port)))?;
+                tx.send(&frame::frame(m, &[], src, dst, &syn(port)))?;
             }
             n += 1;
             std::thread::sleep(Duration::from_millis(1));
@@ -774,7 +771,7 @@ fn reload_changes_lists_and_budget_without_a_gap() -> Result<()> {
     ensure!(said.starts_with("reloaded changes="), "{said}");
     let denied_now = lab.probe_exact(
         |port| {
-            vec![craft::frame(
+            vec![frame::frame(
                 m,
                 &[],
                 IpAddr::from([192, 0, 2, 9]),

@@ -21,22 +21,20 @@ use anyhow::{ensure, Context, Result};
 use libbpf_rs::{libbpf_sys, MapCore, MapFlags, MapHandle};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::Path;
 use std::time::{Duration, Instant};
 use synwall_engine::AutoState;
 use synwall_engine::{Counter, Counters};
-use synwall_netns::packet::{self, RawSender, Segment, SYN};
-use synwall_netns::tcp::{self, EchoServer};
-use synwall_netns::{require_privileges, topo, unique_prefix, veth, Daemon, Netns};
+use synwall_testkit::deploy::{write_secret, LAB_SECRET_FILL};
+use synwall_testkit::frame::{opt_mss, Frame, SYN};
+use synwall_testkit::synwall;
+use synwall_testkit::tcp::{self, EchoServer};
+use synwall_testkit::RawSender;
+use synwall_testkit::{require_privileges, topo, unique_prefix, veth, Daemon, Netns};
 
 const PORT: u16 = 8080;
 /// The port of the listener with a one-slot queue (phase 4).
 const SMALL_PORT: u16 = 8081;
 const HOST_V4: Ipv4Addr = Ipv4Addr::new(10, 66, 2, 2);
-
-fn exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_synwall"))
-}
 
 /// The maps of the programs attached to one interface: the XDP answerer's counters and auto
 /// state, the tcx backend's counters.
@@ -191,21 +189,20 @@ impl Timeline {
 
 /// A spoofed SYN from 10.66.2.(100 + n % 100), inside the lab prefix.
 fn spoofed_syn(macs: ([u8; 6], [u8; 6]), n: u64, port: u16) -> Vec<u8> {
-    Segment {
+    Frame {
         dst_mac: macs.0,
         src_mac: macs.1,
-        src: IpAddr::V4(Ipv4Addr::new(10, 66, 2, 100 + (n % 100) as u8)),
-        dst: HOST_V4.into(),
-        sport: 10_000 + (n % 50_000) as u16,
-        dport: port,
         seq: 0x5eed_0000 ^ n as u32,
-        ack: 0,
-        flags: SYN,
-        window: 64240,
-        options: packet::opt_mss(1460),
-        payload: Vec::new(),
+        options: opt_mss(1460),
+        ..Frame::new(
+            IpAddr::V4(Ipv4Addr::new(10, 66, 2, 100 + (n % 100) as u8)),
+            HOST_V4.into(),
+            10_000 + (n % 50_000) as u16,
+            port,
+            SYN,
+        )
     }
-    .frame()
+    .build()
 }
 
 fn state(p: &Probe) -> Result<String> {
@@ -241,15 +238,15 @@ fn auto_mode_switches_cookies_with_the_syn_rate() -> Result<()> {
     host.addr("s0", "10.66.2.2/24")?;
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("master.key");
-    std::fs::write(&key, format!("{}\n", hex::encode([0x42u8; 32])))?;
+    write_secret(&key, LAB_SECRET_FILL)?;
     let key = key.display().to_string();
     // A veth delivers XDP_TX frames only to a peer running XDP: pass-everything on the client.
     let pass: Vec<String> = topo::pass_all_args("c0", &key);
-    let _pass = Daemon::start(&client_ns, exe(), &pass, Duration::from_secs(20))?;
+    let _pass = Daemon::start(&client_ns, synwall(), &pass, Duration::from_secs(20))?;
     let service = format!("{HOST_V4}/32:{PORT},{SMALL_PORT}");
     let single = Daemon::start(
         &host,
-        exe(),
+        synwall(),
         &[
             "single",
             "--iface",
@@ -435,7 +432,7 @@ fn auto_mode_switches_cookies_with_the_syn_rate() -> Result<()> {
 }
 
 fn run(args: &[&str]) -> (Option<i32>, String) {
-    let o = std::process::Command::new(exe())
+    let o = std::process::Command::new(synwall())
         .args(args)
         .output()
         .unwrap();

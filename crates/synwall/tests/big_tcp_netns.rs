@@ -8,10 +8,11 @@
 
 use anyhow::{ensure, Context, Result};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
-use synwall_netns::{require_privileges, unique_prefix, veth, Daemon, Netns};
+use synwall_testkit::deploy::{write_secret, LAB_SECRET_FILL};
+use synwall_testkit::synwall;
+use synwall_testkit::{require_privileges, unique_prefix, veth, Daemon, Netns};
 
 const PORT: u16 = 9000;
 const SIZE: usize = 32 << 20;
@@ -36,10 +37,10 @@ fn backend_passes_big_tcp_super_packets() -> Result<()> {
 
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("master.key");
-    std::fs::write(&key, format!("{}\n", hex::encode([0x42u8; 32])))?;
+    write_secret(&key, LAB_SECRET_FILL)?;
     let backend = Daemon::start(
         &host,
-        Path::new(env!("CARGO_BIN_EXE_synwall")),
+        synwall(),
         &[
             "backend",
             "--iface",
@@ -53,7 +54,7 @@ fn backend_passes_big_tcp_super_packets() -> Result<()> {
     )?;
 
     let addr: SocketAddr = format!("[fd77::2]:{PORT}").parse()?;
-    let listener = host.enter(move || TcpListener::bind(addr))??;
+    let listener = host.listen(addr)?;
     let server = std::thread::spawn(move || -> std::io::Result<usize> {
         let (mut s, _) = listener.accept()?;
         s.set_read_timeout(Some(Duration::from_secs(15)))?;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn synwall(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_synwall"))
+    Command::new(synwall_testkit::synwall())
         .args(args)
         .output()
         .unwrap()
@@ -567,7 +567,7 @@ fn encode_prints_check_arguments_that_validate_for_every_scheme() {
                 .unwrap_or_else(|| panic!("{out}"));
             let o = Command::new("sh")
                 .arg("-c")
-                .arg(format!("'{}' {line}", env!("CARGO_BIN_EXE_synwall")))
+                .arg(format!("'{}' {line}", synwall_testkit::synwall().display()))
                 .output()
                 .unwrap();
             let (out, err) = text(&o);

@@ -12,10 +12,7 @@
 
 use std::path::Path;
 use std::process::Command;
-
-fn exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_synwall"))
-}
+use synwall_testkit::synwall;
 
 struct Case {
     what: &'static str,
@@ -103,7 +100,7 @@ fn bad_configs_are_rejected_naming_file_line_and_key() {
                 run_dir.to_str().unwrap(),
             ],
         ] {
-            let out = Command::new(exe()).args(&args).output().unwrap();
+            let out = Command::new(synwall()).args(&args).output().unwrap();
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{}: {args:?}: {err}", c.what);
             assert!(
@@ -138,7 +135,7 @@ fn unbindable_metrics_address_attaches_nothing() {
     )
     .unwrap();
     // check-config finds it too, naming the key and line as run does.
-    let check = Command::new(exe())
+    let check = Command::new(synwall())
         .args(["check-config", path.to_str().unwrap()])
         .output()
         .unwrap();
@@ -151,7 +148,7 @@ fn unbindable_metrics_address_attaches_nothing() {
         )),
         "{err}"
     );
-    let out = Command::new(exe())
+    let out = Command::new(synwall())
         .args([
             "run",
             "--config",
@@ -190,7 +187,7 @@ fn check_config_finds_a_metrics_address_in_use() {
     )
     .unwrap();
     let check = || {
-        Command::new(exe())
+        Command::new(synwall())
             .args(["check-config", path.to_str().unwrap()])
             .output()
             .unwrap()
@@ -226,7 +223,7 @@ fn node_names_that_escape_the_pin_root_are_refused() {
     std::fs::create_dir_all(&sibling).unwrap();
     for name in ["..", "", "a/b", "x".repeat(33).as_str()] {
         for cmd in [&["stop", "--detach"][..], &["status"][..]] {
-            let out = Command::new(exe())
+            let out = Command::new(synwall())
                 .args(cmd)
                 .args(["--node", name, "--pin-root", root.to_str().unwrap()])
                 .args(["--run-dir", dir.path().join("run").to_str().unwrap()])
@@ -249,7 +246,7 @@ fn stop_with_nothing_to_stop_is_consistent() {
     let root = dir.path().join("pins");
     std::fs::create_dir_all(&root).unwrap();
     for detach in [false, true] {
-        let out = Command::new(exe())
+        let out = Command::new(synwall())
             .arg("stop")
             .args(detach.then_some("--detach"))
             .args(["--node", "swidle", "--pin-root", root.to_str().unwrap()])
@@ -276,7 +273,7 @@ fn stop_with_nothing_to_stop_is_consistent() {
 #[test]
 fn bad_status_intervals_are_refused() {
     for bad in ["nan", "inf", "0", "-1", "3601", "soon"] {
-        let out = Command::new(exe())
+        let out = Command::new(synwall())
             .args(["status", "--node", "swnone", &format!("--interval={bad}")])
             .output()
             .unwrap();
@@ -291,10 +288,11 @@ fn bad_status_intervals_are_refused() {
 /// `set_sysctls = true` it passes (run would set it) and the sysctl is left as it was.
 #[test]
 fn check_config_checks_the_backends_sysctls() {
-    if !synwall_netns::require_privileges("check_config_checks_the_backends_sysctls") {
+    if !synwall_testkit::require_privileges("check_config_checks_the_backends_sysctls") {
         return;
     }
-    let ns = synwall_netns::Netns::create(&format!("{}k", synwall_netns::unique_prefix())).unwrap();
+    let ns =
+        synwall_testkit::Netns::create(&format!("{}k", synwall_testkit::unique_prefix())).unwrap();
     ns.sysctl("net.ipv4.tcp_syncookies", "0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let secret = write_secret(dir.path());
@@ -308,7 +306,7 @@ fn check_config_checks_the_backends_sysctls() {
         )
         .unwrap();
         let out = ns
-            .command(exe().to_str().unwrap())
+            .command(synwall().to_str().unwrap())
             .args(["check-config", path.to_str().unwrap()])
             .output()
             .unwrap();
@@ -330,11 +328,11 @@ fn check_config_checks_the_backends_sysctls() {
 /// interface's pin path is taken by a directory.
 #[test]
 fn a_failed_pin_leaves_no_link_behind() {
-    if !synwall_netns::require_privileges("a_failed_pin_leaves_no_link_behind") {
+    if !synwall_testkit::require_privileges("a_failed_pin_leaves_no_link_behind") {
         return;
     }
-    let p = synwall_netns::unique_prefix();
-    let ns = synwall_netns::Netns::create(&format!("{p}p")).unwrap();
+    let p = synwall_testkit::unique_prefix();
+    let ns = synwall_testkit::Netns::create(&format!("{p}p")).unwrap();
     for d in ["d0", "d1"] {
         let peer = format!("{d}p");
         ns.run(&[
@@ -360,7 +358,7 @@ fn a_failed_pin_leaves_no_link_behind() {
     )
     .unwrap();
     let out = ns
-        .command(exe().to_str().unwrap())
+        .command(synwall().to_str().unwrap())
         .args(["run", "--config", path.to_str().unwrap()])
         .args(["--run-dir", dir.path().join("run").to_str().unwrap()])
         .output()
@@ -388,8 +386,8 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
-use synwall_netns::daemon::message;
-use synwall_netns::{Daemon, Netns};
+use synwall_testkit::daemon::message;
+use synwall_testkit::{Daemon, Netns};
 
 const READY: Duration = Duration::from_secs(20);
 
@@ -404,7 +402,7 @@ struct NodeLab {
 
 impl NodeLab {
     fn new(tag: &str) -> NodeLab {
-        let name = format!("{}{tag}", synwall_netns::unique_prefix());
+        let name = format!("{}{tag}", synwall_testkit::unique_prefix());
         let ns = Netns::create(&name).unwrap();
         let root = Path::new("/sys/fs/bpf").join(format!("{name}-pins"));
         NodeLab {
@@ -494,17 +492,18 @@ fn stderr_of(out: &std::process::Output) -> String {
 /// daemon starts (the positive control) and adopts the pins.
 #[test]
 fn a_node_runs_in_one_daemon_whatever_its_run_directory() {
-    if !synwall_netns::require_privileges("a_node_runs_in_one_daemon_whatever_its_run_directory") {
+    if !synwall_testkit::require_privileges("a_node_runs_in_one_daemon_whatever_its_run_directory")
+    {
         return;
     }
     let lab = NodeLab::new("l");
     let cfg = lab.config("");
     let (r1, r2) = (lab.run_dir("r1"), lab.run_dir("r2"));
-    let first = Daemon::start(&lab.ns, exe(), &lab.run_args(&cfg, &r1), READY).unwrap();
+    let first = Daemon::start(&lab.ns, synwall(), &lab.run_args(&cfg, &r1), READY).unwrap();
     // The second must exit at once; one that runs (adopting the first's pins) is stopped here.
     let mut second = lab
         .ns
-        .command(exe().to_str().unwrap())
+        .command(synwall().to_str().unwrap())
         .args(lab.run_args(&cfg, &r2))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -534,7 +533,7 @@ fn a_node_runs_in_one_daemon_whatever_its_run_directory() {
     );
     assert!(!Path::new(&r2).join(format!("{}.json", lab.name)).exists());
 
-    let stop = Command::new(exe())
+    let stop = Command::new(synwall())
         .args(["stop", "--node", &lab.name, "--pin-root"])
         .arg(&lab.root)
         .args(["--run-dir", &r2])
@@ -552,7 +551,7 @@ fn a_node_runs_in_one_daemon_whatever_its_run_directory() {
     );
     first.stop().expect("the first daemon exited cleanly");
 
-    let again = Daemon::start(&lab.ns, exe(), &lab.run_args(&cfg, &r2), READY).unwrap();
+    let again = Daemon::start(&lab.ns, synwall(), &lab.run_args(&cfg, &r2), READY).unwrap();
     assert!(
         again.ready_line().contains("adopted=1"),
         "{}",
@@ -567,8 +566,9 @@ fn a_node_runs_in_one_daemon_whatever_its_run_directory() {
 /// nothing; through `nsenter` the same config passes (the positive control).
 #[test]
 fn ip_netns_exec_is_caught_by_check_config_with_what_to_do() {
-    if !synwall_netns::require_privileges("ip_netns_exec_is_caught_by_check_config_with_what_to_do")
-    {
+    if !synwall_testkit::require_privileges(
+        "ip_netns_exec_is_caught_by_check_config_with_what_to_do",
+    ) {
         return;
     }
     let lab = NodeLab::new("x");
@@ -579,7 +579,7 @@ fn ip_netns_exec_is_caught_by_check_config_with_what_to_do() {
     for args in [vec!["check-config".to_string(), cfg.clone()], run] {
         let out = Command::new("ip")
             .args(["netns", "exec", lab.ns.name()])
-            .arg(exe())
+            .arg(synwall())
             .args(&args)
             .output()
             .unwrap();
@@ -597,7 +597,7 @@ fn ip_netns_exec_is_caught_by_check_config_with_what_to_do() {
     assert!(!lab.pins().exists(), "pins left behind");
     let out = lab
         .ns
-        .command(exe().to_str().unwrap())
+        .command(synwall().to_str().unwrap())
         .args(["check-config", &cfg])
         .output()
         .unwrap();
@@ -618,7 +618,7 @@ impl Raw {
         env: &[(&str, String)],
         stderr: Option<std::fs::File>,
     ) -> Raw {
-        let mut c = ns.command(exe().to_str().unwrap());
+        let mut c = ns.command(synwall().to_str().unwrap());
         c.args(args).stdin(Stdio::null()).stdout(Stdio::piped());
         for (k, v) in env {
             c.env(k, v);
@@ -701,7 +701,7 @@ impl Drop for Raw {
 }
 
 fn stop_node(lab: &NodeLab, run_dir: &str, detach: bool) -> String {
-    let out = Command::new(exe())
+    let out = Command::new(synwall())
         .args(["stop", "--node", &lab.name, "--pin-root"])
         .arg(&lab.root)
         .args(["--run-dir", run_dir])
@@ -719,7 +719,7 @@ fn stop_node(lab: &NodeLab, run_dir: &str, detach: bool) -> String {
 /// priority instead of a time: `<6>` for info, `<4>` for a warning.
 #[test]
 fn run_logs_each_event_once_on_one_stream() {
-    if !synwall_netns::require_privileges("run_logs_each_event_once_on_one_stream") {
+    if !synwall_testkit::require_privileges("run_logs_each_event_once_on_one_stream") {
         return;
     }
     let lab = NodeLab::new("o");
@@ -855,7 +855,7 @@ fn has(d: &[String], kv: &str) -> bool {
 /// `check-config` says the secret could not be checked.
 #[test]
 fn systemd_notify_watchdog_and_credentials() {
-    if !synwall_netns::require_privileges("systemd_notify_watchdog_and_credentials") {
+    if !synwall_testkit::require_privileges("systemd_notify_watchdog_and_credentials") {
         return;
     }
     let lab = NodeLab::new("s");
@@ -870,7 +870,7 @@ fn systemd_notify_watchdog_and_credentials() {
     // Without the credentials directory: refused, saying what systemd needs.
     let out = lab
         .ns
-        .command(exe().to_str().unwrap())
+        .command(synwall().to_str().unwrap())
         .args(lab.run_args(&cfg, &run_dir))
         .env_remove("CREDENTIALS_DIRECTORY")
         .output()
@@ -884,7 +884,7 @@ fn systemd_notify_watchdog_and_credentials() {
     );
     assert!(!lab.pins().exists());
     let check = |creds: Option<&Path>| {
-        let mut c = lab.ns.command(exe().to_str().unwrap());
+        let mut c = lab.ns.command(synwall().to_str().unwrap());
         c.args(["check-config", &cfg]);
         match creds {
             Some(d) => c.env("CREDENTIALS_DIRECTORY", d),
@@ -928,7 +928,7 @@ fn systemd_notify_watchdog_and_credentials() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // READY=1 first, once the link is in place: read it while the daemon starts.
     let (first, link_pinned, mut d) = std::thread::scope(|s| {
-        let starting = s.spawn(|| Daemon::start_with_env(&lab.ns, exe(), &args, &env, READY));
+        let starting = s.spawn(|| Daemon::start_with_env(&lab.ns, synwall(), &args, &env, READY));
         sock.set_read_timeout(Some(READY)).unwrap();
         let mut buf = [0u8; 4096];
         let n = sock.recv(&mut buf).expect("a notification");

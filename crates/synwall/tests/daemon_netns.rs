@@ -14,21 +14,18 @@
 //! Needs root (CI=true: fail, else skip with a message).
 
 use anyhow::{ensure, Context, Result};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
-use synwall_netns::load::{Load, LoadReport};
-use synwall_netns::tcp::EchoServer;
-use synwall_netns::topo::{self, EdgeLab, BACKEND_IF, CLIENT_IF, EDGE_CLIENT_IF};
-use synwall_netns::{nft, require_privileges, unique_prefix, Counts, Daemon, Netns};
+use synwall_testkit::load::{Load, LoadReport};
+use synwall_testkit::synwall;
+use synwall_testkit::tcp::EchoServer;
+use synwall_testkit::topo::{self, EdgeLab, BACKEND_IF, CLIENT_IF, EDGE_CLIENT_IF};
+use synwall_testkit::{nft, require_privileges, unique_prefix, Counts, Daemon, Netns};
 
 const PORT: u16 = 8080;
 const READY: Duration = Duration::from_secs(20);
-
-fn exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_synwall"))
-}
 
 /// One lab: the three namespaces, a secret file, a run directory, config files, a server.
 struct Lab {
@@ -48,7 +45,7 @@ impl Lab {
         write_secret(&secret, 0x42)?;
         let pass: Vec<String> = topo::pass_all_args(CLIENT_IF, &secret.display().to_string());
         Ok(Lab {
-            _pass: Daemon::start(&lab.client, exe(), &pass, READY)?,
+            _pass: Daemon::start(&lab.client, synwall(), &pass, READY)?,
             _servers: Vec::new(),
             lab,
             dir,
@@ -100,7 +97,7 @@ impl Lab {
         let config = config.display().to_string();
         Daemon::start(
             self.ns(role),
-            exe(),
+            synwall(),
             &["run", "--config", &config, "--run-dir", &run_dir],
             READY,
         )
@@ -108,13 +105,7 @@ impl Lab {
 
     fn serve(&mut self, port: u16) -> Result<Vec<SocketAddr>> {
         let mut addrs = Vec::new();
-        for v6 in [false, true] {
-            let addr = SocketAddr::new(topo::backend_addr(v6), port);
-            let l = self
-                .lab
-                .backend
-                .enter(move || TcpListener::bind(addr))?
-                .with_context(|| format!("bind {addr}"))?;
+        for (addr, l) in self.lab.backend_listeners(port)? {
             self._servers.push(EchoServer::start(l)?);
             addrs.push(addr);
         }
@@ -123,7 +114,7 @@ impl Lab {
 
     /// `synwall CMD [FLAGS] --node <role's node> --run-dir ...`, which must succeed: its stdout.
     fn node_cmd(&self, cmd: &str, flag: &str, role: &str) -> Result<Vec<u8>> {
-        let out = std::process::Command::new(exe())
+        let out = std::process::Command::new(synwall())
             .args([cmd, flag, "--node", &format!("{}{role}", self.name)])
             .arg("--run-dir")
             .arg(self.run_dir())

@@ -4,8 +4,9 @@
 
 use std::process::Command;
 use std::time::Duration;
-use synwall_netns::daemon::Daemon;
-use synwall_netns::{require_privileges, unique_prefix, veth, Netns};
+use synwall_testkit::daemon::Daemon;
+use synwall_testkit::synwall;
+use synwall_testkit::{require_privileges, unique_prefix, veth, Netns};
 
 fn secret(dir: &tempfile::TempDir) -> String {
     let p = dir.path().join("master.key");
@@ -18,7 +19,7 @@ fn secret(dir: &tempfile::TempDir) -> String {
 }
 
 fn synwall_in(ns: &Netns, args: &[&str]) -> Command {
-    let mut c = ns.command(env!("CARGO_BIN_EXE_synwall"));
+    let mut c = ns.command(synwall().to_str().unwrap());
     c.args(args);
     c
 }
@@ -110,7 +111,7 @@ fn bad_starts_leave_nothing_attached() {
     let edge_args = base("edge", "eth0", &key);
     let first = Daemon::start(
         &a,
-        std::path::Path::new(env!("CARGO_BIN_EXE_synwall")),
+        synwall(),
         &edge_args.iter().map(String::as_str).collect::<Vec<_>>(),
         Duration::from_secs(20),
     )

@@ -20,14 +20,14 @@
 use anyhow::{ensure, Context, Result};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::time::{Duration, Instant};
 use synwall_cookie::synwall_v1::{self as v1, epoch_of, EpochKeys, MasterSecret};
 use synwall_cookie::{Addrs, Flow, Syn, SynOptions};
-use synwall_netns::packet::{Segment, ACK};
-use synwall_netns::tcp::{self, EchoServer, TcpInfo};
-use synwall_netns::topo::{self, EdgeLab, BACKEND_IF, CLIENT_IF, EDGE_CLIENT_IF};
-use synwall_netns::{nft, require_privileges, unique_prefix, veth, Counts, Daemon, Netns};
+use synwall_testkit::frame::{Frame, ACK};
+use synwall_testkit::synwall;
+use synwall_testkit::tcp::{self, EchoServer, TcpInfo};
+use synwall_testkit::topo::{self, EdgeLab, BACKEND_IF, CLIENT_IF, EDGE_CLIENT_IF};
+use synwall_testkit::{nft, require_privileges, unique_prefix, veth, Counts, Daemon, Netns};
 
 const PORT: u16 = 8080;
 const READY: Duration = Duration::from_secs(20);
@@ -38,10 +38,6 @@ const SPEC_MSS_V4: [u32; 8] = [536, 1200, 1360, 1400, 1440, 1452, 1460, 8960];
 const SPEC_MSS_V6: [u32; 8] = [1220, 1280, 1360, 1420, 1432, 1440, 8940, 65476];
 /// SPEC section 7: the default server window-scale shift (the backends' rcv_wscale).
 const SPEC_SERVER_WSCALE: u8 = 7;
-
-fn exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_synwall"))
-}
 
 /// A master-secret file (hex), removed on drop.
 struct Secret {
@@ -63,7 +59,7 @@ impl Secret {
 }
 
 fn start(ns: &Netns, args: &[String]) -> Result<Daemon> {
-    Daemon::start(ns, exe(), args, READY)
+    Daemon::start(ns, synwall(), args, READY)
 }
 
 fn args(list: &[&str], extra: &[String]) -> Vec<String> {
@@ -77,12 +73,6 @@ fn one(mut counts: BTreeMap<String, Counts>, role: &str) -> Result<Counts> {
     counts
         .remove(role)
         .with_context(|| format!("no {role} counters in {counts:?}"))
-}
-
-/// Listen on `addr` inside `ns`.
-fn listen(ns: &Netns, addr: SocketAddr) -> Result<TcpListener> {
-    ns.enter(move || TcpListener::bind(addr))?
-        .with_context(|| format!("bind {addr}"))
 }
 
 /// One client connection from `ns`: connect (TCP_MAXSEG = `mss`), send `len` bytes, check the
@@ -322,7 +312,7 @@ fn client_profiles(v6: bool) -> Result<()> {
     backend_nft(&lab.backend)?;
     let opens_before = lab.backend.net_counter("Tcp:PassiveOpens")?;
     let server_addr = SocketAddr::new(topo::backend_addr(v6), PORT);
-    let server = EchoServer::start(listen(&lab.backend, server_addr)?)?;
+    let server = EchoServer::start(lab.backend.listen(server_addr)?)?;
 
     let profiles = profiles();
     let len = 100_000;
@@ -485,7 +475,7 @@ fn misrouted_ack_validated_by_another_edge() -> Result<()> {
         ),
     )?;
     let server_addr = SocketAddr::new(topo::backend_addr(false), PORT);
-    let server = EchoServer::start(listen(&backend, server_addr)?)?;
+    let server = EchoServer::start(backend.listen(server_addr)?)?;
     let n = 3u64;
     for i in 0..n {
         let (local, _) = connect_and_exchange(&client, server_addr, None, 20_000, i as u32, IO)?;
@@ -591,7 +581,7 @@ fn single_node_protects_its_own_server() -> Result<()> {
     let mut servers = Vec::new();
     for v6 in [false, true] {
         let addr = SocketAddr::new(topo::backend_addr(v6), PORT);
-        servers.push((addr, EchoServer::start(listen(&host, addr)?)?));
+        servers.push((addr, EchoServer::start(host.listen(addr)?)?));
     }
     for (i, (addr, server)) in servers.iter().enumerate() {
         let (local, _) = connect_and_exchange(&client, *addr, None, 50_000, i as u32, IO)?;
@@ -639,21 +629,15 @@ fn forged_ack(key: &synwall_cookie::SipKey, client_port: u16, macs: ([u8; 6], [u
         },
     };
     let issued = v1::generate(&v1::Config::default(), key, &syn, 0);
-    Segment {
+    Frame {
         dst_mac: macs.0,
         src_mac: macs.1,
-        src: c.into(),
-        dst: s.into(),
-        sport: client_port,
-        dport: PORT,
         seq: syn.isn.wrapping_add(1),
         ack: issued.isn.wrapping_add(1),
-        flags: ACK,
         window: 502,
-        options: Vec::new(),
-        payload: Vec::new(),
+        ..Frame::new(c.into(), s.into(), client_port, PORT, ACK)
     }
-    .frame()
+    .build()
 }
 
 fn accept_within(l: &TcpListener, limit: Duration) -> Option<TcpStream> {
@@ -725,10 +709,9 @@ fn cookie_expires_after_two_epochs() -> Result<()> {
             &services,
         ),
     )?;
-    let listener = listen(
-        &lab.backend,
-        SocketAddr::new(topo::backend_addr(false), PORT),
-    )?;
+    let listener = lab
+        .backend
+        .listen(SocketAddr::new(topo::backend_addr(false), PORT))?;
     listener.set_nonblocking(true)?;
     let macs = (
         topo::mac(&lab.edge, EDGE_CLIENT_IF)?,
@@ -736,7 +719,7 @@ fn cookie_expires_after_two_epochs() -> Result<()> {
     );
     let sender = lab
         .client
-        .enter(|| synwall_netns::packet::RawSender::open(CLIENT_IF))??;
+        .enter(|| synwall_testkit::RawSender::open(CLIENT_IF))??;
 
     // The daemons rotate up to a tick after each boundary (edges a lag later): a cookie made
     // here from the wall clock is only meaningful once they have.

@@ -18,20 +18,16 @@
 //! Needs root (CI=true: fail, else skip with a message).
 
 use anyhow::{ensure, Context, Result};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
-use std::path::Path;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use synwall_netns::tcp::{self, EchoServer};
-use synwall_netns::{nft, require_privileges, unique_prefix, veth, Daemon, Netns};
+use synwall_testkit::synwall;
+use synwall_testkit::tcp::{self, EchoServer};
+use synwall_testkit::{nft, require_privileges, unique_prefix, veth, Daemon, Netns};
 
 const PORT: u16 = 8080;
 const SERVICE: Ipv4Addr = Ipv4Addr::new(10, 66, 2, 2);
-
-fn exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_synwall"))
-}
 
 /// An `AF_PACKET` socket on `dev` (in the calling thread's namespace) collecting, until `stop`,
 /// every IPv4 TCP frame to `SERVICE:PORT` with ACK set and SYN clear, whole.
@@ -153,13 +149,13 @@ fn partial_checksum_ack_from_a_real_client_creates_its_socket() -> Result<()> {
     let start = |ns: &Netns, args: &[&str]| -> Result<Daemon> {
         let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         a.extend(service.iter().cloned());
-        Daemon::start(ns, exe(), &a, Duration::from_secs(20))
+        Daemon::start(ns, synwall(), &a, Duration::from_secs(20))
     };
     // XDP_TX on a veth reaches a peer that runs XDP: a pass-everything edge on c0.
     let _pass = Daemon::start(
         &client,
-        exe(),
-        &synwall_netns::topo::pass_all_args("c0", &sf),
+        synwall(),
+        &synwall_testkit::topo::pass_all_args("c0", &sf),
         Duration::from_secs(20),
     )?;
     let edge = start(&backend, &["edge", "--iface", "b0", "--secret-file", &sf])?;
@@ -168,7 +164,7 @@ fn partial_checksum_ack_from_a_real_client_creates_its_socket() -> Result<()> {
         &["backend", "--iface", "b1", "--secret-file", &sf],
     )?;
     let addr = SocketAddr::new(IpAddr::V4(SERVICE), PORT);
-    let listener = backend.enter(move || TcpListener::bind(addr))??;
+    let listener = backend.listen(addr)?;
     let server = EchoServer::start(listener)?;
 
     let stop = Arc::new(AtomicBool::new(false));

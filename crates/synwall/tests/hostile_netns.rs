@@ -82,19 +82,17 @@
 //!
 //! The jumbo-frame hole is proven in `jumbo_netns.rs`. Needs root (CI=true: fail, else skip).
 
-mod common;
-
+use crate::common::{describe, Lab, LabOptions, Measured, Reply, ReplyTcp, OPEN_PORT, PORT};
 use anyhow::{ensure, Context, Result};
-use common::craft::{self, Macs, Tcp, ACK, CWR, ECE, FIN, PSH, RST, SYN, URG};
-use common::{describe, Lab, LabOptions, Measured, Reply, ReplyTcp, OPEN_PORT, PORT};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use synwall_netns::topo::{self, BACKEND_V4, BACKEND_V6, CLIENT_V4, CLIENT_V6};
-use synwall_netns::{require_privileges, tcp, unique_prefix};
+use synwall_testkit::frame::{self, Macs, Tcp, ACK, CWR, ECE, FIN, PSH, RST, SYN, URG};
+use synwall_testkit::topo::{self, BACKEND_V4, BACKEND_V6, CLIENT_V4, CLIENT_V6};
+use synwall_testkit::{require_privileges, tcp, unique_prefix};
 
 /// The backend's second IPv6 address: not protected (the outer destination of routing headers).
 const OUTER_V6: Ipv6Addr = Ipv6Addr::new(0xfd66, 2, 0, 0, 0, 0, 0, 3);
@@ -286,7 +284,7 @@ fn accept_any(ls: &[TcpListener], limit: Duration) -> Option<(TcpStream, SocketA
 
 /// A SYN (Linux options) wrapped as `IPv6 / Fragment(0, M=0, nh=DestOpts) / DestOpts / TCP`.
 fn wrapped_syn(m: Macs, port: u16, dport: u16) -> Vec<u8> {
-    craft::atomic_fragment(
+    frame::atomic_fragment(
         m,
         CLIENT_V6,
         BACKEND_V6,
@@ -302,14 +300,14 @@ fn wrapped_syn(m: Macs, port: u16, dport: u16) -> Vec<u8> {
 fn two_fragment_syn(m: Macs, port: u16, dport: u16) -> Vec<Vec<u8>> {
     let mut syn = Tcp::syn(port, dport);
     syn.payload = b"syn-data".to_vec();
-    let mut inner = craft::dest_opts(craft::NH_TCP);
+    let mut inner = frame::dest_opts(frame::NH_TCP);
     inner.extend(syn.bytes(CLIENT_V6.into(), BACKEND_V6.into()));
     // DestOpts (8) + TCP header (40) in the first fragment, the 8 bytes of data in the second.
-    craft::two_fragments(
+    frame::two_fragments(
         m,
         CLIENT_V6,
         BACKEND_V6,
-        craft::NH_DEST_OPTS,
+        frame::NH_DEST_OPTS,
         &inner,
         48,
         0x1000 + port as u32,
@@ -322,7 +320,7 @@ fn v4_two_fragment_syn(m: Macs, port: u16, dport: u16) -> Vec<Vec<u8>> {
     let mut syn = Tcp::syn(port, dport);
     syn.payload = b"syn-data".to_vec();
     let seg = syn.bytes(CLIENT_V4.into(), BACKEND_V4.into());
-    craft::v4_two_fragments(m, CLIENT_V4.into(), BACKEND_V4.into(), &seg, 40).to_vec()
+    frame::v4_two_fragments(m, CLIENT_V4.into(), BACKEND_V4.into(), &seg, 40).to_vec()
 }
 
 /// Fragment-header bypass of the edge: a SYN to a protected service hidden behind an IPv6
@@ -344,7 +342,7 @@ fn ipv6_fragment_header_cannot_smuggle_a_syn() -> Result<()> {
         let case = format!("control: plain {} SYN answered by the edge", fam(v6));
         let x = lab.probe_exact(
             |p| {
-                vec![craft::frame(
+                vec![frame::frame(
                     m,
                     &[],
                     client(v6),
@@ -427,7 +425,7 @@ fn ipv6_fragment_header_cannot_smuggle_a_syn() -> Result<()> {
     let x = lab.probe_exact(
         |p| {
             let seg = Tcp::syn(p, PORT).bytes(CLIENT_V6.into(), BACKEND_V6.into());
-            craft::two_fragments(m, CLIENT_V6, BACKEND_V6, craft::NH_TCP, &seg, 24, p as u32)
+            frame::two_fragments(m, CLIENT_V6, BACKEND_V6, frame::NH_TCP, &seg, 24, p as u32)
                 .to_vec()
         },
         &[("drop_fragment", 1), ("pass_fragment_nonfirst", 1)],
@@ -446,15 +444,18 @@ fn ipv6_fragment_header_cannot_smuggle_a_syn() -> Result<()> {
     eprintln!("      {case}: {p}");
     r.check(
         &format!("{case}: counters"),
-        common::exactly(&common::without_noise(&p.edge), &[("drop_syn_fragment", n)])
-            .and_then(|_| common::exactly(&common::without_noise(&p.backend), &[]))
-            .map_err(|e| {
-                format!(
-                    "{e} (edge {}; backend {})",
-                    common::show(&p.edge),
-                    common::show(&p.backend)
-                )
-            }),
+        crate::common::exactly(
+            &crate::common::without_noise(&p.edge),
+            &[("drop_syn_fragment", n)],
+        )
+        .and_then(|_| crate::common::exactly(&crate::common::without_noise(&p.backend), &[]))
+        .map_err(|e| {
+            format!(
+                "{e} (edge {}; backend {})",
+                crate::common::show(&p.edge),
+                crate::common::show(&p.backend)
+            )
+        }),
     );
     let replies = lab.all_replies(Duration::from_millis(500))?;
     let answered = replies
@@ -596,7 +597,7 @@ fn strict_mode_cannot_be_bypassed_with_fragment_headers() -> Result<()> {
     let x = lab.probe_exact(
         |p| {
             syn.sport = p;
-            vec![craft::atomic_fragment(
+            vec![frame::atomic_fragment(
                 m, CLIENT_V6, BACKEND_V6, &syn, p as u32,
             )]
         },
@@ -611,7 +612,7 @@ fn strict_mode_cannot_be_bypassed_with_fragment_headers() -> Result<()> {
         Some(sa) => {
             let t = tcp_of(&sa).map_err(anyhow::Error::msg)?.clone();
             let mut ack = ack_for(&syn, &t);
-            let wrap = |t: &Tcp, id: u32| craft::atomic_fragment(m, CLIENT_V6, BACKEND_V6, t, id);
+            let wrap = |t: &Tcp, id: u32| frame::atomic_fragment(m, CLIENT_V6, BACKEND_V6, t, id);
             lab.send(&wrap(&ack, 1))?;
             ack.flags = PSH | ACK;
             ack.payload = b"GET / HTTP/1.0\r\n\r\n".to_vec();
@@ -664,7 +665,7 @@ fn strict_mode_cannot_be_bypassed_with_fragment_headers() -> Result<()> {
                     options: Vec::new(),
                     payload: payload.to_vec(),
                 };
-                vec![craft::atomic_fragment(
+                vec![frame::atomic_fragment(
                     m, CLIENT_V6, BACKEND_V6, &t, p as u32,
                 )]
             },
@@ -691,7 +692,7 @@ fn strict_mode_cannot_be_bypassed_with_fragment_headers() -> Result<()> {
             t.payload = vec![0x63; 64];
             let seg = t.bytes(CLIENT_V6.into(), BACKEND_V6.into());
             vec![
-                craft::two_fragments(m, CLIENT_V6, BACKEND_V6, craft::NH_TCP, &seg, 48, p as u32)
+                frame::two_fragments(m, CLIENT_V6, BACKEND_V6, frame::NH_TCP, &seg, 48, p as u32)
                     [1]
                 .clone(),
             ]
@@ -707,7 +708,7 @@ fn strict_mode_cannot_be_bypassed_with_fragment_headers() -> Result<()> {
     let accepted0 = http.accepted();
     let x = lab.probe_exact(
         |p| {
-            vec![craft::frame(
+            vec![frame::frame(
                 m,
                 &[],
                 client(true),
@@ -724,18 +725,21 @@ fn strict_mode_cannot_be_bypassed_with_fragment_headers() -> Result<()> {
         Err(e) => r.check(&format!("{case}: the edge answers the plain SYN"), Err(e)),
         Ok(sa) => {
             let ack = ack_for(&syn, &sa);
-            let wrapped = craft::atomic_fragment(m, CLIENT_V6, BACKEND_V6, &ack, port as u32);
+            let wrapped = frame::atomic_fragment(m, CLIENT_V6, BACKEND_V6, &ack, port as u32);
             let p = lab.probe(&[wrapped])?;
             eprintln!("      {case} [port {port}]: {p}");
             r.check(
                 &format!("{case}: counters"),
-                common::exactly(&common::without_noise(&p.edge), &[("strict_ack_valid", 1)])
-                    .and_then(|_| {
-                        common::exactly(
-                            &common::without_noise(&p.backend),
-                            &[("drop_ack_fragment", 1)],
-                        )
-                    }),
+                crate::common::exactly(
+                    &crate::common::without_noise(&p.edge),
+                    &[("strict_ack_valid", 1)],
+                )
+                .and_then(|_| {
+                    crate::common::exactly(
+                        &crate::common::without_noise(&p.backend),
+                        &[("drop_ack_fragment", 1)],
+                    )
+                }),
             );
             r.check(
                 &format!("{case}: no socket"),
@@ -747,7 +751,7 @@ fn strict_mode_cannot_be_bypassed_with_fragment_headers() -> Result<()> {
             );
             r.silent_after_synack(port, case);
             // Control: the same ACK unwrapped creates the socket (the cookie was valid).
-            let plain = craft::frame(m, &[], client(true), server(true), &ack);
+            let plain = frame::frame(m, &[], client(true), server(true), &ack);
             let p = lab.probe(&[plain])?;
             let case = "control: the same handshake ACK unwrapped creates the socket";
             eprintln!("      {case} [port {port}]: {p}");
@@ -791,12 +795,12 @@ fn routing_header_cannot_hide_the_protected_destination() -> Result<()> {
     // Segment list[0] is the last segment (the final destination), list[1] the current one.
     let srh_syn = |p: u16, dport: u16, outer: Ipv6Addr, sl: u8| {
         let seg = Tcp::syn(p, dport).bytes(CLIENT_V6.into(), BACKEND_V6.into());
-        craft::v6_frame(
+        frame::v6_frame(
             m,
             CLIENT_V6,
             outer,
-            craft::NH_ROUTING,
-            &[craft::srh(craft::NH_TCP, sl, &[BACKEND_V6, outer])],
+            frame::NH_ROUTING,
+            &[frame::srh(frame::NH_TCP, sl, &[BACKEND_V6, outer])],
             &seg,
         )
     };
@@ -804,7 +808,7 @@ fn routing_header_cannot_hide_the_protected_destination() -> Result<()> {
     let case = "control: plain IPv6 SYN answered by the edge";
     let x = lab.probe_exact(
         |p| {
-            vec![craft::frame(
+            vec![frame::frame(
                 m,
                 &[],
                 client(true),
@@ -856,7 +860,7 @@ fn routing_header_cannot_hide_the_protected_destination() -> Result<()> {
     if let (Ok(sa), Some(1)) = (&answer, x.probe.edge.get("syn_answered")) {
         // The cookie is the final destination's: its plain ACK creates the socket.
         let ack = ack_for(&Tcp::syn(x.port, PORT), sa);
-        let p = lab.probe(&[craft::frame(m, &[], client(true), server(true), &ack)])?;
+        let p = lab.probe(&[frame::frame(m, &[], client(true), server(true), &ack)])?;
         let case = format!("{case}: its cookie ACK creates the socket");
         eprintln!("      {case}: {p}");
         let acc = accept_any(&listeners, ANSWER);
@@ -896,14 +900,14 @@ fn routing_header_cannot_hide_the_protected_destination() -> Result<()> {
     // offset-0 fragment, so the SRH still names the destination, and the SYN is in a fragment.
     let frag_srh_syn = |p: u16, dport: u16| {
         let seg = Tcp::syn(p, dport).bytes(CLIENT_V6.into(), BACKEND_V6.into());
-        craft::v6_frame(
+        frame::v6_frame(
             m,
             CLIENT_V6,
             OUTER_V6,
-            craft::NH_FRAGMENT,
+            frame::NH_FRAGMENT,
             &[
-                craft::frag6(craft::NH_ROUTING, 0, false, p as u32),
-                craft::srh(craft::NH_TCP, 1, &[BACKEND_V6, OUTER_V6]),
+                frame::frag6(frame::NH_ROUTING, 0, false, p as u32),
+                frame::srh(frame::NH_TCP, 1, &[BACKEND_V6, OUTER_V6]),
             ],
             &seg,
         )
@@ -933,12 +937,12 @@ fn routing_header_cannot_hide_the_protected_destination() -> Result<()> {
     // IPv4 source-route options.
     let rh0 = |p: u16, outer: Ipv6Addr, sl: u8| {
         let seg = Tcp::syn(p, PORT).bytes(CLIENT_V6.into(), BACKEND_V6.into());
-        craft::v6_frame(
+        frame::v6_frame(
             m,
             CLIENT_V6,
             outer,
-            craft::NH_ROUTING,
-            &[craft::rh0(craft::NH_TCP, sl, &[BACKEND_V6])],
+            frame::NH_ROUTING,
+            &[frame::rh0(frame::NH_TCP, sl, &[BACKEND_V6])],
             &seg,
         )
     };
@@ -955,14 +959,14 @@ fn routing_header_cannot_hide_the_protected_destination() -> Result<()> {
             "two routing headers (SRH, segments left 0, twice) to the protected address",
             Box::new(|p| {
                 let seg = Tcp::syn(p, PORT).bytes(CLIENT_V6.into(), BACKEND_V6.into());
-                craft::v6_frame(
+                frame::v6_frame(
                     m,
                     CLIENT_V6,
                     BACKEND_V6,
-                    craft::NH_ROUTING,
+                    frame::NH_ROUTING,
                     &[
-                        craft::srh(craft::NH_ROUTING, 0, &[BACKEND_V6]),
-                        craft::srh(craft::NH_TCP, 0, &[BACKEND_V6]),
+                        frame::srh(frame::NH_ROUTING, 0, &[BACKEND_V6]),
+                        frame::srh(frame::NH_TCP, 0, &[BACKEND_V6]),
                     ],
                     &seg,
                 )
@@ -1032,12 +1036,12 @@ fn rh_syn(m: Macs, p: u16, outer: Ipv6Addr, rtype: u8, segments_left: u8, addrs:
     let seg = Tcp::syn(p, PORT).bytes(CLIENT_V6.into(), BACKEND_V6.into());
     let mut rest = vec![0u8; 4];
     rest.extend_from_slice(addrs);
-    craft::v6_frame(
+    frame::v6_frame(
         m,
         CLIENT_V6,
         outer,
-        craft::NH_ROUTING,
-        &[craft::routing(craft::NH_TCP, rtype, segments_left, &rest)],
+        frame::NH_ROUTING,
+        &[frame::routing(frame::NH_TCP, rtype, segments_left, &rest)],
         &seg,
     )
 }
@@ -1046,10 +1050,10 @@ fn rh_syn(m: Macs, p: u16, outer: Ipv6Addr, rtype: u8, segments_left: u8, addrs:
 /// whose route ends at the protected address, sent to `outer`.
 fn v4_source_routed(m: Macs, p: u16, kind: u8, outer: Ipv4Addr) -> Vec<u8> {
     let seg = Tcp::syn(p, PORT).bytes(CLIENT_V4.into(), BACKEND_V4.into());
-    let mut ip = craft::V4::new(CLIENT_V4.into(), outer.into());
+    let mut ip = frame::V4::new(CLIENT_V4.into(), outer.into());
     let b = BACKEND_V4.octets();
     ip.options = vec![kind, 7, 4, b[0], b[1], b[2], b[3], 0];
-    let mut f = craft::eth(m, &[], 0x0800);
+    let mut f = frame::eth(m, &[], 0x0800);
     f.extend(ip.bytes(seg.len()));
     f.extend(seg);
     f
@@ -1071,10 +1075,10 @@ fn seg6_lab(o: LabOptions) -> Result<Lab> {
 fn dest_opts_chain(n: usize, last_nh: u8) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| {
-            craft::dest_opts(if i + 1 == n {
+            frame::dest_opts(if i + 1 == n {
                 last_nh
             } else {
-                craft::NH_DEST_OPTS
+                frame::NH_DEST_OPTS
             })
         })
         .collect()
@@ -1098,9 +1102,9 @@ fn routing_header_behind_the_walk_horizon_cannot_reach_the_kernel() -> Result<()
     // protected address, to the unprotected outer address; the SYN to `dport`.
     let chain_syn = |p: u16, dport: u16, n: usize| {
         let seg = Tcp::syn(p, dport).bytes(CLIENT_V6.into(), BACKEND_V6.into());
-        let mut exts = dest_opts_chain(n, craft::NH_ROUTING);
-        exts.push(craft::srh(craft::NH_TCP, 1, &[BACKEND_V6, OUTER_V6]));
-        craft::v6_frame(m, CLIENT_V6, OUTER_V6, craft::NH_DEST_OPTS, &exts, &seg)
+        let mut exts = dest_opts_chain(n, frame::NH_ROUTING);
+        exts.push(frame::srh(frame::NH_TCP, 1, &[BACKEND_V6, OUTER_V6]));
+        frame::v6_frame(m, CLIENT_V6, OUTER_V6, frame::NH_DEST_OPTS, &exts, &seg)
     };
     // Controls: within the bound, the backend kernel routes by the SRH behind the chain and
     // answers an unprotected port; the edge answers the protected one, from the final address.
@@ -1146,25 +1150,25 @@ fn routing_header_behind_the_walk_horizon_cannot_reach_the_kernel() -> Result<()
     let split = |p: u16, dport: u16| {
         let id = 0xab00_0000 + p as u32;
         let seg = Tcp::syn(p, dport).bytes(CLIENT_V6.into(), BACKEND_V6.into());
-        let first = craft::v6_frame(
+        let first = frame::v6_frame(
             m,
             CLIENT_V6,
             OUTER_V6,
-            craft::NH_FRAGMENT,
+            frame::NH_FRAGMENT,
             &[
-                craft::frag6(craft::NH_DEST_OPTS, 0, true, id),
-                craft::dest_opts(craft::NH_ROUTING),
+                frame::frag6(frame::NH_DEST_OPTS, 0, true, id),
+                frame::dest_opts(frame::NH_ROUTING),
             ],
             &[],
         );
-        let mut rest = craft::srh(craft::NH_TCP, 1, &[BACKEND_V6, OUTER_V6]);
+        let mut rest = frame::srh(frame::NH_TCP, 1, &[BACKEND_V6, OUTER_V6]);
         rest.extend(seg);
-        let second = craft::v6_frame(
+        let second = frame::v6_frame(
             m,
             CLIENT_V6,
             OUTER_V6,
-            craft::NH_FRAGMENT,
-            &[craft::frag6(craft::NH_DEST_OPTS, 1, false, id)],
+            frame::NH_FRAGMENT,
+            &[frame::frag6(frame::NH_DEST_OPTS, 1, false, id)],
             &rest,
         );
         vec![first, second]
@@ -1174,15 +1178,15 @@ fn routing_header_behind_the_walk_horizon_cannot_reach_the_kernel() -> Result<()
     let whole_first = |p: u16, dport: u16| {
         let mut syn = Tcp::syn(p, dport);
         syn.payload = b"syn-data".to_vec();
-        let mut fragmentable = craft::dest_opts(craft::NH_ROUTING);
-        fragmentable.extend(craft::srh(craft::NH_TCP, 1, &[BACKEND_V6, OUTER_V6]));
+        let mut fragmentable = frame::dest_opts(frame::NH_ROUTING);
+        fragmentable.extend(frame::srh(frame::NH_TCP, 1, &[BACKEND_V6, OUTER_V6]));
         fragmentable.extend(syn.bytes(CLIENT_V6.into(), BACKEND_V6.into()));
         let cut = fragmentable.len() - 8;
-        craft::two_fragments(
+        frame::two_fragments(
             m,
             CLIENT_V6,
             OUTER_V6,
-            craft::NH_DEST_OPTS,
+            frame::NH_DEST_OPTS,
             &fragmentable,
             cut,
             0xac00_0000 + p as u32,
@@ -1219,15 +1223,15 @@ fn routing_header_behind_the_walk_horizon_cannot_reach_the_kernel() -> Result<()
             let seg = Tcp::syn(p, PORT).bytes(CLIENT_V6.into(), BACKEND_V6.into());
             let mut rest = vec![0u8; 4];
             rest.extend_from_slice(&BACKEND_V6.octets());
-            let mut body = craft::routing(craft::NH_TCP, 2, 1, &rest);
+            let mut body = frame::routing(frame::NH_TCP, 2, 1, &rest);
             body.extend(seg);
-            f[1] = craft::v6_frame(
+            f[1] = frame::v6_frame(
                 m,
                 CLIENT_V6,
                 OUTER_V6,
-                craft::NH_FRAGMENT,
-                &[craft::frag6(
-                    craft::NH_DEST_OPTS,
+                frame::NH_FRAGMENT,
+                &[frame::frag6(
+                    frame::NH_DEST_OPTS,
                     1,
                     false,
                     0xab00_0000 + p as u32,
@@ -1249,12 +1253,12 @@ fn routing_header_behind_the_walk_horizon_cannot_reach_the_kernel() -> Result<()
 /// IPv6 or IPv4) / inner packet`: SRv6 encapsulation ending at the backend's unprotected address.
 fn srv6(m: Macs, sl: u8, inner_nh: u8, inner: &[u8]) -> Vec<u8> {
     let segments: Vec<Ipv6Addr> = (0..=sl).map(|_| OUTER_V6).collect();
-    craft::v6_frame(
+    frame::v6_frame(
         m,
         CLIENT_V6,
         OUTER_V6,
-        craft::NH_ROUTING,
-        &[craft::srh(inner_nh, sl, &segments)],
+        frame::NH_ROUTING,
+        &[frame::srh(inner_nh, sl, &segments)],
         inner,
     )
 }
@@ -1264,11 +1268,11 @@ fn srv6(m: Macs, sl: u8, inner_nh: u8, inner: &[u8]) -> Vec<u8> {
 fn inner_packet(v6: bool, t: &Tcp) -> (u8, Vec<u8>) {
     let seg = t.bytes(client(v6), server(v6));
     if v6 {
-        let mut p = craft::ipv6(CLIENT_V6, BACKEND_V6, craft::NH_TCP, seg.len());
+        let mut p = frame::ipv6(CLIENT_V6, BACKEND_V6, frame::NH_TCP, seg.len());
         p.extend(seg);
         (41, p)
     } else {
-        let mut p = craft::V4::new(client(false), server(false)).bytes(seg.len());
+        let mut p = frame::V4::new(client(false), server(false)).bytes(seg.len());
         p.extend(seg);
         (4, p)
     }
@@ -1339,14 +1343,16 @@ fn srv6_encapsulated_syn_is_judged_by_the_inner_packet() -> Result<()> {
             eprintln!("      {case}: {p}");
             r.check(
                 &format!("{case}: counters"),
-                common::exactly(&common::without_noise(&p.edge), &[("fwd_non_syn", 1)]).and_then(
-                    |_| {
-                        common::exactly(
-                            &common::without_noise(&p.backend),
-                            &[("backend_ack_pass_encap", 1), ("backend_reqsk_created", 1)],
-                        )
-                    },
-                ),
+                crate::common::exactly(
+                    &crate::common::without_noise(&p.edge),
+                    &[("fwd_non_syn", 1)],
+                )
+                .and_then(|_| {
+                    crate::common::exactly(
+                        &crate::common::without_noise(&p.backend),
+                        &[("backend_ack_pass_encap", 1), ("backend_reqsk_created", 1)],
+                    )
+                }),
             );
             let acc = accept_any(&listeners, ANSWER);
             r.check(
@@ -1386,7 +1392,7 @@ fn non_ethernet_interfaces_are_refused() -> Result<()> {
         return Ok(());
     }
     let p = unique_prefix();
-    let ns = synwall_netns::Netns::create(&format!("{p}m"))?;
+    let ns = synwall_testkit::Netns::create(&format!("{p}m"))?;
     let (tun, va, vb) = (format!("{p}t"), format!("{p}a"), format!("{p}b"));
     ns.run(&["ip", "tuntap", "add", "dev", &tun, "mode", "tun"])?;
     ns.run(&[
@@ -1400,7 +1406,7 @@ fn non_ethernet_interfaces_are_refused() -> Result<()> {
     std::fs::write(&secret, format!("{}\n", "ab".repeat(32)))?;
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     let secret = secret.display().to_string();
-    let exe = env!("CARGO_BIN_EXE_synwall");
+    let exe = synwall_testkit::synwall().to_str().expect("a UTF-8 path");
     let mut r = Report::new();
     let check = |section: &str, iface: &str, extra: &str| -> Result<(bool, String)> {
         let path = dir.path().join(format!("{section}-{iface}.toml"));
@@ -1497,7 +1503,8 @@ fn non_ethernet_interfaces_are_refused() -> Result<()> {
         },
     );
     let case = "control: synwall single on a veth starts and attaches both programs";
-    match synwall_netns::Daemon::start(&ns, Path::new(exe), &single(&vb), Duration::from_secs(30)) {
+    match synwall_testkit::Daemon::start(&ns, Path::new(exe), &single(&vb), Duration::from_secs(30))
+    {
         Ok(d) => {
             let on_veth = attached(&vb)?;
             r.check(
@@ -1558,7 +1565,7 @@ fn backend_can_drop_syns_that_went_around_the_edge() -> Result<()> {
         let mode = if drop_syns { "drop_syns" } else { "default" };
         for v6 in [false, true] {
             let syn = |p: u16, dport: u16| {
-                craft::frame(m, &[], client(v6), server(v6), &Tcp::syn(p, dport))
+                frame::frame(m, &[], client(v6), server(v6), &Tcp::syn(p, dport))
             };
             let case = format!("[{mode}] {} SYN that went around the edge", fam(v6));
             let want: &[(&str, u64)] = if drop_syns {
@@ -1597,7 +1604,7 @@ fn backend_can_drop_syns_that_went_around_the_edge() -> Result<()> {
             match answered_by(&lab, x.port, server(v6), PORT)? {
                 Ok(sa) => {
                     let ack = ack_for(&Tcp::syn(x.port, PORT), &sa);
-                    lab.probe(&[craft::frame(m, &[], client(v6), server(v6), &ack)])?;
+                    lab.probe(&[frame::frame(m, &[], client(v6), server(v6), &ack)])?;
                     let acc = accept_any(&listeners, ANSWER);
                     r.check(
                         &case,
@@ -1642,7 +1649,7 @@ fn backend_trusts_the_checksums_the_kernel_trusts() -> Result<()> {
     let tx = lab
         .lab
         .edge
-        .enter(|| common::VnetSender::open(topo::EDGE_BACKEND_IF))??;
+        .enter(|| crate::common::VnetSender::open(topo::EDGE_BACKEND_IF))??;
     // (case, checksum right, csum_start: bytes from the frame's start, what the backend counts,
     // a socket made)
     let l4 = 14 + 40;
@@ -1654,7 +1661,7 @@ fn backend_trusts_the_checksums_the_kernel_trusts() -> Result<()> {
     for (what, right, start, want, socket) in cases {
         let x = lab.probe_exact(
             |p| {
-                vec![craft::frame(
+                vec![frame::frame(
                     m,
                     &[],
                     client(true),
@@ -1673,8 +1680,8 @@ fn backend_trusts_the_checksums_the_kernel_trusts() -> Result<()> {
             }
         };
         let ack = ack_for(&Tcp::syn(x.port, PORT), &sa);
-        let mut f = craft::frame(
-            craft::Macs {
+        let mut f = frame::frame(
+            frame::Macs {
                 dst: backend_mac,
                 src: edge_mac,
             },
@@ -1697,7 +1704,7 @@ fn backend_trusts_the_checksums_the_kernel_trusts() -> Result<()> {
         eprintln!("      {case} [port {}]: {p}", x.port);
         r.check(
             &format!("{case}: counters"),
-            common::exactly(&common::without_noise(&p.backend), &[(want, 1)]),
+            crate::common::exactly(&crate::common::without_noise(&p.backend), &[(want, 1)]),
         );
         let acc = accept_any(&listeners, Duration::from_millis(500));
         let (errs, opens) = (
@@ -1732,7 +1739,7 @@ fn size_options(len: usize) -> Vec<u8> {
         8 => vec![4, 2, 3, 3, 7, 0, 0, 0],
         12 => vec![1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 0],
         16 => vec![4, 2, 8, 10, 0, 0, 0, 9, 0, 0, 0, 0, 1, 3, 3, 7],
-        _ => craft::linux_syn_options(),
+        _ => frame::linux_syn_options(),
     }
 }
 
@@ -1766,9 +1773,9 @@ fn every_syn_size_is_answered_in_native_xdp_on_veth() -> Result<()> {
                     syn.options = opts.clone();
                     let mut f = if as_data {
                         syn.payload = vec![0x61; rest];
-                        craft::frame(m, &vlans, client(v6), server(v6), &syn)
+                        frame::frame(m, &vlans, client(v6), server(v6), &syn)
                     } else {
-                        let mut f = craft::frame(m, &vlans, client(v6), server(v6), &syn);
+                        let mut f = frame::frame(m, &vlans, client(v6), server(v6), &syn);
                         f.resize(f.len() + rest, 0);
                         f
                     };
@@ -1826,8 +1833,8 @@ fn every_syn_size_is_answered_in_native_xdp_on_veth() -> Result<()> {
         "{n} SYNs of 54..120 bytes: {} answered; {p}",
         n - failures.len() as u64
     );
-    let noise_free = common::without_noise(&p.edge);
-    if let Err(e) = common::exactly(&noise_free, &[("syn_answered", n)]) {
+    let noise_free = crate::common::without_noise(&p.edge);
+    if let Err(e) = crate::common::exactly(&noise_free, &[("syn_answered", n)]) {
         failures.push(format!("edge counters: {e}"));
     }
     ensure!(
@@ -1879,7 +1886,7 @@ fn fragmented_ipv4_connection_without_df_completes() -> Result<()> {
     c.sysctl("net.ipv4.ip_no_pmtu_disc", "1")?;
     b.sysctl("net.ipv4.ip_no_pmtu_disc", "1")?;
     let addr = SocketAddr::new(server(false), PORT);
-    let listener = b.enter(move || TcpListener::bind(addr))??;
+    let listener = b.listen(addr)?;
     let srv = tcp::EchoServer::start(listener)?;
     let before = (
         e.net_counter("Ip:FragCreates")?,
@@ -1907,12 +1914,12 @@ fn fragmented_ipv4_connection_without_df_completes() -> Result<()> {
         c.net_counter("Ip:ReasmOKs")?,
     );
     let frags = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
-    let edge = common::Delta::from_iter(
+    let edge = crate::common::Delta::from_iter(
         c1.iter()
             .map(|(k, v)| (k.to_string(), v - c0.get(k).copied().unwrap_or(0)))
             .filter(|(_, v)| *v > 0),
     );
-    let backend = common::Delta::from_iter(
+    let backend = crate::common::Delta::from_iter(
         b1.iter()
             .map(|(k, v)| (k.to_string(), v - b0.get(k).copied().unwrap_or(0)))
             .filter(|(_, v)| *v > 0),
@@ -1922,8 +1929,8 @@ fn fragmented_ipv4_connection_without_df_completes() -> Result<()> {
         frags.0,
         frags.1,
         frags.2,
-        common::show(&edge),
-        common::show(&backend)
+        crate::common::show(&edge),
+        crate::common::show(&backend)
     );
     r.context("the exchange without DF through MTU 1000 (the backend drops fragments?)")?;
     let acc = acc?;
@@ -1935,11 +1942,15 @@ fn fragmented_ipv4_connection_without_df_completes() -> Result<()> {
     ensure!(
         backend.get("pass_fragment_nonfirst").copied().unwrap_or(0) > 0,
         "the backend counted no non-first fragments: {}",
-        common::show(&backend)
+        crate::common::show(&backend)
     );
     for (who, d) in [("edge", &edge), ("backend", &backend)] {
         let drops: Vec<_> = d.keys().filter(|k| k.starts_with("drop_")).collect();
-        ensure!(drops.is_empty(), "{who} dropped: {}", common::show(d));
+        ensure!(
+            drops.is_empty(),
+            "{who} dropped: {}",
+            crate::common::show(d)
+        );
     }
     Ok(())
 }
@@ -1954,7 +1965,7 @@ fn fragmented_ipv6_data_segment_is_delivered() -> Result<()> {
     let lab = lab(false)?;
     let m = lab.macs();
     let addr = SocketAddr::new(server(true), PORT);
-    let listener = lab.lab.backend.enter(move || TcpListener::bind(addr))??;
+    let listener = lab.lab.backend.listen(addr)?;
     // The server collects everything it reads.
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let srv = std::thread::spawn(move || -> std::io::Result<()> {
@@ -2032,7 +2043,7 @@ fn fragmented_ipv6_data_segment_is_delivered() -> Result<()> {
 
     // Control: the crafted segment unfragmented is delivered (the state was read right).
     let plain = b"[crafted, whole]";
-    let p = lab.probe(&[craft::frame(
+    let p = lab.probe(&[frame::frame(
         m,
         &[],
         client(true),
@@ -2055,7 +2066,7 @@ fn fragmented_ipv6_data_segment_is_delivered() -> Result<()> {
     let s = seg(next.wrapping_add(plain.len() as u32), data);
     let bytes = s.bytes(CLIENT_V6.into(), BACKEND_V6.into());
     let cut = (bytes.len() - data.len() + 8) / 8 * 8;
-    let frags = craft::two_fragments(m, CLIENT_V6, BACKEND_V6, craft::NH_TCP, &bytes, cut, 0x77);
+    let frags = frame::two_fragments(m, CLIENT_V6, BACKEND_V6, frame::NH_TCP, &bytes, cut, 0x77);
     let p = lab.probe(&frags)?;
     let case = "a data segment in two IPv6 fragments on an established connection";
     eprintln!("      {case}: {p}");
@@ -2120,7 +2131,7 @@ fn valid_cookie_ack_with_bad_checksum_creates_nothing() -> Result<()> {
         let f = format!("{} handshake ACK with {len} bytes of data", fam(v6));
         let x = lab.probe_exact(
             |p| {
-                vec![craft::frame(
+                vec![frame::frame(
                     m,
                     &[],
                     client(v6),
@@ -2143,7 +2154,7 @@ fn valid_cookie_ack_with_bad_checksum_creates_nothing() -> Result<()> {
         if len > 0 {
             ack.flags |= PSH;
         }
-        let good = craft::frame(m, &[], client(v6), server(v6), &ack);
+        let good = frame::frame(m, &[], client(v6), server(v6), &ack);
         let mut bad = good.clone();
         let l4 = 14 + if v6 { 40 } else { 20 };
         if len == 0 {
@@ -2160,14 +2171,16 @@ fn valid_cookie_ack_with_bad_checksum_creates_nothing() -> Result<()> {
         eprintln!("      {case} [port {}]: {p}", x.port);
         r.check(
             &format!("{case}: counters"),
-            common::exactly(&common::without_noise(&p.edge), &[("fwd_non_syn", 1)]).and_then(
-                |_| {
-                    common::exactly(
-                        &common::without_noise(&p.backend),
-                        &[("drop_ack_checksum", 1)],
-                    )
-                },
-            ),
+            crate::common::exactly(
+                &crate::common::without_noise(&p.edge),
+                &[("fwd_non_syn", 1)],
+            )
+            .and_then(|_| {
+                crate::common::exactly(
+                    &crate::common::without_noise(&p.backend),
+                    &[("drop_ack_checksum", 1)],
+                )
+            }),
         );
         let acc = accept_any(&listeners, Duration::from_millis(300));
         let errs = lab.lab.backend.net_counter("Tcp:InCsumErrors")?;
@@ -2221,7 +2234,7 @@ fn valid_cookie_ack_with_bad_checksum_creates_nothing() -> Result<()> {
         let f = format!("{} handshake ACK with data, in two fragments", fam(v6));
         let x = lab.probe_exact(
             |p| {
-                vec![craft::frame(
+                vec![frame::frame(
                     m,
                     &[],
                     client(v6),
@@ -2244,22 +2257,22 @@ fn valid_cookie_ack_with_bad_checksum_creates_nothing() -> Result<()> {
         ack.flags |= PSH;
         let seg = ack.bytes(client(v6), server(v6));
         let frags = if v6 {
-            craft::two_fragments(m, CLIENT_V6, BACKEND_V6, craft::NH_TCP, &seg, 48, 0x99).to_vec()
+            frame::two_fragments(m, CLIENT_V6, BACKEND_V6, frame::NH_TCP, &seg, 48, 0x99).to_vec()
         } else {
-            craft::v4_two_fragments(m, client(v6), server(v6), &seg, 48).to_vec()
+            frame::v4_two_fragments(m, client(v6), server(v6), &seg, 48).to_vec()
         };
         let opens0 = lab.lab.backend.net_counter("Tcp:PassiveOpens")?;
         let p = lab.probe(&frags)?;
         eprintln!("      {f} [port {}]: {p}", x.port);
         r.check(
             &format!("{f}: counters"),
-            common::exactly(
-                &common::without_noise(&p.edge),
+            crate::common::exactly(
+                &crate::common::without_noise(&p.edge),
                 &[("fwd_non_syn", 1), ("pass_fragment_nonfirst", 1)],
             )
             .and_then(|_| {
-                common::exactly(
-                    &common::without_noise(&p.backend),
+                crate::common::exactly(
+                    &crate::common::without_noise(&p.backend),
                     &[("drop_ack_fragment", 1), ("pass_fragment_nonfirst", 1)],
                 )
             }),
@@ -2278,7 +2291,7 @@ fn valid_cookie_ack_with_bad_checksum_creates_nothing() -> Result<()> {
                 ))
             },
         );
-        let p = lab.probe(&[craft::frame(m, &[], client(v6), server(v6), &ack)])?;
+        let p = lab.probe(&[frame::frame(m, &[], client(v6), server(v6), &ack)])?;
         let case = format!("control: {f}: the same ACK whole creates the socket");
         eprintln!("      {case}: {p}");
         r.check(
@@ -2314,7 +2327,7 @@ fn good_syn(
 ) -> (Vec<u8>, usize, usize) {
     let mut syn = Tcp::syn(p, PORT);
     t(&mut syn);
-    let f = craft::frame(m, vlans, client(v6), server(v6), &syn);
+    let f = frame::frame(m, vlans, client(v6), server(v6), &syn);
     let l3 = 14 + 4 * vlans.len();
     (f, l3, l3 + if v6 { 40 } else { 20 })
 }
@@ -2352,7 +2365,7 @@ fn malformed_set(m: Macs) -> Vec<Bad> {
         "drop_truncated",
         None,
         Box::new(move |p| {
-            let mut f = craft::eth(m, &[], 0x8100);
+            let mut f = frame::eth(m, &[], 0x8100);
             f.extend_from_slice(&(p & 0x0fff).to_be_bytes());
             f
         }),
@@ -2495,14 +2508,14 @@ fn malformed_set(m: Macs) -> Vec<Bad> {
             let seg = Tcp::syn(p, PORT).bytes(CLIENT_V6.into(), BACKEND_V6.into());
             let exts: Vec<Vec<u8>> = (0..depth)
                 .map(|i| {
-                    craft::dest_opts(if i + 1 == depth {
-                        craft::NH_TCP
+                    frame::dest_opts(if i + 1 == depth {
+                        frame::NH_TCP
                     } else {
-                        craft::NH_DEST_OPTS
+                        frame::NH_DEST_OPTS
                     })
                 })
                 .collect();
-            craft::v6_frame(m, CLIENT_V6, BACKEND_V6, craft::NH_DEST_OPTS, &exts, &seg)
+            frame::v6_frame(m, CLIENT_V6, BACKEND_V6, frame::NH_DEST_OPTS, &exts, &seg)
         }),
     );
     add(
@@ -2511,9 +2524,9 @@ fn malformed_set(m: Macs) -> Vec<Bad> {
         None,
         Box::new(move |p| {
             let seg = Tcp::syn(p, PORT).bytes(CLIENT_V6.into(), BACKEND_V6.into());
-            let mut d = craft::dest_opts(craft::NH_TCP);
+            let mut d = frame::dest_opts(frame::NH_TCP);
             d[1] = 8; // 72 bytes claimed, 8 + the 40-byte segment present
-            craft::v6_frame(m, CLIENT_V6, BACKEND_V6, craft::NH_DEST_OPTS, &[d], &seg)
+            frame::v6_frame(m, CLIENT_V6, BACKEND_V6, frame::NH_DEST_OPTS, &[d], &seg)
         }),
     );
     // TCP option lists.
@@ -2610,10 +2623,10 @@ fn malformed_set(m: Macs) -> Vec<Bad> {
         None,
         Box::new(move |p| {
             let seg = Tcp::syn(p, PORT).bytes(CLIENT_V4.into(), BACKEND_V4.into());
-            let mut ip = craft::V4::new(CLIENT_V4.into(), BACKEND_V4.into());
+            let mut ip = frame::V4::new(CLIENT_V4.into(), BACKEND_V4.into());
             ip.df = false;
             ip.frag_offset = 1;
-            let mut f = craft::eth(m, &[], 0x0800);
+            let mut f = frame::eth(m, &[], 0x0800);
             f.extend(ip.bytes(seg.len() - 8));
             f.extend_from_slice(&seg[8..]);
             f
@@ -2625,12 +2638,12 @@ fn malformed_set(m: Macs) -> Vec<Bad> {
         None,
         Box::new(move |p| {
             let seg = Tcp::syn(p, PORT).bytes(CLIENT_V6.into(), BACKEND_V6.into());
-            craft::v6_frame(
+            frame::v6_frame(
                 m,
                 CLIENT_V6,
                 BACKEND_V6,
-                craft::NH_FRAGMENT,
-                &[craft::frag6(craft::NH_TCP, 1, false, p as u32)],
+                frame::NH_FRAGMENT,
+                &[frame::frag6(frame::NH_TCP, 1, false, p as u32)],
                 &seg[8..],
             )
         }),
@@ -2641,7 +2654,7 @@ fn malformed_set(m: Macs) -> Vec<Bad> {
         None,
         Box::new(move |p| {
             let seg = Tcp::syn(p, PORT).bytes(CLIENT_V4.into(), BACKEND_V4.into());
-            craft::v4_two_fragments(m, CLIENT_V4.into(), BACKEND_V4.into(), &seg, 16)[0].clone()
+            frame::v4_two_fragments(m, CLIENT_V4.into(), BACKEND_V4.into(), &seg, 16)[0].clone()
         }),
     );
     add(
@@ -2652,7 +2665,7 @@ fn malformed_set(m: Macs) -> Vec<Bad> {
             let mut syn = Tcp::syn(p, PORT);
             syn.payload = vec![0x62; 16];
             let seg = syn.bytes(CLIENT_V4.into(), BACKEND_V4.into());
-            craft::v4_two_fragments(m, CLIENT_V4.into(), BACKEND_V4.into(), &seg, 40)[1].clone()
+            frame::v4_two_fragments(m, CLIENT_V4.into(), BACKEND_V4.into(), &seg, 40)[1].clone()
         }),
     );
     add(
@@ -2663,7 +2676,7 @@ fn malformed_set(m: Macs) -> Vec<Bad> {
             let mut syn = Tcp::syn(p, PORT);
             syn.payload = vec![0x62; 16];
             let seg = syn.bytes(CLIENT_V6.into(), BACKEND_V6.into());
-            craft::two_fragments(m, CLIENT_V6, BACKEND_V6, craft::NH_TCP, &seg, 40, p as u32)[1]
+            frame::two_fragments(m, CLIENT_V6, BACKEND_V6, frame::NH_TCP, &seg, 40, p as u32)[1]
                 .clone()
         }),
     );
@@ -2689,9 +2702,9 @@ fn malformed_set(m: Macs) -> Vec<Bad> {
         None,
         Box::new(move |p| {
             let seg = Tcp::syn(p, PORT).bytes(CLIENT_V4.into(), BACKEND_V4.into());
-            let mut ip = craft::V4::new(CLIENT_V4.into(), BACKEND_V4.into());
+            let mut ip = frame::V4::new(CLIENT_V4.into(), BACKEND_V4.into());
             ip.options = vec![7, 0, 0, 0];
-            let mut f = craft::eth(m, &[], 0x0800);
+            let mut f = frame::eth(m, &[], 0x0800);
             f.extend(ip.bytes(seg.len()));
             f.extend(seg);
             f
@@ -2743,9 +2756,9 @@ fn malformed_frames_counted_exactly_never_answered() -> Result<()> {
             "control: IPv4 SYN with a record-route option (IHL 8)",
             Box::new(move |p| {
                 let seg = Tcp::syn(p, PORT).bytes(CLIENT_V4.into(), BACKEND_V4.into());
-                let mut ip = craft::V4::new(CLIENT_V4.into(), BACKEND_V4.into());
+                let mut ip = frame::V4::new(CLIENT_V4.into(), BACKEND_V4.into());
                 ip.options = vec![7, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-                let mut f = craft::eth(m, &[], 0x0800);
+                let mut f = frame::eth(m, &[], 0x0800);
                 f.extend(ip.bytes(seg.len()));
                 f.extend(seg);
                 f
@@ -2760,14 +2773,14 @@ fn malformed_frames_counted_exactly_never_answered() -> Result<()> {
                 // Hop-by-hop first (it must be), then destination options.
                 let exts: Vec<Vec<u8>> = (0..depth)
                     .map(|i| {
-                        craft::dest_opts(if i + 1 == depth {
-                            craft::NH_TCP
+                        frame::dest_opts(if i + 1 == depth {
+                            frame::NH_TCP
                         } else {
-                            craft::NH_DEST_OPTS
+                            frame::NH_DEST_OPTS
                         })
                     })
                     .collect();
-                craft::v6_frame(m, CLIENT_V6, BACKEND_V6, 0, &exts, &seg)
+                frame::v6_frame(m, CLIENT_V6, BACKEND_V6, 0, &exts, &seg)
             }),
             true,
         ),

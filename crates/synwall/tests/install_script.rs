@@ -5,6 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
+use synwall_testkit::synwall;
 
 fn install(dest: &Path) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -12,7 +13,7 @@ fn install(dest: &Path) -> String {
         .arg(root.join("scripts/install.sh"))
         .env("DESTDIR", dest)
         .env("PREFIX", "/usr/local")
-        .env("SYNWALL_BIN", env!("CARGO_BIN_EXE_synwall"))
+        .env("SYNWALL_BIN", synwall())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();

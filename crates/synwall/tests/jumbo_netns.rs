@@ -15,16 +15,13 @@
 //! The hole: at MTU 9000, `synwall edge` could not attach natively (no `xdp.frags`).
 //! Needs root (CI=true: fail, else skip with a message).
 
-mod common;
-
+use crate::common::{Lab, LabOptions, Reply, PORT};
 use anyhow::{ensure, Context, Result};
-use common::craft::{self, Tcp};
-use common::{Lab, LabOptions, Reply, PORT};
-use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
-use synwall_netns::tcp::{self, EchoServer};
-use synwall_netns::topo::{self, EDGE_CLIENT_IF};
-use synwall_netns::{require_privileges, unique_prefix};
+use synwall_testkit::frame::{self, Tcp};
+use synwall_testkit::tcp::{self, EchoServer};
+use synwall_testkit::topo::{self, EDGE_CLIENT_IF};
+use synwall_testkit::{require_privileges, unique_prefix};
 
 const MTU: u32 = 9000;
 /// SPEC section 3: the jumbo entries of the MSS tables (typed in here, not taken from the code).
@@ -74,9 +71,7 @@ fn jumbo(strict: bool) -> Result<()> {
     );
 
     let mut servers = Vec::new();
-    for v6 in [false, true] {
-        let addr = SocketAddr::new(topo::backend_addr(v6), PORT);
-        let l = lab.lab.backend.enter(move || TcpListener::bind(addr))??;
+    for (addr, l) in lab.lab.backend_listeners(PORT)? {
         servers.push((addr, EchoServer::start(l)?));
     }
     let mut n = 0;
@@ -154,7 +149,7 @@ fn jumbo(strict: bool) -> Result<()> {
             |p| {
                 let mut syn = Tcp::syn(p, PORT);
                 syn.payload = tcp::pattern(data, 3);
-                vec![craft::frame(
+                vec![frame::frame(
                     lab.macs(),
                     &[],
                     topo::client_addr(false),
@@ -183,7 +178,7 @@ fn jumbo(strict: bool) -> Result<()> {
         }
     }
     let (e, b) = lab.snaps()?;
-    let get = |s: &common::Snap, k: &str| s.get(k).copied().unwrap_or(0);
+    let get = |s: &crate::common::Snap, k: &str| s.get(k).copied().unwrap_or(0);
     eprintln!(
         "edge syn_answered {} fwd_non_syn {} strict_ack_valid {} strict_fwd_cached {} \
          strict_drop {}; backend reqsk_created {}",

@@ -22,16 +22,12 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
-use synwall_netns::tcp::{transform, EchoServer};
-use synwall_netns::topo::pass_all_args;
-use synwall_netns::{require_privileges, unique_prefix, veth, Daemon, Netns};
-
-fn exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_synwall"))
-}
+use synwall_testkit::tcp::{transform, EchoServer};
+use synwall_testkit::topo::pass_all_args;
+use synwall_testkit::{require_privileges, unique_prefix, veth, Daemon, Netns};
 
 fn synwall(args: &[&str]) -> Output {
-    Command::new(exe())
+    Command::new(synwall_testkit::synwall())
         .args(args)
         .output()
         .expect("run synwall")
@@ -402,7 +398,10 @@ fn systemd_unit_runs_the_daemon_and_verifies() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/synwall.service"),
     )
     .unwrap()
-    .replace("/usr/bin/synwall", exe().to_str().unwrap());
+    .replace(
+        "/usr/bin/synwall",
+        synwall_testkit::synwall().to_str().unwrap(),
+    );
     // As shipped, and with the credential example enabled (its source file must exist).
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "00".repeat(32)).unwrap();
@@ -467,7 +466,12 @@ impl CapLab {
         std::fs::write(&secret, [0x5au8; 32])?;
         std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let pass = pass_all_args("p0", &secret.display().to_string());
-        let pass = Daemon::start(&peer, exe(), &pass, Duration::from_secs(20))?;
+        let pass = Daemon::start(
+            &peer,
+            synwall_testkit::synwall(),
+            &pass,
+            Duration::from_secs(20),
+        )?;
         let cfg = format!(
             "[node]\nname = \"{name}\"\nsecret_file = \"{}\"\nmetrics = \"127.0.0.1:9733\"\n\
              set_sysctls = true\n\n[services]\nprotect = [\"10.77.0.1/32:80\"]\n\n\
@@ -499,7 +503,7 @@ impl CapLab {
             .command("setpriv")
             .arg(setpriv_args(caps))
             .arg("--")
-            .arg(exe())
+            .arg(synwall_testkit::synwall())
             .args(args)
             .output()?;
         Ok(out)
@@ -507,7 +511,7 @@ impl CapLab {
 
     fn start(&self, caps: &[String]) -> Result<Daemon> {
         let sp = setpriv_args(caps);
-        let exe = exe().display().to_string();
+        let exe = synwall_testkit::synwall().display().to_string();
         let (cfg, run) = (self.config(), self.run_dir());
         Daemon::start(
             &self.node,
@@ -526,7 +530,7 @@ impl CapLab {
 impl Drop for CapLab {
     fn drop(&mut self) {
         // Whatever happened, leave no pins or attached programs behind.
-        let _ = Command::new(exe())
+        let _ = Command::new(synwall_testkit::synwall())
             .args(["stop", "--config", &self.config(), "--detach"])
             .args(["--run-dir", &self.run_dir()])
             .output();

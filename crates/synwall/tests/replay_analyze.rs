@@ -18,7 +18,7 @@ fn root() -> PathBuf {
 }
 
 fn synwall(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_synwall"))
+    let o = Command::new(synwall_testkit::synwall())
         .args(args)
         .output()
         .unwrap();

@@ -28,20 +28,17 @@ use std::time::{Duration, Instant};
 use synwall_bpf::pin::{NodePins, PinnedMaps};
 use synwall_cookie::synwall_v1::{derive_salt, MasterSecret};
 use synwall_cookie::SipKey;
-use synwall_netns::load::{Load, LoadReport};
-use synwall_netns::tcp::EchoServer;
-use synwall_netns::topo::{self, EdgeLab, TwoEdgeLab, BACKEND_IF, CLIENT_IF, EDGE_CLIENT_IF};
-use synwall_netns::{require_privileges, unique_prefix, Daemon, Netns};
+use synwall_testkit::deploy::write_secret;
+use synwall_testkit::load::{Load, LoadReport};
+use synwall_testkit::tcp::EchoServer;
+use synwall_testkit::topo::{self, EdgeLab, TwoEdgeLab, BACKEND_IF, CLIENT_IF, EDGE_CLIENT_IF};
+use synwall_testkit::{require_privileges, synwall, unique_prefix, Daemon, Netns};
 
 const PORT: u16 = 8080;
 const READY: Duration = Duration::from_secs(30);
 /// Epoch length of every node here, seconds.
 const P: u64 = 2;
 const P_MS: u64 = P * 1000;
-
-fn exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_synwall"))
-}
 
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
@@ -55,14 +52,6 @@ fn at_ms_into_epoch(ms: u64) {
     let now = unix_ms();
     let wait = (ms + P_MS - now % P_MS) % P_MS;
     std::thread::sleep(Duration::from_millis(wait));
-}
-
-fn write_secret(path: &Path, fill: u8) -> Result<()> {
-    let tmp = path.with_extension("new");
-    std::fs::write(&tmp, format!("{}\n", hex::encode([fill; 32])))?;
-    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
 
 /// The key id (as the daemon prints it) of epoch `e`'s salt of the secret `fill`.
@@ -103,7 +92,7 @@ impl<'a> Node<'a> {
     fn start(&mut self) -> Result<()> {
         let d = Daemon::start(
             self.ns,
-            exe(),
+            synwall(),
             &[
                 "run",
                 "--config",
@@ -164,7 +153,7 @@ impl<'a> Node<'a> {
 
     /// `synwall status [extra]` of this node: (exit code, stdout).
     fn status(&self, extra: &[&str]) -> Result<(i32, String)> {
-        let out = std::process::Command::new(exe())
+        let out = std::process::Command::new(synwall())
             .args(["status", "--node", &self.name])
             .arg("--run-dir")
             .arg(&self.run_dir)
@@ -362,7 +351,7 @@ impl Lab {
         std::fs::create_dir_all(dir.path().join("run"))?;
         let pass = topo::pass_all_args(CLIENT_IF, &dir.path().join("secret").display().to_string());
         Ok(Lab {
-            _pass: Daemon::start(&lab.client, exe(), &pass, READY)?,
+            _pass: Daemon::start(&lab.client, synwall(), &pass, READY)?,
             lab,
             dir,
             prefix,

@@ -11,15 +11,12 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 use synwall_engine::Counter;
-use synwall_netns::{require_privileges, sh, unique_prefix, Daemon, Netns};
-
-fn exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_synwall"))
-}
+use synwall_testkit::synwall;
+use synwall_testkit::{require_privileges, unique_prefix, veth_as_made, Daemon, Netns};
 
 fn doc() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/STATUS_JSON.md")
@@ -135,21 +132,7 @@ fn status_json_is_what_its_document_says() -> Result<()> {
     let name = unique_prefix();
     let node = Netns::create(&format!("{name}n"))?;
     let client = Netns::create(&format!("{name}c"))?;
-    sh(&[
-        "ip",
-        "link",
-        "add",
-        "n0",
-        "netns",
-        node.name(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "c0",
-        "netns",
-        client.name(),
-    ])?;
+    veth_as_made(&node, "n0", &client, "c0")?;
     node.addr("n0", "10.79.0.1/24")?;
     client.addr("c0", "10.79.0.2/24")?;
     let dir = tempfile::tempdir()?;
@@ -176,7 +159,7 @@ fn status_json_is_what_its_document_says() -> Result<()> {
     struct Detach<'a>(&'a str, &'a str);
     impl Drop for Detach<'_> {
         fn drop(&mut self) {
-            let _ = Command::new(exe())
+            let _ = Command::new(synwall())
                 .args(["stop", "--config", self.0, "--run-dir", self.1, "--detach"])
                 .output();
         }
@@ -184,7 +167,7 @@ fn status_json_is_what_its_document_says() -> Result<()> {
     let _detach = Detach(&cfg, &run);
     let daemon = Daemon::start(
         &node,
-        exe(),
+        synwall(),
         &["run", "--config", &cfg, "--run-dir", &run],
         Duration::from_secs(20),
     )?;
@@ -203,7 +186,7 @@ fn status_json_is_what_its_document_says() -> Result<()> {
         let out = node
             .command("timeout")
             .args(["--preserve-status", "-s", "INT", "3"])
-            .arg(exe())
+            .arg(synwall())
             .args(["status", "--json", "--config", &cfg, "--run-dir", &run])
             .args(extra)
             .output()?;

@@ -17,18 +17,14 @@ use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use synwall_netns::tcp::EchoServer;
-use synwall_netns::topo::pass_all_args;
-use synwall_netns::{require_privileges, sh, unique_prefix, Daemon, Netns};
+use synwall_testkit::synwall;
+use synwall_testkit::tcp::EchoServer;
+use synwall_testkit::topo::pass_all_args;
+use synwall_testkit::{require_privileges, unique_prefix, veth_as_made, Daemon, Netns};
 
 const READY: Duration = Duration::from_secs(20);
-
-fn exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_synwall"))
-}
 
 struct Lab {
     node: Netns,
@@ -65,7 +61,7 @@ impl Lab {
         let (cfg, run) = (self.config(), self.run_dir());
         Daemon::start(
             &self.node,
-            exe(),
+            synwall(),
             &["run", "--config", &cfg, "--run-dir", &run],
             READY,
         )
@@ -84,7 +80,7 @@ impl Lab {
             let mut back = Vec::new();
             s.read_to_end(&mut back)?;
             ensure!(
-                back == synwall_netns::tcp::transform(b"ping"),
+                back == synwall_testkit::tcp::transform(b"ping"),
                 "echo: {back:?}"
             );
             Ok(())
@@ -93,7 +89,7 @@ impl Lab {
 
     /// `synwall status` in the node's namespace (where the interfaces are): its stdout.
     fn status(&self, json: bool) -> Result<String> {
-        let mut c = self.node.command(&exe().display().to_string());
+        let mut c = self.node.command(&synwall().display().to_string());
         c.args([
             "status",
             "--config",
@@ -132,7 +128,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let _ = Command::new(exe())
+        let _ = Command::new(synwall())
             .args(["stop", "--config", &self.config(), "--detach"])
             .args(["--run-dir", &self.run_dir()])
             .output();
@@ -152,21 +148,7 @@ fn veth_pitfalls_are_named_in_status_with_a_fix_that_works() -> Result<()> {
     let node = Netns::create(&format!("{name}n"))?;
     let client = Netns::create(&format!("{name}c"))?;
     // A veth pair as `ip link add` makes it: TX checksum offload on, no XDP on the peer.
-    sh(&[
-        "ip",
-        "link",
-        "add",
-        "n0",
-        "netns",
-        node.name(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "c0",
-        "netns",
-        client.name(),
-    ])?;
+    veth_as_made(&node, "n0", &client, "c0")?;
     node.addr("n0", "10.78.0.1/24")?;
     client.addr("c0", "10.78.0.2/24")?;
     let listener = node.enter(|| TcpListener::bind("10.78.0.1:80"))??;
@@ -227,7 +209,7 @@ fn veth_pitfalls_are_named_in_status_with_a_fix_that_works() -> Result<()> {
 
     // 3a. The first fix: an XDP program on the peer (one that passes everything).
     let secret = lab.dir.path().join("secret").display().to_string();
-    let pass = Daemon::start(&lab.client, exe(), &pass_all_args("c0", &secret), READY)?;
+    let pass = Daemon::start(&lab.client, synwall(), &pass_all_args("c0", &secret), READY)?;
     lab.connect().context("native mode with XDP on the peer")?;
     pass.stop()?;
 
@@ -238,7 +220,7 @@ fn veth_pitfalls_are_named_in_status_with_a_fix_that_works() -> Result<()> {
         let n = said.iter().filter(|l| l.starts_with(h)).count();
         ensure!(n == 1, "{h:?} logged {n} times: {said:#?}");
     }
-    let out = Command::new(exe())
+    let out = Command::new(synwall())
         .args(["stop", "--config", &lab.config(), "--detach"])
         .args(["--run-dir", &lab.run_dir()])
         .output()?;

@@ -1,25 +1,27 @@
-//! Shared by the hostile-traffic tests (`hostile_netns.rs`) and the jumbo test (`jumbo_netns.rs`):
+//! Shared by the hostile-traffic tests (`hostile_netns`) and the jumbo test (`jumbo_netns`):
 //!
 //! - [`Lab`]: client | edge (router, the edge program attached natively on `e0`) | backend (tc
 //!   program on `b0`, a real kernel TCP stack), each node a `synwall run --config` daemon as an
 //!   operator runs it. Its maps are pinned, so the tests read the counters of both programs while
 //!   they run, right before and after each frame. The client has an `AF_PACKET` sender and an
 //!   `AF_PACKET` capture on `c0`.
-//! - [`craft`]: frames built with etherparse (an independent library), including IPv6 extension
-//!   headers, fragments and routing headers; TCP checksums over the final destination.
 //! - [`Reply`]: what came back to the client, decoded by etherparse.
-#![allow(dead_code)]
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{IpAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use synwall_bpf::pin::{NodePins, PinnedMaps};
-use synwall_netns::packet::{Capture, Captured, RawSender};
-use synwall_netns::topo::{self, EdgeLab, BACKEND_IF, CLIENT_IF, EDGE_BACKEND_IF, EDGE_CLIENT_IF};
-use synwall_netns::{nft, Daemon, Netns};
+use synwall_testkit::deploy::{write_secret, LAB_SECRET_FILL};
+use synwall_testkit::frame::{Macs, ACK, RST, SYN};
+use synwall_testkit::synwall;
+use synwall_testkit::topo::{
+    self, EdgeLab, BACKEND_IF, CLIENT_IF, EDGE_BACKEND_IF, EDGE_CLIENT_IF,
+};
+use synwall_testkit::{nft, Daemon, Netns};
+use synwall_testkit::{Capture, Captured, RawSender};
 
 /// The protected port (on the backend's two addresses).
 pub const PORT: u16 = 8080;
@@ -37,10 +39,6 @@ const READY: Duration = Duration::from_secs(30);
 pub type Snap = BTreeMap<&'static str, u64>;
 /// Counter changes (non-zero only), by metric name.
 pub type Delta = BTreeMap<String, u64>;
-
-fn exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_synwall"))
-}
 
 fn snap(m: &PinnedMaps) -> Result<Snap> {
     Ok(m.counters()?.iter().map(|(c, v)| (c.name(), v)).collect())
@@ -184,7 +182,8 @@ pub struct Lab {
     pub lab: EdgeLab,
     pub edge_mac: [u8; 6],
     pub client_mac: [u8; 6],
-    dir: tempfile::TempDir,
+    /// Holds the secret, configurations and run directory while the nodes run.
+    _dir: tempfile::TempDir,
     name: String,
     pub edge: Option<Daemon>,
     pub backend: Option<Daemon>,
@@ -290,8 +289,7 @@ impl Lab {
 
         let dir = tempfile::tempdir()?;
         let secret = dir.path().join("secret");
-        std::fs::write(&secret, format!("{}\n", hex::encode([0x42u8; 32])))?;
-        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        write_secret(&secret, LAB_SECRET_FILL)?;
         let run_dir = dir.path().join("run");
         std::fs::create_dir_all(&run_dir)?;
         let services = |ports: &str| {
@@ -342,7 +340,7 @@ impl Lab {
         let run = |ns: &Netns, cfg: &Path| {
             Daemon::start(
                 ns,
-                exe(),
+                synwall(),
                 &[
                     "run",
                     "--config",
@@ -360,7 +358,7 @@ impl Lab {
         let edge = run(&lab.edge, &ec)?;
         let pass = Daemon::start(
             &lab.client,
-            exe(),
+            synwall(),
             &topo::pass_all_args(CLIENT_IF, &secret.display().to_string()),
             READY,
         )?;
@@ -375,7 +373,7 @@ impl Lab {
             lab,
             edge_mac,
             client_mac,
-            dir,
+            _dir: dir,
             name,
             edge: Some(edge),
             backend: Some(backend),
@@ -389,11 +387,6 @@ impl Lab {
             next_port: std::cell::Cell::new(CRAFTED_PORTS),
             edge_config: ec,
         })
-    }
-
-    /// The edge node's pinned maps (its budget tables, lists, flow cache).
-    pub fn edge_maps(&self) -> &PinnedMaps {
-        &self.edge_maps
     }
 
     /// The replies (see [`Reply`]) the client received since the last call, without waiting.
@@ -416,8 +409,8 @@ impl Lab {
     }
 
     /// MACs for a frame from the client to the edge.
-    pub fn macs(&self) -> craft::Macs {
-        craft::Macs {
+    pub fn macs(&self) -> Macs {
+        Macs {
             dst: self.edge_mac,
             src: self.client_mac,
         }
@@ -426,13 +419,7 @@ impl Lab {
     /// Listen on `port` of both backend addresses (non-blocking listeners).
     pub fn listen(&self, port: u16) -> Result<Vec<TcpListener>> {
         let mut out = Vec::new();
-        for v6 in [false, true] {
-            let addr = SocketAddr::new(topo::backend_addr(v6), port);
-            let l = self
-                .lab
-                .backend
-                .enter(move || TcpListener::bind(addr))?
-                .with_context(|| format!("bind {addr}"))?;
+        for (_, l) in self.lab.backend_listeners(port)? {
             l.set_nonblocking(true)?;
             out.push(l);
         }
@@ -603,18 +590,6 @@ impl Lab {
             .collect())
     }
 
-    /// Every frame the client received so far.
-    pub fn received(&self) -> Result<Vec<Vec<u8>>> {
-        self.pull()?;
-        Ok(self
-            .seen
-            .borrow()
-            .iter()
-            .filter(|c| !c.outgoing)
-            .map(|c| c.frame.clone())
-            .collect())
-    }
-
     /// Wait (at most `limit`) for a SYN+ACK to crafted port `port`.
     pub fn synack(&self, port: u16, limit: Duration) -> Result<Option<Reply>> {
         let deadline = Instant::now() + limit;
@@ -631,15 +606,6 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-    }
-
-    /// The backend's request sockets (SYN-RECV) whose peer port is `port` (`ss`).
-    pub fn syn_recv(&self, port: u16) -> Result<usize> {
-        Ok(self
-            .syn_recv_ports()?
-            .iter()
-            .filter(|p| **p == port)
-            .count())
     }
 
     /// The peer ports of every SYN-RECV request socket on the backend.
@@ -922,9 +888,9 @@ impl Reply {
 
     /// A SYN+ACK.
     pub fn is_synack(&self) -> bool {
-        self.tcp.as_ref().is_some_and(|t| {
-            t.flags & (craft::SYN | craft::ACK | craft::RST) == craft::SYN | craft::ACK
-        })
+        self.tcp
+            .as_ref()
+            .is_some_and(|t| t.flags & (SYN | ACK | RST) == SYN | ACK)
     }
 
     /// One line for messages.
@@ -952,375 +918,4 @@ pub fn describe(rs: &[Reply]) -> String {
         .map(Reply::describe)
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// Frames built with etherparse's headers, bytes put together here so that any field can be
-/// wrong on purpose.
-pub mod craft {
-    use etherparse::{
-        EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, Ipv4Options,
-        Ipv6FragmentHeader, Ipv6Header, Ipv6RawExtHeader, SingleVlanHeader, TcpHeader, VlanId,
-        VlanPcp,
-    };
-    use std::net::{IpAddr, Ipv6Addr};
-
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const PSH: u8 = 0x08;
-    pub const ACK: u8 = 0x10;
-    pub const URG: u8 = 0x20;
-    pub const ECE: u8 = 0x40;
-    pub const CWR: u8 = 0x80;
-
-    pub const NH_TCP: u8 = 6;
-    pub const NH_ROUTING: u8 = 43;
-    pub const NH_FRAGMENT: u8 = 44;
-    pub const NH_DEST_OPTS: u8 = 60;
-
-    /// Ethernet addresses of a frame.
-    #[derive(Clone, Copy, Debug)]
-    pub struct Macs {
-        pub dst: [u8; 6],
-        pub src: [u8; 6],
-    }
-
-    /// A TCP segment.
-    #[derive(Clone, Debug)]
-    pub struct Tcp {
-        pub sport: u16,
-        pub dport: u16,
-        pub seq: u32,
-        pub ack: u32,
-        pub flags: u8,
-        pub window: u16,
-        /// Raw option bytes (a multiple of 4, at most 40).
-        pub options: Vec<u8>,
-        pub payload: Vec<u8>,
-    }
-
-    impl Tcp {
-        /// A SYN with Linux's options (MSS 1460, SACK-Permitted, Timestamps, NOP, WScale 7).
-        pub fn syn(sport: u16, dport: u16) -> Tcp {
-            Tcp {
-                sport,
-                dport,
-                seq: 0x1000_0000u32.wrapping_add(sport as u32 * 7919),
-                ack: 0,
-                flags: SYN,
-                window: 64240,
-                options: linux_syn_options(),
-                payload: Vec::new(),
-            }
-        }
-
-        /// The segment's bytes, checksum over `src` and `dst` (the FINAL destination).
-        pub fn bytes(&self, src: IpAddr, dst: IpAddr) -> Vec<u8> {
-            let mut h = self.header();
-            h.checksum = match (src, dst) {
-                (IpAddr::V4(s), IpAddr::V4(d)) => h
-                    .calc_checksum_ipv4_raw(s.octets(), d.octets(), &self.payload)
-                    .expect("checksum"),
-                (IpAddr::V6(s), IpAddr::V6(d)) => h
-                    .calc_checksum_ipv6_raw(s.octets(), d.octets(), &self.payload)
-                    .expect("checksum"),
-                _ => panic!("mixed families"),
-            };
-            let mut out = h.to_bytes().to_vec();
-            out.extend_from_slice(&self.payload);
-            out
-        }
-
-        fn header(&self) -> TcpHeader {
-            let mut h = TcpHeader::new(self.sport, self.dport, self.seq, self.window);
-            h.acknowledgment_number = self.ack;
-            let f = self.flags;
-            h.fin = f & FIN != 0;
-            h.syn = f & SYN != 0;
-            h.rst = f & RST != 0;
-            h.psh = f & PSH != 0;
-            h.ack = f & ACK != 0;
-            h.urg = f & URG != 0;
-            h.ece = f & ECE != 0;
-            h.cwr = f & CWR != 0;
-            h.set_options_raw(&self.options).expect("options");
-            h
-        }
-    }
-
-    /// MSS 1460, SACK-Permitted, Timestamps, NOP, WScale 7 (20 bytes).
-    pub fn linux_syn_options() -> Vec<u8> {
-        vec![
-            2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0x10, 0, 0, 0, 0, 0, 1, 3, 3, 7,
-        ]
-    }
-
-    /// Ethernet header with `vlans` 802.1Q tags (the outermost 802.1ad when there are several).
-    pub fn eth(m: Macs, vlans: &[u16], ethertype: u16) -> Vec<u8> {
-        let first = match vlans.len() {
-            0 => ethertype,
-            1 => 0x8100,
-            _ => 0x88a8,
-        };
-        let mut out = Ethernet2Header {
-            destination: m.dst,
-            source: m.src,
-            ether_type: EtherType(first),
-        }
-        .to_bytes()
-        .to_vec();
-        for (i, id) in vlans.iter().enumerate() {
-            let next = if i + 1 == vlans.len() {
-                ethertype
-            } else {
-                0x8100
-            };
-            out.extend_from_slice(
-                &SingleVlanHeader {
-                    pcp: VlanPcp::ZERO,
-                    drop_eligible_indicator: false,
-                    vlan_id: VlanId::try_new(*id).expect("vlan id"),
-                    ether_type: EtherType(next),
-                }
-                .to_bytes(),
-            );
-        }
-        out
-    }
-
-    /// IPv4 header fields a test may set.
-    #[derive(Clone, Debug)]
-    pub struct V4 {
-        pub src: [u8; 4],
-        pub dst: [u8; 4],
-        pub proto: u8,
-        pub ident: u16,
-        pub df: bool,
-        pub mf: bool,
-        /// In 8-byte units.
-        pub frag_offset: u16,
-        pub options: Vec<u8>,
-    }
-
-    impl V4 {
-        pub fn new(src: IpAddr, dst: IpAddr) -> V4 {
-            let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else {
-                panic!("not IPv4")
-            };
-            V4 {
-                src: s.octets(),
-                dst: d.octets(),
-                proto: NH_TCP,
-                ident: 0x5757,
-                df: true,
-                mf: false,
-                frag_offset: 0,
-                options: Vec::new(),
-            }
-        }
-
-        /// The header (checksum filled in) for `payload_len` bytes of payload.
-        pub fn bytes(&self, payload_len: usize) -> Vec<u8> {
-            let mut h = Ipv4Header::new(
-                payload_len as u16,
-                64,
-                IpNumber(self.proto),
-                self.src,
-                self.dst,
-            )
-            .expect("ipv4");
-            h.identification = self.ident;
-            h.dont_fragment = self.df;
-            h.more_fragments = self.mf;
-            h.fragment_offset = IpFragOffset::try_new(self.frag_offset).expect("offset");
-            h.options = Ipv4Options::try_from(self.options.as_slice()).expect("ipv4 options");
-            h.set_payload_len(payload_len).expect("ipv4 length");
-            h.header_checksum = h.calc_header_checksum();
-            h.to_bytes().to_vec()
-        }
-    }
-
-    /// An IPv6 header for `payload_len` bytes.
-    pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, payload_len: usize) -> Vec<u8> {
-        Ipv6Header {
-            traffic_class: 0,
-            flow_label: Default::default(),
-            payload_length: payload_len as u16,
-            next_header: IpNumber(next_header),
-            hop_limit: 64,
-            source: src.octets(),
-            destination: dst.octets(),
-        }
-        .to_bytes()
-        .to_vec()
-    }
-
-    /// A destination-options header holding one PadN option (8 bytes).
-    pub fn dest_opts(next_header: u8) -> Vec<u8> {
-        Ipv6RawExtHeader::new_raw(IpNumber(next_header), &[1, 4, 0, 0, 0, 0])
-            .expect("dest opts")
-            .to_bytes()
-            .to_vec()
-    }
-
-    /// A fragment header; `offset` in 8-byte units. (etherparse before 0.20 put the offset and
-    /// the M flag in the wrong bits, RFC 8200 4.5: only atomic fragments came out right.)
-    pub fn frag6(next_header: u8, offset: u16, more: bool, ident: u32) -> Vec<u8> {
-        Ipv6FragmentHeader::new(
-            IpNumber(next_header),
-            IpFragOffset::try_new(offset).expect("offset"),
-            more,
-            ident,
-        )
-        .to_bytes()
-        .to_vec()
-    }
-
-    /// A segment routing header (routing type 4), `segments` in wire order (segment list[0],
-    /// the LAST segment, first).
-    pub fn srh(next_header: u8, segments_left: u8, segments: &[Ipv6Addr]) -> Vec<u8> {
-        let mut p = vec![4, segments_left, (segments.len() - 1) as u8, 0, 0, 0];
-        for s in segments {
-            p.extend_from_slice(&s.octets());
-        }
-        Ipv6RawExtHeader::new_raw(IpNumber(next_header), &p)
-            .expect("srh")
-            .to_bytes()
-            .to_vec()
-    }
-
-    /// A routing header of any type: `rest` follows the type and segments-left bytes (4 bytes
-    /// the type defines, then 8-byte multiples).
-    pub fn routing(next_header: u8, routing_type: u8, segments_left: u8, rest: &[u8]) -> Vec<u8> {
-        let mut p = vec![routing_type, segments_left];
-        p.extend_from_slice(rest);
-        Ipv6RawExtHeader::new_raw(IpNumber(next_header), &p)
-            .expect("routing header")
-            .to_bytes()
-            .to_vec()
-    }
-
-    /// A type-0 routing header (deprecated source routing, RFC 5095).
-    pub fn rh0(next_header: u8, segments_left: u8, addrs: &[Ipv6Addr]) -> Vec<u8> {
-        let mut p = vec![0, segments_left, 0, 0, 0, 0];
-        for a in addrs {
-            p.extend_from_slice(&a.octets());
-        }
-        Ipv6RawExtHeader::new_raw(IpNumber(next_header), &p)
-            .expect("rh0")
-            .to_bytes()
-            .to_vec()
-    }
-
-    /// A whole frame: Ethernet (+ tags), IPv4 or IPv6 (no extension headers) and the segment,
-    /// checksums right.
-    pub fn frame(m: Macs, vlans: &[u16], src: IpAddr, dst: IpAddr, t: &Tcp) -> Vec<u8> {
-        let seg = t.bytes(src, dst);
-        match (src, dst) {
-            (IpAddr::V4(_), IpAddr::V4(_)) => {
-                let mut f = eth(m, vlans, 0x0800);
-                f.extend(V4::new(src, dst).bytes(seg.len()));
-                f.extend(seg);
-                f
-            }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                let mut f = eth(m, vlans, 0x86dd);
-                f.extend(ipv6(s, d, NH_TCP, seg.len()));
-                f.extend(seg);
-                f
-            }
-            _ => panic!("mixed families"),
-        }
-    }
-
-    /// IPv6 frame: fixed header to `outer_dst`, then `exts` (already chained: the first one's
-    /// type is `first_nh`), then `body`.
-    pub fn v6_frame(
-        m: Macs,
-        src: Ipv6Addr,
-        outer_dst: Ipv6Addr,
-        first_nh: u8,
-        exts: &[Vec<u8>],
-        body: &[u8],
-    ) -> Vec<u8> {
-        let plen: usize = exts.iter().map(Vec::len).sum::<usize>() + body.len();
-        let mut f = eth(m, &[], 0x86dd);
-        f.extend(ipv6(src, outer_dst, first_nh, plen));
-        for e in exts {
-            f.extend_from_slice(e);
-        }
-        f.extend_from_slice(body);
-        f
-    }
-
-    /// `IPv6 / Fragment(offset 0, M=0, nh=DestOpts) / DestOpts / TCP`: an atomic fragment with a
-    /// destination-options header after the fragment header.
-    pub fn atomic_fragment(m: Macs, src: Ipv6Addr, dst: Ipv6Addr, t: &Tcp, ident: u32) -> Vec<u8> {
-        let seg = t.bytes(src.into(), dst.into());
-        v6_frame(
-            m,
-            src,
-            dst,
-            NH_FRAGMENT,
-            &[frag6(NH_DEST_OPTS, 0, false, ident), dest_opts(NH_TCP)],
-            &seg,
-        )
-    }
-
-    /// `seg` (after any headers that belong in the fragmentable part, `inner`) cut into two
-    /// IPv6 fragments at `cut` bytes (a multiple of 8) of the fragmentable part.
-    pub fn two_fragments(
-        m: Macs,
-        src: Ipv6Addr,
-        dst: Ipv6Addr,
-        inner_nh: u8,
-        fragmentable: &[u8],
-        cut: usize,
-        ident: u32,
-    ) -> [Vec<u8>; 2] {
-        assert_eq!(cut % 8, 0);
-        let first = v6_frame(
-            m,
-            src,
-            dst,
-            NH_FRAGMENT,
-            &[frag6(inner_nh, 0, true, ident)],
-            &fragmentable[..cut],
-        );
-        let second = v6_frame(
-            m,
-            src,
-            dst,
-            NH_FRAGMENT,
-            &[frag6(inner_nh, (cut / 8) as u16, false, ident)],
-            &fragmentable[cut..],
-        );
-        [first, second]
-    }
-
-    /// An IPv4 datagram carrying `seg` cut into two fragments at `cut` bytes (a multiple of 8).
-    /// Its identification is the segment's source port, so that fragments of different crafted
-    /// datagrams never meet in one reassembly queue.
-    pub fn v4_two_fragments(
-        m: Macs,
-        src: IpAddr,
-        dst: IpAddr,
-        seg: &[u8],
-        cut: usize,
-    ) -> [Vec<u8>; 2] {
-        assert_eq!(cut % 8, 0);
-        let mut ip = V4::new(src, dst);
-        ip.ident = u16::from_be_bytes([seg[0], seg[1]]);
-        ip.df = false;
-        ip.mf = true;
-        let mut a = eth(m, &[], 0x0800);
-        a.extend(ip.bytes(cut));
-        a.extend_from_slice(&seg[..cut]);
-        ip.mf = false;
-        ip.frag_offset = (cut / 8) as u16;
-        let mut b = eth(m, &[], 0x0800);
-        b.extend(ip.bytes(seg.len() - cut));
-        b.extend_from_slice(&seg[cut..]);
-        [a, b]
-    }
 }

@@ -13,13 +13,14 @@
 //! (`synwall stop --detach`), on error and on Ctrl-C. Needs root and Linux >= 6.9.
 
 use anyhow::{bail, Context, Result};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use synwall_netns::packet::{self, RawSender, Segment, SYN};
+use synwall_netns::frame::{opt_mss, opt_sack, opt_ws, opts_bytes, Frame, SYN};
+use synwall_netns::packet::RawSender;
 use synwall_netns::tcp::{self, EchoServer};
 use synwall_netns::topo::{self, EdgeLab, BACKEND_IF, CLIENT_IF, EDGE_CLIENT_IF};
 use synwall_netns::{nft, Counts, Daemon, Netns};
@@ -247,9 +248,7 @@ pub fn run() -> Result<ExitCode> {
     )
     .is_ok();
     let mut servers = Vec::new();
-    for v6 in [false, true] {
-        let addr = SocketAddr::new(topo::backend_addr(v6), PORT);
-        let l = lab.backend.enter(move || TcpListener::bind(addr))??;
+    for (_, l) in lab.backend_listeners(PORT)? {
         servers.push(EchoServer::start(l)?);
     }
     println!("   server: a TCP server in the backend namespace answers every request transformed");
@@ -298,26 +297,20 @@ pub fn run() -> Result<ExitCode> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let seg = Segment {
+            let syn = Frame {
                 dst_mac,
                 src_mac,
-                src: IpAddr::V4(Ipv4Addr::new(10, 66, 200, (x % 254) as u8 + 1)),
-                dst: IpAddr::V4(topo::BACKEND_V4),
-                sport: 1024 + (x >> 16) as u16 % 60000,
-                dport: PORT,
                 seq: (x >> 24) as u32,
-                ack: 0,
-                flags: SYN,
-                window: 64240,
-                options: [
-                    packet::opt_mss(1460),
-                    packet::opt_sack_permitted(),
-                    packet::opt_wscale(7),
-                ]
-                .concat(),
-                payload: Vec::new(),
+                options: opts_bytes(&[opt_mss(1460), vec![1, 1], opt_sack(), opt_ws(7)]),
+                ..Frame::new(
+                    IpAddr::V4(Ipv4Addr::new(10, 66, 200, (x % 254) as u8 + 1)),
+                    IpAddr::V4(topo::BACKEND_V4),
+                    1024 + (x >> 16) as u16 % 60000,
+                    PORT,
+                    SYN,
+                )
             };
-            tx.send(&seg.frame())?;
+            tx.send(&syn.build())?;
         }
         Ok(t.elapsed())
     })??;

@@ -1,0 +1,6 @@
+//! The integration tests of synwall-bench (the synwall-lab binary), one binary: one module per
+//! concern.
+
+mod bgp;
+mod lab_cli;
+mod smoke;

@@ -1,0 +1,3 @@
+//! The integration tests of synwall-config, one binary: one module per concern.
+
+mod config;

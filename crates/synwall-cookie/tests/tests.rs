@@ -1,0 +1,3 @@
+//! The integration tests of synwall-cookie, one binary: one module per concern.
+
+mod properties;

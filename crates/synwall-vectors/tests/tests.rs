@@ -1,0 +1,3 @@
+//! The integration tests of synwall-vectors, one binary: one module per concern.
+
+mod vectors;

@@ -1,0 +1,3 @@
+//! The integration tests of synwall-wire, one binary: one module per concern.
+
+mod views;
