@@ -16,8 +16,8 @@ use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
 use synwall_engine::parse::{parse, Parsed};
 use synwall_engine::synack::MAX_SYNACK_LEN;
 use synwall_engine::{
-    BackendVerdict, Counter, Engine, EngineConfig, Salts, Service, ServiceSet, Skb, SocketState,
-    Verdict,
+    BackendVerdict, Counter, Engine, EngineConfig, Salts, Service, ServiceSet, Skb, SkbCsum,
+    SocketState, Verdict,
 };
 use synwall_wire::checksum;
 
@@ -334,7 +334,11 @@ fuzz_target!(|data: &[u8]| {
         ] {
             let skb = Skb {
                 vlan_present: present,
-                csum_trusted: trusted,
+                csum: if trusted {
+                    SkbCsum::Unnecessary
+                } else {
+                    SkbCsum::None
+                },
                 ..Skb::of_frame(&b.frame)
             };
             let d = e.tc_skb(&b.frame, skb, NOW_MS, |_| state, |_| 0);

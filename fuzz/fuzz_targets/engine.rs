@@ -12,7 +12,7 @@ use synwall_engine::parse::{parse, Parsed};
 use synwall_engine::services::PortRange;
 use synwall_engine::synack::MAX_SYNACK_LEN;
 use synwall_engine::{
-    Engine, EngineConfig, Salts, Service, ServiceSet, Skb, SocketState, Verdict,
+    Engine, EngineConfig, Salts, Service, ServiceSet, Skb, SkbCsum, SocketState, Verdict,
 };
 
 fn services() -> ServiceSet {
@@ -71,7 +71,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = e.tc(data, NOW_MS, |_| state, |_| 0);
             let lower = Skb {
                 vlan_present: true,
-                csum_trusted: true,
+                csum: SkbCsum::Unnecessary,
                 ..Skb::of_frame(data)
             };
             let _ = e.tc_skb(data, lower, NOW_MS, |_| state, |_| 0);
