@@ -78,7 +78,8 @@ fn abuse(base: &EngineConfig, deny: bool, allow: bool) -> EngineConfig {
     }
     c.budget = Some(synwall_engine::Budget { rate: 1, burst: 4 });
     c.node_budget = Some(synwall_engine::Budget { rate: 1, burst: 15 });
-    c.flow_budget = Some(synwall_engine::Budget { rate: 1, burst: 3 });
+    // One new flow per prefix and round: valid cookies are a small share of the frames.
+    c.flow_budget = Some(synwall_engine::Budget { rate: 1, burst: 1 });
     c
 }
 
