@@ -142,6 +142,15 @@ fn tick(v: f64) -> String {
     }
 }
 
+/// A count: exact below 10,000, then k/M.
+fn count(v: f64) -> String {
+    if v < 1e4 {
+        format!("{v:.0}")
+    } else {
+        fmt_num(v)
+    }
+}
+
 /// Latency ticks: 0.1 ms, 20 ms, 2 s.
 fn ms(v: f64) -> String {
     if v >= 1000.0 {
@@ -224,7 +233,7 @@ fn frame<'a>(root: &Area<'a>, r: &Report, title: &str, legend: &[LegendItem]) ->
     pl!(root.draw(&Text::new(
         title.to_string(),
         (14, 10),
-        TextStyle::from(FontDesc::new(FontFamily::SansSerif, 19.0, FontStyle::Bold))
+        TextStyle::from(FontDesc::new(FontFamily::SansSerif, 17.0, FontStyle::Bold))
     )));
     // The legend, one line (two when long).
     let (mut x, mut y) = (16, 44);
@@ -386,7 +395,12 @@ fn draw_bars(area: &Area, p: &BarPanel) -> Result<()> {
 
 /// Render the chart of `r` (by its name) to `path`.
 pub fn render(r: &Report, path: &Path) -> Result<()> {
-    let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    let height = if r.name == "legit" {
+        HEIGHT + 100
+    } else {
+        HEIGHT
+    };
+    let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
     match r.name.as_str() {
         "per_packet" => per_packet(r, &root)?,
         "flood" => flood(r, &root)?,
@@ -688,7 +702,7 @@ fn flood(r: &Report, root: &Area) -> Result<()> {
     let mut groups = vec![Group {
         lines: vec![
             "SYN+ACKs back per second".into(),
-            "(measured while flooded)".into(),
+            "(under each: % of the SYNs offered)".into(),
         ],
         bars: rows
             .iter()
@@ -704,7 +718,7 @@ fn flood(r: &Report, root: &Area) -> Result<()> {
                     colour: w.colour,
                     label: vec![
                         v.map_or("n/a".into(), fmt_num),
-                        format!("{:.0}% of offered", 100.0 * share),
+                        format!("{:.0}%", 100.0 * share),
                     ],
                 }
             })
@@ -716,8 +730,8 @@ fn flood(r: &Report, root: &Area) -> Result<()> {
     {
         groups.push(Group {
             lines: vec![
-                "per second of defender CPU".into(),
-                "(CPU 1 busy time, all work)".into(),
+                "per second of defender CPU time".into(),
+                "(under each: how busy that CPU was)".into(),
             ],
             bars: rows
                 .iter()
@@ -730,7 +744,7 @@ fn flood(r: &Report, root: &Area) -> Result<()> {
                         colour: w.colour,
                         label: vec![
                             v.map_or("n/a".into(), fmt_num),
-                            format!("CPU {:.0}% busy", 100.0 * busy),
+                            format!("{:.0}%", 100.0 * busy),
                         ],
                     }
                 })
@@ -774,7 +788,11 @@ fn flood_timeline(area: &Area, rows: &[Value], whos: &[Who]) -> Result<()> {
         }
         series.push((back, offered));
     }
-    let top = y_max * 1.1;
+    let notes = rows
+        .iter()
+        .filter(|r| num(r, &["drop_syn_budget"]).is_some_and(|n| n > 0.0))
+        .count();
+    let top = y_max * (1.1 + 0.08 * notes as f64);
     let mut chart = pl!(ChartBuilder::on(area)
         .caption(
             "SYN+ACKs per second through each run (one run per defence)",
@@ -797,7 +815,7 @@ fn flood_timeline(area: &Area, rows: &[Value], whos: &[Who]) -> Result<()> {
         .y_label_formatter(&|v| tick(*v))
         .x_desc("time since the flood started")
         .y_desc("packets per second")
-        .light_line_style(RGBColor(235, 235, 235))
+        .light_line_style(RGBColor(246, 246, 246))
         .label_style(("sans-serif", 12))
         .axis_desc_style(("sans-serif", 13))
         .draw());
@@ -819,6 +837,27 @@ fn flood_timeline(area: &Area, rows: &[Value], whos: &[Who]) -> Result<()> {
         (HPos::Left, VPos::Top),
         &GREY,
     )?;
+    // What the defences themselves refused, when recorded: a plateau may be a budget, not a
+    // ceiling.
+    let (bx, by) = chart.backend_coord(&(t_max, top));
+    let mut k = 0;
+    for (row, w) in rows.iter().zip(whos) {
+        if let Some(n) = num(row, &["drop_syn_budget"]).filter(|n| *n > 0.0) {
+            text_in(
+                area,
+                &format!(
+                    "{}: {} SYNs over its reflection budget dropped unanswered",
+                    w.label,
+                    count(n)
+                ),
+                (bx - 8, by + 22 + 16 * k),
+                12.0,
+                (HPos::Right, VPos::Top),
+                &w.colour,
+            )?;
+            k += 1;
+        }
+    }
     for ((back, offered), w) in series.iter().zip(whos) {
         pl!(chart.draw_series(std::iter::once(DashedPathElement::new(
             offered.clone(),
@@ -837,6 +876,15 @@ fn flood_timeline(area: &Area, rows: &[Value], whos: &[Who]) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Legit traffic: the connect-latency distribution per defence, quiet and flooded, and completion.
 
+fn share_text(done: f64, tried: f64) -> String {
+    let p = 100.0 * ratio(done, tried);
+    if done == tried || done == 0.0 || !p.is_finite() {
+        format!("{p:.0}%")
+    } else {
+        format!("{p:.1}%")
+    }
+}
+
 fn legit(r: &Report, root: &Area) -> Result<()> {
     let rows = rows(r)?;
     let mut whos: Vec<Who> = Vec::new();
@@ -846,26 +894,27 @@ fn legit(r: &Report, root: &Area) -> Result<()> {
             whos.push(w);
         }
     }
-    let flooded: Vec<(Who, &Value)> = rows
-        .iter()
-        .filter(|x| x["flood"] == true)
-        .map(|x| Ok((defense(&x["defense"])?, x)))
-        .collect::<Result<_>>()?;
-    let mut title = String::from("Legit clients under flood:");
-    for (i, (w, row)) in flooded.iter().enumerate() {
+    let secs = rows
+        .first()
+        .and_then(|x| num(x, &["seconds"]))
+        .context("legit: no measurement length (seconds) in the data")?;
+    let mut title = format!("A legit client under flood, connections made in {secs:.0} s:");
+    for (i, row) in rows.iter().filter(|x| x["flood"] == true).enumerate() {
+        let w = defense(&row["defense"])?;
         let c = &row["conns"];
         let done = need(c, &["completed"])?;
         let tried = need(c, &["tried"])?;
         title.push_str(&format!(
-            "{} {} {:.0}% ({:.0} of {:.0})",
+            "{} {} {done:.0}{}",
             if i == 0 { "" } else { "," },
             w.label,
-            100.0 * ratio(done, tried),
-            done,
-            tried
+            if done < tried {
+                format!(" ({} of tried)", share_text(done, tried))
+            } else {
+                String::new()
+            }
         ));
     }
-    title.push_str(" connected");
     let mut legend: Vec<LegendItem> = whos.iter().map(square).collect();
     legend.push(LegendItem {
         label: "flooded (line)".into(),
@@ -880,49 +929,53 @@ fn legit(r: &Report, root: &Area) -> Result<()> {
     let body = frame(root, r, &title, &legend)?;
     let (left, right) = body.split_horizontally(700);
     cdf(&left, rows)?;
-    // Completion: share of tried connections that completed, quiet and flooded.
-    let groups = [false, true]
-        .iter()
-        .map(|&fl| {
-            Ok(Group {
-                lines: vec![
-                    if fl { "flooded" } else { "quiet" }.to_string(),
-                    format!(
-                        "connections in {} s",
-                        r.notes
-                            .first()
-                            .and_then(|n| n.split(" repeatedly for ").nth(1))
-                            .and_then(|s| s.split(' ').next())
-                            .unwrap_or("the window")
-                    ),
-                ],
-                bars: rows
-                    .iter()
-                    .filter(|x| x["flood"] == fl)
-                    .map(|row| {
-                        let w = defense(&row["defense"])?;
-                        let c = &row["conns"];
-                        let done = need(c, &["completed"])?;
-                        let tried = need(c, &["tried"])?;
-                        let share = 100.0 * ratio(done, tried);
-                        Ok(Bar {
-                            value: Some(if share.is_finite() { share } else { 0.0 }),
-                            colour: w.colour,
-                            label: vec![format!("{share:.0}%"), format!("{done:.0}/{tried:.0}")],
-                        })
+    let (top, bottom) = right.split_vertically(right.dim_in_pixel().1 / 2);
+    let group = |fl: bool, f: &dyn Fn(f64, f64) -> (f64, String)| -> Result<Group> {
+        Ok(Group {
+            lines: vec![if fl { "flooded" } else { "quiet" }.to_string()],
+            bars: rows
+                .iter()
+                .filter(|x| x["flood"] == fl)
+                .map(|row| {
+                    let w = defense(&row["defense"])?;
+                    let c = &row["conns"];
+                    let (v, label) = f(need(c, &["completed"])?, need(c, &["tried"])?);
+                    Ok(Bar {
+                        value: Some(v),
+                        colour: w.colour,
+                        label: vec![label],
                     })
-                    .collect::<Result<_>>()?,
-            })
+                })
+                .collect::<Result<_>>()?,
         })
-        .collect::<Result<Vec<_>>>()?;
+    };
+    // Completion: the share of tried connections that completed.
+    let share = |done: f64, tried: f64| {
+        let p = 100.0 * ratio(done, tried);
+        (if p.is_finite() { p } else { 0.0 }, share_text(done, tried))
+    };
     draw_bars(
-        &right,
+        &top,
         &BarPanel {
-            title: "Connections completed, % of tried".into(),
-            y_desc: "completed, % of tried".into(),
+            title: "Completed, % of the connections tried".into(),
+            y_desc: "% of tried".into(),
             y_fmt: &pct,
-            top: Some(125.0),
-            groups,
+            top: Some(120.0),
+            groups: vec![group(false, &share)?, group(true, &share)?],
+        },
+    )?;
+    // How many: one client, each connection after the previous one, so a slow defence makes
+    // fewer.
+    let count = |done: f64, _: f64| (done, format!("{done:.0}"));
+    let fmt = |v: f64| tick(v);
+    draw_bars(
+        &bottom,
+        &BarPanel {
+            title: format!("Connections completed in {secs:.0} s (one client, one after another)"),
+            y_desc: "connections".into(),
+            y_fmt: &fmt,
+            top: None,
+            groups: vec![group(false, &count)?, group(true, &count)?],
         },
     )
 }
@@ -976,10 +1029,35 @@ fn cdf(area: &Area, rows: &[Value]) -> Result<()> {
         .y_label_formatter(&|v| pct(*v))
         .x_desc("connect latency, log scale (further left is faster)")
         .y_desc("% of tried connections")
-        .light_line_style(RGBColor(235, 235, 235))
+        .light_line_style(RGBColor(246, 246, 246))
         .label_style(("sans-serif", 12))
         .axis_desc_style(("sans-serif", 13))
         .draw());
+    let (bx, by) = chart.backend_coord(&(hi, 0.0));
+    let mut k = 0;
+    for row in rows.iter().rev() {
+        if let Some(n) = num(row, &["drop_syn_budget"]).filter(|n| *n > 0.0) {
+            let w = defense(&row["defense"])?;
+            text_in(
+                area,
+                &format!(
+                    "{} {}: {} SYNs over the reflection budget dropped (retried after 1 s)",
+                    w.label,
+                    if row["flood"] == true {
+                        "flooded"
+                    } else {
+                        "quiet"
+                    },
+                    count(n)
+                ),
+                (bx - 8, by - 8 - 16 * k),
+                12.0,
+                (HPos::Right, VPos::Bottom),
+                &w.colour,
+            )?;
+            k += 1;
+        }
+    }
     for (w, fl, pts) in &lines {
         if pts.is_empty() {
             continue;

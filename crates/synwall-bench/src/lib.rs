@@ -73,6 +73,9 @@ pub struct FloodRow {
     pub rates: load::Rates,
     /// synwall: `syn_answered` summed over the edges for the whole run.
     pub syn_answered: Option<u64>,
+    /// synwall: SYNs dropped over their client prefix's reflection budget (`drop_syn_budget`,
+    /// `[edge.budget]`, on by default), whole run.
+    pub drop_syn_budget: Option<u64>,
     /// The backend kernel's `TcpExtSyncookiesSent` over the whole run.
     pub backend_cookies_sent: u64,
     /// synwall: share of one CPU edge1's NAPI thread (its XDP program) was busy in the window.
@@ -132,6 +135,7 @@ fn flood_once(lab: &Lab, o: &Opts, d: Defense, edges: &[usize]) -> Result<FloodR
         defense: d,
         rates,
         syn_answered: sw.then(|| total(&counts, "edge", "syn_answered")),
+        drop_syn_budget: sw.then(|| total(&counts, "edge", "drop_syn_budget")),
         edge_cpu_busy: sw.then_some(busy),
         per_cpu_second: (sw && busy > 0.0).then(|| rates.synack_pps / busy),
         backend_cookies_sent: lab.be.net_counter("TcpExt:SyncookiesSent")? - c0,
@@ -202,6 +206,7 @@ pub fn flood(lab: &Lab, o: &Opts) -> Result<Report> {
             "SYN+ACKs back /s".into(),
             "answered share".into(),
             "synwall syn_answered (whole run)".into(),
+            "synwall drop_syn_budget (whole run)".into(),
             "edge CPU busy".into(),
             "SYN+ACKs per edge CPU-second".into(),
             "backend SyncookiesSent (whole run)".into(),
@@ -219,6 +224,7 @@ pub fn flood(lab: &Lab, o: &Opts) -> Result<Report> {
                         100.0 * ratio(r.rates.synack_pps, r.rates.syn_offered_pps)
                     ),
                     r.syn_answered.map_or("-".into(), |v| v.to_string()),
+                    r.drop_syn_budget.map_or("-".into(), |v| v.to_string()),
                     r.edge_cpu_busy
                         .map_or("-".into(), |v| format!("{:.0}%", 100.0 * v)),
                     r.per_cpu_second.map_or("-".into(), cell),
@@ -260,6 +266,11 @@ pub struct LegitRow {
     pub conns: load::ConnStats,
     /// SYN+ACKs per second back at the attacker meanwhile (0 without flood).
     pub synack_pps: f64,
+    /// How long the client made connections, seconds.
+    pub seconds: f64,
+    /// synwall: SYNs its edge dropped over their prefix's reflection budget in this phase (the
+    /// client's SYNs and the flood's alike; a client retransmits its SYN after 1 s).
+    pub drop_syn_budget: Option<u64>,
 }
 
 /// Legit traffic under flood: curl, a new connection per request, for `seconds` without and then
@@ -268,9 +279,13 @@ pub fn legit(lab: &Lab, o: &Opts) -> Result<Report> {
     lab.set_paths(Paths::One)?;
     let mut rows = Vec::new();
     for d in [Defense::Synwall, Defense::KernelCookies, Defense::Synproxy] {
+        // The defence is put in force for each phase, so each has its own synwall counters.
         let act = apply(lab, &o.exe, d, &[0], false)?;
         lab.pin(0, DEF_CPU)?;
         let quiet = load::curl_batch(lab, o.seconds)?;
+        let quiet_counts = act.stop()?;
+        let act = apply(lab, &o.exe, d, &[0], false)?;
+        lab.pin(0, DEF_CPU)?;
         let flood = Flood::start(lab, o.seconds + 2.0)?;
         std::thread::sleep(Duration::from_millis(500));
         let (_, a0) = load::flood_counters(lab)?;
@@ -279,24 +294,33 @@ pub fn legit(lab: &Lab, o: &Opts) -> Result<Report> {
         let (_, a1) = load::flood_counters(lab)?;
         let pps = (a1 - a0) as f64 / t.elapsed().as_secs_f64();
         flood.stop()?;
-        act.stop()?;
+        let flood_counts = act.stop()?;
+        let sw = d == Defense::Synwall;
         eprintln!(
-            "legit {}: quiet {:?} / flood {:?}",
+            "legit {}: quiet {} of {} (p99 {:.3} ms) / flood {} of {} (p99 {:.3} ms)",
             d.label(),
-            quiet,
-            flooded
+            quiet.completed,
+            quiet.tried,
+            quiet.p99_ms,
+            flooded.completed,
+            flooded.tried,
+            flooded.p99_ms
         );
         rows.push(LegitRow {
             defense: d,
             flood: false,
             conns: quiet,
             synack_pps: 0.0,
+            seconds: o.seconds,
+            drop_syn_budget: sw.then(|| total(&quiet_counts, "edge", "drop_syn_budget")),
         });
         rows.push(LegitRow {
             defense: d,
             flood: true,
             conns: flooded,
             synack_pps: pps,
+            seconds: o.seconds,
+            drop_syn_budget: sw.then(|| total(&flood_counts, "edge", "drop_syn_budget")),
         });
     }
     let sw_q = &rows[0].conns;
@@ -336,6 +360,7 @@ pub fn legit(lab: &Lab, o: &Opts) -> Result<Report> {
             "p99 connect ms".into(),
             "max ms".into(),
             "flood SYN+ACKs /s".into(),
+            "synwall drop_syn_budget".into(),
         ],
         rows: rows
             .iter()
@@ -349,6 +374,7 @@ pub fn legit(lab: &Lab, o: &Opts) -> Result<Report> {
                     format!("{:.3}", r.conns.p99_ms),
                     format!("{:.3}", r.conns.max_ms),
                     cell(r.synack_pps),
+                    r.drop_syn_budget.map_or("-".into(), |v| v.to_string()),
                 ]
             })
             .collect(),

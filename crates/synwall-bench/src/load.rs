@@ -187,8 +187,11 @@ impl Timeline {
 
     /// Read the counters now and append the sample.
     pub fn sample(&mut self, lab: &Lab) -> Result<Sample> {
+        // Reading the two counters takes a while on a busy machine: the sample is timed at the
+        // middle of it.
+        let before = self.now();
         let (syn, ack) = flood_counters(lab)?;
-        let t = self.now();
+        let t = (before + self.now()) / 2.0;
         let mut s = Sample {
             t,
             syn_offered: syn,
