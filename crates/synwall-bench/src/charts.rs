@@ -435,11 +435,16 @@ fn x(v: f64) -> String {
 // ---------------------------------------------------------------------------------------------
 // Per packet: the three programs per family and SYN profile, and the stages of synwall's SYN.
 
+/// A program's bar: who, ns per packet, net ns, its time over the helper's.
+type PacketBar = (Who, f64, f64, f64);
+/// Family, SYN profile, the programs' bars.
+type PacketGroup = (String, String, Vec<PacketBar>);
+
 fn per_packet(r: &Report, root: &Area) -> Result<()> {
     let d = &r.data;
     let rows = arr(d, "rows")?;
     // Groups in the data's order of (family, profile); bars in the data's order of programs.
-    let mut groups: Vec<(String, String, Vec<(Who, f64, f64, f64)>)> = Vec::new();
+    let mut groups: Vec<PacketGroup> = Vec::new();
     let mut whos: Vec<Who> = Vec::new();
     for row in rows {
         let fam = row["family"].as_str().context("family")?.to_string();
@@ -505,13 +510,7 @@ fn per_packet(r: &Report, root: &Area) -> Result<()> {
 
 /// Stacked bars: where synwall's SYN goes, beside the other programs' whole cost (net ns, Linux
 /// default SYN).
-#[allow(clippy::type_complexity)]
-fn stages(
-    r: &Report,
-    area: &Area,
-    synwall: &Who,
-    groups: &[(String, String, Vec<(Who, f64, f64, f64)>)],
-) -> Result<()> {
+fn stages(r: &Report, area: &Area, synwall: &Who, groups: &[PacketGroup]) -> Result<()> {
     let st = arr(&r.data, "edge_stages")?;
     // Per family: the timed stages in order, then the full SYN's net ns, then the derived rest.
     let mut fams: Vec<String> = Vec::new();
@@ -1227,18 +1226,21 @@ fn options_grid(area: &Area, matrix: &[Value], defs: &[Value], whos: &[Who]) -> 
         };
         for j in 0..whos.len() {
             let Some(m) = cell(j) else { continue };
-            let lost = reference.is_some_and(|k| {
-                k != j
-                    && cell(k).is_some_and(|r| {
-                        let (a, b) = (&m["server"], &r["server"]);
-                        a["sack"] != b["sack"]
-                            || a["ts"] != b["ts"]
-                            || a["wscale"].is_null() != b["wscale"].is_null()
-                            || a["mss"] != b["mss"]
-                    })
+            // Against the same client without cookies: an option lost (or a smaller MSS) is
+            // red, another value (a different window-scale shift) yellow.
+            let against = reference.filter(|&k| k != j).and_then(cell);
+            let (lost, other) = against.map_or((false, false), |r| {
+                let (a, b) = (&m["server"], &r["server"]);
+                let lost = (a["sack"] != b["sack"] && b["sack"] == true)
+                    || (a["ts"] != b["ts"] && b["ts"] == true)
+                    || (a["wscale"].is_null() && !b["wscale"].is_null())
+                    || a["mss"].as_u64() < b["mss"].as_u64();
+                (lost, a != b)
             });
             let bg = if lost {
-                RGBColor(253, 219, 199)
+                LOST
+            } else if other {
+                OTHER
             } else {
                 RGBColor(232, 244, 232)
             };
@@ -1261,21 +1263,34 @@ fn options_grid(area: &Area, matrix: &[Value], defs: &[Value], whos: &[Who]) -> 
         }
     }
     let y = y0 + row_h * profiles.len() as i32 + 10;
-    rect(
-        area,
-        (b.0 + 12, y),
-        (b.0 + 24, y + 12),
-        RGBColor(253, 219, 199).filled(),
-    )?;
-    text(
-        area,
-        "differs from what the same client gets without cookies",
-        (b.0 + 30, y + 6),
-        12.0,
-        (HPos::Left, VPos::Center),
-    )?;
+    for (i, (c, what)) in [
+        (
+            LOST,
+            "an option lost or a smaller MSS than the same client gets without cookies",
+        ),
+        (
+            OTHER,
+            "another value than without cookies (e.g. the window-scale shift)",
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let y = y + 18 * i as i32;
+        rect(area, (b.0 + 12, y), (b.0 + 24, y + 12), c.filled())?;
+        text(
+            area,
+            what,
+            (b.0 + 30, y + 6),
+            12.0,
+            (HPos::Left, VPos::Center),
+        )?;
+    }
     Ok(())
 }
+
+const LOST: RGBColor = RGBColor(250, 200, 180);
+const OTHER: RGBColor = RGBColor(252, 240, 190);
 
 // ---------------------------------------------------------------------------------------------
 // Scale: one edge vs two behind ECMP.
