@@ -166,15 +166,12 @@ SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
 		return sw_verdict(XDP_PASS, SW_SYN_PASS_STALE);
 	/*
 	 * The reflection budgets: the client prefix's, then the node's (a SYN its prefix may not have
-	 * answered takes nothing from the node). The allow list is exempt from both. They run on the
-	 * monotonic clock, which no step of the wall clock moves.
+	 * answered takes nothing from the node). The allow list is exempt from both.
 	 */
 	if (!allowed) {
-		__u64 mono = bpf_ktime_get_ns();
-
-		if (cfg->budget_on && !sw_reflection_budget_take(cfg, f, mono))
+		if (cfg->budget_on && !sw_reflection_budget_take(cfg, f, now))
 			return sw_verdict(XDP_DROP, SW_DROP_SYN_BUDGET);
-		if (cfg->node_budget_on && !sw_node_budget_take(cfg, mono))
+		if (cfg->node_budget_on && !sw_node_budget_take(cfg, now))
 			return sw_verdict(XDP_DROP, SW_DROP_SYN_NODE_CAP);
 	}
 	bits = sw_encode_options(cfg, f->family, &o, f->flags);
@@ -255,7 +252,7 @@ SW_INLINE int sw_strict(struct xdp_md *ctx, const struct sw_frame *f, const stru
 		/* Only the allow list was set: this segment's client is looked up now, once a flow. */
 		if (!(cfg->lists & SW_LIST_DENY) && (cfg->lists & SW_LIST_ALLOW))
 			allowed = sw_client_flags(f) & SW_LIST_ALLOW;
-		if (!allowed && !sw_flow_budget_take(cfg, f, bpf_ktime_get_ns()))
+		if (!allowed && !sw_flow_budget_take(cfg, f, now))
 			return sw_verdict(XDP_DROP, SW_DROP_FLOW_BUDGET);
 	}
 	/*

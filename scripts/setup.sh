@@ -44,6 +44,9 @@ want exabgp exabgp
 want groff groff-base
 want systemd-analyze systemd
 want setpriv util-linux
+# The benchmark charts (docs/bench/*.svg): crates/synwall-bench/tests/charts.rs renders each with
+# rsvg-convert, as a reader's viewer would.
+want rsvg-convert librsvg2-bin
 
 if ((${#need_pkgs[@]})); then
   echo "setup: installing ${need_pkgs[*]}"

@@ -9,8 +9,10 @@
  *   sw_flows_promoted strict mode: the flow cache's protected segment (maps.h has probation)
  *
  * A budget is a GCRA bucket: `tat`, the theoretical arrival time of the next conforming event
- * (ns of bpf_ktime_get_ns). An event at `now` conforms iff max(tat, now) - now <= tolerance, and
- * then moves tat to max(tat, now) + interval (Gcra::step). One bucket is shared by every CPU and
+ * (ns of bpf_ktime_get_tai_ns, the clock the salts are picked by: one clock read per SYN). An
+ * event at `now` conforms iff max(tat, now) - now <= tolerance, and then moves tat to
+ * max(tat, now) + interval (Gcra::step). A tat beyond now + tolerance + interval + SW_CLOCK_STEP_NS
+ * can only come from the wall clock stepping back: the bucket counts as full. One bucket is shared by every CPU and
  * updated with compare-and-swap, so a prefix's budget is the node's, whichever CPUs its SYNs reach.
  * (SW_BUDGET_PERCPU builds the measured alternative: a bucket per CPU, no atomics; the loader
  * then splits rate and burst between the CPUs. docs/BENCHMARKS.md has both and why.)
@@ -95,6 +97,7 @@ struct {
 
 /* How often a bucket shared by all CPUs is retried when another CPU changed it meanwhile. */
 #define SW_BUDGET_CAS_TRIES 4
+/* SW_CLOCK_STEP_NS (constants.def): far beyond any skew between two CPUs' clock reads. */
 
 /*
  * The calls below are subprograms of their own (not inlined): their keys then live in their own
@@ -164,6 +167,8 @@ SW_INLINE int sw_gcra(struct sw_budget_state *st, __u64 now, __u64 interval, __u
 	if (local) {
 		tat = st->tat;
 		base = tat > now ? tat : now;
+		if (base - now > tolerance + interval + SW_CLOCK_STEP_NS)
+			base = now; /* the clock stepped back */
 		if (base - now > tolerance)
 			goto refused;
 		st->tat = base + interval;
@@ -172,6 +177,8 @@ SW_INLINE int sw_gcra(struct sw_budget_state *st, __u64 now, __u64 interval, __u
 	for (i = 0; i < SW_BUDGET_CAS_TRIES; i++) {
 		tat = *(volatile __u64 *)&st->tat;
 		base = tat > now ? tat : now;
+		if (base - now > tolerance + interval + SW_CLOCK_STEP_NS)
+			base = now; /* the clock stepped back */
 		if (base - now > tolerance)
 			break;
 		if (__sync_val_compare_and_swap(&st->tat, tat, base + interval) == tat)

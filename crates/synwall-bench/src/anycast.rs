@@ -1202,9 +1202,12 @@ pub fn stale_edge(lab: &mut AnycastLab, s: &Scenario) -> Result<Stale> {
     let stale_after_s = frozen.elapsed().as_secs_f64();
     let (from, t_stale) = (load.now(), Instant::now());
     std::thread::sleep(s.settle);
-    let (e1, b1) = (lab.edge_counters(0)?, lab.backend_counters()?);
+    // The connections counted are those started before `until`; the counters are read a moment
+    // later, so each of their SYNs has been through the edge by then.
     let until = load.now();
     let stale_for_s = t_stale.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(100));
+    let (e1, b1) = (lab.edge_counters(0)?, lab.backend_counters()?);
     ensure!(
         lab.nexthops(false)?.contains(&0) && lab.nexthops(true)?.contains(&0),
         "edge 1's route went while its watcher was frozen"

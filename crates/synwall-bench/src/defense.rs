@@ -3,13 +3,13 @@
 
 use crate::lab::{Lab, INFO_PORT, PORT, SVC_V4, SVC_V6};
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
 use synwall_netns::{Counts, Daemon};
 
 /// A defense configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Defense {
     /// `synwall edge` on the edges' rtr-facing veth, `synwall backend` on the backend's veths.
     Synwall,

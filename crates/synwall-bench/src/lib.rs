@@ -13,7 +13,7 @@
 //! BIRD router, three edges that announce the service by ExaBGP while healthy (`dist/bgp/`), a
 //! backend, and [`churn`]'s client load while edges join and leave (`synwall-lab bgp`).
 //!
-//! Each returns a [`report::Report`] (table, JSON, SVG). Only addresses inside the lab's
+//! Each returns a [`report::Report`] (table, JSON, and an SVG drawn by [`charts`]). Only addresses inside the lab's
 //! namespaces are ever targeted, and every load is bounded by `timeout`.
 //!
 //! The crate's binary, `synwall-lab` (`src/bin/synwall-lab`), runs them (`bench`, beside the
@@ -21,6 +21,7 @@
 //! runs the demo (`demo`); it drives the `synwall` binary that sits beside it.
 
 pub mod anycast;
+pub mod charts;
 pub mod churn;
 pub mod defense;
 pub mod lab;
@@ -72,6 +73,9 @@ pub struct FloodRow {
     pub rates: load::Rates,
     /// synwall: `syn_answered` summed over the edges for the whole run.
     pub syn_answered: Option<u64>,
+    /// synwall: SYNs dropped over their client prefix's reflection budget (`drop_syn_budget`,
+    /// `[edge.budget]`, on by default), whole run.
+    pub drop_syn_budget: Option<u64>,
     /// The backend kernel's `TcpExtSyncookiesSent` over the whole run.
     pub backend_cookies_sent: u64,
     /// synwall: share of one CPU edge1's NAPI thread (its XDP program) was busy in the window.
@@ -82,6 +86,18 @@ pub struct FloodRow {
     /// Frames the router could not hand to edge1 (veth `r1` tx_dropped: the edge's ring or
     /// backlog was full), whole run.
     pub edge_ingress_dropped: u64,
+    /// Share of the defender's CPU (all its non-idle time, `/proc/stat`) in the window, for every
+    /// defence alike: the XDP program, forwarding, SYNPROXY, the backend's TCP stack, and
+    /// whatever else ran there.
+    pub defender_cpu_busy: f64,
+    /// SYN+ACKs per second of the defender CPU's busy time (rate / busy share).
+    pub per_defender_cpu_second: f64,
+    /// The counters sampled through the run, from before the flood starts to after it stops.
+    pub timeline: Vec<load::Sample>,
+    /// When the flood was started and stopped, seconds on the timeline's clock.
+    pub flood_window: [f64; 2],
+    /// The measurement window the rates come from, seconds on the timeline's clock.
+    pub measure_window: [f64; 2],
 }
 
 fn flood_once(lab: &Lab, o: &Opts, d: Defense, edges: &[usize]) -> Result<FloodRow> {
@@ -92,23 +108,43 @@ fn flood_once(lab: &Lab, o: &Opts, d: Defense, edges: &[usize]) -> Result<FloodR
     }
     let c0 = lab.be.net_counter("TcpExt:SyncookiesSent")?;
     let d0 = load::tx_dropped(&lab.rtr, "r1")?;
+    // The counters are sampled through the run: a second before the flood, the flood (warm-up,
+    // then the measured window), a second after it stops.
+    let mut tl = load::Timeline::start(lab)?;
+    tl.run_for(lab, 1.0)?;
+    let flood_start = tl.now();
     let flood = Flood::start(lab, o.seconds)?;
     let warm = (o.seconds * 0.2).min(1.0);
-    std::thread::sleep(Duration::from_secs_f64(warm));
+    tl.run_for(lab, warm)?;
     let t0 = lab::napi_ticks(edges[0])?;
-    let rates = load::measure(lab, 0.0, o.seconds - warm - 0.3)?;
-    let busy = (lab::napi_ticks(edges[0])? - t0) as f64 / 100.0 / rates.seconds;
+    let cpu0 = load::cpu_busy_ticks(DEF_CPU)?;
+    let w0 = tl.sample(lab)?;
+    tl.run_for(lab, o.seconds - warm - 0.3)?;
+    let w1 = tl.sample(lab)?;
+    let ticks = lab::napi_ticks(edges[0])? - t0;
+    let cpu_ticks = load::cpu_busy_ticks(DEF_CPU)? - cpu0;
+    let rates = load::Rates::between(&w0, &w1)?;
+    let busy = ticks as f64 / 100.0 / rates.seconds;
+    let cpu_busy = cpu_ticks as f64 / 100.0 / rates.seconds;
     flood.stop()?;
+    let flood_stop = tl.now();
+    tl.run_for(lab, 1.0)?;
     let sw = d == Defense::Synwall;
     let counts = act.stop()?;
     Ok(FloodRow {
         defense: d,
         rates,
         syn_answered: sw.then(|| total(&counts, "edge", "syn_answered")),
+        drop_syn_budget: sw.then(|| total(&counts, "edge", "drop_syn_budget")),
         edge_cpu_busy: sw.then_some(busy),
         per_cpu_second: (sw && busy > 0.0).then(|| rates.synack_pps / busy),
         backend_cookies_sent: lab.be.net_counter("TcpExt:SyncookiesSent")? - c0,
         edge_ingress_dropped: load::tx_dropped(&lab.rtr, "r1")? - d0,
+        defender_cpu_busy: cpu_busy,
+        per_defender_cpu_second: ratio(rates.synack_pps, cpu_busy),
+        timeline: tl.samples(),
+        flood_window: [flood_start, flood_stop],
+        measure_window: [w0.t, w1.t],
     })
 }
 
@@ -170,6 +206,7 @@ pub fn flood(lab: &Lab, o: &Opts) -> Result<Report> {
             "SYN+ACKs back /s".into(),
             "answered share".into(),
             "synwall syn_answered (whole run)".into(),
+            "synwall drop_syn_budget (whole run)".into(),
             "edge CPU busy".into(),
             "SYN+ACKs per edge CPU-second".into(),
             "backend SyncookiesSent (whole run)".into(),
@@ -187,6 +224,7 @@ pub fn flood(lab: &Lab, o: &Opts) -> Result<Report> {
                         100.0 * ratio(r.rates.synack_pps, r.rates.syn_offered_pps)
                     ),
                     r.syn_answered.map_or("-".into(), |v| v.to_string()),
+                    r.drop_syn_budget.map_or("-".into(), |v| v.to_string()),
                     r.edge_cpu_busy
                         .map_or("-".into(), |v| format!("{:.0}%", 100.0 * v)),
                     r.per_cpu_second.map_or("-".into(), cell),
@@ -209,6 +247,7 @@ pub fn flood(lab: &Lab, o: &Opts) -> Result<Report> {
             ),
         ],
         y_label: "SYN+ACKs per second".into(),
+        machine: None,
         bars: rows
             .iter()
             .map(|r| (r.defense.label().to_string(), r.rates.synack_pps))
@@ -227,6 +266,11 @@ pub struct LegitRow {
     pub conns: load::ConnStats,
     /// SYN+ACKs per second back at the attacker meanwhile (0 without flood).
     pub synack_pps: f64,
+    /// How long the client made connections, seconds.
+    pub seconds: f64,
+    /// synwall: SYNs its edge dropped over their prefix's reflection budget in this phase (the
+    /// client's SYNs and the flood's alike; a client retransmits its SYN after 1 s).
+    pub drop_syn_budget: Option<u64>,
 }
 
 /// Legit traffic under flood: curl, a new connection per request, for `seconds` without and then
@@ -235,9 +279,13 @@ pub fn legit(lab: &Lab, o: &Opts) -> Result<Report> {
     lab.set_paths(Paths::One)?;
     let mut rows = Vec::new();
     for d in [Defense::Synwall, Defense::KernelCookies, Defense::Synproxy] {
+        // The defence is put in force for each phase, so each has its own synwall counters.
         let act = apply(lab, &o.exe, d, &[0], false)?;
         lab.pin(0, DEF_CPU)?;
         let quiet = load::curl_batch(lab, o.seconds)?;
+        let quiet_counts = act.stop()?;
+        let act = apply(lab, &o.exe, d, &[0], false)?;
+        lab.pin(0, DEF_CPU)?;
         let flood = Flood::start(lab, o.seconds + 2.0)?;
         std::thread::sleep(Duration::from_millis(500));
         let (_, a0) = load::flood_counters(lab)?;
@@ -246,24 +294,33 @@ pub fn legit(lab: &Lab, o: &Opts) -> Result<Report> {
         let (_, a1) = load::flood_counters(lab)?;
         let pps = (a1 - a0) as f64 / t.elapsed().as_secs_f64();
         flood.stop()?;
-        act.stop()?;
+        let flood_counts = act.stop()?;
+        let sw = d == Defense::Synwall;
         eprintln!(
-            "legit {}: quiet {:?} / flood {:?}",
+            "legit {}: quiet {} of {} (p99 {:.3} ms) / flood {} of {} (p99 {:.3} ms)",
             d.label(),
-            quiet,
-            flooded
+            quiet.completed,
+            quiet.tried,
+            quiet.p99_ms,
+            flooded.completed,
+            flooded.tried,
+            flooded.p99_ms
         );
         rows.push(LegitRow {
             defense: d,
             flood: false,
             conns: quiet,
             synack_pps: 0.0,
+            seconds: o.seconds,
+            drop_syn_budget: sw.then(|| total(&quiet_counts, "edge", "drop_syn_budget")),
         });
         rows.push(LegitRow {
             defense: d,
             flood: true,
             conns: flooded,
             synack_pps: pps,
+            seconds: o.seconds,
+            drop_syn_budget: sw.then(|| total(&flood_counts, "edge", "drop_syn_budget")),
         });
     }
     let sw_q = &rows[0].conns;
@@ -303,6 +360,7 @@ pub fn legit(lab: &Lab, o: &Opts) -> Result<Report> {
             "p99 connect ms".into(),
             "max ms".into(),
             "flood SYN+ACKs /s".into(),
+            "synwall drop_syn_budget".into(),
         ],
         rows: rows
             .iter()
@@ -316,6 +374,7 @@ pub fn legit(lab: &Lab, o: &Opts) -> Result<Report> {
                     format!("{:.3}", r.conns.p99_ms),
                     format!("{:.3}", r.conns.max_ms),
                     cell(r.synack_pps),
+                    r.drop_syn_budget.map_or("-".into(), |v| v.to_string()),
                 ]
             })
             .collect(),
@@ -327,6 +386,7 @@ pub fn legit(lab: &Lab, o: &Opts) -> Result<Report> {
             o.seconds
         )],
         y_label: "p99 connect latency, ms".into(),
+        machine: None,
         bars: rows
             .iter()
             .map(|r| {
@@ -566,6 +626,7 @@ pub fn quality(lab: &Lab, o: &Opts) -> Result<Report> {
             "Matrix: TCP_INFO of the server socket right after `accept` (a TCP server of ours on port 8080 next to nginx in the backend namespace, protected like port 80), a kernel TCP client in the client namespace, no WAN delay. Profiles: Linux defaults; no timestamps; client route `advmss 1360` (mobile); `advmss 8960` (jumbo: the client announces 8960, but the lab's path MTU stays 1500 because XDP on veth without multi-buffer support caps the MTU near 3.5 KB); IPv6.".into(),
         ],
         y_label: "bulk download, MB/s".into(),
+        machine: None,
         bars: bulk
             .iter()
             .map(|b| (b.defense.label().to_string(), b.bytes_per_s / 1e6))
@@ -695,6 +756,7 @@ pub fn scale(lab: &Lab, o: &Opts) -> Result<Report> {
             format!("Cores per 100 GbE = {:.1} Mpps / the one-edge rate per second of edge CPU time ({} SYN+ACKs per CPU-second: measured rate / busy share of edge1's NAPI kthread). A veth in a VM is far slower per packet than a NIC driver's XDP; see the per-packet figures for the program alone.", LINE_RATE_100G_64B / 1e6, fmt_num(per_core)),
         ],
         y_label: "SYN+ACKs per second".into(),
+        machine: None,
         bars: vec![
             ("one edge".into(), data.one_edge.rates.synack_pps),
             ("two edges".into(), data.two_edges.rates.synack_pps),
@@ -705,9 +767,10 @@ pub fn scale(lab: &Lab, o: &Opts) -> Result<Report> {
 /// The benchmark names, in the order `all` runs them.
 pub const BENCHES: [&str; 4] = ["flood", "legit", "quality", "scale"];
 
-/// Run one benchmark by name.
+/// Run one benchmark by name; the report records the machine and its load meanwhile.
 pub fn run(name: &str, lab: &Lab, o: &Opts) -> Result<Report> {
-    match name {
+    let load0 = report::loadavg();
+    let mut r = match name {
         "flood" => flood(lab, o),
         "legit" => legit(lab, o),
         "quality" => quality(lab, o),
@@ -716,5 +779,7 @@ pub fn run(name: &str, lab: &Lab, o: &Opts) -> Result<Report> {
             "unknown benchmark {name:?} (one of: {}, all)",
             BENCHES.join(", ")
         ),
-    }
+    }?;
+    r.machine = Some(report::Machine::probe(load0));
+    Ok(r)
 }

@@ -130,22 +130,119 @@ pub struct Rates {
     pub seconds: f64,
 }
 
-/// Measure the flood counters over `seconds`, after `warmup`.
-pub fn measure(lab: &Lab, warmup: f64, seconds: f64) -> Result<Rates> {
-    std::thread::sleep(Duration::from_secs_f64(warmup));
-    let (s0, a0) = flood_counters(lab)?;
-    let t = Instant::now();
-    std::thread::sleep(Duration::from_secs_f64(seconds));
-    let (s1, a1) = flood_counters(lab)?;
-    let dt = t.elapsed().as_secs_f64();
-    if s1 == s0 {
-        bail!("the flood did not run: no SYN reached the router (is trafgen installed?)");
+impl Rates {
+    /// The rates between two samples of the flood counters.
+    pub fn between(a: &Sample, b: &Sample) -> Result<Rates> {
+        if b.syn_offered == a.syn_offered {
+            bail!("the flood did not run: no SYN reached the router (is trafgen installed?)");
+        }
+        let dt = (b.t - a.t).max(1e-6);
+        Ok(Rates {
+            syn_offered_pps: (b.syn_offered - a.syn_offered) as f64 / dt,
+            synack_pps: (b.synack_back - a.synack_back) as f64 / dt,
+            seconds: dt,
+        })
     }
-    Ok(Rates {
-        syn_offered_pps: (s1 - s0) as f64 / dt,
-        synack_pps: (a1 - a0) as f64 / dt,
-        seconds: dt,
-    })
+}
+
+/// The flood counters at one moment, and the rates since the sample before.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Sample {
+    /// Seconds since the timeline started.
+    pub t: f64,
+    /// SYNs offered so far (router ingress).
+    pub syn_offered: u64,
+    /// SYN+ACKs back so far (attacker ingress).
+    pub synack_back: u64,
+    /// SYNs offered per second since the previous sample.
+    pub syn_offered_pps: f64,
+    /// SYN+ACKs back per second since the previous sample.
+    pub synack_pps: f64,
+}
+
+/// The flood counters sampled every [`Timeline::STEP`] while a benchmark waits.
+pub struct Timeline {
+    start: Instant,
+    samples: Vec<Sample>,
+}
+
+impl Timeline {
+    /// How often the counters are read.
+    pub const STEP: Duration = Duration::from_millis(250);
+
+    /// Start, with a first sample now.
+    pub fn start(lab: &Lab) -> Result<Timeline> {
+        let mut t = Timeline {
+            start: Instant::now(),
+            samples: Vec::new(),
+        };
+        t.sample(lab)?;
+        Ok(t)
+    }
+
+    /// Seconds since the start.
+    pub fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    /// Read the counters now and append the sample.
+    pub fn sample(&mut self, lab: &Lab) -> Result<Sample> {
+        // Reading the two counters takes a while on a busy machine: the sample is timed at the
+        // middle of it.
+        let before = self.now();
+        let (syn, ack) = flood_counters(lab)?;
+        let t = (before + self.now()) / 2.0;
+        let mut s = Sample {
+            t,
+            syn_offered: syn,
+            synack_back: ack,
+            ..Sample::default()
+        };
+        if let Some(p) = self.samples.last() {
+            let dt = (t - p.t).max(1e-6);
+            s.syn_offered_pps = syn.saturating_sub(p.syn_offered) as f64 / dt;
+            s.synack_pps = ack.saturating_sub(p.synack_back) as f64 / dt;
+        }
+        self.samples.push(s);
+        Ok(s)
+    }
+
+    /// Sample every [`Timeline::STEP`] for `seconds`.
+    pub fn run_for(&mut self, lab: &Lab, seconds: f64) -> Result<()> {
+        let end = self.now() + seconds;
+        while self.now() < end {
+            let left = (end - self.now()).max(0.0);
+            std::thread::sleep(Self::STEP.min(Duration::from_secs_f64(left)));
+            self.sample(lab)?;
+        }
+        Ok(())
+    }
+
+    /// The samples so far.
+    pub fn samples(&self) -> Vec<Sample> {
+        self.samples.clone()
+    }
+}
+
+/// Non-idle time of CPU `cpu` so far, in USER_HZ ticks (`/proc/stat`: user, nice, system, irq,
+/// softirq).
+pub fn cpu_busy_ticks(cpu: usize) -> Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("read /proc/stat")?;
+    let name = format!("cpu{cpu}");
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+        .with_context(|| format!("no {name} in /proc/stat"))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq ...
+    Ok([0, 1, 2, 5, 6]
+        .iter()
+        .map(|&i| v.get(i).copied().unwrap_or(0))
+        .sum())
 }
 
 /// Result of a batch of new connections.
@@ -163,7 +260,25 @@ pub struct ConnStats {
     pub p99_ms: f64,
     /// Maximum.
     pub max_ms: f64,
+    /// The connect-latency distribution over completed requests: (percentile, ms) at
+    /// [`QUANTILES`].
+    pub quantiles_ms: Vec<[f64; 2]>,
 }
+
+/// The percentiles a [`ConnStats`] records: every 1% from the minimum (0) to 99, then the tail.
+pub const QUANTILES: [f64; 104] = {
+    let mut q = [0.0; 104];
+    let mut i = 0;
+    while i < 100 {
+        q[i] = i as f64;
+        i += 1;
+    }
+    q[100] = 99.5;
+    q[101] = 99.9;
+    q[102] = 99.99;
+    q[103] = 100.0;
+    q
+};
 
 /// Nearest-rank percentile of sorted values.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -199,6 +314,14 @@ pub fn conn_stats(text: &str) -> ConnStats {
         p50_ms: percentile(&lat, 50.0),
         p99_ms: percentile(&lat, 99.0),
         max_ms: lat.last().copied().unwrap_or(f64::NAN),
+        quantiles_ms: if lat.is_empty() {
+            Vec::new()
+        } else {
+            QUANTILES
+                .iter()
+                .map(|&p| [p, percentile(&lat, p)])
+                .collect()
+        },
     }
 }
 

@@ -1,13 +1,14 @@
-//! What every benchmark produces: a table (printed, and as Markdown), its JSON and a bar chart
-//! (SVG, plotters), and the generated part of docs/BENCHMARKS.md.
+//! What every benchmark produces: a table (printed, and as Markdown), its JSON and its chart
+//! (SVG, drawn by [`crate::charts`] from the JSON's data), and the generated part of
+//! docs/BENCHMARKS.md. A stored JSON reads back into a [`Report`], so the charts and the page can
+//! be made again from `docs/bench/*.json` without running anything (`synwall-lab report`).
 
 use anyhow::{Context, Result};
-use plotters::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// A goal and whether the run met it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Goal {
     /// The target, e.g. "synwall >= 5x kernel syncookies".
     pub goal: String,
@@ -17,8 +18,66 @@ pub struct Goal {
     pub met: bool,
 }
 
+/// The machine a run came from, and how busy it was.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// CPUs the run could use.
+    pub cpus: usize,
+    /// The CPU model (`/proc/cpuinfo`), when known.
+    #[serde(default)]
+    pub cpu_model: Option<String>,
+    /// `uname -r`.
+    pub kernel: String,
+    /// 1-minute load average when the run started and when it ended, when recorded.
+    #[serde(default)]
+    pub loadavg: Option<[f64; 2]>,
+}
+
+/// The 1-minute load average now.
+pub fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+impl Machine {
+    /// This machine, with the load average at the start of the run (`load0`) and now.
+    pub fn probe(load0: f64) -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, m)| m.trim().to_string());
+        Machine {
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            loadavg: Some([load0, loadavg()]),
+        }
+    }
+
+    /// One line: "2 CPUs (model), Linux x.y, load average a -> b".
+    pub fn describe(&self) -> String {
+        let mut s = format!("{} CPUs", self.cpus);
+        if let Some(m) = &self.cpu_model {
+            s.push_str(&format!(" ({m})"));
+        }
+        s.push_str(&format!(", Linux {}", self.kernel));
+        match self.loadavg {
+            Some([a, b]) => s.push_str(&format!(", load average {a:.2} -> {b:.2}")),
+            None => s.push_str(", load not recorded"),
+        }
+        s
+    }
+}
+
 /// One benchmark's output.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
     /// Short name (file names: `<name>.json`, `<name>.svg`).
     pub name: String,
@@ -36,10 +95,22 @@ pub struct Report {
     pub goals: Vec<Goal>,
     /// How it was measured and why a goal is missed.
     pub notes: Vec<String>,
-    /// The chart: title of the y axis (with unit) and (label, value) bars.
+    /// The headline figure's unit, e.g. "SYN+ACKs per second".
     pub y_label: String,
-    /// Bars.
+    /// The headline figure per defence (label, value): the line above the chart in the Markdown.
+    /// JSON has no NaN: serde_json writes it as null, which reads back as NaN.
+    #[serde(deserialize_with = "null_is_nan")]
     pub bars: Vec<(String, f64)>,
+    /// Where and how busy the machine was ([`crate::run`] fills it in).
+    #[serde(default)]
+    pub machine: Option<Machine>,
+}
+
+fn null_is_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, f64)>, D::Error> {
+    let v: Vec<(String, Option<f64>)> = Deserialize::deserialize(d)?;
+    Ok(v.into_iter()
+        .map(|(l, x)| (l, x.unwrap_or(f64::NAN)))
+        .collect())
 }
 
 impl Report {
@@ -98,11 +169,26 @@ impl Report {
         for n in &self.notes {
             s.push_str(&format!("- {n}\n"));
         }
+        if let Some(m) = &self.machine {
+            s.push_str(&format!("- Machine: {}.\n", m.describe()));
+        }
+        s.push_str(&format!("\n{}:", self.y_label));
+        for (i, (l, v)) in self.bars.iter().enumerate() {
+            let sep = if i == 0 { " " } else { ", " };
+            s.push_str(&format!("{sep}{l} **{}**", fmt_num(*v)));
+        }
         s.push_str(&format!(
-            "\n![{}](bench/{}.svg)\n\nRaw results: [`bench/{}.json`](bench/{}.json).\n\n",
+            ".\n\n![{}](bench/{}.svg)\n\nRaw results: [`bench/{}.json`](bench/{}.json).\n\n",
             self.title, self.name, self.name, self.name
         ));
         s
+    }
+
+    /// Read a report back from its JSON (`<dir>/<name>.json`).
+    pub fn load(path: &Path) -> Result<Report> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))
     }
 
     /// Write `<dir>/<name>.json` and `<dir>/<name>.svg`.
@@ -111,63 +197,14 @@ impl Report {
         let json = dir.join(format!("{}.json", self.name));
         std::fs::write(&json, serde_json::to_string_pretty(self)? + "\n")
             .with_context(|| format!("write {}", json.display()))?;
-        let svg = dir.join(format!("{}.svg", self.name));
-        bar_chart(&svg, &self.title, &self.y_label, &self.bars)
-            .with_context(|| format!("write {}", svg.display()))
+        self.write_svg(dir)
     }
-}
 
-/// A labelled bar chart (SVG). Non-finite values are drawn as 0.
-pub fn bar_chart(path: &Path, title: &str, y_label: &str, bars: &[(String, f64)]) -> Result<()> {
-    let width = (160 * bars.len() as u32).max(640);
-    let root = SVGBackend::new(path, (width, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let vals: Vec<f64> = bars
-        .iter()
-        .map(|(_, v)| if v.is_finite() { *v } else { 0.0 })
-        .collect();
-    let top = vals.iter().copied().fold(0.0, f64::max).max(1e-9) * 1.15;
-    let n = bars.len() as u32;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(60)
-        .y_label_area_size(80)
-        .build_cartesian_2d((0u32..n).into_segmented(), 0f64..top)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let labels: Vec<String> = bars.iter().map(|(l, _)| l.clone()).collect();
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .y_desc(y_label)
-        .x_labels(bars.len().max(1))
-        .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
-            _ => String::new(),
-        })
-        .label_style(("sans-serif", 12))
-        .draw()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    chart
-        .draw_series(
-            Histogram::vertical(&chart)
-                .style(BLUE.mix(0.6).filled())
-                .margin(20)
-                .data(vals.iter().enumerate().map(|(i, v)| (i as u32, *v))),
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    chart
-        .draw_series(vals.iter().enumerate().map(|(i, v)| {
-            // The label shows the real value: "n/a" where nothing was measured (drawn as 0).
-            Text::new(
-                fmt_num(bars[i].1),
-                (SegmentValue::CenterOf(i as u32), *v + top * 0.02),
-                ("sans-serif", 13),
-            )
-        }))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(())
+    /// Write only `<dir>/<name>.svg` (the chart of this report's data).
+    pub fn write_svg(&self, dir: &Path) -> Result<()> {
+        let svg = dir.join(format!("{}.svg", self.name));
+        crate::charts::render(self, &svg).with_context(|| format!("write {}", svg.display()))
+    }
 }
 
 /// A number with at most 3 significant digits and a k/M suffix.

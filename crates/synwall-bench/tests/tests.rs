@@ -2,5 +2,6 @@
 //! concern.
 
 mod bgp;
+mod charts;
 mod lab_cli;
 mod smoke;

@@ -809,9 +809,10 @@ fn strict_fixtures() {
             want: Want::Pass(C::StrictAckValid),
         },
         Fixture {
+            // Its first data: the flow leaves probation (promoted_cache is on by default).
             name: "strict: data of the validated flow",
             frame: data.build(),
-            want: Want::Pass(C::StrictFwdCached),
+            want: Want::Pass(C::StrictFwdPromoted),
         },
         Fixture {
             name: "strict: handshake ACK again (cached)",
@@ -895,9 +896,10 @@ fn strict_fixtures_behind_fragment_headers() {
             want: Want::Pass(C::StrictAckValid),
         },
         Fixture {
+            // Its first data: the flow leaves probation (promoted_cache is on by default).
             name: "strict: wrapped data of the validated flow",
             frame: wrap(data),
-            want: Want::Pass(C::StrictFwdCached),
+            want: Want::Pass(C::StrictFwdPromoted),
         },
         Fixture {
             name: "strict: the SYN unwrapped (positive control)",

@@ -3,11 +3,14 @@
 //! `bpf/lib/abuse.h`, so the engine and the programs decide alike.
 //!
 //! **Budgets** are GCRA ("generic cell rate algorithm") token buckets: one number per bucket, the
-//! theoretical arrival time `tat` of the next conforming event, in nanoseconds of the node's
-//! monotonic clock. With `interval = 1e9 / rate` and `tolerance = (burst - 1) * interval`, an
-//! event at `now` conforms iff `max(tat, now) - now <= tolerance`; it then moves `tat` to
-//! `max(tat, now) + interval`. An idle bucket holds `burst` events, and it refills at `rate` per
-//! second. A bucket the table does not hold yet starts full. In BPF one bucket is shared by all
+//! theoretical arrival time `tat` of the next conforming event, in nanoseconds of the programs'
+//! one clock (TAI, which also picks the salts, so a SYN reads one clock). With `interval = 1e9 /
+//! rate` and `tolerance = (burst - 1) * interval`, an event at `now` conforms iff
+//! `max(tat, now) - now <= tolerance`; it then moves `tat` to `max(tat, now) + interval`. An idle
+//! bucket holds `burst` events, and it refills at `rate` per second. TAI follows the wall clock,
+//! which an operator can step back: a `tat` more than [`CLOCK_STEP_NS`] beyond anything the
+//! budget can reach (`now + tolerance + interval`) can only come from such a step, and the bucket
+//! then counts as full, so a step back never silences the prefixes the edge knows. A bucket the table does not hold yet starts full. In BPF one bucket is shared by all
 //! CPUs and updated with a compare-and-swap, so the rate is the node's, not a CPU's.
 //!
 //! **Client prefixes**: buckets are per client prefix (the source address masked to
@@ -78,7 +81,11 @@ impl Gcra {
     /// One event at `now` against `tat`: `Some(new tat)` if it conforms, `None` if over budget
     /// (`tat` unchanged). `sw_gcra` in `bpf/lib/abuse.h`.
     pub fn step(&self, tat: u64, now: u64) -> Option<u64> {
-        let base = tat.max(now);
+        let mut base = tat.max(now);
+        if base - now > self.tolerance_ns + self.interval_ns + CLOCK_STEP_NS {
+            // The clock stepped back (no event moves `tat` this far ahead): a full bucket.
+            base = now;
+        }
         if base - now > self.tolerance_ns {
             return None;
         }
@@ -225,9 +232,36 @@ impl ClientLists {
     }
 }
 
+// CLOCK_STEP_NS, how far `tat` may lie beyond what the budget itself can reach before the bucket
+// is taken to have seen the clock step back (far more than two CPUs' clock reads ever differ by,
+// so racing CPUs never reset a bucket), from `bpf/lib/constants.def`.
+include!(concat!(env!("OUT_DIR"), "/constants_abuse.rs"));
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clock_stepped_back_leaves_a_full_bucket() {
+        let g = Budget { rate: 10, burst: 3 }.gcra();
+        let t0 = 7_200 * NS_PER_SECOND;
+        let mut tat = g.first(t0);
+        while let Some(t) = g.step(tat, t0) {
+            tat = t;
+        }
+        // Spent at t0. A step back of less than CLOCK_STEP_NS beyond the reach: still spent.
+        let reach = g.tolerance_ns + g.interval_ns;
+        assert_eq!(g.step(tat, tat - reach - CLOCK_STEP_NS), None);
+        // An hour back: the bucket is full again (burst events), not silenced for an hour.
+        let back = t0 - 3_600 * NS_PER_SECOND;
+        let mut n = 0;
+        let mut t = tat;
+        while let Some(next) = g.step(t, back) {
+            t = next;
+            n += 1;
+        }
+        assert_eq!(n, 3);
+    }
 
     #[test]
     fn gcra_allows_the_burst_then_the_rate() {

@@ -208,9 +208,8 @@ pub type BucketTable = LruCache<BucketKey, BucketState>;
 /// The reference data path. Holds configuration, the salts (the ring and its clock rule), the
 /// strict-mode flow cache (probation and protected segments), the auto-mode state, the budgets'
 /// buckets and the counters. Every call takes the node's TAI clock (`bpf_ktime_get_tai_ns`): it
-/// picks the salts, and gives TSval its milliseconds and auto mode its windows. The budgets run
-/// on the monotonic clock (`bpf_ktime_get_ns`), which no clock step moves; the one-clock calls
-/// use the same value for both.
+/// picks the salts, and gives TSval its milliseconds, auto mode its windows and the budgets their
+/// buckets (one clock read per SYN; `abuse` on steps of the clock).
 pub struct Engine {
     cfg: EngineConfig,
     salts: Salts,
@@ -390,9 +389,9 @@ impl Engine {
         self.xdp_frags_at(buf, len, first_buffer, clock_ms.wrapping_mul(1_000_000))
     }
 
-    /// [`Engine::xdp_frags`] with the two clocks apart: `budget_ns` (`bpf_ktime_get_ns`) for
-    /// the budgets and `now_ns` (`bpf_ktime_get_tai_ns`) for the rest. (A test that reads the
-    /// program's TSval back but times the budgets by its own clock.)
+    /// [`Engine::xdp_frags`] with the clock given twice: `budget_ns` for the budgets and `now_ns`
+    /// for the rest (the programs read one TAI clock for both). For a test that reads the
+    /// program's TSval back (milliseconds) but times the budgets by its own reading of the clock.
     pub fn xdp_clocks(
         &mut self,
         buf: &mut [u8],

@@ -374,11 +374,14 @@ impl Node {
         let found = found_ring(backend.as_ref(), edge.as_ref(), &legacy);
         let now = clock::unix_ns();
         let ahead = rotation::ahead_epochs(spec.epoch_seconds, spec.salts_ahead_seconds);
-        // A ring without the live epoch's salt was stale: strict mode gets its grace.
+        // Programs that ran on a ring without the live epoch's salt were stale (passing what
+        // they could not judge): strict mode gets its grace. Fresh maps (nothing ever written)
+        // were not: a first start is strict at once.
         let c = EpochClock::new(spec.epoch_seconds, 0);
-        let was_stale = c
-            .validation(now)
-            .is_some_and(|a| found.get(a.epoch).is_none());
+        let written = (0..synwall_engine::salts::SALT_RING_SLOTS).any(|i| found.slot(i).epoch != 0);
+        let was_stale = written
+            && c.validation(now)
+                .is_some_and(|a| found.get(a.epoch).is_none());
         let grace = if was_stale { now + STRICT_GRACE_NS } else { 0 };
         let mut plan = RingPlan::start(spec.secrets.clone(), spec.epoch_seconds, ahead, found, now);
         let clock_value = clock_value(spec.epoch_seconds, ahead, now, grace);

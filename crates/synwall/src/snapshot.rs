@@ -103,7 +103,7 @@ pub const LIMITED_WINDOW_MS: u64 = 10_000;
 pub const TOP_LIMITED: usize = 10;
 
 impl BudgetTable {
-    /// The table of `buckets` at monotonic time `now_ns`, their keys made with `lens`.
+    /// The table of `buckets` at TAI time `now_ns`, their keys made with `lens`.
     pub fn of(
         buckets: &[(
             synwall_engine::abuse::BucketKey,
@@ -294,22 +294,14 @@ impl Abuse {
     }
 }
 
-/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`, which the buckets use.
-pub fn monotonic_ns() -> u64 {
-    // SAFETY: a plain clock read into a zeroed timespec.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// The abuse controls of an edge from its pinned maps.
 fn abuse_of(maps: &synwall_bpf::pin::PinnedMaps, c: &synwall_bpf::types::sw_config) -> Abuse {
     let lens = synwall_engine::ClientPrefix {
         v4: c.budget_mask_v4.count_ones() as u8,
         v6: (c.budget_mask_v6[0].count_ones() + c.budget_mask_v6[1].count_ones()) as u8,
     };
-    let now = monotonic_ns();
+    // The buckets' clock: TAI (bpf_ktime_get_tai_ns).
+    let now = synwall_bpf::clock::tai_ns();
     let table = |name: &str| {
         maps.extra(name)
             .and_then(|m| synwall_bpf::abuse::read_buckets(m).ok())

@@ -542,6 +542,10 @@ fn handshakes(lab: &Lab, net: [u8; 3], n: u32, acks: u32) -> Result<u32> {
     Ok(done)
 }
 
+/// The attack's handshakes. The kernel's LRU is approximate (per-CPU lists, a reference bit):
+/// four times its size did not always evict an idle entry; sixteen times does.
+const FLUSH_FLOWS: u32 = 16_384;
+
 /// The real connection's fate after a cache flush: `Ok` if it still works.
 fn flush_and_try(promoted_cache: u32) -> Result<(Result<()>, Result<()>, u64)> {
     let lab = lab(
@@ -560,11 +564,14 @@ fn flush_and_try(promoted_cache: u32) -> Result<(Result<()>, Result<()>, u64)> {
         .enter(move || tcp::connect(to, None, Duration::from_secs(5)))??;
     // It carries data (and is then idle during the attack).
     round_trip(&mut real, b"first request", Duration::from_secs(5))?;
-    // 4096 completed handshakes from owned addresses, four times the probation segment, each ACK
-    // sent twice.
+    // FLUSH_FLOWS completed handshakes from owned addresses, sixteen times the probation
+    // segment, each ACK sent twice.
     let (e0, _) = lab.snaps()?;
-    let done = handshakes(&lab, [10, 66, 9], 4096, 2)?;
-    ensure!(done >= 4000, "only {done} of 4096 handshakes completed");
+    let done = handshakes(&lab, [10, 66, 9], FLUSH_FLOWS, 2)?;
+    ensure!(
+        done >= FLUSH_FLOWS - FLUSH_FLOWS / 50,
+        "only {done} of {FLUSH_FLOWS} handshakes completed"
+    );
     std::thread::sleep(Duration::from_millis(300));
     let (e1, _) = lab.snaps()?;
     let d = |c: &str| e1[c] - e0[c];
@@ -580,7 +587,11 @@ fn flush_and_try(promoted_cache: u32) -> Result<(Result<()>, Result<()>, u64)> {
     let after = round_trip(&mut real, b"after the flood", Duration::from_secs(4));
     let drops = lab.snaps()?.0["strict_drop"] - drops_before;
     drop(real);
-    let _ = server.join();
+    // A connection the edge cut never closes on the server's side (its FIN is dropped too): its
+    // thread is left blocked, and goes with the test process.
+    if after.is_ok() {
+        let _ = server.join();
+    }
     Ok((Ok(()), after, drops))
 }
 
@@ -591,12 +602,12 @@ fn idle_promoted_connection_survives_a_cache_flush() -> Result<()> {
     }
     let (_, protected, drops) = flush_and_try(1024)?;
     eprintln!(
-        "probation 1024 + protected 1024: the idle connection after 4096 flows: {protected:?} \
+        "probation 1024 + protected 1024: the idle connection after {FLUSH_FLOWS} flows: {protected:?} \
          ({drops} strict_drop)"
     );
     let (_, single, old_drops) = flush_and_try(0)?;
     eprintln!(
-        "one LRU of 1024 (promoted_cache = 0): the idle connection after 4096 flows: {single:?} \
+        "one LRU of 1024 (promoted_cache = 0): the idle connection after {FLUSH_FLOWS} flows: {single:?} \
          ({old_drops} strict_drop)"
     );
     protected.context("the promoted connection died in the flush")?;

@@ -205,13 +205,24 @@ fn man_pages_for_every_subcommand_render() {
     }
     let config = section(&run, "CONFIGURATION");
     let schema = toml::Value::try_from(synwall_config::NodeConfig::default()).unwrap();
-    for (sec, keys) in schema.as_table().unwrap() {
+    // Every section of the schema (sub-tables such as [edge.budget] are sections of their own).
+    let mut sections: Vec<(String, &toml::Table)> = schema
+        .as_table()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_table().unwrap()))
+        .collect();
+    while let Some((sec, keys)) = sections.pop() {
         let part = config
             .split(&format!("\n.SS [{sec}]\n"))
             .nth(1)
             .unwrap_or_else(|| panic!("CONFIGURATION has no [{sec}]"));
         let part = part.split("\n.SS ").next().unwrap();
-        for key in keys.as_table().unwrap().keys() {
+        for (key, value) in keys {
+            if let Some(sub) = value.as_table() {
+                sections.push((format!("{sec}.{key}"), sub));
+                continue;
+            }
             assert!(
                 part.contains(&format!(".TP\n\\fB{key} = ")),
                 "CONFIGURATION [{sec}] lacks {key}"

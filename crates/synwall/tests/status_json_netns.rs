@@ -218,11 +218,27 @@ fn status_json_is_what_its_document_says() -> Result<()> {
             "{l}"
         );
     }
+    // Stopped (its programs stay attached and pinned): once its heartbeat is older than the
+    // limit the node is unhealthy, with reasons; read by name (no config), its secret files are
+    // not checked.
+    daemon.stop()?;
+    std::thread::sleep(Duration::from_millis(2500));
+    let out = node
+        .command(synwall().to_str().context("the binary's path")?)
+        .args(["status", "--json", "--node", &name])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "status --node: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stopped: Value = serde_json::from_slice(&out.stdout)?;
+    check_output(&stopped, &doc, &mut seen)?;
+    ensure!(stopped["health"]["healthy"] == false, "{stopped}");
     let missing: Vec<&String> = doc.keys().filter(|k| !seen.contains(*k)).collect();
     ensure!(
         missing.is_empty(),
         "documented but never printed: {missing:?}"
     );
-    daemon.stop()?;
     Ok(())
 }
