@@ -26,7 +26,29 @@ pub mod skip;
 pub use bin::{synwall, synwall_lab};
 pub use skip::{in_ci, or_skip, require_privileges};
 pub use synwall_netns::packet::{Capture, Captured, RawSender};
-pub use synwall_netns::{daemon, load, nft, sh, tcp, topo, unique_prefix, veth};
+pub use synwall_netns::{daemon, nft, sh, tcp, topo, unique_prefix, veth};
+
+/// Client loads ([`synwall_netns::load`], re-exported) and the check the tests make of one.
+pub mod load {
+    pub use synwall_netns::load::*;
+
+    /// `r` had no failed connection and at least `min_ok` completed; what it measured is printed
+    /// either way.
+    pub fn no_failures(r: &LoadReport, min_ok: u64) -> anyhow::Result<()> {
+        eprintln!(
+            "load: {} connections ok, {} failed, slowest {:?}, over {:?}; slow ones (start s, \
+             took): {:?}",
+            r.ok,
+            r.failed.len(),
+            r.slowest,
+            r.elapsed,
+            r.slow
+        );
+        anyhow::ensure!(r.failed.is_empty(), "failed connections: {:?}", r.failed);
+        anyhow::ensure!(r.ok >= min_ok, "only {} connections completed", r.ok);
+        Ok(())
+    }
+}
 pub use synwall_netns::{Counts, Daemon, Netns};
 
 /// One interface of the calling thread's namespace, raw: frames sent with `AF_PACKET`, and

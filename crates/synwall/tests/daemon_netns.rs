@@ -18,7 +18,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use synwall_cookie::synwall_v1::{EpochKeys, MasterSecret};
-use synwall_testkit::load::{Load, LoadReport};
+use synwall_testkit::deploy::write_secret;
+use synwall_testkit::load::{no_failures, Load};
 use synwall_testkit::synwall;
 use synwall_testkit::tcp::EchoServer;
 use synwall_testkit::topo::{self, EdgeLab, BACKEND_IF, CLIENT_IF, EDGE_CLIENT_IF};
@@ -152,14 +153,6 @@ impl Drop for Lab {
     }
 }
 
-fn write_secret(path: &Path, fill: u8) -> Result<()> {
-    // Write then rename: a reader never sees half a file.
-    let tmp = path.with_extension("new");
-    std::fs::write(&tmp, format!("{}\n", hex::encode([fill; 32])))?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
-
 fn services() -> Vec<String> {
     vec![
         format!("{}/32:{PORT}", topo::backend_addr(false)),
@@ -192,20 +185,6 @@ fn start_nodes(lab: &mut Lab) -> Result<(PathBuf, PathBuf, Daemon, Daemon, Load)
     }
     let load = Load::start(&lab.lab.client, targets, 4000, Duration::from_millis(20))?;
     Ok((ec, bc, edge, backend, load))
-}
-
-fn no_failures(r: &LoadReport, min_ok: u64) -> Result<()> {
-    eprintln!(
-        "load: {} connections ok, {} failed, slowest {:?}, over {:?}; slow ones (start s, took): {:?}",
-        r.ok,
-        r.failed.len(),
-        r.slowest,
-        r.elapsed,
-        r.slow
-    );
-    ensure!(r.failed.is_empty(), "failed connections: {:?}", r.failed);
-    ensure!(r.ok >= min_ok, "only {} connections completed", r.ok);
-    Ok(())
 }
 
 /// The next `n` rotations a daemon prints: (epoch, key id).

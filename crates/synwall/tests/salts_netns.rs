@@ -29,7 +29,7 @@ use synwall_bpf::pin::{NodePins, PinnedMaps};
 use synwall_cookie::synwall_v1::{derive_salt, MasterSecret};
 use synwall_cookie::SipKey;
 use synwall_testkit::deploy::write_secret;
-use synwall_testkit::load::{Load, LoadReport};
+use synwall_testkit::load::{no_failures, Load};
 use synwall_testkit::tcp::EchoServer;
 use synwall_testkit::topo::{self, EdgeLab, TwoEdgeLab, BACKEND_IF, CLIENT_IF, EDGE_CLIENT_IF};
 use synwall_testkit::{require_privileges, synwall, unique_prefix, Daemon, Netns};
@@ -286,20 +286,6 @@ impl Drop for Watch {
             let _ = t.join();
         }
     }
-}
-
-fn no_failures(r: &LoadReport, min_ok: u64) -> Result<()> {
-    eprintln!(
-        "load: {} connections ok, {} failed, slowest {:?}, over {:?}; slow ones (start s, took): {:?}",
-        r.ok,
-        r.failed.len(),
-        r.slowest,
-        r.elapsed,
-        r.slow
-    );
-    ensure!(r.failed.is_empty(), "failed connections: {:?}", r.failed);
-    ensure!(r.ok >= min_ok, "only {} connections completed", r.ok);
-    Ok(())
 }
 
 /// Echo servers on `addrs` inside `ns`.
