@@ -846,4 +846,67 @@ mod tests {
         assert_eq!(tcp_sum(&f, l3, l4, &final_dst.octets()), 0);
         assert_ne!(tcp_sum(&f, l3, l4, &f[l3 + 24..l3 + 40]), 0);
     }
+
+    #[test]
+    fn an_encapsulated_packet_is_whole_behind_the_outer_headers() {
+        let inner = Frame {
+            options: linux_syn_options(),
+            ..Frame::new(
+                "2001:db8:ffff::10".parse().unwrap(),
+                "2001:db8:1::80".parse().unwrap(),
+                40000,
+                443,
+                SYN,
+            )
+        };
+        let inner_ip = inner.ip_packet();
+        // SRv6: an IPv6 outer header and a segment routing header, the inner packet after it.
+        let srh = routing_header(4, 0, &[[0x20; 16]]);
+        let outer = Frame {
+            ext: vec![srh.clone()],
+            encap: Some(Box::new(inner.clone())),
+            vlans: tags(&[TPID_8021Q]),
+            ..Frame::new(
+                "2001:db8:9::1".parse().unwrap(),
+                "2001:db8:9::2".parse().unwrap(),
+                0,
+                0,
+                0,
+            )
+        };
+        let f = outer.build();
+        let l3 = 18;
+        assert_eq!(&f[16..18], &[0x86, 0xdd]);
+        assert_eq!(f[l3 + 6], NH_ROUTING);
+        assert_eq!(
+            f[l3 + 40],
+            NH_IPV6,
+            "the routing header names the inner packet"
+        );
+        let plen = u16::from_be_bytes([f[l3 + 4], f[l3 + 5]]) as usize;
+        assert_eq!(plen, srh.1.len() + inner_ip.len());
+        assert_eq!(&f[l3 + 40 + srh.1.len()..], &inner_ip[..]);
+        // IP in IP: an IPv4 outer header, its checksum right, protocol 4.
+        let inner4 = Frame::new(
+            "192.0.2.10".parse().unwrap(),
+            "198.51.100.7".parse().unwrap(),
+            40000,
+            443,
+            SYN,
+        );
+        let outer4 = Frame {
+            encap: Some(Box::new(inner4.clone())),
+            ..Frame::new(
+                "192.0.2.1".parse().unwrap(),
+                "192.0.2.2".parse().unwrap(),
+                0,
+                0,
+                0,
+            )
+        };
+        let f = outer4.build();
+        assert_eq!(f[14 + 9], NH_IPV4);
+        assert_eq!(checksum(&f[14..34]), 0, "outer header checksum");
+        assert_eq!(&f[34..], &inner4.ip_packet()[..]);
+    }
 }
