@@ -18,7 +18,7 @@ use crate::services::{key_addr, trie_prefixlen};
 use crate::{bpf, types, Result};
 use libbpf_rs::{MapCore, MapFlags};
 use std::collections::BTreeMap;
-use synwall_engine::abuse::{BucketKey, BucketState, ClientLists};
+use synwall_engine::abuse::{BucketKey, BucketState, Buckets, ClientLists};
 use synwall_engine::services::Prefix;
 
 // LIST_DENY, LIST_ALLOW, the bits of `sw_config.lists`, from `bpf/lib/constants.def`.
@@ -220,7 +220,7 @@ fn decode_bucket(k: &[u8], v: &[u8]) -> (BucketKey, BucketState) {
 }
 
 /// Every bucket of a budget map (`sw_budget`, `sw_flow_budget`), read in batches.
-pub fn read_buckets(map: &dyn MapCore) -> Result<Vec<(BucketKey, BucketState)>> {
+pub fn read_buckets(map: &dyn MapCore) -> Result<Buckets> {
     let mut out = Vec::new();
     if map.map_type().is_percpu() {
         // The per-CPU alternative (measurements only): each CPU's bucket; drops summed, the

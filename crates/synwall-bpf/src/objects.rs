@@ -262,26 +262,12 @@ impl Edge {
     }
 
     /// The reflection budget's buckets.
-    pub fn budget_buckets(
-        &self,
-    ) -> Result<
-        Vec<(
-            synwall_engine::abuse::BucketKey,
-            synwall_engine::abuse::BucketState,
-        )>,
-    > {
+    pub fn budget_buckets(&self) -> Result<synwall_engine::abuse::Buckets> {
         crate::abuse::read_buckets(&self.skel.maps.sw_budget)
     }
 
     /// Strict mode's buckets of new flows.
-    pub fn flow_budget_buckets(
-        &self,
-    ) -> Result<
-        Vec<(
-            synwall_engine::abuse::BucketKey,
-            synwall_engine::abuse::BucketState,
-        )>,
-    > {
+    pub fn flow_budget_buckets(&self) -> Result<synwall_engine::abuse::Buckets> {
         crate::abuse::read_buckets(&self.skel.maps.sw_flow_budget)
     }
 
@@ -434,14 +420,7 @@ impl EdgePercpuBudget {
     }
 
     /// The reflection budget's buckets (each CPU's drops summed).
-    pub fn budget_buckets(
-        &self,
-    ) -> Result<
-        Vec<(
-            synwall_engine::abuse::BucketKey,
-            synwall_engine::abuse::BucketState,
-        )>,
-    > {
+    pub fn budget_buckets(&self) -> Result<synwall_engine::abuse::Buckets> {
         crate::abuse::read_buckets(&self.skel.maps.sw_budget)
     }
 

@@ -93,6 +93,9 @@ impl Gcra {
     }
 }
 
+/// A budget table's buckets as read from its map: each client prefix and its bucket.
+pub type Buckets = Vec<(BucketKey, BucketState)>;
+
 /// One budget bucket (`struct sw_budget_state`): the GCRA state and what it dropped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BucketState {
