@@ -534,20 +534,10 @@ fn backend_matches_engine_without_sockets() {
     let mut refused = 0;
     for _ in 0..n {
         let (frame, label) = gen.frame(&cfg.cookie, &[k.current, k.previous]);
-        let run = match backend.test_run(&frame) {
-            Ok(r) => r,
-            // skb test runs refuse IP frames shorter than Ethernet + the fixed IP header, and
-            // frames longer than a page minus head- and tailroom.
-            Err(_) if too_short_for_skb_test_run(&frame) || frame.len() > TEST_RUN_MAX_LINEAR => {
-                refused += 1;
-                continue;
-            }
-            Err(e) => panic!("{label} frame {}: {e}", hex(&frame)),
+        let Some((run, counter)) = backend_step(&backend, &frame, label, &mut before) else {
+            refused += 1;
+            continue;
         };
-        let after = backend.counters().unwrap();
-        let counter = single_increment(&before, &after)
-            .unwrap_or_else(|e| panic!("{label} frame {}: {e}", hex(&frame)));
-        before = after;
         let d = engine.tc(&frame, engine_ms(None), |_| SocketState::None, |_| 0);
         let want = match d.verdict {
             BackendVerdict::Pass => tc_action::OK,
@@ -619,18 +609,10 @@ fn backend_matches_engine_with_a_listener() {
     use synwall_engine::Counter as C;
     for _ in 0..n {
         let (frame, label) = gen.frame(&cfg.cookie, &[k.current, k.previous]);
-        let run = match backend.test_run(&frame) {
-            Ok(r) => r,
-            Err(_) if too_short_for_skb_test_run(&frame) || frame.len() > TEST_RUN_MAX_LINEAR => {
-                refused += 1;
-                continue;
-            }
-            Err(e) => panic!("{label} frame {}: {e}", hex(&frame)),
+        let Some((run, counter)) = backend_step(&backend, &frame, label, &mut before) else {
+            refused += 1;
+            continue;
         };
-        let after = backend.counters().unwrap();
-        let counter = single_increment(&before, &after)
-            .unwrap_or_else(|e| panic!("{label} frame {}: {e}", hex(&frame)));
-        before = after;
         let d = engine.tc(
             &frame,
             engine_ms(None),
@@ -885,6 +867,29 @@ fn nix_ifindex(name: &str) -> u32 {
     let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
     assert!(i > 0, "no interface {name}");
     i
+}
+
+/// One frame through the backend program: its result and the one counter it moved (`before`
+/// moves on), or `None` where the skb test run refuses the frame (IP frames shorter than
+/// Ethernet + the fixed IP header, frames longer than a page minus head- and tailroom).
+fn backend_step(
+    backend: &Backend,
+    frame: &[u8],
+    label: &str,
+    before: &mut Counters,
+) -> Option<(synwall_bpf::TestRun, synwall_engine::Counter)> {
+    let run = match backend.test_run(frame) {
+        Ok(r) => r,
+        Err(_) if too_short_for_skb_test_run(frame) || frame.len() > TEST_RUN_MAX_LINEAR => {
+            return None
+        }
+        Err(e) => panic!("{label} frame {}: {e}", hex(frame)),
+    };
+    let after = backend.counters().unwrap();
+    let counter = single_increment(before, &after)
+        .unwrap_or_else(|e| panic!("{label} frame {}: {e}", hex(frame)));
+    *before = after;
+    Some((run, counter))
 }
 
 fn too_short_for_skb_test_run(f: &[u8]) -> bool {
