@@ -187,26 +187,31 @@ fn start_nodes(lab: &mut Lab) -> Result<(PathBuf, PathBuf, Daemon, Daemon, Load)
     Ok((ec, bc, edge, backend, load))
 }
 
+/// The (epoch, key id) a daemon line names.
+fn epoch_key(l: &str) -> Result<(u64, String)> {
+    let field = |k: &str| {
+        l.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .map(str::to_string)
+            .with_context(|| format!("no {k} in {l:?}"))
+    };
+    Ok((field("epoch=")?.parse()?, field("key=")?))
+}
+
 /// The next `n` rotations a daemon prints: (epoch, key id).
 fn rotations(d: &mut Daemon, n: usize) -> Result<Vec<(u64, String)>> {
     let mut out = Vec::new();
     for _ in 0..n {
-        let l = d.wait_line("rotated", Duration::from_secs(5))?;
-        let field = |k: &str| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix(k))
-                .map(str::to_string)
-                .with_context(|| format!("no {k} in {l:?}"))
-        };
-        out.push((field("epoch=")?.parse()?, field("key=")?));
+        out.push(epoch_key(&d.wait_line("rotated", Duration::from_secs(5))?)?);
     }
     eprintln!("rotations: {out:?}");
     Ok(out)
 }
 
-/// A daemon's rotations until it reaches `epoch` (it may have printed earlier ones first).
+/// A daemon's epochs from the one it started in (its ready line: a boundary may fall between
+/// the two daemons' starts, so the later one never prints that rotation) until it reaches `epoch`.
 fn rotations_until(d: &mut Daemon, epoch: u64) -> Result<Vec<(u64, String)>> {
-    let mut out = Vec::new();
+    let mut out = vec![epoch_key(d.ready_line())?];
     while out.last().is_none_or(|(e, _)| *e < epoch) {
         out.extend(rotations(d, 1)?);
     }
