@@ -441,7 +441,7 @@ pub fn napi_ticks(edge: usize) -> Result<u64> {
     Ok(t)
 }
 
-fn napi_threads(prefix: &str) -> Result<Vec<u32>> {
+pub(crate) fn napi_threads(prefix: &str) -> Result<Vec<u32>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc")? {
         let e = e?;

@@ -25,6 +25,7 @@ pub mod charts;
 pub mod churn;
 pub mod defense;
 pub mod lab;
+pub mod livegen;
 pub mod load;
 pub mod report;
 pub mod wan;

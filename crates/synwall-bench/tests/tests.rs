@@ -4,4 +4,5 @@
 mod bgp;
 mod charts;
 mod lab_cli;
+mod livegen;
 mod smoke;
