@@ -6,8 +6,9 @@
  * the sequence number), patches the IP and TCP checksums incrementally and sends the frame out
  * of the run's ingress device (XDP_TX). The kernel does the sending: no socket, no copy per frame.
  *
- * Live frames may be recycled with the previous run's bytes still in them, so every change is
- * made against the bytes the frame holds now, never against the template.
+ * A live frame's page is recycled with whatever the last user left in it (a defender that answered
+ * with XDP_TX turned it into a SYN+ACK), so the program writes the whole template into every frame
+ * first, from .rodata, in 8-byte words (the template is padded to a multiple of 8 bytes).
  */
 #include <linux/types.h>
 #include <linux/bpf.h>
@@ -25,11 +26,16 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __be32 cfg_host_mask = 0;
 /* Added to every frame's index: two generators (or two runs) can draw different sources. */
 const volatile __u32 cfg_salt = 0;
+/* The template frame, padded with zeros to a multiple of 8 bytes, and its length in words. */
+#define TEMPLATE_WORDS 12
+const volatile __u64 cfg_frame[TEMPLATE_WORDS] = {};
+const volatile __u32 cfg_words = 0;
 
 enum gen_counter {
 	GEN_TX_V4,
 	GEN_TX_V6,
 	GEN_DROP_NOT_SYN_TEMPLATE,
+	GEN_DROP_FRAME_LENGTH,
 	GEN_COUNTERS,
 };
 
@@ -114,7 +120,21 @@ int syngen(struct xdp_md *ctx)
 	__u64 *idx = bpf_map_lookup_elem(&gen_index, &zero);
 	__u32 h;
 
-	if (!idx || (void *)(eth + 1) > end)
+	if (!idx)
+		return count(XDP_DROP, GEN_DROP_NOT_SYN_TEMPLATE);
+	if (data + cfg_words * 8 != end)
+		return count(XDP_DROP, GEN_DROP_FRAME_LENGTH);
+#pragma unroll
+	for (int i = 0; i < TEMPLATE_WORDS; i++) {
+		__u64 *w = (__u64 *)data + i;
+
+		if (i >= cfg_words)
+			break;
+		if ((void *)(w + 1) > end)
+			return count(XDP_DROP, GEN_DROP_FRAME_LENGTH);
+		*w = cfg_frame[i];
+	}
+	if ((void *)(eth + 1) > end)
 		return count(XDP_DROP, GEN_DROP_NOT_SYN_TEMPLATE);
 	/* An odd multiplier permutes 32-bit values, and its low k bits depend only on the index's
 	 * low k bits: 2^k frames in a row get 2^k different host parts. The CPU number keeps the

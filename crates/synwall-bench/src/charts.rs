@@ -403,7 +403,7 @@ pub fn render(r: &Report, path: &Path) -> Result<()> {
     let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
     match r.name.as_str() {
         "per_packet" => per_packet(r, &root)?,
-        "flood" => flood(r, &root)?,
+        "flood" | "host_flood" => flood(r, &root)?,
         "legit" => legit(r, &root)?,
         "quality" => quality(r, &root)?,
         "scale" => scale(r, &root)?,
@@ -666,7 +666,17 @@ fn flood(r: &Report, root: &Area) -> Result<()> {
         .map(|x| defense(&x["defense"]))
         .collect::<Result<_>>()?;
     let rate = |i: usize| num(&rows[i], &["rates", "synack_pps"]).unwrap_or(f64::NAN);
-    let title = if rows.len() >= 3 {
+    let per = |i: usize| num(&rows[i], &["per_defender_cpu_second"]).unwrap_or(f64::NAN);
+    let title = if r.name == "host_flood" && rows.len() >= 3 {
+        format!(
+            "One host, one defender CPU: per CPU-second {} answers {} the SYN+ACKs of {} and {} those of {}",
+            whos[0].label,
+            x(ratio(per(0), per(1))),
+            whos[1].label,
+            x(ratio(per(0), per(2))),
+            whos[2].label
+        )
+    } else if rows.len() >= 3 {
         format!(
             "Flood on one core: {} answers {} the SYN+ACKs of {} and {} those of {}",
             whos[0].label,
@@ -737,7 +747,11 @@ fn flood(r: &Report, root: &Area) -> Result<()> {
                 .zip(&whos)
                 .map(|(row, w)| {
                     let v = num(row, &["per_defender_cpu_second"]);
-                    let busy = num(row, &["defender_cpu_busy"]).unwrap_or(f64::NAN);
+                    // The one-host flood counts the defender's thread and softirq time only.
+                    let busy = match (num(row, &["napi_busy"]), num(row, &["softirq_busy"])) {
+                        (Some(n), Some(s)) => n + s,
+                        _ => num(row, &["defender_cpu_busy"]).unwrap_or(f64::NAN),
+                    };
                     Bar {
                         value: v,
                         colour: w.colour,

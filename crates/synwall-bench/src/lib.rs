@@ -9,7 +9,11 @@
 //!   socket's options (TCP_INFO via `ss`) per client profile;
 //! - [`scale`]: one vs two edges behind ECMP, and ACKs crossing edges.
 //!
-//! Beside them, [`anycast`] is the reference deployment of docs/DEPLOYMENT.md in namespaces: a
+//! Beside them, [`host`]'s one-host flood (`host-flood`) measures the defender's CPU alone: a
+//! kernel-speed SYN generator ([`livegen`], an XDP program run in live-frames mode) against one
+//! host defended by synwall single-node, the kernel's cookies or SYNPROXY.
+//!
+//! [`anycast`] is the reference deployment of docs/DEPLOYMENT.md in namespaces: a
 //! BIRD router, three edges that announce the service by ExaBGP while healthy (`dist/bgp/`), a
 //! backend, and [`churn`]'s client load while edges join and leave (`synwall-lab bgp`).
 //!
@@ -24,6 +28,7 @@ pub mod anycast;
 pub mod charts;
 pub mod churn;
 pub mod defense;
+pub mod host;
 pub mod lab;
 pub mod livegen;
 pub mod load;

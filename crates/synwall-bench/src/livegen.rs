@@ -38,6 +38,8 @@ use syngen_skel::{SyngenSkel, SyngenSkelBuilder};
 pub const CHUNK: u32 = 1 << 16;
 /// Frames the kernel runs the program on before it sends them (live-frames `batch_size`).
 pub const BATCH: u32 = 64;
+/// The longest template frame (`TEMPLATE_WORDS` in syngen.bpf.c).
+pub const TEMPLATE_BYTES: usize = 96;
 
 /// The SYN's TCP options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -89,7 +91,8 @@ impl Template {
         })
     }
 
-    /// The template frame (the prefix's first address, port 40000, checksums right).
+    /// The template frame (the prefix's first address, port 40000, checksums right), padded
+    /// with zeros to a multiple of 8 bytes, at least 64 (the generator copies it in words).
     pub fn frame(&self) -> Result<Vec<u8>> {
         if self.prefix.is_ipv4() != self.dst.is_ipv4() {
             bail!("the spoofed prefix and the service are of different address families");
@@ -101,7 +104,16 @@ impl Template {
             SynOptions::Linux => frame::linux_syn_options(),
             SynOptions::Mss => frame::opt_mss(1460),
         };
-        Ok(f.build())
+        let len = f.build().len();
+        f.padding = len.max(64).next_multiple_of(8) - len;
+        let out = f.build();
+        if out.len() > TEMPLATE_BYTES {
+            bail!(
+                "a {}-byte template is longer than the generator's {TEMPLATE_BYTES}",
+                out.len()
+            );
+        }
+        Ok(out)
     }
 
     /// Does `addr` lie in the spoofed prefix?
@@ -160,6 +172,8 @@ pub struct GenCounters {
     pub tx_v6: u64,
     /// Frames that were not a SYN template (dropped).
     pub drop_not_syn_template: u64,
+    /// Frames whose length was not the template's (dropped).
+    pub drop_frame_length: u64,
 }
 
 /// The loaded generator.
@@ -252,6 +266,10 @@ impl SynGen {
         // The program compares it with address bytes as they lie in the frame.
         ro.cfg_host_mask = mask.to_be();
         ro.cfg_salt = salt;
+        for (i, w) in frame.chunks(8).enumerate() {
+            ro.cfg_frame[i] = u64::from_ne_bytes(w.try_into().expect("padded to 8 bytes"));
+        }
+        ro.cfg_words = (frame.len() / 8) as u32;
         let skel = open.load().map_err(bpf_err("load syngen.bpf.o"))?;
         Ok(SynGen { skel, frame })
     }
@@ -269,6 +287,7 @@ impl SynGen {
             tx_v4: c(0)?,
             tx_v6: c(1)?,
             drop_not_syn_template: c(2)?,
+            drop_frame_length: c(3)?,
         })
     }
 
@@ -341,6 +360,7 @@ fn generate(fd: i32, frame: &[u8], dev: &str, plan: Plan, stop: &AtomicBool) -> 
             n = n.min(ahead);
         }
         run_live(fd, frame, ifindex, n as u32)?;
+
         st.frames += n;
         st.calls += 1;
     }

@@ -165,8 +165,13 @@ fn offer_and_count(v6: bool, options: SynOptions, n: u64) {
     assert_eq!(st.frames, n, "the run ended at its count");
     let c = gen.counters().unwrap();
     assert_eq!(
-        (c.tx_v4, c.tx_v6, c.drop_not_syn_template),
-        if v6 { (0, n, 0) } else { (n, 0, 0) }
+        (
+            c.tx_v4,
+            c.tx_v6,
+            c.drop_not_syn_template,
+            c.drop_frame_length
+        ),
+        if v6 { (0, n, 0, 0) } else { (n, 0, 0, 0) }
     );
 
     // The far side saw exactly n SYNs, each from its own source in the prefix.

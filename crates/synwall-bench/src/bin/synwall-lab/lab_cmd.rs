@@ -7,6 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use synwall_bench::lab::{self, Lab};
+use synwall_bench::livegen::SynOptions;
 use synwall_bench::report::{self, Report};
 use synwall_bench::Opts;
 
@@ -19,6 +20,9 @@ pub enum LabCommand {
     Down(PrefixArgs),
     /// Build a fresh lab, run benchmarks, print their tables, write JSON + SVG, tear down.
     Bench(BenchArgs),
+    /// Measure the LIVE_FRAMES SYN generator alone: SYNs per second from one core into a veth
+    /// whose far end counts and drops them (namespaces of its own, removed at the end).
+    Gen(GenArgs),
     /// Draw every chart again from the stored results (<dir>/<name>.json, nothing is run) and
     /// rewrite the generated part of --doc from them.
     Report(ReportArgs),
@@ -77,12 +81,15 @@ pub struct UpArgs {
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// per-packet, flood, legit, quality, scale, or all (all also rewrites the generated part of
-    /// --doc).
+    /// per-packet, host-flood, flood, legit, quality, scale, or all (all also rewrites the
+    /// generated part of --doc).
     name: String,
     /// Seconds per measurement.
     #[arg(long, default_value_t = 8.0)]
     seconds: f64,
+    /// host-flood: the generator's SYN options (Linux's full set, or MSS only as trafgen sends).
+    #[arg(long, value_enum, default_value = "linux")]
+    syn: SynOptions,
     /// Where the JSON and SVG results go.
     #[arg(long, default_value = "docs/bench")]
     out: PathBuf,
@@ -91,6 +98,16 @@ pub struct BenchArgs {
     doc: PathBuf,
     #[command(flatten)]
     p: PrefixArgs,
+}
+
+#[derive(Args)]
+pub struct GenArgs {
+    /// Seconds to run.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// The SYN's TCP options.
+    #[arg(long, value_enum, default_value = "mss")]
+    syn: SynOptions,
 }
 
 #[derive(Args)]
@@ -231,6 +248,7 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Bench(a) => bench(a),
+        LabCommand::Gen(a) => gen(a),
         LabCommand::Report(a) => report_again(a),
         LabCommand::Bgp(a) => bgp(a),
     }
@@ -288,20 +306,46 @@ fn bgp(a: BgpArgs) -> Result<ExitCode> {
     })
 }
 
+fn gen(a: GenArgs) -> Result<ExitCode> {
+    if !(0.5..=120.0).contains(&a.seconds) {
+        bail!("--seconds must be between 0.5 and 120, got {}", a.seconds);
+    }
+    root()?;
+    let load0 = report::loadavg();
+    let m = synwall_bench::host::gen_alone(a.seconds, a.syn)?;
+    println!(
+        "generator: {} SYNs in {:.2} s from CPU {} = {:.0} SYN/s offered; the far end received {} ({:.1}%); {} test runs of up to {} frames, batch {}; load average {load0:.2} -> {:.2}",
+        m.run.frames,
+        m.run.seconds,
+        synwall_bench::load::GEN_CPU,
+        m.run.rate(),
+        m.received,
+        100.0 * m.received as f64 / m.run.frames.max(1) as f64,
+        m.run.calls,
+        synwall_bench::livegen::CHUNK,
+        synwall_bench::livegen::BATCH,
+        report::loadavg()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn bench(a: BenchArgs) -> Result<ExitCode> {
     check_prefix(&a.p.prefix)?;
     if !(2.0..=120.0).contains(&a.seconds) {
         bail!("--seconds must be between 2 and 120, got {}", a.seconds);
     }
     let names: Vec<&str> = if a.name == "all" {
-        std::iter::once("per-packet")
+        ["per-packet", "host-flood"]
+            .into_iter()
             .chain(synwall_bench::BENCHES)
             .collect()
-    } else if a.name == "per-packet" || synwall_bench::BENCHES.contains(&a.name.as_str()) {
+    } else if ["per-packet", "host-flood"].contains(&a.name.as_str())
+        || synwall_bench::BENCHES.contains(&a.name.as_str())
+    {
         vec![a.name.as_str()]
     } else {
         bail!(
-            "unknown benchmark {:?} (one of: per-packet, {}, all)",
+            "unknown benchmark {:?} (one of: per-packet, host-flood, {}, all)",
             a.name,
             synwall_bench::BENCHES.join(", ")
         );
@@ -324,6 +368,12 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
     for n in names {
         let r = if n == "per-packet" {
             per_packet(&o.command).context("benchmark per-packet")?
+        } else if n == "host-flood" {
+            let load0 = report::loadavg();
+            let mut r =
+                synwall_bench::host::host_flood(&o, a.syn).context("benchmark host-flood")?;
+            r.machine = Some(report::Machine::probe(load0));
+            r
         } else {
             if lab.is_none() {
                 lab = Some(Lab::up(&a.p.prefix)?);
@@ -350,7 +400,8 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
 
 /// The order of the generated part of the page (the order `bench all` runs them).
 fn page_order() -> Vec<String> {
-    std::iter::once("per_packet")
+    ["per_packet", "host_flood"]
+        .into_iter()
         .chain(synwall_bench::BENCHES)
         .map(str::to_string)
         .collect()
