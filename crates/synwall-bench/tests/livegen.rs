@@ -280,3 +280,42 @@ fn livegen_full_speed_is_received() {
     // Frames its NAPI could not take are dropped; most must arrive.
     assert!(rx >= st.frames / 2, "{rx} of {} received", st.frames);
 }
+
+#[test]
+fn template_frames_and_prefixes() {
+    let mut t = Template {
+        src_mac: [2, 0, 0, 0, 0, 1],
+        dst_mac: [2, 0, 0, 0, 0, 2],
+        prefix: "10.91.128.0".parse().unwrap(),
+        prefix_len: 17,
+        dst: "10.90.0.2".parse().unwrap(),
+        dport: 80,
+        options: SynOptions::Mss,
+    };
+    assert_eq!(t.host_mask().unwrap(), 0x7fff);
+    assert!(t.contains("10.91.255.255".parse().unwrap()));
+    assert!(!t.contains("10.91.127.255".parse().unwrap()));
+    // Padded to whole 8-byte words, at least 64 bytes; the IP packet itself is unchanged.
+    assert_eq!(t.frame().unwrap().len(), 64);
+    t.options = SynOptions::Linux;
+    assert_eq!(t.frame().unwrap().len(), 80);
+    let f = t.frame().unwrap();
+    assert_eq!(
+        u16::from_be_bytes([f[16], f[17]]),
+        20 + 20 + 20,
+        "IPv4 total length"
+    );
+    t.prefix_len = 0;
+    assert!(t.host_mask().is_err());
+    t.prefix = "fd91::".parse().unwrap();
+    t.prefix_len = 64;
+    assert!(
+        t.host_mask().is_err(),
+        "IPv6 prefixes shorter than /96 are refused"
+    );
+    t.prefix_len = 112;
+    assert!(t.frame().is_err(), "mixed families");
+    t.dst = "fd90::2".parse().unwrap();
+    assert_eq!(t.host_mask().unwrap(), 0xffff);
+    assert_eq!(t.frame().unwrap().len(), 96);
+}
