@@ -359,12 +359,7 @@ pub fn measure(
     let run = gen.start(
         &lab.att,
         &lab.att_if,
-        Plan {
-            count: None,
-            seconds: warm + seconds + 2.0,
-            rate: None,
-            cpu: Some(GEN_CPU),
-        },
+        Plan::full_speed(warm + seconds + 2.0, GEN_CPU),
     )?;
     std::thread::sleep(Duration::from_secs_f64(warm));
     let sample = || -> Result<[u64; 7]> {
@@ -558,16 +553,7 @@ pub fn gen_alone(seconds: f64, options: SynOptions) -> Result<GenMeasure> {
         options,
     };
     let gen = SynGen::load(&t, 0)?;
-    let run = gen.run(
-        &att,
-        &att_if,
-        Plan {
-            count: None,
-            seconds,
-            rate: None,
-            cpu: Some(GEN_CPU),
-        },
-    )?;
+    let run = gen.run(&att, &att_if, Plan::full_speed(seconds, GEN_CPU))?;
     std::thread::sleep(Duration::from_millis(200));
     Ok(GenMeasure {
         run,

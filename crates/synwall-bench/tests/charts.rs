@@ -12,7 +12,14 @@ fn bench_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/bench")
 }
 
-const NAMES: [&str; 5] = ["per_packet", "flood", "legit", "quality", "scale"];
+const NAMES: [&str; 6] = [
+    "per_packet",
+    "host_flood",
+    "flood",
+    "legit",
+    "quality",
+    "scale",
+];
 
 fn load(name: &str) -> Report {
     Report::load(&bench_dir().join(format!("{name}.json"))).unwrap()

@@ -156,9 +156,11 @@ fn offer_and_count(v6: bool, options: SynOptions, n: u64) {
             Plan {
                 count: Some(n),
                 seconds: 20.0,
-                // Slow enough for the capture's socket buffer.
+                // Slow enough for the capture's socket buffer, in batches the far veth's ring
+                // always has room for.
                 rate: Some(50_000.0),
                 cpu: None,
+                batch: 32,
             },
         )
         .unwrap();
@@ -256,16 +258,7 @@ fn livegen_full_speed_is_received() {
     livegen::napi_pin(&p.far, &p.far_if, 1).unwrap();
     let gen = SynGen::load(&t, 7).unwrap();
     let st = gen
-        .run(
-            &p.att,
-            &p.gen_if,
-            Plan {
-                count: None,
-                seconds: 1.0,
-                rate: None,
-                cpu: Some(0),
-            },
-        )
+        .run(&p.att, &p.gen_if, Plan::full_speed(1.0, 0))
         .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let rx = far.counters().unwrap().drop_all;

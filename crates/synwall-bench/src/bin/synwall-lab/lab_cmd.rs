@@ -314,11 +314,12 @@ fn gen(a: GenArgs) -> Result<ExitCode> {
     let load0 = report::loadavg();
     let m = synwall_bench::host::gen_alone(a.seconds, a.syn)?;
     println!(
-        "generator: {} SYNs in {:.2} s from CPU {} = {:.0} SYN/s offered; the far end received {} ({:.1}%); {} test runs of up to {} frames, batch {}; load average {load0:.2} -> {:.2}",
+        "generator: {} SYNs in {:.2} s from CPU {} = {:.0} SYN/s offered (the thread used {:.2} CPU-s); the far end received {} ({:.1}%); {} test runs of up to {} frames, batch {}; load average {load0:.2} -> {:.2}",
         m.run.frames,
         m.run.seconds,
         synwall_bench::load::GEN_CPU,
         m.run.rate(),
+        m.run.cpu_seconds,
         m.received,
         100.0 * m.received as f64 / m.run.frames.max(1) as f64,
         m.run.calls,
