@@ -62,6 +62,12 @@ pub struct Lab {
     /// Working directory (nginx.conf, www/, secret, trafgen configs).
     pub dir: PathBuf,
     nginx: Option<Child>,
+    /// The sink on `a0` (counts and drops the SYN+ACKs that come back).
+    sink: Option<crate::livegen::Sink>,
+    /// `xdp_pass` on the router's `ra`: the generator's XDP_TX frames reach it only so.
+    ra_pass: Option<crate::livegen::Sink>,
+    /// The LIVE_FRAMES generator, loaded for the lab's flood (from `a0` to the service).
+    syngen: Option<crate::livegen::SynGen>,
 }
 
 /// The lab's state directory for `prefix` (`synwall-lab down` finds nginx's pid there).
@@ -101,8 +107,12 @@ impl Lab {
             be: ns("be")?,
             dir,
             nginx: None,
+            sink: None,
+            ra_pass: None,
+            syngen: None,
         };
         lab.wire()?;
+        lab.attacker()?;
         lab.set_paths(Paths::One)?;
         lab.start_nginx()?;
         Ok(lab)
@@ -202,6 +212,39 @@ impl Lab {
 }",
         )?;
         Ok(())
+    }
+
+    /// The attacker's XDP side: the sink on `a0` (its NAPI kthread on the generator's CPU, so the
+    /// answers' last hop is the attacker's cost), `xdp_pass` on the router's `ra`, and the
+    /// generator loaded with the flood's template (IPv4 SYNs with an MSS option from
+    /// [`SPOOF_V4`] to the service, as trafgen sends).
+    fn attacker(&mut self) -> Result<()> {
+        use crate::livegen::{self, Sink, SynGen, SynOptions, Template};
+        self.ra_pass = Some(Sink::pass(&self.rtr, "ra")?);
+        self.sink = Some(Sink::attach(&self.att, "a0")?);
+        livegen::napi_pin(&self.att, "a0", crate::load::GEN_CPU)?;
+        let (net, len) = SPOOF_V4.split_once('/').context("SPOOF_V4 is a prefix")?;
+        let t = Template {
+            src_mac: topo::mac(&self.att, "a0")?,
+            dst_mac: topo::mac(&self.rtr, "ra")?,
+            prefix: net.parse()?,
+            prefix_len: len.parse()?,
+            dst: SVC_V4.parse()?,
+            dport: PORT,
+            options: SynOptions::Mss,
+        };
+        self.syngen = Some(SynGen::load(&t, 0)?);
+        Ok(())
+    }
+
+    /// The generator of the lab's flood.
+    pub fn syngen(&self) -> &crate::livegen::SynGen {
+        self.syngen.as_ref().expect("loaded by Lab::up")
+    }
+
+    /// SYN+ACKs the attacker's sink counted (and dropped) so far.
+    pub fn sink_synacks(&self) -> Result<u64> {
+        self.sink.as_ref().expect("attached by Lab::up").synacks()
     }
 
     /// Route traffic to the service (and back) as `paths` says.

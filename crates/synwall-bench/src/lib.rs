@@ -53,6 +53,8 @@ pub struct Opts {
     pub seconds: f64,
     /// How the command line that reproduces the run reads (goes into the reports).
     pub command: String,
+    /// What floods in the two-tier lab's benchmarks (flood, legit, scale).
+    pub gen: load::FloodGen,
 }
 
 /// 64-byte SYNs per second that fill 100 GbE: 100e9 / ((64 + 20) * 8).
@@ -119,7 +121,7 @@ fn flood_once(lab: &Lab, o: &Opts, d: Defense, edges: &[usize]) -> Result<FloodR
     let mut tl = load::Timeline::start(lab)?;
     tl.run_for(lab, 1.0)?;
     let flood_start = tl.now();
-    let flood = Flood::start(lab, o.seconds)?;
+    let flood = Flood::start(lab, o.gen, o.seconds)?;
     let warm = (o.seconds * 0.2).min(1.0);
     tl.run_for(lab, warm)?;
     let t0 = lab::napi_ticks(edges[0])?;
@@ -154,7 +156,19 @@ fn flood_once(lab: &Lab, o: &Opts, d: Defense, edges: &[usize]) -> Result<FloodR
     })
 }
 
-/// Flood absorption: SYN+ACKs per second back at the attacker while trafgen floods through
+/// How the reports name the flood's source.
+fn gen_words(g: load::FloodGen) -> String {
+    match g {
+        load::FloodGen::Live => format!(
+            "The LIVE_FRAMES XDP generator (`bpf/lab/syngen.bpf.c`, BPF_PROG_TEST_RUN from a thread pinned to CPU {GEN_CPU}, `XDP_TX` out of the attacker's veth; `--gen trafgen` for the cross-check)"
+        ),
+        load::FloodGen::Trafgen => {
+            format!("trafgen (one process, `taskset -c {GEN_CPU}`, `--gen trafgen`)")
+        }
+    }
+}
+
+/// Flood absorption: SYN+ACKs per second back at the attacker while the generator floods through
 /// edge1, for synwall, the kernel's listener with `tcp_syncookies = 2` and iptables SYNPROXY.
 pub fn flood(lab: &Lab, o: &Opts) -> Result<Report> {
     lab.set_paths(Paths::One)?;
@@ -243,7 +257,8 @@ pub fn flood(lab: &Lab, o: &Opts) -> Result<Report> {
         goals,
         notes: vec![
             format!(
-                "trafgen (one process, `taskset -c {GEN_CPU}`) sends IPv4 SYNs with an MSS option from random sources in {} to {}:{}; SYNs offered are counted by nftables at the router's ingress from the attacker, SYN+ACKs by nftables at the attacker's ingress (the same counter for all three).",
+                "{} sends IPv4 SYNs with an MSS option from random sources in {} to {}:{}; SYNs offered are counted by nftables at the router's ingress from the attacker, SYN+ACKs by the sink on the attacker's veth (`bpf/lab/sink.bpf.c`, XDP, its NAPI kthread on CPU {GEN_CPU}; the same counter for all three).",
+                gen_words(o.gen),
                 lab::SPOOF_V4,
                 lab::SVC_V4,
                 lab::PORT
@@ -292,7 +307,7 @@ pub fn legit(lab: &Lab, o: &Opts) -> Result<Report> {
         let quiet_counts = act.stop()?;
         let act = apply(lab, &o.exe, d, &[0], false)?;
         lab.pin(0, DEF_CPU)?;
-        let flood = Flood::start(lab, o.seconds + 2.0)?;
+        let flood = Flood::start(lab, o.gen, o.seconds + 2.0)?;
         std::thread::sleep(Duration::from_millis(500));
         let (_, a0) = load::flood_counters(lab)?;
         let t = std::time::Instant::now();
@@ -387,9 +402,10 @@ pub fn legit(lab: &Lab, o: &Opts) -> Result<Report> {
         data: serde_json::to_value(&rows)?,
         goals,
         notes: vec![format!(
-            "One curl process in the client namespace requests {} repeatedly for {} s, each request on a new connection (`Connection: close`, `--connect-timeout 3 -m 3`); latency is curl's `time_connect` (SYN to SYN+ACK), completed means HTTP 200; p99 is n/a when nothing completed. The flood is the flood benchmark's trafgen at full speed, with the same pinning. curl and nginx run SCHED_FIFO 10 (below the edge's NAPI thread) and unpinned: on two vCPUs the generator and the defender saturate both cores, and the client and server stand for machines of their own.",
+            "One curl process in the client namespace requests {} repeatedly for {} s, each request on a new connection (`Connection: close`, `--connect-timeout 3 -m 3`); latency is curl's `time_connect` (SYN to SYN+ACK), completed means HTTP 200; p99 is n/a when nothing completed. The flood is the flood benchmark's, at full speed, with the same pinning: {}. curl and nginx run SCHED_FIFO 10 (below the edge's NAPI thread) and unpinned: on two vCPUs the generator and the defender saturate both cores, and the client and server stand for machines of their own.",
             lab::url(false, "/index.html"),
-            o.seconds
+            o.seconds,
+            gen_words(o.gen)
         )],
         y_label: "p99 connect latency, ms".into(),
         machine: None,

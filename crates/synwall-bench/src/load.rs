@@ -44,14 +44,41 @@ drnd(2), {}, {}, drnd(4), 0, 0, 0, 0, 0x60, 0x02, 0xfa, 0xf0, csumtcp(14, 34), 0
     s
 }
 
-/// A running flood (trafgen pinned to [`GEN_CPU`], killed by `timeout` at the latest).
-pub struct Flood {
-    child: Option<Child>,
+/// What floods the two-tier lab.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+pub enum FloodGen {
+    /// The LIVE_FRAMES XDP generator ([`crate::livegen`]): the kernel sends the SYNs.
+    #[default]
+    Live,
+    /// trafgen (netsniff-ng), one process: the cross-check.
+    Trafgen,
 }
 
-impl Flood {
+/// A running flood pinned to [`GEN_CPU`]: the LIVE_FRAMES generator (bounded by its deadline) or
+/// trafgen (killed by `timeout` at the latest).
+pub struct Flood<'a> {
+    child: Option<Child>,
+    live: Option<crate::livegen::GenRun<'a>>,
+}
+
+impl<'a> Flood<'a> {
+    /// Start the flood from `att` for at most `seconds` (+1 s of slack for the bound).
+    pub fn start(lab: &'a Lab, gen: FloodGen, seconds: f64) -> Result<Flood<'a>> {
+        match gen {
+            FloodGen::Live => {
+                let plan = crate::livegen::Plan::full_speed(seconds + 1.0, GEN_CPU);
+                let run = lab.syngen().start(&lab.att, "a0", plan)?;
+                Ok(Flood {
+                    child: None,
+                    live: Some(run),
+                })
+            }
+            FloodGen::Trafgen => Self::trafgen(lab, seconds),
+        }
+    }
+
     /// Start trafgen in `att` for at most `seconds` (+1 s of slack for the `timeout` bound).
-    pub fn start(lab: &Lab, seconds: f64) -> Result<Flood> {
+    fn trafgen(lab: &Lab, seconds: f64) -> Result<Flood<'a>> {
         let conf = lab.dir.join("flood.trafgen");
         let dst = topo::mac(&lab.rtr, "ra")?;
         let src = topo::mac(&lab.att, "a0")?;
@@ -69,12 +96,19 @@ impl Flood {
             .stderr(Stdio::piped())
             .spawn()
             .context("cannot start trafgen (install netsniff-ng: scripts/setup.sh)")?;
-        Ok(Flood { child: Some(child) })
+        Ok(Flood {
+            child: Some(child),
+            live: None,
+        })
     }
 
     /// Stop it now (SIGINT, as `timeout` would). Whether it sent is checked by the counters
     /// (trafgen can end with "Flushing TX_RING failed" when the ring is full at SIGINT).
     pub fn stop(mut self) -> Result<()> {
+        if let Some(run) = self.live.take() {
+            run.stop()?;
+            return Ok(());
+        }
         let mut c = self.child.take().expect("running");
         if c.try_wait()?.is_none() {
             // `timeout` passes SIGINT on to trafgen.
@@ -90,7 +124,7 @@ impl Flood {
     }
 }
 
-impl Drop for Flood {
+impl Drop for Flood<'_> {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let pid = nix::unistd::Pid::from_raw(c.id() as i32);
@@ -100,11 +134,12 @@ impl Drop for Flood {
     }
 }
 
-/// The lab's two flood counters: SYNs offered at the router, SYN+ACKs back at the attacker.
+/// The lab's two flood counters: SYNs offered at the router, SYN+ACKs back at the attacker (the
+/// sink on its veth counts and drops them; nftables counts any that got past it).
 pub fn flood_counters(lab: &Lab) -> Result<(u64, u64)> {
     Ok((
         nft::counter(&lab.rtr, "swlab", "syn_offered")?,
-        nft::counter(&lab.att, "swlab", "synack_back")?,
+        nft::counter(&lab.att, "swlab", "synack_back")? + lab.sink_synacks()?,
     ))
 }
 

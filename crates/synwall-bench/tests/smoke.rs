@@ -36,6 +36,7 @@ fn every_benchmark_produces_its_numbers() {
         exe: synwall_testkit::synwall().to_path_buf(),
         seconds: 3.0,
         command: "smoke".into(),
+        gen: synwall_bench::load::FloodGen::Live,
     };
     let lab = Lab::up(&synwall_testkit::unique_prefix()).unwrap();
     for name in synwall_bench::BENCHES {
@@ -102,6 +103,7 @@ fn host_flood_produces_its_numbers() {
         exe: synwall_testkit::synwall().to_path_buf(),
         seconds: 2.0,
         command: "smoke".into(),
+        gen: synwall_bench::load::FloodGen::Live,
     };
     let r = synwall_bench::host::host_flood(&o, synwall_bench::livegen::SynOptions::Linux).unwrap();
     eprintln!("{}", r.table());

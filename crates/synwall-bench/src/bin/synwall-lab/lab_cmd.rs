@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use synwall_bench::lab::{self, Lab};
 use synwall_bench::livegen::SynOptions;
+use synwall_bench::load::FloodGen;
 use synwall_bench::report::{self, Report};
 use synwall_bench::Opts;
 
@@ -90,6 +91,10 @@ pub struct BenchArgs {
     /// host-flood: the generator's SYN options (Linux's full set, or MSS only as trafgen sends).
     #[arg(long, value_enum, default_value = "linux")]
     syn: SynOptions,
+    /// flood, legit, scale: the flood's source (the LIVE_FRAMES XDP generator, or one trafgen
+    /// process as a cross-check).
+    #[arg(long, value_enum, default_value = "live")]
+    gen: FloodGen,
     /// Where the JSON and SVG results go.
     #[arg(long, default_value = "docs/bench")]
     out: PathBuf,
@@ -361,7 +366,14 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
     let o = Opts {
         exe: crate::synwall_exe()?,
         seconds: a.seconds,
-        command: format!("sudo synwall-lab bench --seconds {}", a.seconds),
+        command: match a.gen {
+            FloodGen::Live => format!("sudo synwall-lab bench --seconds {}", a.seconds),
+            FloodGen::Trafgen => format!(
+                "sudo synwall-lab bench --seconds {} --gen trafgen",
+                a.seconds
+            ),
+        },
+        gen: a.gen,
     };
     let started = std::time::Instant::now();
     let mut reports = Vec::new();
