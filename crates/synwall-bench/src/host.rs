@@ -533,8 +533,9 @@ pub struct GenMeasure {
     pub received: u64,
 }
 
-/// Measure the generator alone (namespaces of its own, removed at the end).
-pub fn gen_alone(seconds: f64, options: SynOptions) -> Result<GenMeasure> {
+/// Measure the generator alone (namespaces of its own, removed at the end), at most `rate` SYNs
+/// per second when given.
+pub fn gen_alone(seconds: f64, options: SynOptions, rate: Option<f64>) -> Result<GenMeasure> {
     let prefix = synwall_netns::unique_prefix();
     let att = Netns::create(&format!("{prefix}ga"))?;
     let far = Netns::create(&format!("{prefix}gh"))?;
@@ -553,7 +554,13 @@ pub fn gen_alone(seconds: f64, options: SynOptions) -> Result<GenMeasure> {
         options,
     };
     let gen = SynGen::load(&t, 0)?;
-    let run = gen.run(&att, &att_if, Plan::full_speed(seconds, GEN_CPU))?;
+    let plan = Plan {
+        rate,
+        // A rate-capped run sends in bursts; smaller batches leave the far ring room.
+        batch: if rate.is_some() { 32 } else { livegen::BATCH },
+        ..Plan::full_speed(seconds, GEN_CPU)
+    };
+    let run = gen.run(&att, &att_if, plan)?;
     std::thread::sleep(Duration::from_millis(200));
     Ok(GenMeasure {
         run,

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  att  a0 10.88.1.2 ──┐                 ┌── x1 10.88.11.2 [edge1] y1 10.88.21.1 ── b1 10.88.21.2 ┐
-//!  (trafgen)           ra  [rtr]  r1/r2 ─┤                                                      [be] lo 10.88.100.1:80
+//!  (SYN generator)     ra  [rtr]  r1/r2 ─┤                                                      [be] lo 10.88.100.1:80
 //!  cli  c0 10.88.2.2 ──┘  ECMP to svc    └── x2 10.88.12.2 [edge2] y2 10.88.22.1 ── b2 10.88.22.2 ┘   (nginx)
 //!  (curl, wrk)
 //! ```
@@ -49,7 +49,7 @@ pub enum Paths {
 pub struct Lab {
     /// The prefix of every name.
     pub prefix: String,
-    /// Attacker (trafgen).
+    /// Attacker (the SYN generator and its sink, or trafgen).
     pub att: Netns,
     /// Clients (curl, wrk).
     pub cli: Netns,

@@ -1,6 +1,7 @@
 //! synwall's lab benchmarks: a named network-namespace topology (attacker, clients, an
-//! ECMP router, two edges, a backend running nginx), real tools for the load (trafgen from
-//! netsniff-ng for spoofed SYN floods, curl and wrk for clients, `tc netem` for the path), and
+//! ECMP router, two edges, a backend running nginx), the load (spoofed SYN floods from
+//! [`livegen`]'s kernel-speed generator, or trafgen from netsniff-ng as a cross-check, curl and
+//! wrk for clients, a userspace WAN relay for the path), and
 //! four benchmarks that run synwall and the kernel's own defences side by side in one lab:
 //!
 //! - [`flood`]: SYN+ACKs per second answered on one core while flooded;

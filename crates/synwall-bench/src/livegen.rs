@@ -181,6 +181,8 @@ pub struct GenStats {
     pub calls: u64,
     /// CPU time of the generating thread (user + system), seconds.
     pub cpu_seconds: f64,
+    /// The live-frames batch size it ran with.
+    pub batch: u32,
 }
 
 impl GenStats {
@@ -368,7 +370,10 @@ fn generate(fd: i32, frame: &[u8], dev: &str, plan: Plan, stop: &AtomicBool) -> 
     let ifindex = ifindex(dev)?;
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(plan.seconds);
-    let mut st = GenStats::default();
+    let mut st = GenStats {
+        batch: plan.batch,
+        ..GenStats::default()
+    };
     let mut chunk = FIRST_CHUNK as u64;
     loop {
         let now = Instant::now();

@@ -1,4 +1,4 @@
-//! The loads: a trafgen SYN flood with spoofed sources, curl connection batches, wrk, bulk
+//! The loads: a SYN flood with spoofed sources (the LIVE_FRAMES generator, or trafgen), curl connection batches, wrk, bulk
 //! downloads, and the server's TCP_INFO read with `ss -tni`. Every load is bounded by `timeout`.
 
 use crate::lab::{self, Lab, PORT, SVC_V4};
@@ -169,7 +169,7 @@ impl Rates {
     /// The rates between two samples of the flood counters.
     pub fn between(a: &Sample, b: &Sample) -> Result<Rates> {
         if b.syn_offered == a.syn_offered {
-            bail!("the flood did not run: no SYN reached the router (is trafgen installed?)");
+            bail!("the flood did not run: no SYN reached the router");
         }
         let dt = (b.t - a.t).max(1e-6);
         Ok(Rates {

@@ -15,7 +15,7 @@ fn synwall_lab(args: &[&str]) -> (i32, String) {
 
 #[test]
 fn bad_lab_arguments_are_refused_and_build_nothing() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["bench", "nope"], "unknown benchmark \"nope\""),
         (
             &["bench", "flood", "--seconds", "0.5"],
@@ -30,6 +30,11 @@ fn bad_lab_arguments_are_refused_and_build_nothing() {
             "--prefix must be 1-8 ASCII",
         ),
         (&["down", "--prefix", ""], "--prefix must be 1-8 ASCII"),
+        (
+            &["gen", "--seconds", "0.1"],
+            "--seconds must be between 0.5 and 120",
+        ),
+        (&["bench", "flood", "--gen", "nope"], "invalid value 'nope'"),
     ];
     for (args, want) in cases {
         let (code, err) = synwall_lab(args);

@@ -113,6 +113,9 @@ pub struct GenArgs {
     /// The SYN's TCP options.
     #[arg(long, value_enum, default_value = "mss")]
     syn: SynOptions,
+    /// At most this many SYNs per second (default: as fast as one core goes).
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 #[derive(Args)]
@@ -317,7 +320,10 @@ fn gen(a: GenArgs) -> Result<ExitCode> {
     }
     root()?;
     let load0 = report::loadavg();
-    let m = synwall_bench::host::gen_alone(a.seconds, a.syn)?;
+    if a.rate.is_some_and(|r| !(r >= 1.0 && r.is_finite())) {
+        bail!("--rate must be at least 1 SYN per second");
+    }
+    let m = synwall_bench::host::gen_alone(a.seconds, a.syn, a.rate)?;
     println!(
         "generator: {} SYNs in {:.2} s from CPU {} = {:.0} SYN/s offered (the thread used {:.2} CPU-s); the far end received {} ({:.1}%); {} test runs of up to {} frames, batch {}; load average {load0:.2} -> {:.2}",
         m.run.frames,
@@ -329,7 +335,7 @@ fn gen(a: GenArgs) -> Result<ExitCode> {
         100.0 * m.received as f64 / m.run.frames.max(1) as f64,
         m.run.calls,
         synwall_bench::livegen::CHUNK,
-        synwall_bench::livegen::BATCH,
+        m.run.batch,
         report::loadavg()
     );
     Ok(ExitCode::SUCCESS)
