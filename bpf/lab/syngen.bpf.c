@@ -36,6 +36,7 @@ enum gen_counter {
 	GEN_TX_V6,
 	GEN_DROP_NOT_SYN_TEMPLATE,
 	GEN_DROP_FRAME_LENGTH,
+	GEN_DROP_NO_INDEX,
 	GEN_COUNTERS,
 };
 
@@ -121,7 +122,7 @@ int syngen(struct xdp_md *ctx)
 	__u32 h;
 
 	if (!idx)
-		return count(XDP_DROP, GEN_DROP_NOT_SYN_TEMPLATE);
+		return count(XDP_DROP, GEN_DROP_NO_INDEX);
 	if (data + cfg_words * 8 != end)
 		return count(XDP_DROP, GEN_DROP_FRAME_LENGTH);
 #pragma unroll
@@ -137,9 +138,10 @@ int syngen(struct xdp_md *ctx)
 	if ((void *)(eth + 1) > end)
 		return count(XDP_DROP, GEN_DROP_NOT_SYN_TEMPLATE);
 	/* An odd multiplier permutes 32-bit values, and its low k bits depend only on the index's
-	 * low k bits: 2^k frames in a row get 2^k different host parts. The CPU number keeps the
-	 * CPUs' sequences apart. */
-	h = ((__u32)*idx + cfg_salt + (bpf_get_smp_processor_id() << 24)) * 0x9e3779b1u;
+	 * low k bits: 2^k frames in a row from one CPU get 2^k different host parts. Each CPU
+	 * starts its sequence elsewhere, in the low bits too (an offset of whole 2^k steps would
+	 * give two CPUs the same host parts). */
+	h = ((__u32)*idx + cfg_salt + bpf_get_smp_processor_id() * 0x2545f491u) * 0x9e3779b1u;
 	*idx += 1;
 
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {

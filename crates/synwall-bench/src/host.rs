@@ -333,6 +333,10 @@ pub struct HostRow {
     pub syn_answered: Option<u64>,
     /// The host kernel's `TcpExtSyncookiesSent`, whole run.
     pub cookies_sent: u64,
+    /// The generator's counters after this run (cumulative over the benchmark's runs).
+    pub generator: livegen::GenCounters,
+    /// The sink's counters after this run (cumulative).
+    pub sink: livegen::SinkCounters,
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -406,6 +410,8 @@ pub fn measure(
                 .sum::<u64>()
         }),
         cookies_sent: lab.host.net_counter("TcpExt:SyncookiesSent")? - c0,
+        generator: gen.counters()?,
+        sink: lab.sink().counters()?,
     })
 }
 
@@ -529,6 +535,8 @@ fn report(o: &Opts, options: SynOptions, rows: Vec<HostRow>) -> Report {
 pub struct GenMeasure {
     /// The run.
     pub run: livegen::GenStats,
+    /// The generator's counters.
+    pub counters: livegen::GenCounters,
     /// Frames the far end counted.
     pub received: u64,
 }
@@ -564,6 +572,7 @@ pub fn gen_alone(seconds: f64, options: SynOptions, rate: Option<f64>) -> Result
     std::thread::sleep(Duration::from_millis(200));
     Ok(GenMeasure {
         run,
+        counters: gen.counters()?,
         received: drop_all.counters()?.drop_all,
     })
 }

@@ -203,6 +203,16 @@ pub struct GenCounters {
     pub drop_not_syn_template: u64,
     /// Frames whose length was not the template's (dropped).
     pub drop_frame_length: u64,
+    /// Frames dropped because the per-CPU index could not be read (the verifier makes the
+    /// program check; it cannot happen for an array's slot 0).
+    pub drop_no_index: u64,
+}
+
+impl GenCounters {
+    /// Frames dropped for any reason: a generator bug when not 0.
+    pub fn dropped(&self) -> u64 {
+        self.drop_not_syn_template + self.drop_frame_length + self.drop_no_index
+    }
 }
 
 /// The loaded generator.
@@ -317,6 +327,7 @@ impl SynGen {
             tx_v6: c(1)?,
             drop_not_syn_template: c(2)?,
             drop_frame_length: c(3)?,
+            drop_no_index: c(4)?,
         })
     }
 

@@ -126,6 +126,19 @@ fn host_flood_produces_its_numbers() {
         num(&rows[1], &["cookies_sent"]) > 0.0,
         "the kernel answered with cookies"
     );
+    // The generator sent every frame it ran on (none dropped as not its template), and the sink
+    // counted SYN+ACKs only over IPv4, as offered.
+    let last = &rows[2];
+    for c in [
+        "drop_not_syn_template",
+        "drop_frame_length",
+        "drop_no_index",
+        "tx_v6",
+    ] {
+        assert_eq!(num(last, &["generator", c]), 0.0, "{c}: {last}");
+    }
+    assert!(num(last, &["generator", "tx_v4"]) > 0.0);
+    assert_eq!(num(last, &["sink", "synack_v6"]), 0.0);
     let per = |i: usize| num(&rows[i], &["per_defender_cpu_second"]);
     assert!(
         per(0) > 1.5 * per(1),

@@ -338,6 +338,12 @@ fn gen(a: GenArgs) -> Result<ExitCode> {
         m.run.batch,
         report::loadavg()
     );
+    if m.counters.dropped() > 0 {
+        bail!(
+            "the generator dropped frames instead of sending them: {:?}",
+            m.counters
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
