@@ -1,7 +1,7 @@
 //! What stands between the clients and nginx in a run: synwall (edge XDP + backend tc), the
 //! kernel's own listener with `tcp_syncookies = 2`, iptables SYNPROXY on the edges, or nothing.
 
-use crate::lab::{Lab, INFO_PORT, PORT, SVC_V4, SVC_V6};
+use crate::lab::{Lab, CLIENT_NETS, INFO_PORT, PORT, SVC_V4, SVC_V6};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -94,6 +94,9 @@ pub fn apply<'a>(
                         .collect();
                 if strict {
                     a.push("--strict".into());
+                }
+                for net in CLIENT_NETS {
+                    a.extend(["--allow".into(), net.into()]);
                 }
                 a.extend(services());
                 let d = start(&lab.edges[e], exe, &a)?;

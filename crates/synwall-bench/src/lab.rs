@@ -27,6 +27,10 @@ pub const SVC_V6: &str = "fd88:100::1";
 pub const PORT: u16 = 80;
 /// Port of the TCP_INFO server of the quality matrix (next to nginx, protected too).
 pub const INFO_PORT: u16 = 8080;
+/// The client namespace's networks (curl, wrk): one load generator standing in for many
+/// clients, so the edges exempt it from the per-prefix reflection budget (`--allow`), as an
+/// operator would a known busy client network.
+pub const CLIENT_NETS: [&str; 2] = ["10.88.2.0/24", "fd88:2::/64"];
 /// Spoofed flood sources (routed back to the attacker namespace).
 pub const SPOOF_V4: &str = "10.88.128.0/17";
 /// The namespace roles, in creation order.

@@ -403,10 +403,11 @@ pub fn legit(lab: &Lab, o: &Opts) -> Result<Report> {
         data: serde_json::to_value(&rows)?,
         goals,
         notes: vec![format!(
-            "One curl process in the client namespace requests {} repeatedly for {} s, each request on a new connection (`Connection: close`, `--connect-timeout 3 -m 3`); latency is curl's `time_connect` (SYN to SYN+ACK), completed means HTTP 200; p99 is n/a when nothing completed. The flood is the flood benchmark's, at full speed, with the same pinning: {}. curl and nginx run SCHED_FIFO 10 (below the edge's NAPI thread) and unpinned: on two vCPUs the generator and the defender saturate both cores, and the client and server stand for machines of their own.",
+            "One curl process in the client namespace requests {} repeatedly for {} s, each request on a new connection (`Connection: close`, `--connect-timeout 3 -m 3`); latency is curl's `time_connect` (SYN to SYN+ACK), completed means HTTP 200; p99 is n/a when nothing completed. The flood is the flood benchmark's, at full speed, with the same pinning: {}. curl and nginx run SCHED_FIFO 10 (below the edge's NAPI thread) and unpinned: on two vCPUs the generator and the defender saturate both cores, and the client and server stand for machines of their own. The client namespace ({}) is one load generator standing in for many clients, so synwall's edges exempt it from the per-/24 reflection budget (`--allow`); the flood's spoofed sources stay under it.",
             lab::url(false, "/index.html"),
             o.seconds,
-            gen_words(o.gen)
+            gen_words(o.gen),
+            lab::CLIENT_NETS.join(", ")
         )],
         y_label: "p99 connect latency, ms".into(),
         machine: None,
