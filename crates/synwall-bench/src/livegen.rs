@@ -4,8 +4,8 @@
 //! by [`Template`] with the project's frame builder) with `BPF_PROG_TEST_RUN` in live-frames mode
 //! (`BPF_F_TEST_XDP_LIVE_FRAMES`): each frame gets its own spoofed source (address within a prefix,
 //! port, sequence number, checksums patched) and leaves the attacker's veth by `XDP_TX`. No socket
-//! and no copy per frame: one core offers millions of SYNs per second, where trafgen offers a few
-//! hundred thousand. A run is bounded by a frame count and a deadline, optionally at a set rate.
+//! and nothing crossing from userspace per frame: one core offers millions of SYNs per second,
+//! where trafgen offers a few hundred thousand. A run is bounded by a frame count and a deadline, optionally at a set rate.
 //!
 //! [`Sink`] is `bpf/lab/sink.bpf.c` on the attacker's veth: it counts the SYN+ACKs that come back
 //! and drops them (passing everything else), and it is what makes a defender's `XDP_TX` answers
@@ -54,9 +54,10 @@ pub const TEMPLATE_BYTES: usize = 96;
 /// The SYN's TCP options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 pub enum SynOptions {
-    /// Linux's: MSS 1460, SACK-Permitted, Timestamps, NOP, WScale 7 (74-byte IPv4 frames).
+    /// Linux's: MSS 1460, SACK-Permitted, Timestamps, NOP, WScale 7 (a 74-byte IPv4 frame,
+    /// sent padded to 80).
     Linux,
-    /// MSS 1460 only, as the trafgen flood sends (58-byte IPv4 frames).
+    /// MSS 1460 only, as the trafgen flood sends (a 58-byte IPv4 frame, sent padded to 64).
     Mss,
 }
 
