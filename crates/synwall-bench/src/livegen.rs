@@ -571,8 +571,14 @@ pub fn napi_pin(ns: &Netns, dev: &str, cpu: usize) -> Result<Vec<u32>> {
     }
     for &pid in &pids {
         let p = pid.to_string();
-        synwall_netns::sh(&["taskset", "-p", "-c", &cpu.to_string(), &p])?;
-        synwall_netns::sh(&["chrt", "-f", "-p", "50", &p])?;
+        let pinned = synwall_netns::sh(&["taskset", "-p", "-c", &cpu.to_string(), &p])
+            .and_then(|_| synwall_netns::sh(&["chrt", "-f", "-p", "50", &p]));
+        // A thread of the same name elsewhere (another lab's veth) may be gone by now.
+        if let Err(e) = pinned {
+            if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                return Err(e.context(format!("pin the NAPI thread of {dev}")));
+            }
+        }
     }
     Ok(pids)
 }
