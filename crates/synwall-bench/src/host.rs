@@ -337,6 +337,9 @@ pub struct HostRow {
     pub generator: livegen::GenCounters,
     /// The sink's counters after this run (cumulative).
     pub sink: livegen::SinkCounters,
+    /// SYN+ACKs per defender CPU-second of this defence in every round, in run order (this row
+    /// is the median round's).
+    pub rounds_per_cpu_second: Vec<f64>,
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -412,33 +415,53 @@ pub fn measure(
         cookies_sent: lab.host.net_counter("TcpExt:SyncookiesSent")? - c0,
         generator: gen.counters()?,
         sink: lab.sink().counters()?,
+        rounds_per_cpu_second: Vec::new(),
     })
 }
 
 /// The one-host flood: synwall single-node vs the host's `tcp_syncookies = 2` vs SYNPROXY on the
-/// host, the generator at its maximum from one core, the defender on one CPU.
-pub fn host_flood(o: &Opts, options: SynOptions) -> Result<Report> {
+/// host, the generator at its maximum from one core, the defender on one CPU. `rounds` times the
+/// three in turn (a shared machine's load moves); each defence's row is its median round by SYN+ACKs
+/// per defender CPU-second.
+pub fn host_flood(o: &Opts, options: SynOptions, rounds: usize) -> Result<Report> {
+    anyhow::ensure!(rounds >= 1, "host-flood needs at least one round");
+    let defenses = [Defense::Synwall, Defense::KernelCookies, Defense::Synproxy];
     let lab = HostLab::up(&synwall_netns::unique_prefix())?;
     let gen = SynGen::load(&lab.template(options)?, 0)?;
-    let mut rows = Vec::new();
-    for d in [Defense::Synwall, Defense::KernelCookies, Defense::Synproxy] {
-        let r = measure(&lab, &gen, &o.exe, d, o.seconds)?;
-        eprintln!(
-            "host-flood {}: {:.0} SYN/s offered, {:.0} SYN+ACK/s, defender {:.2} CPU-s/s, {:.0} per CPU-second",
-            d.label(),
-            r.rates.syn_offered_pps,
-            r.rates.synack_pps,
-            r.napi_busy + r.softirq_busy,
-            r.per_defender_cpu_second
-        );
-        rows.push(r);
+    let mut all: Vec<Vec<HostRow>> = vec![Vec::new(); defenses.len()];
+    for round in 1..=rounds {
+        for (i, &d) in defenses.iter().enumerate() {
+            let r = measure(&lab, &gen, &o.exe, d, o.seconds)?;
+            eprintln!(
+                "host-flood round {round}/{rounds} {}: {:.0} SYN/s offered, {:.0} SYN+ACK/s, defender {:.2} CPU-s/s, {:.0} per CPU-second",
+                d.label(),
+                r.rates.syn_offered_pps,
+                r.rates.synack_pps,
+                r.napi_busy + r.softirq_busy,
+                r.per_defender_cpu_second
+            );
+            all[i].push(r);
+        }
     }
     drop(gen);
     drop(lab);
-    Ok(report(o, options, rows))
+    let rows = all
+        .into_iter()
+        .map(|mut v| {
+            let per: Vec<f64> = v.iter().map(|r| r.per_defender_cpu_second).collect();
+            v.sort_by(|a, b| {
+                a.per_defender_cpu_second
+                    .total_cmp(&b.per_defender_cpu_second)
+            });
+            let mut m = v.swap_remove((v.len() - 1) / 2);
+            m.rounds_per_cpu_second = per;
+            m
+        })
+        .collect();
+    Ok(report(o, options, rounds, rows))
 }
 
-fn report(o: &Opts, options: SynOptions, rows: Vec<HostRow>) -> Report {
+fn report(o: &Opts, options: SynOptions, rounds: usize, rows: Vec<HostRow>) -> Report {
     let per = |i: usize| rows[i].per_defender_cpu_second;
     let (vs_k, vs_sp) = (ratio(per(0), per(1)), ratio(per(0), per(2)));
     let offered = rows
@@ -469,7 +492,7 @@ fn report(o: &Opts, options: SynOptions, rows: Vec<HostRow>) -> Report {
     Report {
         name: "host_flood".into(),
         title: "One-host flood: the defender's CPU only".into(),
-        command: format!("{} host-flood --syn {opt}", o.command),
+        command: format!("{} host-flood --syn {opt} --rounds {rounds}", o.command),
         headers: vec![
             "defense".into(),
             "SYNs offered /s".into(),
@@ -479,6 +502,7 @@ fn report(o: &Opts, options: SynOptions, rows: Vec<HostRow>) -> Report {
             "NAPI kthread CPU".into(),
             "softirq on defender CPU".into(),
             "SYN+ACKs per defender CPU-second".into(),
+            "per CPU-second, every round".into(),
             "defender CPU busy (all)".into(),
         ],
         rows: rows
@@ -500,6 +524,11 @@ fn report(o: &Opts, options: SynOptions, rows: Vec<HostRow>) -> Report {
                     format!("{:.0}%", 100.0 * r.napi_busy),
                     format!("{:.0}%", 100.0 * r.softirq_busy),
                     fmt_num(r.per_defender_cpu_second),
+                    r.rounds_per_cpu_second
+                        .iter()
+                        .map(|&v| fmt_num(v))
+                        .collect::<Vec<_>>()
+                        .join(" "),
                     format!("{:.0}%", 100.0 * r.defender_cpu_busy),
                 ]
             })
@@ -507,6 +536,10 @@ fn report(o: &Opts, options: SynOptions, rows: Vec<HostRow>) -> Report {
         data: serde_json::to_value(&rows).unwrap_or_default(),
         goals,
         notes: vec![
+            format!(
+                "{rounds} round(s) of {:.0} s per defence, the three in turn each round; each row is that defence's median round by SYN+ACKs per defender CPU-second (all rounds in the column beside it), and the ratios are between the medians.",
+                o.seconds
+            ),
             format!(
                 "Two namespaces joined by one veth: the attacker (the LIVE_FRAMES XDP generator, `bpf/lab/syngen.bpf.c`, pinned to CPU {GEN_CPU}, IPv4 SYNs with {} options from random sources in {SPOOF_V4}/{SPOOF_LEN} to {HOST_V4}:{PORT}; the sink `bpf/lab/sink.bpf.c` counts the SYN+ACKs that come back, its veth's NAPI kthread on CPU {GEN_CPU}) and the host (a listener on port {PORT}). SYNs offered: what the generator sent; SYN+ACKs back: what the sink counted.",
                 match options {

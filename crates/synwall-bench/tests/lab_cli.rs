@@ -15,7 +15,7 @@ fn synwall_lab(args: &[&str]) -> (i32, String) {
 
 #[test]
 fn bad_lab_arguments_are_refused_and_build_nothing() {
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["bench", "nope"], "unknown benchmark \"nope\""),
         (
             &["bench", "flood", "--seconds", "0.5"],
@@ -35,6 +35,10 @@ fn bad_lab_arguments_are_refused_and_build_nothing() {
             "--seconds must be between 0.5 and 120",
         ),
         (&["bench", "flood", "--gen", "nope"], "invalid value 'nope'"),
+        (
+            &["bench", "host-flood", "--rounds", "0"],
+            "--rounds must be between 1 and 20",
+        ),
     ];
     for (args, want) in cases {
         let (code, err) = synwall_lab(args);

@@ -105,7 +105,8 @@ fn host_flood_produces_its_numbers() {
         command: "smoke".into(),
         gen: synwall_bench::load::FloodGen::Live,
     };
-    let r = synwall_bench::host::host_flood(&o, synwall_bench::livegen::SynOptions::Linux).unwrap();
+    let r =
+        synwall_bench::host::host_flood(&o, synwall_bench::livegen::SynOptions::Linux, 1).unwrap();
     eprintln!("{}", r.table());
     assert_eq!(r.goals.len(), 3);
     r.write(out.path()).unwrap();

@@ -91,6 +91,9 @@ pub struct BenchArgs {
     /// host-flood: the generator's SYN options (Linux's full set, or MSS only as trafgen sends).
     #[arg(long, value_enum, default_value = "linux")]
     syn: SynOptions,
+    /// host-flood: rounds of the three defences in turn (each row is the median round).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// flood, legit, scale: the flood's source (the LIVE_FRAMES XDP generator, or one trafgen
     /// process as a cross-check).
     #[arg(long, value_enum, default_value = "live")]
@@ -352,6 +355,9 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
     if !(2.0..=120.0).contains(&a.seconds) {
         bail!("--seconds must be between 2 and 120, got {}", a.seconds);
     }
+    if !(1..=20).contains(&a.rounds) {
+        bail!("--rounds must be between 1 and 20, got {}", a.rounds);
+    }
     let names: Vec<&str> = if a.name == "all" {
         ["per-packet", "host-flood"]
             .into_iter()
@@ -395,8 +401,8 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
             per_packet(&o.command).context("benchmark per-packet")?
         } else if n == "host-flood" {
             let load0 = report::loadavg();
-            let mut r =
-                synwall_bench::host::host_flood(&o, a.syn).context("benchmark host-flood")?;
+            let mut r = synwall_bench::host::host_flood(&o, a.syn, a.rounds)
+                .context("benchmark host-flood")?;
             r.machine = Some(report::Machine::probe(load0));
             r
         } else {
