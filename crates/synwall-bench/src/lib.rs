@@ -673,13 +673,14 @@ pub struct ScaleData {
     pub crossing_wrk: load::WrkStats,
     /// curl through crossing paths.
     pub crossing_curl: load::ConnStats,
-    /// edge1's `syn_answered` meanwhile.
+    /// edge1's `syn_answered` + `syn_answered_allowed` meanwhile (the client namespace is on the
+    /// edges' allow list, so its SYNs count in the second).
     pub edge1_syn_answered: u64,
     /// Non-SYN segments edge2 forwarded (the handshake ACKs and the rest of each flow).
     pub edge2_forwarded: u64,
     /// Sockets the backend created from cookies edge1 issued (ACKs that came via edge2).
     pub backend_reqsk_created: u64,
-    /// edge2's `syn_answered` (0: no SYN went its way).
+    /// edge2's `syn_answered` + `syn_answered_allowed` (0: no SYN went its way).
     pub edge2_syn_answered: u64,
 }
 
@@ -703,10 +704,12 @@ pub fn scale(lab: &Lab, o: &Opts) -> Result<Report> {
     let data = ScaleData {
         per_core_pps: per_core,
         cores_per_100g: LINE_RATE_100G_64B / per_core.max(1.0),
-        edge1_syn_answered: total(&counts, "edge1", "syn_answered"),
+        edge1_syn_answered: total(&counts, "edge1", "syn_answered")
+            + total(&counts, "edge1", "syn_answered_allowed"),
         edge2_forwarded: total(&counts, "edge2", "fwd_non_syn"),
         backend_reqsk_created: total(&counts, "backend", "backend_reqsk_created"),
-        edge2_syn_answered: total(&counts, "edge2", "syn_answered"),
+        edge2_syn_answered: total(&counts, "edge2", "syn_answered")
+            + total(&counts, "edge2", "syn_answered_allowed"),
         one_edge,
         two_edges,
         crossing_wrk,
@@ -751,7 +754,7 @@ pub fn scale(lab: &Lab, o: &Opts) -> Result<Report> {
             format!("{:.0}", data.cores_per_100g),
         ],
         vec![
-            "crossing: edge1 syn_answered / edge2 syn_answered / edge2 forwarded / backend sockets from cookies".into(),
+            "crossing: SYNs edge1 answered / SYNs edge2 answered / edge2 forwarded / backend sockets from cookies".into(),
             "".into(),
             format!(
                 "{} / {} / {} / {}",
