@@ -41,7 +41,14 @@ fn flood(p: &dyn Prog, cpus: &[usize], secs: f64) -> (u64, u64, f64) {
         })
         .collect();
     let before = p.answered();
-    let f = cpus::flood(p, cpus, &vec![frames; cpus.len()], secs);
+    let f = cpus::flood(
+        &|f| p.run(f),
+        cpus,
+        &vec![frames; cpus.len()],
+        secs,
+        1,
+        false,
+    );
     let answered = p.answered() - before;
     (
         f.sent,

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use synwall_bpf::{Edge, EdgePercpuBudget, TestRun};
 use synwall_cookie::synwall_v1::{EpochClock, MasterSecret};
@@ -95,10 +95,13 @@ impl Prog for EdgePercpuBudget {
 
 /// What a [`flood`] did.
 pub struct Flood {
-    /// Test runs, all threads.
+    /// Runs of the program, all threads.
     pub sent: u64,
     /// The program's own time (as the kernel measured each run), all threads, ns.
     pub prog_ns: u128,
+    /// The median of the runs' own times, ns: unlike the mean, not moved by the runs another
+    /// task preempted (the machine is shared).
+    pub prog_ns_median: u64,
     /// Wall-clock time from the start to the last thread's end, s.
     pub elapsed: f64,
     /// The sum over the threads of test runs per second of the thread's own CPU time (user and
@@ -118,47 +121,90 @@ fn thread_cpu_s() -> f64 {
     t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
-/// One thread per `cpus[i]`, pinned there, runs `p` on `frames[i]` in turn (the list's frames
-/// one after another, round and round) until `secs` have passed.
-pub fn flood(p: &dyn Prog, cpus: &[usize], frames: &[Vec<Vec<u8>>], secs: f64) -> Flood {
+/// One test run of a frame: `Prog::run`, or several runs of the program in one.
+pub type Run<'a> = &'a (dyn Fn(&[u8]) -> TestRun + Sync);
+
+/// One thread per `cpus[i]`, pinned there, runs `run` on `frames[i]` in turn (the list's frames
+/// one after another, round and round) until `secs` have passed; each test run runs the program
+/// `repeat` times. `lockstep`: every thread starts its k-th test run only once all have finished
+/// their (k-1)-th, so that the CPUs' runs overlap even while other tenants of the machine take
+/// time slices from one of them (what the CPUs do to each other shows only while both run).
+pub fn flood(
+    run: Run<'_>,
+    cpus: &[usize],
+    frames: &[Vec<Vec<u8>>],
+    secs: f64,
+    repeat: u32,
+    lockstep: bool,
+) -> Flood {
     assert_eq!(cpus.len(), frames.len(), "one frame list per CPU");
     let stop = AtomicBool::new(false);
+    let arrived = AtomicU64::new(0);
+    let threads_n = cpus.len() as u64;
     let start = Instant::now();
-    let (sent, prog_ns, per_cpu_second) = std::thread::scope(|s| {
+    let (sent, prog_ns, per_cpu_second, hist) = std::thread::scope(|s| {
         let threads: Vec<_> = cpus
             .iter()
             .zip(frames)
             .map(|(&cpu, frames)| {
-                let stop = &stop;
+                let (stop, arrived) = (&stop, &arrived);
                 s.spawn(move || {
                     pin_to(cpu);
                     let cpu0 = thread_cpu_s();
                     let (mut n, mut ns) = (0u64, 0u128);
+                    let mut hist = vec![0u64; HIST_NS];
+                    let (mut calls, r) = (0usize, u64::from(repeat));
                     while !stop.load(Ordering::Relaxed) {
-                        ns += p
-                            .run(&frames[n as usize % frames.len()])
-                            .duration
-                            .as_nanos();
-                        n += 1;
+                        if lockstep {
+                            arrived.fetch_add(1, Ordering::AcqRel);
+                            let all = (calls as u64 + 1) * threads_n;
+                            while arrived.load(Ordering::Acquire) < all
+                                && !stop.load(Ordering::Relaxed)
+                            {
+                                std::hint::spin_loop();
+                            }
+                        }
+                        let frame = &frames[calls % frames.len()];
+                        // The mean of the repeated runs, as the kernel timed them.
+                        let d = run(frame).duration.as_nanos();
+                        ns += d * u128::from(r);
+                        hist[(d as usize).min(HIST_NS - 1)] += r;
+                        n += r;
+                        calls += 1;
                     }
-                    (n, ns, n as f64 / (thread_cpu_s() - cpu0))
+                    (n, ns, n as f64 / (thread_cpu_s() - cpu0), hist)
                 })
             })
             .collect();
         std::thread::sleep(Duration::from_secs_f64(secs));
         stop.store(true, Ordering::Relaxed);
-        threads
-            .into_iter()
-            .map(|t| t.join().expect("thread"))
-            .fold((0, 0, 0.0), |(a, b, c), (n, ns, r)| (a + n, b + ns, c + r))
+        threads.into_iter().map(|t| t.join().expect("thread")).fold(
+            (0, 0, 0.0, vec![0u64; HIST_NS]),
+            |(a, b, c, mut h), (n, ns, r, t)| {
+                h.iter_mut().zip(t).for_each(|(x, y)| *x += y);
+                (a + n, b + ns, c + r, h)
+            },
+        )
     });
     Flood {
         sent,
         prog_ns,
         elapsed: start.elapsed().as_secs_f64(),
         per_cpu_second,
+        prog_ns_median: {
+            let mut seen = 0;
+            hist.iter()
+                .position(|&c| {
+                    seen += c;
+                    seen * 2 >= sent
+                })
+                .unwrap_or(0) as u64
+        },
     }
 }
+
+/// Run times are kept in 1-ns buckets up to this (longer ones in the last).
+const HIST_NS: usize = 100_000;
 
 /// The median (the upper one of an even count); sorts `v`.
 pub fn median(v: &mut [f64]) -> f64 {
