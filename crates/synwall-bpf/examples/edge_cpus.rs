@@ -97,6 +97,9 @@ fn measure(edge: &Edge, auto: bool, cpus: &[usize], v6: bool, secs: f64) -> [f64
     ]
 }
 
+/// A CPU's frames of a family (`frames`, `bad_checksum`).
+type Frames = fn(usize, bool) -> Vec<Vec<u8>>;
+
 /// Runs of the same frame in one test run, for the frames the program leaves as they are.
 const REPEAT: u32 = 1000;
 
@@ -215,7 +218,7 @@ fn main() {
         hold_ms: 10_000,
     });
     let passing = Edge::load_with(&passing_cfg, &salts()).expect("load the edge");
-    let kinds: [(&str, Counter, fn(usize, bool) -> Vec<Vec<u8>>); 2] = [
+    let kinds: [(&str, Counter, Frames); 2] = [
         (
             "counted by auto mode, passed (cookies off)",
             Counter::AutoSynPass,
