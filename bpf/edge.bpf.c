@@ -84,29 +84,50 @@ SW_INLINE int sw_checksums_ok(struct xdp_md *ctx, const struct sw_frame *f)
  */
 
 /*
- * AutoState::on_syn: count this SYN in the shared window; the CPU that closes a window (wins the
- * compare-and-swap of its start) computes the window's rate and applies the hysteresis. Returns
- * whether SYNs are answered with cookies. Differences of clocks are compared signed: a CPU whose
- * `now` is older than a window another CPU just opened must not see a huge elapsed time. The
- * clock is TAI, which follows the wall clock: when it is stepped back by more than a second, the
- * window restarts at `now` (else it would stay open until the clock caught up again).
+ * The sum of every CPU's SYN count (AutoState::syns): one bpf_loop step per possible CPU, until
+ * the first CPU number the per-CPU map has no slot for.
+ */
+static long sw_auto_add_cpu(__u64 cpu, void *ctx)
+{
+	__u64 *sum = ctx, *n;
+	__u32 zero = 0;
+
+	n = bpf_map_lookup_percpu_elem(&sw_auto_syns, &zero, (__u32)cpu);
+	if (!n)
+		return 1;
+	*sum += *n;
+	return 0;
+}
+
+/*
+ * AutoState::on_syn: count this SYN on this CPU; the CPU that closes a window (wins the
+ * compare-and-swap of its start) sums the CPUs' counts, takes the window's share of them, computes
+ * its rate and applies the hysteresis. Returns whether SYNs are answered with cookies. A count
+ * another CPU adds while the sum is taken falls in the next window: none is lost or counted twice.
+ * Differences of clocks are compared signed: a CPU whose `now` is older than a window another CPU
+ * just opened must not see a huge elapsed time. The clock is TAI, which follows the wall clock:
+ * when it is stepped back by more than a second, the window restarts at `now` (else it would stay
+ * open until the clock caught up again).
  */
 SW_INLINE int sw_auto_cookies(const struct sw_config *cfg, __u64 now)
 {
 	struct sw_auto_state *st;
-	__u64 start, syns, elapsed, rate;
+	__u64 start, syns, elapsed, rate, sum = 0, *mine;
 	__u32 zero = 0;
 
-	st = bpf_map_lookup_elem(&sw_auto_map, &zero);
-	if (!st)
+	st = bpf_map_lookup_elem(&sw_auto_window, &zero);
+	mine = bpf_map_lookup_elem(&sw_auto_syns, &zero);
+	if (!st || !mine)
 		return 1; /* unreachable: array maps always have their slot */
-	__sync_fetch_and_add(&st->window_syns, 1);
+	/* This CPU's own slot: no other CPU writes it, and a program runs to its end on one CPU. */
+	*mine += 1;
 	start = *(volatile __u64 *)&st->window_start_ns;
 	elapsed = now - start;
 	if ((__s64)elapsed >= (__s64)SW_AUTO_WINDOW_NS &&
 	    __sync_val_compare_and_swap(&st->window_start_ns, start, now) == start) {
-		/* Take the window's count and restart it at 0 in one step (BPF_XCHG). */
-		syns = __sync_lock_test_and_set(&st->window_syns, 0);
+		bpf_loop(SW_AUTO_MAX_CPUS, sw_auto_add_cpu, &sum, 0);
+		syns = sum - st->window_base;
+		st->window_base = sum;
 		/* The mean over the whole window, however long: rare SYNs average correctly. */
 		rate = syns * 1000000000ULL / elapsed;
 		st->rate = rate;

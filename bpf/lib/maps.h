@@ -10,7 +10,8 @@
  *   sw_services     LPM trie: destination prefix -> index of a port bitmap in sw_ports
  *   sw_ports        65536-bit port bitmaps
  *   sw_flows        strict mode: the flows whose handshake ACK validated (edge only)
- *   sw_auto_map     auto mode: the shared SYN-rate window and the cookies on/off state (edge only)
+ *   sw_auto_window  auto mode: the SYN-rate window and the cookies on/off state (edge only)
+ *   sw_auto_syns    auto mode: each CPU's SYN count (edge only)
  *   (lib/abuse.h: the edge's lists of client prefixes, budgets and the flow cache's protected
  *   segment)
  */
@@ -186,14 +187,16 @@ struct {
 
 #ifdef SW_WANT_AUTO
 /*
- * Auto mode (engine::AutoState). One entry shared by all CPUs (not per-CPU): the rate is the
- * node's SYN rate. window_syns is added to atomically by every CPU; the CPU that wins the
- * compare-and-swap of window_start_ns closes the window and alone writes the other fields (windows
- * are >= 100 ms apart, so writers never overlap).
+ * Auto mode (engine::AutoState). Each CPU counts its SYNs in its own slot of sw_auto_syns (a
+ * shared counter would move one cache line between the CPUs on every SYN); the rate is the
+ * node's: the CPU that closes a window sums every CPU's count. The window and the decision are
+ * one entry shared by all CPUs, written only when a window closes: the CPU that wins the
+ * compare-and-swap of window_start_ns alone writes the other fields (windows are >= 100 ms apart,
+ * so writers never overlap), and between closes the CPUs only read it.
  */
 struct sw_auto_state {
-	__u64 window_start_ns; /* bpf_ktime_get_ns() when the current window opened */
-	__u64 window_syns;     /* SYNs counted in the current window */
+	__u64 window_start_ns; /* bpf_ktime_get_tai_ns() when the current window opened */
+	__u64 window_base;     /* the sum of sw_auto_syns when the current window opened */
 	__u64 rate;            /* SYNs/s of the last closed window */
 	__u64 last_high_ns;    /* when a closed window last had rate >= auto_rate_off */
 	__u64 switches_on;     /* cookies off -> on transitions */
@@ -202,12 +205,21 @@ struct sw_auto_state {
 	__u32 pad;
 };
 
+/* A new name, not sw_auto_map: pins of the shared counter an older version left are not reused. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct sw_auto_state);
-} sw_auto_map SEC(".maps");
+} sw_auto_window SEC(".maps");
+
+/* SYNs each CPU counted since the map was made (only ever added to: a window takes a difference). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} sw_auto_syns SEC(".maps");
 #endif
 
 SW_INLINE struct sw_config *sw_get_config(void)

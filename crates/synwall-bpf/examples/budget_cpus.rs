@@ -14,14 +14,12 @@
 //! target/release/examples/budget_cpus --seconds 3 --runs 200000 --rounds 5
 //! ```
 
+mod cpus;
+
+use cpus::{config, median, pin_to, salts, Prog};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-use synwall_bpf::{xdp_action, DataPath, Edge, EdgePercpuBudget, LoadOptions, TestRun};
-use synwall_cookie::synwall_v1::{EpochClock, MasterSecret};
-use synwall_engine::{Budget, Counter, EngineConfig, SaltRing, Salts, Service, ServiceSet};
-use synwall_testkit::deploy::SERVICE4;
-use synwall_testkit::frame::{linux_syn_options_ts, Frame, SYN};
+use synwall_bpf::{xdp_action, DataPath, Edge, EdgePercpuBudget, LoadOptions};
+use synwall_engine::Budget;
 
 /// The budget of the accuracy runs (per client /24).
 const RATE: u32 = 20_000;
@@ -29,66 +27,7 @@ const BURST: u32 = 2_000;
 
 /// A Linux-default SYN from `src` to the protected service.
 fn syn(src: Ipv4Addr, sport: u16) -> Vec<u8> {
-    Frame {
-        options: linux_syn_options_ts(0x1111_2222),
-        ..Frame::new(src.into(), SERVICE4.into(), sport, 443, SYN)
-    }
-    .build()
-}
-
-fn config(budget: Option<Budget>) -> EngineConfig {
-    let mut cfg = EngineConfig::new(ServiceSet::new(vec!["198.51.100.7/32:443"
-        .parse::<Service>()
-        .expect("service")]));
-    cfg.budget = budget;
-    cfg
-}
-
-/// Salts for the hours around now (the programs read the real clock), hour-long epochs.
-fn salts() -> Salts {
-    let clock = EpochClock::new(3600, synwall_bpf::clock::tai_offset_ns());
-    let e = clock.unix_ns(synwall_bpf::clock::tai_ns()) / clock.epoch_ns;
-    Salts::new(
-        SaltRing::derive(e - 1, e + 3, &MasterSecret([0x5a; 32]), None),
-        clock,
-    )
-}
-
-fn pin_to(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t with one bit set, for this thread only.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-            0,
-            "cannot pin to CPU {cpu}"
-        );
-    }
-}
-
-/// Either build, behind one interface.
-trait Prog: Sync {
-    fn run(&self, frame: &[u8]) -> TestRun;
-    fn answered(&self) -> u64;
-}
-
-impl Prog for Edge {
-    fn run(&self, frame: &[u8]) -> TestRun {
-        self.test_run(frame).expect("test run")
-    }
-    fn answered(&self) -> u64 {
-        self.counters().expect("counters").get(Counter::SynAnswered)
-    }
-}
-
-impl Prog for EdgePercpuBudget {
-    fn run(&self, frame: &[u8]) -> TestRun {
-        self.test_run(frame).expect("test run")
-    }
-    fn answered(&self) -> u64 {
-        self.counters().expect("counters").get(Counter::SynAnswered)
-    }
+    cpus::syn(src.into(), sport)
 }
 
 /// SYNs of one /24 from threads on `cpus` for `secs`: (sent, answered, allowed by the budget).
@@ -102,36 +41,20 @@ fn flood(p: &dyn Prog, cpus: &[usize], secs: f64) -> (u64, u64, f64) {
         })
         .collect();
     let before = p.answered();
-    let stop = AtomicBool::new(false);
-    let start = Instant::now();
-    let sent: u64 = std::thread::scope(|s| {
-        let threads: Vec<_> = cpus
-            .iter()
-            .map(|&cpu| {
-                let (frames, stop) = (&frames, &stop);
-                s.spawn(move || {
-                    pin_to(cpu);
-                    let mut n = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        p.run(&frames[n as usize % frames.len()]);
-                        n += 1;
-                    }
-                    n
-                })
-            })
-            .collect();
-        std::thread::sleep(Duration::from_secs_f64(secs));
-        stop.store(true, Ordering::Relaxed);
-        threads.into_iter().map(|t| t.join().expect("thread")).sum()
-    });
-    let elapsed = start.elapsed().as_secs_f64();
+    let f = cpus::flood(
+        &|f| p.run(f),
+        cpus,
+        &vec![frames; cpus.len()],
+        secs,
+        1,
+        false,
+    );
     let answered = p.answered() - before;
-    (sent, answered, f64::from(BURST) + f64::from(RATE) * elapsed)
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    (
+        f.sent,
+        answered,
+        f64::from(BURST) + f64::from(RATE) * f.elapsed,
+    )
 }
 
 fn main() {

@@ -34,8 +34,8 @@ pub use link::{xdp_mode_of, Link, TcxLink, XdpLink, XdpMode};
 #[doc(hidden)]
 pub use maps::Maps;
 pub use maps::{
-    config_value, decode_auto_state, decode_salt_entry, percpu_sum, salt_entry_value, ClockValue,
-    LoadOptions, MAX_CLIENT_PREFIXES,
+    config_value, decode_auto_state, decode_salt_entry, percpu_sum, read_auto_state,
+    salt_entry_value, ClockValue, LoadOptions, AUTO_MAX_CPUS, MAX_CLIENT_PREFIXES,
 };
 pub use objects::{Backend, DataPath, Edge, EdgePercpuBudget};
 pub use skel::{leak_object, types};

@@ -13,7 +13,7 @@ use synwall_engine::{
 };
 
 // DEFAULT_MAX_PREFIXES, DEFAULT_MAX_PORT_SETS, from `bpf/lib/constants.def` (the C's
-// max_entries; a load sets them from `LoadOptions`).
+// max_entries; a load sets them from `LoadOptions`), and AUTO_MAX_CPUS.
 include!(concat!(env!("OUT_DIR"), "/constants_maps.rs"));
 
 /// Sizes fixed when an object is loaded.
@@ -158,22 +158,44 @@ fn gcra(b: Option<synwall_engine::Budget>) -> synwall_engine::abuse::Gcra {
     )
 }
 
-/// Decode a `sw_auto_state` map value (`bpf/lib/maps.h`, native byte order) into the engine's
-/// [`AutoState`], whose fields it mirrors; `None` if `bytes` is not one.
-pub fn decode_auto_state(bytes: &[u8]) -> Option<AutoState> {
-    if bytes.len() != std::mem::size_of::<types::sw_auto_state>() {
+/// Decode a `sw_auto_state` map value (`sw_auto_window`, `bpf/lib/maps.h`, native byte order) and
+/// `syns`, the sum of `sw_auto_syns` over the CPUs, into the engine's [`AutoState`], whose fields
+/// they mirror; `None` if `window` is not one.
+pub fn decode_auto_state(window: &[u8], syns: u64) -> Option<AutoState> {
+    if window.len() != std::mem::size_of::<types::sw_auto_state>() {
         return None;
     }
-    let v: types::sw_auto_state = from_bytes(bytes);
+    let v: types::sw_auto_state = from_bytes(window);
     Some(AutoState {
         window_start_ns: v.window_start_ns,
-        window_syns: v.window_syns,
+        syns,
+        window_base: v.window_base,
         rate: v.rate,
         last_high_ns: v.last_high_ns,
         switches_on: v.switches_on,
         switches_off: v.switches_off,
         cookies_on: v.cookies_on != 0,
     })
+}
+
+/// The auto-mode state from the edge's maps `sw_auto_window` and `sw_auto_syns` (all zero until
+/// auto mode has seen a SYN). The counts are summed over the first [`AUTO_MAX_CPUS`] CPUs, as
+/// the program sums them.
+pub fn read_auto_state(window: &dyn MapCore, syns: &dyn MapCore) -> Result<AutoState> {
+    let v = window
+        .lookup(&KEY0, MapFlags::ANY)
+        .map_err(bpf("read sw_auto_window"))?
+        .unwrap_or_default();
+    let sum = syns
+        .lookup_percpu(&KEY0, MapFlags::ANY)
+        .map_err(bpf("read sw_auto_syns"))?
+        .unwrap_or_default()
+        .iter()
+        .take(AUTO_MAX_CPUS as usize)
+        .map(|v| u64::from_ne_bytes(v[..8].try_into().expect("u64 value")))
+        .fold(0u64, u64::wrapping_add);
+    decode_auto_state(&v, sum)
+        .ok_or_else(|| Error::Config(format!("sw_auto_window value of {} bytes", v.len())))
 }
 
 /// The `sw_salt_entry` value of a ring slot.

@@ -6,10 +6,7 @@ use crate::services::ServiceTables;
 use crate::skel::backend_skel::{BackendSkel, BackendSkelBuilder};
 use crate::skel::edge_percpu_skel::{EdgePercpuSkel, EdgePercpuSkelBuilder};
 use crate::skel::edge_skel::{EdgeSkel, EdgeSkelBuilder};
-use crate::{
-    bpf, decode_auto_state, leak_object, pin, test_run, types, Error, Link, Result,
-    TEST_RUN_MAX_LINEAR,
-};
+use crate::{bpf, leak_object, pin, test_run, types, Error, Link, Result, TEST_RUN_MAX_LINEAR};
 use crate::{TcxLink, TestRun, XdpLink, XdpMode};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags};
@@ -293,15 +290,7 @@ impl Edge {
 
     /// The auto-mode state (all zero until auto mode has seen a SYN).
     pub fn auto_state(&self) -> Result<AutoState> {
-        let v = self
-            .skel
-            .maps
-            .sw_auto_map
-            .lookup(&KEY0, MapFlags::ANY)
-            .map_err(bpf("read sw_auto_map"))?
-            .unwrap_or_default();
-        decode_auto_state(&v)
-            .ok_or_else(|| Error::Config(format!("sw_auto_map value of {} bytes", v.len())))
+        crate::read_auto_state(&self.skel.maps.sw_auto_window, &self.skel.maps.sw_auto_syns)
     }
 
     /// Forget every flow of the strict-mode cache (both segments).

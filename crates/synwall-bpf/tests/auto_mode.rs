@@ -56,7 +56,7 @@ fn below_the_threshold_syns_pass_untouched() {
     // The first SYN closed the window that opened at boot (start 0); the other two are counted
     // in the window it opened.
     assert!(st.window_start_ns > 0, "{st:?}");
-    assert_eq!(st.window_syns, 2, "{st:?}");
+    assert_eq!(st.window_syns(), 2, "{st:?}");
     assert!(!st.cookies_on && st.switches_on == 0, "{st:?}");
     // A SYN with a bad checksum is dropped before the rate sees it.
     let mut bad = syn(40_100);
@@ -67,7 +67,7 @@ fn below_the_threshold_syns_pass_untouched() {
         single_increment(&before, &after),
         Ok(Counter::DropSynChecksum)
     );
-    assert_eq!(edge.auto_state().unwrap().window_syns, 2);
+    assert_eq!(edge.auto_state().unwrap().window_syns(), 2);
     // The same SYN with auto mode off is answered.
     edge.set_config(&config()).unwrap();
     assert_eq!(edge.test_run(&syn(40_000)).unwrap().retval, xdp_action::TX);
@@ -117,4 +117,66 @@ fn above_the_threshold_syns_get_cookies() {
     let c = edge.counters().unwrap();
     assert_eq!(c.get(Counter::AutoSynPass), 1);
     assert_eq!(c.get(Counter::SynAnswered), 2);
+}
+
+/// Run the calling thread on `cpu` only.
+fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t with one bit set, for this thread only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "cannot pin to CPU {cpu}"
+        );
+    }
+}
+
+#[test]
+fn the_rate_counts_the_syns_of_every_cpu() {
+    // Each CPU counts in its own slot: the CPU that closes a window must sum them all.
+    let cfg = auto_cfg(u32::MAX, u32::MAX - 1);
+    let Some(edge) = load("auto mode (SYNs from two CPUs)", &cfg) else {
+        return;
+    };
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        assert!(!in_ci(), "the test needs two CPUs");
+        eprintln!("skipped: one CPU");
+        return;
+    }
+    const N: u64 = 100;
+    let run_on = |cpu: usize, n: u64, sport: u16| {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                pin_to(cpu);
+                for i in 0..n {
+                    let run = edge.test_run(&syn(sport + i as u16)).unwrap();
+                    assert_eq!(run.retval, xdp_action::PASS);
+                }
+            });
+        })
+    };
+    // One SYN on CPU 0 opens a window (closing the boot-time one); N on CPU 1 land in it, unless
+    // this machine took 100 ms for them (then again).
+    let before = (0..5)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(150));
+            run_on(0, 1, 42_000);
+            let opened = edge.auto_state().unwrap();
+            run_on(1, N, 42_100);
+            let st = edge.auto_state().unwrap();
+            (st.window_start_ns == opened.window_start_ns).then_some(st)
+        })
+        .expect("100 test runs took 100 ms five times");
+    assert_eq!(before.window_syns(), N, "{before:?}");
+    // 150 ms later a SYN on CPU 0 closes the window: its N + 1 SYNs (N of them counted on the
+    // other CPU) over the time since it opened.
+    std::thread::sleep(Duration::from_millis(150));
+    run_on(0, 1, 42_300);
+    let after = edge.auto_state().unwrap();
+    let elapsed = after.window_start_ns - before.window_start_ns;
+    assert!(elapsed >= 150_000_000, "{before:?} {after:?}");
+    assert_eq!(after.rate, (N + 1) * 1_000_000_000 / elapsed, "{after:?}");
+    assert_eq!((after.window_syns(), after.syns), (0, after.window_base));
 }

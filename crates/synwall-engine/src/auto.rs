@@ -1,10 +1,13 @@
 //! Auto mode: measure the SYN rate and decide whether SYNs are answered with cookies, exactly as
-//! `sw_auto_cookies` in `bpf/edge.bpf.c` does over the shared map `sw_auto_map`.
+//! `sw_auto_cookies` in `bpf/edge.bpf.c` does over its maps `sw_auto_syns` (each CPU's SYN count)
+//! and `sw_auto_window` (the window and the decision, shared by all CPUs).
 //!
-//! Every SYN to a protected service that passed the SYN checks counts in the current window. The
-//! first SYN at least [`WINDOW_NS`] after the window opened closes it: the window's
-//! rate is `syns * 1e9 / elapsed` (integer arithmetic, so a long quiet window averages its rare
-//! SYNs correctly), then the hysteresis:
+//! Every SYN to a protected service that passed the SYN checks is counted ([`AutoState::syns`]:
+//! in BPF the sum of every CPU's own count, which only grows). The first SYN at least
+//! [`WINDOW_NS`] after the window opened closes it: the window's SYNs are the count minus what it
+//! was when the window opened ([`AutoState::window_base`]), its rate `syns * 1e9 / elapsed`
+//! (integer arithmetic, so a long quiet window averages its rare SYNs correctly), then the
+//! hysteresis:
 //!
 //! - rate >= `rate_on`: cookies on;
 //! - rate >= `rate_off`: the rate is still high (`last_high_ns` = now);
@@ -23,13 +26,16 @@ use crate::config::AutoConfig;
 // start means the clock was stepped back, from `bpf/lib/constants.def`.
 include!(concat!(env!("OUT_DIR"), "/constants_auto.rs"));
 
-/// The auto-mode state (`struct sw_auto_state`): one per node, shared by all CPUs in BPF.
+/// The auto-mode state: one per node. In BPF `syns` is the sum of `sw_auto_syns` over the CPUs,
+/// the rest `struct sw_auto_state` (`sw_auto_window`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AutoState {
     /// When the current window opened (the clock of [`crate::Engine::xdp_at`]).
     pub window_start_ns: u64,
-    /// SYNs counted in the current window.
-    pub window_syns: u64,
+    /// SYNs counted since the state was made (wrapping).
+    pub syns: u64,
+    /// `syns` when the current window opened.
+    pub window_base: u64,
     /// SYNs per second of the last closed window.
     pub rate: u64,
     /// When a closed window last had a rate of at least `rate_off`.
@@ -43,15 +49,21 @@ pub struct AutoState {
 }
 
 impl AutoState {
+    /// SYNs counted in the current window.
+    pub fn window_syns(&self) -> u64 {
+        self.syns.wrapping_sub(self.window_base)
+    }
+
     /// Count one SYN at `now_ns`; returns whether it is answered with a cookie. Clock differences
     /// are compared as signed numbers, as the C does (a clock older than the window start is no
     /// huge elapsed time).
     pub fn on_syn(&mut self, cfg: &AutoConfig, now_ns: u64) -> bool {
-        self.window_syns = self.window_syns.wrapping_add(1);
+        self.syns = self.syns.wrapping_add(1);
         let elapsed = now_ns.wrapping_sub(self.window_start_ns);
         if elapsed as i64 >= WINDOW_NS as i64 {
             self.window_start_ns = now_ns;
-            let syns = std::mem::take(&mut self.window_syns);
+            let syns = self.window_syns();
+            self.window_base = self.syns;
             let rate = syns.wrapping_mul(1_000_000_000) / elapsed;
             self.rate = rate;
             if rate >= u64::from(cfg.rate_off) {
@@ -190,13 +202,13 @@ mod tests {
         // hour is 0/s.
         let mut st = AutoState::default();
         assert!(!st.on_syn(&c, T0));
-        assert_eq!((st.rate, st.window_start_ns, st.window_syns), (0, T0, 0));
+        assert_eq!((st.rate, st.window_start_ns, st.window_syns()), (0, T0, 0));
         // 7 SYNs within 60 ms (the window stays open), then one 2 s after the window opened:
         // 8 SYNs over 2 s = 4/s, exactly rate_on.
         for i in 1..=7 {
             assert!(!st.on_syn(&c, T0 + i * 10 * MS));
         }
-        assert_eq!(st.window_syns, 7);
+        assert_eq!(st.window_syns(), 7);
         assert!(st.on_syn(&c, T0 + 2 * S));
         assert_eq!((st.rate, st.switches_on), (4, 1));
         // 3 SYNs over 10 s (the first two leave the window open, cookies still on): 0.3/s
@@ -208,6 +220,26 @@ mod tests {
     }
 
     #[test]
+    fn a_window_is_the_count_since_it_opened_across_the_wrap() {
+        let c = cfg();
+        // A count about to wrap (the per-CPU counts only grow): the window's SYNs are the
+        // difference, modulo 2^64, as the C's u64 arithmetic has it.
+        let mut st = AutoState {
+            window_start_ns: T0,
+            syns: u64::MAX - 2,
+            window_base: u64::MAX - 2,
+            ..AutoState::default()
+        };
+        for i in 0..5 {
+            st.on_syn(&c, T0 + i * MS);
+        }
+        assert_eq!((st.syns, st.window_syns()), (2, 5));
+        // The 6th, 200 ms after the window opened, closes it: 6 SYNs over 0.2 s.
+        st.on_syn(&c, T0 + 200 * MS);
+        assert_eq!((st.rate, st.window_base, st.window_syns()), (30, 3, 0));
+    }
+
+    #[test]
     fn an_older_clock_does_not_close_the_window() {
         let c = cfg();
         let mut st = AutoState {
@@ -216,7 +248,7 @@ mod tests {
         };
         // Another CPU opened the window at T0; this one read its clock 1 us earlier.
         st.on_syn(&c, T0 - 1_000);
-        assert_eq!((st.window_start_ns, st.window_syns, st.rate), (T0, 1, 0));
+        assert_eq!((st.window_start_ns, st.window_syns(), st.rate), (T0, 1, 0));
     }
 
     #[test]

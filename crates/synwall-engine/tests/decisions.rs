@@ -429,7 +429,7 @@ fn auto_mode_passes_syns_until_the_rate_is_high() {
     bad[last] ^= 0xff;
     let (d, _) = run(&mut e, &bad, t0 + MS);
     assert_eq!(d.counter, Counter::DropSynChecksum);
-    assert_eq!(e.auto_state().window_syns, 0);
+    assert_eq!(e.auto_state().window_syns(), 0);
     // 200 SYNs in the next 100 ms (2000/s): the one at t0 + 100 ms closes the window, on.
     for i in 1..200u64 {
         let (d, _) = run(&mut e, &syn, t0 + i * MS / 2);

@@ -427,7 +427,7 @@ impl Node {
             .into_iter()
             .flatten()
         {
-            pin::remove_legacy_salts(dir);
+            pin::remove_retired_pins(dir);
         }
         if let (Some(pins), Some(l)) = (&spec.pins, backend.as_mut()) {
             if l.replaced.is_some() {

@@ -41,6 +41,7 @@ const HOST_V4: Ipv4Addr = Ipv4Addr::new(10, 66, 2, 2);
 struct Probe {
     edge_counters: MapHandle,
     auto: MapHandle,
+    auto_syns: MapHandle,
     backend_counters: MapHandle,
 }
 
@@ -114,7 +115,8 @@ impl Probe {
         let backend = prog_map_ids(tcx)?;
         Ok(Probe {
             edge_counters: map_named(&edge, "sw_counters")?,
-            auto: map_named(&edge, "sw_auto_map")?,
+            auto: map_named(&edge, "sw_auto_window")?,
+            auto_syns: map_named(&edge, "sw_auto_syns")?,
             backend_counters: map_named(&backend, "sw_counters")?,
         })
     }
@@ -145,11 +147,7 @@ impl Probe {
     }
 
     fn auto(&self) -> Result<AutoState> {
-        let v = self
-            .auto
-            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)?
-            .context("no auto state")?;
-        synwall_bpf::decode_auto_state(&v).context("auto state size")
+        Ok(synwall_bpf::read_auto_state(&self.auto, &self.auto_syns)?)
     }
 }
 

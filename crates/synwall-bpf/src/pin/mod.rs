@@ -331,9 +331,14 @@ pub fn legacy_salts(dir: &Path) -> Option<(u64, synwall_cookie::SipKey, synwall_
     Some((word(0)?, key(1)?, key(3)?))
 }
 
-/// Remove an earlier version's salt pins from `dir` (once this version's ring holds their salts).
-pub fn remove_legacy_salts(dir: &Path) {
-    for n in LEGACY_SALT_MAPS {
+/// Maps an earlier version pinned that this version does not use: its auto-mode state with one
+/// SYN counter shared by all CPUs (now `sw_auto_window` and the per-CPU `sw_auto_syns`).
+const RETIRED_MAPS: [&str; 1] = ["sw_auto_map"];
+
+/// Remove an earlier version's pins from `dir`: its salts (once this version's ring holds them)
+/// and the maps this version replaced.
+pub fn remove_retired_pins(dir: &Path) {
+    for n in LEGACY_SALT_MAPS.iter().chain(&RETIRED_MAPS) {
         let _ = std::fs::remove_file(dir.join(n));
     }
 }
@@ -434,17 +439,43 @@ impl PinnedMaps {
         self.maps().clock()
     }
 
-    /// The edge's auto-mode state (`sw_auto_map`), if this object has one.
+    /// The edge's auto-mode state (`sw_auto_window`, `sw_auto_syns`), if this object has one.
     pub fn auto_state(&self) -> Option<synwall_engine::AutoState> {
-        let m = self.extra("sw_auto_map")?;
-        let v = m
-            .lookup(&0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
-            .ok()??;
-        crate::decode_auto_state(&v)
+        crate::read_auto_state(self.extra("sw_auto_window")?, self.extra("sw_auto_syns")?).ok()
     }
 
-    /// A pinned map other than the common ones (e.g. `sw_auto_map`), by name.
+    /// A pinned map other than the common ones (e.g. `sw_auto_window`), by name.
     pub fn extra(&self, name: &str) -> Option<&MapHandle> {
         self.extra.iter().find(|(n, _)| n == name).map(|(_, h)| h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retired_pins_go_and_this_versions_stay() {
+        let dir = std::env::temp_dir().join(format!("synwall-retired-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let names = [
+            "sw_auto_map",
+            "sw_salts",
+            "sw_salt_active",
+            "sw_auto_window",
+            "sw_auto_syns",
+            "sw_counters",
+        ];
+        for n in names {
+            std::fs::write(dir.join(n), b"").unwrap();
+        }
+        remove_retired_pins(&dir);
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(left, ["sw_auto_syns", "sw_auto_window", "sw_counters"]);
     }
 }
