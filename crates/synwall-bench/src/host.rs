@@ -551,6 +551,14 @@ fn report(o: &Opts, options: SynOptions, rounds: usize, rows: Vec<HostRow>) -> R
                 "The defender's CPU: the host veth runs threaded NAPI, its kthread pinned to CPU {DEF_CPU} at SCHED_FIFO 50. Every defence does all its per-SYN work in that thread: synwall's XDP program (XDP_TX); for the baselines the trivial XDP_PASS program (attached only because a veth delivers its peer's XDP_TX frames only when it runs XDP; it costs next to nothing), then the kernel's receive path, TCP (or netfilter's SYNPROXY) and the SYN+ACK's transmit up to the attacker veth's ring. The defender's CPU time is that kthread's (/proc/PID/stat utime + stime) plus the softirq time of CPU {DEF_CPU} (/proc/stat; work raised there outside the thread, near zero here). `defender CPU busy (all)` is all non-idle time of CPU {DEF_CPU}: on a shared machine it includes other users' work, which is why it is not the measure."
             ),
             "synwall runs as `synwall single` (XDP edge + tc backend on the host veth) with the reflection budget off (`--budget off`): a real spoofed flood spreads over far more client prefixes than the lab's one /17, and the baselines have no such budget; with the default budget synwall would answer 1000/s per /24 and drop the rest (cheaper still). The kernel: the host's `tcp_syncookies = 2`. SYNPROXY: `iptables -j SYNPROXY` in the host's INPUT chain (raw-table NOTRACK for the SYNs, `nf_conntrack_tcp_loose = 0`), host `tcp_syncookies = 1`.".into(),
+            format!(
+                "Cores per 100 GbE of 64-byte SYNs, from the defender-only figure: {:.1} Mpps / {} SYN+ACKs per defender CPU-second = {:.0} cores for synwall ({:.0} for the kernel, {:.0} for SYNPROXY). A veth's receive path in a VM costs more per packet than a NIC driver's XDP, so this is an upper bound.",
+                crate::LINE_RATE_100G_64B / 1e6,
+                fmt_num(per(0)),
+                crate::LINE_RATE_100G_64B / per(0).max(1.0),
+                crate::LINE_RATE_100G_64B / per(1).max(1.0),
+                crate::LINE_RATE_100G_64B / per(2).max(1.0),
+            ),
             "When a defence cannot keep up, the host veth's ring fills and the rest is dropped before it (`dropped /s`): the answered share falls but the SYN+ACKs per CPU-second stay the defence's cost per answer.".into(),
         ],
         y_label: "SYN+ACKs per defender CPU-second".into(),
