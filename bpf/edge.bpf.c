@@ -38,6 +38,7 @@ SW_INLINE int sw_checksums_ok(struct xdp_md *ctx, const struct sw_frame *f)
 {
 	__u32 seglen = f->end - f->l4;
 	__u64 sum;
+	__s64 big;
 	int s;
 
 	if (f->family == SW_FAMILY_V4 && f->l4 - f->ip == 20) {
@@ -53,7 +54,10 @@ SW_INLINE int sw_checksums_ok(struct xdp_md *ctx, const struct sw_frame *f)
 		if (s != 0xffff)
 			return 0;
 	}
-	if (seglen <= SW_CSUM_MAX_LEN) {
+	big = sw_csum_in_place(ctx, f->l4, seglen);
+	if (big >= 0) {
+		sum = (__u64)big;
+	} else if (seglen <= SW_CSUM_MAX_LEN) {
 		s = sw_csum_pkt(ctx, f->l4, seglen);
 		if (s < 0)
 			return 0;
@@ -63,8 +67,7 @@ SW_INLINE int sw_checksums_ok(struct xdp_md *ctx, const struct sw_frame *f)
 		 * A SYN of more than 16 KiB in one buffer (generic mode, a large MTU): summed chunk by
 		 * chunk. Answered whatever its size (SPEC 8), as the engine does.
 		 */
-		__s64 big = sw_csum_chunks(ctx, f->l4, seglen);
-
+		big = sw_csum_chunks(ctx, f->l4, seglen);
 		if (big < 0)
 			return 0;
 		sum = (__u64)big;

@@ -748,6 +748,72 @@ SW_GLOBAL int sw_tcp_options_into(SW_CTX *ctx, const struct sw_frame *f, struct 
 	return 0;
 }
 
+#ifdef SW_XDP
+/* Four option bytes as one little-endian word loads them. */
+#define SW_OPT_WORD(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
+
+/*
+ * The option layouts Linux sends, read in place when they are in the first buffer (no copy, no
+ * call): a SYN's MSS, SACK-Permitted, Timestamps, NOP, Window scale; the same without timestamps
+ * (MSS, NOP, NOP, SACK-Permitted, NOP, Window scale); an ACK's NOP, NOP, Timestamps. Decoded
+ * exactly as the walk of sw_tcp_options_into would. Returns 1 and fills `o` (zeroed) if the
+ * options are one of them, else 0 and leaves `o` alone.
+ */
+SW_INLINE int sw_tcp_options_in_place(struct xdp_md *ctx, const struct sw_frame *f,
+				      struct sw_tcp_opts *o)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	const __u8 *p = data + ((f->l4 + SW_TCP_MIN_HLEN) & SW_OFF_MASK);
+	__u32 w0, w1, w2;
+
+	if (f->tcp_hlen == SW_TCP_MIN_HLEN + 20) {
+		if ((void *)(p + 20) > end)
+			return 0;
+		w0 = *(const __u32 *)p;
+		w1 = *(const __u32 *)(p + 4);
+		w2 = *(const __u32 *)(p + 16);
+		if ((w0 & 0xffff) != SW_OPT_WORD(SW_TCPOPT_MSS, 4, 0, 0) ||
+		    w1 != SW_OPT_WORD(SW_TCPOPT_SACK_PERMITTED, 2, SW_TCPOPT_TIMESTAMPS, 10) ||
+		    (w2 & 0xffffff) != SW_OPT_WORD(SW_TCPOPT_NOP, SW_TCPOPT_WSCALE, 3, 0))
+			return 0;
+		o->has_mss = 1;
+		o->mss = bpf_ntohs((__u16)(w0 >> 16));
+		o->sack_permitted = 1;
+		o->has_timestamps = 1;
+		o->tsval = bpf_ntohl(*(const __u32 *)(p + 8));
+		o->tsecr = bpf_ntohl(*(const __u32 *)(p + 12));
+		o->has_wscale = 1;
+		o->wscale = w2 >> 24;
+		return 1;
+	}
+	if (f->tcp_hlen == SW_TCP_MIN_HLEN + 12) {
+		if ((void *)(p + 12) > end)
+			return 0;
+		w0 = *(const __u32 *)p;
+		w1 = *(const __u32 *)(p + 4);
+		w2 = *(const __u32 *)(p + 8);
+		if (w0 == SW_OPT_WORD(SW_TCPOPT_NOP, SW_TCPOPT_NOP, SW_TCPOPT_TIMESTAMPS, 10)) {
+			o->has_timestamps = 1;
+			o->tsval = bpf_ntohl(w1);
+			o->tsecr = bpf_ntohl(w2);
+			return 1;
+		}
+		if ((w0 & 0xffff) != SW_OPT_WORD(SW_TCPOPT_MSS, 4, 0, 0) ||
+		    w1 != SW_OPT_WORD(SW_TCPOPT_NOP, SW_TCPOPT_NOP, SW_TCPOPT_SACK_PERMITTED, 2) ||
+		    (w2 & 0xffffff) != SW_OPT_WORD(SW_TCPOPT_NOP, SW_TCPOPT_WSCALE, 3, 0))
+			return 0;
+		o->has_mss = 1;
+		o->mss = bpf_ntohs((__u16)(w0 >> 16));
+		o->sack_permitted = 1;
+		o->has_wscale = 1;
+		o->wscale = w2 >> 24;
+		return 1;
+	}
+	return 0;
+}
+#endif
+
 /*
  * Read the options of `f` into a zeroed `o` (the one entry point). Zeroed here, on the caller's
  * stack: a global function may not be handed uninitialised stack without CAP_PERFMON, and the
@@ -756,6 +822,10 @@ SW_GLOBAL int sw_tcp_options_into(SW_CTX *ctx, const struct sw_frame *f, struct 
 SW_INLINE int sw_tcp_options(SW_CTX *ctx, const struct sw_frame *f, struct sw_tcp_opts *o)
 {
 	__builtin_memset(o, 0, sizeof(*o));
+#ifdef SW_XDP
+	if (sw_tcp_options_in_place(ctx, f, o))
+		return 0;
+#endif
 	return sw_tcp_options_into(ctx, f, o);
 }
 
