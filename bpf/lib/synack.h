@@ -158,6 +158,33 @@ SW_INLINE int sw_store_hdrs(struct xdp_md *ctx, __u32 off, const union sw_synack
 }
 
 /*
+ * The kernel's XDP buffer, as far as sw_frame_len looks at it; the field is found in the running
+ * kernel's BTF (CO-RE), the offsets here mean nothing.
+ */
+struct xdp_buff {
+	__u32 flags;
+} __attribute__((preserve_access_index));
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+/* include/net/xdp.h: the buffer has fragments. */
+#define SW_XDP_FLAGS_HAS_FRAGS 1
+
+/*
+ * bpf_xdp_get_buff_len without the call when the frame is one buffer (the usual case): a call's
+ * return costs a mispredicted safe RET on CPUs with the SRSO mitigation. The flag is read from the
+ * kernel's buffer (bpf_cast_to_kern_ctx is inlined by the verifier: no call either).
+ */
+SW_INLINE __u32 sw_frame_len(struct xdp_md *ctx)
+{
+	struct xdp_buff *x = bpf_cast_to_kern_ctx(ctx);
+
+	if (!(x->flags & SW_XDP_FLAGS_HAS_FRAGS))
+		return sw_linear_len(ctx);
+	return bpf_xdp_get_buff_len(ctx);
+}
+
+/*
  * synack::build. Returns the new frame length, or -1 if the frame could not be resized (the
  * driver refused the room) or written. The answer's IP header follows Ethernet and the tags: the
  * SYN's IPv4 options, IPv6 extension headers and SRv6 encapsulation are gone. The SYN's segment is all in the first buffer (the caller
@@ -169,7 +196,9 @@ SW_INLINE int sw_build_synack(struct xdp_md *ctx, const struct sw_frame *f,
 {
 	union sw_synack_hdrs h;
 	__u32 iplen, tcplen, total, hdrs_len, l2 = f->l3;
-	__u8 mac[6], *eth;
+	__u32 mac_lo;
+	__u16 mac_hi;
+	__u8 *eth;
 	void *data, *end;
 	__u64 sum;
 	int delta;
@@ -214,9 +243,13 @@ SW_INLINE int sw_build_synack(struct xdp_md *ctx, const struct sw_frame *f,
 	eth = data;
 	if ((void *)(eth + SW_MAX_L2_LEN) > end)
 		return -1;
-	__builtin_memcpy(mac, eth, 6);
-	__builtin_memcpy(eth, eth + 6, 6);
-	__builtin_memcpy(eth + 6, mac, 6);
+	/* In words, not bytes (the compiler cannot know the frame's alignment; x86 needs none). */
+	mac_lo = *(__u32 *)eth;
+	mac_hi = *(__u16 *)(eth + 4);
+	*(__u32 *)eth = *(__u32 *)(eth + 6);
+	*(__u16 *)(eth + 4) = *(__u16 *)(eth + 10);
+	*(__u32 *)(eth + 6) = mac_lo;
+	*(__u16 *)(eth + 10) = mac_hi;
 	/*
 	 * The answer to a SYN inside SRv6 encapsulation is a plain packet of the inner family: the
 	 * EtherType before it says so (the tags before that stay).
@@ -233,19 +266,27 @@ SW_INLINE int sw_build_synack(struct xdp_md *ctx, const struct sw_frame *f,
 
 	/* All buffers: link padding past the segment may lie in fragments, which a shrink drops. */
 	total = l2 + hdrs_len;
-	delta = (int)total - (int)bpf_xdp_get_buff_len(ctx);
+	delta = (int)total - (int)sw_frame_len(ctx);
 	if (delta > 0) {
 		/* Longer than the SYN: grow at the head, then write L2 at the new start. */
-		__u8 l2buf[SW_MAX_L2_LEN];
+		union {
+			__u64 q[3];
+			__u32 w[6];
+			__u16 h[12];
+		} l2buf;
 
-		__builtin_memcpy(l2buf, eth, SW_MAX_L2_LEN);
+		/* Bytes 0..21 in words (as the MACs above). */
+		l2buf.q[0] = *(__u64 *)eth;
+		l2buf.q[1] = *(__u64 *)(eth + 8);
+		l2buf.w[4] = *(__u32 *)(eth + 16);
+		l2buf.h[10] = *(__u16 *)(eth + 20);
 		if (bpf_xdp_adjust_head(ctx, -delta))
 			return -1;
 		/*
 		 * All 22 bytes, whatever the tags: those past l3 are overwritten by the IP header
 		 * below (and the answer is longer than 22 bytes).
 		 */
-		if (bpf_xdp_store_bytes(ctx, 0, l2buf, SW_MAX_L2_LEN))
+		if (bpf_xdp_store_bytes(ctx, 0, &l2buf, SW_MAX_L2_LEN))
 			return -1;
 	} else if (delta < 0 && bpf_xdp_adjust_tail(ctx, delta)) {
 		return -1;
