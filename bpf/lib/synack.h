@@ -199,8 +199,9 @@ extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
 /*
  * bpf_xdp_get_buff_len without the call when the frame is one buffer (the usual case): a call's
- * return costs a mispredicted safe RET on CPUs with the SRSO mitigation. The flag is read from the
- * kernel's buffer (bpf_cast_to_kern_ctx is inlined by the verifier: no call either).
+ * return costs a mispredicted safe RET on CPUs with the SRSO mitigation. The flag is the one the
+ * helper itself tests (xdp_get_buff_len), read from the kernel's buffer (bpf_cast_to_kern_ctx is
+ * inlined by the verifier: no call either).
  */
 SW_INLINE __u32 sw_frame_len(struct xdp_md *ctx)
 {
