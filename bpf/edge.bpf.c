@@ -38,6 +38,7 @@ SW_INLINE int sw_checksums_ok(struct xdp_md *ctx, const struct sw_frame *f)
 {
 	__u32 seglen = f->end - f->l4;
 	__u64 sum;
+	__s64 big;
 	int s;
 
 	if (f->family == SW_FAMILY_V4 && f->l4 - f->ip == 20) {
@@ -53,7 +54,10 @@ SW_INLINE int sw_checksums_ok(struct xdp_md *ctx, const struct sw_frame *f)
 		if (s != 0xffff)
 			return 0;
 	}
-	if (seglen <= SW_CSUM_MAX_LEN) {
+	big = sw_csum_in_place(ctx, f->l4, seglen);
+	if (big >= 0) {
+		sum = (__u64)big;
+	} else if (seglen <= SW_CSUM_MAX_LEN) {
 		s = sw_csum_pkt(ctx, f->l4, seglen);
 		if (s < 0)
 			return 0;
@@ -63,8 +67,7 @@ SW_INLINE int sw_checksums_ok(struct xdp_md *ctx, const struct sw_frame *f)
 		 * A SYN of more than 16 KiB in one buffer (generic mode, a large MTU): summed chunk by
 		 * chunk. Answered whatever its size (SPEC 8), as the engine does.
 		 */
-		__s64 big = sw_csum_chunks(ctx, f->l4, seglen);
-
+		big = sw_csum_chunks(ctx, f->l4, seglen);
 		if (big < 0)
 			return 0;
 		sum = (__u64)big;
@@ -196,7 +199,12 @@ SW_INLINE int sw_answer_syn(struct xdp_md *ctx, const struct sw_frame *f,
 			return sw_verdict(XDP_DROP, SW_DROP_SYN_NODE_CAP);
 	}
 	bits = sw_encode_options(cfg, f->family, &o, f->flags);
-	mac = sw_mac(&salt->current, f, f->seq, bits);
+	/*
+	 * Inlined, not the global sw_mac: a BPF-to-BPF call's return is a mispredicted safe RET on
+	 * this kind of CPU (SRSO mitigation), a large share of a straight-line MAC's cost. One
+	 * straight-line copy of it for the verifier on this path.
+	 */
+	mac = sw_mac_inline(&salt->current, f, f->seq, bits);
 	isn = sw_cookie_of(bits, mac);
 	if (sw_bits_timestamps(bits))
 		tsval = sw_tsval_of(now / 1000000, bits, mac);

@@ -121,6 +121,31 @@ SW_INLINE __u32 sw_be32(const __u8 *p)
 	return (__u32)p[0] << 24 | (__u32)p[1] << 16 | (__u32)p[2] << 8 | p[3];
 }
 
+/*
+ * The same reads as one load each, for the hot parse: the byte-by-byte form costs a load, a
+ * shift and an or per byte. A header is read in the packet (x86 needs no alignment) or in an
+ * 8-aligned stack buffer it was copied into (SW_HDR_BUF), where every field read so sits at an
+ * offset aligned to its size, as the verifier requires on the stack.
+ */
+SW_INLINE __u16 sw_load_be16(const __u8 *p)
+{
+	return bpf_ntohs(*(const __u16 *)p);
+}
+
+SW_INLINE __u32 sw_load_be32(const __u8 *p)
+{
+	return bpf_ntohl(*(const __u32 *)p);
+}
+
+/* Four bytes as they sit (an address word). */
+SW_INLINE __u32 sw_load_u32(const __u8 *p)
+{
+	return *(const __u32 *)p;
+}
+
+/* A stack buffer headers are copied into: aligned for sw_load_*. */
+#define SW_HDR_BUF(name, n) __u8 name[n] __attribute__((aligned(8)))
+
 /* The trie entry covering a destination (ServiceSet::covers_addr: any prefix contains it). */
 SW_INLINE struct sw_svc_value *sw_service_lookup(__u8 family, const __u32 *dst)
 {
@@ -326,10 +351,10 @@ SW_INLINE int sw_parse_tcp(SW_CTX *ctx, struct sw_frame *f, const struct sw_svc_
 	if (!p)
 		return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
 	f->tcp_hlen = (p[12] >> 4) * 4;
-	f->sport = sw_be16(p);
-	f->dport = sw_be16(p + 2);
-	f->seq = sw_be32(p + 4);
-	f->ack = sw_be32(p + 8);
+	f->sport = sw_load_be16(p);
+	f->dport = sw_load_be16(p + 2);
+	f->seq = sw_load_be32(p + 4);
+	f->ack = sw_load_be32(p + 8);
 	f->flags = p[13];
 	if (f->tcp_hlen < SW_TCP_MIN_HLEN)
 		return SW_PARSED(SW_PARSED_DROP, SW_DROP_TCP_MALFORMED);
@@ -352,7 +377,7 @@ SW_INLINE int sw_parse_frame(SW_CTX *ctx, struct sw_frame *f, __u32 len, const i
 	__u32 off = SW_ETH_HLEN;
 	__u16 ethertype, frag_off = 0;
 	__u32 l4, end;
-	__u8 buf[SW_IPV6_HLEN];
+	SW_HDR_BUF(buf, SW_IPV6_HLEN);
 	const __u8 *p;
 	__u8 proto;
 	int tags, fragment = 0;
@@ -362,7 +387,7 @@ SW_INLINE int sw_parse_frame(SW_CTX *ctx, struct sw_frame *f, __u32 len, const i
 	p = sw_hdr(ctx, 12, 2, buf, read);
 	if (!p)
 		return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
-	ethertype = sw_be16(p);
+	ethertype = sw_load_be16(p);
 
 	/* EthernetFrame::l3: walk 802.1Q / 802.1ad tags; a third tag is refused, not skipped. */
 	for (tags = 0; tags <= SW_MAX_VLAN_TAGS; tags++) {
@@ -375,7 +400,7 @@ SW_INLINE int sw_parse_frame(SW_CTX *ctx, struct sw_frame *f, __u32 len, const i
 		p = sw_hdr(ctx, off + 2, 2, buf, read);
 		if (!p)
 			return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
-		ethertype = sw_be16(p);
+		ethertype = sw_load_be16(p);
 		off += SW_VLAN_TAG_LEN;
 	}
 	f->l3 = off;
@@ -392,13 +417,13 @@ SW_INLINE int sw_parse_frame(SW_CTX *ctx, struct sw_frame *f, __u32 len, const i
 		if (!p)
 			return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
 		hl = (p[0] & 0x0f) * 4;
-		total = sw_be16(p + 2);
-		frag = sw_be16(p + 6);
+		total = sw_load_be16(p + 2);
+		frag = sw_load_be16(p + 6);
 		proto = p[9];
 		f->family = SW_FAMILY_V4;
 		f->ip = off;
-		__builtin_memcpy(&f->src[0], p + 12, 4);
-		__builtin_memcpy(&f->dst[0], p + 16, 4);
+		f->src[0] = sw_load_u32(p + 12);
+		f->dst[0] = sw_load_u32(p + 16);
 		/* A BIG TCP super-packet (tc only): its length does not fit the field, left 0. */
 		if ((p[0] >> 4) == 4 && total == 0 && len - off > SW_MAX_IP_LEN)
 			return SW_PARSED(SW_PARSED_PASS, SW_PASS_BIG_GRO);
@@ -432,12 +457,18 @@ SW_INLINE int sw_parse_frame(SW_CTX *ctx, struct sw_frame *f, __u32 len, const i
 		p = sw_hdr(ctx, off, SW_IPV6_HLEN, buf, read);
 		if (!p)
 			return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
-		plen = sw_be16(p + 4);
+		plen = sw_load_be16(p + 4);
 		proto = p[6];
 		f->family = SW_FAMILY_V6;
 		f->ip = off;
-		__builtin_memcpy(f->src, p + 8, 16);
-		__builtin_memcpy(f->dst, p + 24, 16);
+		f->src[0] = sw_load_u32(p + 8);
+		f->src[1] = sw_load_u32(p + 12);
+		f->src[2] = sw_load_u32(p + 16);
+		f->src[3] = sw_load_u32(p + 20);
+		f->dst[0] = sw_load_u32(p + 24);
+		f->dst[1] = sw_load_u32(p + 28);
+		f->dst[2] = sw_load_u32(p + 32);
+		f->dst[3] = sw_load_u32(p + 36);
 		if ((p[0] >> 4) == 6 && plen == 0 && len - off > SW_IPV6_HLEN + SW_MAX_IP_LEN)
 			return SW_PARSED(SW_PARSED_PASS, SW_PASS_BIG_GRO);
 		if ((p[0] >> 4) != 6 || plen == 0)
@@ -492,19 +523,15 @@ SW_INLINE int sw_parse_frame(SW_CTX *ctx, struct sw_frame *f, __u32 len, const i
 	return sw_parse_tcp(ctx, f, svc, proto, l4, end, fragment, frag_off, buf, read);
 }
 
-/* A one-buffer frame (and every tc frame). A global function: verified once. */
+#ifndef SW_XDP
+/* A tc frame. A global function: verified once. (XDP inlines its one-buffer parse: sw_parse.) */
 SW_GLOBAL int sw_parse_linear(SW_CTX *ctx, struct sw_frame *f)
 {
 	if (!f)
 		return SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED);
-#ifdef SW_XDP
-	return sw_parse_frame(ctx, f, sw_linear_len(ctx), SW_READ_DIRECT);
-#else
 	return sw_parse_frame(ctx, f, ctx->len, SW_READ_DIRECT);
-#endif
 }
-
-#ifdef SW_XDP
+#else
 /* An XDP multi-buffer frame of `len` bytes: headers copied out, wherever they are. */
 SW_GLOBAL int sw_parse_multibuf(struct xdp_md *ctx, struct sw_frame *f, __u32 len)
 {
@@ -526,7 +553,7 @@ SW_GLOBAL int sw_parse_multibuf(struct xdp_md *ctx, struct sw_frame *f, __u32 le
 SW_GLOBAL int sw_parse_encap(SW_CTX *ctx, struct sw_frame *f)
 {
 	struct sw_svc_value *svc;
-	__u8 h[SW_IPV6_HLEN];
+	SW_HDR_BUF(h, SW_IPV6_HLEN);
 	__u32 off, end, l4;
 	__u16 frag_off;
 	__u8 proto;
@@ -637,8 +664,12 @@ SW_GLOBAL int sw_parse_encap(SW_CTX *ctx, struct sw_frame *f)
  */
 SW_INLINE int sw_parse(SW_CTX *ctx, struct sw_frame *f)
 {
-	int r = sw_parse_linear(ctx, f);
 #ifdef SW_XDP
+	/*
+	 * The one-buffer parse inlined on XDP: every packet pays for a call's return otherwise, and
+	 * a return is a mispredicted safe RET on CPUs with the SRSO mitigation.
+	 */
+	int r = sw_parse_frame(ctx, f, sw_linear_len(ctx), SW_READ_DIRECT);
 	__u32 len;
 
 	if (r == SW_PARSED(SW_PARSED_DROP, SW_DROP_TRUNCATED) ||
@@ -649,6 +680,8 @@ SW_INLINE int sw_parse(SW_CTX *ctx, struct sw_frame *f)
 			r = sw_parse_multibuf(ctx, f, len);
 		}
 	}
+#else
+	int r = sw_parse_linear(ctx, f);
 #endif
 	if (r == SW_PARSED(SW_PARSED_ENCAP, 0))
 		r = sw_parse_encap(ctx, f);
@@ -748,6 +781,72 @@ SW_GLOBAL int sw_tcp_options_into(SW_CTX *ctx, const struct sw_frame *f, struct 
 	return 0;
 }
 
+#ifdef SW_XDP
+/* Four option bytes as one little-endian word loads them. */
+#define SW_OPT_WORD(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
+
+/*
+ * The option layouts Linux sends, read in place when they are in the first buffer (no copy, no
+ * call): a SYN's MSS, SACK-Permitted, Timestamps, NOP, Window scale; the same without timestamps
+ * (MSS, NOP, NOP, SACK-Permitted, NOP, Window scale); an ACK's NOP, NOP, Timestamps. Decoded
+ * exactly as the walk of sw_tcp_options_into would. Returns 1 and fills `o` (zeroed) if the
+ * options are one of them, else 0 and leaves `o` alone.
+ */
+SW_INLINE int sw_tcp_options_in_place(struct xdp_md *ctx, const struct sw_frame *f,
+				      struct sw_tcp_opts *o)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	const __u8 *p = data + ((f->l4 + SW_TCP_MIN_HLEN) & SW_OFF_MASK);
+	__u32 w0, w1, w2;
+
+	if (f->tcp_hlen == SW_TCP_MIN_HLEN + 20) {
+		if ((void *)(p + 20) > end)
+			return 0;
+		w0 = *(const __u32 *)p;
+		w1 = *(const __u32 *)(p + 4);
+		w2 = *(const __u32 *)(p + 16);
+		if ((w0 & 0xffff) != SW_OPT_WORD(SW_TCPOPT_MSS, 4, 0, 0) ||
+		    w1 != SW_OPT_WORD(SW_TCPOPT_SACK_PERMITTED, 2, SW_TCPOPT_TIMESTAMPS, 10) ||
+		    (w2 & 0xffffff) != SW_OPT_WORD(SW_TCPOPT_NOP, SW_TCPOPT_WSCALE, 3, 0))
+			return 0;
+		o->has_mss = 1;
+		o->mss = bpf_ntohs((__u16)(w0 >> 16));
+		o->sack_permitted = 1;
+		o->has_timestamps = 1;
+		o->tsval = bpf_ntohl(*(const __u32 *)(p + 8));
+		o->tsecr = bpf_ntohl(*(const __u32 *)(p + 12));
+		o->has_wscale = 1;
+		o->wscale = w2 >> 24;
+		return 1;
+	}
+	if (f->tcp_hlen == SW_TCP_MIN_HLEN + 12) {
+		if ((void *)(p + 12) > end)
+			return 0;
+		w0 = *(const __u32 *)p;
+		w1 = *(const __u32 *)(p + 4);
+		w2 = *(const __u32 *)(p + 8);
+		if (w0 == SW_OPT_WORD(SW_TCPOPT_NOP, SW_TCPOPT_NOP, SW_TCPOPT_TIMESTAMPS, 10)) {
+			o->has_timestamps = 1;
+			o->tsval = bpf_ntohl(w1);
+			o->tsecr = bpf_ntohl(w2);
+			return 1;
+		}
+		if ((w0 & 0xffff) != SW_OPT_WORD(SW_TCPOPT_MSS, 4, 0, 0) ||
+		    w1 != SW_OPT_WORD(SW_TCPOPT_NOP, SW_TCPOPT_NOP, SW_TCPOPT_SACK_PERMITTED, 2) ||
+		    (w2 & 0xffffff) != SW_OPT_WORD(SW_TCPOPT_NOP, SW_TCPOPT_WSCALE, 3, 0))
+			return 0;
+		o->has_mss = 1;
+		o->mss = bpf_ntohs((__u16)(w0 >> 16));
+		o->sack_permitted = 1;
+		o->has_wscale = 1;
+		o->wscale = w2 >> 24;
+		return 1;
+	}
+	return 0;
+}
+#endif
+
 /*
  * Read the options of `f` into a zeroed `o` (the one entry point). Zeroed here, on the caller's
  * stack: a global function may not be handed uninitialised stack without CAP_PERFMON, and the
@@ -756,6 +855,10 @@ SW_GLOBAL int sw_tcp_options_into(SW_CTX *ctx, const struct sw_frame *f, struct 
 SW_INLINE int sw_tcp_options(SW_CTX *ctx, const struct sw_frame *f, struct sw_tcp_opts *o)
 {
 	__builtin_memset(o, 0, sizeof(*o));
+#ifdef SW_XDP
+	if (sw_tcp_options_in_place(ctx, f, o))
+		return 0;
+#endif
 	return sw_tcp_options_into(ctx, f, o);
 }
 

@@ -69,52 +69,65 @@ union sw_synack_hdrs {
 };
 
 /*
- * synack_options + the TCP header; returns the TCP header length (20 + options). The checksum is
- * left 0 for the caller.
+ * synack_options + the TCP header, written as whole 32-bit words from `w` on (w[4], the checksum
+ * and the urgent pointer, is left for the caller), their sum (load order) added to `*sum`; returns
+ * the TCP header length (20 + options). Whole words, stored once and summed from registers: a
+ * load that spans several narrower stores still in flight cannot be forwarded from them and waits
+ * for them to retire, and the checksum and the copy into the frame used to load such words.
  */
-SW_INLINE __u32 sw_synack_tcp_fill(struct sw_synack_tcp *t, const struct sw_frame *f,
-				   const struct sw_config *cfg, struct sw_opt_bits bits, __u32 isn,
-				   __u32 tsval, __u32 tsecr, __u16 mss)
+SW_INLINE __u32 sw_synack_tcp_fill(__u32 *w, const struct sw_frame *f, const struct sw_config *cfg,
+				   struct sw_opt_bits bits, __u32 isn, __u32 tsval, __u32 tsecr,
+				   __u16 mss, __u64 *sum)
 {
-	__u32 k = 1, ws;
+	__u32 k = 1, ws, o;
+	__u64 s;
 	int sack = sw_bits_sack(bits), ts = sw_bits_timestamps(bits);
 
-	t->source = bpf_htons(f->dport);
-	t->dest = bpf_htons(f->sport);
-	t->seq = bpf_htonl(isn);
-	t->ack_seq = bpf_htonl(f->seq + 1);
+	/* source and dest: the SYN's ports swapped */
+	w[0] = (__u32)bpf_htons(f->dport) | (__u32)bpf_htons(f->sport) << 16;
+	w[1] = bpf_htonl(isn);
+	w[2] = bpf_htonl(f->seq + 1);
+	s = (__u64)w[0] + w[1] + w[2];
 	/* 1. MSS = the configured server MSS of the family */
-	t->opts[0] = bpf_htonl(SW_TCPOPT_MSS << 24 | 4 << 16 | mss);
+	o = bpf_htonl(SW_TCPOPT_MSS << 24 | 4 << 16 | mss);
+	w[5] = o;
+	s += o;
 	/* 2. SACK-Permitted and/or Timestamps */
 	if (ts) {
-		t->opts[1] = sack ? bpf_htonl(SW_TCPOPT_SACK_PERMITTED << 24 | 2 << 16 |
-					      SW_TCPOPT_TIMESTAMPS << 8 | 10)
-				  : bpf_htonl(SW_TCPOPT_NOP << 24 | SW_TCPOPT_NOP << 16 |
-					      SW_TCPOPT_TIMESTAMPS << 8 | 10);
-		t->opts[2] = bpf_htonl(tsval);
-		t->opts[3] = bpf_htonl(tsecr);
+		o = sack ? bpf_htonl(SW_TCPOPT_SACK_PERMITTED << 24 | 2 << 16 |
+				     SW_TCPOPT_TIMESTAMPS << 8 | 10)
+			 : bpf_htonl(SW_TCPOPT_NOP << 24 | SW_TCPOPT_NOP << 16 |
+				     SW_TCPOPT_TIMESTAMPS << 8 | 10);
+		w[6] = o;
+		w[7] = bpf_htonl(tsval);
+		w[8] = bpf_htonl(tsecr);
+		s += (__u64)o + w[7] + w[8];
 		k = 4;
 	} else if (sack) {
-		t->opts[1] = bpf_htonl(SW_TCPOPT_NOP << 24 | SW_TCPOPT_NOP << 16 |
-				       SW_TCPOPT_SACK_PERMITTED << 8 | 2);
+		o = bpf_htonl(SW_TCPOPT_NOP << 24 | SW_TCPOPT_NOP << 16 |
+			      SW_TCPOPT_SACK_PERMITTED << 8 | 2);
+		w[6] = o;
+		s += o;
 		k = 2;
 	}
 	/* 3. Window Scale = our shift, iff the SYN had one (W != 15) */
 	if (sw_bits_wscale_field(bits) != SW_WSCALE_NONE) {
 		ws = bpf_htonl(SW_TCPOPT_NOP << 24 | SW_TCPOPT_WSCALE << 16 | 3 << 8 | cfg->wscale);
 		if (k == 4)
-			t->opts[4] = ws;
+			w[9] = ws;
 		else if (k == 2)
-			t->opts[2] = ws;
+			w[7] = ws;
 		else
-			t->opts[1] = ws;
+			w[6] = ws;
+		s += ws;
 		k += 1;
 	}
-	t->doff = (__u8)((5 + k) << 4);
-	t->flags = SW_TCP_SYN | SW_TCP_ACK | (sw_bits_ecn(bits) ? SW_TCP_ECE : 0);
-	t->window = bpf_htons(cfg->window);
-	t->urg_ptr = 0;
-	t->check = 0;
+	/* data offset, flags, window */
+	o = (__u32)((5 + k) << 4) |
+	    (__u32)(SW_TCP_SYN | SW_TCP_ACK | (sw_bits_ecn(bits) ? SW_TCP_ECE : 0)) << 8 |
+	    (__u32)bpf_htons(cfg->window) << 16;
+	w[3] = o;
+	*sum += s + o;
 	return SW_TCP_MIN_HLEN + 4 * k;
 }
 
@@ -123,8 +136,22 @@ SW_INLINE __u32 sw_synack_tcp_fill(struct sw_synack_tcp *t, const struct sw_fram
 	case N:                                                                            \
 		if ((void *)(p + N) > end)                                                 \
 			break;                                                             \
-		__builtin_memcpy((__u32 *)p, h, N);                                        \
+		sw_copy_words((__u32 *)p, h->words, N / 4);                                \
 		return 0;
+
+/*
+ * Copy `n` words (a constant) word by word: the volatile loads keep the compiler from merging
+ * two into one 64-bit load, which could not be forwarded from the two 32-bit stores that wrote
+ * them (and would wait for them to retire).
+ */
+SW_INLINE void sw_copy_words(__u32 *dst, const __u32 *src, const int n)
+{
+	int i;
+
+#pragma unroll
+	for (i = 0; i < n; i++)
+		dst[i] = *(volatile const __u32 *)&src[i];
+}
 
 /*
  * Write the `n` bytes (40..80, a multiple of 4) of `h` at `off` (14..22): straight into the first
@@ -158,6 +185,34 @@ SW_INLINE int sw_store_hdrs(struct xdp_md *ctx, __u32 off, const union sw_synack
 }
 
 /*
+ * The kernel's XDP buffer, as far as sw_frame_len looks at it; the field is found in the running
+ * kernel's BTF (CO-RE), the offsets here mean nothing.
+ */
+struct xdp_buff {
+	__u32 flags;
+} __attribute__((preserve_access_index));
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+/* include/net/xdp.h: the buffer has fragments. */
+#define SW_XDP_FLAGS_HAS_FRAGS 1
+
+/*
+ * bpf_xdp_get_buff_len without the call when the frame is one buffer (the usual case): a call's
+ * return costs a mispredicted safe RET on CPUs with the SRSO mitigation. The flag is the one the
+ * helper itself tests (xdp_get_buff_len), read from the kernel's buffer (bpf_cast_to_kern_ctx is
+ * inlined by the verifier: no call either).
+ */
+SW_INLINE __u32 sw_frame_len(struct xdp_md *ctx)
+{
+	struct xdp_buff *x = bpf_cast_to_kern_ctx(ctx);
+
+	if (!(x->flags & SW_XDP_FLAGS_HAS_FRAGS))
+		return sw_linear_len(ctx);
+	return bpf_xdp_get_buff_len(ctx);
+}
+
+/*
  * synack::build. Returns the new frame length, or -1 if the frame could not be resized (the
  * driver refused the room) or written. The answer's IP header follows Ethernet and the tags: the
  * SYN's IPv4 options, IPv6 extension headers and SRv6 encapsulation are gone. The SYN's segment is all in the first buffer (the caller
@@ -169,40 +224,47 @@ SW_INLINE int sw_build_synack(struct xdp_md *ctx, const struct sw_frame *f,
 {
 	union sw_synack_hdrs h;
 	__u32 iplen, tcplen, total, hdrs_len, l2 = f->l3;
-	__u8 mac[6], *eth;
+	__u32 mac_lo;
+	__u16 mac_hi;
+	__u8 *eth;
 	void *data, *end;
 	__u64 sum;
 	int delta;
 
 	__builtin_memset(&h, 0, sizeof(h));
 	if (f->family == SW_FAMILY_V4) {
+		__u32 *ip = h.words, *tcp = h.words + 5;
+
 		iplen = sizeof(struct sw_synack_ip4);
-		tcplen = sw_synack_tcp_fill(&h.v4.tcp, f, cfg, bits, isn, tsval, tsecr, cfg->mss_v4);
-		sum = sw_csum_words(0, (__u32 *)&h.v4.tcp, sizeof(h.v4.tcp) / 4);
-		sum += (__u64)f->src[0] + f->dst[0] + bpf_htons(SW_PROTO_TCP) + bpf_htons(tcplen);
-		h.v4.tcp.check = ~sw_csum_fold(sum);
-		h.v4.ip.ver_ihl = 0x45;
-		h.v4.ip.tot_len = bpf_htons(iplen + tcplen);
-		h.v4.ip.frag_off = bpf_htons(SW_IPV4_DF);
-		h.v4.ip.ttl = cfg->ttl;
-		h.v4.ip.protocol = SW_PROTO_TCP;
-		h.v4.ip.saddr = f->dst[0];
-		h.v4.ip.daddr = f->src[0];
-		h.v4.ip.check = ~sw_csum_fold(sw_csum_words(0, (__u32 *)&h.v4.ip, iplen / 4));
+		/* TCP: its words, then the pseudo-header with the addresses swapped (same sum) */
+		sum = (__u64)f->src[0] + f->dst[0] + bpf_htons(SW_PROTO_TCP);
+		tcplen = sw_synack_tcp_fill(tcp, f, cfg, bits, isn, tsval, tsecr, cfg->mss_v4, &sum);
+		tcp[4] = (__u16)~sw_csum_fold(sum + bpf_htons(tcplen));
+		/* IPv4: version/IHL 0x45, TOS 0, total length; ID 0, DF; TTL, protocol, checksum */
+		ip[0] = 0x45 | (__u32)bpf_htons(iplen + tcplen) << 16;
+		ip[1] = (__u32)bpf_htons(SW_IPV4_DF) << 16;
+		ip[3] = f->dst[0];
+		ip[4] = f->src[0];
+		sum = (__u64)ip[0] + ip[1] + ip[3] + ip[4] + (cfg->ttl | SW_PROTO_TCP << 8);
+		ip[2] = (__u32)cfg->ttl | SW_PROTO_TCP << 8 | (__u32)(__u16)~sw_csum_fold(sum) << 16;
 	} else {
+		__u32 *ip = h.words, *tcp = h.words + 10;
+
 		iplen = sizeof(struct sw_synack_ip6);
-		tcplen = sw_synack_tcp_fill(&h.v6.tcp, f, cfg, bits, isn, tsval, tsecr, cfg->mss_v6);
-		sum = sw_csum_words(0, (__u32 *)&h.v6.tcp, sizeof(h.v6.tcp) / 4);
-		sum = sw_csum_words(sum, f->src, 4);
-		sum = sw_csum_words(sum, f->dst, 4);
-		sum += bpf_htons(SW_PROTO_TCP) + bpf_htons(tcplen);
-		h.v6.tcp.check = ~sw_csum_fold(sum);
-		h.v6.ip.ver_tc_flow = bpf_htonl(6U << 28);
-		h.v6.ip.payload_len = bpf_htons(tcplen);
-		h.v6.ip.nexthdr = SW_PROTO_TCP;
-		h.v6.ip.hop_limit = cfg->ttl;
-		__builtin_memcpy(h.v6.ip.saddr, f->dst, 16);
-		__builtin_memcpy(h.v6.ip.daddr, f->src, 16);
+		sum = sw_csum_words(sw_csum_words(0, f->src, 4), f->dst, 4) + bpf_htons(SW_PROTO_TCP);
+		tcplen = sw_synack_tcp_fill(tcp, f, cfg, bits, isn, tsval, tsecr, cfg->mss_v6, &sum);
+		tcp[4] = (__u16)~sw_csum_fold(sum + bpf_htons(tcplen));
+		/* IPv6: version 6, traffic class and flow label 0; payload length, TCP, hop limit */
+		ip[0] = bpf_htonl(6U << 28);
+		ip[1] = (__u32)bpf_htons(tcplen) | SW_PROTO_TCP << 16 | (__u32)cfg->ttl << 24;
+		ip[2] = f->dst[0];
+		ip[3] = f->dst[1];
+		ip[4] = f->dst[2];
+		ip[5] = f->dst[3];
+		ip[6] = f->src[0];
+		ip[7] = f->src[1];
+		ip[8] = f->src[2];
+		ip[9] = f->src[3];
 	}
 	hdrs_len = iplen + tcplen;
 	if (hdrs_len > sizeof(h) || l2 < SW_ETH_HLEN || l2 > SW_MAX_L2_LEN)
@@ -214,9 +276,13 @@ SW_INLINE int sw_build_synack(struct xdp_md *ctx, const struct sw_frame *f,
 	eth = data;
 	if ((void *)(eth + SW_MAX_L2_LEN) > end)
 		return -1;
-	__builtin_memcpy(mac, eth, 6);
-	__builtin_memcpy(eth, eth + 6, 6);
-	__builtin_memcpy(eth + 6, mac, 6);
+	/* In words, not bytes (the compiler cannot know the frame's alignment; x86 needs none). */
+	mac_lo = *(__u32 *)eth;
+	mac_hi = *(__u16 *)(eth + 4);
+	*(__u32 *)eth = *(__u32 *)(eth + 6);
+	*(__u16 *)(eth + 4) = *(__u16 *)(eth + 10);
+	*(__u32 *)(eth + 6) = mac_lo;
+	*(__u16 *)(eth + 10) = mac_hi;
 	/*
 	 * The answer to a SYN inside SRv6 encapsulation is a plain packet of the inner family: the
 	 * EtherType before it says so (the tags before that stay).
@@ -233,19 +299,27 @@ SW_INLINE int sw_build_synack(struct xdp_md *ctx, const struct sw_frame *f,
 
 	/* All buffers: link padding past the segment may lie in fragments, which a shrink drops. */
 	total = l2 + hdrs_len;
-	delta = (int)total - (int)bpf_xdp_get_buff_len(ctx);
+	delta = (int)total - (int)sw_frame_len(ctx);
 	if (delta > 0) {
 		/* Longer than the SYN: grow at the head, then write L2 at the new start. */
-		__u8 l2buf[SW_MAX_L2_LEN];
+		union {
+			__u64 q[3];
+			__u32 w[6];
+			__u16 h[12];
+		} l2buf;
 
-		__builtin_memcpy(l2buf, eth, SW_MAX_L2_LEN);
+		/* Bytes 0..21 in words (as the MACs above). */
+		l2buf.q[0] = *(__u64 *)eth;
+		l2buf.q[1] = *(__u64 *)(eth + 8);
+		l2buf.w[4] = *(__u32 *)(eth + 16);
+		l2buf.h[10] = *(__u16 *)(eth + 20);
 		if (bpf_xdp_adjust_head(ctx, -delta))
 			return -1;
 		/*
 		 * All 22 bytes, whatever the tags: those past l3 are overwritten by the IP header
 		 * below (and the answer is longer than 22 bytes).
 		 */
-		if (bpf_xdp_store_bytes(ctx, 0, l2buf, SW_MAX_L2_LEN))
+		if (bpf_xdp_store_bytes(ctx, 0, &l2buf, SW_MAX_L2_LEN))
 			return -1;
 	} else if (delta < 0 && bpf_xdp_adjust_tail(ctx, delta)) {
 		return -1;
