@@ -116,70 +116,66 @@ pub fn apply<'a>(
         }
         Defense::Synproxy => {
             for &e in edges {
-                let ns = lab.edges[e].name();
-                let ipt = |args: &[&str]| -> Result<()> {
-                    let mut a = vec!["netns", "exec", ns, "iptables"];
-                    a.extend_from_slice(args);
-                    synwall_netns::sh(&["ip"].iter().chain(a.iter()).copied().collect::<Vec<_>>())
-                        .map(|_| ())
-                        .context("iptables SYNPROXY rules")
-                };
-                let port = PORT.to_string();
-                ipt(&[
-                    "-t",
-                    "raw",
-                    "-A",
-                    "PREROUTING",
-                    "-p",
-                    "tcp",
-                    "-d",
-                    SVC_V4,
-                    "--dport",
-                    &port,
-                    "--syn",
-                    "-j",
-                    "CT",
-                    "--notrack",
-                ])?;
-                ipt(&[
-                    "-A",
-                    "FORWARD",
-                    "-p",
-                    "tcp",
-                    "-d",
-                    SVC_V4,
-                    "--dport",
-                    &port,
-                    "-m",
-                    "conntrack",
-                    "--ctstate",
-                    "INVALID,UNTRACKED",
-                    "-j",
-                    "SYNPROXY",
-                    "--sack-perm",
-                    "--timestamp",
-                    "--wscale",
-                    "7",
-                    "--mss",
-                    "1460",
-                ])?;
-                ipt(&[
-                    "-A",
-                    "FORWARD",
-                    "-m",
-                    "conntrack",
-                    "--ctstate",
-                    "INVALID",
-                    "-j",
-                    "DROP",
-                ])?;
-                // The SYNPROXY recipe: ACKs that match no connection are INVALID, not new flows.
-                lab.edges[e].sysctl("net.netfilter.nf_conntrack_tcp_loose", "0")?;
+                synproxy(&lab.edges[e], "FORWARD", SVC_V4)?;
             }
         }
         Defense::KernelCookies | Defense::NoCookies => {}
     }
     Ok(act)
+}
+
+/// iptables SYNPROXY in `ns` for `addr`:[`PORT`] on `chain` (FORWARD on a box in the path,
+/// INPUT on the host itself): SYNs untracked in the raw table, SYNPROXY answers them and the
+/// validated ACKs, and ACKs that match no connection are INVALID (`nf_conntrack_tcp_loose = 0`)
+/// and dropped instead of becoming new flows.
+pub fn synproxy(ns: &synwall_netns::Netns, chain: &str, addr: &str) -> Result<()> {
+    let ipt = |args: &[&str]| -> Result<()> {
+        let mut a = vec!["ip", "netns", "exec", ns.name(), "iptables"];
+        a.extend_from_slice(args);
+        synwall_netns::sh(&a)
+            .map(|_| ())
+            .context("iptables SYNPROXY rules")
+    };
+    let port = PORT.to_string();
+    let syns = ["-p", "tcp", "-d", addr, "--dport", &port];
+    ipt(&[
+        &["-t", "raw", "-A", "PREROUTING"],
+        &syns[..],
+        &["--syn", "-j", "CT", "--notrack"],
+    ]
+    .concat())?;
+    ipt(&[
+        &["-A", chain],
+        &syns[..],
+        &[
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "INVALID,UNTRACKED",
+            "-j",
+            "SYNPROXY",
+        ],
+        &[
+            "--sack-perm",
+            "--timestamp",
+            "--wscale",
+            "7",
+            "--mss",
+            "1460",
+        ],
+    ]
+    .concat())?;
+    ipt(&[
+        "-A",
+        chain,
+        "-m",
+        "conntrack",
+        "--ctstate",
+        "INVALID",
+        "-j",
+        "DROP",
+    ])?;
+    ns.sysctl("net.netfilter.nf_conntrack_tcp_loose", "0")
 }
 
 impl Active<'_> {

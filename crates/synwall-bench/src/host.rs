@@ -182,58 +182,7 @@ impl HostLab {
                 // The generator's XDP_TX frames reach a veth only if it runs an XDP program.
                 act.pass = Some(Sink::pass(&self.host, &self.host_if)?);
                 if d == Defense::Synproxy {
-                    let port = PORT.to_string();
-                    self.iptables(&[
-                        "-t",
-                        "raw",
-                        "-A",
-                        "PREROUTING",
-                        "-p",
-                        "tcp",
-                        "-d",
-                        HOST_V4,
-                        "--dport",
-                        &port,
-                        "--syn",
-                        "-j",
-                        "CT",
-                        "--notrack",
-                    ])?;
-                    self.iptables(&[
-                        "-A",
-                        "INPUT",
-                        "-p",
-                        "tcp",
-                        "-d",
-                        HOST_V4,
-                        "--dport",
-                        &port,
-                        "-m",
-                        "conntrack",
-                        "--ctstate",
-                        "INVALID,UNTRACKED",
-                        "-j",
-                        "SYNPROXY",
-                        "--sack-perm",
-                        "--timestamp",
-                        "--wscale",
-                        "7",
-                        "--mss",
-                        "1460",
-                    ])?;
-                    self.iptables(&[
-                        "-A",
-                        "INPUT",
-                        "-m",
-                        "conntrack",
-                        "--ctstate",
-                        "INVALID",
-                        "-j",
-                        "DROP",
-                    ])?;
-                    // The SYNPROXY recipe: ACKs that match no connection are INVALID.
-                    self.host
-                        .sysctl("net.netfilter.nf_conntrack_tcp_loose", "0")?;
+                    crate::defense::synproxy(&self.host, "INPUT", HOST_V4)?;
                 }
             }
         }

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use synwall_bpf::{leak_object, percpu_sum, Link, XdpMode};
+use synwall_bpf::{leak_object, percpu_sum, Link, XdpMd, XdpMode};
 use synwall_netns::{frame, Netns};
 
 synwall_bpf::skeleton!(mod syngen_skel = "syngen.skel.rs");
@@ -220,18 +220,6 @@ impl GenCounters {
 pub struct SynGen {
     skel: SyngenSkel<'static>,
     frame: Vec<u8>,
-}
-
-/// `struct xdp_md` as a test run's input context.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct XdpMd {
-    data: u32,
-    data_end: u32,
-    data_meta: u32,
-    ingress_ifindex: u32,
-    rx_queue_index: u32,
-    egress_ifindex: u32,
 }
 
 fn bpf_err(what: &'static str) -> impl FnOnce(libbpf_rs::Error) -> anyhow::Error {

@@ -40,7 +40,7 @@ pub use maps::{
 pub use objects::{Backend, DataPath, Edge, EdgePercpuBudget};
 pub use skel::{leak_object, types};
 pub use test_run::{
-    tc_action, test_run, xdp_action, TestRun, TEST_RUN_MAX_FRAME, TEST_RUN_MAX_LINEAR,
+    tc_action, test_run, xdp_action, TestRun, XdpMd, TEST_RUN_MAX_FRAME, TEST_RUN_MAX_LINEAR,
 };
 
 /// What can go wrong.

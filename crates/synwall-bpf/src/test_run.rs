@@ -30,16 +30,23 @@ pub fn test_run(prog: &ProgramMut<'static>, frame: &[u8], repeat: u32) -> Result
     test_run_ctx(prog, frame, repeat, None)
 }
 
-/// `struct xdp_md` as a test run's context: `data_end` is the length of the first buffer.
+/// `struct xdp_md` as a test run's context: `data_end` is the length of the first buffer, and
+/// `ingress_ifindex` the device a live-frames run sends from.
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct XdpMd {
-    data: u32,
-    data_end: u32,
-    data_meta: u32,
-    ingress_ifindex: u32,
-    rx_queue_index: u32,
-    egress_ifindex: u32,
+#[derive(Clone, Copy, Debug, Default)]
+pub struct XdpMd {
+    /// Offset of the frame's start (0 in a test run).
+    pub data: u32,
+    /// Length of the first buffer.
+    pub data_end: u32,
+    /// Offset of the metadata (0: none).
+    pub data_meta: u32,
+    /// The device the frame arrives on (a live-frames run sends from it).
+    pub ingress_ifindex: u32,
+    /// Its receive queue.
+    pub rx_queue_index: u32,
+    /// Egress device (0 in a test run).
+    pub egress_ifindex: u32,
 }
 
 /// [`test_run`] of an XDP program on a multi-buffer frame whose first buffer holds `first_buffer`
