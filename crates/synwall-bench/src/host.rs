@@ -118,15 +118,7 @@ impl HostLab {
     }
 
     fn secret(&self) -> Result<String> {
-        let p = self.dir.join("secret.key");
-        if !p.exists() {
-            let mut b = [0u8; 32];
-            use std::io::Read;
-            std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-            std::fs::write(&p, format!("{hex}\n"))?;
-        }
-        Ok(p.display().to_string())
+        crate::lab::secret_file(&self.dir)
     }
 
     fn iptables(&self, args: &[&str]) -> Result<()> {

@@ -416,16 +416,7 @@ http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_timeou
 
     /// The secret file the synwall daemons share (written on first use).
     pub fn secret(&self) -> Result<String> {
-        let p = self.dir.join("secret.key");
-        if !p.exists() {
-            // A lab-only secret: 32 bytes from the kernel's CSPRNG, hex.
-            let mut b = [0u8; 32];
-            use std::io::Read;
-            std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-            std::fs::write(&p, format!("{hex}\n"))?;
-        }
-        Ok(p.display().to_string())
+        secret_file(&self.dir)
     }
 
     /// Pin the defender's packet work of `edge` (0 or 1) to `cpu`: threaded NAPI on the edge's
@@ -563,4 +554,18 @@ pub fn down(prefix: &str) -> Result<Vec<String>> {
         removed.push(dir.display().to_string());
     }
     Ok(removed)
+}
+
+/// `DIR/secret.key`, the secret a lab's synwall daemons share, written on first use: a lab-only
+/// secret of 32 bytes from the kernel's CSPRNG, hex.
+pub fn secret_file(dir: &Path) -> Result<String> {
+    let p = dir.join("secret.key");
+    if !p.exists() {
+        let mut b = [0u8; 32];
+        use std::io::Read;
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        std::fs::write(&p, format!("{hex}\n"))?;
+    }
+    Ok(p.display().to_string())
 }

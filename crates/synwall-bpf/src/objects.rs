@@ -200,6 +200,35 @@ impl DataPath for Backend {
     }
 }
 
+/// Whether this process may load programs that the verifier checks as "perfmon-capable"
+/// (CAP_PERFMON or CAP_SYS_ADMIN in the effective set), from /proc/self/status.
+pub fn perfmon_capable() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|eff| eff & (1 << CAP_SYS_ADMIN | 1 << CAP_PERFMON) != 0)
+}
+
+/// Both programs need a perfmon-capable loader: the edge measures its frame's first buffer as a
+/// scalar (`data_end - data`, pointer arithmetic the verifier allows only then, for multi-buffer
+/// frames) and the backend converts its listener with `bpf_skc_to_tcp_sock`. Without it the
+/// verifier's refusal names neither reason, so say it first; nothing is loaded or attached.
+fn require_perfmon(object: &str) -> Result<()> {
+    if perfmon_capable() {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "loading {object} needs CAP_PERFMON (or CAP_SYS_ADMIN): the verifier allows its \
+         pointer arithmetic and kernel-pointer helpers only then (see dist/synwall.service)"
+    )))
+}
+
 /// The edge: the XDP program and its maps.
 pub struct Edge {
     skel: EdgeSkel<'static>,
@@ -207,6 +236,7 @@ pub struct Edge {
 
 impl Edge {
     fn load_object(opts: &LoadOptions, pins: Option<&std::path::Path>) -> Result<Self> {
+        require_perfmon("edge.bpf.o")?;
         let mut open = EdgeSkelBuilder::default()
             .open(leak_object())
             .map_err(bpf("open edge.bpf.o"))?;
@@ -383,6 +413,7 @@ impl DataPath for EdgePercpuBudget {
                 "the per-CPU budget build is for measurements; it is never pinned".into(),
             ));
         }
+        require_perfmon("edge_percpu.bpf.o")?;
         let mut open = EdgePercpuSkelBuilder::default()
             .open(leak_object())
             .map_err(bpf("open edge_percpu.bpf.o"))?;
@@ -427,6 +458,7 @@ pub struct Backend {
 impl Backend {
     /// Resolves the kfunc: fails on a kernel without `bpf_sk_assign_tcp_reqsk`.
     fn load_object(opts: &LoadOptions, pins: Option<&std::path::Path>) -> Result<Self> {
+        require_perfmon("backend.bpf.o")?;
         let mut open = BackendSkelBuilder::default()
             .open(leak_object())
             .map_err(bpf("open backend.bpf.o"))?;

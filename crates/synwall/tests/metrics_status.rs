@@ -702,3 +702,58 @@ fn unit_capabilities_are_enough_and_each_is_needed() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn edge_only_node_needs_perfmon_and_says_so() -> Result<()> {
+    if !require_privileges("edge_only_node_needs_perfmon_and_says_so") {
+        return Ok(());
+    }
+    let caps = unit_caps();
+    let lab = CapLab::new()?;
+    let secret = lab.dir.path().join("secret");
+    std::fs::write(
+        lab.config(),
+        format!(
+            "[node]\nname = \"{}\"\nsecret_file = \"{}\"\nmetrics = \"127.0.0.1:9733\"\n\n\
+             [services]\nprotect = [\"10.77.0.1/32:80\"]\n\n[edge]\ninterfaces = [\"n0\"]\n",
+            lab.name,
+            secret.display()
+        ),
+    )?;
+    // Without CAP_PERFMON: refused before anything is loaded, with the reason named.
+    let fewer: Vec<String> = caps
+        .iter()
+        .filter(|c| *c != "CAP_PERFMON")
+        .cloned()
+        .collect();
+    match lab.start(&fewer) {
+        Ok(d) => {
+            let _ = d.stop();
+            bail!("an edge-only node started without CAP_PERFMON");
+        }
+        Err(e) => {
+            let e = format!("{e:#}");
+            ensure!(e.contains("needs CAP_PERFMON"), "{e}");
+        }
+    }
+    ensure!(!lab.xdp_attached()?, "a refused start left XDP attached");
+    // Positive control, the same node with the unit's set: the edge answers a real client's
+    // SYN (with no backend the client's ACK then meets the kernel, which resets it).
+    let daemon = lab.start(&caps)?;
+    ensure!(lab.xdp_attached()?, "XDP not attached");
+    let _listener = lab
+        .node
+        .enter(|| TcpListener::bind("10.77.0.1:80"))?
+        .context("bind 10.77.0.1:80")?;
+    let _ = lab.peer.enter(|| {
+        let addr: SocketAddr = "10.77.0.1:80".parse().expect("an address");
+        TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+    })?;
+    let m = scrape(&lab.node)?;
+    ensure!(
+        sample(&m, "synwall_syn_answered_total{role=\"edge\"}")? >= 1,
+        "{m}"
+    );
+    daemon.stop()?;
+    Ok(())
+}
