@@ -1054,7 +1054,7 @@ fn cdf(area: &Area, rows: &[Value]) -> Result<()> {
             text_in(
                 area,
                 &format!(
-                    "{} {}: {} SYNs over the reflection budget dropped (retried after 1 s)",
+                    "{} {}: {} SYNs over their prefix's reflection budget dropped unanswered",
                     w.label,
                     if row["flood"] == true {
                         "flooded"
