@@ -214,9 +214,9 @@ impl Drop for Netns {
     }
 }
 
-/// Join `a:a_if` and `b:b_if` with a veth pair (both ends up, TX checksum offload off so locally
-/// made segments carry full checksums, which XDP verifies).
-pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
+/// Join `a:a_if` and `b:b_if` with a veth pair as `ip link add` makes it: TX checksum offload
+/// on, links down.
+pub fn veth_add(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
     sh(&[
         "ip",
         "link",
@@ -231,7 +231,14 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
         b_if,
         "netns",
         b.name(),
-    ])?;
+    ])
+    .map(drop)
+}
+
+/// Join `a:a_if` and `b:b_if` with a veth pair (both ends up, TX checksum offload off so locally
+/// made segments carry full checksums, which XDP verifies).
+pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
+    veth_add(a, a_if, b, b_if)?;
     for (ns, dev) in [(a, a_if), (b, b_if)] {
         ns.run(&["ip", "link", "set", dev, "up"])?;
         ns.run(&["ethtool", "-K", dev, "tx", "off"])?;

@@ -102,22 +102,7 @@ pub fn ip(args: &[&str]) -> Result<String, String> {
 /// Join `a:a_if` and `b:b_if` with a veth pair as `ip link add` makes it: TX checksum offload
 /// on, links down (unlike [`veth`], which readies a pair for XDP).
 pub fn veth_as_made(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> anyhow::Result<()> {
-    sh(&[
-        "ip",
-        "link",
-        "add",
-        a_if,
-        "netns",
-        a.name(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b_if,
-        "netns",
-        b.name(),
-    ])
-    .map(drop)
+    synwall_netns::veth_add(a, a_if, b, b_if)
 }
 
 /// Bytes as lowercase hex (for comparing frames in assertion messages).
